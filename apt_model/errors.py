@@ -1,0 +1,84 @@
+"""Every public exception of the platform, in one module.
+
+Each class carries the gRPC status code it maps to; the one interceptor in
+``apt_model.runtime.interceptors`` turns them into statuses. Messages are meant for
+a person: say what happened and what to do next. Wrap third-party errors with
+``raise SomeError(...) from exc`` so the cause stays in the server log.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class AptError(Exception):
+    """Base of all platform errors. ``reason`` is a machine-readable UPPER_SNAKE tag."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: str = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class InvalidArgument(AptError, ValueError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class NotFound(AptError, LookupError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "NOT_FOUND"
+
+
+class AlreadyExists(AptError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(AptError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(AptError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(AptError, PermissionError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
+class Unavailable(AptError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"
+
+
+class ResourceExhausted(AptError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class DataLoss(AptError):
+    code = grpc.StatusCode.DATA_LOSS
+    reason = "DATA_LOSS"
+
+
+class Cancelled(AptError):
+    code = grpc.StatusCode.CANCELLED
+    reason = "CANCELLED"
+
+
+class DeadlineExceeded(AptError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = "DEADLINE_EXCEEDED"
+
+
+class Unimplemented(AptError, NotImplementedError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "UNIMPLEMENTED"

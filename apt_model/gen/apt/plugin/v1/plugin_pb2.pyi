@@ -1,0 +1,70 @@
+from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Dependency(_message.Message):
+    __slots__ = ("name", "specifier", "installed_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPECIFIER_FIELD_NUMBER: _ClassVar[int]
+    INSTALLED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    specifier: str
+    installed_version: str
+    def __init__(self, name: _Optional[str] = ..., specifier: _Optional[str] = ..., installed_version: _Optional[str] = ...) -> None: ...
+
+class Argument(_message.Message):
+    __slots__ = ("name", "type", "description", "required", "default_value", "choices")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    CHOICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    description: str
+    required: bool
+    default_value: str
+    choices: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("name", "description", "arguments", "long_running")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    LONG_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    arguments: _containers.RepeatedCompositeFieldContainer[Argument]
+    long_running: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ..., long_running: _Optional[bool] = ...) -> None: ...
+
+class PluginDescription(_message.Message):
+    __slots__ = ("name", "version", "description", "required_dependencies", "optional_dependencies", "operations", "wants_gpu", "services")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    OPTIONAL_DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    WANTS_GPU_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    description: str
+    required_dependencies: _containers.RepeatedCompositeFieldContainer[Dependency]
+    optional_dependencies: _containers.RepeatedCompositeFieldContainer[Dependency]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    wants_gpu: bool
+    services: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., required_dependencies: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., optional_dependencies: _Optional[_Iterable[_Union[Dependency, _Mapping]]] = ..., operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ..., wants_gpu: _Optional[bool] = ..., services: _Optional[_Iterable[str]] = ...) -> None: ...

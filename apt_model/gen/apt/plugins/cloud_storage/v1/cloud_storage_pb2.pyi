@@ -1,0 +1,94 @@
+from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class BackupRequest(_message.Message):
+    __slots__ = ("name", "kind", "destination", "tag", "endpoint_url", "region", "part_size", "concurrency")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    PART_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    destination: str
+    tag: str
+    endpoint_url: str
+    region: str
+    part_size: int
+    concurrency: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., destination: _Optional[str] = ..., tag: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., part_size: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("paths", "destination", "endpoint_url", "region", "commit_message")
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    destination: str
+    endpoint_url: str
+    region: str
+    commit_message: str
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., commit_message: _Optional[str] = ...) -> None: ...
+
+class RestoreRequest(_message.Message):
+    __slots__ = ("source", "tag", "name", "kind", "overwrite", "endpoint_url", "region")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    tag: str
+    name: str
+    kind: str
+    overwrite: bool
+    endpoint_url: str
+    region: str
+    def __init__(self, source: _Optional[str] = ..., tag: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., overwrite: _Optional[bool] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
+
+class ListBackupsRequest(_message.Message):
+    __slots__ = ("destination", "endpoint_url", "region")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    endpoint_url: str
+    region: str
+    def __init__(self, destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
+
+class Backup(_message.Message):
+    __slots__ = ("name", "kind", "tag", "size_bytes", "files", "created", "complete")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    tag: str
+    size_bytes: int
+    files: int
+    created: str
+    complete: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tag: _Optional[str] = ..., size_bytes: _Optional[int] = ..., files: _Optional[int] = ..., created: _Optional[str] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class ListBackupsResponse(_message.Message):
+    __slots__ = ("backups",)
+    BACKUPS_FIELD_NUMBER: _ClassVar[int]
+    backups: _containers.RepeatedCompositeFieldContainer[Backup]
+    def __init__(self, backups: _Optional[_Iterable[_Union[Backup, _Mapping]]] = ...) -> None: ...

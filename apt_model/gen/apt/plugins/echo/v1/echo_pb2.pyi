@@ -1,0 +1,66 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EchoRequest(_message.Message):
+    __slots__ = ("text", "sleep_seconds", "crash")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SLEEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CRASH_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    sleep_seconds: float
+    crash: bool
+    def __init__(self, text: _Optional[str] = ..., sleep_seconds: _Optional[float] = ..., crash: _Optional[bool] = ...) -> None: ...
+
+class EchoResponse(_message.Message):
+    __slots__ = ("text", "metadata", "index")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    metadata: _containers.ScalarMap[str, str]
+    index: int
+    def __init__(self, text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., index: _Optional[int] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("n", "interval_seconds", "crash_after")
+    N_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CRASH_AFTER_FIELD_NUMBER: _ClassVar[int]
+    n: int
+    interval_seconds: float
+    crash_after: int
+    def __init__(self, n: _Optional[int] = ..., interval_seconds: _Optional[float] = ..., crash_after: _Optional[int] = ...) -> None: ...
+
+class ArtifactRequest(_message.Message):
+    __slots__ = ("total_bytes", "chunk_bytes")
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    total_bytes: int
+    chunk_bytes: int
+    def __init__(self, total_bytes: _Optional[int] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class ArtifactChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class FailRequest(_message.Message):
+    __slots__ = ("error", "message")
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    error: str
+    message: str
+    def __init__(self, error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...

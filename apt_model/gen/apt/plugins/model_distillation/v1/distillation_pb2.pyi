@@ -1,0 +1,72 @@
+from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DistillRequest(_message.Message):
+    __slots__ = ("teacher", "student", "student_preset_size", "student_layers", "output_name", "strategies", "temperature", "alpha", "kl_direction", "top_k", "layer_map", "feature_loss", "relation", "dataset", "corpus_paths", "seq_len", "batch_size", "max_steps", "learning_rate", "seed", "resume", "overwrite", "loss_weights")
+    class LayerMapEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
+    class LossWeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    TEACHER_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_PRESET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    STRATEGIES_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    KL_DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    LAYER_MAP_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    RELATION_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    CORPUS_PATHS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_LEN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    LOSS_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    teacher: str
+    student: str
+    student_preset_size: str
+    student_layers: int
+    output_name: str
+    strategies: _containers.RepeatedScalarFieldContainer[str]
+    temperature: float
+    alpha: float
+    kl_direction: str
+    top_k: int
+    layer_map: _containers.ScalarMap[int, int]
+    feature_loss: str
+    relation: str
+    dataset: str
+    corpus_paths: _containers.RepeatedScalarFieldContainer[str]
+    seq_len: int
+    batch_size: int
+    max_steps: int
+    learning_rate: float
+    seed: int
+    resume: bool
+    overwrite: bool
+    loss_weights: _containers.ScalarMap[str, float]
+    def __init__(self, teacher: _Optional[str] = ..., student: _Optional[str] = ..., student_preset_size: _Optional[str] = ..., student_layers: _Optional[int] = ..., output_name: _Optional[str] = ..., strategies: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., alpha: _Optional[float] = ..., kl_direction: _Optional[str] = ..., top_k: _Optional[int] = ..., layer_map: _Optional[_Mapping[int, int]] = ..., feature_loss: _Optional[str] = ..., relation: _Optional[str] = ..., dataset: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., loss_weights: _Optional[_Mapping[str, float]] = ...) -> None: ...

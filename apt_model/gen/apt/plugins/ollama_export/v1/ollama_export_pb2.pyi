@@ -1,0 +1,64 @@
+from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExportRequest(_message.Message):
+    __slots__ = ("name", "output_dir", "outtype", "ollama_url", "ollama_model", "verify", "system", "parameters", "num_ctx")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_DIR_FIELD_NUMBER: _ClassVar[int]
+    OUTTYPE_FIELD_NUMBER: _ClassVar[int]
+    OLLAMA_URL_FIELD_NUMBER: _ClassVar[int]
+    OLLAMA_MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERIFY_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CTX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    output_dir: str
+    outtype: str
+    ollama_url: str
+    ollama_model: str
+    verify: bool
+    system: str
+    parameters: _containers.ScalarMap[str, str]
+    num_ctx: int
+    def __init__(self, name: _Optional[str] = ..., output_dir: _Optional[str] = ..., outtype: _Optional[str] = ..., ollama_url: _Optional[str] = ..., ollama_model: _Optional[str] = ..., verify: _Optional[bool] = ..., system: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., num_ctx: _Optional[int] = ...) -> None: ...
+
+class CreateModelfileRequest(_message.Message):
+    __slots__ = ("name", "gguf_path", "system", "parameters", "num_ctx")
+    class ParametersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GGUF_PATH_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    NUM_CTX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    gguf_path: str
+    system: str
+    parameters: _containers.ScalarMap[str, str]
+    num_ctx: int
+    def __init__(self, name: _Optional[str] = ..., gguf_path: _Optional[str] = ..., system: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., num_ctx: _Optional[int] = ...) -> None: ...
+
+class Modelfile(_message.Message):
+    __slots__ = ("text",)
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    def __init__(self, text: _Optional[str] = ...) -> None: ...

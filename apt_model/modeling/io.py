@@ -1,0 +1,66 @@
+"""Loading and saving store models in Hugging Face layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from apt_model import errors
+
+
+def save_model(model, tokenizer, folder: Path | str) -> None:
+    """Write ``model`` (safetensors), its generation config and ``tokenizer`` into ``folder``."""
+    folder = Path(folder)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+
+
+def read_config(folder: Path | str) -> dict:
+    path = Path(folder) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise errors.FailedPrecondition(f"{path} is missing: this is not a Hugging Face model folder.") from exc
+    except json.JSONDecodeError as exc:
+        raise errors.FailedPrecondition(f"{path} is not valid JSON ({exc}); re-save the model.") from exc
+
+
+def load_model(folder: Path | str, device: str = "cpu", dtype=None):
+    """Load a causal LM from a store folder; corrupt files become FailedPrecondition."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = Path(folder)
+    read_config(folder)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise errors.FailedPrecondition(
+            f"The model in {folder} cannot be loaded ({type(exc).__name__}: {str(exc)[:300]}). "
+            f"Run 'apt-model debug {folder.name}' for a diagnosis."
+        ) from exc
+    return model.to(device).eval()
+
+
+def load_tokenizer(folder: Path | str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise errors.FailedPrecondition(
+            f"The tokenizer in {folder} cannot be loaded ({str(exc)[:300]})."
+        ) from exc
+
+
+def pick_device(requested: str = "auto") -> str:
+    import torch
+
+    if requested in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise errors.FailedPrecondition("device 'cuda' was requested but no CUDA GPU is visible; use --device cpu.")
+    if requested not in ("cpu", "cuda"):
+        raise errors.InvalidArgument(f"Unknown device {requested!r}; use auto, cpu or cuda.")
+    return requested

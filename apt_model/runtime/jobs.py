@@ -1,0 +1,231 @@
+"""Long-running operations (AIP-151 style) run by a service's job manager.
+
+A job is started by a plugin's start call, which returns its id at once. The work runs
+in a worker thread of the service and outlives the client's connection; clients poll
+``GetJob`` or follow ``WatchJob``. Work functions receive a :class:`JobContext`: they
+report progress through it and call ``ctx.check_cancelled()`` between steps, which raises
+:class:`~apt_model.errors.Cancelled` once the job was cancelled.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator
+
+from apt_model import errors
+
+log = logging.getLogger(__name__)
+
+
+class JobState(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def done(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """An immutable view of a job at one moment; what GetJob and WatchJob send."""
+
+    id: str
+    operation: str  # e.g. "apt.plugins.model_pruning.v1.Pruning/StartPrune"
+    state: JobState
+    progress: float = 0.0  # 0..1
+    stage: str = ""
+    message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error_code: str = ""  # gRPC status code name when FAILED/CANCELLED
+    error_message: str = ""
+    created: float = 0.0  # unix seconds
+    updated: float = 0.0
+    eta_seconds: float = -1.0  # time left, -1 when unknown
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+WorkFn = Callable[["JobContext"], dict[str, Any]]
+
+
+class JobContext:
+    """Handed to a job's work function: progress reporting and cancellation."""
+
+    def __init__(self, manager: "JobManager", job_id: str):
+        self._manager = manager
+        self.job_id = job_id
+        self._cancel = threading.Event()
+        self.warnings: list[str] = []
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise Cancelled when the job was cancelled; call it between units of work."""
+        if self._cancel.is_set():
+            raise errors.Cancelled(f"Job {self.job_id} was cancelled.")
+
+    def report(
+        self,
+        progress: float | None = None,
+        stage: str | None = None,
+        message: str | None = None,
+        eta_seconds: float | None = None,
+        **metrics: float,
+    ) -> None:
+        """Publish progress (0..1), a stage name, a message and numeric metrics."""
+        self._manager._update(
+            self.job_id,
+            progress=progress,
+            stage=stage,
+            message=message,
+            eta_seconds=eta_seconds,
+            metrics={k: float(v) for k, v in metrics.items()},
+        )
+
+    def warn(self, text: str) -> None:
+        """Record a warning; it is returned in the job result under ``warnings``."""
+        self.warnings.append(text)
+        log.warning("job %s: %s", self.job_id, text)
+
+
+class JobManager:
+    """Runs jobs on a bounded pool of worker threads and keeps their state."""
+
+    def __init__(self, max_workers: int = 2, keep_finished: int = 500):
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
+        self._lock = threading.Condition()
+        self._jobs: dict[str, JobSnapshot] = {}
+        self._contexts: dict[str, JobContext] = {}
+        self._keep_finished = keep_finished
+
+    def start(self, operation: str, work: WorkFn, labels: dict[str, str] | None = None) -> JobSnapshot:
+        job_id = uuid.uuid4().hex[:16]
+        now = time.time()
+        snap = JobSnapshot(
+            id=job_id, operation=operation, state=JobState.QUEUED,
+            created=now, updated=now, labels=dict(labels or {}),
+        )
+        ctx = JobContext(self, job_id)
+        with self._lock:
+            self._jobs[job_id] = snap
+            self._contexts[job_id] = ctx
+            self._forget_old()
+        self._pool.submit(self._run, ctx, work)
+        return snap
+
+    def _run(self, ctx: JobContext, work: WorkFn) -> None:
+        if ctx.cancelled:
+            self._finish(ctx.job_id, JobState.CANCELLED, code="CANCELLED", message="Cancelled before it started.")
+            return
+        self._update(ctx.job_id, state=JobState.RUNNING)
+        try:
+            result = work(ctx) or {}
+        except errors.Cancelled as exc:
+            self._finish(ctx.job_id, JobState.CANCELLED, code="CANCELLED", message=exc.message)
+        except errors.AptError as exc:
+            log.info("job %s failed: %s", ctx.job_id, exc.message)
+            self._finish(ctx.job_id, JobState.FAILED, code=exc.code.name, message=exc.message)
+        except Exception as exc:  # noqa: BLE001 - the one place a job's unknown error is caught
+            log.error("job %s crashed:\n%s", ctx.job_id, traceback.format_exc())
+            self._finish(
+                ctx.job_id, JobState.FAILED, code="INTERNAL",
+                message=f"Internal error ({type(exc).__name__}); see the service log for job {ctx.job_id}.",
+            )
+        else:
+            if ctx.warnings:
+                result = {**result, "warnings": list(ctx.warnings)}
+            self._finish(ctx.job_id, JobState.SUCCEEDED, result=result)
+
+    def _finish(self, job_id: str, state: JobState, *, result=None, code: str = "", message: str = "") -> None:
+        self._update(
+            job_id, state=state, result=result, error_code=code, error_message=message,
+            progress=1.0 if state is JobState.SUCCEEDED else None, eta_seconds=0.0,
+        )
+
+    def _update(self, job_id: str, *, metrics: dict[str, float] | None = None, **changes) -> None:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if "progress" in changes:
+            changes["progress"] = min(1.0, max(0.0, float(changes["progress"])))
+        with self._lock:
+            snap = self._jobs.get(job_id)
+            if snap is None or snap.state.done:
+                return
+            if metrics:
+                changes["metrics"] = {**snap.metrics, **metrics}
+            self._jobs[job_id] = replace(snap, updated=time.time(), **changes)
+            self._lock.notify_all()
+
+    def get(self, job_id: str) -> JobSnapshot:
+        with self._lock:
+            snap = self._jobs.get(job_id)
+        if snap is None:
+            raise errors.NotFound(f"No job {job_id!r} here. Run 'apt-model job list' to see the jobs.")
+        return snap
+
+    def list(self) -> list[JobSnapshot]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda s: s.created, reverse=True)
+
+    def cancel(self, job_id: str) -> JobSnapshot:
+        self.get(job_id)
+        with self._lock:
+            ctx = self._contexts.get(job_id)
+        if ctx is not None:
+            ctx._cancel.set()
+        snap = self.get(job_id)
+        if snap.state is JobState.QUEUED:
+            self._finish(job_id, JobState.CANCELLED, code="CANCELLED", message="Cancelled before it started.")
+        return self.get(job_id)
+
+    def watch(self, job_id: str, is_active: Callable[[], bool] = lambda: True,
+              poll: float = 0.5) -> Iterator[JobSnapshot]:
+        """Yield the job each time it changes, ending after the final state."""
+        last = None
+        while True:
+            with self._lock:
+                snap = self._jobs.get(job_id)
+                if snap is not None and snap is last:
+                    self._lock.wait(timeout=poll)
+                    snap = self._jobs.get(job_id)
+            if snap is None:
+                raise errors.NotFound(f"No job {job_id!r} here.")
+            if snap is not last:
+                last = snap
+                yield snap
+                if snap.state.done:
+                    return
+            if not is_active():
+                return
+
+    def busy_with(self, label: str, value: str) -> list[JobSnapshot]:
+        """Jobs not yet finished whose label ``label`` equals ``value`` (e.g. model=foo)."""
+        with self._lock:
+            return [s for s in self._jobs.values() if not s.state.done and s.labels.get(label) == value]
+
+    def _forget_old(self) -> None:
+        finished = [s for s in self._jobs.values() if s.state.done]
+        if len(finished) > self._keep_finished:
+            for s in sorted(finished, key=lambda s: s.updated)[: len(finished) - self._keep_finished]:
+                self._jobs.pop(s.id, None)
+                self._contexts.pop(s.id, None)
+
+    def shutdown(self, cancel_running: bool = True) -> None:
+        if cancel_running:
+            with self._lock:
+                contexts = list(self._contexts.values())
+            for ctx in contexts:
+                ctx._cancel.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
