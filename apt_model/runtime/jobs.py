@@ -104,7 +104,8 @@ class JobContext:
 class JobManager:
     """Runs jobs on a bounded pool of worker threads and keeps their state."""
 
-    def __init__(self, max_workers: int = 2, keep_finished: int = 500):
+    def __init__(self, service: str, max_workers: int = 2, keep_finished: int = 500):
+        self.service = service  # job ids are "<service>:<hex>" so the gateway can route them
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
         self._lock = threading.Condition()
         self._jobs: dict[str, JobSnapshot] = {}
@@ -112,7 +113,7 @@ class JobManager:
         self._keep_finished = keep_finished
 
     def start(self, operation: str, work: WorkFn, labels: dict[str, str] | None = None) -> JobSnapshot:
-        job_id = uuid.uuid4().hex[:16]
+        job_id = f"{self.service}:{uuid.uuid4().hex[:16]}"
         now = time.time()
         snap = JobSnapshot(
             id=job_id, operation=operation, state=JobState.QUEUED,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\"\x9b\x01\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x11\n\tpart_size\x18\x07 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\"q\n\rUploadRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\"\x82\x01\n\x0eRestoreRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\"O\n\x12ListBackupsRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"w\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup2\xf4\x02\n\x0c\x43loudStorage\x12N\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\x12N\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\x12P\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBPZNgithub.com/apt-platform/apt/gen/go/apt/plugins/cloud_storage/v1;cloudstoragev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\"\x9b\x01\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x11\n\tpart_size\x18\x07 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\"\x99\x01\n\rUploadRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\x12\x11\n\tpart_size\x18\x06 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"\xac\x01\n\x0eRestoreRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x08 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\t \x01(\x05\"O\n\x12ListBackupsRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\"w\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup2\xf4\x02\n\x0c\x43loudStorage\x12N\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\x12N\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\x12P\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBPZNgithub.com/apt-platform/apt/gen/go/apt/plugins/cloud_storage/v1;cloudstoragev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'ZNgithub.com/apt-platform/apt/gen/go/apt/plugins/cloud_storage/v1;cloudstoragev1'
   _globals['_BACKUPREQUEST']._serialized_start=108
   _globals['_BACKUPREQUEST']._serialized_end=263
-  _globals['_UPLOADREQUEST']._serialized_start=265
-  _globals['_UPLOADREQUEST']._serialized_end=378
-  _globals['_RESTOREREQUEST']._serialized_start=381
-  _globals['_RESTOREREQUEST']._serialized_end=511
-  _globals['_LISTBACKUPSREQUEST']._serialized_start=513
-  _globals['_LISTBACKUPSREQUEST']._serialized_end=592
-  _globals['_BACKUP']._serialized_start=594
-  _globals['_BACKUP']._serialized_end=713
-  _globals['_LISTBACKUPSRESPONSE']._serialized_start=715
-  _globals['_LISTBACKUPSRESPONSE']._serialized_end=791
-  _globals['_CLOUDSTORAGE']._serialized_start=794
-  _globals['_CLOUDSTORAGE']._serialized_end=1166
+  _globals['_UPLOADREQUEST']._serialized_start=266
+  _globals['_UPLOADREQUEST']._serialized_end=419
+  _globals['_RESTOREREQUEST']._serialized_start=422
+  _globals['_RESTOREREQUEST']._serialized_end=594
+  _globals['_LISTBACKUPSREQUEST']._serialized_start=596
+  _globals['_LISTBACKUPSREQUEST']._serialized_end=675
+  _globals['_BACKUP']._serialized_start=677
+  _globals['_BACKUP']._serialized_end=796
+  _globals['_LISTBACKUPSRESPONSE']._serialized_start=798
+  _globals['_LISTBACKUPSRESPONSE']._serialized_end=874
+  _globals['_CLOUDSTORAGE']._serialized_start=877
+  _globals['_CLOUDSTORAGE']._serialized_end=1249
 # @@protoc_insertion_point(module_scope)

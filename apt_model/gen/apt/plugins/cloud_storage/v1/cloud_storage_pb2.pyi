@@ -28,21 +28,25 @@ class BackupRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., destination: _Optional[str] = ..., tag: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., part_size: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
-    __slots__ = ("paths", "destination", "endpoint_url", "region", "commit_message")
+    __slots__ = ("paths", "destination", "endpoint_url", "region", "commit_message", "part_size", "concurrency")
     PATHS_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     COMMIT_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PART_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedScalarFieldContainer[str]
     destination: str
     endpoint_url: str
     region: str
     commit_message: str
-    def __init__(self, paths: _Optional[_Iterable[str]] = ..., destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., commit_message: _Optional[str] = ...) -> None: ...
+    part_size: int
+    concurrency: int
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., commit_message: _Optional[str] = ..., part_size: _Optional[int] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class RestoreRequest(_message.Message):
-    __slots__ = ("source", "tag", "name", "kind", "overwrite", "endpoint_url", "region")
+    __slots__ = ("source", "tag", "name", "kind", "overwrite", "endpoint_url", "region", "backup_name", "concurrency")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +54,8 @@ class RestoreRequest(_message.Message):
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     source: str
     tag: str
     name: str
@@ -57,7 +63,9 @@ class RestoreRequest(_message.Message):
     overwrite: bool
     endpoint_url: str
     region: str
-    def __init__(self, source: _Optional[str] = ..., tag: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., overwrite: _Optional[bool] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
+    backup_name: str
+    concurrency: int
+    def __init__(self, source: _Optional[str] = ..., tag: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., overwrite: _Optional[bool] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., backup_name: _Optional[str] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class ListBackupsRequest(_message.Message):
     __slots__ = ("destination", "endpoint_url", "region")

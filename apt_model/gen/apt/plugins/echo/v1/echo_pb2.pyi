@@ -6,6 +6,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Stats(_message.Message):
+    __slots__ = ("cancelled_calls",)
+    CANCELLED_CALLS_FIELD_NUMBER: _ClassVar[int]
+    cancelled_calls: int
+    def __init__(self, cancelled_calls: _Optional[int] = ...) -> None: ...
+
 class EchoRequest(_message.Message):
     __slots__ = ("text", "sleep_seconds", "crash")
     TEXT_FIELD_NUMBER: _ClassVar[int]

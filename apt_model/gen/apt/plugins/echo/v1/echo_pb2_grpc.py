@@ -64,6 +64,11 @@ class EchoStub:
                 request_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.FailRequest.SerializeToString,
                 response_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.EchoResponse.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/apt.plugins.echo.v1.Echo/GetStats',
+                request_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.FromString,
+                _registered_method=True)
 
 
 class EchoServicer:
@@ -110,6 +115,13 @@ class EchoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """what the plugin observed
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -142,6 +154,11 @@ def add_EchoServicer_to_server(servicer, server):
                     servicer.Fail,
                     request_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.FailRequest.FromString,
                     response_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.EchoResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.FromString,
+                    response_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -306,6 +323,33 @@ class Echo:
             '/apt.plugins.echo.v1.Echo/Fail',
             apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.FailRequest.SerializeToString,
             apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.EchoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.echo.v1.Echo/GetStats',
+            apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.SerializeToString,
+            apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.FromString,
             options,
             channel_credentials,
             insecure,

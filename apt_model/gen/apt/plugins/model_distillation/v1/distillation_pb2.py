@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\"\xbb\x05\n\x0e\x44istillRequest\x12\x0f\n\x07teacher\x18\x01 \x01(\t\x12\x0f\n\x07student\x18\x02 \x01(\t\x12\x1b\n\x13student_preset_size\x18\x03 \x01(\t\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x13\n\x0boutput_name\x18\x05 \x01(\t\x12\x12\n\nstrategies\x18\x06 \x03(\t\x12\x13\n\x0btemperature\x18\x07 \x01(\x01\x12\r\n\x05\x61lpha\x18\x08 \x01(\x01\x12\x14\n\x0ckl_direction\x18\t \x01(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12\x14\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\t\x12\x10\n\x08relation\x18\r \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x0f\n\x07seq_len\x18\x10 \x01(\x05\x12\x12\n\nbatch_size\x18\x11 \x01(\x05\x12\x11\n\tmax_steps\x18\x12 \x01(\x05\x12\x15\n\rlearning_rate\x18\x13 \x01(\x01\x12\x0c\n\x04seed\x18\x14 \x01(\x03\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x65\n\x0c\x44istillation\x12U\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.JobBZZXgithub.com/apt-platform/apt/gen/go/apt/plugins/model_distillation/v1;modeldistillationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\"\xb3\x06\n\x0e\x44istillRequest\x12\x0f\n\x07teacher\x18\x01 \x01(\t\x12\x0f\n\x07student\x18\x02 \x01(\t\x12\x1b\n\x13student_preset_size\x18\x03 \x01(\t\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x13\n\x0boutput_name\x18\x05 \x01(\t\x12\x12\n\nstrategies\x18\x06 \x03(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0ckl_direction\x18\t \x01(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12\x14\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\t\x12\x10\n\x08relation\x18\r \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x0f\n\x07seq_len\x18\x10 \x01(\x05\x12\x12\n\nbatch_size\x18\x11 \x01(\x05\x12\x11\n\tmax_steps\x18\x12 \x01(\x05\x12\x15\n\rlearning_rate\x18\x13 \x01(\x01\x12\x0c\n\x04seed\x18\x14 \x01(\x03\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x12\x0e\n\x06\x64\x65vice\x18\x19 \x01(\t\x12\x12\n\neval_every\x18\x1a \x01(\x05\x12\x18\n\x10\x63heckpoint_every\x18\x1b \x01(\x05\x12\x14\n\x0cwarmup_steps\x18\x1c \x01(\x05\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_alpha2e\n\x0c\x44istillation\x12U\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.JobBZZXgithub.com/apt-platform/apt/gen/go/apt/plugins/model_distillation/v1;modeldistillationv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._loaded_options = None
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_DISTILLREQUEST']._serialized_start=117
-  _globals['_DISTILLREQUEST']._serialized_end=816
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=717
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=764
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=766
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=816
-  _globals['_DISTILLATION']._serialized_start=818
-  _globals['_DISTILLATION']._serialized_end=919
+  _globals['_DISTILLREQUEST']._serialized_end=936
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=811
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=858
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=860
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=910
+  _globals['_DISTILLATION']._serialized_start=938
+  _globals['_DISTILLATION']._serialized_end=1039
 # @@protoc_insertion_point(module_scope)

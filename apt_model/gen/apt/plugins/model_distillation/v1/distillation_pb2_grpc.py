@@ -46,7 +46,10 @@ class DistillationServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartDistill(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Train a student from a teacher; returns a job at once. Bad input fails this call
+        (INVALID_ARGUMENT; FAILED_PRECONDITION when the vocabularies differ for response
+        distillation); the job streams kd_loss, ce_loss, eval_ppl and time left.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

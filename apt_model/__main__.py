@@ -1,0 +1,3 @@
+from apt_model.cli.main import main
+
+main()

@@ -1,0 +1,221 @@
+"""``python -m apt_model`` / ``apt-model``: the entry point and the platform commands.
+
+Commands of the core and of each plugin live in sibling modules exposing ``register(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import textwrap
+
+import grpc
+
+from apt_model.cli.common import (EXIT_CODES, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
+                                  finish_job, print_table, to_dict, watch_job)
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+
+# Modules adding their own commands; each defines register(subparsers, common_parent).
+COMMAND_MODULES = ["core", "hf", "storage", "ollama", "prune", "distill"]
+
+PLUGIN_STATUS = {v: k.removeprefix("PLUGIN_STATUS_").replace("_", " ").lower()
+                 for k, v in gateway_pb2.PluginStatus.items()}
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str]):
+    return sub.add_parser(name, parents=[common], help=help, description=help,
+                          epilog=_examples(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apt-model", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="APT platform: an LLM toolkit whose plugins are gRPC services behind one gateway.",
+        epilog=_examples("apt-model gateway serve", "apt-model plugin list",
+                         "apt-model plugin install model-pruning", "apt-model job list --json"),
+    )
+    add_global_options(parser, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gw = new_parser(sub, "gateway", common, "run the gateway", ["apt-model gateway serve --listen 0.0.0.0:50051"])
+    gw_sub = gw.add_subparsers(dest="action", required=True, metavar="ACTION")
+    serve = new_parser(gw_sub, "serve", common, "start the gateway in the foreground (SIGTERM drains)",
+                       ["apt-model gateway serve", "APT_DEPLOYER=docker apt-model gateway serve"])
+    serve.add_argument("--listen", help="host:port to bind (env APT_LISTEN; default 127.0.0.1:50051)")
+    serve.set_defaults(func=cmd_gateway_serve)
+
+    st = new_parser(sub, "status", common, "gateway status: version, store, plugins, jobs",
+                    ["apt-model status", "apt-model status --json"])
+    st.set_defaults(func=cmd_status)
+
+    pl = new_parser(sub, "plugin", common, "list, describe, install and uninstall plugins",
+                    ["apt-model plugin list", "apt-model plugin install cloud-storage --replicas 2"])
+    pl_sub = pl.add_subparsers(dest="action", required=True, metavar="ACTION")
+    new_parser(pl_sub, "list", common, "the catalogue with each plugin's status",
+               ["apt-model plugin list"]).set_defaults(func=cmd_plugin_list)
+    d = new_parser(pl_sub, "describe", common, "a plugin's operations and dependencies",
+                   ["apt-model plugin describe model-pruning"])
+    d.add_argument("name")
+    d.set_defaults(func=cmd_plugin_describe)
+    i = new_parser(pl_sub, "install", common, "deploy a plugin's service (needs the admin token)",
+                   ["apt-model plugin install model-pruning", "apt-model plugin install cloud-storage --replicas 2"])
+    i.add_argument("name")
+    i.add_argument("--replicas", type=int, default=1, help="instances the router balances (default 1)")
+    i.set_defaults(func=cmd_plugin_install)
+    u = new_parser(pl_sub, "uninstall", common, "stop and remove a plugin's service (needs the admin token)",
+                   ["apt-model plugin uninstall model-pruning"])
+    u.add_argument("name")
+    u.set_defaults(func=cmd_plugin_uninstall)
+
+    jb = new_parser(sub, "job", common, "list, watch and cancel long-running jobs",
+                    ["apt-model job list", "apt-model job watch model-pruning:3f2a9c0d1e2b4a5c"])
+    jb_sub = jb.add_subparsers(dest="action", required=True, metavar="ACTION")
+    jl = new_parser(jb_sub, "list", common, "jobs of the gateway and every installed plugin",
+                    ["apt-model job list --active", "apt-model job list --service model-pruning"])
+    jl.add_argument("--service", default="", help="only this service's jobs (gateway or a plugin name)")
+    jl.add_argument("--active", action="store_true", help="only jobs not yet finished")
+    jl.set_defaults(func=cmd_job_list)
+    for action, func, text in (("get", cmd_job_get, "a job's current state"),
+                               ("watch", cmd_job_watch, "follow a job to its end with a progress bar"),
+                               ("cancel", cmd_job_cancel, "cancel a job")):
+        p = new_parser(jb_sub, action, common, text, [f"apt-model job {action} gateway:0123456789abcdef"])
+        p.add_argument("id")
+        p.set_defaults(func=func)
+
+    for module in COMMAND_MODULES:
+        name = f"apt_model.cli.{module}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(sub, common)
+    return parser
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_gateway_serve(ctx: Ctx) -> None:
+    from gateway.server import main as serve
+
+    overrides = {}
+    if ctx.args.listen:
+        overrides["listen"] = ctx.args.listen
+    if ctx.args.home:
+        os.environ["APT_HOME"] = ctx.args.home
+    serve(**overrides)
+
+
+def cmd_status(ctx: Ctx) -> None:
+    status = gateway_pb2_grpc.CoreStub(ctx.channel()).GetStatus(gateway_pb2.GetStatusRequest(), timeout=ctx.timeout or 10)
+    if ctx.as_json:
+        emit_json(to_dict(status))
+        return
+    for key, value in to_dict(status).items():
+        print(f"{key:18} {value}")
+
+
+def cmd_plugin_list(ctx: Ctx) -> None:
+    reply = gateway_pb2_grpc.PluginRegistryStub(ctx.channel()).ListPlugins(
+        gateway_pb2.ListPluginsRequest(), timeout=ctx.timeout or 10)
+    if ctx.as_json:
+        emit_json([to_dict(p) for p in reply.plugins])
+        return
+    print_table("plugins", ["name", "version", "status", "replicas", "gpu", "detail"],
+                [[p.name, p.version, PLUGIN_STATUS[p.status], p.replicas or "", "yes" if p.wants_gpu else "",
+                  p.status_message] for p in reply.plugins])
+
+
+def cmd_plugin_describe(ctx: Ctx) -> None:
+    from apt_model.gen.apt.plugin.v1 import plugin_pb2
+
+    channel = ctx.channel()
+    info = gateway_pb2_grpc.PluginRegistryStub(channel).GetPlugin(
+        gateway_pb2.GetPluginRequest(name=ctx.args.name), timeout=ctx.timeout or 10)
+    data = {"plugin": to_dict(info)}
+    if info.status == gateway_pb2.PLUGIN_STATUS_INSTALLED:
+        # Describe is served by the plugin itself; route it by the plugin's metadata header
+        desc = plugin_pb2_grpc.PluginStub(channel).Describe(
+            plugin_pb2.DescribeRequest(), metadata=[("x-apt-plugin", info.name)], timeout=ctx.timeout or 10)
+        data["description"] = to_dict(desc)
+    if ctx.as_json:
+        emit_json(data)
+        return
+    print(f"{info.name} {info.version}: {info.description}\nstatus: {PLUGIN_STATUS[info.status]} ({info.status_message})")
+    print("requirements: " + ", ".join(info.requirements))
+    for op in data.get("description", {}).get("operations", []):
+        print(f"\n  {op['name']}: {op.get('description', '')}")
+        for a in op.get("arguments", []):
+            req = " (required)" if a.get("required") else ""
+            print(f"    --{a['name']} <{a.get('type', 'string')}>{req} {a.get('description', '')}")
+
+
+def cmd_plugin_install(ctx: Ctx) -> None:
+    stub = gateway_pb2_grpc.PluginRegistryStub(ctx.channel(admin=True))
+    if not ctx.as_json:
+        print(f"installing {ctx.args.name} ...", file=sys.stderr)
+    info = stub.InstallPlugin(gateway_pb2.InstallPluginRequest(name=ctx.args.name, replicas=ctx.args.replicas),
+                              timeout=ctx.timeout or 600)
+    emit_json(to_dict(info)) if ctx.as_json else print(
+        f"installed {info.name} ({info.deployer}, {info.replicas} replica(s)): {', '.join(info.endpoints)}")
+
+
+def cmd_plugin_uninstall(ctx: Ctx) -> None:
+    stub = gateway_pb2_grpc.PluginRegistryStub(ctx.channel(admin=True))
+    info = stub.UninstallPlugin(gateway_pb2.UninstallPluginRequest(name=ctx.args.name), timeout=ctx.timeout or 120)
+    emit_json(to_dict(info)) if ctx.as_json else print(f"uninstalled {info.name}")
+
+
+def cmd_job_list(ctx: Ctx) -> None:
+    reply = plugin_pb2_grpc.JobsStub(ctx.channel()).ListJobs(
+        job_pb2.ListJobsRequest(service=ctx.args.service, active_only=ctx.args.active), timeout=ctx.timeout or 30)
+    if ctx.as_json:
+        emit_json([to_dict(j) for j in reply.jobs])
+        return
+    print_table("jobs", ["id", "state", "progress", "stage", "operation", "message"],
+                [[j.id, JOB_STATE[j.state], f"{j.progress * 100:.0f}%", j.stage, j.operation.rsplit("/", 1)[-1],
+                  (j.error.message or j.message)[:60]] for j in reply.jobs])
+
+
+def cmd_job_get(ctx: Ctx) -> None:
+    job = plugin_pb2_grpc.JobsStub(ctx.channel()).GetJob(job_pb2.GetJobRequest(id=ctx.args.id), timeout=ctx.timeout or 10)
+    emit_json(to_dict(job))
+
+
+def cmd_job_watch(ctx: Ctx) -> None:
+    finish_job(ctx, watch_job(ctx, ctx.args.id))
+
+
+def cmd_job_cancel(ctx: Ctx) -> None:
+    job = plugin_pb2_grpc.JobsStub(ctx.channel()).CancelJob(job_pb2.CancelJobRequest(id=ctx.args.id),
+                                                            timeout=ctx.timeout or 10)
+    emit_json(to_dict(job)) if ctx.as_json else print(f"{job.id}: {JOB_STATE[job.state].lower()}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    ctx = Ctx(args)
+    try:
+        args.func(ctx)
+    except grpc.RpcError as exc:
+        text = exc.details() or str(exc)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in text.lower():
+            text = (f"cannot reach the gateway at {ctx.address}: start it with 'apt-model gateway serve' "
+                    "or pass --gateway HOST:PORT")
+        print(f"error: {exc.code().name}: {textwrap.shorten(text, 2000)}", file=sys.stderr)
+        sys.exit(EXIT_CODES.get(exc.code(), 1))
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

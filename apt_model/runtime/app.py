@@ -1,0 +1,210 @@
+"""One call starts a service: servicers + health + reflection + Describe + Jobs + interceptor.
+
+Used by the gateway and by every plugin. A plugin's ``<pkg>/server.py`` reads::
+
+    def build(app: PluginApp) -> None:          # wiring only; also used by in-process tests
+        app.add_servicer(x_pb2_grpc.add_XServicer_to_server, XServicer(app))
+
+    def main() -> None:
+        PluginApp.main(Path(__file__).resolve().parents[1], build)
+
+Settings are read once, at the entry point, from the environment.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from apt_model import errors
+from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
+from apt_model.runtime import logs
+from apt_model.runtime.interceptors import AuthPolicy, ServiceInterceptor
+from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs_grpc import JobsServicer
+from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.settings import Settings
+from apt_model.store import Store
+
+log = logging.getLogger(__name__)
+
+JOBS_SERVICE = "apt.plugin.v1.Jobs"
+PLUGIN_SERVICE = "apt.plugin.v1.Plugin"
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class ServiceApp:
+    """A gRPC server with the platform's runtime wired in."""
+
+    def __init__(self, settings: Settings, name: str, policy: AuthPolicy, *, max_threads: int = 64,
+                 serve_jobs: bool = True):
+        self.settings = settings
+        self.name = name
+        self.store = Store(settings.home)
+        self.jobs = JobManager(name, max_workers=settings.job_workers)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc"),
+            interceptors=[ServiceInterceptor(policy)],
+            options=server_options(settings),
+        )
+        self._service_names: list[str] = []
+        self.port = 0
+        self._stopped = threading.Event()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        if serve_jobs:
+            self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs), JOBS_SERVICE)
+
+    def add_servicer(self, add_fn: Callable, servicer, service_name: str | None = None) -> None:
+        """Register a generated ``add_XServicer_to_server`` with its servicer."""
+        add_fn(servicer, self.server)
+        name = service_name or _service_name_of(add_fn)
+        self._service_names.append(name)
+
+    def add_generic_handler(self, handler: grpc.GenericRpcHandler) -> None:
+        self.server.add_generic_rpc_handlers((handler,))
+
+    def start(self) -> int:
+        """Bind and start; returns the bound port (useful with port 0)."""
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+        reflection.enable_server_reflection(names, self.server)
+        address = self.settings.listen
+        if self.settings.tls_cert:
+            creds = grpc.ssl_server_credentials(
+                [(Path(self.settings.tls_key).read_bytes(), Path(self.settings.tls_cert).read_bytes())])
+            self.port = self.server.add_secure_port(address, creds)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise errors.Unavailable(f"Cannot bind {address}: the port is in use or the address is wrong.")
+        self.server.start()
+        for service in self._service_names:
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("%s serving on port %d", self.name, self.port)
+        return self.port
+
+    def stop(self, grace: float | None = None) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.health.enter_graceful_shutdown()
+        grace = self.settings.grace_seconds if grace is None else grace
+        self.jobs.shutdown(cancel_running=True)
+        self.server.stop(grace).wait(grace + 1)
+
+    def serve(self) -> None:
+        """Start, then block until SIGTERM/SIGINT, then drain within the grace period."""
+        self.start()
+        done = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("%s: signal %d, draining for %.1fs", self.name, signum, self.settings.grace_seconds)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        print(f"{self.name} listening on port {self.port}", flush=True)  # read by the local deployer
+        done.wait()
+        self.stop()
+
+
+def _service_name_of(add_fn: Callable) -> str:
+    # add_FooServicer_to_server lives in module apt_model.gen.apt.x.v1.y_pb2_grpc; read the
+    # full name from the servicer descriptor of the pb2 module.
+    module = importlib.import_module(add_fn.__module__.replace("_pb2_grpc", "_pb2"))
+    short = add_fn.__name__[len("add_"):-len("Servicer_to_server")]
+    for service in module.DESCRIPTOR.services_by_name.values():
+        if service.name == short:
+            return service.full_name
+    raise errors.FailedPrecondition(f"Cannot find the service of {add_fn.__name__}.")
+
+
+class DescribeServicer(plugin_pb2_grpc.PluginServicer):
+    def __init__(self, manifest: PluginManifest):
+        self.manifest = manifest
+
+    def Describe(self, request, context):
+        return describe(self.manifest)
+
+
+def _dependency(name: str, spec: str) -> plugin_pb2.Dependency:
+    try:
+        installed = importlib.metadata.version(name.split("[")[0])
+    except importlib.metadata.PackageNotFoundError:
+        installed = ""
+    return plugin_pb2.Dependency(name=name, specifier=spec, installed_version=installed)
+
+
+def describe(m: PluginManifest) -> plugin_pb2.PluginDescription:
+    ops = []
+    for op in m.operations:
+        args = [plugin_pb2.Argument(
+            name=a["name"], type=a.get("type", "string"), description=a.get("description", ""),
+            required=bool(a.get("required", False)), default_value=str(a.get("default", "")),
+            choices=[str(c) for c in a.get("choices", [])],
+        ) for a in op.get("arguments", [])]
+        ops.append(plugin_pb2.Operation(name=op["name"], description=op.get("description", ""),
+                                        arguments=args, long_running=bool(op.get("long_running", False))))
+    return plugin_pb2.PluginDescription(
+        name=m.name, version=m.version, description=m.description,
+        required_dependencies=[_dependency(n, s) for n, s in m.requirements],
+        optional_dependencies=[_dependency(n, s) for n, s in m.optional_requirements],
+        operations=ops, wants_gpu=m.wants_gpu, services=list(m.services),
+    )
+
+
+class PluginApp(ServiceApp):
+    """A plugin service: accepts only calls carrying the gateway's internal token."""
+
+    def __init__(self, settings: Settings, manifest: PluginManifest):
+        policy = AuthPolicy(user_tokens=(settings.internal_token,) if settings.internal_token else (),
+                            audience="plugin")
+        super().__init__(settings, manifest.name, policy)
+        self.manifest = manifest
+        self.add_servicer(plugin_pb2_grpc.add_PluginServicer_to_server, DescribeServicer(manifest), PLUGIN_SERVICE)
+
+    @classmethod
+    def main(cls, plugin_dir: Path | str, build: Callable[["PluginApp"], None]) -> None:
+        """Entry point of a plugin process: settings from env, wiring, serve until SIGTERM."""
+        app = cls.from_env(plugin_dir)
+        build(app)
+        app.serve()
+
+    @classmethod
+    def from_env(cls, plugin_dir: Path | str, **overrides) -> "PluginApp":
+        settings = Settings.from_env(**overrides)
+        logs.configure(Path(plugin_dir).name, settings.log_level, settings.log_json)
+        if not settings.internal_token:
+            raise errors.FailedPrecondition(
+                "APT_INTERNAL_TOKEN is not set: a plugin accepts calls from the gateway only. "
+                "Install it with 'apt-model plugin install' or set the gateway's internal token."
+            )
+        if settings.threads:
+            _set_torch_threads(settings.threads)
+        return cls(settings, PluginManifest.load(plugin_dir))
+
+
+def _set_torch_threads(n: int) -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(n)

@@ -1,0 +1,158 @@
+"""The one server interceptor: request ids, auth, access logs and exception -> status mapping.
+
+Every handler of the server (typed servicers and the gateway's raw-bytes router alike) is
+wrapped here. Typed errors from ``apt_model.errors`` become their status code with their
+message; an upstream ``grpc.RpcError`` (a plugin's answer relayed by the gateway) keeps its
+code and details; anything else is logged with its traceback on the server and reaches the
+client as INTERNAL with the request id, never with the traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import grpc
+
+from apt_model import errors
+from apt_model.runtime.logs import request_id
+
+log = logging.getLogger("apt.access")
+
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
+REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
+REASON_KEY = "apt-error-reason"
+REQUEST_ID_KEY = "x-request-id"
+
+
+@dataclass(frozen=True)
+class AuthPolicy:
+    """Which bearer token each method needs. Empty token sets disable that check."""
+
+    user_tokens: tuple[str, ...] = ()       # any of these may call ordinary methods
+    admin_tokens: tuple[str, ...] = ()      # these may call everything, incl. admin methods
+    admin_methods: frozenset[str] = field(default_factory=frozenset)
+    audience: str = "gateway"               # named in error messages
+
+    def check(self, method: str, metadata: dict[str, str]) -> None:
+        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIXES):
+            return
+        if not self.user_tokens and not self.admin_tokens:
+            return
+        header = metadata.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            raise errors.Unauthenticated(self._missing_message())
+        is_admin = any(hmac.compare_digest(token, t) for t in self.admin_tokens)
+        if method in self.admin_methods:
+            if is_admin:
+                return
+            if any(hmac.compare_digest(token, t) for t in self.user_tokens):
+                raise errors.PermissionDenied(
+                    "This call needs the admin token: set APT_ADMIN_TOKEN or pass --token with the "
+                    "admin token (local default: APT_HOME/secrets/admin_token)."
+                )
+            raise errors.Unauthenticated("The token is not valid for this gateway.")
+        if is_admin or any(hmac.compare_digest(token, t) for t in self.user_tokens):
+            return
+        raise errors.Unauthenticated(f"The token is not valid for this {self.audience}.")
+
+    def _missing_message(self) -> str:
+        if self.audience == "plugin":
+            return "Plugins accept calls from the gateway only (missing internal token)."
+        return ("No token: set APT_TOKEN or pass --token (local default: the file APT_HOME/secrets/token).")
+
+
+def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    """Abort the call with the status that ``exc`` maps to (always raises)."""
+    if isinstance(exc, errors.AptError):
+        context.set_trailing_metadata(((REASON_KEY, exc.reason), (REQUEST_ID_KEY, request_id.get())))
+        context.abort(exc.code, exc.message)
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        context.abort(exc.code(), exc.details() or "")
+    log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
+    context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.",
+    )
+
+
+def _is_abort(exc: BaseException, context) -> bool:
+    # context.abort() raises a bare Exception after recording the status: let it through.
+    code = context.code() if hasattr(context, "code") else None
+    return type(exc) is Exception and code not in (None, grpc.StatusCode.OK)
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    def __init__(self, policy: AuthPolicy):
+        self.policy = policy
+
+    def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method
+        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+
+        def run(call: Callable, streaming: bool):
+            def unary(request, context):
+                token = self._begin(metadata)
+                start = time.perf_counter()
+                try:
+                    self.policy.check(method, metadata)
+                    return call(request, context)
+                except BaseException as exc:  # noqa: BLE001 - the one mapping point
+                    if _is_abort(exc, context):
+                        raise
+                    _abort_status(context, exc, method)
+                finally:
+                    self._end(token, method, context, start)
+
+            def stream(request, context):
+                token = self._begin(metadata)
+                start = time.perf_counter()
+                try:
+                    self.policy.check(method, metadata)
+                    yield from call(request, context)
+                except BaseException as exc:  # noqa: BLE001
+                    if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
+                        raise
+                    _abort_status(context, exc, method)
+                finally:
+                    self._end(token, method, context, start)
+
+            return stream if streaming else unary
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                run(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                run(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer)
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                run(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer)
+        return grpc.stream_stream_rpc_method_handler(
+            run(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer)
+
+    @staticmethod
+    def _begin(metadata: dict[str, str]):
+        return request_id.set(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:12])
+
+    @staticmethod
+    def _end(token, method: str, context, start: float) -> None:
+        code = context.code() if hasattr(context, "code") else None
+        log.info(
+            "%s %s", method, (code or grpc.StatusCode.OK).name,
+            extra={"method": method, "code": (code or grpc.StatusCode.OK).name,
+                   "duration_ms": round((time.perf_counter() - start) * 1000, 2)},
+        )
+        request_id.reset(token)
+
+
+def token_metadata(token: str, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {token}"), *extra]

@@ -1,0 +1,123 @@
+"""Settings of a service or of the CLI, read once from the environment at the entry point.
+
+Never read at import time: ``Settings.from_env()`` is called by ``main`` functions only.
+Unknown ``APT_*`` variables are rejected so a typo does not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from apt_model import errors
+
+DEFAULT_GATEWAY = "127.0.0.1:50051"
+MiB = 1 << 20
+
+# Variables consumed elsewhere (deployers, CLI) that Settings tolerates but does not parse.
+_OTHER_KNOWN = {
+    "APT_IMAGE_PREFIX", "APT_IMAGE_TAG", "APT_DOCKER_NETWORK", "APT_STORE_VOLUME",
+    "APT_DOCKER_HOST_PORTS", "APT_K8S_NAMESPACE", "APT_K8S_MANIFESTS", "APT_DEBUG",
+    "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON", "APT_OLLAMA_URL",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".apt")                # APT_HOME: the model store and local state
+    listen: str = "127.0.0.1:50051"          # APT_LISTEN: host:port to bind (port 0 = any free)
+    token: str = ""                          # APT_TOKEN: bearer token for gateway users
+    admin_token: str = ""                    # APT_ADMIN_TOKEN: for plugin install/uninstall
+    internal_token: str = ""                 # APT_INTERNAL_TOKEN: gateway -> plugin calls
+    tls_cert: str = ""                       # APT_TLS_CERT: PEM path; TLS when set with the key
+    tls_key: str = ""                        # APT_TLS_KEY
+    max_message_bytes: int = 64 * MiB        # APT_MAX_MESSAGE_BYTES: per message, both ways
+    grace_seconds: float = 10.0              # APT_GRACE_SECONDS: SIGTERM drain time
+    job_workers: int = 2                     # APT_JOB_WORKERS: jobs run at once in this service
+    deployer: str = "local"                  # APT_DEPLOYER: local | docker | kubernetes
+    plugin_path: tuple[str, ...] = ()        # APT_PLUGIN_PATH: extra catalogue folders (os.pathsep)
+    log_level: str = "INFO"                  # APT_LOG_LEVEL
+    log_json: bool = True                    # APT_LOG_JSON: structured JSON log lines
+    health_interval: float = 5.0             # APT_HEALTH_INTERVAL: gateway's plugin health poll, s
+    install_timeout: float = 120.0           # APT_INSTALL_TIMEOUT: wait for a plugin to serve, s
+    threads: int = 0                         # APT_THREADS: torch CPU threads (0 = torch default)
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        parsers = {
+            "APT_HOME": ("home", Path),
+            "APT_LISTEN": ("listen", str),
+            "APT_TOKEN": ("token", str),
+            "APT_ADMIN_TOKEN": ("admin_token", str),
+            "APT_INTERNAL_TOKEN": ("internal_token", str),
+            "APT_TLS_CERT": ("tls_cert", str),
+            "APT_TLS_KEY": ("tls_key", str),
+            "APT_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
+            "APT_GRACE_SECONDS": ("grace_seconds", float),
+            "APT_JOB_WORKERS": ("job_workers", int),
+            "APT_DEPLOYER": ("deployer", str),
+            "APT_PLUGIN_PATH": ("plugin_path", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
+            "APT_LOG_LEVEL": ("log_level", str.upper),
+            "APT_LOG_JSON": ("log_json", lambda v: v.lower() not in ("0", "false", "no")),
+            "APT_HEALTH_INTERVAL": ("health_interval", float),
+            "APT_INSTALL_TIMEOUT": ("install_timeout", float),
+            "APT_THREADS": ("threads", int),
+        }
+        values: dict = {}
+        for key, raw in env.items():
+            if not key.startswith("APT_"):
+                continue
+            if key in parsers:
+                attr, parse = parsers[key]
+                try:
+                    values[attr] = parse(raw)
+                except ValueError as exc:
+                    raise errors.InvalidArgument(f"{key}={raw!r} is not valid: {exc}") from exc
+            elif key not in _OTHER_KNOWN:
+                known = ", ".join(sorted([*parsers, *_OTHER_KNOWN]))
+                raise errors.InvalidArgument(f"Unknown setting {key}; known APT_* variables: {known}.")
+        values.update(overrides)
+        settings = cls(**values)
+        if settings.deployer not in ("local", "docker", "kubernetes"):
+            raise errors.InvalidArgument(
+                f"APT_DEPLOYER={settings.deployer!r}; use local, docker or kubernetes."
+            )
+        if bool(settings.tls_cert) != bool(settings.tls_key):
+            raise errors.InvalidArgument("Set both APT_TLS_CERT and APT_TLS_KEY for TLS, or neither.")
+        return settings
+
+    def replace(self, **changes) -> "Settings":
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(changes)
+        return Settings(**data)
+
+
+def secrets_dir(home: Path) -> Path:
+    return Path(home) / "secrets"
+
+
+def ensure_local_tokens(settings: Settings) -> Settings:
+    """Fill missing tokens from ``APT_HOME/secrets`` (created with mode 0600 on first start)."""
+    folder = secrets_dir(settings.home)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    values = {}
+    for attr in ("token", "admin_token", "internal_token"):
+        if getattr(settings, attr):
+            continue
+        path = folder / attr
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(32))
+        values[attr] = path.read_text().strip()
+    return settings.replace(**values) if values else settings
+
+
+def read_local_token(home: Path, which: str = "token") -> str:
+    path = secrets_dir(home) / which
+    return path.read_text().strip() if path.exists() else ""

@@ -1,0 +1,1 @@
+"""The gateway service: core commands, plugin registry, router and deployers."""

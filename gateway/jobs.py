@@ -1,0 +1,109 @@
+"""``apt.plugin.v1.Jobs`` at the gateway: its own jobs, and every plugin's, routed by id prefix."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from apt_model import errors
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs_grpc import JobsServicer
+from gateway.registry import Registry
+from gateway.router import Router, remaining
+
+log = logging.getLogger(__name__)
+
+
+def service_of(job_id: str) -> str:
+    service, sep, _ = job_id.partition(":")
+    if not sep or not service:
+        raise errors.InvalidArgument(
+            f"{job_id!r} is not a job id (expected '<service>:<hex>', as printed by 'apt-model job list')."
+        )
+    return service
+
+
+class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
+    def __init__(self, jobs: JobManager, registry: Registry, router: Router):
+        self.local = JobsServicer(jobs)
+        self.jobs = jobs
+        self.registry = registry
+        self.router = router
+
+    def _stubs(self, plugin: str):
+        inst = self.registry.installed(plugin)
+        if inst is None:
+            raise errors.NotFound(
+                f"Job service {plugin!r} is not an installed plugin; run 'apt-model plugin list'.")
+        for endpoint in inst.healthy_endpoints() or inst.endpoints:
+            yield endpoint, plugin_pb2_grpc.JobsStub(self.router.channel(endpoint))
+
+    def _on_replica(self, job_id: str, call):
+        """Try each replica of the plugin until one knows the job."""
+        last = None
+        for endpoint, stub in self._stubs(service_of(job_id)):
+            try:
+                return call(stub)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        self.registry.mark_unhealthy(service_of(job_id), endpoint)
+                    raise
+                last = exc
+        if last is not None:
+            raise last
+        raise errors.NotFound(f"No job {job_id!r}.")
+
+    def _md(self):
+        return [self.router.auth]
+
+    def GetJob(self, request, context):
+        if service_of(request.id) == self.jobs.service:
+            return self.local.GetJob(request, context)
+        return self._on_replica(request.id, lambda s: s.GetJob(request, timeout=10, metadata=self._md()))
+
+    def CancelJob(self, request, context):
+        if service_of(request.id) == self.jobs.service:
+            return self.local.CancelJob(request, context)
+        return self._on_replica(request.id, lambda s: s.CancelJob(request, timeout=10, metadata=self._md()))
+
+    def ListJobs(self, request, context):
+        jobs = list(self.local.ListJobs(request, context).jobs) if request.service in ("", self.jobs.service) else []
+        for inst in self.registry.all_installed():
+            if request.service and request.service != inst.name:
+                continue
+            for endpoint, stub in self._stubs(inst.name):
+                try:
+                    jobs += stub.ListJobs(request, timeout=10, metadata=self._md()).jobs
+                except grpc.RpcError as exc:
+                    log.warning("cannot list jobs of %s at %s: %s", inst.name, endpoint, exc.details())
+        jobs.sort(key=lambda j: j.create_time.ToNanoseconds(), reverse=True)
+        return job_pb2.ListJobsResponse(jobs=jobs)
+
+    def WatchJob(self, request, context):
+        if service_of(request.id) == self.jobs.service:
+            yield from self.local.WatchJob(request, context)
+            return
+        # find the replica holding the job, then follow its stream
+        for endpoint, stub in self._stubs(service_of(request.id)):
+            try:
+                stub.GetJob(job_pb2.GetJobRequest(id=request.id), timeout=10, metadata=self._md())
+            except grpc.RpcError:
+                continue
+            stream = stub.WatchJob(request, timeout=remaining(context), metadata=self._md())
+            context.add_callback(stream.cancel)
+            try:
+                yield from stream
+            except grpc.RpcError as exc:
+                if context.is_active():
+                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        self.registry.mark_unhealthy(service_of(request.id), endpoint)
+                        raise errors.Unavailable(
+                            f"Plugin {service_of(request.id)!r} stopped answering while job {request.id} "
+                            "was running; the job is lost with it. See 'apt-model plugin list'.") from exc
+                    raise
+            return
+        raise errors.NotFound(f"No job {request.id!r}; run 'apt-model job list' to see the jobs.")

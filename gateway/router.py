@@ -1,0 +1,177 @@
+"""Forwards every ``/apt.plugins.<x>.v1.*/*`` call to an endpoint of the plugin, as raw bytes.
+
+Messages are never re-serialised: handlers have no (de)serialisers on either side. The call
+kind comes from the generated descriptors the gateway has imported (so unary calls take the
+fast unary path); a method not known to the gateway is forwarded as bidi streaming, which
+carries every kind. Deadlines, cancellation and metadata propagate both ways.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import threading
+
+import grpc
+from google.protobuf import descriptor_pool
+
+from apt_model import errors
+from apt_model.client import channel_options
+from apt_model.runtime.logs import request_id
+from gateway.catalog import Catalog
+from gateway.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_METHOD = "/apt.plugin.v1.Plugin/Describe"
+_HOP_BY_HOP = {"authorization", ":authority", "user-agent", "te", "content-type", "grpc-timeout",
+               "grpc-accept-encoding", "grpc-encoding", "accept-encoding"}
+
+
+def load_plugin_descriptors() -> None:
+    """Import every generated plugin module so their services are in the descriptor pool."""
+    import apt_model.gen.apt.plugins as plugins
+
+    for info in pkgutil.walk_packages(plugins.__path__, plugins.__name__ + "."):
+        if info.name.endswith("_pb2"):
+            importlib.import_module(info.name)
+
+
+def remaining(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline as a timeout for the upstream call (None when it set none)."""
+    left = context.time_remaining()
+    return None if left is None or left > 1e7 else max(left, 0.001)
+
+
+def _relayable(metadata) -> list[tuple[str, str | bytes]]:
+    return [(k, v) for k, v in (metadata or ()) if k not in _HOP_BY_HOP and not k.startswith("grpc-")]
+
+
+class Router(grpc.GenericRpcHandler):
+    def __init__(self, catalog: Catalog, registry: Registry, internal_token: str, max_message_bytes: int):
+        self.catalog = catalog
+        self.registry = registry
+        self.auth = ("authorization", f"Bearer {internal_token}")
+        self.options = channel_options(max_message_bytes)
+        self._channels: dict[str, grpc.Channel] = {}
+        self._lock = threading.Lock()
+        self._pool = descriptor_pool.Default()
+
+    def channel(self, endpoint: str) -> grpc.Channel:
+        with self._lock:
+            ch = self._channels.get(endpoint)
+            if ch is None:
+                ch = self._channels[endpoint] = grpc.insecure_channel(endpoint, options=self.options)
+            return ch
+
+    def forget(self, endpoints: list[str]) -> None:
+        with self._lock:
+            for e in endpoints:
+                ch = self._channels.pop(e, None)
+                if ch is not None:
+                    ch.close()
+
+    def _kind(self, service: str, method: str) -> tuple[bool, bool]:
+        try:
+            m = self._pool.FindServiceByName(service).methods_by_name[method]
+            return m.client_streaming, m.server_streaming
+        except KeyError:
+            return True, True
+
+    def service(self, details: grpc.HandlerCallDetails):
+        full = details.method
+        service, _, method = full[1:].rpartition("/")
+        if full == DESCRIBE_METHOD:
+            # Describe is served by every plugin: the caller names the plugin in metadata
+            plugin = dict(details.invocation_metadata or ()).get("x-apt-plugin")
+        elif full.startswith("/apt.plugins."):
+            plugin = self.catalog.plugin_for_service(service)
+        else:
+            return None
+        if plugin is None:
+            return None  # grpc answers UNIMPLEMENTED
+        client_streaming, server_streaming = self._kind(service, method)
+        call = _Forward(self, plugin, full, details.invocation_metadata)
+        if not client_streaming and not server_streaming:
+            return grpc.unary_unary_rpc_method_handler(call.unary_unary)
+        if not client_streaming:
+            return grpc.unary_stream_rpc_method_handler(call.unary_stream)
+        if not server_streaming:
+            return grpc.stream_unary_rpc_method_handler(call.stream_unary)
+        return grpc.stream_stream_rpc_method_handler(call.stream_stream)
+
+
+class _Forward:
+    """One forwarded call."""
+
+    def __init__(self, router: Router, plugin: str, method: str, metadata):
+        self.router = router
+        self.plugin = plugin
+        self.method = method
+        self.client_metadata = metadata
+        self.endpoint = ""
+
+    @property
+    def metadata(self) -> list[tuple[str, str | bytes]]:
+        # built at call time: the interceptor has set this call's request id by then
+        md = [*_relayable(self.client_metadata), self.router.auth]
+        if not any(k == "x-request-id" for k, _ in md):
+            md.append(("x-request-id", request_id.get()))
+        return md
+
+    def _channel(self) -> grpc.Channel:
+        self.endpoint = self.router.registry.endpoint_for(self.plugin)
+        return self.router.channel(self.endpoint)
+
+    def _fail(self, exc: grpc.RpcError, context: grpc.ServicerContext):
+        if not context.is_active():
+            return  # our own caller went away; the upstream call was cancelled with it
+        context.set_trailing_metadata(_relayable(exc.trailing_metadata()))
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            self.router.registry.mark_unhealthy(self.plugin, self.endpoint)
+            raise errors.Unavailable(
+                f"Plugin {self.plugin!r} at {self.endpoint} stopped answering ({exc.details()}). "
+                "It is marked unhealthy; see 'apt-model plugin list' and its log."
+            ) from exc
+        raise exc
+
+    def _unary_response(self, multicallable, request, context):
+        future = multicallable.future(request, timeout=remaining(context), metadata=self.metadata)
+        context.add_callback(future.cancel)
+        try:
+            response = future.result()
+        except grpc.FutureCancelledError:
+            return None  # our caller cancelled or its deadline passed; grpc already answered it
+        except grpc.RpcError as exc:
+            self._fail(exc, context)
+            return None
+        context.send_initial_metadata(_relayable(future.initial_metadata()))
+        context.set_trailing_metadata(_relayable(future.trailing_metadata()))
+        return response
+
+    def _stream_response(self, call, context):
+        context.add_callback(call.cancel)
+        try:
+            context.send_initial_metadata(_relayable(call.initial_metadata()))
+            yield from call
+        except grpc.RpcError as exc:
+            self._fail(exc, context)
+            return
+        context.set_trailing_metadata(_relayable(call.trailing_metadata()))
+
+    def unary_unary(self, request: bytes, context):
+        return self._unary_response(self._channel().unary_unary(self.method), request, context)
+
+    def stream_unary(self, request_iterator, context):
+        return self._unary_response(self._channel().stream_unary(self.method), request_iterator, context)
+
+    def unary_stream(self, request: bytes, context):
+        call = self._channel().unary_stream(self.method)(
+            request, timeout=remaining(context), metadata=self.metadata)
+        yield from self._stream_response(call, context)
+
+    def stream_stream(self, request_iterator, context):
+        call = self._channel().stream_stream(self.method)(
+            request_iterator, timeout=remaining(context), metadata=self.metadata)
+        yield from self._stream_response(call, context)
