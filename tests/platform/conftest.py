@@ -2,50 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import pytest
 
-from apt_model.client import connect
-from apt_model.runtime.settings import Settings, ensure_local_tokens
-
-ROOT = Path(__file__).resolve().parents[2]
-TEST_PLUGINS = ROOT / "tests" / "plugins"
-
-
-@dataclasses.dataclass
-class Gateway:
-    app: object
-    settings: Settings
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.app.port}"
-
-    def channel(self, token: str | None = None):
-        return connect(self.address, self.settings.token if token is None else token)
-
-    def admin_channel(self):
-        return connect(self.address, self.settings.admin_token)
-
-
-def start_gateway(home: Path, extra_plugins: tuple[str, ...] = (), **overrides) -> Gateway:
-    from gateway.server import GatewayApp
-
-    settings = ensure_local_tokens(Settings(
-        home=home, listen="127.0.0.1:0", plugin_path=(str(TEST_PLUGINS), *extra_plugins), log_json=False,
-        health_interval=0.3, install_timeout=60, grace_seconds=1.0, **overrides))
-    app = GatewayApp(settings)
-    app.start()
-    return Gateway(app, settings)
-
-
-def stop_gateway(gw: Gateway, remove_plugins: bool = True) -> None:
-    if remove_plugins:
-        for inst in gw.app.registry.all_installed():
-            gw.app.deployer.remove(inst.name)
-    gw.app.stop(grace=0.5)
+from gateway.testing import start_gateway, stop_gateway
 
 
 @pytest.fixture

@@ -1,0 +1,54 @@
+# Every routine action of the APT platform. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+REQS := requirements/*.txt gateway/requirements.txt services/*/requirements.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: venv sysdeps proto test test-fast bench demo demo-stop clean help
+help:
+	@echo "make demo    - create .venv, install, start the local stack, run a real pipeline"
+	@echo "make test    - create .venv if needed and run every test"
+	@echo "make bench   - run the benchmarks (ratios against baselines measured in the same run)"
+	@echo "make proto   - regenerate apt_model/gen from proto/"
+	@echo "make images | up | down | logs - containers (see docs/deployment.md)"
+
+# Debian packages the build needs (cmake + a C++ compiler build llama-cpp-python from source).
+sysdeps:
+	@if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then \
+	  echo "installing cmake and g++ from Debian's archive"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null; fi
+
+venv: $(STAMP)
+$(STAMP): $(REQS) pyproject.toml
+	@$(MAKE) --no-print-directory sysdeps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -r requirements/dev.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+proto: venv
+	PYTHON=$(PY) ./tools/gen_proto.sh
+
+test: venv
+	$(PY) -m pytest -q -ra
+
+test-fast: venv
+	$(PY) -m pytest -q -ra -m "not slow and not docker"
+
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+demo: venv
+	./scripts/demo.sh
+
+demo-stop:
+	./scripts/demo.sh stop
+
+clean:
+	rm -rf .apt-demo build *.egg-info
+
+-include docker/Makefile.inc

@@ -1,0 +1,136 @@
+"""Router overhead: unary latency/QPS and a 256 MiB stream, direct to a plugin vs through the gateway.
+
+Both paths hit the same echo plugin process in the same run; the gateway runs as its own
+process (as deployed), with its default logging. Targets (issue 2): p50 through the gateway
+<= 1.6x direct; stream throughput through the gateway >= 0.85x direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from common import machine, median, percentile, save, verdict  # noqa: E402
+
+from apt_model.client import connect  # noqa: E402
+from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
+from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc  # noqa: E402
+from apt_model.runtime.settings import read_local_token  # noqa: E402
+from gateway.deploy.base import wait_serving  # noqa: E402
+
+
+def start_gateway(home: Path, port: int) -> subprocess.Popen:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_")},
+           "APT_HOME": str(home), "APT_PLUGIN_PATH": str(ROOT / "tests" / "plugins")}
+    proc = subprocess.Popen([sys.executable, "-m", "apt_model", "gateway", "serve", "--listen", f"127.0.0.1:{port}"],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(home / "gateway.log", "wb"))
+    if not wait_serving(f"127.0.0.1:{port}", 60):
+        raise SystemExit(f"gateway did not start; see {home / 'gateway.log'}")
+    return proc
+
+
+def unary_round(stub, callers: int, calls_each: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    request = echo_pb2.EchoRequest(text="x" * 64)
+
+    def worker():
+        mine = []
+        for _ in range(calls_each):
+            t = time.perf_counter()
+            stub.Echo(request)
+            mine.append(time.perf_counter() - t)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(callers)]
+    start = time.perf_counter()
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return latencies, len(latencies) / (time.perf_counter() - start)
+
+
+def stream_round(stub, total: int) -> float:
+    start = time.perf_counter()
+    got = 0
+    for chunk in stub.Artifact(echo_pb2.ArtifactRequest(total_bytes=total, chunk_bytes=1 << 20)):
+        got += len(chunk.data)
+    assert got == total
+    return total / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="fewer calls and a 64 MiB stream")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    calls, total = (200, 64 << 20) if args.quick else (1000, 256 << 20)
+    home = Path(tempfile.mkdtemp(prefix="apt-bench-gw-"))
+    port = 50000 + os.getpid() % 10000
+    gw_proc = start_gateway(home, port)
+    try:
+        admin = connect(f"127.0.0.1:{port}", read_local_token(home, "admin_token"))
+        info = gateway_pb2_grpc.PluginRegistryStub(admin).InstallPlugin(gateway_pb2.InstallPluginRequest(name="echo"))
+        paths = {
+            "direct": echo_pb2_grpc.EchoStub(connect(info.endpoints[0], read_local_token(home, "internal_token"))),
+            "gateway": echo_pb2_grpc.EchoStub(connect(f"127.0.0.1:{port}", read_local_token(home, "token"))),
+        }
+        for stub in paths.values():  # warm up channels and thread pools
+            unary_round(stub, 4, 50)
+        rows = {}
+        for callers in (1, 16):
+            for name, stub in paths.items():
+                p50s, p99s, qpss = [], [], []
+                for _ in range(args.repeats):
+                    lat, qps = unary_round(stub, callers, max(10, calls // callers))
+                    p50s.append(percentile(lat, 0.5) * 1e3)
+                    p99s.append(percentile(lat, 0.99) * 1e3)
+                    qpss.append(qps)
+                rows[(callers, name)] = {"p50_ms": median(p50s), "p99_ms": median(p99s), "qps": median(qpss)}
+        streams = {name: median([stream_round(stub, total) for _ in range(args.repeats)]) / 2**20
+                   for name, stub in paths.items()}
+    finally:
+        gw_proc.terminate()
+        gw_proc.wait(30)
+        subprocess.run(["pkill", "-f", f"APT_HOME={home}"], check=False)
+        _stop_plugins(home)
+
+    print(f"machine: {machine()}")
+    print(f"{'callers':>7} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>8}")
+    for (callers, name), r in rows.items():
+        print(f"{callers:>7} {name:>8} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['qps']:8.0f}")
+    result = {"unary": {f"{c}_{n}": r for (c, n), r in rows.items()}, "stream_mib_s": streams, "ratios": {}}
+    for callers in (1, 16):
+        ratio = rows[(callers, "gateway")]["p50_ms"] / rows[(callers, "direct")]["p50_ms"]
+        result["ratios"][f"p50_{callers}"] = ratio
+        print(f"p50 gateway/direct at {callers:>2} callers: {ratio:.2f}x (target <= 1.6x) {verdict(ratio, 1.6, False)}")
+    ratio = streams["gateway"] / streams["direct"]
+    result["ratios"]["stream"] = ratio
+    print(f"{total >> 20} MiB stream: direct {streams['direct']:.0f} MiB/s, gateway {streams['gateway']:.0f} MiB/s, "
+          f"ratio {ratio:.2f}x (target >= 0.85x) {verdict(ratio, 0.85, True)}")
+    print(f"written {save('gateway', result)}")
+
+
+def _stop_plugins(home: Path) -> None:
+    import json
+    import signal
+
+    for state in (home / "gateway" / "local").glob("*.json"):
+        for rec in json.loads(state.read_text()).get("replicas", []):
+            try:
+                os.killpg(rec["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+if __name__ == "__main__":
+    main()

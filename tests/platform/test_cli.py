@@ -1,0 +1,71 @@
+"""The CLI as a user runs it: a separate process against a real gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from apt_model.cli.main import build_parser
+
+
+def run_cli(gw, *args, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
+                           "--home", str(gw.settings.home)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_plugin_list_json(gateway):
+    out = run_cli(gateway, "plugin", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    names = {p["name"] for p in json.loads(out.stdout)}
+    assert "echo" in names and "reasoning-training" in names
+
+
+def test_install_needs_admin_token_and_exit_code_says_so(gateway):
+    out = run_cli(gateway, "plugin", "install", "echo", "--token", gateway.settings.token)
+    assert out.returncode == 6
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: PERMISSION_DENIED:")
+    assert "Traceback" not in out.stderr
+
+
+def test_install_watch_and_uninstall_through_the_cli(gateway):
+    out = run_cli(gateway, "plugin", "install", "echo", "--json")  # admin token found under --home
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["status"] == "PLUGIN_STATUS_INSTALLED"
+    out = run_cli(gateway, "job", "list", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout) == []
+    out = run_cli(gateway, "plugin", "uninstall", "echo")
+    assert out.returncode == 0, out.stderr
+
+
+def test_malformed_job_id_is_exit_3(gateway):
+    out = run_cli(gateway, "job", "get", "nonsense")
+    assert out.returncode == 3
+    assert "INVALID_ARGUMENT" in out.stderr
+
+
+def test_unreachable_gateway_says_how_to_start_it(gateway):
+    out = subprocess.run([sys.executable, "-m", "apt_model", "plugin", "list", "--gateway", "127.0.0.1:1",
+                          "--token", "x"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 5
+    assert "apt-model gateway serve" in out.stderr
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield name, sub
+                yield from ((f"{name} {n}", s) for n, s in _subparsers(sub))
+
+
+@pytest.mark.parametrize("name,parser", list(_subparsers(build_parser())))
+def test_every_command_has_examples_in_help(name, parser):
+    assert "examples:" in parser.format_help(), name
