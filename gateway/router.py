@@ -49,14 +49,23 @@ def _relayable(metadata) -> list[tuple[str, str | bytes]]:
 
 
 class Router(grpc.GenericRpcHandler):
+    """The gateway's generic handler; its handlers are coroutines on the asyncio server."""
+
     def __init__(self, catalog: Catalog, registry: Registry, internal_token: str, max_message_bytes: int):
         self.catalog = catalog
         self.registry = registry
         self.auth = ("authorization", f"Bearer {internal_token}")
         self.options = channel_options(max_message_bytes)
-        self._channels: dict[str, grpc.Channel] = {}
+        self._aio_channels: dict[str, grpc.aio.Channel] = {}  # used on the server's event loop only
+        self._channels: dict[str, grpc.Channel] = {}  # blocking channels for sync servicers
         self._lock = threading.Lock()
         self._pool = descriptor_pool.Default()
+
+    def aio_channel(self, endpoint: str) -> grpc.aio.Channel:
+        ch = self._aio_channels.get(endpoint)
+        if ch is None:
+            ch = self._aio_channels[endpoint] = grpc.aio.insecure_channel(endpoint, options=self.options)
+        return ch
 
     def channel(self, endpoint: str) -> grpc.Channel:
         with self._lock:
@@ -71,6 +80,7 @@ class Router(grpc.GenericRpcHandler):
                 ch = self._channels.pop(e, None)
                 if ch is not None:
                     ch.close()
+                self._aio_channels.pop(e, None)  # closed with the loop; dropping it stops its reuse
 
     def _kind(self, service: str, method: str) -> tuple[bool, bool]:
         try:
@@ -85,14 +95,16 @@ class Router(grpc.GenericRpcHandler):
         if full == DESCRIBE_METHOD:
             # Describe is served by every plugin: the caller names the plugin in metadata
             plugin = dict(details.invocation_metadata or ()).get("x-apt-plugin")
+            kind = (False, False)
         elif full.startswith("/apt.plugins."):
             plugin = self.catalog.plugin_for_service(service)
+            kind = self._kind(service, method)
         else:
             return None
         if plugin is None:
             return None  # grpc answers UNIMPLEMENTED
-        client_streaming, server_streaming = self._kind(service, method)
         call = _Forward(self, plugin, full, details.invocation_metadata)
+        client_streaming, server_streaming = kind
         if not client_streaming and not server_streaming:
             return grpc.unary_unary_rpc_method_handler(call.unary_unary)
         if not client_streaming:
@@ -103,7 +115,7 @@ class Router(grpc.GenericRpcHandler):
 
 
 class _Forward:
-    """One forwarded call."""
+    """One forwarded call (coroutines: cancelling the caller's task cancels the upstream call)."""
 
     def __init__(self, router: Router, plugin: str, method: str, metadata):
         self.router = router
@@ -112,21 +124,18 @@ class _Forward:
         self.client_metadata = metadata
         self.endpoint = ""
 
-    @property
-    def metadata(self) -> list[tuple[str, str | bytes]]:
+    def _metadata(self) -> list[tuple[str, str | bytes]]:
         # built at call time: the interceptor has set this call's request id by then
         md = [*_relayable(self.client_metadata), self.router.auth]
         if not any(k == "x-request-id" for k, _ in md):
             md.append(("x-request-id", request_id.get()))
         return md
 
-    def _channel(self) -> grpc.Channel:
+    def _channel(self) -> grpc.aio.Channel:
         self.endpoint = self.router.registry.endpoint_for(self.plugin)
-        return self.router.channel(self.endpoint)
+        return self.router.aio_channel(self.endpoint)
 
-    def _fail(self, exc: grpc.RpcError, context: grpc.ServicerContext):
-        if not context.is_active():
-            return  # our own caller went away; the upstream call was cancelled with it
+    async def _fail(self, exc: grpc.aio.AioRpcError, context) -> None:
         context.set_trailing_metadata(_relayable(exc.trailing_metadata()))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
             self.router.registry.mark_unhealthy(self.plugin, self.endpoint)
@@ -134,44 +143,41 @@ class _Forward:
                 f"Plugin {self.plugin!r} at {self.endpoint} stopped answering ({exc.details()}). "
                 "It is marked unhealthy; see 'apt-model plugin list' and its log."
             ) from exc
-        raise exc
+        await context.abort(exc.code(), exc.details() or "")
 
-    def _unary_response(self, multicallable, request, context):
-        future = multicallable.future(request, timeout=remaining(context), metadata=self.metadata)
-        context.add_callback(future.cancel)
+    async def _unary_response(self, call, context):
         try:
-            response = future.result()
-        except grpc.FutureCancelledError:
-            return None  # our caller cancelled or its deadline passed; grpc already answered it
-        except grpc.RpcError as exc:
-            self._fail(exc, context)
+            response = await call
+            await context.send_initial_metadata(_relayable(await call.initial_metadata()))
+            context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
+        except grpc.aio.AioRpcError as exc:
+            await self._fail(exc, context)
             return None
-        context.send_initial_metadata(_relayable(future.initial_metadata()))
-        context.set_trailing_metadata(_relayable(future.trailing_metadata()))
         return response
 
-    def _stream_response(self, call, context):
-        context.add_callback(call.cancel)
+    async def _stream_response(self, call, context):
         try:
-            context.send_initial_metadata(_relayable(call.initial_metadata()))
-            yield from call
-        except grpc.RpcError as exc:
-            self._fail(exc, context)
-            return
-        context.set_trailing_metadata(_relayable(call.trailing_metadata()))
+            await context.send_initial_metadata(_relayable(await call.initial_metadata()))
+            async for message in call:
+                yield message
+            context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
+        except grpc.aio.AioRpcError as exc:
+            await self._fail(exc, context)
 
-    def unary_unary(self, request: bytes, context):
-        return self._unary_response(self._channel().unary_unary(self.method), request, context)
+    def _call(self, kind: str, request, context):
+        multicallable = getattr(self._channel(), kind)(self.method)
+        return multicallable(request, timeout=remaining(context), metadata=self._metadata())
 
-    def stream_unary(self, request_iterator, context):
-        return self._unary_response(self._channel().stream_unary(self.method), request_iterator, context)
+    async def unary_unary(self, request: bytes, context):
+        return await self._unary_response(self._call("unary_unary", request, context), context)
 
-    def unary_stream(self, request: bytes, context):
-        call = self._channel().unary_stream(self.method)(
-            request, timeout=remaining(context), metadata=self.metadata)
-        yield from self._stream_response(call, context)
+    async def stream_unary(self, request_iterator, context):
+        return await self._unary_response(self._call("stream_unary", request_iterator, context), context)
 
-    def stream_stream(self, request_iterator, context):
-        call = self._channel().stream_stream(self.method)(
-            request_iterator, timeout=remaining(context), metadata=self.metadata)
-        yield from self._stream_response(call, context)
+    async def unary_stream(self, request: bytes, context):
+        async for message in self._stream_response(self._call("unary_stream", request, context), context):
+            yield message
+
+    async def stream_stream(self, request_iterator, context):
+        async for message in self._stream_response(self._call("stream_stream", request_iterator, context), context):
+            yield message

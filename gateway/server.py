@@ -29,7 +29,7 @@ class GatewayApp(ServiceApp):
     def __init__(self, settings: Settings):
         policy = AuthPolicy(user_tokens=(settings.token,), admin_tokens=(settings.admin_token,),
                             admin_methods=ADMIN_METHODS, audience="gateway")
-        super().__init__(settings, "gateway", policy, max_threads=128, serve_jobs=False)
+        super().__init__(settings, "gateway", policy, max_threads=128, serve_jobs=False, use_aio=True)
         self.catalog = Catalog(settings.plugin_path)
         self.deployer = make_deployer(settings)
         self.registry = Registry(settings, self.catalog, self.deployer)

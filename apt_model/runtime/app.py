@@ -13,6 +13,7 @@ Settings are read once, at the entry point, from the environment.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
 import signal
@@ -28,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from apt_model import errors
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.runtime import logs
-from apt_model.runtime.interceptors import AuthPolicy, ServiceInterceptor
+from apt_model.runtime.interceptors import AsyncServiceInterceptor, AuthPolicy, ServiceInterceptor
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import JobsServicer
 from apt_model.runtime.manifest import PluginManifest
@@ -53,23 +54,39 @@ class ServiceApp:
     """A gRPC server with the platform's runtime wired in."""
 
     def __init__(self, settings: Settings, name: str, policy: AuthPolicy, *, max_threads: int = 64,
-                 serve_jobs: bool = True):
+                 serve_jobs: bool = True, use_aio: bool = False):
         self.settings = settings
         self.name = name
         self.store = Store(settings.home)
         self.jobs = JobManager(name, max_workers=settings.job_workers)
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc"),
-            interceptors=[ServiceInterceptor(policy)],
-            options=server_options(settings),
-        )
+        pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if use_aio:
+            # asyncio server: async handlers (the gateway's router) run on the event loop,
+            # sync servicers in the migration thread pool.
+            self._loop = asyncio.new_event_loop()
+            self.server = self._on_loop(self._make_aio_server(pool, policy, settings))
+        else:
+            self.server = grpc.server(pool, interceptors=[ServiceInterceptor(policy)],
+                                      options=server_options(settings))
         self._service_names: list[str] = []
         self.port = 0
         self._stopped = threading.Event()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         if serve_jobs:
             self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs), JOBS_SERVICE)
+
+    async def _make_aio_server(self, pool, policy, settings):
+        return grpc.aio.server(migration_thread_pool=pool, interceptors=[AsyncServiceInterceptor(policy)],
+                               options=server_options(settings))
+
+    def _on_loop(self, coro):
+        """Run a coroutine on the server's event loop (started on first use) and wait for it."""
+        if not getattr(self, "_loop_thread", None):
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name=f"{self.name}-loop", daemon=True)
+            self._loop_thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def add_servicer(self, add_fn: Callable, servicer, service_name: str | None = None) -> None:
         """Register a generated ``add_XServicer_to_server`` with its servicer."""
@@ -94,7 +111,10 @@ class ServiceApp:
             self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise errors.Unavailable(f"Cannot bind {address}: the port is in use or the address is wrong.")
-        self.server.start()
+        if self._loop is not None:
+            self._on_loop(self.server.start())
+        else:
+            self.server.start()
         for service in self._service_names:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -108,7 +128,12 @@ class ServiceApp:
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self.jobs.shutdown(cancel_running=True)
-        self.server.stop(grace).wait(grace + 1)
+        if self._loop is not None:
+            self._on_loop(self.server.stop(grace))
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(5)
+        else:
+            self.server.stop(grace).wait(grace + 1)
 
     def serve(self) -> None:
         """Start, then block until SIGTERM/SIGINT, then drain within the grace period."""

@@ -9,7 +9,9 @@ client as INTERNAL with the request id, never with the traceback.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import inspect
 import logging
 import time
 import uuid
@@ -82,12 +84,137 @@ def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str
 
 
 def _is_abort(exc: BaseException, context) -> bool:
-    # context.abort() raises a bare Exception after recording the status: let it through.
+    # context.abort() raises (a bare Exception in the sync server, AbortError in asyncio)
+    # after recording the status: let it through untouched.
+    if isinstance(exc, grpc.aio.AbortError):
+        return True
     code = context.code() if hasattr(context, "code") else None
     return type(exc) is Exception and code not in (None, grpc.StatusCode.OK)
 
 
+async def _abort_status_async(context, exc: BaseException, method: str) -> None:
+    if isinstance(exc, errors.AptError):
+        context.set_trailing_metadata(((REASON_KEY, exc.reason), (REQUEST_ID_KEY, request_id.get())))
+        await context.abort(exc.code, exc.message)
+    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
+        await context.abort(exc.code(), exc.details() or "")
+    log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
+    await context.abort(
+        grpc.StatusCode.INTERNAL,
+        f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.",
+    )
+
+
+def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPolicy):
+    """The same handler with auth, request id, access log and error mapping around it.
+
+    Works for sync behaviours (sync server, or asyncio server's migration thread pool) and
+    for async ones (coroutines and async generators on the asyncio server).
+    """
+
+    def sync_unary(call):
+        def behaviour(request, context):
+            token, start = _begin(metadata)
+            try:
+                policy.check(method, metadata)
+                return call(request, context)
+            except BaseException as exc:  # noqa: BLE001 - the one mapping point
+                if _is_abort(exc, context):
+                    raise
+                _abort_status(context, exc, method)
+            finally:
+                _end(token, method, context, start)
+        return behaviour
+
+    def sync_stream(call):
+        def behaviour(request, context):
+            token, start = _begin(metadata)
+            try:
+                policy.check(method, metadata)
+                yield from call(request, context)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
+                    raise
+                _abort_status(context, exc, method)
+            finally:
+                _end(token, method, context, start)
+        return behaviour
+
+    def async_unary(call):
+        async def behaviour(request, context):
+            token, start = _begin(metadata)
+            try:
+                policy.check(method, metadata)
+                return await call(request, context)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                if _is_abort(exc, context):
+                    raise
+                await _abort_status_async(context, exc, method)
+            finally:
+                _end(token, method, context, start)
+        return behaviour
+
+    def async_stream(call):
+        async def behaviour(request, context):
+            token, start = _begin(metadata)
+            try:
+                policy.check(method, metadata)
+                async for item in call(request, context):
+                    yield item
+            except (asyncio.CancelledError, GeneratorExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001
+                if _is_abort(exc, context):
+                    raise
+                await _abort_status_async(context, exc, method)
+            finally:
+                _end(token, method, context, start)
+        return behaviour
+
+    def wrap(call, streaming: bool):
+        if inspect.isasyncgenfunction(call):
+            return async_stream(call)
+        if inspect.iscoroutinefunction(call):
+            return async_unary(call)
+        return sync_stream(call) if streaming else sync_unary(call)
+
+    des, ser = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, False), des, ser)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, True), des, ser)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, False), des, ser)
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, True), des, ser)
+
+
+def _begin(metadata: dict[str, str]):
+    return request_id.set(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:12]), time.perf_counter()
+
+
+def _end(token, method: str, context, start: float) -> None:
+    try:
+        code = context.code() if hasattr(context, "code") else None
+    except (AttributeError, NotImplementedError):
+        code = None
+    name = getattr(code or grpc.StatusCode.OK, "name", str(code))
+    log.info("%s %s", method, name,
+             extra={"method": method, "code": name, "duration_ms": round((time.perf_counter() - start) * 1000, 2)})
+    try:
+        request_id.reset(token)
+    except ValueError:  # reset from another context (generator resumed elsewhere)
+        pass
+
+
+def _metadata_of(details) -> dict[str, str]:
+    return {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+
+
 class ServiceInterceptor(grpc.ServerInterceptor):
+    """For the thread-pool server (plugins)."""
+
     def __init__(self, policy: AuthPolicy):
         self.policy = policy
 
@@ -95,63 +222,20 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None:
             return None
-        method = details.method
-        metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
+        return wrap_handler(handler, details.method, _metadata_of(details), self.policy)
 
-        def run(call: Callable, streaming: bool):
-            def unary(request, context):
-                token = self._begin(metadata)
-                start = time.perf_counter()
-                try:
-                    self.policy.check(method, metadata)
-                    return call(request, context)
-                except BaseException as exc:  # noqa: BLE001 - the one mapping point
-                    if _is_abort(exc, context):
-                        raise
-                    _abort_status(context, exc, method)
-                finally:
-                    self._end(token, method, context, start)
 
-            def stream(request, context):
-                token = self._begin(metadata)
-                start = time.perf_counter()
-                try:
-                    self.policy.check(method, metadata)
-                    yield from call(request, context)
-                except BaseException as exc:  # noqa: BLE001
-                    if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
-                        raise
-                    _abort_status(context, exc, method)
-                finally:
-                    self._end(token, method, context, start)
+class AsyncServiceInterceptor(grpc.aio.ServerInterceptor):
+    """For the asyncio server (the gateway); sync servicers still run in its thread pool."""
 
-            return stream if streaming else unary
+    def __init__(self, policy: AuthPolicy):
+        self.policy = policy
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                run(handler.unary_unary, False), handler.request_deserializer, handler.response_serializer)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                run(handler.unary_stream, True), handler.request_deserializer, handler.response_serializer)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                run(handler.stream_unary, False), handler.request_deserializer, handler.response_serializer)
-        return grpc.stream_stream_rpc_method_handler(
-            run(handler.stream_stream, True), handler.request_deserializer, handler.response_serializer)
-
-    @staticmethod
-    def _begin(metadata: dict[str, str]):
-        return request_id.set(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:12])
-
-    @staticmethod
-    def _end(token, method: str, context, start: float) -> None:
-        code = context.code() if hasattr(context, "code") else None
-        log.info(
-            "%s %s", method, (code or grpc.StatusCode.OK).name,
-            extra={"method": method, "code": (code or grpc.StatusCode.OK).name,
-                   "duration_ms": round((time.perf_counter() - start) * 1000, 2)},
-        )
-        request_id.reset(token)
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        return wrap_handler(handler, details.method, _metadata_of(details), self.policy)
 
 
 def token_metadata(token: str, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
