@@ -68,17 +68,21 @@ class RestoreRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., tag: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ..., overwrite: _Optional[bool] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., backup_name: _Optional[str] = ..., concurrency: _Optional[int] = ...) -> None: ...
 
 class ListBackupsRequest(_message.Message):
-    __slots__ = ("destination", "endpoint_url", "region")
+    __slots__ = ("destination", "endpoint_url", "region", "name", "kind")
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     destination: str
     endpoint_url: str
     region: str
-    def __init__(self, destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ...) -> None: ...
+    name: str
+    kind: str
+    def __init__(self, destination: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., region: _Optional[str] = ..., name: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class Backup(_message.Message):
-    __slots__ = ("name", "kind", "tag", "size_bytes", "files", "created", "complete")
+    __slots__ = ("name", "kind", "tag", "size_bytes", "files", "created", "complete", "stored_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +90,7 @@ class Backup(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     tag: str
@@ -93,7 +98,8 @@ class Backup(_message.Message):
     files: int
     created: str
     complete: bool
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tag: _Optional[str] = ..., size_bytes: _Optional[int] = ..., files: _Optional[int] = ..., created: _Optional[str] = ..., complete: _Optional[bool] = ...) -> None: ...
+    stored_bytes: int
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., tag: _Optional[str] = ..., size_bytes: _Optional[int] = ..., files: _Optional[int] = ..., created: _Optional[str] = ..., complete: _Optional[bool] = ..., stored_bytes: _Optional[int] = ...) -> None: ...
 
 class ListBackupsResponse(_message.Message):
     __slots__ = ("backups",)

@@ -1,0 +1,1 @@
+"""The model-distillation plugin: response, feature and relation distillation as jobs."""

@@ -1,0 +1,48 @@
+"""The Distillation servicer: proto -> validated spec -> job. No logic of its own."""
+
+from __future__ import annotations
+
+from apt_model import errors
+from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
+from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs_grpc import job_to_proto
+from apt_model.store import Store
+
+from apt_distill import checkpoint
+from apt_distill.custom import registered_losses
+from apt_distill.distill import run_distill
+from apt_distill.models import check_spec_against_models
+from apt_distill.spec import DistillSpec
+
+START_DISTILL = "/apt.plugins.model_distillation.v1.Distillation/StartDistill"
+
+
+class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
+    def __init__(self, app):
+        self.jobs, self.store = app.jobs, app.store
+
+    def StartDistill(self, request, context):
+        spec = DistillSpec.from_request(request, registered_losses())
+        check_spec_against_models(self.store, spec)
+        check_output_free(self.jobs, self.store, spec)
+        snap = self.jobs.start(START_DISTILL, lambda ctx: run_distill(self.store, spec, ctx),
+                               labels={"model": spec.output_name, "teacher": spec.teacher})
+        return job_to_proto(snap)
+
+
+def check_output_free(jobs: JobManager, store: Store, spec: DistillSpec) -> None:
+    """Refuse a run whose output or checkpoint would clash with what is already there."""
+    if jobs.busy_with("model", spec.output_name):
+        raise errors.FailedPrecondition(
+            f"A job is already writing {spec.output_name!r}; wait for it or cancel it ('apt-model job list').")
+    if store.exists("models", spec.output_name) and not spec.overwrite:
+        raise errors.AlreadyExists(
+            f"{spec.output_name!r} already exists in the store; choose another --output or pass --overwrite.")
+    step = checkpoint.existing_step(store, spec.output_name)
+    if spec.resume and step is None:
+        raise errors.FailedPrecondition(
+            f"There is no checkpoint of {spec.output_name!r} to resume; run without --resume.")
+    if step is not None and not spec.resume and not spec.overwrite:
+        raise errors.FailedPrecondition(
+            f"A checkpoint of {spec.output_name!r} at step {step} exists; pass --resume to continue it "
+            "or --overwrite to discard it and start over.")
