@@ -1,0 +1,150 @@
+"""``apt-model hf``: Hub/local import, export, push, datasets, HF Trainer (huggingface-integration plugin)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from apt_model.cli.common import Ctx, add_job_options, print_table, start_and_watch
+from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2 as pb
+from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
+
+
+def _local_or_repo(text: str) -> str:
+    """Paths are sent absolute (the service resolves them on its machine); repo ids as given."""
+    if text.startswith(("/", "./", "../", "~")) or os.path.exists(text):
+        return os.path.abspath(os.path.expanduser(text))
+    return text
+
+
+def register(sub, common: argparse.ArgumentParser) -> None:
+    from apt_model.cli.main import new_parser
+
+    hf = new_parser(sub, "hf", common, "Hugging Face Hub / ModelScope import, export, push, datasets, Trainer",
+                    ["apt-model hf import Qwen/Qwen2.5-0.5B --name qwen", "apt-model hf push mymodel me/mymodel --private"])
+    hs = hf.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    p = new_parser(hs, "import", common, "import a causal LM from a hub repo or a local HF folder",
+                   ["apt-model hf import gpt2 --name gpt2", "apt-model hf import org/model --revision v1.0 --name m",
+                    "apt-model hf import ./my-hf-folder --name local",
+                    "apt-model hf import qwen/Qwen2.5-0.5B --hub modelscope --name q"])
+    p.add_argument("source", type=_local_or_repo, help="repo id 'org/name' or a local folder path")
+    p.add_argument("--name", required=True, help="store name of the imported model")
+    p.add_argument("--hub", default="", choices=["", "huggingface", "modelscope"], help="default huggingface")
+    p.add_argument("--revision", default="", help="branch, tag or commit (default main)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store model")
+    add_job_options(p)
+    p.set_defaults(func=cmd_import)
+
+    p = new_parser(hs, "export", common, "write a store model as a plain HF folder with a model card",
+                   ["apt-model hf export mymodel --output-dir /data/exports/mymodel"])
+    p.add_argument("name", help="store model")
+    p.add_argument("--output-dir", required=True, type=_local_or_repo, help="new or empty folder on the service's machine")
+    add_job_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = new_parser(hs, "push", common, "push a store model to a Hub repo (created when missing)",
+                   ["apt-model hf push mymodel me/mymodel --private",
+                    "apt-model hf push mymodel me/mymodel --revision dev --message 'after pruning'"])
+    p.add_argument("name", help="store model")
+    p.add_argument("repo_id", help="target repo 'org/name'")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--message", default="", help="commit message")
+    p.add_argument("--revision", default="", help="branch (default main; created when missing)")
+    p.add_argument("--hub", default="", choices=["", "huggingface"], help="default huggingface")
+    add_job_options(p)
+    p.set_defaults(func=cmd_push)
+
+    p = new_parser(hs, "dataset", common, "load a hub dataset or local json/jsonl/csv/parquet/text files",
+                   ["apt-model hf dataset ./corpus.jsonl --name corpus --tokenizer-from mymodel",
+                    "apt-model hf dataset org/dataset --split train --name ds"])
+    p.add_argument("source", type=_local_or_repo, help="dataset id or a local file/folder")
+    p.add_argument("--name", required=True, help="store dataset name")
+    p.add_argument("--format", default="", choices=["", "json", "jsonl", "csv", "parquet", "text"],
+                   help="default: from the file suffixes")
+    p.add_argument("--split", default="", help="split to load (default train)")
+    p.add_argument("--tokenizer-from", default="", help="store model whose tokenizer counts tokens")
+    p.add_argument("--text-field", default="", help="text column (default 'text' or the first string column)")
+    p.add_argument("--preview-rows", type=int, default=0, help="rows kept as a preview (default 5)")
+    p.add_argument("--revision", default="", help="hub revision (default main)")
+    p.add_argument("--hub", default="", choices=["", "huggingface", "modelscope"], help="default huggingface")
+    p.add_argument("--overwrite", action="store_true")
+    add_job_options(p)
+    p.set_defaults(func=cmd_dataset)
+
+    p = new_parser(hs, "train", common, "fine-tune a store model on a store dataset with the HF Trainer",
+                   ["apt-model hf train mymodel --dataset corpus --output tuned --epochs 2 --lr 2e-4",
+                    "apt-model hf train mymodel --dataset corpus --output tuned --max-steps 100 --seq-len 256"])
+    p.add_argument("model", help="store model to start from")
+    p.add_argument("--dataset", required=True, help="store dataset")
+    p.add_argument("--output", required=True, help="store name of the result")
+    p.add_argument("--text-field", default="")
+    p.add_argument("--seq-len", type=int, default=0, help="tokens per packed block (default 128)")
+    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default 5e-4)")
+    p.add_argument("--epochs", type=float, default=0.0, help="passes over the data (default 1)")
+    p.add_argument("--batch-size", type=int, default=0, help="blocks per step (default 8)")
+    p.add_argument("--grad-accum", type=int, default=0, help="steps per update (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-fraction", type=float, default=0.0, help="documents held out (default 0.1)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N updates (overrides --epochs)")
+    p.add_argument("--overwrite", action="store_true")
+    add_job_options(p)
+    p.set_defaults(func=cmd_train)
+
+
+def _stub(ctx: Ctx):
+    return huggingface_pb2_grpc.HuggingFaceStub(ctx.channel())
+
+
+def cmd_import(ctx: Ctx) -> None:
+    a = ctx.args
+    req = pb.ImportModelRequest(source=a.source, name=a.name, hub=a.hub, revision=a.revision, overwrite=a.overwrite)
+    start_and_watch(ctx, _stub(ctx).StartImportModel, req, a, render=_render)
+
+
+def cmd_export(ctx: Ctx) -> None:
+    a = ctx.args
+    start_and_watch(ctx, _stub(ctx).StartExportModel, pb.ExportModelRequest(name=a.name, output_dir=a.output_dir),
+                    a, render=_render)
+
+
+def cmd_push(ctx: Ctx) -> None:
+    a = ctx.args
+    req = pb.PushModelRequest(name=a.name, repo_id=a.repo_id, private=a.private, commit_message=a.message,
+                              revision=a.revision, hub=a.hub)
+    start_and_watch(ctx, _stub(ctx).StartPushModel, req, a, render=_render)
+
+
+def cmd_dataset(ctx: Ctx) -> None:
+    a = ctx.args
+    req = pb.LoadDatasetRequest(source=a.source, format=a.format, split=a.split, name=a.name,
+                                tokenizer_from=a.tokenizer_from, text_field=a.text_field,
+                                preview_rows=a.preview_rows, overwrite=a.overwrite, revision=a.revision, hub=a.hub)
+    start_and_watch(ctx, _stub(ctx).StartLoadDataset, req, a, render=_render_dataset)
+
+
+def cmd_train(ctx: Ctx) -> None:
+    a = ctx.args
+    req = pb.TrainRequest(model=a.model, dataset=a.dataset, output_name=a.output, text_field=a.text_field,
+                          seq_len=a.seq_len, learning_rate=a.lr, epochs=a.epochs, batch_size=a.batch_size,
+                          grad_accum=a.grad_accum, seed=a.seed, eval_fraction=a.eval_fraction,
+                          max_steps=a.max_steps, overwrite=a.overwrite)
+    start_and_watch(ctx, _stub(ctx).StartTrain, req, a, render=_render)
+
+
+def _render(result: dict) -> None:
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(result.items())
+            if not isinstance(v, (dict, list))]
+    print_table("result", ["field", "value"], rows)
+
+
+def _render_dataset(result: dict) -> None:
+    _render(result)
+    print_table("columns", ["column", "type"], [[k, v] for k, v in result.get("features", {}).items()])
+    stats = result.get("token_stats") or {}
+    if stats:
+        print_table("tokens", ["statistic", "value"], [[k, v] for k, v in stats.items()])
+    preview = result.get("preview") or []
+    if preview:
+        cols = list(preview[0])
+        print_table("preview", cols, [[str(r.get(c, ""))[:60] for c in cols] for r in preview])

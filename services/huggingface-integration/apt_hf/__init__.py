@@ -1,0 +1,1 @@
+"""The huggingface-integration plugin: Hub and local HF import/export, datasets, HF Trainer."""

@@ -1,0 +1,190 @@
+"""Fine-tune a store model on a store dataset with the Hugging Face Trainer.
+
+Documents are tokenized, joined with EOS and packed into full ``seq_len`` blocks (no
+padding). The eval split is taken from whole documents before packing, so no document
+is in both splits. Loss, learning rate and progress stream to the job; the result is a
+new store model whose lineage names the parent and the dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from apt_model import errors
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store, validate_name
+
+from apt_hf.datasets_io import open_store_dataset, pick_text_field
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    model: str  # store model to start from
+    dataset: str  # store dataset (data.parquet)
+    output_name: str
+    text_field: str = ""  # "" = "text" when present, else the first string column
+    seq_len: int = 128  # tokens per packed block
+    learning_rate: float = 5e-4
+    epochs: float = 1.0
+    batch_size: int = 8  # blocks per device step
+    grad_accum: int = 1  # steps per optimizer update
+    seed: int = 0
+    eval_fraction: float = 0.1  # of documents, held out before packing
+    max_steps: int = 0  # > 0 overrides epochs
+    overwrite: bool = False
+
+    @classmethod
+    def from_request(cls, req) -> "TrainSpec":
+        d = cls.__dataclass_fields__
+        spec = cls(
+            model=validate_name(req.model.strip(), "model"),
+            dataset=validate_name(req.dataset.strip(), "dataset"),
+            output_name=validate_name(req.output_name.strip(), "model"),
+            text_field=req.text_field.strip(),
+            seq_len=req.seq_len or d["seq_len"].default,
+            learning_rate=req.learning_rate or d["learning_rate"].default,
+            epochs=req.epochs or d["epochs"].default,
+            batch_size=req.batch_size or d["batch_size"].default,
+            grad_accum=req.grad_accum or d["grad_accum"].default,
+            seed=req.seed,
+            eval_fraction=req.eval_fraction or d["eval_fraction"].default,
+            max_steps=req.max_steps,
+            overwrite=req.overwrite,
+        )
+        if spec.output_name == spec.model:
+            raise errors.InvalidArgument("output_name must differ from model: training writes a new model.")
+        checks = [
+            (8 <= spec.seq_len <= 32768, "seq_len must be between 8 and 32768"),
+            (0 < spec.learning_rate < 1, "learning_rate must be in (0, 1)"),
+            (0 < spec.epochs <= 1000, "epochs must be in (0, 1000]"),
+            (1 <= spec.batch_size <= 4096, "batch_size must be between 1 and 4096"),
+            (1 <= spec.grad_accum <= 1024, "grad_accum must be between 1 and 1024"),
+            (0 < spec.eval_fraction < 0.5, "eval_fraction must be in (0, 0.5)"),
+            (spec.max_steps >= 0, "max_steps must be >= 0"),
+            (spec.seed >= 0, "seed must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise errors.InvalidArgument(message + ".")
+        return spec
+
+
+def pack(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
+    """Token blocks of exactly ``seq_len`` from documents joined by EOS; the tail is dropped."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise errors.FailedPrecondition("The tokenizer has no EOS token, so documents cannot be packed.")
+    stream: list[int] = []
+    texts = [t or "" for t in texts]  # datasets returns a Column; empty cells come back as None
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(eos)
+    return [stream[i:i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+
+
+class _BlockDataset:
+    """Packed blocks as a torch-style dataset (labels = inputs; the model shifts them)."""
+
+    def __init__(self, blocks: list[list[int]]):
+        self.blocks = blocks
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict:
+        import torch
+
+        ids = torch.tensor(self.blocks[i], dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def _job_callback(ctx: JobContext, started: float):
+    from transformers import TrainerCallback
+
+    class JobCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ctx.check_cancelled()  # raises Cancelled out of trainer.train(); nothing is stored
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            frac = state.global_step / max(state.max_steps, 1)
+            elapsed = time.monotonic() - started
+            metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k in
+                       ("loss", "learning_rate", "grad_norm", "eval_loss", "epoch")}
+            ctx.report(progress=0.05 + 0.85 * frac, stage="train",
+                       message=f"step {state.global_step}/{state.max_steps}"
+                               + (f" loss {logs['loss']:.4f}" if "loss" in logs else ""),
+                       eta_seconds=elapsed / frac - elapsed if frac > 0 else -1, step=state.global_step,
+                       **metrics)
+
+    return JobCallback()
+
+
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
+
+    from apt_model.modeling.io import load_model, load_tokenizer, save_model
+
+    started = time.monotonic()
+    if not spec.overwrite and store.exists("models", spec.output_name):
+        raise errors.AlreadyExists(f"Model {spec.output_name!r} already exists; pass overwrite or choose another name.")
+    parent = store.model(spec.model)
+    store.dataset(spec.dataset)
+    cuda = torch.cuda.is_available()
+    scratch = store.root / ".scratch"
+    scratch.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch, prefix=f"train-{spec.output_name}-") as work:
+        ctx.report(progress=0.0, stage="prepare", message="tokenizing and packing")
+        ds = open_store_dataset(store, spec.dataset, Path(work) / "cache")
+        field = pick_text_field(ds, spec.text_field)
+        split = ds.train_test_split(test_size=spec.eval_fraction, seed=spec.seed, shuffle=True)
+        tokenizer = load_tokenizer(parent.path)
+        train_blocks = pack(split["train"][field], tokenizer, spec.seq_len)
+        eval_blocks = pack(split["test"][field], tokenizer, spec.seq_len)
+        if not train_blocks or not eval_blocks:
+            raise errors.InvalidArgument(
+                f"Dataset {spec.dataset!r} is too small for seq_len {spec.seq_len}: it gives "
+                f"{len(train_blocks)} training and {len(eval_blocks)} eval blocks; lower seq_len or "
+                "eval_fraction, or use more text."
+            )
+        model = load_model(parent.path, device="cpu")
+        model.train()
+        bf16 = cuda and torch.cuda.is_bf16_supported()
+        args = TrainingArguments(
+            output_dir=str(Path(work) / "out"), learning_rate=spec.learning_rate,
+            num_train_epochs=spec.epochs, max_steps=spec.max_steps or -1,
+            per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
+            gradient_accumulation_steps=spec.grad_accum, seed=spec.seed, data_seed=spec.seed,
+            lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+            logging_strategy="steps", logging_steps=1, eval_strategy="no", save_strategy="no",
+            report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
+            dataloader_num_workers=0, dataloader_pin_memory=cuda,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
+                          eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
+                          callbacks=[_job_callback(ctx, started)])
+        trainer.remove_callback(PrinterCallback)  # logs go to the job's metrics, not the service's stdout
+        before = trainer.evaluate()["eval_loss"]
+        ctx.report(progress=0.05, stage="train", message=f"eval loss before {before:.4f}", eval_loss_before=before)
+        out = trainer.train()
+        ctx.check_cancelled()
+        after = trainer.evaluate()["eval_loss"]
+        ctx.report(progress=0.92, stage="save", message=f"eval loss after {after:.4f}", eval_loss=after)
+        metrics = {
+            "eval_loss_before": round(before, 6), "eval_loss": round(after, 6),
+            "eval_perplexity": round(math.exp(min(after, 50.0)), 4), "train_loss": round(out.training_loss, 6),
+            "steps": out.global_step, "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
+            "train_tokens": len(train_blocks) * spec.seq_len, "bf16": bf16,
+        }
+        trained = trainer.model.to("cpu").float().eval()
+        with store.create("models", spec.output_name, operation="hf-train", parent=spec.model,
+                          overwrite=spec.overwrite, metrics=metrics,
+                          parameters={**asdict(spec), "dataset": spec.dataset}) as tmp:
+            save_model(trained, tokenizer, tmp)
+    return {"name": spec.output_name, "parent": spec.model, "dataset": spec.dataset, **metrics,
+            "seconds": round(time.monotonic() - started, 3)}

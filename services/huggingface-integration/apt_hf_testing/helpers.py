@@ -1,0 +1,43 @@
+"""Test helpers: jobs run by a real JobManager, store checks."""
+
+from __future__ import annotations
+
+import time
+
+from apt_model.runtime.jobs import JobManager, JobSnapshot
+from apt_model.store import Store
+
+READ_TOKEN, WRITE_TOKEN = "hf_read_alice", "hf_write_alice"
+
+
+class JobRun:
+    """A job run by a real JobManager, with every published snapshot kept."""
+
+    def __init__(self, work, timeout: float = 120.0):
+        self.manager = JobManager("test", max_workers=1)
+        first = self.manager.start("test/op", work)
+        self.snapshots: list[JobSnapshot] = list(self.manager.watch(first.id, poll=0.05))
+        self.final = self.snapshots[-1]
+        self.manager.shutdown(cancel_running=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.final.state.value == "SUCCEEDED"
+
+    def metric_values(self, key: str) -> list[float]:
+        return [s.metrics[key] for s in self.snapshots if key in s.metrics]
+
+
+def store_is_clean(store: Store) -> bool:
+    """No entries and no leftovers of a failed build in the store."""
+    leftovers = [p for kind in ("models", "datasets") if (store.root / kind).is_dir()
+                 for p in (store.root / kind).iterdir()]
+    return not leftovers
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        time.sleep(0.05)

@@ -1,0 +1,132 @@
+"""Export to a plain HF folder (checked by a process that never imports this project) and push."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from apt_model import errors
+
+from apt_hf.exporter import ExportSpec, PushSpec, run_export, run_push
+from apt_hf.hubs import get_hub
+from apt_hf.importer import ImportSpec, run_import
+from apt_hf.settings import HubSettings
+from apt_hf_testing.helpers import READ_TOKEN, WRITE_TOKEN
+
+IDS = [1, 7, 12, 40, 99, 3, 2]
+
+# Runs with "-I" (isolated mode: no PYTHONPATH, no cwd on sys.path), so nothing of this
+# project can be imported; it asserts as much before loading.
+PLAIN_LOAD = """
+import json, sys
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder = sys.argv[1]
+tok = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+with torch.no_grad():
+    out = model(torch.tensor([json.loads(sys.argv[2])])).logits
+assert not any(m.split(".")[0] in ("apt_model", "apt_hf") for m in sys.modules), "project code was imported"
+print(json.dumps({"logits": out.flatten().tolist(), "roundtrip": tok.decode(tok("hello world 你好")["input_ids"],
+                  skip_special_tokens=True)}))
+"""
+
+
+def store_logits(path: Path) -> list[float]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([IDS])).logits.flatten().tolist()
+
+
+def import_local(store, run_job, folder: Path, name: str):
+    run = run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(folder), name=name), ctx))
+    assert run.ok, run.final.error_message
+
+
+@pytest.mark.parametrize("fixture", ["llama_dir", "gpt2_dir"])
+def test_export_loads_with_plain_transformers_and_identical_logits(request, tmp_path, store, run_job, fixture):
+    import_local(store, run_job, request.getfixturevalue(fixture), "m")
+    out = tmp_path / "exported"
+    run = run_job(lambda ctx: run_export(store, ExportSpec(name="m", output_dir=out), ctx))
+    assert run.ok, run.final.error_message
+    assert not (out / "apt.json").exists() and (out / "README.md").is_file()
+    proc = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOAD, str(out), json.dumps(IDS)],
+                          capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["logits"] == store_logits(store.model("m").path)  # bit-identical
+    assert got["roundtrip"] == "hello world 你好"
+
+
+def test_model_card_names_lineage_and_metrics(tmp_path, store, run_job, llama_dir):
+    import_local(store, run_job, llama_dir, "base")
+    with store.create("models", "child", operation="hf-train", parent="base",
+                      parameters={"learning_rate": 0.001}, metrics={"eval_loss": 1.25}) as tmp:
+        for f in store.model("base").path.iterdir():
+            if f.name != "apt.json":
+                (tmp / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "card"
+    assert run_job(lambda ctx: run_export(store, ExportSpec(name="child", output_dir=out), ctx)).ok
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers")
+    assert "hf-import" in card and "hf-train" in card and "`base`" in card
+    assert "| eval_loss | 1.25 |" in card and '"learning_rate": 0.001' in card
+
+
+def test_export_refuses_a_non_empty_folder(tmp_path, store, run_job, llama_dir):
+    import_local(store, run_job, llama_dir, "m")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("keep me")
+    req = type("R", (), {"name": "m", "output_dir": str(tmp_path / "busy")})()
+    with pytest.raises(errors.AlreadyExists):
+        ExportSpec.from_request(req)
+    with pytest.raises(errors.InvalidArgument, match="absolute"):
+        ExportSpec.from_request(type("R", (), {"name": "m", "output_dir": "relative/dir"})())
+
+
+def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_xet, gpt2_dir):
+    import_local(store, run_job, gpt2_dir, "mine")
+    settings = HubSettings(hf_endpoint=hf_hub.url, hf_token=WRITE_TOKEN, hf_cache=store.root.parent / "cache")
+    hub = get_hub("huggingface", settings)
+    spec = PushSpec(name="mine", repo_id="alice/pushed", private=True, commit_message="first push", revision="main")
+    run = run_job(lambda ctx: run_push(store, hub, spec, ctx))
+    assert run.ok, run.final.error_message
+    repo = hf_hub.repos[("model", "alice/pushed")]
+    assert repo.private and run.final.result["commit_sha"] == repo.branches["main"]
+    files = hf_hub.files_at("alice/pushed")
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= files.keys()
+    assert "apt.json" not in files
+    assert max(run.metric_values("bytes_done")) == run.final.result["bytes"]
+    assert store.model("mine").meta["pushes"][0]["commit_sha"] == repo.branches["main"]
+    sent = hf_hub.lfs_bytes_received
+    assert sent >= len(files["model.safetensors"])
+
+    # pushing again to a new branch sends no weight bytes: the Hub already holds the LFS object
+    again = PushSpec(name="mine", repo_id="alice/pushed", private=True, commit_message="again", revision="dev")
+    assert run_job(lambda ctx: run_push(store, hub, again, ctx)).ok
+    assert hf_hub.lfs_bytes_received == sent and "dev" in repo.branches
+
+    # online import of what was pushed (private: the read token is needed) gives the same model
+    reader = get_hub("huggingface", HubSettings(hf_endpoint=hf_hub.url, hf_token=READ_TOKEN,
+                                                hf_cache=store.root.parent / "cache2"))
+    back = run_job(lambda ctx: run_import(store, reader, ImportSpec(source="alice/pushed", name="back"), ctx))
+    assert back.ok, back.final.error_message
+    assert store_logits(store.model("back").path) == store_logits(store.model("mine").path)
+
+
+def test_push_needs_a_write_token(store, run_job, hf_hub, no_xet, llama_dir):
+    import_local(store, run_job, llama_dir, "m")
+    spec = PushSpec(name="m", repo_id="alice/x", commit_message="c")
+    for token, match in [(None, "set HF_TOKEN"), (READ_TOKEN, "write access")]:
+        hub = get_hub("huggingface", HubSettings(hf_endpoint=hf_hub.url, hf_token=token))
+        run = run_job(lambda ctx: run_push(store, hub, spec, ctx))
+        assert run.final.error_code == "PERMISSION_DENIED", run.final.error_message
+        assert match in run.final.error_message
+    assert ("model", "alice/x") not in hf_hub.repos

@@ -1,0 +1,64 @@
+"""HF Trainer fine-tune of a tiny model on a stored dataset lowers the eval loss."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from apt_model import errors
+from apt_model.testing import SAMPLE_TEXT
+
+from apt_hf.datasets_io import DatasetSpec, run_load_dataset
+from apt_hf.importer import ImportSpec, run_import
+from apt_hf.trainer import TrainSpec, pack, run_train
+
+
+@pytest.fixture
+def model_and_data(tmp_path, store, run_job, llama_dir):
+    assert run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
+                    encoding="utf-8")
+    assert run_job(lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
+    return store
+
+
+def test_finetune_lowers_eval_loss(model_and_data, run_job):
+    store = model_and_data
+    spec = TrainSpec(model="base", dataset="corpus", output_name="tuned", seq_len=32, learning_rate=3e-3,
+                     batch_size=8, grad_accum=1, max_steps=30, seed=0, eval_fraction=0.2)
+    run = run_job(lambda ctx: run_train(store, spec, ctx), timeout=300)
+    assert run.ok, run.final.error_message
+    res = run.final.result
+    assert res["eval_loss"] < res["eval_loss_before"] - 0.5, res
+    assert res["steps"] == 30
+    losses = run.metric_values("loss")
+    assert len(losses) >= 5  # streamed while training
+    entry = store.model("tuned")
+    assert entry.parent == "base" and entry.meta["lineage"]["operation"] == "hf-train"
+    assert entry.meta["metrics"]["eval_loss"] == res["eval_loss"]
+    assert entry.meta["lineage"]["parameters"]["dataset"] == "corpus"
+
+
+def test_train_validation(model_and_data, run_job):
+    store = model_and_data
+    base = dict(model="base", dataset="corpus", output_name="t2", text_field="", seq_len=0, learning_rate=0,
+                epochs=0, batch_size=0, grad_accum=0, seed=0, eval_fraction=0, max_steps=0, overwrite=False)
+    for bad, match in [({"learning_rate": 2.0}, "learning_rate"), ({"output_name": "base"}, "differ"),
+                       ({"eval_fraction": 0.9}, "eval_fraction"), ({"seq_len": 4}, "seq_len")]:
+        with pytest.raises(errors.InvalidArgument, match=match):
+            TrainSpec.from_request(type("R", (), {**base, **bad})())
+    too_long = TrainSpec(model="base", dataset="corpus", output_name="t3", seq_len=32768, max_steps=1)
+    run = run_job(lambda ctx: run_train(store, too_long, ctx))
+    assert run.final.error_code == "INVALID_ARGUMENT" and "too small" in run.final.error_message
+    assert not store.exists("models", "t3")
+
+
+def test_pack_joins_documents_with_eos(store, llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llama_dir)
+    blocks = pack(["hello world", "another document here"], tok, 4)
+    flat = [t for b in blocks for t in b]
+    assert all(len(b) == 4 for b in blocks) and tok.eos_token_id in flat
