@@ -16,10 +16,12 @@ import json
 import os
 import re
 import shutil
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from apt_model import errors
 
@@ -47,15 +49,56 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_table(folder: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file under ``folder`` (relative POSIX paths), apt.json excluded."""
+def file_table(folder: Path, known: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file under ``folder`` (relative POSIX paths), apt.json excluded.
+
+    ``known`` holds hashes computed while the files were written (``Store.copy_in``); they are
+    used when the file's size is unchanged, and every other file is hashed here.
+    """
+    known = known or {}
     table = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         if rel == META_FILE:
             continue
-        table[rel] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+        size = path.stat().st_size
+        if rel in known and known[rel]["size"] == size:
+            table[rel] = dict(known[rel])
+        else:
+            table[rel] = {"sha256": sha256_file(path), "size": size}
     return table
+
+
+def copy_hashed(src: Path, dst: Path, on_bytes: Callable[[int], None] | None = None,
+                chunk: int = 4 << 20) -> dict[str, Any]:
+    """Copy ``src`` to ``dst`` reading it once, hashing on a second thread; fsyncs ``dst``.
+
+    The bytes hashed are the bytes written, so the sha256 is that of the copy. hashlib and
+    file I/O release the GIL, so hashing overlaps reading and writing (two cores).
+    """
+    digest = hashlib.sha256()
+    pending: queue.Queue = queue.Queue(maxsize=4)
+
+    def hasher() -> None:
+        while (block := pending.get()) is not None:
+            digest.update(block)
+
+    worker = threading.Thread(target=hasher, name="sha256", daemon=True)
+    worker.start()
+    size = 0
+    try:
+        with open(src, "rb", buffering=0) as fin, open(dst, "wb", buffering=0) as fout:
+            while block := fin.read(chunk):
+                pending.put(block)
+                fout.write(block)
+                size += len(block)
+                if on_bytes is not None:
+                    on_bytes(len(block))
+            os.fdatasync(fout.fileno())
+    finally:
+        pending.put(None)
+        worker.join()
+    return {"sha256": digest.hexdigest(), "size": size}
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -114,6 +157,8 @@ class Store:
 
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
+        self._known: dict[Path, dict[str, dict[str, Any]]] = {}  # staging folder -> hashes
+        self._known_lock = threading.Lock()
 
     def _dir(self, kind: Kind) -> Path:
         d = self.root / kind
@@ -198,15 +243,32 @@ class Store:
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "lineage": {"parent": parent, "operation": operation, "parameters": parameters or {}},
                 "metrics": metrics or {},
-                "files": file_table(tmp),
+                "files": file_table(tmp, self._pop_known(tmp)),
                 **(extra or {}),
             }
             write_json_atomic(tmp / META_FILE, meta)
             _fsync_tree(tmp)
             self._swap_in(tmp, target)
         except BaseException:
+            self._pop_known(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def copy_in(self, staging: Path, src: Path | str, rel: str,
+                on_bytes: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Copy a file into a ``create()`` staging folder, hashing it on the way (no second read)."""
+        dst = (staging / rel).resolve()
+        if staging.resolve() not in dst.parents:
+            raise errors.InvalidArgument(f"{rel!r} points outside the entry being written.")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        info = copy_hashed(Path(src), dst, on_bytes)
+        with self._known_lock:
+            self._known.setdefault(staging, {})[Path(rel).as_posix()] = info
+        return info
+
+    def _pop_known(self, staging: Path) -> dict[str, dict[str, Any]]:
+        with self._known_lock:
+            return self._known.pop(staging, {})
 
     def _swap_in(self, tmp: Path, target: Path) -> None:
         old = None

@@ -102,7 +102,7 @@ def fetch_weights(spec: ImportSpec, hub: ModelHub | None, meta: Snapshot, ctx: J
                     commit_sha=snap.commit_sha or meta.commit_sha, folder=snap.folder)
 
 
-def stage_checkpoint(src: Path, dst: Path, ctx: JobContext) -> dict:
+def stage_checkpoint(store: Store, src: Path, dst: Path, ctx: JobContext) -> dict:
     """Write ``src``'s model into ``dst`` as config + safetensors + tokenizer; returns facts about it."""
     config = ckpt.read_json(src / "config.json", "model")
     arch = ckpt.check_causal_lm(config, str(src))
@@ -125,7 +125,7 @@ def stage_checkpoint(src: Path, dst: Path, ctx: JobContext) -> dict:
         bar(done, total)
 
     for f in files:
-        ckpt.copy_file(f, dst / f.name, on_bytes)
+        store.copy_in(dst, f, f.name, on_bytes)  # hashed while copied: no second read
     if kind == "bin":
         _convert_bin(src, dst, ctx)
     tensors, params = 0, 0
@@ -167,7 +167,7 @@ def run_import(store: Store, hub: ModelHub | None, spec: ImportSpec, ctx: JobCon
     with store.create("models", spec.name, operation="hf-import", overwrite=spec.overwrite,
                       parameters={"source": spec.source, "hub": snap.hub, "revision": spec.revision},
                       extra={"source": source}) as tmp:
-        facts = stage_checkpoint(snap.folder, tmp, ctx)
+        facts = stage_checkpoint(store, snap.folder, tmp, ctx)
         ctx.check_cancelled()
         ctx.report(progress=0.95, stage="record", message="hashing and recording files")
     entry = store.model(spec.name)
