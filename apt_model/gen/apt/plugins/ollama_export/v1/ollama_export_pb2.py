@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\"\xa1\x02\n\rExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x0e\n\x06verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\t \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe7\x01\n\x16\x43reateModelfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\x05 \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x19\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t2\xd0\x01\n\x0cOllamaExport\x12N\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBPZNgithub.com/apt-platform/apt/gen/go/apt/plugins/ollama_export/v1;ollamaexportv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\"\xa6\x02\n\rExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x13\n\x0bskip_verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\t \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe7\x01\n\x16\x43reateModelfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\x05 \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t2\xd0\x01\n\x0cOllamaExport\x12N\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBPZNgithub.com/apt-platform/apt/gen/go/apt/plugins/ollama_export/v1;ollamaexportv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,15 +38,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_EXPORTREQUEST']._serialized_start=108
-  _globals['_EXPORTREQUEST']._serialized_end=397
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=348
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=397
-  _globals['_CREATEMODELFILEREQUEST']._serialized_start=400
-  _globals['_CREATEMODELFILEREQUEST']._serialized_end=631
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=348
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=397
-  _globals['_MODELFILE']._serialized_start=633
-  _globals['_MODELFILE']._serialized_end=658
-  _globals['_OLLAMAEXPORT']._serialized_start=661
-  _globals['_OLLAMAEXPORT']._serialized_end=869
+  _globals['_EXPORTREQUEST']._serialized_end=402
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=353
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=402
+  _globals['_CREATEMODELFILEREQUEST']._serialized_start=405
+  _globals['_CREATEMODELFILEREQUEST']._serialized_end=636
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=353
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=402
+  _globals['_MODELFILE']._serialized_start=638
+  _globals['_MODELFILE']._serialized_end=702
+  _globals['_OLLAMAEXPORT']._serialized_start=705
+  _globals['_OLLAMAEXPORT']._serialized_end=913
 # @@protoc_insertion_point(module_scope)

@@ -2,13 +2,13 @@ from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExportRequest(_message.Message):
-    __slots__ = ("name", "output_dir", "outtype", "ollama_url", "ollama_model", "verify", "system", "parameters", "num_ctx")
+    __slots__ = ("name", "output_dir", "outtype", "ollama_url", "ollama_model", "skip_verify", "system", "parameters", "num_ctx")
     class ParametersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -21,7 +21,7 @@ class ExportRequest(_message.Message):
     OUTTYPE_FIELD_NUMBER: _ClassVar[int]
     OLLAMA_URL_FIELD_NUMBER: _ClassVar[int]
     OLLAMA_MODEL_FIELD_NUMBER: _ClassVar[int]
-    VERIFY_FIELD_NUMBER: _ClassVar[int]
+    SKIP_VERIFY_FIELD_NUMBER: _ClassVar[int]
     SYSTEM_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     NUM_CTX_FIELD_NUMBER: _ClassVar[int]
@@ -30,11 +30,11 @@ class ExportRequest(_message.Message):
     outtype: str
     ollama_url: str
     ollama_model: str
-    verify: bool
+    skip_verify: bool
     system: str
     parameters: _containers.ScalarMap[str, str]
     num_ctx: int
-    def __init__(self, name: _Optional[str] = ..., output_dir: _Optional[str] = ..., outtype: _Optional[str] = ..., ollama_url: _Optional[str] = ..., ollama_model: _Optional[str] = ..., verify: _Optional[bool] = ..., system: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., num_ctx: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., output_dir: _Optional[str] = ..., outtype: _Optional[str] = ..., ollama_url: _Optional[str] = ..., ollama_model: _Optional[str] = ..., skip_verify: _Optional[bool] = ..., system: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., num_ctx: _Optional[int] = ...) -> None: ...
 
 class CreateModelfileRequest(_message.Message):
     __slots__ = ("name", "gguf_path", "system", "parameters", "num_ctx")
@@ -58,7 +58,11 @@ class CreateModelfileRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., gguf_path: _Optional[str] = ..., system: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., num_ctx: _Optional[int] = ...) -> None: ...
 
 class Modelfile(_message.Message):
-    __slots__ = ("text",)
+    __slots__ = ("text", "chat_format", "warnings")
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    CHAT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     text: str
-    def __init__(self, text: _Optional[str] = ...) -> None: ...
+    chat_format: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., chat_format: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -51,13 +51,16 @@ class OllamaExportServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartExport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Convert a store model to GGUF, write its Modelfile, check it with llama.cpp and,
+        when an Ollama URL is given (or APT_OLLAMA_URL is set), create it there. A job.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CreateModelfile(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The Modelfile an export of this model would get, without converting anything.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

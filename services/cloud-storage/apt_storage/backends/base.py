@@ -1,0 +1,83 @@
+"""The one interface every destination implements; ``apt_storage.backends`` picks the module."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apt_storage.credentials import Credentials, CredentialSource
+from apt_storage.progress import TransferProgress
+from apt_storage.retry import RetryPolicy
+from apt_storage.uri import Destination
+
+MiB = 1 << 20
+MIN_PART_SIZE = 5 * MiB  # S3 and OSS reject smaller parts except the last
+MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class TransferOptions:
+    endpoint_url: str = ""          # S3-compatible / OSS / hub endpoint; '' = the scheme's default
+    region: str = ""
+    part_size: int = 8 * MiB        # bytes per multipart part (S3, OSS)
+    concurrency: int = 4            # parts in flight at once
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    commit_message: str = ""        # hubs: the commit message
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str       # full key inside the container (bucket or repo), '/'-separated
+    size: int      # bytes
+    modified: str  # RFC 3339 when the platform says, else ''
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    key: str
+    path: Path
+    size: int
+    sha256: str  # expected content hash; the upload fails with DATA_LOSS if the file differs
+
+
+class Backend(abc.ABC):
+    """A destination: a bucket, a hub repository or a local folder."""
+
+    def __init__(self, dest: Destination, options: TransferOptions, creds: Credentials,
+                 source: CredentialSource):
+        self.dest = dest
+        self.options = options
+        self.creds = creds
+        self.source = source
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise NotFound / PermissionDenied / Unavailable when the destination cannot be used."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[ObjectInfo]:
+        """Every object whose key starts with ``prefix + '/'`` (recursive)."""
+
+    @abc.abstractmethod
+    def read_bytes(self, key: str) -> bytes | None:
+        """A small object's content, or None when it does not exist."""
+
+    @abc.abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write a small object in one request (manifests)."""
+
+    @abc.abstractmethod
+    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
+        """Upload files; resumable backends skip what is already there."""
+
+    @abc.abstractmethod
+    def download(self, key: str, target: Path, progress: TransferProgress) -> None:
+        """Write the object ``key`` to ``target`` (the caller verifies its checksum)."""
+
+    def close(self) -> None:
+        """Release connections; the default has none."""
+
+    def describe(self) -> str:
+        endpoint = f" at {self.options.endpoint_url}" if self.options.endpoint_url else ""
+        return f"{self.dest}{endpoint}"
