@@ -1,0 +1,210 @@
+"""What each service image is made of, and the offline build context that makes it.
+
+Every image is built from a tar stream holding only the repository files its Dockerfile copies
+plus ``wheels/``: the wheels its requirements resolve to, taken from the host wheelhouse. Images
+whose requirements include ``requirements/torch.txt`` build FROM ``apt/torch-base`` and their
+context carries only the wheels that image lacks, so the torch layer exists once on the host.
+
+Imported by ``docker/images.py`` (the CLI behind ``make images``) and by the deployment tests.
+This folder has no ``__init__.py`` on purpose: as a package it would shadow the ``docker`` SDK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_BASE = "apt/python-base:3.11-bookworm"   # made by docker/build_base.sh
+PUBLIC_BASE = "python:3.11-slim"
+TORCH_REQUIREMENTS = "requirements/torch.txt"
+# Never shipped: tests and caches stay out of every image.
+_EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", "tests", ".mypy_cache"}
+_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+
+
+class BuildError(RuntimeError):
+    """A build cannot proceed; the message says what to run or fix."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str                    # "torch-base", "gateway" or the plugin name
+    dockerfile: str              # repo-relative path
+    requirements: tuple[str, ...]  # repo-relative requirements files installed in the image
+    files: tuple[str, ...]       # repo-relative files/folders copied into the context
+    torch: bool                  # builds FROM apt/torch-base
+    plugin_dir: str = ""         # repo-relative plugin folder ("" for gateway / torch-base)
+    module: str = ""             # `python -m` module of a plugin
+
+    def tag(self, prefix: str = "apt", version: str = "latest") -> str:
+        return f"{prefix}/{self.name}:{version}"
+
+
+def requires_torch(req_file: Path, _seen: set[Path] | None = None) -> bool:
+    """True when a requirements file (following ``-r``) pulls in torch."""
+    seen = _seen if _seen is not None else set()
+    req_file = req_file.resolve()
+    if req_file in seen or not req_file.exists():
+        return False
+    seen.add(req_file)
+    for line in req_file.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r "):
+            if requires_torch(req_file.parent / line[3:].strip(), seen):
+                return True
+        elif line.split("=")[0].split("<")[0].split(">")[0].strip().lower() == "torch":
+            return True
+    return False
+
+
+def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec | None:
+    """The image of one plugin folder, or None when its plugin.yaml says ``available: false``."""
+    manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
+    if not manifest.get("available", False):
+        return None
+    rel = plugin_dir.resolve().relative_to(ROOT).as_posix()
+    dockerfile = dockerfile or plugin_dir / "Dockerfile"
+    if not dockerfile.exists():
+        raise BuildError(f"{dockerfile} is missing: plugin {manifest['name']!r} is available but has no Dockerfile.")
+    return ImageSpec(
+        name=manifest["name"], dockerfile=dockerfile.resolve().relative_to(ROOT).as_posix(),
+        requirements=(f"{rel}/requirements.txt",), files=("apt_model", "requirements", "docker/healthcheck.py", "docker/run_plugin.py", rel),
+        torch=requires_torch(plugin_dir / "requirements.txt"), plugin_dir=rel, module=manifest["module"],
+    )
+
+
+def torch_base_spec() -> ImageSpec:
+    return ImageSpec(name="torch-base", dockerfile="docker/torch-base.Dockerfile",
+                     requirements=(TORCH_REQUIREMENTS,), files=("requirements",), torch=False)
+
+
+def gateway_spec() -> ImageSpec:
+    # The gateway's catalogue reads every plugin.yaml (+ requirements.txt) to list plugins.
+    catalogue = tuple(f"services/{p.name}/{f}" for p in sorted((ROOT / "services").iterdir())
+                      for f in ("plugin.yaml", "requirements.txt") if (p / f).exists())
+    return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
+                     requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
+                     files=("apt_model", "gateway", "requirements", "docker/healthcheck.py", "k8s", *catalogue),
+                     torch=requires_torch(ROOT / "gateway/requirements.txt"))
+
+
+def all_specs() -> list[ImageSpec]:
+    """torch-base first, then the gateway, then every available plugin (build order)."""
+    specs = [torch_base_spec(), gateway_spec()]
+    for plugin_dir in sorted((ROOT / "services").iterdir()):
+        if (plugin_dir / "plugin.yaml").exists():
+            spec = plugin_spec(plugin_dir)
+            if spec is not None:
+                specs.append(spec)
+    return specs
+
+
+# -- wheels ------------------------------------------------------------------------------------
+def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path) -> dict[str, Path]:
+    """{normalized project name: wheel path} that pip installs for these requirements, offline."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--no-index", "--find-links", str(wheelhouse), "--report", str(report)]
+        for req in requirements:
+            cmd += ["-r", str(ROOT / req)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(f"The wheelhouse {wheelhouse} cannot satisfy {', '.join(requirements)}; "
+                             f"run `make wheelhouse` first.\n{done.stderr[-1500:]}")
+        items = json.loads(report.read_text())["install"]
+    wheels: dict[str, Path] = {}
+    for item in items:
+        url = item["download_info"]["url"]
+        if not url.startswith("file://") or not url.endswith(".whl"):
+            raise BuildError(f"{item['metadata']['name']} resolved to {url}, not a wheel in {wheelhouse}; "
+                             "run `make wheelhouse` so every dependency is a prebuilt wheel.")
+        wheels[item["metadata"]["name"].lower().replace("_", "-")] = Path(url[len("file://"):])
+    return wheels
+
+
+def wheels_for(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> list[Path]:
+    """The wheels to put in this image's context: all of them, or for torch images the missing ones."""
+    wheels = resolve_wheels(spec.requirements, wheelhouse)
+    if not spec.torch:
+        return sorted(wheels.values())
+    assert torch_wheels is not None, "torch images need the torch-base wheel set"
+    clash = [f"{n}: {wheels[n].name} vs torch-base {torch_wheels[n].name}"
+             for n in wheels.keys() & torch_wheels.keys() if wheels[n] != torch_wheels[n]]
+    if clash:
+        # pip would replace a torch-base package inside the service layer: align the pins instead.
+        raise BuildError(f"{spec.name} pins versions that differ from apt/torch-base ({'; '.join(clash)}). "
+                         f"Use the versions of {TORCH_REQUIREMENTS}.")
+    return sorted(p for n, p in wheels.items() if n not in torch_wheels)
+
+
+# -- context -----------------------------------------------------------------------------------
+def _context_files(spec: ImageSpec) -> list[Path]:
+    out: list[Path] = [ROOT / spec.dockerfile]
+    for rel in spec.files:
+        path = ROOT / rel
+        if not path.exists():
+            raise BuildError(f"{rel} is missing; image {spec.name} needs it.")
+        candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for p in candidates:
+            parts = set(p.relative_to(path).parts) if p != path else set()
+            if parts & _EXCLUDED_PARTS or p.suffix in _EXCLUDED_SUFFIXES:
+                continue
+            out.append(p)
+    for req in spec.requirements:  # -r includes are under requirements/, listed in files
+        out.append(ROOT / req)
+    return sorted(set(out))
+
+
+@dataclass
+class Context:
+    spec: ImageSpec
+    files: list[Path]
+    wheels: list[Path]
+    digest: str = field(default="")
+
+    def compute_digest(self, parent_ids: list[str]) -> str:
+        """Content digest of everything the build reads: skips rebuilds whose inputs did not change."""
+        h = hashlib.sha256()
+        for pid in parent_ids:
+            h.update(pid.encode())
+        for p in self.files:
+            h.update(p.relative_to(ROOT).as_posix().encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+        for w in self.wheels:  # wheel file names carry name+version+tags; content is immutable
+            h.update(f"{w.name}:{w.stat().st_size}".encode())
+        self.digest = h.hexdigest()[:32]
+        return self.digest
+
+    def write_tar(self, fileobj: io.RawIOBase) -> None:
+        """Stream the context as a tar: repo-relative files plus ``wheels/<name>.whl``."""
+        def add(path: Path, arcname: str) -> None:
+            info = tarfile.TarInfo(arcname)
+            info.size = path.stat().st_size
+            info.mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            info.mtime = 0  # stable headers: identical inputs hit the builder cache
+            with open(path, "rb") as fh:
+                tar.addfile(info, fh)
+
+        with tarfile.open(fileobj=fileobj, mode="w|") as tar:
+            for p in self.files:
+                add(p, p.relative_to(ROOT).as_posix())
+            wheels_dir = tarfile.TarInfo("wheels")
+            wheels_dir.type, wheels_dir.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(wheels_dir)  # present even when empty so `COPY wheels/` never fails
+            for w in self.wheels:
+                add(w, f"wheels/{w.name}")
+
+
+def make_context(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> Context:
+    return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, torch_wheels))

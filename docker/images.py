@@ -1,0 +1,128 @@
+"""Build the service images offline: `python docker/images.py build [NAME...]` (what `make images` runs).
+
+Order: apt/torch-base, the gateway, then every plugin whose plugin.yaml says ``available: true``.
+The base is ${BASE_IMAGE}: python:3.11-slim when it is present or can be pulled, otherwise the
+local apt/python-base:3.11-bookworm from `make base-image`. An image whose inputs (files, wheels,
+parent image) are unchanged since its last build is skipped; the Docker layer cache does the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imagebuild as ib
+
+
+def docker_image_id(ref: str) -> str | None:
+    out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def image_label(ref: str, key: str) -> str | None:
+    out = subprocess.run(["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{key}"}}}}', ref],
+                         capture_output=True, text=True)
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def choose_base(explicit: str | None) -> str:
+    """The base image: an explicit one, the public slim image when reachable, else the local build."""
+    if explicit:
+        if docker_image_id(explicit) is None and subprocess.run(["docker", "pull", explicit]).returncode != 0:
+            raise ib.BuildError(f"BASE_IMAGE={explicit} is neither present nor pullable.")
+        return explicit
+    if docker_image_id(ib.PUBLIC_BASE) is not None:
+        return ib.PUBLIC_BASE
+    pulled = subprocess.run(["docker", "pull", ib.PUBLIC_BASE], capture_output=True, text=True, timeout=300)
+    if pulled.returncode == 0:
+        return ib.PUBLIC_BASE
+    if docker_image_id(ib.LOCAL_BASE) is not None:
+        print(f">> {ib.PUBLIC_BASE} cannot be pulled ({pulled.stderr.strip()[:120]}); using {ib.LOCAL_BASE}")
+        return ib.LOCAL_BASE
+    raise ib.BuildError(f"{ib.PUBLIC_BASE} cannot be pulled and {ib.LOCAL_BASE} does not exist: run `make base-image`.")
+
+
+def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, version: str) -> str:
+    tag = spec.tag(prefix, version)
+    torch_tag = ib.torch_base_spec().tag(prefix, version)
+    parents = [docker_image_id(base) or base] + ([docker_image_id(torch_tag) or torch_tag] if spec.torch else [])
+    digest = ctx.compute_digest(parents)
+    if image_label(tag, "apt.context-digest") == digest:
+        print(f">> {tag}: up to date")
+        return tag
+    size_mb = sum(w.stat().st_size for w in ctx.wheels) / 1e6
+    print(f">> {tag}: {len(ctx.files)} files, {len(ctx.wheels)} wheels ({size_mb:.0f} MB) from {spec.dockerfile}")
+    parent_arg = f"TORCH_BASE={torch_tag}" if spec.torch else f"BASE_IMAGE={base}"
+    cmd = ["docker", "build", "-f", spec.dockerfile, "-t", tag, "--build-arg", parent_arg,
+           "--label", f"apt.context-digest={digest}",
+           "--label", f"apt.service={spec.name}", "-"]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    try:
+        ctx.write_tar(proc.stdin)
+    except BrokenPipeError:
+        pass  # docker exited early; its own message and exit code say why
+    finally:
+        proc.stdin.close()
+    if proc.wait() != 0:
+        raise ib.BuildError(f"docker build of {tag} failed (exit {proc.returncode}); see the output above.")
+    print(f">> {tag}: built in {time.monotonic() - start:.0f}s")
+    return tag
+
+
+def build(names: list[str], base: str | None, prefix: str, version: str, wheelhouse: Path,
+          extra_plugins: list[tuple[Path, Path]]) -> list[str]:
+    specs = ib.all_specs() + [ib.plugin_spec(d, f) for d, f in extra_plugins]
+    specs = [s for s in specs if s is not None]
+    known = {s.name for s in specs}
+    wanted = set(names) if names else known
+    unknown = wanted - known
+    if unknown:
+        raise ib.BuildError(f"No image named {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))} "
+                            "(plugins with available: false get no image).")
+    needs_torch = any(s.torch for s in specs if s.name in wanted)
+    if needs_torch:
+        wanted.add("torch-base")
+    chosen_base = choose_base(base)
+    torch_wheels = ib.resolve_wheels(ib.torch_base_spec().requirements, wheelhouse) if needs_torch else None
+    built = []
+    for spec in specs:
+        if spec.name in wanted:
+            ctx = ib.make_context(spec, wheelhouse, torch_wheels if spec.torch else None)
+            built.append(build_one(spec, ctx, chosen_base, prefix, version))
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build images (all when no NAME is given)")
+    b.add_argument("names", nargs="*", metavar="NAME", help="torch-base, gateway or a plugin name")
+    b.add_argument("--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: auto)")
+    b.add_argument("--prefix", default=os.environ.get("APT_IMAGE_PREFIX", "apt"))
+    b.add_argument("--tag", default=os.environ.get("APT_IMAGE_TAG", "latest"))
+    b.add_argument("--wheelhouse", type=Path, default=ib.ROOT / "wheelhouse")
+    b.add_argument("--plugin", nargs=2, action="append", default=[], metavar=("DIR", "DOCKERFILE"),
+                   help="also build a plugin folder outside services/ (e.g. the test echo plugin)")
+    sub.add_parser("list", help="print every image, its Dockerfile and whether it builds on torch-base")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for s in ib.all_specs():
+                print(f"{s.name:26} {'torch' if s.torch else 'plain':6} {s.dockerfile}")
+            return 0
+        extra = [(Path(d).resolve(), Path(f).resolve()) for d, f in args.plugin]
+        for tag in build(args.names, args.base, args.prefix, args.tag, args.wheelhouse, extra):
+            print(tag)
+    except ib.BuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

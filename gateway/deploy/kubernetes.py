@@ -1,0 +1,188 @@
+"""The kubernetes deployer: a plugin is a Deployment + Service made from k8s/base/plugins/<name>/.
+
+The deployer sends the same objects ``kubectl apply -k k8s/base`` would, with the namespace,
+replicas, image and extra environment filled in. Endpoints are the ready pods' addresses so the
+gateway's router balances calls over replicas (a ClusterIP would pin each gRPC connection to one
+pod). Tokens stay in the ``apt-tokens`` Secret: variables the manifest already defines (e.g. the
+internal token, from a secretKeyRef) are never overwritten with plain values.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from apt_model import errors
+from apt_model.runtime.settings import Settings
+from gateway.catalog import REPO_ROOT, CatalogEntry
+from gateway.deploy.base import Deployer, check_serving, wait_serving
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    namespace: str = "apt"                               # APT_K8S_NAMESPACE
+    manifests: Path = REPO_ROOT / "k8s" / "base"         # APT_K8S_MANIFESTS: holds plugins/<name>/
+    image_prefix: str = "apt"                            # APT_IMAGE_PREFIX
+    image_tag: str = "latest"                            # APT_IMAGE_TAG
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "KubernetesConfig":
+        env = dict(os.environ if env is None else env)
+        return cls(namespace=env.get("APT_K8S_NAMESPACE", "apt"),
+                   manifests=Path(env.get("APT_K8S_MANIFESTS", str(REPO_ROOT / "k8s" / "base"))),
+                   image_prefix=env.get("APT_IMAGE_PREFIX", "apt"), image_tag=env.get("APT_IMAGE_TAG", "latest"))
+
+
+@dataclass(frozen=True)
+class PluginObjects:
+    deployment: dict
+    service: dict
+    port: int  # the container's gRPC port
+
+
+def render(entry: CatalogEntry, replicas: int, env: dict[str, str], config: KubernetesConfig) -> PluginObjects:
+    """The Deployment and Service for ``entry``, from its manifests with deploy-time values set."""
+    folder = config.manifests / "plugins" / entry.name
+    try:
+        deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
+        service = yaml.safe_load((folder / "service.yaml").read_text())
+    except FileNotFoundError as exc:
+        raise errors.FailedPrecondition(
+            f"No Kubernetes manifests for plugin {entry.name!r} in {folder} (deployment.yaml and "
+            f"service.yaml); copy k8s/base/plugins/cloud-storage and rename it (APT_K8S_MANIFESTS)."
+        ) from exc
+    deployment, service = copy.deepcopy(deployment), copy.deepcopy(service)
+    for obj in (deployment, service):
+        obj["metadata"]["namespace"] = config.namespace
+        obj["metadata"].setdefault("labels", {})["apt.version"] = entry.version
+    deployment["spec"]["replicas"] = replicas
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = f"{config.image_prefix}/{entry.name}:{config.image_tag}"
+    defined = {e["name"] for e in container.get("env", [])}
+    container.setdefault("env", []).extend({"name": k, "value": v} for k, v in sorted(env.items())
+                                           if k not in defined)
+    ports = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == "grpc"]
+    if not ports:
+        raise errors.FailedPrecondition(f"{folder}/deployment.yaml declares no container port named 'grpc'.")
+    return PluginObjects(deployment, service, ports[0])
+
+
+class KubernetesDeployer(Deployer):
+    name = "kubernetes"
+
+    def __init__(self, settings: Settings, config: KubernetesConfig | None = None,
+                 api_client: k8s.ApiClient | None = None):
+        self.settings = settings
+        self.config = config or KubernetesConfig.from_env()
+        if api_client is None:
+            try:
+                k8s_config.load_incluster_config()  # the gateway pod's service account
+            except ConfigException:
+                try:
+                    k8s_config.load_kube_config()
+                except (ConfigException, FileNotFoundError) as exc:
+                    raise errors.FailedPrecondition(
+                        "APT_DEPLOYER=kubernetes but no cluster credentials were found: run the gateway "
+                        f"in the cluster (service account apt-gateway) or provide a kubeconfig ({exc})."
+                    ) from exc
+            api_client = k8s.ApiClient()
+        self.apps = k8s.AppsV1Api(api_client)
+        self.core = k8s.CoreV1Api(api_client)
+
+    def _name(self, plugin: str) -> str:
+        return f"apt-{plugin}"
+
+    # -- Deployer ----------------------------------------------------------------------------
+    def deploy(self, entry: CatalogEntry, replicas: int, env: dict[str, str]) -> list[str]:
+        objs = render(entry, replicas, env, self.config)
+        ns, name = self.config.namespace, self._name(entry.name)
+        try:
+            self._apply(lambda: self.apps.create_namespaced_deployment(ns, objs.deployment),
+                        lambda: self.apps.replace_namespaced_deployment(name, ns, objs.deployment))
+            self._apply(lambda: self.core.create_namespaced_service(ns, objs.service),
+                        lambda: self.core.replace_namespaced_service(name, ns, objs.service))
+        except ApiException as exc:
+            raise errors.Unavailable(f"The Kubernetes API refused plugin {entry.name!r}: {exc.status} {exc.reason}: "
+                                     f"{(exc.body or '')[:300]}") from exc
+        deadline = time.monotonic() + self.settings.install_timeout
+        while time.monotonic() < deadline:
+            endpoints = self._ready_endpoints(entry.name, objs.port)
+            if len(endpoints) >= replicas:
+                break
+            time.sleep(1.0)
+        else:
+            raise errors.Unavailable(
+                f"Plugin {entry.name!r}: {len(self._ready_endpoints(entry.name, objs.port))}/{replicas} pods ready "
+                f"after {self.settings.install_timeout:.0f}s (APT_INSTALL_TIMEOUT). {self._pod_report(entry.name)}"
+            )
+        for endpoint in endpoints:
+            if not wait_serving(endpoint, max(1.0, deadline - time.monotonic())):
+                raise errors.Unavailable(f"Plugin {entry.name!r} pod at {endpoint} is ready in Kubernetes but does "
+                                         f"not answer gRPC health from the gateway. {self._pod_report(entry.name)}")
+        return endpoints
+
+    def _apply(self, create, replace) -> None:
+        try:
+            create()
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            replace()  # already there (installed before, or from `kubectl apply -k`): take it over
+
+    def _ready_endpoints(self, plugin: str, port: int) -> list[str]:
+        pods = self.core.list_namespaced_pod(self.config.namespace, label_selector=f"apt.plugin={plugin}").items
+        out = []
+        for pod in pods:
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+            if ready and pod.status.pod_ip and pod.metadata.deletion_timestamp is None:
+                out.append(f"{pod.status.pod_ip}:{port}")
+        return sorted(out)
+
+    def _pod_report(self, plugin: str) -> str:
+        """Why pods are not ready: container states and the last log lines of one pod."""
+        lines = []
+        pods = self.core.list_namespaced_pod(self.config.namespace, label_selector=f"apt.plugin={plugin}").items
+        for pod in pods:
+            for cs in pod.status.container_statuses or []:
+                waiting = cs.state.waiting if cs.state else None
+                if waiting is not None:
+                    lines.append(f"{pod.metadata.name}: {waiting.reason} {waiting.message or ''}".strip())
+        if pods:
+            try:
+                log_text = self.core.read_namespaced_pod_log(pods[0].metadata.name, self.config.namespace, tail_lines=20)
+                lines.append(f"Last log lines of {pods[0].metadata.name}:\n{log_text}")
+            except ApiException as exc:
+                lines.append(f"(logs of {pods[0].metadata.name} unavailable: {exc.reason})")
+        return "\n".join(lines) or "No pods were created: check `kubectl describe deployment` for quota or image errors."
+
+    def remove(self, name: str) -> None:
+        ns, obj = self.config.namespace, self._name(name)
+        for delete in (lambda: self.apps.delete_namespaced_deployment(obj, ns, propagation_policy="Foreground"),
+                       lambda: self.core.delete_namespaced_service(obj, ns)):
+            try:
+                delete()
+            except ApiException as exc:
+                if exc.status != 404:  # already gone is what we want
+                    raise errors.Unavailable(f"Kubernetes refused to delete {obj}: {exc.status} {exc.reason}") from exc
+
+    def discover(self, entry: CatalogEntry) -> list[str]:
+        try:
+            self.apps.read_namespaced_deployment(self._name(entry.name), self.config.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return []
+            raise errors.Unavailable(f"Kubernetes API error reading {self._name(entry.name)}: {exc.reason}") from exc
+        port = render(entry, 1, {}, self.config).port
+        return [e for e in self._ready_endpoints(entry.name, port) if check_serving(e)]

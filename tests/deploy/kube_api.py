@@ -1,0 +1,144 @@
+"""LocalKubeApiServer: a local HTTP server implementing the subset of the Kubernetes API that the
+kubernetes deployer uses (Deployments and Services: create, read, replace, delete; Pods: list by
+label, log). It stands in for the controllers too: a Deployment's pods are ready at once, with the
+addresses given in ``pod_ips``. Every request is recorded so tests can check the objects sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+_ROUTES = [
+    ("deployments", re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?$")),
+    ("services", re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")),
+    ("pods", re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")),
+]
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message,
+            "code": code}
+
+
+class LocalKubeApiServer:
+    def __init__(self, pod_ips: list[str]):
+        self.pod_ips = pod_ips
+        self.objects: dict[tuple[str, str, str], dict] = {}   # (resource, namespace, name) -> object
+        self.requests: list[tuple[str, str, dict | None]] = []  # (method, path, body)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _reply(self, code: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method: str) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                url = urlparse(self.path)
+                with server._lock:
+                    server.requests.append((method, url.path, body))
+                    code, reply = server.dispatch(method, url.path, parse_qs(url.query), body)
+                if isinstance(reply, str):
+                    data = reply.encode()
+                    self.send_response(code)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                else:
+                    self._reply(code, reply)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_DELETE(self):
+                self._handle("DELETE")
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "LocalKubeApiServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # -- API -------------------------------------------------------------------------------------
+    def dispatch(self, method: str, path: str, query: dict, body: dict | None):
+        for resource, pattern in _ROUTES:
+            match = pattern.match(path)
+            if match:
+                break
+        else:
+            return 404, _status(404, "NotFound", f"no route {path}")
+        ns, name = match.group(1), match.group(2)
+        if resource == "pods":
+            return self._pods(ns, name, query, is_log=bool(match.group(3)))
+        key = (resource, ns, name or (body or {}).get("metadata", {}).get("name", ""))
+        if method == "POST":
+            if key in self.objects:
+                return 409, _status(409, "AlreadyExists", f"{resource} {key[2]} already exists")
+            self.objects[key] = body
+            return 201, self._view(resource, body)
+        if key not in self.objects:
+            return 404, _status(404, "NotFound", f"{resource} {key[2]} not found")
+        if method == "GET":
+            return 200, self._view(resource, self.objects[key])
+        if method == "PUT":
+            self.objects[key] = body
+            return 200, self._view(resource, body)
+        if method == "DELETE":  # as the real API: a Service answers with itself, a Deployment with a Status
+            removed = self.objects.pop(key)
+            if resource == "services":
+                return 200, removed
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}
+        return 405, _status(405, "MethodNotAllowed", method)
+
+    def _view(self, resource: str, obj: dict) -> dict:
+        view = json.loads(json.dumps(obj))
+        if resource == "deployments":  # the controller's report: every replica is ready
+            n = view["spec"].get("replicas", 1)
+            view["status"] = {"replicas": n, "readyReplicas": n, "observedGeneration": 1}
+        return view
+
+    def _pods(self, ns: str, name: str | None, query: dict, is_log: bool):
+        pods = []
+        selector = dict(kv.split("=", 1) for kv in query.get("labelSelector", [""])[0].split(",") if "=" in kv)
+        for (resource, obj_ns, obj_name), obj in self.objects.items():
+            if resource != "deployments" or obj_ns != ns:
+                continue
+            labels = obj["spec"]["template"]["metadata"]["labels"]
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            for i in range(obj["spec"].get("replicas", 1)):
+                pods.append({"metadata": {"name": f"{obj_name}-{i}", "namespace": ns, "labels": labels},
+                             "status": {"podIP": self.pod_ips[i % len(self.pod_ips)],
+                                        "conditions": [{"type": "Ready", "status": "True"}]}})
+        if name is not None:
+            found = [p for p in pods if p["metadata"]["name"] == name]
+            if not found:
+                return 404, _status(404, "NotFound", f"pod {name} not found")
+            return (200, f"log of {name}\n") if is_log else (200, found[0])
+        return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": pods}
