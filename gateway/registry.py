@@ -23,6 +23,8 @@ from gateway.deploy.base import Deployer, check_serving
 
 log = logging.getLogger(__name__)
 
+REDISCOVER_AFTER = 2  # health rounds with every endpoint down before asking the deployer again
+
 
 @dataclass
 class Installed:
@@ -32,6 +34,7 @@ class Installed:
     deployer: str
     installed_at: str
     healthy: dict[str, bool] = field(default_factory=dict)
+    unhealthy_rounds: int = 0  # consecutive health rounds with no healthy endpoint
     _cycle: object = None
 
     def healthy_endpoints(self) -> list[str]:
@@ -117,6 +120,27 @@ class Registry:
                 if inst.healthy.get(endpoint, True) != ok:
                     log.warning("plugin %s at %s is now %s", inst.name, endpoint, "healthy" if ok else "unhealthy")
                 inst.healthy[endpoint] = ok
+            inst.unhealthy_rounds = 0 if inst.healthy_endpoints() else inst.unhealthy_rounds + 1
+            if inst.unhealthy_rounds == REDISCOVER_AFTER:
+                self._rediscover(inst)
+
+    def _rediscover(self, inst: Installed) -> None:
+        """Endpoints can move (a restarted pod gets a new IP): ask the deployer where it runs now."""
+        entry = self.catalog.entries.get(inst.name)
+        if entry is None:
+            return
+        try:
+            found = self.deployer.discover(entry)
+        except errors.AptError as exc:
+            log.warning("cannot rediscover %s: %s", inst.name, exc.message)
+            return
+        if found and set(found) != set(inst.endpoints):
+            log.info("plugin %s moved: %s -> %s", inst.name, inst.endpoints, found)
+            with self._lock:
+                inst.endpoints = found
+                inst.healthy = {e: True for e in found}
+                inst.unhealthy_rounds = 0
+                self._save()
 
     def mark_unhealthy(self, name: str, endpoint: str) -> None:
         inst = self._installed.get(name)
@@ -140,10 +164,19 @@ class Registry:
         if not 1 <= replicas <= 32:
             raise errors.InvalidArgument(f"replicas must be between 1 and 32, got {replicas}.")
         with self._lock:
-            if name in self._installed:
-                self.deployer.remove(name)
-                del self._installed[name]
-            endpoints = self.deployer.deploy(entry, replicas, self.plugin_env())
+            current = self._installed.get(name)
+            if current is not None and current.replicas == replicas and len(current.healthy_endpoints()) == replicas:
+                return current  # already installed as asked: installing is idempotent
+            found = [] if current is not None else self.deployer.discover(entry)
+            if found and len(found) == replicas:
+                # instances started outside the gateway (docker-compose, a previous gateway): adopt them
+                endpoints = found
+                log.info("plugin %s: adopting %d running instance(s)", name, len(found))
+            else:
+                if current is not None or found:
+                    self.deployer.remove(name)
+                    self._installed.pop(name, None)
+                endpoints = self.deployer.deploy(entry, replicas, self.plugin_env())
             inst = Installed(name, endpoints, replicas, self.deployer.name,
                              dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
             inst.healthy = {e: True for e in endpoints}

@@ -190,3 +190,40 @@ def test_plugin_refuses_calls_without_the_internal_token(echo_gateway):
 def test_local_tokens_are_private_files(gateway):
     for name in ("token", "admin_token", "internal_token"):
         assert (gateway.settings.home / "secrets" / name).stat().st_mode & 0o777 == 0o600
+
+
+def test_install_adopts_instances_already_running(tmp_path):
+    """An instance started outside this gateway (compose, an earlier gateway) is adopted, not replaced."""
+    home = tmp_path / "home"
+    gw = start_gateway(home)
+    gw.app.registry.install("echo")
+    endpoint = gw.app.registry.installed("echo").endpoints[0]
+    stop_gateway(gw, remove_plugins=False)
+    (home / "gateway/plugins.json").write_text("{}")  # the new gateway does not know it
+    gw2 = start_gateway(home)
+    try:
+        assert gw2.app.registry.installed("echo") is None
+        gw2.app.registry.install("echo")
+        assert gw2.app.registry.installed("echo").endpoints == [endpoint]
+        assert echo_pb2_grpc.EchoStub(gw2.channel()).Echo(echo_pb2.EchoRequest(text="adopted")).text == "adopted"
+    finally:
+        stop_gateway(gw2)
+
+
+def test_installing_again_is_idempotent(echo_gateway):
+    before = echo_gateway.app.registry.installed("echo").endpoints
+    _registry(echo_gateway.admin_channel()).InstallPlugin(gateway_pb2.InstallPluginRequest(name="echo"))
+    assert echo_gateway.app.registry.installed("echo").endpoints == before
+
+
+def test_unhealthy_plugin_is_rediscovered_where_it_runs_now(echo_gateway):
+    registry = echo_gateway.app.registry
+    inst = registry.installed("echo")
+    real = list(inst.endpoints)
+    inst.endpoints = ["127.0.0.1:1"]  # as if the instance moved (a pod restarted with a new IP)
+    inst.healthy = {"127.0.0.1:1": False}
+    deadline = time.monotonic() + 10
+    while registry.installed("echo").endpoints != real:
+        assert time.monotonic() < deadline, "the registry never asked the deployer again"
+        time.sleep(0.2)
+    assert echo_pb2_grpc.EchoStub(echo_gateway.channel()).Echo(echo_pb2.EchoRequest(text="moved")).text == "moved"
