@@ -1,0 +1,36 @@
+"""The OllamaExport servicer: proto -> validated spec -> job. No logic of its own."""
+
+from __future__ import annotations
+
+from apt_model import errors
+from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as pb
+from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
+from apt_model.runtime.jobs_grpc import job_to_proto
+
+from apt_ollama.export_job import ExportSpec, make_modelfile, run_export
+
+START_EXPORT = "/apt.plugins.ollama_export.v1.OllamaExport/StartExport"
+
+
+class OllamaExportServicer(ollama_export_pb2_grpc.OllamaExportServicer):
+    def __init__(self, app, default_ollama_url: str = ""):
+        self.jobs, self.store = app.jobs, app.store
+        self.default_ollama_url = default_ollama_url
+
+    def StartExport(self, request, context):
+        spec = ExportSpec.from_request(request, self.default_ollama_url)
+        # Everything a bad request can fail on is checked here, so it fails this call, not the job.
+        make_modelfile(self.store, spec.name, system=spec.system, parameters=spec.parameters, num_ctx=spec.num_ctx)
+        if self.jobs.busy_with("export_dir", spec.output_dir):
+            raise errors.FailedPrecondition(
+                f"An export into {spec.output_dir!r} is already running; wait for it or choose another output_dir.")
+        snap = self.jobs.start(START_EXPORT, lambda ctx: run_export(self.store, spec, ctx),
+                               labels={"model": spec.name, "export_dir": spec.output_dir})
+        return job_to_proto(snap)
+
+    def CreateModelfile(self, request, context):
+        warnings: list[str] = []
+        mf = make_modelfile(self.store, request.name, gguf_file=request.gguf_path or "./model.gguf",
+                            system=request.system, parameters=dict(request.parameters),
+                            num_ctx=request.num_ctx, warn=warnings.append)
+        return pb.Modelfile(text=mf.text(), chat_format=mf.format_name, warnings=warnings)
