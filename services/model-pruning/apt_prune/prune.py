@@ -1,0 +1,124 @@
+"""The pruning job: load, measure, prune, recover, measure, prove it reloads, store with a report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from apt_model import errors
+from apt_model.modeling.io import load_model, load_tokenizer, read_config, save_model
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store
+
+from apt_prune import measure, unstructured
+from apt_prune.data import batches, load_text_sets
+from apt_prune.importance import load_importance
+from apt_prune.reload import verify_reload
+from apt_prune.spec import PruneSpec
+from apt_prune.structured import apply_structured, plan_structured
+from apt_prune.train import train_steps
+
+OPERATION = "prune"
+REPORT_FILE = "prune_report.json"
+LATENCY_BATCH = 4  # sequences per timed forward pass, each spec.seq_len tokens
+
+
+def check_plan(store: Store, spec: PruneSpec):
+    """The structured plan for the stored model's config (raises InvalidArgument on a bad ratio)."""
+    if spec.strategy != "structured":
+        return None
+    config = read_config(store.model(spec.name).path)
+    return plan_structured(config, spec.ratio, spec.prune_heads, spec.prune_mlp)
+
+
+def _snapshot(model, blocks: torch.Tensor, spec: PruneSpec, vocab: int, seq_len: int) -> dict:
+    return {
+        "parameters": measure.count_parameters(model),
+        "prunable_sparsity": round(measure.prunable_sparsity(model), 6),
+        "latency_ms": round(measure.cpu_latency_ms(model, LATENCY_BATCH, seq_len, vocab, spec.seed), 3),
+        "perplexity": round(measure.perplexity(model, blocks, spec.batch_size), 4),
+    }
+
+
+def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
+    torch.manual_seed(spec.seed)
+    entry = store.model(spec.name)
+    ctx.report(progress=0.01, stage="load", message=f"loading {spec.name}")
+    model = load_model(entry.path, device="cpu")
+    tok = load_tokenizer(entry.path)
+    imp = load_importance(spec.importance)
+    plan = check_plan(store, spec)
+    texts = load_text_sets(store, spec, tok)
+    vocab = model.config.vocab_size
+    seq_len = min(spec.seq_len, getattr(model.config, "max_position_embeddings", spec.seq_len))
+    if spec.seq_len > seq_len:
+        raise errors.InvalidArgument(f"seq_len {spec.seq_len} exceeds the model's context of {seq_len} tokens.")
+
+    ctx.report(progress=0.05, stage="measure", message="measuring the model before pruning")
+    before = _snapshot(model, texts.eval, spec, vocab, seq_len)
+    before["size_bytes"] = measure.folder_size(entry.path)
+    ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
+               perplexity_before=before["perplexity"])
+
+    details: dict = {}
+    if spec.strategy == "structured":
+        apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx, (0.1, 0.3))
+        details["structured"] = plan.report()
+    elif spec.strategy == "lottery":
+        out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6))
+        details["lottery"] = {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
+                              "rewind_step": spec.rewind_step, "schedule": out["schedule"]}
+    else:
+        scores = unstructured.weight_scores(model, imp, texts.calibration, spec.batch_size, ctx)
+        unstructured.apply_masks(model, scores, spec.ratio, spec.scope, spec.semi_structured_2_4)
+    ctx.check_cancelled()
+
+    recovery_losses = []
+    if spec.recovery_steps:
+        recovery_losses = train_steps(model, batches(texts.train, spec.batch_size, spec.seed + 1), spec.recovery_steps,
+                                      spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85))
+    unstructured.make_permanent(model)
+
+    ctx.report(progress=0.86, stage="measure", message="measuring the pruned model")
+    after = _snapshot(model, texts.eval, spec, vocab, seq_len)
+    layers = measure.sparsity_by_layer(model)
+    report = {
+        "model": spec.name, "output": spec.output_name, "strategy": spec.strategy, "importance": imp.name,
+        "importance_source": imp.source, "ratio_requested": spec.ratio, "scope": spec.scope,
+        "semi_structured_2_4": spec.semi_structured_2_4, "before": before, "after": after,
+        "sparsity_by_layer": layers, "eval_text": texts.eval_source, "eval_blocks": len(texts.eval),
+        "seq_len": seq_len, "latency_batch": LATENCY_BATCH, "torch_threads": torch.get_num_threads(),
+        "recovery_steps": spec.recovery_steps,
+        "recovery_loss_last": round(recovery_losses[-1], 4) if recovery_losses else None,
+        **details,
+    }
+    if spec.unstructured:
+        report["note"] = unstructured.SPEED_NOTE
+        report["ratio_achieved"] = after["prunable_sparsity"]
+    else:
+        p0, p1 = before["parameters"]["total"], after["parameters"]["total"]
+        report["ratio_achieved"] = round(1 - p1 / p0, 6)
+    report["speedup"] = round(before["latency_ms"] / after["latency_ms"], 3)
+    report["perplexity_ratio"] = round(after["perplexity"] / before["perplexity"], 4)
+
+    ctx.report(progress=0.9, stage="save", message=f"saving {spec.output_name} and checking it reloads")
+    metrics = {"perplexity": after["perplexity"], "perplexity_before": before["perplexity"],
+               "parameters": after["parameters"]["total"], "latency_ms": after["latency_ms"],
+               "speedup": report["speedup"], "prunable_sparsity": after["prunable_sparsity"]}
+    with store.create("models", spec.output_name, operation=OPERATION, parent=spec.name,
+                      parameters=spec.lineage(), metrics=metrics, overwrite=spec.overwrite) as tmp:
+        save_model(model, tok, tmp)
+        report["after"]["size_bytes"] = measure.folder_size(tmp)
+        report["reload"] = verify_reload(tmp)
+        (Path(tmp) / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    ctx.report(progress=1.0, stage="done", message=_summary(report))
+    return report
+
+
+def _summary(r: dict) -> str:
+    b, a = r["before"], r["after"]
+    return (f"{r['output']}: params {b['parameters']['total']:,} -> {a['parameters']['total']:,}, "
+            f"latency {b['latency_ms']:.1f} -> {a['latency_ms']:.1f} ms ({r['speedup']:.2f}x), "
+            f"perplexity {b['perplexity']:.2f} -> {a['perplexity']:.2f}")

@@ -1,0 +1,47 @@
+"""The Pruning servicer: proto -> validated spec -> job. No logic of its own."""
+
+from __future__ import annotations
+
+from apt_model import errors
+from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
+from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs_grpc import job_to_proto
+from apt_model.store import Store
+
+from apt_prune.importance import BUILTIN_IMPORTANCES, registered_importances
+from apt_prune.prune import check_plan, run_prune
+from apt_prune.spec import STRATEGIES, PruneSpec
+
+START_PRUNE = "/apt.plugins.model_pruning.v1.Pruning/StartPrune"
+
+
+class PruningServicer(pruning_pb2_grpc.PruningServicer):
+    def __init__(self, app):
+        self.jobs, self.store = app.jobs, app.store
+
+    def StartPrune(self, request, context):
+        spec = PruneSpec.from_request(request)
+        check_models(self.jobs, self.store, spec)
+        check_plan(self.store, spec)
+        snap = self.jobs.start(START_PRUNE, lambda ctx: run_prune(self.store, spec, ctx),
+                               labels={"model": spec.name, "output": spec.output_name})
+        return job_to_proto(snap)
+
+    def ListStrategies(self, request, context):
+        custom = sorted(registered_importances())
+        return pruning_pb2.ListStrategiesResponse(strategies=[*STRATEGIES, *custom],
+                                                  importances=[*BUILTIN_IMPORTANCES, *custom])
+
+
+def check_models(jobs: JobManager, store: Store, spec: PruneSpec) -> None:
+    """The input must exist and be free; the output must be free and new (unless overwrite)."""
+    store.model(spec.name)
+    for name in (spec.name, spec.output_name):
+        busy = jobs.busy_with("model", name) + jobs.busy_with("output", name)
+        if busy:
+            raise errors.FailedPrecondition(
+                f"Model {name!r} is in use by job {busy[0].id}; wait for it to finish or cancel it "
+                "('apt-model job cancel ID'), then retry.")
+    if store.exists("models", spec.output_name) and not spec.overwrite:
+        raise errors.AlreadyExists(
+            f"{spec.output_name!r} already exists in the store; choose another output name or pass --overwrite.")

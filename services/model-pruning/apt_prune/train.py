@@ -1,0 +1,86 @@
+"""A short training loop for recovery fine-tunes and lottery rounds.
+
+AdamW with linear warm-up and cosine decay, gradient clipping at 1.0. Pruned weights stay
+pruned: unstructured masks live in ``torch.nn.utils.prune`` forward hooks while training,
+and structured pruning removed the weights outright.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Iterator
+
+import torch
+
+from apt_model import errors
+from apt_model.runtime.jobs import JobContext
+
+WARMUP_FRACTION = 0.1
+MIN_LR_FRACTION = 0.1
+
+
+def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, ctx: JobContext, *,
+                stage: str, progress: tuple[float, float],
+                on_step: Callable[[int], None] | None = None) -> list[float]:
+    """Train ``model`` for ``steps`` optimiser steps; returns the loss of each step.
+
+    ``progress`` is the (start, end) share of the job this phase covers; ``on_step(n)`` is
+    called after step n (1-based), e.g. to take the lottery's rewind checkpoint.
+    """
+    if steps <= 0:
+        return []
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
+    warmup = max(1, int(steps * WARMUP_FRACTION))
+
+    def lr_at(step: int) -> float:  # step is 0-based
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    model.train()
+    losses: list[float] = []
+    start = time.monotonic()
+    lo, hi = progress
+    for step in range(steps):
+        ctx.check_cancelled()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        ids = next(batches)
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        if not torch.isfinite(loss):
+            raise errors.FailedPrecondition(
+                f"{stage}: the loss became {float(loss)} at step {step + 1}; lower learning_rate and retry.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1)
+        elapsed = time.monotonic() - start
+        ctx.report(progress=lo + (hi - lo) * (step + 1) / steps, stage=stage,
+                   message=f"{stage} step {step + 1}/{steps} loss {losses[-1]:.3f}",
+                   eta_seconds=elapsed / (step + 1) * (steps - step - 1), loss=losses[-1], step=step + 1)
+    model.eval()
+    return losses
+
+
+def mean_gradients(model, blocks: torch.Tensor, batch_size: int, params: dict[str, torch.nn.Parameter],
+                   ctx: JobContext) -> dict[str, torch.Tensor]:
+    """The gradient of the LM loss for each named parameter, averaged over calibration blocks."""
+    if len(blocks) == 0:
+        raise errors.InvalidArgument("Gradient-based importance needs calibration text; none was given.")
+    model.eval()  # no dropout in the estimate
+    model.zero_grad(set_to_none=True)
+    n_batches = 0
+    for i in range(0, len(blocks), batch_size):
+        ctx.check_cancelled()
+        ids = blocks[i:i + batch_size]
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        n_batches += 1
+    grads = {name: p.grad.detach() / n_batches for name, p in params.items() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads

@@ -1,0 +1,77 @@
+"""The real Pruning service on a loopback port: jobs, validation, busy models, registered strategies."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
+from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
+from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.testing import serve_plugin, wait_job
+from apt_model.store import Store
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+
+
+def request(home, **kw):
+    fields = dict(name="tiny", strategy="magnitude", ratio=0.5, seq_len=32, batch_size=4,
+                  eval_path=str(home / "corpus.txt"))
+    fields.update(kw)
+    return pb.PruneRequest(**fields)
+
+
+def test_prune_job_end_to_end(home):
+    with serve_plugin(PLUGIN_DIR, home) as (channel, _app):
+        stub = pruning_pb2_grpc.PruningStub(channel)
+        job = stub.StartPrune(request(home, output_name="mag50"))
+        assert job.id.startswith("model-pruning:") and job.labels["model"] == "tiny"
+        done = wait_job(channel, job.id, timeout=240)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
+        result = job_result(done)
+        assert result["ratio_achieved"] == pytest.approx(0.5, abs=1e-3)
+        assert result["before"]["perplexity"] > 1 and result["after"]["latency_ms"] > 0
+    entry = Store(home).model("mag50")
+    assert json.loads((entry.path / "prune_report.json").read_text())["output"] == "mag50"
+
+
+@pytest.mark.parametrize("fields, code, text", [
+    ({"ratio": 1.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+    ({"ratio": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+    ({"ratio": -0.2}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+    ({"strategy": "random"}, grpc.StatusCode.INVALID_ARGUMENT, "Unknown strategy"),
+    ({"strategy": "structured", "ratio": 0.1}, grpc.StatusCode.INVALID_ARGUMENT, "rounds to 0"),
+    ({"name": "nope"}, grpc.StatusCode.NOT_FOUND, "No model named"),
+    ({"semi_structured_2_4": True, "ratio": 0.4}, grpc.StatusCode.INVALID_ARGUMENT, "ratio 0.5"),
+])
+def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
+    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+        with pytest.raises(grpc.RpcError) as err:
+            pruning_pb2_grpc.PruningStub(channel).StartPrune(request(home, **fields))
+        assert err.value.code() == code and text in err.value.details()
+        assert app.jobs.list() == []
+
+
+def test_model_in_use_by_another_job_is_refused(home):
+    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+        release = threading.Event()
+        blocker = app.jobs.start("test/Hold", lambda ctx: release.wait(60) and {}, labels={"model": "tiny"})
+        try:
+            with pytest.raises(grpc.RpcError) as err:
+                pruning_pb2_grpc.PruningStub(channel).StartPrune(request(home))
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert blocker.id in err.value.details()
+        finally:
+            release.set()
+
+
+def test_list_strategies_includes_registered_importance(home, custom_importance):
+    with serve_plugin(PLUGIN_DIR, home) as (channel, _app):
+        resp = pruning_pb2_grpc.PruningStub(channel).ListStrategies(pb.ListStrategiesRequest())
+    assert list(resp.strategies) == ["magnitude", "taylor", "lottery", "structured", "reverse"]
+    assert "reverse" in resp.importances and "taylor" in resp.importances
