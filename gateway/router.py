@@ -48,6 +48,13 @@ def _relayable(metadata) -> list[tuple[str, str | bytes]]:
     return [(k, v) for k, v in (metadata or ()) if k not in _HOP_BY_HOP and not k.startswith("grpc-")]
 
 
+async def _relay_initial(call, context) -> None:
+    # an explicit send costs a separate write (~0.15 ms here): only when there is something to relay
+    initial = _relayable(await call.initial_metadata())
+    if initial:
+        await context.send_initial_metadata(initial)
+
+
 class Router(grpc.GenericRpcHandler):
     """The gateway's generic handler; its handlers are coroutines on the asyncio server."""
 
@@ -148,7 +155,7 @@ class _Forward:
     async def _unary_response(self, call, context):
         try:
             response = await call
-            await context.send_initial_metadata(_relayable(await call.initial_metadata()))
+            await _relay_initial(call, context)
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
         except grpc.aio.AioRpcError as exc:
             await self._fail(exc, context)
@@ -157,7 +164,7 @@ class _Forward:
 
     async def _stream_response(self, call, context):
         try:
-            await context.send_initial_metadata(_relayable(await call.initial_metadata()))
+            await _relay_initial(call, context)
             async for message in call:
                 yield message
             context.set_trailing_metadata(_relayable(await call.trailing_metadata()))
