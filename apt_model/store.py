@@ -278,7 +278,10 @@ class Store:
         os.rename(tmp, target)
         _fsync_dir(target.parent)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            # the old entry is already out of sight: delete it off the caller's path (a crash
+            # before it finishes leaves an .old-* folder that clean_temporaries() removes)
+            threading.Thread(target=shutil.rmtree, args=(old,), kwargs={"ignore_errors": True},
+                             name="store-rm", daemon=True).start()
 
     def update_meta(self, kind: Kind, name: str, *, metrics: dict[str, Any] | None = None,
                     **fields: Any) -> Entry:
