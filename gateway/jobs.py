@@ -10,7 +10,7 @@ from apt_model import errors
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime.jobs import JobManager
-from apt_model.runtime.jobs_grpc import JobsServicer
+from apt_model.runtime.jobs_grpc import JobsServicer, still_active
 from gateway.registry import Registry
 from gateway.router import Router, remaining
 
@@ -94,11 +94,12 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
             except grpc.RpcError:
                 continue
             stream = stub.WatchJob(request, timeout=remaining(context), metadata=self._md())
+            active = still_active(context)
             context.add_callback(stream.cancel)
             try:
                 yield from stream
             except grpc.RpcError as exc:
-                if context.is_active():
+                if active():
                     if exc.code() == grpc.StatusCode.UNAVAILABLE:
                         self.registry.mark_unhealthy(service_of(request.id), endpoint)
                         raise errors.Unavailable(

@@ -45,9 +45,9 @@ DATA=$APT_HOME/data
 $PY -m apt_model.data "$DATA" >/dev/null
 ls -l "$DATA"
 
-step "train a small apt model from scratch ($STEPS steps)"
-$CLI train demo --corpus "$DATA/demo-train.jsonl" --size small --vocab-size 2048 --seq-len 128 \
-  --batch-size 16 --max-steps "$STEPS" --eval-every 100 --overwrite
+step "train a tiny apt model from scratch ($STEPS steps)"
+$CLI train demo --corpus "$DATA/demo-train.jsonl" --size tiny --vocab-size 2048 --seq-len 128 \
+  --batch-size 16 --lr 1e-2 --warmup-steps 10 --max-steps "$STEPS" --max-minutes 3 --eval-every 100 --overwrite
 $CLI info demo
 $CLI size demo
 $CLI test demo --eval-file "$DATA/demo-eval.txt" --prompt "The Python language" --prompt "人民日报" --max-new-tokens 24

@@ -29,13 +29,14 @@ def read_config(folder: Path | str) -> dict:
 def load_model(folder: Path | str, device: str = "cpu", dtype=None):
     """Load a causal LM from a store folder; corrupt files become FailedPrecondition."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     folder = Path(folder)
     read_config(folder)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         raise errors.FailedPrecondition(
             f"The model in {folder} cannot be loaded ({type(exc).__name__}: {str(exc)[:300]}). "
             f"Run 'apt-model debug {folder.name}' for a diagnosis."

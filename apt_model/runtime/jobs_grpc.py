@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Callable
+
 import grpc
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -42,6 +45,19 @@ def job_to_proto(snap: JobSnapshot) -> job_pb2.Job:
     return job
 
 
+def still_active(context) -> Callable[[], bool]:
+    """A check for "the caller is still there" on both server kinds.
+
+    The asyncio server's context for sync handlers has no ``is_active``; its
+    ``add_callback`` fires when the call ends, which is all a watch needs.
+    """
+    if hasattr(context, "is_active"):
+        return context.is_active
+    ended = threading.Event()
+    context.add_callback(ended.set)
+    return lambda: not ended.is_set()
+
+
 def job_result(job: job_pb2.Job) -> dict:
     return json_format.MessageToDict(job.result) if job.HasField("result") else {}
 
@@ -67,5 +83,5 @@ class JobsServicer(plugin_pb2_grpc.JobsServicer):
         return job_to_proto(self.jobs.cancel(request.id))
 
     def WatchJob(self, request, context: grpc.ServicerContext):
-        for snap in self.jobs.watch(request.id, is_active=context.is_active):
+        for snap in self.jobs.watch(request.id, is_active=still_active(context)):
             yield job_to_proto(snap)

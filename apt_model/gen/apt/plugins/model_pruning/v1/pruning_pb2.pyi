@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PruneRequest(_message.Message):
-    __slots__ = ("name", "output_name", "strategy", "ratio", "scope", "semi_structured_2_4", "importance", "calibration_dataset", "calibration_path", "lottery_rounds", "lottery_steps", "rewind_step", "recovery_steps", "recovery_dataset", "recovery_path", "eval_path", "prune_heads", "prune_mlp", "seed", "overwrite", "eval_dataset", "lottery_round_ratio", "learning_rate", "batch_size", "seq_len")
+    __slots__ = ("name", "output_name", "strategy", "ratio", "scope", "semi_structured_2_4", "importance", "calibration_dataset", "calibration_path", "lottery_rounds", "lottery_steps", "rewind_step", "recovery_steps", "recovery_dataset", "recovery_path", "eval_path", "prune_heads", "prune_mlp", "prune_hidden", "hidden_ratio", "seed", "overwrite", "eval_dataset", "lottery_round_ratio", "learning_rate", "batch_size", "seq_len")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class PruneRequest(_message.Message):
     EVAL_PATH_FIELD_NUMBER: _ClassVar[int]
     PRUNE_HEADS_FIELD_NUMBER: _ClassVar[int]
     PRUNE_MLP_FIELD_NUMBER: _ClassVar[int]
+    PRUNE_HIDDEN_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_RATIO_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     EVAL_DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +54,8 @@ class PruneRequest(_message.Message):
     eval_path: str
     prune_heads: bool
     prune_mlp: bool
+    prune_hidden: bool
+    hidden_ratio: float
     seed: int
     overwrite: bool
     eval_dataset: str
@@ -59,7 +63,7 @@ class PruneRequest(_message.Message):
     learning_rate: float
     batch_size: int
     seq_len: int
-    def __init__(self, name: _Optional[str] = ..., output_name: _Optional[str] = ..., strategy: _Optional[str] = ..., ratio: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., importance: _Optional[str] = ..., calibration_dataset: _Optional[str] = ..., calibration_path: _Optional[str] = ..., lottery_rounds: _Optional[int] = ..., lottery_steps: _Optional[int] = ..., rewind_step: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_dataset: _Optional[str] = ..., recovery_path: _Optional[str] = ..., eval_path: _Optional[str] = ..., prune_heads: _Optional[bool] = ..., prune_mlp: _Optional[bool] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., eval_dataset: _Optional[str] = ..., lottery_round_ratio: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., output_name: _Optional[str] = ..., strategy: _Optional[str] = ..., ratio: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., importance: _Optional[str] = ..., calibration_dataset: _Optional[str] = ..., calibration_path: _Optional[str] = ..., lottery_rounds: _Optional[int] = ..., lottery_steps: _Optional[int] = ..., rewind_step: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_dataset: _Optional[str] = ..., recovery_path: _Optional[str] = ..., eval_path: _Optional[str] = ..., prune_heads: _Optional[bool] = ..., prune_mlp: _Optional[bool] = ..., prune_hidden: _Optional[bool] = ..., hidden_ratio: _Optional[float] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., eval_dataset: _Optional[str] = ..., lottery_round_ratio: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ...) -> None: ...
 
 class ListStrategiesRequest(_message.Message):
     __slots__ = ()

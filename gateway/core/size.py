@@ -1,0 +1,121 @@
+"""``size``: parameters by module type and memory estimates for inference and training.
+
+The model is built on the ``meta`` device, so sizing a model costs no memory. The training
+estimate is what ``train`` on CPU (fp32) allocates on top of an idle process: weights,
+gradients, AdamW's two moments, and the activations autograd keeps for the backward pass
+(counted per decoder layer from the shapes; see ``activation_bytes``). bench/bench_train.py
+checks it against the peak resident memory of a real run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from apt_model import errors
+from apt_model.modeling.io import read_config
+from apt_model.modeling.lm import context_length_of_config
+from apt_model.store import Store
+from gateway.core.inspect import weights_summary
+
+
+def meta_model(folder):
+    """The model's module tree on the meta device (shapes only, no storage)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError, KeyError) as exc:
+        raise errors.FailedPrecondition(f"The config of {folder.name!r} cannot be read ({exc}).") from exc
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def parameters_by_module_type(model) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    seen = set()
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            if id(p) not in seen:  # tied weights once
+                seen.add(id(p))
+                counts[type(module).__name__] += p.numel()
+    return dict(counts)
+
+
+def _shape(config: dict[str, Any]) -> dict[str, int]:
+    """Decoder dimensions under the names different architectures use."""
+    d = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
+    layers = config.get("num_hidden_layers") or config.get("n_layer")
+    heads = config.get("num_attention_heads") or config.get("n_head")
+    if not (d and layers and heads):
+        raise errors.FailedPrecondition("The config has no hidden size / layer / head count to size the model by.")
+    kv = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or d // heads
+    inner = config.get("intermediate_size") or config.get("n_inner") or 4 * d
+    gated = config.get("model_type") not in ("gpt2", "gpt_neo", "gptj", "opt", "bloom")
+    return {"d": d, "layers": layers, "heads": heads, "kv": kv * head_dim, "inner": inner,
+            "vocab": config["vocab_size"], "gated": int(gated)}
+
+
+def activation_bytes(config: dict[str, Any], batch: int, seq: int, fused_loss: bool) -> dict[str, int]:
+    """Bytes that a training step holds beyond the weights and optimizer state, fp32 on CPU.
+
+    Per decoder layer and token (d hidden, k = kv width, i = MLP width), autograd keeps:
+    two RMSNorm inputs and outputs (4d), q/k/v (d + 2k), q/k after RoPE (d + k), k/v
+    repeated for grouped-query attention (2d), the attention output before and after the
+    head merge (2d), the MLP's gate, up, activation and product (4i; 3i without a gate),
+    and the residual sum (d): 12d + 3k + 4i. While backward runs through a layer, the
+    gradients of that layer's activations live beside them: one more layer's worth.
+    The loss head: with the fused loss (apt_model.modeling.loss) three chunk x V buffers
+    and the (N, d) hidden gradient; without it four (N, V) tensors (logits, log-softmax,
+    and their gradients), which coexist at the start of backward.
+    """
+    from apt_model.modeling.loss import DEFAULT_CHUNK
+
+    s = _shape(config)
+    tokens = batch * seq
+    per_layer = 4 * tokens * (12 * s["d"] + 3 * s["kv"] + (4 if s["gated"] else 3) * s["inner"])
+    if fused_loss:
+        loss = 4 * (3 * min(DEFAULT_CHUNK, tokens) * s["vocab"] + tokens * s["d"])
+    else:
+        loss = 4 * 4 * tokens * s["vocab"]
+    return {"layers": per_layer * s["layers"], "backward_workspace": per_layer, "loss_head": loss,
+            "embeddings": 4 * 3 * tokens * s["d"]}  # embedding output, final norm in/out
+
+
+def kv_cache_bytes(config: dict[str, Any], seq: int, bytes_per_value: int) -> int:
+    s = _shape(config)
+    return 2 * s["layers"] * s["kv"] * seq * bytes_per_value
+
+
+def model_size(store: Store, name: str, batch_size: int = 0, seq_len: int = 0) -> dict[str, Any]:
+    entry = store.model(name)
+    config = read_config(entry.path)
+    model = meta_model(entry.path)
+    by_type = parameters_by_module_type(model)
+    total = sum(by_type.values())
+    trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    weights_summary(entry.path)  # fails clearly when the weights are corrupt
+    batch = batch_size or 8
+    seq = seq_len or min(512, context_length_of_config(model.config))
+    if batch < 1 or seq < 1:
+        raise errors.InvalidArgument("batch_size and seq_len must be positive.")
+    from apt_model.modeling.loss import can_fuse
+
+    acts = activation_bytes(config, batch, seq, fused_loss=can_fuse(model))
+    weights, grads, adam = 4 * total, 4 * total, 8 * total
+    training = weights + grads + adam + sum(acts.values())
+    return {
+        "total_parameters": total,
+        "trainable_parameters": trainable,
+        "parameters_by_module_type": by_type,
+        "disk_bytes": entry.size_bytes,
+        # Inference: the weights plus a KV cache for one sequence of seq_len tokens.
+        "inference_bytes_fp32": 4 * total + kv_cache_bytes(config, seq, 4),
+        "inference_bytes_fp16": 2 * total + kv_cache_bytes(config, seq, 2),
+        "inference_bytes_int8": total + kv_cache_bytes(config, seq, 2),
+        "training_bytes": training,
+        "training_breakdown": {"batch_size": batch, "seq_len": seq, "weights": weights, "gradients": grads,
+                               "adamw_moments": adam, **{f"activations_{k}": v for k, v in acts.items()}},
+    }
