@@ -59,8 +59,8 @@ if $CLI plugin describe model-pruning >/dev/null 2>&1; then
     --recovery-file "$DATA/demo-train.jsonl" --eval-file "$DATA/demo-eval.txt" --overwrite
 fi
 if $CLI plugin describe model-distillation >/dev/null 2>&1; then
-  step "distill a 2-layer student from the trained model"
-  $CLI distill demo --student-layers 2 --output demo-student --corpus "$DATA/demo-train.jsonl" \
+  step "distill a 1-layer student from the 2-layer model"
+  $CLI distill demo --student-layers 1 --output demo-student --corpus "$DATA/demo-train.jsonl" \
     --steps 100 --seq-len 128 --batch-size 8 --overwrite
 fi
 COMPARE="demo"

@@ -99,7 +99,8 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         table.add_column(c)
     for r in rows:
         table.add_row(*[str(x) for x in r])
-    Console().print(table)
+    # logs and pipes get the whole table, not one cut to 80 columns
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 def human_bytes(n: float) -> str:
@@ -123,11 +124,11 @@ def watch_job(ctx: Ctx, job_id: str, on_interrupt: str = "detach") -> job_pb2.Jo
         if ctx.interactive:
             last = _watch_with_bar(stub, job_id)
         else:
+            log_line = _LogLines()
             for job in stub.WatchJob(job_pb2.WatchJobRequest(id=job_id)):
                 last = job
                 if not ctx.as_json:
-                    print(f"[{JOB_STATE[job.state]}] {job.progress * 100:5.1f}% {job.stage} {job.message} "
-                          f"{_metrics_text(job)}".rstrip(), file=sys.stderr)
+                    log_line(job)
     except KeyboardInterrupt:
         if on_interrupt == "cancel":
             stub.CancelJob(job_pb2.CancelJobRequest(id=job_id))
@@ -137,6 +138,23 @@ def watch_job(ctx: Ctx, job_id: str, on_interrupt: str = "detach") -> job_pb2.Jo
     if last is None:
         raise CliError(f"The watch of job {job_id} ended without any state.")
     return last
+
+
+class _LogLines:
+    """Progress for logs (not a terminal): a line per stage, per 10% and at most every 15 s."""
+
+    def __init__(self, every_s: float = 15.0):
+        self.every_s = every_s
+        self.stage, self.decile, self.at = None, -1, 0.0
+
+    def __call__(self, job: job_pb2.Job) -> None:
+        now = time.monotonic()
+        decile = int(job.progress * 10)
+        if (job.stage != self.stage or decile != self.decile or now - self.at >= self.every_s
+                or job.state in FINAL_STATES):
+            self.stage, self.decile, self.at = job.stage, decile, now
+            print(f"[{JOB_STATE[job.state]}] {job.progress * 100:5.1f}% {job.stage} {job.message} "
+                  f"{_metrics_text(job)}".rstrip(), file=sys.stderr, flush=True)
 
 
 def _watch_with_bar(stub, job_id: str) -> job_pb2.Job:
