@@ -46,7 +46,7 @@ def _setup(home: Path, threads: int):
     from apt_model.modeling.preset import create_model, preset_config
     from apt_model.modeling.tokenizer import train_tokenizer
     from apt_model.store import Store
-    from gateway.core.data import load_corpus
+    from apt_model.corpus import load_corpus
 
     torch.set_num_threads(threads)
     store = Store(home)
@@ -115,7 +115,8 @@ def run_hf_trainer(store, train_path, steps: int, batch: int, seq: int, threads:
     from apt_model.modeling import lm
     from apt_model.modeling.io import load_tokenizer
     from apt_model.modeling.preset import create_model, preset_config
-    from gateway.core.data import load_corpus, split_tokens, tokenize_documents
+    from apt_model.corpus import load_corpus
+    from gateway.core.data import split_tokens, tokenize_documents
 
     torch.set_num_threads(threads)
     tok = load_tokenizer(store.model("tok").path)
@@ -230,7 +231,8 @@ def unigram_perplexity(train_ids, eval_ids) -> float:
 def quality(store, train_path, eval_path, quick: bool, threads: int) -> dict:
     from apt_model.modeling import lm
     from apt_model.modeling.io import load_model, load_tokenizer
-    from gateway.core.data import load_corpus, split_tokens, tokenize_documents
+    from apt_model.corpus import load_corpus
+    from gateway.core.data import split_tokens, tokenize_documents
     from gateway.core.train import TrainSpec, run_train
 
     settings = {**DEMO, **({"max_minutes": 1.0} if quick else {})}

@@ -14,7 +14,7 @@ from typing import Any
 
 from apt_model import errors
 from apt_model.store import Store
-from gateway.core.data import read_corpus_file
+from apt_model.corpus import read_corpus_file
 from gateway.core.inspect import safetensors_header, tokenizer_summary, weight_files
 
 

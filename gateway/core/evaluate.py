@@ -13,7 +13,7 @@ from apt_model.modeling import lm
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
-from gateway.core.data import load_eval_text
+from apt_model.corpus import load_eval_text
 from gateway.core.inspect import weights_summary
 
 DEFAULT_PROMPTS = ("The", "机器学习")

@@ -25,7 +25,8 @@ from apt_model.modeling.tokenizer import train_tokenizer
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store, validate_name
 from gateway.core import checkpoint as ckpts
-from gateway.core.data import load_corpus, split_tokens, tokenize_documents
+from apt_model.corpus import load_corpus
+from gateway.core.data import split_tokens, tokenize_documents
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
 REPORT_SECONDS = 0.5  # progress updates at most this often

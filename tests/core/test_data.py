@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from apt_model import errors
-from gateway.core.data import load_corpus, load_eval_text, split_tokens, tokenize_documents
+from apt_model.corpus import load_corpus, load_eval_text
+from gateway.core.data import split_tokens, tokenize_documents
 
 
 def test_txt_and_jsonl(tmp_path):

@@ -9,62 +9,22 @@ hidden states can be compared position by position.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from apt_model import errors
+from apt_model.corpus import load_corpus
 from apt_model.store import Store
 
-TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 VAL_FRACTION = 0.1
 MAX_VAL_BLOCKS = 64
 
 
 def read_texts(store: Store, dataset: str, corpus_paths: tuple[str, ...]) -> list[str]:
-    """Documents from a store dataset folder and/or text files (.txt/.md, or .jsonl with "text")."""
-    files: list[Path] = []
-    if dataset:
-        root = store.dataset(dataset).path
-        files += sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
-        if not files:
-            raise errors.FailedPrecondition(
-                f"Dataset {dataset!r} holds no {', '.join(TEXT_SUFFIXES)} files to read text from.")
-    for raw in corpus_paths:
-        path = Path(raw)
-        if not path.is_file():
-            raise errors.NotFound(f"Corpus file {raw} does not exist on the distillation service's machine.")
-        if path.suffix not in TEXT_SUFFIXES:
-            raise errors.InvalidArgument(f"Corpus file {raw}: use {', '.join(TEXT_SUFFIXES)} files.")
-        files.append(path)
-    docs: list[str] = []
-    for path in files:
-        docs += _read_file(path)
-    return [d for d in docs if d.strip()]
-
-
-def _read_file(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.InvalidArgument(f"{path} is not UTF-8 text ({exc}).") from exc
-    if path.suffix != ".jsonl":
-        return [text]
-    docs = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.InvalidArgument(f"{path}:{n} is not JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise errors.InvalidArgument(f"{path}:{n} has no string field \"text\".")
-        docs.append(record["text"])
-    return docs
+    """Documents from a store dataset and/or text files (.txt/.md, or .jsonl with "text")."""
+    return load_corpus(list(corpus_paths), store, dataset).documents
 
 
 @dataclass
