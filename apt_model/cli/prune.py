@@ -15,6 +15,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = new_parser(sub, "prune", common, "prune a store model into a new one (model-pruning plugin)",
                    ["apt-model prune base --strategy structured --ratio 0.5 --output base-s50 "
                     "--recovery-steps 150 --recovery-file train.jsonl --eval-file eval.txt",
+                    "apt-model prune base --strategy structured --ratio 0.5 --hidden-ratio 0.25 --eval-file eval.txt",
+                    "apt-model prune base --strategy structured --ratio 0.5 --keep-width --eval-file eval.txt",
                     "apt-model prune base --strategy magnitude --ratio 0.5 --2-4 --eval-file eval.txt",
                     "apt-model prune base --strategy taylor --ratio 0.6 --calibration-file calib.txt",
                     "apt-model prune base --strategy lottery --ratio 0.8 --rounds 4 --round-steps 100 "
@@ -27,8 +29,15 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--scope", choices=["global", "layer"], default="", help="unstructured ranking (default global)")
     p.add_argument("--2-4", dest="two_four", action="store_true", help="unstructured 2:4 pattern (ratio 0.5)")
     p.add_argument("--importance", default="", help="structured: magnitude (default), taylor or a registered one")
-    p.add_argument("--heads-only", action="store_true", help="structured: prune attention head groups only")
-    p.add_argument("--mlp-only", action="store_true", help="structured: prune MLP channels only")
+    parts = p.add_mutually_exclusive_group()
+    parts.add_argument("--heads-only", action="store_true", help="structured: prune attention head groups only")
+    parts.add_argument("--mlp-only", action="store_true", help="structured: prune MLP channels only")
+    parts.add_argument("--hidden-only", action="store_true", help="structured: prune the hidden width only")
+    parts.add_argument("--keep-width", action="store_true",
+                       help="structured: prune head groups and MLP channels but keep hidden_size")
+    p.add_argument("--hidden-ratio", type=float, default=0.0,
+                   help="structured: share of hidden (residual) channels removed (default: as many as make "
+                        "the whole model --ratio smaller in parameters)")
     p.add_argument("--calibration-dataset", default="", help="store dataset for Taylor gradients")
     p.add_argument("--calibration-file", default="", help="text file on the service's machine for Taylor gradients")
     p.add_argument("--rounds", type=int, default=0, help="lottery rounds (default 3)")
@@ -59,8 +68,9 @@ def cmd_prune(ctx: Ctx) -> None:
         return
     request = pb.PruneRequest(
         name=a.name, output_name=a.output, strategy=a.strategy, ratio=a.ratio, scope=a.scope,
-        semi_structured_2_4=a.two_four, importance=a.importance, prune_heads=a.heads_only,
-        prune_mlp=a.mlp_only, calibration_dataset=a.calibration_dataset, calibration_path=a.calibration_file,
+        semi_structured_2_4=a.two_four, importance=a.importance, prune_heads=a.heads_only or a.keep_width,
+        prune_mlp=a.mlp_only or a.keep_width, prune_hidden=a.hidden_only, hidden_ratio=a.hidden_ratio,
+        calibration_dataset=a.calibration_dataset, calibration_path=a.calibration_file,
         lottery_rounds=a.rounds, lottery_round_ratio=a.round_ratio, lottery_steps=a.round_steps,
         rewind_step=a.rewind_step, recovery_steps=a.recovery_steps, recovery_dataset=a.recovery_dataset,
         recovery_path=a.recovery_file, eval_dataset=a.eval_dataset, eval_path=a.eval_file,

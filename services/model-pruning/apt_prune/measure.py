@@ -16,8 +16,9 @@ LATENCY_WARMUP = 2
 def prunable_linears(model) -> dict[str, torch.nn.Linear]:
     """The Linear layers inside the decoder blocks: what every strategy prunes.
 
-    Embeddings, the LM head and norms are left whole: they are shared by every token and
-    pruning them costs the most quality for the least speed.
+    Unstructured strategies leave embeddings, the LM head and norms whole: they are shared by
+    every token, and zeroing single weights there costs quality without any speed. Structured
+    pruning narrows them as a whole instead (``apt_prune.width``).
     """
     return {name: m for name, m in model.named_modules()
             if isinstance(m, torch.nn.Linear) and ".layers." in f".{name}"}

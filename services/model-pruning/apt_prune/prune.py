@@ -30,7 +30,7 @@ def check_plan(store: Store, spec: PruneSpec):
     if spec.strategy != "structured":
         return None
     config = read_config(store.model(spec.name).path)
-    return plan_structured(config, spec.ratio, spec.prune_heads, spec.prune_mlp)
+    return plan_structured(config, spec.ratio, spec.prune_heads, spec.prune_mlp, spec.prune_hidden, spec.hidden_ratio)
 
 
 def _snapshot(model, blocks: torch.Tensor, spec: PruneSpec, vocab: int, seq_len: int) -> dict:
@@ -64,8 +64,8 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
 
     details: dict = {}
     if spec.strategy == "structured":
-        apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx, (0.1, 0.3))
-        details["structured"] = plan.report()
+        details["structured"] = apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx,
+                                                 (0.1, 0.3))
     elif spec.strategy == "lottery":
         out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6))
         details["lottery"] = {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),

@@ -41,6 +41,8 @@ class PruneSpec:
     eval_path: str = ""
     prune_heads: bool = True
     prune_mlp: bool = True
+    prune_hidden: bool = True         # structured: narrow the residual stream (hidden_size) too
+    hidden_ratio: float = 0.0         # share of residual channels removed; 0 = what makes the model `ratio` smaller
     learning_rate: float = 3e-4
     batch_size: int = 8
     seq_len: int = 128                # tokens per sequence
@@ -117,9 +119,21 @@ class PruneSpec:
                 raise errors.InvalidArgument("The 2:4 pattern is unstructured sparsity; it does not combine with structured.")
             if abs(ratio - 0.5) > 1e-9:
                 raise errors.InvalidArgument(f"The 2:4 pattern removes exactly half the weights; use ratio 0.5, not {ratio}.")
-        heads, mlp = bool(r.prune_heads), bool(r.prune_mlp)
-        if not heads and not mlp:
-            heads = mlp = True  # neither named: prune both, as the docs say
+        heads, mlp, hidden = bool(r.prune_heads), bool(r.prune_mlp), bool(r.prune_hidden)
+        if not (heads or mlp or hidden):
+            heads = mlp = hidden = True  # none named: prune all three, as the docs say
+        hidden_ratio = float(r.hidden_ratio)
+        if hidden_ratio:
+            if strategy != "structured":
+                raise errors.InvalidArgument("hidden_ratio applies to the structured strategy only.")
+            if not hidden:
+                raise errors.InvalidArgument(
+                    "hidden_ratio is set but the width is not pruned: set prune_hidden too (or leave all of "
+                    "prune_heads, prune_mlp and prune_hidden unset to prune all three).")
+            if not (0.0 < hidden_ratio < 1.0) or math.isnan(hidden_ratio):
+                raise errors.InvalidArgument(
+                    f"hidden_ratio must be a fraction strictly between 0 and 1, got {r.hidden_ratio}; "
+                    "leave it 0 to use ratio.")
         _check_range("lottery_rounds", r.lottery_rounds, 0, 20)
         _check_range("lottery_steps", r.lottery_steps, 0, 100_000)
         _check_range("rewind_step", r.rewind_step, 0, 100_000)
@@ -147,7 +161,8 @@ class PruneSpec:
             lottery_steps=r.lottery_steps or 50, rewind_step=r.rewind_step if r.rewind_step else 5,
             recovery_steps=r.recovery_steps, recovery_dataset=_dataset(r.recovery_dataset),
             recovery_path=r.recovery_path, eval_dataset=_dataset(r.eval_dataset), eval_path=r.eval_path,
-            prune_heads=heads, prune_mlp=mlp, learning_rate=lr, batch_size=r.batch_size or 8,
+            prune_heads=heads, prune_mlp=mlp, prune_hidden=hidden, hidden_ratio=hidden_ratio,
+            learning_rate=lr, batch_size=r.batch_size or 8,
             seq_len=r.seq_len or 128, seed=int(r.seed), overwrite=bool(r.overwrite),
         )
         spec.check_text_sources()

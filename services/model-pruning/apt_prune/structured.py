@@ -15,11 +15,15 @@ torch-pruning's Linear pruning functions directly on index sets computed here: t
 whole transformers-5 attention block (RoPE, mask) never finishes in torch-pruning 1.6.1's
 dependency search (the loop reported in VainF/Torch-Pruning#527), so the head grouping,
 which is fully known from the config, is not traced.
+
+Optionally the residual stream narrows too (``apt_prune.width``): ``hidden_size`` channels
+leave the embedding, every norm, every projection and the LM head, which is what shrinks the
+embedding and LM head (a quarter of a small model) and speeds up the head's matmul.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch_pruning as tp
@@ -30,6 +34,7 @@ from apt_model.runtime.jobs import JobContext
 from apt_prune.importance import Importance, score_weight
 from apt_prune.measure import prunable_linears
 from apt_prune.train import mean_gradients
+from apt_prune.width import prune_hidden
 
 
 def _round_half_up(x: float) -> int:
@@ -46,6 +51,8 @@ class StructuredPlan:
     head_units_removed: int    # units removed from every layer
     intermediate: int          # MLP channels before
     mlp_removed: int           # MLP channels removed from every layer
+    hidden: int                # residual-stream width (hidden_size) before
+    hidden_removed: int        # residual channels removed (0: width not pruned)
     notes: tuple[str, ...]     # the rounding, in words, for the report
 
     @property
@@ -67,12 +74,21 @@ class StructuredPlan:
                       "removed_fraction": self.head_units_removed / self.head_units if self.head_units else 0.0},
             "mlp": {"intermediate_size": [self.intermediate, self.intermediate - self.mlp_removed],
                     "removed_fraction": self.mlp_removed / self.intermediate},
+            "hidden": {"hidden_size": [self.hidden, self.hidden - self.hidden_removed],
+                       "removed_fraction": self.hidden_removed / self.hidden},
             "rounding": list(self.notes),
         }
 
 
-def plan_structured(config: dict, ratio: float, prune_heads: bool, prune_mlp: bool) -> StructuredPlan:
-    """How many head units and channels leave each layer; refuses ratios that round to nothing or everything."""
+def plan_structured(config: dict, ratio: float, prune_heads: bool, prune_mlp: bool, prune_hidden: bool = False,
+                    hidden_ratio: float = 0.0) -> StructuredPlan:
+    """How many head units, MLP channels and residual channels leave; refuses ratios that round to
+    nothing or everything.
+
+    Heads and MLP channels each lose ``ratio``. The width loses ``hidden_ratio`` when it is given;
+    at 0 it loses as many channels as bring the whole model's parameters down by ``ratio``
+    (none when heads and MLP already do), so ``ratio`` keeps its meaning of "share removed".
+    """
     try:
         n_q = int(config["num_attention_heads"])
         n_kv = int(config.get("num_key_value_heads") or n_q)
@@ -112,12 +128,90 @@ def plan_structured(config: dict, ratio: float, prune_heads: bool, prune_mlp: bo
             raise errors.InvalidArgument(f"ratio {ratio} of {inter} MLP channels rounds to {mlp_removed}; choose another ratio.")
         if abs(exact - mlp_removed) > 1e-9:
             notes.append(f"mlp: {ratio:.0%} of {inter} channels is {exact:.2f}; rounded to {mlp_removed}")
-    return StructuredPlan(n_q, n_kv, head_dim, unit, units, removed, inter, mlp_removed, tuple(notes))
+    plan = StructuredPlan(n_q, n_kv, head_dim, unit, units, removed, inter, mlp_removed, hidden, 0, tuple(notes))
+    if not prune_hidden:
+        return plan
+    if hidden_ratio:
+        exact = hidden_ratio * hidden
+        what = f"{hidden_ratio:.0%} of {hidden} channels is {exact:.2f}"
+    else:
+        # The width loses what brings the whole model (embeddings and LM head included) to `ratio`.
+        per_channel, fixed = _parameters_per_channel(config, plan)
+        target = (1.0 - ratio) * _parameters(config, plan.num_heads, plan.num_kv_heads, plan.intermediate, hidden)
+        exact = hidden - (target - fixed) / per_channel
+        what = f"making the whole model {ratio:.0%} smaller takes {exact:.2f} of {hidden} channels"
+        if exact < 0.5:
+            notes.append(f"hidden: kept at {hidden}; heads and MLP alone already remove {ratio:.0%} of the parameters")
+            return replace(plan, notes=tuple(notes))
+    # transformers' LlamaConfig refuses a hidden_size that is not a multiple of the query heads
+    # (even with an explicit head_dim), so the width that stays is rounded to such a multiple.
+    step = plan.num_heads_after
+    hidden_removed = hidden - step * _round_half_up((hidden - exact) / step)
+    if hidden_removed <= 0 or hidden_removed >= hidden:
+        raise errors.InvalidArgument(
+            f"hidden: {what}, which rounds to {max(hidden_removed, 0)} removed (the width that stays must be a "
+            f"multiple of the {step} query heads); choose another ratio (or hidden_ratio), or keep the width "
+            "(prune_hidden false).")
+    if abs(exact - hidden_removed) > 1e-9:
+        notes.append(f"hidden: {what}; rounded to {hidden_removed} so hidden_size ({hidden - hidden_removed}) "
+                     f"stays a multiple of the {step} query heads")
+    return replace(plan, hidden_removed=hidden_removed, notes=tuple(notes))
+
+
+def _parameters(config: dict, n_q: int, n_kv: int, inter: int, hidden: int) -> int:
+    """Parameters of a Llama-style decoder with these sizes (what the width target is computed on)."""
+    per_channel, fixed = _linear_in_width(config, n_q, n_kv, inter)
+    return per_channel * hidden + fixed
+
+
+def _parameters_per_channel(config: dict, plan: "StructuredPlan") -> tuple[int, int]:
+    return _linear_in_width(config, plan.num_heads_after, plan.num_kv_heads_after, plan.intermediate - plan.mlp_removed)
+
+
+def _linear_in_width(config: dict, n_q: int, n_kv: int, inter: int) -> tuple[int, int]:
+    """(parameters per residual channel, parameters that do not depend on the width)."""
+    d = int(config.get("head_dim") or int(config["hidden_size"]) // int(config["num_attention_heads"]))
+    layers, vocab = int(config["num_hidden_layers"]), int(config["vocab_size"])
+    attn_bias, mlp_bias = bool(config.get("attention_bias")), bool(config.get("mlp_bias"))
+    # Per block and channel: q/k/v input columns, o rows (+ its bias), gate/up/down, two norms (+ down's bias).
+    block = (n_q + 2 * n_kv) * d + n_q * d + 3 * inter + 2 + attn_bias + mlp_bias
+    per_channel = vocab * (1 if config.get("tie_word_embeddings") else 2) + 1 + layers * block
+    fixed = layers * ((n_q + 2 * n_kv) * d * attn_bias + 2 * inter * mlp_bias)  # q/k/v and gate/up biases
+    return per_channel, fixed
 
 
 def apply_structured(model, plan: StructuredPlan, imp: Importance, calibration: torch.Tensor, batch_size: int,
-                     ctx: JobContext, progress: tuple[float, float]) -> None:
-    """Remove the planned heads and channels from every decoder layer and rewrite the config."""
+                     ctx: JobContext, progress: tuple[float, float]) -> dict:
+    """Remove the planned heads, MLP channels and residual channels, and rewrite the config.
+    Returns the plan's report plus what the width pruning measured.
+
+    Heads and MLP channels go first; the width is scored afterwards, on the weights that are
+    left (with fresh gradients for Taylor), so a residual channel is not kept for the sake of
+    rows that have already been removed.
+    """
+    lo, hi = progress
+    mid = (lo + hi) / 2 if plan.hidden_removed else hi
+    if plan.head_unit or plan.mlp_removed:
+        _prune_blocks(model, plan, imp, calibration, batch_size, ctx, (lo, mid))
+    # Before the width is scored: its calibration passes run the model with the new head counts.
+    cfg = model.config
+    cfg.head_dim = plan.head_dim  # explicit: hidden_size / heads no longer gives it
+    cfg.num_attention_heads = plan.num_heads_after
+    cfg.num_key_value_heads = plan.num_kv_heads_after
+    cfg.intermediate_size = plan.intermediate - plan.mlp_removed
+    for layer in model.model.layers:
+        layer.self_attn.num_key_value_groups = cfg.num_attention_heads // cfg.num_key_value_heads
+    report = plan.report()
+    if plan.hidden_removed:
+        ctx.report(progress=mid, stage="prune",
+                   message=f"removing {plan.hidden_removed} of {plan.hidden} residual channels")
+        report["hidden"].update(prune_hidden(model, plan.hidden_removed, imp, calibration, batch_size, ctx))
+    ctx.report(progress=hi, stage="prune", message="pruned")
+    return report
+
+
+def _prune_blocks(model, plan: StructuredPlan, imp: Importance, calibration: torch.Tensor, batch_size: int,
+                  ctx: JobContext, progress: tuple[float, float]) -> None:
     layers = model.model.layers
     linears = prunable_linears(model)
     grads = {}
@@ -136,14 +230,7 @@ def apply_structured(model, plan: StructuredPlan, imp: Importance, calibration: 
         if plan.mlp_removed:
             _prune_mlp(layer.mlp, plan.mlp_removed, scores, prefix, model.config.hidden_size)
         ctx.report(progress=lo + (hi - lo) * (i + 1) / len(layers), stage="prune",
-                   message=f"pruned layer {i + 1}/{len(layers)}")
-    cfg = model.config
-    cfg.head_dim = plan.head_dim  # explicit: hidden_size / heads no longer gives it
-    cfg.num_attention_heads = plan.num_heads_after
-    cfg.num_key_value_heads = plan.num_kv_heads_after
-    cfg.intermediate_size = plan.intermediate - plan.mlp_removed
-    for layer in layers:
-        layer.self_attn.num_key_value_groups = cfg.num_attention_heads // cfg.num_key_value_heads
+                   message=f"pruned heads and MLP channels of layer {i + 1}/{len(layers)}")
 
 
 def _head_channels(head: int, head_dim: int) -> list[int]:

@@ -33,9 +33,11 @@ print(json.dumps({"finite": bool(torch.isfinite(logits).all()), "vocab": logits.
 """
 
 
-def test_structured_shrinks_consistently_and_reloads_with_plain_transformers(home, ctx):
+def test_structured_keep_width_shrinks_consistently_and_reloads_with_plain_transformers(home, ctx):
+    # Heads and MLP only (the width is kept); tests/test_width.py covers the default, all three.
     store = Store(home)
     s = PruneSpec.from_request(pb.PruneRequest(name="tiny", output_name="st", strategy="structured", ratio=0.5,
+                                               prune_heads=True, prune_mlp=True,
                                                seq_len=32, batch_size=4, recovery_steps=3,
                                                recovery_path=str(home / "corpus.txt")))
     report = run_prune(store, s, ctx)

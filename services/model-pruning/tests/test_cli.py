@@ -1,0 +1,82 @@
+"""`apt-model prune` as a user runs it: a CLI process, a real in-process gateway, and the real
+model-pruning plugin process the gateway installs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from apt_model.modeling.io import read_config
+from apt_model.store import Store
+from gateway.testing import start_gateway, stop_gateway
+
+
+@pytest.fixture(scope="module")
+def home(seeded_home, tmp_path_factory):
+    """One store copy for the module: starting a gateway and the plugin process is the slow part."""
+    dst = tmp_path_factory.mktemp("cli") / "home"
+    shutil.copytree(seeded_home, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def gw(home):
+    gw = start_gateway(home)
+    try:
+        gw.app.registry.install("model-pruning")
+        yield gw
+    finally:
+        stop_gateway(gw)
+
+
+def run_cli(gw, *args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
+                           "--home", str(gw.settings.home)], capture_output=True, text=True, env=env, timeout=240)
+
+
+def test_structured_prune_with_hidden_ratio_through_the_gateway(gw, home):
+    out = run_cli(gw, "prune", "tiny", "--strategy", "structured", "--ratio", "0.5", "--hidden-ratio", "0.25",
+                  "--output", "cli-w", "--seq-len", "32", "--batch-size", "4",
+                  "--eval-file", str(home / "corpus.txt"), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    result = job["result"]
+    assert result["structured"]["hidden"]["hidden_size"] == [64, 48]
+    assert result["structured"]["heads"]["kv_heads"] == [2, 1]
+    assert result["reload"]["finite"]
+    cfg = read_config(Store(home).model("cli-w").path)
+    assert (cfg["hidden_size"], cfg["intermediate_size"], cfg["head_dim"]) == (48, 88, 16)
+
+
+def test_keep_width_and_human_output(gw, home):
+    out = run_cli(gw, "prune", "tiny", "--strategy", "structured", "--ratio", "0.5", "--keep-width",
+                  "--output", "cli-k", "--seq-len", "32", "--batch-size", "4", "--eval-file", str(home / "corpus.txt"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "cli-k: structured (speedup" in out.stdout
+    assert read_config(Store(home).model("cli-k").path)["hidden_size"] == 64
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--strategy", "structured", "--ratio", "1.5"], 3, "between 0 and 1"),
+    (["--strategy", "magnitude", "--ratio", "0.5", "--hidden-ratio", "0.3"], 3, "structured strategy only"),
+    (["--strategy", "structured", "--ratio", "0.5", "--hidden-only", "--keep-width"], 2, "not allowed with"),
+])
+def test_bad_flags_fail_with_a_reason_and_no_job(gw, home, args, code, text):
+    jobs_before = _jobs(gw)
+    out = run_cli(gw, "prune", "tiny", *args, "--eval-file", str(home / "corpus.txt"))
+    assert out.returncode == code, (out.returncode, out.stderr)
+    assert text in out.stderr and "Traceback" not in out.stderr
+    assert _jobs(gw) == jobs_before
+
+
+def _jobs(gw) -> list[str]:
+    out = run_cli(gw, "job", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    return sorted(j["id"] for j in json.loads(out.stdout))
