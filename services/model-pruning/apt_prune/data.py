@@ -7,62 +7,23 @@ held out for perplexity and never used for calibration or training.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from apt_model import errors
+from apt_model.corpus import load_corpus
 from apt_model.store import Store
 
-TEXT_SUFFIXES = (".txt", ".md", ".jsonl")
 HELD_OUT_FRACTION = 0.1
 MAX_EVAL_BLOCKS = 32      # perplexity over at most this many blocks keeps a job's report quick
 MAX_CALIBRATION_BLOCKS = 32
 
 
 def read_texts(store: Store, dataset: str, path: str) -> list[str]:
-    """Documents from a store dataset folder or one text file (.txt/.md, or .jsonl with "text")."""
-    files: list[Path] = []
-    if dataset:
-        root = store.dataset(dataset).path
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
-        if not files:
-            raise errors.FailedPrecondition(f"Dataset {dataset!r} holds no {', '.join(TEXT_SUFFIXES)} files.")
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise errors.NotFound(f"Text file {path} does not exist on the pruning service's machine.")
-        if p.suffix not in TEXT_SUFFIXES:
-            raise errors.InvalidArgument(f"Text file {path}: use a {', '.join(TEXT_SUFFIXES)} file.")
-        files.append(p)
-    docs: list[str] = []
-    for f in files:
-        docs += _read_file(f)
-    return [d for d in docs if d.strip()]
-
-
-def _read_file(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise errors.InvalidArgument(f"{path} is not UTF-8 text ({exc}).") from exc
-    if path.suffix != ".jsonl":
-        return [text]
-    docs = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.InvalidArgument(f"{path}:{n} is not JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise errors.InvalidArgument(f"{path}:{n} has no string field \"text\".")
-        docs.append(record["text"])
-    return docs
+    """Documents from a store dataset and/or one text file (.txt/.md, or .jsonl with "text")."""
+    return load_corpus([path] if path else [], store, dataset).documents
 
 
 def to_blocks(tokenizer, docs: list[str], seq_len: int) -> torch.Tensor:
