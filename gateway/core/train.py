@@ -226,6 +226,9 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, li
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         model = create_model(config, seed=spec.seed)
         model.load_state_dict(ck.model_state)
+        # on the training device before the optimizer state is loaded: load_state_dict puts each
+        # moment tensor on its parameter's device, and fused AdamW needs them together
+        model.to(pick_device(spec.device))
         run = _Run(model, make_optimizer(model, spec), tokenizer, ck.step, ck.history, ck.val_history,
                    ck.tokens_seen, ck.elapsed_seconds)
         run.optimizer.load_state_dict(ck.optimizer_state)
