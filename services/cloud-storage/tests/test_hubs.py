@@ -3,23 +3,27 @@ of each platform's HTTP API that the backends use."""
 
 from __future__ import annotations
 
-import os
-
+import huggingface_hub.constants
 import pytest
 
-os.environ.setdefault("HF_HUB_DISABLE_XET", "1")  # the local Hub speaks the LFS basic transfer only
-
-from apt_model import errors  # noqa: E402
-from apt_storage.backup import run_backup  # noqa: E402
-from apt_storage.config import StorageConfig  # noqa: E402
-from apt_storage.restore import run_restore  # noqa: E402
-from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, transfer_options  # noqa: E402
-from apt_storage.testing import MiB, RecordingContext, add_entry, dead_endpoint, random_bytes  # noqa: E402
-from apt_storage.testing.hf_server import LocalHfHubApiServer  # noqa: E402
-from apt_storage.upload import run_upload  # noqa: E402
-from apt_storage.uri import parse  # noqa: E402
+from apt_model import errors
+from apt_storage.backup import run_backup
+from apt_storage.config import StorageConfig
+from apt_storage.restore import run_restore
+from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, transfer_options
+from apt_storage.testing import MiB, RecordingContext, add_entry, dead_endpoint, random_bytes
+from apt_storage.testing.hf_server import LocalHfHubApiServer
+from apt_storage.upload import run_upload
+from apt_storage.uri import parse
 
 HF_TOKEN = "hf_local_test_token_0123456789"
+
+
+@pytest.fixture(autouse=True)
+def no_xet(monkeypatch):
+    """The local Hub speaks the LFS basic transfer only. huggingface_hub reads HF_HUB_DISABLE_XET
+    once, at import, which another test module may already have done: set the constant itself."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
 
 
 def _config(store, **env):
