@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -27,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCAL_BASE = "apt/python-base:3.11-bookworm"   # made by docker/build_base.sh
 PUBLIC_BASE = "python:3.11-slim"
 TORCH_REQUIREMENTS = "requirements/torch.txt"
+# Machine-level, like pip's cache: a fresh clone on the same machine reuses the 4 GB of wheels.
+DEFAULT_WHEELHOUSE = Path(os.environ.get("APT_WHEELHOUSE") or
+                          Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apt" / "wheelhouse")
 # Never shipped: tests and caches stay out of every image.
 _EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", "tests", ".mypy_cache"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
@@ -67,6 +71,27 @@ def requires_torch(req_file: Path, _seen: set[Path] | None = None) -> bool:
     return False
 
 
+def requirement_files(*req_files: str) -> tuple[str, ...]:
+    """Repo-relative requirements files these read, following ``-r`` (plus the shared runtime).
+
+    Contexts carry exactly these, not all of ``requirements/``: an edit to an unrelated pin (say
+    dev.txt) must not invalidate the 7 GB torch layer and every image built on it.
+    """
+    found: list[str] = []
+    todo = [ROOT / r for r in (*req_files, "requirements/runtime.txt")]
+    while todo:
+        path = todo.pop().resolve()
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in found or not path.exists():
+            continue
+        found.append(rel)
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("-r "):
+                todo.append(path.parent / line[3:].strip())
+    return tuple(sorted(found))
+
+
 def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec | None:
     """The image of one plugin folder, or None when its plugin.yaml says ``available: false``."""
     manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
@@ -78,14 +103,15 @@ def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec |
         raise BuildError(f"{dockerfile} is missing: plugin {manifest['name']!r} is available but has no Dockerfile.")
     return ImageSpec(
         name=manifest["name"], dockerfile=dockerfile.resolve().relative_to(ROOT).as_posix(),
-        requirements=(f"{rel}/requirements.txt",), files=("apt_model", "requirements", "docker/healthcheck.py", "docker/run_plugin.py", rel),
+        requirements=(f"{rel}/requirements.txt",),
+        files=("apt_model", *requirement_files(f"{rel}/requirements.txt"), "docker/healthcheck.py", "docker/run_plugin.py", rel),
         torch=requires_torch(plugin_dir / "requirements.txt"), plugin_dir=rel, module=manifest["module"],
     )
 
 
 def torch_base_spec() -> ImageSpec:
     return ImageSpec(name="torch-base", dockerfile="docker/torch-base.Dockerfile",
-                     requirements=(TORCH_REQUIREMENTS,), files=("requirements",), torch=False)
+                     requirements=(TORCH_REQUIREMENTS,), files=requirement_files(TORCH_REQUIREMENTS), torch=False)
 
 
 def gateway_spec() -> ImageSpec:
@@ -94,7 +120,8 @@ def gateway_spec() -> ImageSpec:
                       for f in ("plugin.yaml", "requirements.txt") if (p / f).exists())
     return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
                      requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
-                     files=("apt_model", "gateway", "requirements", "docker/healthcheck.py", "k8s", *catalogue),
+                     files=("apt_model", "gateway", *requirement_files("gateway/requirements.txt"),
+                            "docker/healthcheck.py", "k8s", *catalogue),
                      torch=requires_torch(ROOT / "gateway/requirements.txt"))
 
 

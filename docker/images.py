@@ -40,10 +40,23 @@ def choose_base(explicit: str | None) -> str:
     pulled = subprocess.run(["docker", "pull", ib.PUBLIC_BASE], capture_output=True, text=True, timeout=300)
     if pulled.returncode == 0:
         return ib.PUBLIC_BASE
-    if docker_image_id(ib.LOCAL_BASE) is not None:
-        print(f">> {ib.PUBLIC_BASE} cannot be pulled ({pulled.stderr.strip()[:120]}); using {ib.LOCAL_BASE}")
-        return ib.LOCAL_BASE
-    raise ib.BuildError(f"{ib.PUBLIC_BASE} cannot be pulled and {ib.LOCAL_BASE} does not exist: run `make base-image`.")
+    print(f">> {ib.PUBLIC_BASE} cannot be pulled ({pulled.stderr.strip()[:120]}); using {ib.LOCAL_BASE}")
+    if docker_image_id(ib.LOCAL_BASE) is None:
+        print(f">> {ib.LOCAL_BASE} does not exist: building it (debootstrap, about 3 min)")
+        if subprocess.run([str(ib.ROOT / "docker/build_base.sh"), ib.LOCAL_BASE]).returncode != 0:
+            raise ib.BuildError(f"{ib.PUBLIC_BASE} cannot be pulled and building {ib.LOCAL_BASE} failed "
+                                "(docker/build_base.sh, output above); pass --base IMAGE to use another base.")
+    return ib.LOCAL_BASE
+
+
+def fill_wheelhouse(specs: list[ib.ImageSpec], wheelhouse: Path) -> None:
+    """Download/build the wheels these images need that the wheelhouse lacks (pip skips the rest)."""
+    reqs = sorted({r for s in specs for r in s.requirements})
+    print(f">> filling the wheelhouse {wheelhouse} for {', '.join(reqs)}")
+    env = {**os.environ, "WHEELHOUSE": str(wheelhouse), "PYTHON": sys.executable}
+    if subprocess.run([str(ib.ROOT / "docker/wheelhouse.sh"), *reqs], env=env).returncode != 0:
+        raise ib.BuildError(f"docker/wheelhouse.sh could not fill {wheelhouse} (output above); "
+                            "it needs the package index once, then builds are offline.")
 
 
 def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, version: str) -> str:
@@ -57,7 +70,7 @@ def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, versi
     size_mb = sum(w.stat().st_size for w in ctx.wheels) / 1e6
     print(f">> {tag}: {len(ctx.files)} files, {len(ctx.wheels)} wheels ({size_mb:.0f} MB) from {spec.dockerfile}")
     parent_arg = f"TORCH_BASE={torch_tag}" if spec.torch else f"BASE_IMAGE={base}"
-    cmd = ["docker", "build", "-f", spec.dockerfile, "-t", tag, "--build-arg", parent_arg,
+    cmd = ["docker", "build", "--force-rm", "-f", spec.dockerfile, "-t", tag, "--build-arg", parent_arg,
            "--label", f"apt.context-digest={digest}",
            "--label", f"apt.service={spec.name}", "-"]
     start = time.monotonic()
@@ -88,6 +101,12 @@ def build(names: list[str], base: str | None, prefix: str, version: str, wheelho
     if needs_torch:
         wanted.add("torch-base")
     chosen_base = choose_base(base)
+    chosen = [s for s in specs if s.name in wanted]
+    try:
+        for spec in chosen:
+            ib.resolve_wheels(spec.requirements, wheelhouse)
+    except ib.BuildError:
+        fill_wheelhouse(chosen, wheelhouse)
     torch_wheels = ib.resolve_wheels(ib.torch_base_spec().requirements, wheelhouse) if needs_torch else None
     built = []
     for spec in specs:
@@ -105,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: auto)")
     b.add_argument("--prefix", default=os.environ.get("APT_IMAGE_PREFIX", "apt"))
     b.add_argument("--tag", default=os.environ.get("APT_IMAGE_TAG", "latest"))
-    b.add_argument("--wheelhouse", type=Path, default=ib.ROOT / "wheelhouse")
+    b.add_argument("--wheelhouse", type=Path, default=ib.DEFAULT_WHEELHOUSE,
+                   help=f"wheels for offline builds, filled on demand (env APT_WHEELHOUSE; default {ib.DEFAULT_WHEELHOUSE})")
     b.add_argument("--plugin", nargs=2, action="append", default=[], metavar=("DIR", "DOCKERFILE"),
                    help="also build a plugin folder outside services/ (e.g. the test echo plugin)")
     sub.add_parser("list", help="print every image, its Dockerfile and whether it builds on torch-base")

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Fills ./wheelhouse with wheels for every service's requirements so `make images` builds offline.
+# Fills the wheelhouse with wheels for every service's requirements so `make images` builds offline.
+# It is machine-level, like pip's cache ($APT_WHEELHOUSE, default ~/.cache/apt/wheelhouse): a fresh
+# clone on the same machine reuses it. docker/images.py calls this itself for wheels it lacks.
 # `pip wheel` downloads wheels from the index and builds any sdist here on the host, so no image
 # ever needs a compiler. Wheels are for this host's platform (linux x86_64, CPython 3.11, the
 # same ABI as the images).
@@ -8,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-.venv/bin/python}
-WHEELHOUSE=${WHEELHOUSE:-wheelhouse}
+WHEELHOUSE=${WHEELHOUSE:-${APT_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/apt/wheelhouse}}
 mkdir -p "$WHEELHOUSE"
 
 if [ $# -eq 0 ]; then

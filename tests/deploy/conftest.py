@@ -1,7 +1,9 @@
 """Fixtures for the deployment tests: a Docker engine when one answers, the images they need.
 
-Tests marked ``docker`` skip with the reason when no engine answers or an image is not built;
-`.ci/run` builds the images first (`make images`), so in CI they run.
+Tests marked ``docker`` skip, with the reason, only when no Docker engine answers. Images they
+need are built on demand by docker/images.py (what `make images` runs): a no-op when the image's
+inputs are unchanged, a cached rebuild when only code changed, the full offline build on a fresh
+machine (local base image and wheelhouse included).
 """
 
 from __future__ import annotations
@@ -37,27 +39,28 @@ def docker_client():
     return client
 
 
-def require_image(client, ref: str, build_hint: str) -> None:
-    import docker.errors
-
-    try:
-        client.images.get(ref)
-    except docker.errors.ImageNotFound:
-        pytest.skip(f"image {ref} is not built; run: {build_hint}")
+def build_images(*names: str, plugin: tuple[Path, Path] | None = None) -> None:
+    """Build (or confirm up to date) these images with docker/images.py; fail the test if it cannot."""
+    cmd = [sys.executable, str(ROOT / "docker/images.py"), "build", *names]
+    if plugin is not None:
+        cmd += ["--plugin", str(plugin[0]), str(plugin[1])]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f"building {', '.join(names)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
 @pytest.fixture(scope="session")
 def echo_image(docker_client) -> str:
-    """apt/echo:latest, built from tests/deploy/echo.Dockerfile when missing (about 2 min, offline)."""
-    ref = "apt/echo:latest"
-    done = subprocess.run([sys.executable, str(ROOT / "docker/images.py"), "build", "echo",
-                           "--plugin", str(ECHO_DIR), str(ROOT / "tests/deploy/echo.Dockerfile")],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        if "make wheelhouse" in done.stderr or "make base-image" in done.stderr:
-            pytest.skip(f"cannot build {ref}: {done.stderr.strip()[-300:]}")
-        pytest.fail(f"building {ref} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return ref
+    """apt/echo:latest (tests/plugins/echo, no torch): about 2 min the first time, offline."""
+    build_images("echo", plugin=(ECHO_DIR, ROOT / "tests/deploy/echo.Dockerfile"))
+    return "apt/echo:latest"
+
+
+@pytest.fixture(scope="session")
+def platform_images(docker_client) -> dict[str, str]:
+    """apt/gateway and apt/model-pruning (both on apt/torch-base) built from this checkout."""
+    build_images("gateway", "model-pruning")
+    return {"gateway": "apt/gateway:latest", "model-pruning": "apt/model-pruning:latest"}
 
 
 @pytest.fixture
