@@ -43,6 +43,9 @@ class GatewayApp(ServiceApp):
         self.add_generic_handler(self.router)
 
     def _add_core(self) -> None:
+        from apt_model.modeling.io import preload_architectures
+
+        preload_architectures()  # before any job thread races transformers' lazy imports
         try:
             from gateway.core.service import CoreServicer
         except ModuleNotFoundError as exc:

@@ -65,3 +65,24 @@ def pick_device(requested: str = "auto") -> str:
     if requested not in ("cpu", "cuda"):
         raise errors.InvalidArgument(f"Unknown device {requested!r}; use auto, cpu or cuda.")
     return requested
+
+
+PRELOADED_ARCHITECTURES = ("llama", "qwen2", "gpt2")
+
+
+def preload_architectures() -> None:
+    """Import transformers' lazily loaded modules once, at service start.
+
+    transformers resolves its Auto classes and modeling modules on first use; two job threads
+    doing that first use at the same moment can get an ImportError from a half-initialised
+    module. Torch services call this from their wiring, before any job runs.
+    """
+    import importlib
+
+    import transformers
+
+    for name in ("AutoConfig", "AutoModelForCausalLM", "AutoTokenizer", "PreTrainedTokenizerFast"):
+        getattr(transformers, name)
+    for arch in PRELOADED_ARCHITECTURES:
+        importlib.import_module(f"transformers.models.{arch}.modeling_{arch}")
+        importlib.import_module(f"transformers.models.{arch}.configuration_{arch}")
