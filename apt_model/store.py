@@ -278,10 +278,9 @@ class Store:
         os.rename(tmp, target)
         _fsync_dir(target.parent)
         if old is not None:
-            # the old entry is already out of sight: delete it off the caller's path (a crash
-            # before it finishes leaves an .old-* folder that clean_temporaries() removes)
-            threading.Thread(target=shutil.rmtree, args=(old,), kwargs={"ignore_errors": True},
-                             name="store-rm", daemon=True).start()
+            # deleted before returning: a background delete raced with anything copying the
+            # store right after (found by a test that copies APT_HOME)
+            shutil.rmtree(old, ignore_errors=True)
 
     def update_meta(self, kind: Kind, name: str, *, metrics: dict[str, Any] | None = None,
                     **fields: Any) -> Entry:
