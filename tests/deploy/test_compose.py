@@ -30,7 +30,9 @@ from gateway.core import transfer
 
 from .conftest import ROOT
 
-pytestmark = pytest.mark.docker
+# Image builds run inside these tests (fixtures and `make up`): on a fresh machine the base image,
+# the 4 GB wheelhouse and the torch layer take 35-45 minutes, far past the default 600 s.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 HEALTHY_WITHIN = 240  # s: six containers, four of them importing torch, on a 2-core machine
 

@@ -29,7 +29,9 @@ from apt_model.testing import make_tiny_model
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 testcontainers = pytest.importorskip("testcontainers.core.container")
-pytestmark = pytest.mark.docker
+# Image builds run inside these tests (fixtures and `make up`): on a fresh machine the base image,
+# the 4 GB wheelhouse and the torch layer take 35-45 minutes, far past the default 600 s.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
 SERVICE_UID = 10001  # the user every service image runs as
 TEXT = ("The quick brown fox jumps over the lazy dog. 敏捷的棕色狐狸跳过了懒狗。 " * 40 + "\n") * 8
 

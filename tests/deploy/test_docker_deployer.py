@@ -15,7 +15,9 @@ from apt_model.runtime.settings import Settings
 
 from .conftest import ECHO_DIR
 
-pytestmark = pytest.mark.docker
+# Image builds run inside these tests (fixtures and `make up`): on a fresh machine the base image,
+# the 4 GB wheelhouse and the torch layer take 35-45 minutes, far past the default 600 s.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(3600)]
 
 
 @pytest.fixture
