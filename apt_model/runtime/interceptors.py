@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import grpc
 
@@ -69,18 +69,25 @@ class AuthPolicy:
         return ("No token: set APT_TOKEN or pass --token (local default: the file APT_HOME/secrets/token).")
 
 
-def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
-    """Abort the call with the status that ``exc`` maps to (always raises)."""
+def _status_for(context, exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status ``exc`` maps to; sets the trailing metadata of typed errors, logs unknown ones."""
     if isinstance(exc, errors.AptError):
         context.set_trailing_metadata(((REASON_KEY, exc.reason), (REQUEST_ID_KEY, request_id.get())))
-        context.abort(exc.code, exc.message)
+        return exc.code, exc.message
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        context.abort(exc.code(), exc.details() or "")
+        return exc.code(), exc.details() or ""
     log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
-    context.abort(
-        grpc.StatusCode.INTERNAL,
-        f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.",
-    )
+    return (grpc.StatusCode.INTERNAL,
+            f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.")
+
+
+def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    """Abort the call with the status that ``exc`` maps to (always raises)."""
+    context.abort(*_status_for(context, exc, method))
+
+
+async def _abort_status_async(context, exc: BaseException, method: str) -> None:
+    await context.abort(*_status_for(context, exc, method))
 
 
 def _is_abort(exc: BaseException, context) -> bool:
@@ -90,19 +97,6 @@ def _is_abort(exc: BaseException, context) -> bool:
         return True
     code = context.code() if hasattr(context, "code") else None
     return type(exc) is Exception and code not in (None, grpc.StatusCode.OK)
-
-
-async def _abort_status_async(context, exc: BaseException, method: str) -> None:
-    if isinstance(exc, errors.AptError):
-        context.set_trailing_metadata(((REASON_KEY, exc.reason), (REQUEST_ID_KEY, request_id.get())))
-        await context.abort(exc.code, exc.message)
-    if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
-        await context.abort(exc.code(), exc.details() or "")
-    log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
-    await context.abort(
-        grpc.StatusCode.INTERNAL,
-        f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.",
-    )
 
 
 def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPolicy):
@@ -236,7 +230,3 @@ class AsyncServiceInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         return wrap_handler(handler, details.method, _metadata_of(details), self.policy)
-
-
-def token_metadata(token: str, extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}"), *extra]
