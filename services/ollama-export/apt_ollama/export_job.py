@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apt_model import errors
-from apt_model.store import Store, sha256_file, validate_name
+from apt_model.store import Store, fsync_dir, sha256_file, validate_name
 
 from apt_ollama import gguf_export, modelfile, ollama_client, verify
 from apt_ollama.archs import read_hparams
@@ -125,7 +125,7 @@ def run_export(store: Store, spec: ExportSpec, ctx) -> dict:
         verification = _verify(folder, staged, spec, ctx)
         _write_text_atomic(out / "Modelfile", mf.text())
         os.replace(staged, gguf_path)
-        gguf_export.fsync_dir(out)
+        fsync_dir(out)
     finally:
         staged.unlink(missing_ok=True)
     result: dict = {

@@ -24,6 +24,7 @@ import gguf
 import numpy as np
 
 from apt_model import errors
+from apt_model.store import fsync_dir
 
 from apt_ollama import archs, vocab
 from apt_ollama.checkpoint import Checkpoint, read_json
@@ -200,11 +201,3 @@ def _discard(writer: gguf.GGUFWriter, tmp: Path) -> None:
     with contextlib.suppress(OSError):
         writer.close()
     tmp.unlink(missing_ok=True)
-
-
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
