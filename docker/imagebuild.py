@@ -25,6 +25,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python docker/images.py`: the repo's own package is beside it
+    sys.path.insert(0, str(ROOT))
+
+from apt_model.runtime.manifest import requirement_files as manifest_requirement_files  # noqa: E402
 LOCAL_BASE = "apt/python-base:3.11-bookworm"   # made by docker/build_base.sh
 PUBLIC_BASE = "python:3.11-slim"
 TORCH_REQUIREMENTS = "requirements/torch.txt"
@@ -77,19 +81,8 @@ def requirement_files(*req_files: str) -> tuple[str, ...]:
     Contexts carry exactly these, not all of ``requirements/``: an edit to an unrelated pin (say
     dev.txt) must not invalidate the 7 GB torch layer and every image built on it.
     """
-    found: list[str] = []
-    todo = [ROOT / r for r in (*req_files, "requirements/runtime.txt")]
-    while todo:
-        path = todo.pop().resolve()
-        rel = path.relative_to(ROOT).as_posix()
-        if rel in found or not path.exists():
-            continue
-        found.append(rel)
-        for line in path.read_text().splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line.startswith("-r "):
-                todo.append(path.parent / line[3:].strip())
-    return tuple(sorted(found))
+    files = {f for r in (*req_files, "requirements/runtime.txt") for f in manifest_requirement_files(ROOT / r)}
+    return tuple(sorted(f.relative_to(ROOT).as_posix() for f in files))
 
 
 def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yaml
 
@@ -26,25 +26,30 @@ def validate_plugin_name(name: str) -> str:
     return name
 
 
-def read_requirements(path: Path, _seen: set[Path] | None = None) -> list[tuple[str, str]]:
-    """(name, specifier) of every requirement in a requirements file, following ``-r``."""
-    seen = _seen if _seen is not None else set()
+def _walk(path: Path, seen: set[Path]) -> Iterator[tuple[Path, str]]:
+    """(file, requirement line) in reading order, ``-r`` includes expanded in place, each file once."""
     path = path.resolve()
     if path in seen or not path.exists():
-        return []
+        return
     seen.add(path)
-    out: list[tuple[str, str]] = []
+    yield path, ""
     for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
+        line = line.split("#", 1)[0].strip()
         if line.startswith("-r "):
-            out += read_requirements(path.parent / line[3:].strip(), seen)
-            continue
-        match = _REQ_RE.match(line)
-        if match:
-            out.append((match.group(1), match.group(2)))
-    return out
+            yield from _walk(path.parent / line[3:].strip(), seen)
+        elif line:
+            yield path, line
+
+
+def requirement_files(path: Path) -> list[Path]:
+    """``path`` and every requirements file it reads through ``-r`` (missing ones left out)."""
+    return [file for file, line in _walk(Path(path), set()) if not line]
+
+
+def read_requirements(path: Path) -> list[tuple[str, str]]:
+    """(name, specifier) of every requirement in a requirements file, following ``-r``."""
+    matches = (_REQ_RE.match(line) for _, line in _walk(Path(path), set()) if line and not line.startswith("-"))
+    return [m.group(1, 2) for m in matches if m]
 
 
 @dataclass(frozen=True)
