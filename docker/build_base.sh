@@ -14,9 +14,14 @@ SUITE=bookworm
 # service Dockerfiles can build their virtualenv the same way on either base. No compilers.
 PACKAGES=python3,python3-venv,python-is-python3,ca-certificates,netbase,tzdata
 
-command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
 command -v docker >/dev/null || { echo "docker CLI is missing" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "debootstrap needs root (run with sudo)" >&2; exit 1; }
+if ! command -v debootstrap >/dev/null; then
+    # A fresh machine has no debootstrap; Debian's archive is reachable, so fetch it (as sysdeps does cmake).
+    echo ">> installing debootstrap from Debian's archive"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+        || { echo "debootstrap is missing and could not be installed: apt-get install debootstrap" >&2; exit 1; }
+fi
 
 ROOTFS=$(mktemp -d /var/tmp/apt-base-rootfs.XXXXXX)
 cleanup() {
