@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 REQS := requirements/*.txt gateway/requirements.txt services/*/requirements.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps proto test test-fast bench demo demo-stop clean help
+.PHONY: venv sysdeps router proto test test-fast bench demo demo-stop clean help
 help:
 	@echo "make demo    - create .venv, install, start the local stack, run a real pipeline"
 	@echo "make test    - create .venv if needed and run every test"
@@ -33,20 +33,28 @@ $(STAMP): $(REQS) pyproject.toml
 proto: venv
 	PYTHON=$(PY) ./tools/gen_proto.sh
 
-test: venv
+test: venv router
 	$(PY) -m pytest -q -ra
 
-test-fast: venv
+test-fast: venv router
 	$(PY) -m pytest -q -ra -m "not slow and not docker"
 
-bench: venv
+bench: venv router
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-demo: venv
+demo: venv router
 	./scripts/demo.sh
 
 demo-stop:
 	./scripts/demo.sh stop
+
+# The gateway's native data plane (router/, Rust); cargo keeps its crates in ~/.cargo like pip's cache.
+ROUTER_BIN := router/target/release/apt-router
+router: $(ROUTER_BIN)
+$(ROUTER_BIN): router/Cargo.toml router/Cargo.lock $(wildcard router/src/*.rs)
+	@command -v cargo >/dev/null || { echo "cargo is missing: the gateway's native router (router/) needs a Rust toolchain (https://rustup.rs), or run the gateway with APT_ROUTER=python" >&2; exit 1; }
+	cargo build --release --locked --manifest-path router/Cargo.toml
+	@touch $@
 
 clean:
 	rm -rf .apt-demo build *.egg-info

@@ -1,8 +1,10 @@
 """Router overhead: unary latency/QPS and a 256 MiB stream, direct to a plugin vs through the gateway.
 
-Both paths hit the same echo plugin process in the same run; the gateway runs as its own
-process (as deployed), with its default logging. Targets (issue 2): p50 through the gateway
-<= 1.6x direct; stream throughput through the gateway >= 0.85x direct.
+Direct and the gateway hit the same echo plugin process in the same run; the gateway runs as
+its own process (as deployed), with its default logging and its default data plane, apt-router
+(APT_ROUTER=native). A second gateway with APT_ROUTER=python (the in-process router, with its
+own echo plugin) is measured in the same run for comparison. Targets (issue 2): p50 through the
+gateway <= 1.6x direct; stream throughput through the gateway >= 0.85x direct.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ from apt_model.runtime.settings import read_local_token  # noqa: E402
 from gateway.deploy.base import wait_serving  # noqa: E402
 
 
-def start_gateway(home: Path, port: int) -> subprocess.Popen:
+def start_gateway(home: Path, port: int, router: str) -> subprocess.Popen:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_")},
-           "APT_HOME": str(home), "APT_PLUGIN_PATH": str(ROOT / "tests" / "plugins")}
+           "APT_HOME": str(home), "APT_PLUGIN_PATH": str(ROOT / "tests" / "plugins"), "APT_ROUTER": router}
     proc = subprocess.Popen([sys.executable, "-m", "apt_model", "gateway", "serve", "--listen", f"127.0.0.1:{port}"],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(home / "gateway.log", "wb"))
     if not wait_serving(f"127.0.0.1:{port}", 60):
@@ -74,15 +76,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     calls, total = (200, 64 << 20) if args.quick else (1000, 256 << 20)
-    home = Path(tempfile.mkdtemp(prefix="apt-bench-gw-"))
+    home, home_py = (Path(tempfile.mkdtemp(prefix=f"apt-bench-gw-{r}-")) for r in ("native", "python"))
     port = 50000 + os.getpid() % 10000
-    gw_proc = start_gateway(home, port)
+    procs = []
     try:
-        admin = connect(f"127.0.0.1:{port}", read_local_token(home, "admin_token"))
-        info = gateway_pb2_grpc.PluginRegistryStub(admin).InstallPlugin(gateway_pb2.InstallPluginRequest(name="echo"))
+        procs = [start_gateway(home, port, "native"), start_gateway(home_py, port + 1, "python")]
+        endpoints = []
+        for h, p in ((home, port), (home_py, port + 1)):
+            admin = connect(f"127.0.0.1:{p}", read_local_token(h, "admin_token"))
+            reg = gateway_pb2_grpc.PluginRegistryStub(admin)
+            endpoints.append(reg.InstallPlugin(gateway_pb2.InstallPluginRequest(name="echo")).endpoints[0])
         paths = {
-            "direct": echo_pb2_grpc.EchoStub(connect(info.endpoints[0], read_local_token(home, "internal_token"))),
+            "direct": echo_pb2_grpc.EchoStub(connect(endpoints[0], read_local_token(home, "internal_token"))),
             "gateway": echo_pb2_grpc.EchoStub(connect(f"127.0.0.1:{port}", read_local_token(home, "token"))),
+            "python": echo_pb2_grpc.EchoStub(connect(f"127.0.0.1:{port + 1}", read_local_token(home_py, "token"))),
         }
         for stub in paths.values():  # warm up channels and thread pools
             unary_round(stub, 4, 50)
@@ -99,12 +106,14 @@ def main() -> None:
         streams = {name: median([stream_round(stub, total) for _ in range(args.repeats)]) / 2**20
                    for name, stub in paths.items()}
     finally:
-        gw_proc.terminate()
-        gw_proc.wait(30)
-        subprocess.run(["pkill", "-f", f"APT_HOME={home}"], check=False)
-        _stop_plugins(home)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        for h in (home, home_py):
+            _stop_plugins(h)
 
     print(f"machine: {machine()}")
+    print("paths: direct = to the plugin; gateway = through apt-router (default); python = APT_ROUTER=python")
     print(f"{'callers':>7} {'path':>8} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>8}")
     for (callers, name), r in rows.items():
         print(f"{callers:>7} {name:>8} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {r['qps']:8.0f}")
@@ -112,11 +121,15 @@ def main() -> None:
     for callers in (1, 16):
         ratio = rows[(callers, "gateway")]["p50_ms"] / rows[(callers, "direct")]["p50_ms"]
         result["ratios"][f"p50_{callers}"] = ratio
-        print(f"p50 gateway/direct at {callers:>2} callers: {ratio:.2f}x (target <= 1.6x) {verdict(ratio, 1.6, False)}")
+        result["ratios"][f"p50_{callers}_python_router"] = rows[(callers, "python")]["p50_ms"] / rows[(callers, "direct")]["p50_ms"]
+        print(f"p50 gateway/direct at {callers:>2} callers: {ratio:.2f}x (target <= 1.6x) {verdict(ratio, 1.6, False)}"
+              f"   [python router: {result['ratios'][f'p50_{callers}_python_router']:.2f}x]")
     ratio = streams["gateway"] / streams["direct"]
     result["ratios"]["stream"] = ratio
+    result["ratios"]["stream_python_router"] = streams["python"] / streams["direct"]
     print(f"{total >> 20} MiB stream: direct {streams['direct']:.0f} MiB/s, gateway {streams['gateway']:.0f} MiB/s, "
-          f"ratio {ratio:.2f}x (target >= 0.85x) {verdict(ratio, 0.85, True)}")
+          f"ratio {ratio:.2f}x (target >= 0.85x) {verdict(ratio, 0.85, True)}"
+          f"   [python router: {streams['python']:.0f} MiB/s, {result['ratios']['stream_python_router']:.2f}x]")
     print(f"written {save('gateway', result)}")
 
 

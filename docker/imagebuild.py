@@ -107,6 +107,11 @@ def torch_base_spec() -> ImageSpec:
                      requirements=(TORCH_REQUIREMENTS,), files=requirement_files(TORCH_REQUIREMENTS), torch=False)
 
 
+# The gateway's data plane (router/, Rust), built on the host by `make router`: the images'
+# Debian bookworm has the host's glibc, so the binary runs there as built.
+ROUTER_BINARY = "router/target/release/apt-router"
+
+
 def gateway_spec() -> ImageSpec:
     # The gateway's catalogue reads every plugin.yaml (+ requirements.txt) to list plugins.
     catalogue = tuple(f"services/{p.name}/{f}" for p in sorted((ROOT / "services").iterdir())
@@ -114,7 +119,7 @@ def gateway_spec() -> ImageSpec:
     return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
                      requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
                      files=("apt_model", "gateway", *requirement_files("gateway/requirements.txt"),
-                            "docker/healthcheck.py", "k8s", *catalogue),
+                            "docker/healthcheck.py", "k8s", ROUTER_BINARY, *catalogue),
                      torch=requires_torch(ROOT / "gateway/requirements.txt"))
 
 

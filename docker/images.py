@@ -102,6 +102,8 @@ def build(names: list[str], base: str | None, prefix: str, version: str, wheelho
         wanted.add("torch-base")
     chosen_base = choose_base(base)
     chosen = [s for s in specs if s.name in wanted]
+    if "gateway" in wanted and subprocess.run(["make", "-s", "-C", str(ib.ROOT), "router"]).returncode != 0:
+        raise ib.BuildError("The gateway image carries apt-router: 'make router' failed (output above).")
     try:
         for spec in chosen:
             ib.resolve_wheels(spec.requirements, wheelhouse)

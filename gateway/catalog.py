@@ -49,6 +49,10 @@ class Catalog:
                 f"No plugin named {name!r}. Known plugins: {', '.join(sorted(self.entries))}."
             ) from None
 
+    def services(self) -> dict[str, str]:
+        """Every full proto service name in the catalogue -> its plugin."""
+        return dict(self._by_service)
+
     def plugin_for_service(self, service: str) -> str | None:
         """The plugin serving a full proto service name, e.g. apt.plugins.model_pruning.v1.Pruning."""
         name = self._by_service.get(service)

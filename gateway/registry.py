@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from apt_model import errors
 from apt_model.runtime.settings import Settings
@@ -70,6 +71,22 @@ class Registry:
         self._installed: dict[str, Installed] = {}
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever the set of routable endpoints may have changed."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def route_table(self) -> dict:
+        """What the native data plane needs: service -> plugin, and healthy endpoints per plugin."""
+        with self._lock:
+            endpoints = {n: i.healthy_endpoints() for n, i in self._installed.items()}
+        return {"services": self.catalog.services(), "plugins": sorted(self.catalog.entries),
+                "endpoints": {n: e for n, e in endpoints.items() if e}}
 
     # -- lifecycle ---------------------------------------------------------------------------
     def plugin_env(self) -> dict[str, str]:
@@ -99,6 +116,7 @@ class Registry:
             inst.healthy = {e: check_serving(e) for e in endpoints}
             self._installed[name] = inst
         self._save()
+        self._changed()
 
     def start_monitor(self) -> None:
         self._monitor = threading.Thread(target=self._watch_health, name="plugin-health", daemon=True)
@@ -114,15 +132,19 @@ class Registry:
     def refresh_health(self) -> None:
         with self._lock:
             items = [(i, list(i.endpoints)) for i in self._installed.values()]
+        flipped = False
         for inst, endpoints in items:
             for endpoint in endpoints:
                 ok = check_serving(endpoint)
                 if inst.healthy.get(endpoint, True) != ok:
                     log.warning("plugin %s at %s is now %s", inst.name, endpoint, "healthy" if ok else "unhealthy")
+                    flipped = True
                 inst.healthy[endpoint] = ok
             inst.unhealthy_rounds = 0 if inst.healthy_endpoints() else inst.unhealthy_rounds + 1
             if inst.unhealthy_rounds == REDISCOVER_AFTER:
                 self._rediscover(inst)
+        if flipped:
+            self._changed()
 
     def _rediscover(self, inst: Installed) -> None:
         """Endpoints can move (a restarted pod gets a new IP): ask the deployer where it runs now."""
@@ -141,11 +163,13 @@ class Registry:
                 inst.healthy = {e: True for e in found}
                 inst.unhealthy_rounds = 0
                 self._save()
+            self._changed()
 
     def mark_unhealthy(self, name: str, endpoint: str) -> None:
         inst = self._installed.get(name)
-        if inst is not None and endpoint in inst.endpoints:
+        if inst is not None and endpoint in inst.endpoints and inst.healthy.get(endpoint, True):
             inst.healthy[endpoint] = False
+            self._changed()
 
     def _save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +206,8 @@ class Registry:
             inst.healthy = {e: True for e in endpoints}
             self._installed[name] = inst
             self._save()
-            return inst
+        self._changed()
+        return inst
 
     def uninstall(self, name: str) -> None:
         self.catalog.get(name)
@@ -192,6 +217,7 @@ class Registry:
             self.deployer.remove(name)
             del self._installed[name]
             self._save()
+        self._changed()
 
     def installed(self, name: str) -> Installed | None:
         return self._installed.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
@@ -11,6 +12,7 @@ from apt_model.runtime.app import ServiceApp
 from apt_model.runtime.interceptors import AuthPolicy
 from apt_model.runtime.settings import Settings, ensure_local_tokens
 from gateway.catalog import Catalog
+from gateway.dataplane import NativeRouter, find_binary
 from gateway.deploy import make_deployer
 from gateway.jobs import GatewayJobsServicer
 from gateway.plugins_service import PluginRegistryServicer
@@ -30,6 +32,9 @@ class GatewayApp(ServiceApp):
         policy = AuthPolicy(user_tokens=(settings.token,), admin_tokens=(settings.admin_token,),
                             admin_methods=ADMIN_METHODS, audience="gateway")
         super().__init__(settings, "gateway", policy, max_threads=128, serve_jobs=False, use_aio=True)
+        self.dataplane: NativeRouter | None = None
+        if settings.router == "native":
+            find_binary(settings)  # fail before anything starts when it is not built
         self.catalog = Catalog(settings.plugin_path)
         self.deployer = make_deployer(settings)
         self.registry = Registry(settings, self.catalog, self.deployer)
@@ -58,13 +63,33 @@ class GatewayApp(ServiceApp):
     def start(self) -> int:
         self.store.clean_temporaries()
         self.registry.restore()
-        port = super().start()
+        if self.settings.router == "native":
+            # apt-router owns the public address (and TLS); this server listens on loopback only
+            backend = super().start(address="127.0.0.1:0", tls=False)
+            self.dataplane = NativeRouter(self.settings, f"127.0.0.1:{backend}", self.registry.route_table,
+                                          self.registry.mark_unhealthy)
+            self.registry.subscribe(self.dataplane.update)
+            try:
+                self.port = self.dataplane.start()
+            except BaseException:
+                super().stop(0)
+                raise
+        else:
+            super().start()
         self.registry.start_monitor()
-        return port
+        return self.port
 
     def stop(self, grace: float | None = None) -> None:
         self.registry.stop()
+        grace = self.settings.grace_seconds if grace is None else grace
+        drain = None
+        if self.dataplane is not None:
+            # both drain at once: calls through the router end when this server ends them
+            drain = threading.Thread(target=self.dataplane.stop, args=(grace,), name="router-stop")
+            drain.start()
         super().stop(grace)
+        if drain is not None:
+            drain.join()
 
 
 def build_settings(**overrides) -> Settings:

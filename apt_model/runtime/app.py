@@ -97,13 +97,13 @@ class ServiceApp:
     def add_generic_handler(self, handler: grpc.GenericRpcHandler) -> None:
         self.server.add_generic_rpc_handlers((handler,))
 
-    def start(self) -> int:
-        """Bind and start; returns the bound port (useful with port 0)."""
+    def start(self, address: str | None = None, tls: bool = True) -> int:
+        """Bind (``settings.listen`` unless given) and start; returns the bound port (useful with port 0)."""
         self.store.root.mkdir(parents=True, exist_ok=True)
         names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
-        address = self.settings.listen
-        if self.settings.tls_cert:
+        address = address or self.settings.listen
+        if tls and self.settings.tls_cert:
             creds = grpc.ssl_server_credentials(
                 [(Path(self.settings.tls_key).read_bytes(), Path(self.settings.tls_cert).read_bytes())])
             self.port = self.server.add_secure_port(address, creds)

@@ -44,6 +44,8 @@ class Settings:
     health_interval: float = 5.0             # APT_HEALTH_INTERVAL: gateway's plugin health poll, s
     install_timeout: float = 120.0           # APT_INSTALL_TIMEOUT: wait for a plugin to serve, s
     threads: int = 0                         # APT_THREADS: torch CPU threads (0 = torch default)
+    router: str = "native"                   # APT_ROUTER: native (apt-router data plane) | python
+    router_bin: str = ""                     # APT_ROUTER_BIN: the apt-router binary (default: found)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -67,6 +69,8 @@ class Settings:
             "APT_HEALTH_INTERVAL": ("health_interval", float),
             "APT_INSTALL_TIMEOUT": ("install_timeout", float),
             "APT_THREADS": ("threads", int),
+            "APT_ROUTER": ("router", str.lower),
+            "APT_ROUTER_BIN": ("router_bin", str),
         }
         values: dict = {}
         for key, raw in env.items():
@@ -87,6 +91,8 @@ class Settings:
             raise errors.InvalidArgument(
                 f"APT_DEPLOYER={settings.deployer!r}; use local, docker or kubernetes."
             )
+        if settings.router not in ("native", "python"):
+            raise errors.InvalidArgument(f"APT_ROUTER={settings.router!r}; use native or python.")
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise errors.InvalidArgument("Set both APT_TLS_CERT and APT_TLS_KEY for TLS, or neither.")
         return settings

@@ -10,6 +10,15 @@ import pytest
 
 from apt_model.client import connect
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
+from gateway.testing import start_gateway, stop_gateway
+
+
+@pytest.fixture(params=["native", "python"])
+def gateway(request, tmp_path):
+    """Every router test runs against apt-router (the default) and the in-process Python router."""
+    gw = start_gateway(tmp_path / "home", router=request.param)
+    yield gw
+    stop_gateway(gw)
 
 
 def _stub(gw):
