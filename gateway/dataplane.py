@@ -76,7 +76,7 @@ class NativeRouter:
                "--grace", str(self.settings.grace_seconds)]
         if self.settings.tls_cert:
             cmd += ["--tls-cert", self.settings.tls_cert, "--tls-key", self.settings.tls_key]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APT_") or k == "APT_ROUTER_THREADS"}
         env.update(APT_TOKEN=self.settings.token, APT_ADMIN_TOKEN=self.settings.admin_token,
                    APT_INTERNAL_TOKEN=self.settings.internal_token, APT_LOG_LEVEL=self.settings.log_level)
         # stderr is inherited: its JSON log lines go where the gateway's own go
