@@ -34,6 +34,7 @@ proto: venv
 	PYTHON=$(PY) ./tools/gen_proto.sh
 
 test: venv router
+	cargo test -q --release --locked --manifest-path router/Cargo.toml
 	$(PY) -m pytest -q -ra
 
 test-fast: venv router

@@ -692,3 +692,88 @@ async fn serve(args: Args, state: Arc<State>, tls: Option<tokio_rustls::TlsAccep
         _ = tokio::time::sleep(args.grace) => log("WARNING", "grace period over: closing open calls"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Table {
+        Table::from_msg(TableMsg {
+            services: HashMap::from([("apt.plugins.echo.v1.Echo".to_owned(), "echo".to_owned())]),
+            plugins: vec!["echo".into(), "model-pruning".into()],
+            endpoints: HashMap::from([
+                ("echo".to_owned(), vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()]),
+                ("model-pruning".to_owned(), vec![]),
+            ]),
+        })
+    }
+
+    #[test]
+    fn services_map_to_plugins_as_the_gateway_maps_them() {
+        let t = table();
+        let none = HeaderMap::new();
+        assert_eq!(t.plugin_for("/apt.plugins.echo.v1.Echo/Echo", &none).as_deref(), Some("echo"));
+        // not listed in plugin.yaml: by package name, '_' -> '-'
+        assert_eq!(t.plugin_for("/apt.plugins.model_pruning.v1.Pruning/StartPrune", &none).as_deref(),
+                   Some("model-pruning"));
+        assert_eq!(t.plugin_for("/apt.plugins.nope.v1.X/Y", &none), None);
+        assert_eq!(t.plugin_for("/apt.gateway.v1.Core/Info", &none), None);
+        let mut h = HeaderMap::new();
+        assert_eq!(t.plugin_for(DESCRIBE, &h), None);
+        h.insert("x-apt-plugin", HeaderValue::from_static("echo"));
+        assert_eq!(t.plugin_for(DESCRIBE, &h).as_deref(), Some("echo"));
+        // a plugin without healthy endpoints has no route: its calls go to the control plane
+        assert!(!t.routes.contains_key("model-pruning"));
+    }
+
+    #[test]
+    fn round_robin_skips_endpoints_marked_down() {
+        let t = table();
+        let r = &t.routes["echo"];
+        let picks: Vec<_> = (0..4).map(|_| r.pick().unwrap().to_owned()).collect();
+        assert_eq!(picks, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]);
+        r.mark_down("127.0.0.1:1");
+        assert!((0..4).all(|_| r.pick() == Some("127.0.0.1:2")));
+        r.mark_down("127.0.0.1:2");
+        assert_eq!(r.pick(), None);
+    }
+
+    #[test]
+    fn tokens_are_checked_as_bearer_tokens() {
+        let state = State {
+            table: RwLock::new(Arc::new(Table::default())),
+            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            backend: "127.0.0.1:1".into(),
+            tokens: vec![b"user".to_vec(), b"admin".to_vec()],
+            internal_auth: HeaderValue::from_static("Bearer internal"),
+            ids: AtomicU64::new(0),
+        };
+        let with = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(http::header::AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        assert!(state.authorized(&with("Bearer user")));
+        assert!(state.authorized(&with("bearer admin")));
+        assert!(!state.authorized(&with("Bearer wrong")));
+        assert!(!state.authorized(&with("Bearer ")));
+        assert!(!state.authorized(&with("user")));
+        assert!(!state.authorized(&with("Bearer internal")));
+        assert!(!state.authorized(&HeaderMap::new()));
+        assert_ne!(state.request_id(), state.request_id());
+        assert_eq!(state.request_id().len(), 12);
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("plain text: ok"), "plain text: ok");
+        assert_eq!(percent_encode("100% — done\n"), "100%25 %E2%80%94 done%0A");
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso8601_with_milliseconds() {
+        let ts = timestamp();
+        assert_eq!(ts.len(), "2026-11-26T07:33:57.035Z".len());
+        assert!(ts.starts_with("20") && ts.ends_with('Z') && &ts[10..11] == "T");
+    }
+}
