@@ -28,11 +28,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, n, chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits = h @ weight.T  # (c, V)
-            lse = torch.logsumexp(logits, dim=-1)  # (c,)
-            total += (lse - logits.gather(1, t.unsqueeze(1)).squeeze(1)).sum().double()
-            probs = logits.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place
-            probs[torch.arange(t.numel(), device=t.device), t] -= 1.0  # d(loss_i)/d(logits_i)
-            probs.div_(n)  # the loss is a mean over n tokens
+            target_logit = logits.gather(1, t.unsqueeze(1)).squeeze(1)  # before logits is overwritten
+            top = logits.amax(dim=-1, keepdim=True)  # (c, 1), for a stable exp
+            probs = logits.sub_(top).exp_()  # unnormalised softmax, in place: one exp pass, not two
+            norm = probs.sum(dim=-1, keepdim=True)  # (c, 1)
+            lse = norm.log().add_(top).squeeze(1)  # logsumexp of the logits
+            total += (lse - target_logit).sum().double()
+            probs.mul_(norm.reciprocal_().div_(n))  # softmax / n: the loss is a mean over n tokens
+            probs[torch.arange(t.numel(), device=t.device), t] -= 1.0 / n  # d(loss)/d(logits)
             grad_hidden[start:start + chunk] = probs @ weight
             grad_weight.addmm_(probs.T, h)
         ctx.save_for_backward(grad_hidden, grad_weight)
