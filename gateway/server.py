@@ -74,6 +74,7 @@ class GatewayApp(ServiceApp):
             except BaseException:
                 super().stop(0)
                 raise
+            log.info("gateway: apt-router on port %d, control plane on loopback port %d", self.port, backend)
         else:
             super().start()
         self.registry.start_monitor()
