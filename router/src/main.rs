@@ -629,6 +629,10 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(serve(args, state, tls));
+    // Dropping the runtime would wait for the blocking thread that reads stdin (it returns only
+    // when the gateway closes the pipe): calls are drained by now, so exit at once.
+    log("INFO", "stopped");
+    std::process::exit(0);
 }
 
 async fn serve(args: Args, state: Arc<State>, tls: Option<tokio_rustls::TlsAcceptor>) {

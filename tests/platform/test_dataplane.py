@@ -112,7 +112,20 @@ def test_stopping_the_gateway_stops_the_router(tmp_path):
     gw = start_gateway(tmp_path / "home")
     proc = gw.app.dataplane._proc
     stop_gateway(gw)
-    assert proc.wait(10) is not None
+    assert proc.wait(10) == 0  # it drained and exited by itself, not killed
+
+
+def test_router_exits_when_the_gateway_process_is_gone(tmp_path):
+    """EOF on its control pipe (the gateway died without stopping it) ends apt-router."""
+    gw = start_gateway(tmp_path / "home")
+    plane = gw.app.dataplane
+    proc = plane._proc
+    plane._stopping.set()  # as if the gateway were gone: nobody restarts the router
+    proc.stdin.close()
+    try:
+        assert proc.wait(10) == 0
+    finally:
+        stop_gateway(gw)
 
 
 def test_missing_binary_names_the_build_command(tmp_path):
