@@ -32,7 +32,6 @@ import uuid
 from pathlib import Path
 
 import docker
-import grpc
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +45,7 @@ from apt_model.runtime.jobs_grpc import FINAL_STATES  # noqa: E402
 from apt_model.store import Store  # noqa: E402
 from apt_model.testing import make_tiny_model  # noqa: E402
 from gateway.deploy.base import check_serving  # noqa: E402
+from gateway.testing import wait_answering  # noqa: E402
 
 TARGETS = {"size_mb": 350.0, "cold_start_s": 3.0, "cold_start_torch_s": 15.0, "rss_mb": 150.0, "scaling_x": 1.6}
 SERVICE_UID = 10001
@@ -111,15 +111,8 @@ def _store(root: Path, models: int) -> None:
 
 
 def _wait(address: str, token: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with connect(address, token) as ch:
-                gateway_pb2_grpc.PluginRegistryStub(ch).ListPlugins(gateway_pb2.ListPluginsRequest(), timeout=3)
-            return
-        except grpc.RpcError:  # not up yet; the deadline decides
-            time.sleep(0.5)
-    raise RuntimeError(f"gateway at {address} did not answer within {timeout}s")
+    if not wait_answering(address, token, timeout):
+        raise RuntimeError(f"gateway at {address} did not answer within {timeout}s")
 
 
 def _run_jobs(address: str, token: str, n: int, steps: int, tag: str) -> float:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
+import grpc
+
 from apt_model.client import connect
+from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.runtime.settings import Settings, ensure_local_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +30,20 @@ class Gateway:
 
     def admin_channel(self):
         return connect(self.address, self.settings.admin_token)
+
+
+def wait_answering(address: str, token: str, timeout: float = 120) -> bool:
+    """Poll until the gateway at ``address`` answers an authenticated call (a gateway in a
+    container or another process); False when it did not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with connect(address, token) as ch:
+                gateway_pb2_grpc.PluginRegistryStub(ch).ListPlugins(gateway_pb2.ListPluginsRequest(), timeout=3)
+                return True
+        except grpc.RpcError:  # not up yet; the deadline decides
+            time.sleep(0.5)
+    return False
 
 
 def start_gateway(home: Path, extra_plugins: tuple[str, ...] = (), **overrides) -> Gateway:

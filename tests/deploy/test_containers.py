@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import time
 import uuid
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_
 from apt_model.runtime.jobs_grpc import FINAL_STATES
 from apt_model.store import Store
 from apt_model.testing import make_tiny_model
+from gateway.testing import wait_answering
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 testcontainers = pytest.importorskip("testcontainers.core.container")
@@ -81,15 +81,8 @@ def stack(docker_client, platform_images, store_dir):
 
 
 def _wait_gateway(address: str, token: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with connect(address, token) as ch:
-                gateway_pb2_grpc.PluginRegistryStub(ch).ListPlugins(gateway_pb2.ListPluginsRequest(), timeout=3)
-                return
-        except grpc.RpcError:
-            time.sleep(0.5)
-    pytest.fail(f"gateway at {address} did not answer within {timeout}s")
+    if not wait_answering(address, token, timeout):
+        pytest.fail(f"gateway at {address} did not answer within {timeout}s")
 
 
 def _strategies(address: str, token: str) -> list[str]:
