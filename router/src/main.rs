@@ -286,17 +286,16 @@ fn grpc_status(headers: &HeaderMap) -> Option<u32> {
 /// mid-stream (the plugin crashed) ends the call with UNAVAILABLE trailers instead of a reset.
 struct Relay {
     inner: Option<Incoming>,
-    trailers: Option<HeaderMap>,
     log: Option<CallLog>,
 }
 
 impl Relay {
     fn stream(inner: Incoming, log: Option<CallLog>) -> Relay {
-        Relay { inner: Some(inner), trailers: None, log }
+        Relay { inner: Some(inner), log }
     }
 
     fn trailers_only(log: Option<CallLog>) -> Relay {
-        Relay { inner: None, trailers: None, log }
+        Relay { inner: None, log }
     }
 }
 
@@ -306,9 +305,6 @@ impl Body for Relay {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
-        if let Some(t) = this.trailers.take() {
-            return Poll::Ready(Some(Ok(Frame::trailers(t))));
-        }
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Pending => Poll::Pending,
@@ -345,7 +341,7 @@ impl Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().map_or(self.trailers.is_none(), |b| b.is_end_stream())
+        self.inner.as_ref().map_or(true, |b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
