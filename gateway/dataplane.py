@@ -52,10 +52,10 @@ def find_binary(settings: Settings) -> str:
 class NativeRouter:
     """Runs apt-router as a child process and keeps its route table current."""
 
-    def __init__(self, settings: Settings, backend: str, table: Callable[[], dict],
+    def __init__(self, settings: Settings, binary: str, backend: str, table: Callable[[], dict],
                  on_unavailable: Callable[[str, str], None]):
         self.settings = settings
-        self.binary = find_binary(settings)
+        self.binary = binary
         self.backend = backend
         self.table = table
         self.on_unavailable = on_unavailable

@@ -33,8 +33,8 @@ class GatewayApp(ServiceApp):
                             admin_methods=ADMIN_METHODS, audience="gateway")
         super().__init__(settings, "gateway", policy, max_threads=128, serve_jobs=False, use_aio=True)
         self.dataplane: NativeRouter | None = None
-        if settings.router == "native":
-            find_binary(settings)  # fail before anything starts when it is not built
+        # looked up before anything starts: a missing binary fails here, with the command to build it
+        self.router_binary = find_binary(settings) if settings.router == "native" else ""
         self.catalog = Catalog(settings.plugin_path)
         self.deployer = make_deployer(settings)
         self.registry = Registry(settings, self.catalog, self.deployer)
@@ -63,11 +63,11 @@ class GatewayApp(ServiceApp):
     def start(self) -> int:
         self.store.clean_temporaries()
         self.registry.restore()
-        if self.settings.router == "native":
+        if self.router_binary:
             # apt-router owns the public address (and TLS); this server listens on loopback only
             backend = super().start(address="127.0.0.1:0", tls=False)
-            self.dataplane = NativeRouter(self.settings, f"127.0.0.1:{backend}", self.registry.route_table,
-                                          self.registry.mark_unhealthy)
+            self.dataplane = NativeRouter(self.settings, self.router_binary, f"127.0.0.1:{backend}",
+                                          self.registry.route_table, self.registry.mark_unhealthy)
             self.registry.subscribe(self.dataplane.update)
             try:
                 self.port = self.dataplane.start()
