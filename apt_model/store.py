@@ -2,23 +2,46 @@
 
 Models are kept in Hugging Face layout plus ``apt.json`` (lineage, metrics, sha256 and size
 of every file, created time). Every write is atomic: the new entry is built in a temporary
-folder beside the target, fsynced, then renamed into place, so a crash leaves the old
-entry or the new one, never half of one. Names are validated before any path is built
-from them, so nothing is ever written outside the store through a name.
+folder beside the target, then renamed into place, so a crash leaves the old entry or the
+new one, never half of one. Names are validated before any path is built from them, so
+nothing is ever written outside the store through a name.
+
+An entry is *settled* when its files are on disk (fsynced) and their sha256 are in apt.json.
+By default ``create`` settles before the rename. ``create(settle="background")`` (used for
+large imports) renames first and settles on a background thread, so the entry is usable as
+soon as its bytes are in the page cache; until it has settled:
+
+- apt.json holds ``settling: {boot_id, replaces}`` and sha256 ``""`` for each file;
+- the entry it replaced is kept as ``.old-<name>-*`` and deleted only once the new one settled;
+- a per-name lock (``APT_HOME/.locks/<kind>-<name>``, flock) is held by the settling thread; readers that need
+  the checksums (``settled``, ``verify``, ``remove``, backups, downloads) wait on it, and
+  finish the work themselves when its owner died (same boot: the page cache still holds the
+  bytes, so they are hashed and fsynced);
+- after a machine restart (a different ``boot_id``) the bytes may never have reached the
+  disk, so the entry is dropped and the one it replaced restored: old or new, never half.
+  A process on another machine sharing the store (a ReadWriteMany volume) cannot tell that
+  from a restart and does the same, so if a writer dies mid-settle and another machine
+  reaches the entry first, the import is undone rather than trusted unchecked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import fcntl
+import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import queue
 import threading
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
@@ -28,7 +51,21 @@ from apt_model import errors
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 META_FILE = "apt.json"
 Kind = Literal["models", "datasets"]
+Settle = Literal["now", "background"]
 _HASH_CHUNK = 1 << 20
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def boot_id() -> str:
+    """This kernel's boot id ("" where the platform has none): page-cache contents survive
+    a process crash but not a reboot, so it tells which unsettled entries can be trusted."""
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return ""
 
 
 def validate_name(name: str, what: str = "model") -> str:
@@ -57,10 +94,7 @@ def file_table(folder: Path, known: dict[str, dict[str, Any]] | None = None) -> 
     """
     known = known or {}
     table = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder).as_posix()
-        if rel == META_FILE:
-            continue
+    for rel, path in _entry_files(folder):
         size = path.stat().st_size
         if rel in known and known[rel]["size"] == size:
             table[rel] = dict(known[rel])
@@ -101,11 +135,53 @@ def copy_hashed(src: Path, dst: Path, on_bytes: Callable[[int], None] | None = N
     return {"sha256": digest.hexdigest(), "size": size}
 
 
+def copy_unhashed(src: Path, dst: Path, on_bytes: Callable[[int], None] | None = None,
+                  chunk: int = 64 << 20) -> dict[str, Any]:
+    """Copy ``src`` to ``dst`` inside the kernel (sendfile: no copy through user space), no fsync.
+
+    For ``settle="background"`` entries, which are hashed and fsynced after they appear.
+    """
+    size = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        total = os.fstat(fin.fileno()).st_size
+        while size < total:
+            sent = os.sendfile(fout.fileno(), fin.fileno(), size, min(chunk, total - size))
+            if sent == 0:
+                raise errors.DataLoss(f"{src} ended at {size} of {total} bytes while it was copied; "
+                                      "was it changed during the import?")
+            size += sent
+            if on_bytes is not None:
+                on_bytes(sent)
+    return {"sha256": "", "size": size}
+
+
+def _hash_and_fsync(folder: Path) -> dict[str, dict[str, Any]]:
+    """sha256 and size of every file (as ``file_table``) while the same files are fsynced on a
+    second thread, so the disk writes back while the CPU hashes; then the folders are fsynced."""
+    files = _entry_files(folder)
+
+    def fsync_all() -> None:
+        for _, path in files:
+            with open(path, "rb") as fh:
+                os.fdatasync(fh.fileno())
+
+    with ThreadPoolExecutor(1, thread_name_prefix="fsync") as pool:
+        synced = pool.submit(fsync_all)
+        table = {rel: {"sha256": sha256_file(p), "size": p.stat().st_size} for rel, p in files}
+        synced.result()
+    _fsync_dirs(folder)
+    return table
+
+
 def _fsync_tree(folder: Path) -> None:
     for path in folder.rglob("*"):
         if path.is_file():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
+    _fsync_dirs(folder)
+
+
+def _fsync_dirs(folder: Path) -> None:
     for d in [folder, *[p for p in folder.rglob("*") if p.is_dir()]]:
         fsync_dir(d)
 
@@ -157,8 +233,9 @@ class Store:
 
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
-        self._known: dict[Path, dict[str, dict[str, Any]]] = {}  # staging folder -> hashes
-        self._known_lock = threading.Lock()
+        self._staging: dict[Path, _Staging] = {}  # create() folders being written
+        self._staging_lock = threading.Lock()
+        self._settlers: list[threading.Thread] = []
 
     def _dir(self, kind: Kind) -> Path:
         d = self.root / kind
@@ -220,12 +297,15 @@ class Store:
         metrics: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         overwrite: bool = False,
+        settle: Settle = "now",
     ) -> Iterator[Path]:
         """Build a new entry in a temporary folder; it appears in the store only on success.
 
         The caller writes the files into the yielded folder. On normal exit the folder gets
-        its apt.json, is fsynced and renamed into place; on any exception it is removed and
-        the store is unchanged. ``extra`` keys are stored at the top level of apt.json.
+        its apt.json and is renamed into place; on any exception it is removed and the store
+        is unchanged. ``extra`` keys are stored at the top level of apt.json. ``settle="now"``
+        hashes and fsyncs before the rename; ``"background"`` after it (module docstring),
+        on platforms with a boot id (Linux), and "now" elsewhere.
         """
         target = self.path(kind, name)
         if not overwrite and (target / META_FILE).exists():
@@ -235,22 +315,40 @@ class Store:
             )
         tmp = target.with_name(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir(parents=True)
+        background = settle == "background" and bool(boot_id())
+        with self._staging_lock:
+            self._staging[tmp] = _Staging(background)
         try:
             yield tmp
+            staging = self._pop_staging(tmp)
             meta = {
                 "name": name,
                 "kind": kind[:-1],
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "lineage": {"parent": parent, "operation": operation, "parameters": parameters or {}},
                 "metrics": metrics or {},
-                "files": file_table(tmp, self._pop_known(tmp)),
+                "files": (_size_table(tmp) if background else file_table(tmp, staging.known)),
                 **(extra or {}),
             }
-            write_json_atomic(tmp / META_FILE, meta)
-            _fsync_tree(tmp)
-            self._swap_in(tmp, target)
+            lock = self._lock(kind, name)
+            try:
+                self._settle_locked(kind, name)  # an earlier entry of this name still settling
+                old = target.with_name(f".old-{name}-{uuid.uuid4().hex[:8]}") if target.exists() else None
+                if background:
+                    meta["settling"] = {"boot_id": boot_id(), "replaces": old.name if old else ""}
+                write_json_atomic(tmp / META_FILE, meta)
+                if not background:
+                    _fsync_tree(tmp)
+                self._swap_in(tmp, target, old, keep_old=background)
+            except BaseException:
+                lock.release()
+                raise
+            if background:
+                self._start_settler(kind, name, lock)
+            else:
+                lock.release()
         except BaseException:
-            self._pop_known(tmp)
+            self._pop_staging(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
@@ -261,47 +359,145 @@ class Store:
         if staging.resolve() not in dst.parents:
             raise errors.InvalidArgument(f"{rel!r} points outside the entry being written.")
         dst.parent.mkdir(parents=True, exist_ok=True)
+        with self._staging_lock:
+            state = self._staging.get(staging)
+        if state is not None and state.background:
+            return copy_unhashed(Path(src), dst, on_bytes)  # hashed when it settles
         info = copy_hashed(Path(src), dst, on_bytes)
-        with self._known_lock:
-            self._known.setdefault(staging, {})[Path(rel).as_posix()] = info
+        if state is not None:
+            with self._staging_lock:
+                state.known[Path(rel).as_posix()] = info
         return info
 
-    def _pop_known(self, staging: Path) -> dict[str, dict[str, Any]]:
-        with self._known_lock:
-            return self._known.pop(staging, {})
+    def _pop_staging(self, staging: Path) -> _Staging:
+        with self._staging_lock:
+            return self._staging.pop(staging, None) or _Staging(False)
 
-    def _swap_in(self, tmp: Path, target: Path) -> None:
-        old = None
-        if target.exists():
-            old = target.with_name(f".old-{target.name}-{uuid.uuid4().hex[:8]}")
+    def _swap_in(self, tmp: Path, target: Path, old: Path | None, keep_old: bool) -> None:
+        if old is not None:
             os.rename(target, old)
         os.rename(tmp, target)
         fsync_dir(target.parent)
-        if old is not None:
+        if old is not None and not keep_old:
             # deleted before returning: a background delete raced with anything copying the
             # store right after (found by a test that copies APT_HOME)
             shutil.rmtree(old, ignore_errors=True)
 
+    # -- settling (module docstring) -------------------------------------------------------
+
+    def _start_settler(self, kind: Kind, name: str, lock: "_NameLock") -> None:
+        def run() -> None:
+            try:
+                self._settle_locked(kind, name)
+            except Exception:  # the entry stays unsettled; the next reader that needs it retries
+                log.exception("settling %s/%s failed; the next reader of its checksums retries", kind, name)
+            finally:
+                lock.release()
+
+        worker = threading.Thread(target=run, name=f"settle-{name}", daemon=True)
+        with self._staging_lock:
+            self._settlers = [t for t in self._settlers if t.is_alive()] + [worker]
+        worker.start()
+
+    def _settle_locked(self, kind: Kind, name: str) -> None:
+        """Settle ``name`` if it is unsettled; the caller holds its name lock."""
+        target = self.path(kind, name)
+        meta = _read_meta(target) or {}  # {}: no entry, or an unreadable record get() reports
+        state = meta.get("settling")
+        if not state:
+            return
+        old = target.with_name(state["replaces"]) if state.get("replaces") else None
+        if state.get("boot_id") != boot_id():
+            # the machine restarted before this entry reached the disk: its bytes cannot be
+            # trusted and there is nothing to check them against, so the previous entry returns
+            trash = target.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
+            os.rename(target, trash)
+            if old is not None and old.is_dir():
+                os.rename(old, target)
+            fsync_dir(target.parent)
+            shutil.rmtree(trash, ignore_errors=True)
+            log.warning("%s/%s was written just before the machine restarted and never reached the disk; "
+                        "it was dropped%s.", kind, name, " and the previous version restored" if old else "")
+            return
+        table = _hash_and_fsync(target)
+        recorded = {rel: f["size"] for rel, f in meta.get("files", {}).items()}
+        if recorded != {rel: f["size"] for rel, f in table.items()}:
+            raise errors.DataLoss(
+                f"The files of {name!r} changed while it was being stored (expected {sorted(recorded)} with "
+                f"their recorded sizes); remove it with 'apt-model model rm {name}' and store it again.")
+        meta.pop("settling")
+        meta["files"] = table
+        write_json_atomic(target / META_FILE, meta)
+        fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _lock(self, kind: Kind, name: str, blocking: bool = True) -> "_NameLock":
+        folder = self.root / ".locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return _NameLock(folder / f"{kind}-{validate_name(name)}", blocking)
+
+    def settled(self, kind: Kind, name: str) -> Entry:
+        """The entry once it has settled (sha256 recorded, on disk), waiting or settling it here."""
+        entry = self.get(kind, name)
+        if "settling" not in entry.meta:
+            return entry
+        with self._lock(kind, name):
+            self._settle_locked(kind, name)
+        return self.get(kind, name)
+
+    def wait_settled(self, timeout: float | None = None) -> bool:
+        """Wait for this process's background settles; False when some still run after ``timeout``."""
+        with self._staging_lock:
+            workers = list(self._settlers)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(w.is_alive() for w in workers)
+
+    def recover(self) -> int:
+        """Settle (or drop, after a restart) every unsettled entry no live process is settling."""
+        n = 0
+        for kind in ("models", "datasets"):
+            for p in sorted(self._dir(kind).iterdir()):
+                if p.name.startswith(".") or not NAME_RE.match(p.name) or not _settling(p):
+                    continue
+                lock = self._lock(kind, p.name, blocking=False)
+                if not lock.held:
+                    continue  # a live process is settling it
+                try:
+                    self._settle_locked(kind, p.name)
+                    n += 1
+                finally:
+                    lock.release()
+        return n
+
     def update_meta(self, kind: Kind, name: str, *, metrics: dict[str, Any] | None = None,
                     **fields: Any) -> Entry:
         """Merge metrics and top-level fields into an entry's apt.json, atomically."""
-        entry = self.get(kind, name)
-        meta = dict(entry.meta)
-        if metrics:
-            meta["metrics"] = {**meta.get("metrics", {}), **metrics}
-        meta.update(fields)
-        write_json_atomic(entry.path / META_FILE, meta)
+        self.get(kind, name)  # NotFound before a lock file is made for a name that does not exist
+        with self._lock(kind, name):  # not racing a settle's own rewrite
+            self._settle_locked(kind, name)
+            entry = self.get(kind, name)
+            meta = dict(entry.meta)
+            if metrics:
+                meta["metrics"] = {**meta.get("metrics", {}), **metrics}
+            meta.update(fields)
+            write_json_atomic(entry.path / META_FILE, meta)
         return self.get(kind, name)
 
     def remove(self, kind: Kind, name: str) -> None:
-        entry = self.get(kind, name)
-        trash = entry.path.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
-        os.rename(entry.path, trash)  # atomic disappearance, then the slow delete
+        self.get(kind, name)
+        with self._lock(kind, name):
+            self._settle_locked(kind, name)  # also deletes the entry it replaced
+            entry = self.get(kind, name)
+            trash = entry.path.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
+            os.rename(entry.path, trash)  # atomic disappearance, then the slow delete
         shutil.rmtree(trash, ignore_errors=True)
 
     def verify(self, kind: Kind, name: str) -> list[str]:
         """Problems found comparing the files on disk with the sha256 table in apt.json."""
-        entry = self.get(kind, name)
+        entry = self.settled(kind, name)
         problems = []
         recorded = entry.meta.get("files", {})
         actual = file_table(entry.path)
@@ -315,11 +511,75 @@ class Store:
         return problems
 
     def clean_temporaries(self) -> int:
-        """Remove temporary folders left by a crash; returns how many were removed."""
+        """Remove temporary folders left by a crash; returns how many were removed.
+
+        An ``.old-`` folder that an unsettled entry replaces is kept: it is what that entry
+        falls back to if the machine restarts before the entry settles.
+        """
         n = 0
         for kind in ("models", "datasets"):
+            kept = {_settling(p).get("replaces") for p in self._dir(kind).iterdir() if not p.name.startswith(".")}
             for p in self._dir(kind).iterdir():
-                if p.name.startswith((".tmp-", ".old-", ".rm-")):
+                if p.name.startswith((".tmp-", ".old-", ".rm-")) and p.name not in kept:
                     shutil.rmtree(p, ignore_errors=True)
                     n += 1
         return n
+
+
+@dataclass
+class _Staging:
+    background: bool
+    known: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # hashes from copy_in
+
+
+class _NameLock:
+    """An exclusive flock on ``path`` (created if missing, never deleted, so every process
+    locks the same inode); released by ``release`` from any thread, or at process exit."""
+
+    def __init__(self, path: Path, blocking: bool = True):
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self.release()
+        except BaseException:
+            self.release()
+            raise
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def __enter__(self) -> "_NameLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _size_table(folder: Path) -> dict[str, dict[str, Any]]:
+    """The file table of an entry that settles later: sizes now, sha256 ``""`` until then."""
+    return {rel: {"sha256": "", "size": p.stat().st_size} for rel, p in _entry_files(folder)}
+
+
+def _entry_files(folder: Path) -> list[tuple[str, Path]]:
+    """(relative POSIX path, path) of every file of an entry, its apt.json left out, sorted."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [(rel, p) for p in files if (rel := p.relative_to(folder).as_posix()) != META_FILE]
+
+
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _settling(folder: Path) -> dict[str, Any]:
+    """The ``settling`` record of an unsettled entry; ``{}`` for a settled one (or none)."""
+    return (_read_meta(folder) or {}).get("settling") or {}

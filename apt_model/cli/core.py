@@ -183,7 +183,7 @@ def cmd_info(ctx: Ctx) -> None:
     print(f"lineage: operation={lineage.get('operation', '')} parent={lineage.get('parent') or '-'}")
     if info.metrics:
         print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(info.metrics.items())))
-    print_table("files", ["path", "size", "sha256"], [[f.path, human_bytes(f.size), f.sha256[:16]] for f in info.files])
+    print_table("files", ["path", "size", "sha256"], [[f.path, human_bytes(f.size), f.sha256[:16] or "(settling)"] for f in info.files])
 
 
 def cmd_list(ctx: Ctx) -> None:

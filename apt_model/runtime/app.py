@@ -119,7 +119,16 @@ class ServiceApp:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving on port %d", self.name, self.port)
+        threading.Thread(target=self._recover_store, name=f"{self.name}-recover", daemon=True).start()
         return self.port
+
+    def _recover_store(self) -> None:
+        """Finish (or, after a machine restart, undo) store entries whose writer died settling them."""
+        try:
+            if n := self.store.recover():
+                log.info("%s: settled %d store entries left unsettled by a stopped process", self.name, n)
+        except Exception:  # the next reader that needs those entries' checksums retries
+            log.exception("%s: recovering unsettled store entries failed", self.name)
 
     def stop(self, grace: float | None = None) -> None:
         if self._stopped.is_set():
@@ -134,6 +143,9 @@ class ServiceApp:
             self._loop_thread.join(5)
         else:
             self.server.stop(grace).wait(grace + 1)
+        if not self.store.wait_settled(grace + 1):
+            log.warning("%s: stopped while store entries were still settling; the next service to start "
+                        "on this machine finishes them", self.name)
 
     def serve(self) -> None:
         """Start, then block until SIGTERM/SIGINT, then drain within the grace period."""

@@ -119,8 +119,9 @@ def receive_upload(store: Store, name: str, files: list[FileSpec], chunks: Itera
 
 
 def download_plan(store: Store, name: str) -> list[FileSpec]:
-    """The files of a stored model (apt.json excluded) with the sizes and sha256 recorded at creation."""
-    entry = store.model(name)
+    """The files of a stored model (apt.json excluded) with the sizes and sha256 recorded at creation
+    (waiting for a model still settling: its sha256 are recorded once it has)."""
+    entry = store.settled("models", name)
     return [FileSpec(p, int(f["size"]), f["sha256"]) for p, f in sorted(entry.meta.get("files", {}).items())]
 
 

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,6 +27,28 @@ def store(tmp_path) -> Store:
 def tiny(store) -> str:
     make_tiny_model(store, "tiny", vocab_size=320)
     return "tiny"
+
+
+@pytest.fixture
+def kill_writer():
+    """kill_writer(script, marker, check): run ``script`` in a fresh Python, wait until it creates
+    ``marker`` (the point where it should die), call ``check()`` while it is still alive, SIGKILL it."""
+    root = Path(__file__).resolve().parents[2]
+
+    def run(script: str, marker: Path, check=lambda: None) -> None:
+        proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+        try:
+            deadline = time.time() + 60
+            while not marker.exists():
+                assert proc.poll() is None, "the writer ended before it was killed"
+                assert time.time() < deadline
+                time.sleep(0.05)
+            check()
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(10)
+
+    return run
 
 
 @pytest.fixture

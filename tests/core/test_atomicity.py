@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
-from pathlib import Path
 
 from apt_model.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def test_kill_during_overwrite_keeps_old_model(store, tiny, tmp_path):
+def test_kill_during_overwrite_keeps_old_model(store, tiny, tmp_path, kill_writer):
     before = store.model(tiny).meta["files"]
     marker = tmp_path / "writing"
     # A real upload through the transfer code into the same store, killed mid-file.
@@ -36,19 +28,11 @@ def test_kill_during_overwrite_keeps_old_model(store, tiny, tmp_path):
                     time.sleep(60)   # still writing when it is killed
         transfer.receive_upload(store, {tiny!r}, files, chunks(), overwrite=True)
     """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT)
-    try:
-        deadline = time.time() + 60
-        while not marker.exists():
-            assert proc.poll() is None, "the writer ended before it was killed"
-            assert time.time() < deadline
-            time.sleep(0.05)
-        temporaries = [p.name for p in (store.root / "models").iterdir() if p.name.startswith(".tmp-")]
-        assert temporaries  # the new version was being built beside the old one
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(10)
+
+    def building_beside_the_old_one() -> None:
+        assert [p.name for p in (store.root / "models").iterdir() if p.name.startswith(".tmp-")]
+
+    kill_writer(script, marker, building_beside_the_old_one)
     fresh = Store(store.root)
     assert fresh.model(tiny).meta["files"] == before
     assert fresh.verify("models", tiny) == []

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 def run_backup(store: Store, config: StorageConfig, spec: BackupSpec, ctx: JobLike) -> dict[str, Any]:
-    entry = store.get(spec.kind, spec.name)
+    entry = store.settled(spec.kind, spec.name)  # a fresh import's sha256 are recorded once it settles
     files = {rel: {"sha256": f["sha256"], "size": int(f["size"])}
              for rel, f in entry.meta.get("files", {}).items()}
     missing = [rel for rel in files if not (entry.path / rel).is_file()]
