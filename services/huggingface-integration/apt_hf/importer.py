@@ -5,6 +5,11 @@ weights are downloaded. Safetensors are copied as they are (the header is checke
 completeness); ``.bin`` checkpoints are loaded with transformers and re-saved as
 safetensors. Everything is built inside ``Store.create``: a failed or cancelled import
 leaves nothing in the store.
+
+The copy is made inside the kernel and the entry settles in the background (sha256 of each
+file recorded, files fsynced: ``apt_model.store``), so the model is usable as soon as its
+bytes are in the page cache, as a plain ``save_pretrained`` is; readers that need the
+checksums (backup, download, verify) wait the fraction of a second per GB that takes.
 """
 
 from __future__ import annotations
@@ -125,7 +130,7 @@ def stage_checkpoint(store: Store, src: Path, dst: Path, ctx: JobContext) -> dic
         bar(done, total)
 
     for f in files:
-        store.copy_in(dst, f, f.name, on_bytes)  # hashed while copied: no second read
+        store.copy_in(dst, f, f.name, on_bytes)
     if kind == "bin":
         _convert_bin(src, dst, ctx)
     tensors, params = 0, 0
@@ -166,10 +171,10 @@ def run_import(store: Store, hub: ModelHub | None, spec: ImportSpec, ctx: JobCon
     source = {"hub": snap.hub, "repo_id": snap.repo_id, "revision": snap.revision, "commit_sha": snap.commit_sha}
     with store.create("models", spec.name, operation="hf-import", overwrite=spec.overwrite,
                       parameters={"source": spec.source, "hub": snap.hub, "revision": spec.revision},
-                      extra={"source": source}) as tmp:
+                      extra={"source": source}, settle="background") as tmp:
         facts = stage_checkpoint(store, snap.folder, tmp, ctx)
         ctx.check_cancelled()
-        ctx.report(progress=0.95, stage="record", message="hashing and recording files")
+        ctx.report(progress=0.95, stage="record", message="recording the model; its checksums follow in the background")
     entry = store.model(spec.name)
     return {"name": spec.name, **source, **facts, "bytes": entry.size_bytes,
             "seconds": round(time.monotonic() - started, 3)}

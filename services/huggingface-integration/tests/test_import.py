@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from apt_model import errors
+from apt_model.store import sha256_file
 
 from apt_hf.hubs import get_hub
 from apt_hf.importer import ImportSpec, resolve_source, run_import
@@ -48,6 +49,11 @@ def test_local_folder_import_keeps_weights_and_lineage(request, store, run_job, 
     assert torch.equal(logits(src), logits(entry.path))
     assert run.final.result["architecture"] in ("LlamaForCausalLM", "GPT2LMHeadModel")
     assert run.final.result["parameters"] > 0
+    # the checksums, recorded once the import settled in the background, are the source's
+    settled = store.settled("models", "imported").meta["files"]
+    assert "settling" not in store.model("imported").meta
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):
+        assert settled[name] == {"sha256": sha256_file(src / name), "size": (src / name).stat().st_size}
 
 
 def test_bin_checkpoint_is_converted_to_safetensors(tmp_path, store, run_job, gpt2_dir):
