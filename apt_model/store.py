@@ -2,9 +2,11 @@
 
 Models are kept in Hugging Face layout plus ``apt.json`` (lineage, metrics, sha256 and size
 of every file, created time). Every write is atomic: the new entry is built in a temporary
-folder beside the target, then renamed into place, so a crash leaves the old entry or the
-new one, never half of one. Names are validated before any path is built from them, so
-nothing is ever written outside the store through a name.
+folder beside the target (``.tmp-*``, claimed by its writer with a lock in
+``APT_HOME/.locks``, so a gateway cleaning up at start never takes one a live writer in
+another process or container is building), then renamed into place, so a crash leaves the
+old entry or the new one, never half of one. Names are validated before any path is built
+from them, so nothing is ever written outside the store through a name.
 
 An entry is *settled* when its files are on disk (fsynced) and their sha256 are in apt.json.
 By default ``create`` settles before the rename. ``create(settle="background")`` (used for
@@ -314,11 +316,12 @@ class Store:
                 f"with 'apt-model model rm {name}'."
             )
         tmp = target.with_name(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir(parents=True)
+        claim = self._claim(tmp)  # held while tmp is built, so no clean_temporaries takes it
         background = settle == "background" and bool(boot_id())
-        with self._staging_lock:
-            self._staging[tmp] = _Staging(background)
         try:
+            tmp.mkdir(parents=True)
+            with self._staging_lock:
+                self._staging[tmp] = _Staging(background)
             yield tmp
             staging = self._pop_staging(tmp)
             meta = {
@@ -330,27 +333,34 @@ class Store:
                 "files": (_size_table(tmp) if background else file_table(tmp, staging.known)),
                 **(extra or {}),
             }
-            lock = self._lock(kind, name)
-            try:
-                self._settle_locked(kind, name)  # an earlier entry of this name still settling
-                old = target.with_name(f".old-{name}-{uuid.uuid4().hex[:8]}") if target.exists() else None
-                if background:
-                    meta["settling"] = {"boot_id": boot_id(), "replaces": old.name if old else ""}
-                write_json_atomic(tmp / META_FILE, meta)
-                if not background:
-                    _fsync_tree(tmp)
-                self._swap_in(tmp, target, old, keep_old=background)
-            except BaseException:
-                lock.release()
-                raise
-            if background:
-                self._start_settler(kind, name, lock)
-            else:
-                lock.release()
+            self._commit(kind, name, tmp, meta, background)
         except BaseException:
             self._pop_staging(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            claim.release(remove=True)
+
+    def _commit(self, kind: Kind, name: str, tmp: Path, meta: dict[str, Any], background: bool) -> None:
+        """Write apt.json into ``tmp`` and rename it in place of ``name``, under the name's lock."""
+        target = self.path(kind, name)
+        lock = self._lock(kind, name)
+        try:
+            self._settle_locked(kind, name)  # an earlier entry of this name still settling
+            old = target.with_name(f".old-{name}-{uuid.uuid4().hex[:8]}") if target.exists() else None
+            if background:
+                meta["settling"] = {"boot_id": boot_id(), "replaces": old.name if old else ""}
+            write_json_atomic(tmp / META_FILE, meta)
+            if not background:
+                _fsync_tree(tmp)
+            self._swap_in(tmp, target, old, keep_old=background)
+        except BaseException:
+            lock.release()
+            raise
+        if background:
+            self._start_settler(kind, name, lock)  # which releases the lock when settled
+        else:
+            lock.release()
 
     def copy_in(self, staging: Path, src: Path | str, rel: str,
                 on_bytes: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -433,9 +443,16 @@ class Store:
             shutil.rmtree(old, ignore_errors=True)
 
     def _lock(self, kind: Kind, name: str, blocking: bool = True) -> "_NameLock":
+        return _NameLock(self._locks() / f"{kind}-{validate_name(name)}", blocking)
+
+    def _claim(self, staging: Path, blocking: bool = True) -> "_NameLock":
+        """The lock a writer holds on a temporary folder (``.tmp-*``) while it builds it."""
+        return _NameLock(self._locks() / f"staging-{staging.name}", blocking)
+
+    def _locks(self) -> Path:
         folder = self.root / ".locks"
         folder.mkdir(parents=True, exist_ok=True)
-        return _NameLock(folder / f"{kind}-{validate_name(name)}", blocking)
+        return folder
 
     def settled(self, kind: Kind, name: str) -> Entry:
         """The entry once it has settled (sha256 recorded, on disk), waiting or settling it here."""
@@ -513,16 +530,23 @@ class Store:
     def clean_temporaries(self) -> int:
         """Remove temporary folders left by a crash; returns how many were removed.
 
-        An ``.old-`` folder that an unsettled entry replaces is kept: it is what that entry
-        falls back to if the machine restarts before the entry settles.
+        Kept: a ``.tmp-`` folder a live writer (any process sharing the store) still builds,
+        and an ``.old-`` folder an unsettled entry replaces (what that entry falls back to if
+        the machine restarts before it settles).
         """
         n = 0
         for kind in ("models", "datasets"):
             kept = {_settling(p).get("replaces") for p in self._dir(kind).iterdir() if not p.name.startswith(".")}
             for p in self._dir(kind).iterdir():
-                if p.name.startswith((".tmp-", ".old-", ".rm-")) and p.name not in kept:
-                    shutil.rmtree(p, ignore_errors=True)
-                    n += 1
+                if not p.name.startswith((".tmp-", ".old-", ".rm-")) or p.name in kept:
+                    continue
+                claim = self._claim(p, blocking=False) if p.name.startswith(".tmp-") else None
+                if claim is not None and not claim.held:
+                    continue  # its writer is alive
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+                if claim is not None:
+                    claim.release(remove=True)
         return n
 
 
@@ -537,6 +561,7 @@ class _NameLock:
     locks the same inode); released by ``release`` from any thread, or at process exit."""
 
     def __init__(self, path: Path, blocking: bool = True):
+        self._path = path
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -550,8 +575,12 @@ class _NameLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Release; ``remove`` deletes the lock file first (for one-use locks: a process that
+        opens it meanwhile and then gets the lock finds nothing left to guard)."""
         if self._fd is not None:
+            if remove:
+                self._path.unlink(missing_ok=True)
             fd, self._fd = self._fd, None
             os.close(fd)  # closing the only descriptor releases the flock
 

@@ -194,3 +194,24 @@ def test_a_download_of_an_unsettled_model_sends_recorded_checksums(store, tmp_pa
     assert {f.path: f.sha256 for f in plan}["model.safetensors"] == sha256_file(tmp_path / "src" / "model.safetensors")
     received = b"".join(data for path, data in transfer.iter_download(store, "m", plan) if path == "model.safetensors")
     assert received == (tmp_path / "src" / "model.safetensors").read_bytes()
+
+
+def test_start_up_clean_leaves_a_folder_a_live_writer_is_building(store, tmp_path, kill_writer):
+    with store.create("models", "live", operation="test") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"half")
+        assert Store(store.root).clean_temporaries() == 0  # what a gateway starting meanwhile does
+        assert tmp.is_dir()
+    assert store.model("live").meta["files"]["model.safetensors"]["size"] == 4
+    assert not list((store.root / ".locks").glob("staging-*"))  # one-use claims are removed
+
+    marker = tmp_path / "building"
+    script = textwrap.dedent(f"""
+        import pathlib, time
+        from apt_model.store import Store
+        with Store({str(store.root)!r}).create("models", "dead", operation="test") as tmp:
+            pathlib.Path({str(marker)!r}).touch()
+            time.sleep(60)
+    """)
+    kill_writer(script, marker, lambda: Store(store.root).clean_temporaries() == 0 or pytest.fail("took a live folder"))
+    assert Store(store.root).clean_temporaries() == 1  # its writer is dead now
+    assert not [p for p in (store.root / "models").iterdir() if p.name.startswith(".tmp-")]
