@@ -532,13 +532,21 @@ class Store:
 
         Kept: a ``.tmp-`` folder a live writer (any process sharing the store) still builds,
         and an ``.old-`` folder an unsettled entry replaces (what that entry falls back to if
-        the machine restarts before it settles).
+        the machine restarts before it settles). Put back: an ``.old-`` folder whose entry is
+        missing (a writer died between moving the old entry aside and moving the new one in).
         """
         n = 0
         for kind in ("models", "datasets"):
             kept = {_settling(p).get("replaces") for p in self._dir(kind).iterdir() if not p.name.startswith(".")}
             for p in self._dir(kind).iterdir():
                 if not p.name.startswith((".tmp-", ".old-", ".rm-")) or p.name in kept:
+                    continue
+                owner = p.with_name(p.name[len(".old-"):-9])  # .old-<name>-<8 hex>
+                if p.name.startswith(".old-") and NAME_RE.match(owner.name) and not owner.exists():
+                    with self._lock(kind, owner.name):
+                        if not owner.exists():
+                            os.rename(p, owner)
+                            fsync_dir(p.parent)
                     continue
                 claim = self._claim(p, blocking=False) if p.name.startswith(".tmp-") else None
                 if claim is not None and not claim.held:
@@ -557,8 +565,9 @@ class _Staging:
 
 
 class _NameLock:
-    """An exclusive flock on ``path`` (created if missing, never deleted, so every process
-    locks the same inode); released by ``release`` from any thread, or at process exit."""
+    """An exclusive flock on ``path`` (created if missing); released by ``release`` from any
+    thread, or at process exit. Name locks are never deleted, so every process locks the same
+    inode; one-use claims on temporary folders are deleted by their holder (``remove``)."""
 
     def __init__(self, path: Path, blocking: bool = True):
         self._path = path

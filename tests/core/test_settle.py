@@ -215,3 +215,13 @@ def test_start_up_clean_leaves_a_folder_a_live_writer_is_building(store, tmp_pat
     kill_writer(script, marker, lambda: Store(store.root).clean_temporaries() == 0 or pytest.fail("took a live folder"))
     assert Store(store.root).clean_temporaries() == 1  # its writer is dead now
     assert not [p for p in (store.root / "models").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_start_up_clean_puts_back_an_old_entry_whose_replacement_never_arrived(store, tmp_path):
+    with store.create("models", "m", operation="test") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"old")
+    # a writer that died between its two renames: the old entry moved aside, the new one not in
+    (store.root / "models" / "m").rename(store.root / "models" / ".old-m-0badc0de")
+    assert Store(store.root).clean_temporaries() == 0
+    assert Store(store.root).verify("models", "m") == []
+    assert (store.model("m").path / "model.safetensors").read_bytes() == b"old"
