@@ -136,7 +136,7 @@ def _run_jobs(address: str, token: str, n: int, steps: int, tag: str) -> float:
 
 def scaling(client, jobs: int, steps: int) -> dict:
     network = client.networks.create(f"apt-bench-{uuid.uuid4().hex[:8]}")
-    tokens = {k: secrets.token_urlsafe(16) for k in ("APT_TOKEN", "APT_ADMIN_TOKEN", "APT_INTERNAL_TOKEN")}
+    tokens = {k: secrets.token_hex(16) for k in ("APT_TOKEN", "APT_ADMIN_TOKEN", "APT_INTERNAL_TOKEN")}
     with tempfile.TemporaryDirectory(prefix="apt-bench-store-") as tmp:
         root = Path(tmp)
         _store(root, jobs)

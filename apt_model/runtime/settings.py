@@ -120,7 +120,7 @@ def ensure_local_tokens(settings: Settings) -> Settings:
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_urlsafe(32))
+                fh.write(secrets.token_hex(32))
         values[attr] = path.read_text().strip()
     return settings.replace(**values) if values else settings
 

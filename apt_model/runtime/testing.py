@@ -30,7 +30,7 @@ def serve_plugin(plugin_dir: Path | str, apt_home: Path | str, **settings_overri
     """Start the plugin's real server in this process; yield (authenticated channel, app)."""
     manifest = PluginManifest.load(plugin_dir)
     settings = Settings(home=Path(apt_home), listen="127.0.0.1:0",
-                        internal_token=secrets.token_urlsafe(16), log_json=False, **settings_overrides)
+                        internal_token=secrets.token_hex(16), log_json=False, **settings_overrides)
     app = PluginApp(settings, manifest)
     build = getattr(importlib.import_module(manifest.module), "build", None)
     if build is None:

@@ -68,7 +68,7 @@ def _make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def _cli(address: str, token: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "apt_model", "--gateway", address, "--token", token, *args],
+    done = subprocess.run([sys.executable, "-m", "apt_model", "--gateway", address, f"--token={token}", *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"apt-model {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout

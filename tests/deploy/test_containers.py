@@ -56,7 +56,7 @@ def store_dir(tmp_path) -> Path:
 def stack(docker_client, platform_images, store_dir):
     """A network, the gateway container publishing a random port, and the tokens."""
     network = docker_client.networks.create(f"apt-test-{uuid.uuid4().hex[:8]}")
-    tokens = {k: secrets.token_urlsafe(16) for k in ("APT_TOKEN", "APT_ADMIN_TOKEN", "APT_INTERNAL_TOKEN")}
+    tokens = {k: secrets.token_hex(16) for k in ("APT_TOKEN", "APT_ADMIN_TOKEN", "APT_INTERNAL_TOKEN")}
     sock_gid = os.stat("/var/run/docker.sock").st_gid
     gw = (testcontainers.DockerContainer(platform_images["gateway"])
           .with_name(f"{network.name}-gateway").with_exposed_ports(50051)

@@ -38,7 +38,7 @@ def _echo(endpoint: str, token: str, text: str) -> str:
 
 def test_deploy_two_replicas_discover_and_remove(deployer, docker_client):
     entry = PluginManifest.load(ECHO_DIR)
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_hex(16)
     endpoints = deployer.deploy(entry, 2, {"APT_INTERNAL_TOKEN": token})
     assert len(set(endpoints)) == 2
     assert [_echo(e, token, f"hi {i}") for i, e in enumerate(endpoints)] == ["hi 0", "hi 1"]

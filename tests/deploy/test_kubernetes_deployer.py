@@ -48,7 +48,7 @@ def echo_servers(tmp_path):
     """Two real echo plugins, one per fake pod address, on the same port."""
     from apt_echo.server import build
 
-    port, token = _free_port(), secrets.token_urlsafe(16)
+    port, token = _free_port(), secrets.token_hex(16)
     apps = []
     for host in ("127.0.0.1", "127.0.0.2"):
         app = PluginApp(Settings(home=tmp_path / "store", listen=f"{host}:{port}", internal_token=token,
