@@ -15,9 +15,9 @@ soon as its bytes are in the page cache; until it has settled:
 
 - apt.json holds ``settling: {boot_id, replaces}`` and sha256 ``""`` for each file;
 - the entry it replaced is kept as ``.old-<name>-*`` and deleted only once the new one settled;
-- a per-name lock (``APT_HOME/.locks/<kind>-<name>``, flock) is held by the settling thread; readers that need
-  the checksums (``settled``, ``verify``, ``remove``, backups, downloads) wait on it, and
-  finish the work themselves when its owner died (same boot: the page cache still holds the
+- a per-name lock (``APT_HOME/.locks/<kind>-<name>``, flock) is held by the settling
+  thread; readers that need the checksums (``settled``, ``verify``, ``remove``, backups,
+  downloads) wait on it, and finish the work themselves when its owner died (same boot: the page cache still holds the
   bytes, so they are hashed and fsynced);
 - after a machine restart (a different ``boot_id``) the bytes may never have reached the
   disk, so the entry is dropped and the one it replaced restored: old or new, never half.
@@ -158,8 +158,8 @@ def copy_unhashed(src: Path, dst: Path, on_bytes: Callable[[int], None] | None =
 
 
 def _hash_and_fsync(folder: Path) -> dict[str, dict[str, Any]]:
-    """sha256 and size of every file (as ``file_table``) while the same files are fsynced on a
-    second thread, so the disk writes back while the CPU hashes; then the folders are fsynced."""
+    """``file_table(folder)`` while the same files are fsynced on a second thread, so the disk
+    writes back while the CPU hashes; then the folders are fsynced."""
     files = _entry_files(folder)
 
     def fsync_all() -> None:
@@ -169,7 +169,7 @@ def _hash_and_fsync(folder: Path) -> dict[str, dict[str, Any]]:
 
     with ThreadPoolExecutor(1, thread_name_prefix="fsync") as pool:
         synced = pool.submit(fsync_all)
-        table = {rel: {"sha256": sha256_file(p), "size": p.stat().st_size} for rel, p in files}
+        table = file_table(folder)
         synced.result()
     _fsync_dirs(folder)
     return table
@@ -527,6 +527,18 @@ class Store:
             problems.append(f"{rel}: not recorded in apt.json")
         return problems
 
+    def _put_back(self, kind: Kind, old: Path) -> bool:
+        """Rename ``.old-<name>-<8 hex>`` back to ``<name>`` when that entry is missing."""
+        owner = old.with_name(old.name[len(".old-"):-9])  # .old-<name>-<8 hex> (see _commit)
+        if not NAME_RE.match(owner.name) or owner.exists():
+            return False
+        with self._lock(kind, owner.name):  # a live writer holds it between its two renames
+            if owner.exists():
+                return False
+            os.rename(old, owner)
+            fsync_dir(old.parent)
+        return True
+
     def clean_temporaries(self) -> int:
         """Remove temporary folders left by a crash; returns how many were removed.
 
@@ -541,12 +553,7 @@ class Store:
             for p in self._dir(kind).iterdir():
                 if not p.name.startswith((".tmp-", ".old-", ".rm-")) or p.name in kept:
                     continue
-                owner = p.with_name(p.name[len(".old-"):-9])  # .old-<name>-<8 hex>
-                if p.name.startswith(".old-") and NAME_RE.match(owner.name) and not owner.exists():
-                    with self._lock(kind, owner.name):
-                        if not owner.exists():
-                            os.rename(p, owner)
-                            fsync_dir(p.parent)
+                if p.name.startswith(".old-") and self._put_back(kind, p):
                     continue
                 claim = self._claim(p, blocking=False) if p.name.startswith(".tmp-") else None
                 if claim is not None and not claim.held:
