@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +17,10 @@ log = logging.getLogger(__name__)
 
 # huggingface_hub names the bar that counts bytes written to disk by a snapshot download.
 _BYTES_BAR = "huggingface_hub.snapshot_download"
+
+
+def _is_commit_sha(revision: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", revision or "") is not None
 
 
 def _bar_class(progress: ProgressFn):
@@ -57,6 +62,8 @@ class HuggingFaceHub:
         from huggingface_hub import snapshot_download
 
         check_repo_id(repo_id)
+        if not self.settings.offline and not _is_commit_sha(revision):
+            self._ask_hub_first(repo_id, revision, repo_type)
         with self._errors(repo_id, revision, repo_type):
             folder = snapshot_download(
                 repo_id,
@@ -74,6 +81,40 @@ class HuggingFaceHub:
         # The cache keeps one folder per commit, so its name is the resolved commit sha.
         sha = folder.name if folder.parent.name == "snapshots" else ""
         return Snapshot(hub=self.name, repo_id=repo_id, revision=revision, commit_sha=sha, folder=folder)
+
+    def _ask_hub_first(self, repo_id: str, revision: str, repo_type: str) -> None:
+        """Resolve a branch or tag on the Hub before downloading.
+
+        snapshot_download serves a cached copy when the Hub cannot be reached, which would turn
+        an outage into a silent import of whatever commit the cache last saw. Online, the Hub
+        decides what a branch points to; the cache is used only when HF_HUB_OFFLINE says so.
+        """
+        try:
+            with self._errors(repo_id, revision, repo_type):
+                self._api().repo_info(repo_id, revision=revision, repo_type=repo_type, timeout=self.settings.timeout_s)
+        except errors.Unavailable as exc:
+            cached = self._cached_commit(repo_id, revision, repo_type)
+            if cached is None:
+                raise
+            raise errors.Unavailable(
+                f"The Hub at {self.settings.hf_endpoint} cannot be reached or is down, so {revision!r} of "
+                f"{repo_id!r} cannot be resolved. "
+                f"The local cache holds commit {cached} for it: set HF_HUB_OFFLINE=1 to import that copy, "
+                "or check the network and HF_ENDPOINT."
+            ) from exc
+
+    def _cached_commit(self, repo_id: str, revision: str, repo_type: str) -> str | None:
+        """The commit the HF cache recorded for ``revision`` (refs/<revision>), if any."""
+        from huggingface_hub import constants
+        from huggingface_hub.file_download import repo_folder_name
+
+        cache = Path(self.settings.hf_cache or constants.HF_HUB_CACHE)
+        ref = cache / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / revision
+        try:
+            sha = ref.read_text().strip()
+        except OSError:
+            return None
+        return sha if _is_commit_sha(sha) else None
 
     def upload(self, folder: Path, repo_id: str, *, private: bool, commit_message: str,
                revision: str, progress: ProgressFn) -> PushResult:

@@ -219,3 +219,21 @@ def test_offline_import_from_a_cache_filled_by_snapshot_download(tmp_path, hf_hu
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and "HF_HUB_OFFLINE is set" in out.stderr
     assert not (home / "models" / "nope").exists()
+
+
+def test_unreachable_hub_is_unavailable_even_when_the_cache_holds_the_branch(store, run_job, hf_hub, llama_dir):
+    """huggingface_hub would quietly serve the cached copy; online, the Hub must answer for a branch."""
+    from huggingface_hub import snapshot_download
+
+    sha = hf_hub.add_repo("alice/cached", llama_dir)
+    cache = store.root.parent / "hf-cache"
+    snapshot_download("alice/cached", cache_dir=cache, endpoint=hf_hub.url, token=False)
+    down = HubSettings(hf_endpoint="http://127.0.0.1:9", hf_cache=cache)
+    run = do_import(store, run_job, ImportSpec(source="alice/cached", name="stale"), down)
+    assert run.final.error_code == "UNAVAILABLE", run.final.error_message
+    assert f"holds commit {sha}" in run.final.error_message and "HF_HUB_OFFLINE=1" in run.final.error_message
+    assert store_is_clean(store)
+    # an exact commit cannot drift: the cached copy of it is what the Hub would send
+    run = do_import(store, run_job, ImportSpec(source="alice/cached", name="pinned", revision=sha), down)
+    assert run.ok, run.final.error_message
+    assert store.model("pinned").meta["source"]["commit_sha"] == sha
