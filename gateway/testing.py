@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,3 +65,15 @@ def stop_gateway(gw: Gateway, remove_plugins: bool = True) -> None:
         for inst in gw.app.registry.all_installed():
             gw.app.deployer.remove(inst.name)
     gw.app.stop(grace=0.5)
+
+
+def run_cli(gw: Gateway, *args: str, env_extra: dict[str, str] | None = None,
+            drop: tuple[str, ...] = ("APT_",), timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m apt_model ARGS` as a user runs it against ``gw``: a separate process with the
+    environment's variables that start with ``drop`` removed (so only ``--gateway``/``--home``
+    choose where it goes), plus ``env_extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
+                           "--home", str(gw.settings.home)],
+                          capture_output=True, text=True, env=env, timeout=timeout)

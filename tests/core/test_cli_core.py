@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from apt_model.store import Store
 from apt_model.testing import SAMPLE_TEXT, make_tiny_model
-
-
-def run_cli(gw, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
-    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
-                           "--home", str(gw.settings.home)], capture_output=True, text=True, env=env, timeout=180)
+from gateway.testing import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from apt_model.cli.main import build_parser
+from gateway.testing import run_cli
 
 
-def run_cli(gw, *args, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
-                           "--home", str(gw.settings.home)],
-                          capture_output=True, text=True, env=env, timeout=120)
+run_cli = functools.partial(run_cli, timeout=120)
 
 
 def test_plugin_list_json(gateway):

@@ -3,17 +3,15 @@ model-pruning plugin process the gateway installs."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from apt_model.modeling.io import read_config
 from apt_model.store import Store
-from gateway.testing import start_gateway, stop_gateway
+from gateway.testing import run_cli, start_gateway, stop_gateway
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +32,7 @@ def gw(home):
         stop_gateway(gw)
 
 
-def run_cli(gw, *args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
-    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
-                           "--home", str(gw.settings.home)], capture_output=True, text=True, env=env, timeout=240)
+run_cli = functools.partial(run_cli, timeout=240)
 
 
 def test_structured_prune_with_hidden_ratio_through_the_gateway(gw, home):

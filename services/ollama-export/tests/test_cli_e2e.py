@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from gateway.testing import start_gateway, stop_gateway
-
-
-def _cli(gw, *args, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
-    env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "apt_model", *args, "--gateway", gw.address,
-                           "--home", str(gw.settings.home)], capture_output=True, text=True, env=env, timeout=180)
+from gateway.testing import run_cli, start_gateway, stop_gateway
 
 
 @pytest.fixture
@@ -36,7 +26,7 @@ def gateway_with_model(tmp_path, llama_model):
 
 def test_cli_export_and_modelfile(gateway_with_model, ollama_server):
     gw = gateway_with_model
-    out = _cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature=0.6",
+    out = run_cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature=0.6",
                "--ollama-url", ollama_server.url, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)["result"]
@@ -44,11 +34,11 @@ def test_cli_export_and_modelfile(gateway_with_model, ollama_server):
     assert result["ollama"]["statuses"][-1] == "success"
     assert ollama_server.creates[-1]["parameters"]["temperature"] == 0.6
 
-    out = _cli(gw, "ollama", "modelfile", "mini", "--system", "Hi")
+    out = run_cli(gw, "ollama", "modelfile", "mini", "--system", "Hi")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("FROM ./model.gguf") and 'SYSTEM """Hi"""' in out.stdout
 
-    out = _cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature")
+    out = run_cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature")
     assert out.returncode == 2 and "NAME=VALUE" in out.stderr
-    out = _cli(gw, "ollama", "export", "nobody")
+    out = run_cli(gw, "ollama", "export", "nobody")
     assert out.returncode != 0 and "nobody" in out.stderr
