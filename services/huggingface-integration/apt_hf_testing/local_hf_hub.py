@@ -59,6 +59,7 @@ class LocalHfHubServer:
         self.lfs_objects: dict[str, bytes] = {}
         self.lfs_bytes_received = 0
         self.requests: list[str] = []
+        self.down = False  # True: every request gets 503, as from a Hub in an outage
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
@@ -197,6 +198,9 @@ def _make_handler(hub: LocalHfHubServer):
             # always drain the body: an unread body would corrupt the next request on this connection
             n = int(self.headers.get("Content-Length") or 0)
             self.body = self.rfile.read(n) if n else b""
+            if hub.down:
+                self._error(503, "", "Service Unavailable")
+                return
             with hub._lock:
                 for pattern, handler in ROUTES:
                     if handler.__name__.startswith(method.lower()) or (

@@ -1,0 +1,153 @@
+"""`apt-model hf ...` as a user runs it: a CLI process, a real in-process gateway, and the real
+huggingface-integration plugin process the gateway installs. Hub calls go to LocalHfHubServer, a
+local HTTP server speaking the subset of the Hugging Face Hub API these calls use (no internet here).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+from transformers import BertConfig, BertForSequenceClassification
+
+from apt_model.store import Store
+from apt_model.testing import SAMPLE_TEXT
+from gateway.testing import run_cli, start_gateway, stop_gateway
+
+from apt_hf_testing.helpers import READ_TOKEN, WRITE_TOKEN
+from apt_hf_testing.local_hf_hub import LocalHfHubServer
+
+pytestmark = pytest.mark.slow  # a gateway and a plugin process importing torch + transformers: about 30 s
+
+# HF_* of the test process must not reach the CLI; the plugin gets its own from the gateway's environment.
+hf = functools.partial(run_cli, drop=("APT_", "HF_"), timeout=300)
+
+
+def ok(out) -> dict:
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED", job
+    return job["result"]
+
+
+@pytest.fixture(scope="module")
+def hub():
+    with LocalHfHubServer(tokens={READ_TOKEN: ("alice", False), WRITE_TOKEN: ("alice", True)}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(hub, tmp_path_factory):
+    """A gateway whose environment (inherited by the plugin process it starts) points at the local hub."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_ENDPOINT", hub.url)
+        env.setenv("HF_TOKEN", WRITE_TOKEN)  # alice's: reads and writes her own repos only
+        env.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
+        env.setenv("HF_HUB_DISABLE_XET", "1")  # the local hub speaks LFS, not Xet
+        env.delenv("HF_HUB_OFFLINE", raising=False)
+        gw = start_gateway(tmp_path_factory.mktemp("cli") / "home")
+        try:
+            gw.app.registry.install("huggingface-integration")
+            yield gw
+        finally:
+            stop_gateway(gw)
+
+
+@pytest.fixture(scope="module")
+def base(gw, llama_dir) -> str:
+    """A store model imported from a local HF folder through the CLI."""
+    result = ok(hf(gw, "hf", "import", str(llama_dir), "--name", "base", "--json"))
+    assert result["architecture"] == "LlamaForCausalLM" and result["parameters"] > 0
+    return "base"
+
+
+def test_export_writes_a_folder_transformers_loads(gw, base, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out_dir = tmp_path / "exported"
+    ok(hf(gw, "hf", "export", base, "--output-dir", str(out_dir), "--json"))
+    assert (out_dir / "README.md").is_file() and (out_dir / "model.safetensors").is_file()
+    assert AutoModelForCausalLM.from_pretrained(out_dir).config.architectures == ["LlamaForCausalLM"]
+    assert AutoTokenizer.from_pretrained(out_dir)("hello")["input_ids"]
+    # exporting into a folder that now holds files refuses, and leaves them alone
+    out = hf(gw, "hf", "export", base, "--output-dir", str(out_dir))
+    assert out.returncode == 4 and "not an empty folder" in out.stderr
+    assert (out_dir / "model.safetensors").is_file()
+
+
+def test_push_then_import_the_pushed_repo_back(gw, base, hub):
+    result = ok(hf(gw, "hf", "push", base, "alice/pushed", "--private", "--message", "from the CLI", "--json"))
+    repo = hub.repos[("model", "alice/pushed")]
+    assert repo.private and result["commit_sha"] == repo.branches["main"]
+    assert "model.safetensors" in hub.files_at("alice/pushed")
+    back = ok(hf(gw, "hf", "import", "alice/pushed", "--name", "back", "--json"))
+    assert back["commit_sha"] == result["commit_sha"]
+    assert Store(gw.settings.home).model("back").meta["source"] == {
+        "hub": "huggingface", "repo_id": "alice/pushed", "revision": "main", "commit_sha": result["commit_sha"]}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
+                    encoding="utf-8")
+    return path
+
+
+def test_dataset_from_a_local_jsonl_with_token_stats(gw, base, corpus):
+    result = ok(hf(gw, "hf", "dataset", str(corpus), "--name", "corpus", "--tokenizer-from", base, "--json"))
+    assert result["rows"] == len(SAMPLE_TEXT) and list(result["features"]) == ["text"]
+    assert "string" in result["features"]["text"]
+    assert result["token_stats"]["total_tokens"] > len(SAMPLE_TEXT)
+    assert Store(gw.settings.home).dataset("corpus").meta["metrics"]["rows"] == len(SAMPLE_TEXT)
+    table = hf(gw, "hf", "dataset", str(corpus), "--name", "corpus", "--overwrite")
+    assert table.returncode == 0 and "columns" in table.stdout and "preview" in table.stdout, table.stderr
+
+
+def test_train_lowers_eval_loss_and_records_lineage(gw, base, corpus):
+    ok(hf(gw, "hf", "dataset", str(corpus), "--name", "train-corpus", "--json"))
+    result = ok(hf(gw, "hf", "train", base, "--dataset", "train-corpus", "--output", "tuned", "--max-steps", "20",
+                   "--seq-len", "32", "--batch-size", "8", "--lr", "3e-3", "--json"))
+    assert result["steps"] == 20 and result["eval_loss"] < result["eval_loss_before"], result
+    out = hf(gw, "info", "tuned", "--json")
+    assert out.returncode == 0, out.stderr
+    lineage = json.loads(out.stdout)["lineage"]
+    assert lineage["operation"] == "hf-train" and lineage["parent"] == base, lineage
+
+
+def test_bad_input_exit_codes_and_nothing_stored(gw, base, hub, llama_dir, tmp_path):
+    before = sorted(p.name for p in (gw.settings.home / "models").iterdir())
+    out = hf(gw, "hf", "import", "alice/nothing-here", "--name", "x")
+    assert out.returncode == 4 and "alice/nothing-here" in out.stderr  # NOT_FOUND
+    # like the Hub: a signed-in caller who may not see a private repo is told it does not exist
+    hub.add_repo("bob/secret", llama_dir, private=True, owner="bob")
+    out = hf(gw, "hf", "import", "bob/secret", "--name", "x")
+    assert out.returncode == 4 and "bob/secret" in out.stderr
+    bobs = hub.add_repo("bob/public", llama_dir, owner="bob")
+    out = hf(gw, "hf", "push", base, "bob/public")
+    assert out.returncode == 6 and "HF_TOKEN" in out.stderr, out.stderr  # PERMISSION_DENIED
+    assert hub.repos[("model", "bob/public")].branches["main"] == bobs  # nothing committed
+    bert = tmp_path / "bert"
+    BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32)).save_pretrained(bert)
+    out = hf(gw, "hf", "import", str(bert), "--name", "x")
+    assert out.returncode == 3 and "causal" in out.stderr  # INVALID_ARGUMENT
+    out = hf(gw, "hf", "train", base, "--dataset", "no-such-dataset", "--output", "x")
+    assert out.returncode == 4 and "no-such-dataset" in out.stderr
+    assert sorted(p.name for p in (gw.settings.home / "models").iterdir()) == before
+
+
+def test_hub_down_is_unavailable_with_the_offline_hint(gw, hub, llama_dir):
+    """Runs last: it puts the local hub in an outage (every request answered 503). A refused
+    connection is the unit tests' case (test_import.py); here the plugin's pooled HTTP connections
+    to the hub would outlive closing its socket."""
+    sha = hub.add_repo("alice/cached", llama_dir)
+    ok(hf(gw, "hf", "import", "alice/cached", "--name", "cached", "--json"))  # fills the plugin's HF cache
+    hub.down = True
+    out = hf(gw, "hf", "import", "alice/cached", "--name", "y")
+    # UNAVAILABLE, naming the commit the plugin's cache holds rather than importing it unasked
+    assert out.returncode == 5 and "HF_HUB_OFFLINE=1" in out.stderr and f"holds commit {sha}" in out.stderr, out.stderr
+    out = hf(gw, "hf", "import", "alice/nothing-cached", "--name", "z")
+    assert out.returncode == 5 and "HF_HUB_OFFLINE=1" in out.stderr, out.stderr
+    assert not (gw.settings.home / "models" / "y").exists() and not (gw.settings.home / "models" / "z").exists()
