@@ -33,9 +33,11 @@ $(STAMP): $(REQS) pyproject.toml
 proto: venv
 	PYTHON=$(PY) ./tools/gen_proto.sh
 
+# With a Docker engine, scripts/test.sh builds the images while the other tests run, then runs
+# the container tests; without one it runs everything and the container tests say they skip.
 test: venv router
 	cargo test -q --release --locked --manifest-path router/Cargo.toml
-	$(PY) -m pytest -q -ra
+	PY=$(PY) ./scripts/test.sh
 
 test-fast: venv router
 	$(PY) -m pytest -q -ra -m "not slow and not docker"

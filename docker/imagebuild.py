@@ -1,9 +1,13 @@
-"""What each service image is made of, and the offline build context that makes it.
+"""What each service image is made of, the build context that makes it, and its wheels.
 
-Every image is built from a tar stream holding only the repository files its Dockerfile copies
-plus ``wheels/``: the wheels its requirements resolve to, taken from the host wheelhouse. Images
-whose requirements include ``requirements/torch.txt`` build FROM ``apt/torch-base`` and their
-context carries only the wheels that image lacks, so the torch layer exists once on the host.
+Every image is built from a tar stream holding only the repository files its Dockerfile copies.
+Its wheels, the ones its requirements resolve to in the host wheelhouse, are served to the build
+over HTTP on the host's loopback (``WheelServer``; builds run with ``--network host``) rather
+than copied in: a wheel in the context would be written into a layer and copied again, which on
+storage drivers without native diffs (fuse-overlayfs) multiplies the time of the 4 GB torch
+layer. Images whose requirements include ``requirements/torch.txt`` build FROM
+``apt/torch-base`` and are served only the wheels that image lacks, so the torch layer exists
+once on the host.
 
 Imported by ``docker/images.py`` (the CLI behind ``make images``) and by the deployment tests.
 This folder has no ``__init__.py`` on purpose: as a package it would shadow the ``docker`` SDK.
@@ -11,7 +15,9 @@ This folder has no ``__init__.py`` on purpose: as a package it would shadow the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,26 +92,31 @@ def requirement_files(*req_files: str) -> tuple[str, ...]:
     return tuple(sorted(f.relative_to(ROOT).as_posix() for f in files))
 
 
+# Every service image's entry point and health check (/app/run_plugin.py, /app/healthcheck.py).
+ENTRY_FILES = ("docker/healthcheck.py", "docker/run_plugin.py")
+
+
 def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec | None:
     """The image of one plugin folder, or None when its plugin.yaml says ``available: false``."""
     manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
     if not manifest.get("available", False):
         return None
     rel = plugin_dir.resolve().relative_to(ROOT).as_posix()
+    torch = requires_torch(plugin_dir / "requirements.txt")  # torch images get ENTRY_FILES from torch-base
     dockerfile = dockerfile or plugin_dir / "Dockerfile"
     if not dockerfile.exists():
         raise BuildError(f"{dockerfile} is missing: plugin {manifest['name']!r} is available but has no Dockerfile.")
     return ImageSpec(
         name=manifest["name"], dockerfile=dockerfile.resolve().relative_to(ROOT).as_posix(),
         requirements=(f"{rel}/requirements.txt",),
-        files=("apt_model", *requirement_files(f"{rel}/requirements.txt"), "docker/healthcheck.py", "docker/run_plugin.py", rel),
-        torch=requires_torch(plugin_dir / "requirements.txt"), plugin_dir=rel, module=manifest["module"],
+        files=("apt_model", *requirement_files(f"{rel}/requirements.txt"), rel, *([] if torch else ENTRY_FILES)),
+        torch=torch, plugin_dir=rel, module=manifest["module"],
     )
 
 
 def torch_base_spec() -> ImageSpec:
-    return ImageSpec(name="torch-base", dockerfile="docker/torch-base.Dockerfile",
-                     requirements=(TORCH_REQUIREMENTS,), files=requirement_files(TORCH_REQUIREMENTS), torch=False)
+    return ImageSpec(name="torch-base", dockerfile="docker/torch-base.Dockerfile", requirements=(TORCH_REQUIREMENTS,),
+                     files=(*requirement_files(TORCH_REQUIREMENTS), *ENTRY_FILES), torch=False)
 
 
 # The gateway's data plane (router/, Rust), built on the host by `make router`: the images'
@@ -119,7 +131,7 @@ def gateway_spec() -> ImageSpec:
     return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
                      requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
                      files=("apt_model", "gateway", *requirement_files("gateway/requirements.txt"),
-                            "docker/healthcheck.py", "k8s", ROUTER_BINARY, *catalogue),
+                            "k8s", ROUTER_BINARY, *catalogue),
                      torch=requires_torch(ROOT / "gateway/requirements.txt"))
 
 
@@ -159,7 +171,7 @@ def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path) -> dict[str,
 
 
 def wheels_for(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> list[Path]:
-    """The wheels to put in this image's context: all of them, or for torch images the missing ones."""
+    """The wheels this image installs: all of them, or for torch images the ones torch-base lacks."""
     wheels = resolve_wheels(spec.requirements, wheelhouse)
     if not spec.torch:
         return sorted(wheels.values())
@@ -212,7 +224,7 @@ class Context:
         return self.digest
 
     def write_tar(self, fileobj: io.RawIOBase) -> None:
-        """Stream the context as a tar: repo-relative files plus ``wheels/<name>.whl``."""
+        """Stream the context as a tar of repo-relative files (the wheels are served, see WheelServer)."""
         def add(path: Path, arcname: str) -> None:
             info = tarfile.TarInfo(arcname)
             info.size = path.stat().st_size
@@ -224,12 +236,45 @@ class Context:
         with tarfile.open(fileobj=fileobj, mode="w|") as tar:
             for p in self.files:
                 add(p, p.relative_to(ROOT).as_posix())
-            wheels_dir = tarfile.TarInfo("wheels")
-            wheels_dir.type, wheels_dir.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(wheels_dir)  # present even when empty so `COPY wheels/` never fails
-            for w in self.wheels:
-                add(w, f"wheels/{w.name}")
 
 
 def make_context(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> Context:
     return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, torch_wheels))
+
+
+# A fixed port keeps the WHEELS build argument, and so Docker's layer cache, the same from one
+# build to the next; another free port is used (and the layers after the ARG rebuilt) when taken.
+WHEEL_PORT = int(os.environ.get("APT_WHEEL_PORT", "38619"))
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # pip's own output says what it fetched
+        pass
+
+
+class WheelServer:
+    """``with WheelServer(wheels) as url``: exactly these wheels, listed at ``url`` for pip's
+    ``--find-links`` and served from 127.0.0.1 until the block ends."""
+
+    def __init__(self, wheels: list[Path]):
+        self._dir = tempfile.TemporaryDirectory(prefix="apt-wheels-")
+        for w in wheels:
+            os.symlink(w.resolve(), Path(self._dir.name) / w.name)
+        handler = functools.partial(_QuietHandler, directory=self._dir.name)
+        try:
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", WHEEL_PORT), handler)
+        except OSError as exc:
+            print(f">> port {WHEEL_PORT} is taken ({exc.strerror}); serving wheels on another port, "
+                  "so Docker's cache of the pip layers is not reused this time (set APT_WHEEL_PORT)")
+            self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._dir.cleanup()

@@ -70,18 +70,21 @@ def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, versi
     size_mb = sum(w.stat().st_size for w in ctx.wheels) / 1e6
     print(f">> {tag}: {len(ctx.files)} files, {len(ctx.wheels)} wheels ({size_mb:.0f} MB) from {spec.dockerfile}")
     parent_arg = f"TORCH_BASE={torch_tag}" if spec.torch else f"BASE_IMAGE={base}"
-    cmd = ["docker", "build", "--force-rm", "-f", spec.dockerfile, "-t", tag, "--build-arg", parent_arg,
-           "--label", f"apt.context-digest={digest}",
-           "--label", f"apt.service={spec.name}", "-"]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-    try:
-        ctx.write_tar(proc.stdin)
-    except BrokenPipeError:
-        pass  # docker exited early; its own message and exit code say why
-    finally:
-        proc.stdin.close()
-    if proc.wait() != 0:
+    with ib.WheelServer(ctx.wheels) as wheels_url:
+        # --network host: RUN steps reach the wheel server on the host's loopback
+        cmd = ["docker", "build", "--force-rm", "--network", "host", "-f", spec.dockerfile, "-t", tag,
+               "--build-arg", parent_arg, "--build-arg", f"WHEELS={wheels_url}",
+               "--label", f"apt.context-digest={digest}", "-"]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        try:
+            ctx.write_tar(proc.stdin)
+        except BrokenPipeError:
+            pass  # docker exited early; its own message and exit code say why
+        finally:
+            proc.stdin.close()
+        proc.wait()
+    if proc.returncode != 0:
         raise ib.BuildError(f"docker build of {tag} failed (exit {proc.returncode}); see the output above.")
     print(f">> {tag}: built in {time.monotonic() - start:.0f}s")
     return tag

@@ -1,9 +1,12 @@
 """Container entry point of a plugin image: run the module named in the plugin's plugin.yaml.
 
-`python3 /app/run_plugin.py /app/services/<plugin>` so the Dockerfile never repeats what
-plugin.yaml already says; the module runs as __main__ in this process (PID 1 receives SIGTERM).
+`python3 /app/run_plugin.py [/app/services/<plugin>]` (default: $APT_PLUGIN_DIR, which the torch
+plugin images set so that they share apt/torch-base's CMD) so the Dockerfile never repeats what
+plugin.yaml already says; the module runs as __main__ in this process (PID 1 receives SIGTERM),
+in the plugin's folder.
 """
 
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -12,12 +15,14 @@ import yaml
 
 
 def main() -> None:
-    if len(sys.argv) != 2:
-        sys.exit("usage: run_plugin.py PLUGIN_DIR")
-    manifest = yaml.safe_load((Path(sys.argv[1]) / "plugin.yaml").read_text())
+    if len(sys.argv) > 2 or (len(sys.argv) == 1 and not os.environ.get("APT_PLUGIN_DIR")):
+        sys.exit("usage: run_plugin.py PLUGIN_DIR (or set APT_PLUGIN_DIR)")
+    plugin_dir = Path(sys.argv[1] if len(sys.argv) == 2 else os.environ["APT_PLUGIN_DIR"])
+    manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
     module = manifest.get("module") or ""
     if not module:
-        sys.exit(f"{sys.argv[1]}/plugin.yaml names no module: this plugin has no server to run yet.")
+        sys.exit(f"{plugin_dir}/plugin.yaml names no module: this plugin has no server to run yet.")
+    os.chdir(plugin_dir)
     sys.argv = [module]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

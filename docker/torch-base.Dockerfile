@@ -1,20 +1,28 @@
 # apt/torch-base: the one torch layer every torch service builds FROM (torch CUDA build from PyPI,
-# transformers, tokenizers, safetensors, numpy + the gRPC runtime). Built by docker/images.py,
-# whose context holds requirements/ and wheels/ (the resolved wheels of requirements/torch.txt).
+# transformers, tokenizers, safetensors, numpy + the gRPC runtime), made by one RUN so the 7 GB of
+# packages are written once, in one layer. Built by docker/images.py (`make images`).
+# WHEELS: URL of a folder of wheels. docker/images.py serves the host wheelhouse there (builds run
+# with --network host), so a build needs no package index; left empty, pip uses the index.
 ARG BASE_IMAGE=python:3.11-slim
 
-FROM ${BASE_IMAGE} AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY requirements/ /src/requirements/
-COPY wheels/ /wheels/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /src/requirements/torch.txt \
- && /opt/venv/bin/pip check
-
 FROM ${BASE_IMAGE}
+ARG WHEELS=
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch services' requirements include these with -r ../../requirements/*.txt
+COPY requirements/ /src/requirements/
 # One unprivileged user for every service image (uid 10001, group 10001); /data is the store.
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin apt \
- && mkdir -p /app /data && chown apt:apt /data
-COPY --from=build /opt/venv /opt/venv
+ && mkdir -p /app /data && chown apt:apt /data \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links $WHEELS} -r /src/requirements/torch.txt \
+ && /opt/venv/bin/pip check
+# What every service image built on it shares, set once here: the legacy builder commits every
+# instruction, metadata too, and each commit walks the whole 7 GB tree on fuse-overlayfs.
+COPY docker/healthcheck.py docker/run_plugin.py /app/
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     APT_HOME=/data APT_LISTEN=0.0.0.0:50051
+WORKDIR /app
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 CMD ["python3", "/app/healthcheck.py"]
+# a plugin image sets APT_PLUGIN_DIR; the gateway image sets its own CMD
+CMD ["python3", "/app/run_plugin.py"]

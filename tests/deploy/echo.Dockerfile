@@ -1,21 +1,20 @@
-# Image of the echo plugin (what it does: its plugin.yaml and README.md).
-# No torch here. Built by `make images` (docker/images.py), which streams a context holding the
-# repository files copied below plus wheels/ (this service's resolved wheels), so it builds offline.
+# Image of the echo plugin (what it does: its plugin.yaml and README.md). No torch here.
+# WHEELS: URL of a folder of wheels. docker/images.py (`make images`) serves the host wheelhouse
+# there (builds run with --network host), so a build needs no package index; left empty, pip uses
+# the index. The legacy builder commits every instruction, metadata ones too; on storage drivers
+# without native diffs (fuse-overlayfs) each commit walks the whole tree: keep them few.
 ARG BASE_IMAGE=python:3.11-slim
 
-FROM ${BASE_IMAGE} AS build
+FROM ${BASE_IMAGE}
+ARG WHEELS=
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements/ /src/requirements/
 COPY tests/plugins/echo/requirements.txt /src/tests/plugins/echo/requirements.txt
-COPY wheels/ /wheels/
-RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links /wheels -r /src/tests/plugins/echo/requirements.txt \
- && /opt/venv/bin/pip check
-
-FROM ${BASE_IMAGE}
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /app --shell /usr/sbin/nologin apt \
- && mkdir -p /app /data && chown apt:apt /data
-COPY --from=build /opt/venv /opt/venv
+ && mkdir -p /app /data && chown apt:apt /data \
+ && python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links $WHEELS} -r /src/tests/plugins/echo/requirements.txt \
+ && /opt/venv/bin/pip check
 COPY docker/healthcheck.py docker/run_plugin.py /app/
 COPY apt_model /app/apt_model
 COPY tests/plugins/echo /app/services/echo
