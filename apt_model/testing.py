@@ -6,6 +6,7 @@ briefly trained weights, and the tokenizer is really trained on the given text.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from apt_model.store import Store
@@ -18,6 +19,13 @@ SAMPLE_TEXT = [
     "Emoji test 😀🚀✨ and mixed 中文 English 123 text with   multiple   spaces.",
     "Language models predict the next token. Small models can still learn patterns.",
 ] * 20
+
+
+def write_sample_jsonl(path: Path) -> Path:
+    """SAMPLE_TEXT as a JSON-lines corpus, one ``{"text": ...}`` per line (UTF-8)."""
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
+                    encoding="utf-8")
+    return path
 
 
 def make_tiny_model(store: Store, name: str, *, size: str = "tiny", vocab_size: int = 384,

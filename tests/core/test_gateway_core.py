@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 
 import grpc
@@ -15,7 +14,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime.jobs_grpc import FINAL_STATES, job_result
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT, make_tiny_model
+from apt_model.testing import SAMPLE_TEXT, make_tiny_model, write_sample_jsonl
 from gateway.core import transfer
 
 
@@ -117,8 +116,7 @@ def test_debug(gw):
 def test_train_job_stores_a_model(gw, tmp_path):
     _, store, core, _, channel = gw
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
-                      encoding="utf-8")
+    write_sample_jsonl(corpus)
     job = core.StartTrain(pb.TrainRequest(name="trained", corpus_paths=[str(corpus)], vocab_size=300, seq_len=32,
                                           batch_size=4, max_steps=8, eval_every=4, threads=1))
     assert job.labels["model"] == "trained"

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from apt_model.runtime.jobs import JobManager, JobSnapshot
 from apt_model.store import Store
 
 READ_TOKEN, WRITE_TOKEN = "hf_read_alice", "hf_write_alice"
+# LocalHfHubServer's tokens in the tests: alice may read with one and write with the other
+HUB_TOKENS = {READ_TOKEN: ("alice", False), WRITE_TOKEN: ("alice", True)}
+
+
+def save_non_causal_model(folder: Path) -> Path:
+    """A tiny BertForSequenceClassification checkpoint: a model the import must refuse."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
+                                             num_attention_heads=2, intermediate_size=32)).save_pretrained(folder)
+    return folder
 
 
 class JobRun:

@@ -10,7 +10,7 @@ import torch
 from apt_model.store import Store
 from apt_model.testing import make_tiny_model
 
-from apt_hf_testing.helpers import READ_TOKEN, WRITE_TOKEN, JobRun
+from apt_hf_testing.helpers import HUB_TOKENS, JobRun
 from apt_hf_testing.local_hf_hub import LocalHfHubServer
 from apt_hf_testing.local_modelscope import LocalModelScopeServer
 
@@ -48,7 +48,7 @@ def store(tmp_path) -> Store:
 
 @pytest.fixture
 def hf_hub():
-    with LocalHfHubServer(tokens={READ_TOKEN: ("alice", False), WRITE_TOKEN: ("alice", True)}) as hub:
+    with LocalHfHubServer(tokens=HUB_TOKENS) as hub:
         yield hub
 
 

@@ -9,13 +9,12 @@ import functools
 import json
 
 import pytest
-from transformers import BertConfig, BertForSequenceClassification
 
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT
+from apt_model.testing import SAMPLE_TEXT, write_sample_jsonl
 from gateway.testing import run_cli, start_gateway, stop_gateway
 
-from apt_hf_testing.helpers import READ_TOKEN, WRITE_TOKEN
+from apt_hf_testing.helpers import HUB_TOKENS, WRITE_TOKEN, save_non_causal_model
 from apt_hf_testing.local_hf_hub import LocalHfHubServer
 
 pytestmark = pytest.mark.slow  # a gateway and a plugin process importing torch + transformers: about 30 s
@@ -33,7 +32,7 @@ def ok(out) -> dict:
 
 @pytest.fixture(scope="module")
 def hub():
-    with LocalHfHubServer(tokens={READ_TOKEN: ("alice", False), WRITE_TOKEN: ("alice", True)}) as server:
+    with LocalHfHubServer(tokens=HUB_TOKENS) as server:
         yield server
 
 
@@ -90,8 +89,7 @@ def test_push_then_import_the_pushed_repo_back(gw, base, hub):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
-                    encoding="utf-8")
+    write_sample_jsonl(path)
     return path
 
 
@@ -128,9 +126,7 @@ def test_bad_input_exit_codes_and_nothing_stored(gw, base, hub, llama_dir, tmp_p
     out = hf(gw, "hf", "push", base, "bob/public")
     assert out.returncode == 6 and "HF_TOKEN" in out.stderr, out.stderr  # PERMISSION_DENIED
     assert hub.repos[("model", "bob/public")].branches["main"] == bobs  # nothing committed
-    bert = tmp_path / "bert"
-    BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=32)).save_pretrained(bert)
+    bert = save_non_causal_model(tmp_path / "bert")
     out = hf(gw, "hf", "import", str(bert), "--name", "x")
     assert out.returncode == 3 and "causal" in out.stderr  # INVALID_ARGUMENT
     out = hf(gw, "hf", "train", base, "--dataset", "no-such-dataset", "--output", "x")

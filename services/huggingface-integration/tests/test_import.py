@@ -17,7 +17,7 @@ from apt_model.store import sha256_file
 from apt_hf.hubs import get_hub
 from apt_hf.importer import ImportSpec, resolve_source, run_import
 from apt_hf.settings import HubSettings
-from apt_hf_testing.helpers import READ_TOKEN, store_is_clean
+from apt_hf_testing.helpers import READ_TOKEN, save_non_causal_model, store_is_clean
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -75,11 +75,7 @@ def test_bin_checkpoint_is_converted_to_safetensors(tmp_path, store, run_job, gp
 
 
 def test_non_causal_model_is_refused(tmp_path, store):
-    from transformers import BertConfig, BertForSequenceClassification
-
-    src = tmp_path / "bert"
-    BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1,
-                                             num_attention_heads=2, intermediate_size=32)).save_pretrained(src)
+    src = save_non_causal_model(tmp_path / "bert")
     with pytest.raises(errors.InvalidArgument, match="causal"):
         resolve_source(ImportSpec(source=str(src), name="bert"), None)
     assert store_is_clean(store)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from apt_model import errors
-from apt_model.testing import SAMPLE_TEXT
+from apt_model.testing import write_sample_jsonl
 
 from apt_hf.datasets_io import DatasetSpec, run_load_dataset
 from apt_hf.importer import ImportSpec, run_import
@@ -18,8 +17,7 @@ from apt_hf.trainer import TrainSpec, pack, run_train
 def model_and_data(tmp_path, store, run_job, llama_dir):
     assert run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
     path = tmp_path / "corpus.jsonl"
-    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT),
-                    encoding="utf-8")
+    write_sample_jsonl(path)
     assert run_job(lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
     return store
 

@@ -33,7 +33,7 @@ def main() -> int:
     sys.path[:0] = [str(ROOT), str(ROOT / "services" / "huggingface-integration")]
     from apt_model.runtime.jobs import JobContext, JobManager
     from apt_model.store import Store
-    from apt_model.testing import SAMPLE_TEXT, make_tiny_model
+    from apt_model.testing import make_tiny_model, write_sample_jsonl
 
     from apt_hf.datasets_io import DatasetSpec, run_load_dataset
     from apt_hf.trainer import TrainSpec, run_train
@@ -42,7 +42,7 @@ def main() -> int:
         store = Store(Path(work) / "home")
         make_tiny_model(store, "base", size="small")
         corpus = Path(work) / "c.jsonl"
-        corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in SAMPLE_TEXT))
+        write_sample_jsonl(corpus)
         ctx = JobContext(JobManager("gpu"), "gpu:1")
         run_load_dataset(store, None, DatasetSpec(source=str(corpus), name="corpus"), ctx)
         result = run_train(store, TrainSpec(model="base", dataset="corpus", output_name="tuned", seq_len=64,
