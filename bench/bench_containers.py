@@ -77,7 +77,9 @@ def _tree_rss_mb(pid: int) -> float:
 
 def start_and_idle(client, image: str, repeats: int) -> dict:
     starts, rss = [], []
-    env = {"APT_INTERNAL_TOKEN": "bench", "APT_TOKEN": "bench", "APT_ADMIN_TOKEN": "bench-admin"}
+    # the port is published on 127.0.0.1 only: plaintext inside the container is allowed
+    env = {"APT_INTERNAL_TOKEN": "bench", "APT_TOKEN": "bench", "APT_ADMIN_TOKEN": "bench-admin",
+           "APT_ALLOW_PLAINTEXT": "1"}
     for _ in range(repeats):
         t0 = time.monotonic()
         c = client.containers.run(image, detach=True, environment=env, ports={"50051/tcp": ("127.0.0.1", None)})
@@ -145,7 +147,7 @@ def scaling(client, jobs: int, steps: int) -> dict:
             ports={"50051/tcp": ("127.0.0.1", None)}, group_add=[str(os.stat("/var/run/docker.sock").st_gid)],
             volumes={str(root): {"bind": "/data", "mode": "rw"},
                      "/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "rw"}},
-            environment={**tokens, "APT_DEPLOYER": "docker", "APT_DOCKER_NETWORK": network.name,
+            environment={**tokens, "APT_ALLOW_PLAINTEXT": "1", "APT_DEPLOYER": "docker", "APT_DOCKER_NETWORK": network.name,
                          "APT_STORE_VOLUME": str(root), "APT_INSTALL_TIMEOUT": "180"})
         try:
             gw.reload()

@@ -3,7 +3,8 @@
 `python3 /app/run_plugin.py [/app/services/<plugin>]` (default: $APT_PLUGIN_DIR, which the torch
 plugin images set so that they share apt/torch-base's CMD) so the Dockerfile never repeats what
 plugin.yaml already says; the module runs as __main__ in this process (PID 1 receives SIGTERM),
-in the plugin's folder.
+in the plugin's folder, with umask 027: what it writes into the shared store is 0640/0750, never
+world-readable (the local deployer starts plugins the same way).
 """
 
 import os
@@ -18,6 +19,7 @@ def main() -> None:
     if len(sys.argv) > 2 or (len(sys.argv) == 1 and not os.environ.get("APT_PLUGIN_DIR")):
         sys.exit("usage: run_plugin.py PLUGIN_DIR (or set APT_PLUGIN_DIR)")
     plugin_dir = Path(sys.argv[1] if len(sys.argv) == 2 else os.environ["APT_PLUGIN_DIR"])
+    os.umask(0o027)
     manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
     module = manifest.get("module") or ""
     if not module:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
+import sys
 import threading
 
+from apt_model import errors
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime import logs
@@ -94,15 +98,63 @@ class GatewayApp(ServiceApp):
 
 
 def build_settings(**overrides) -> Settings:
-    """Settings from the environment, with local tokens created on first start."""
-    return ensure_local_tokens(Settings.from_env(**overrides))
+    """Settings from the environment; refuses what must not start (see ``refuse_unsafe``).
+
+    Only the local deployer generates missing tokens (into the secrets folder beside APT_HOME).
+    With docker or kubernetes APT_HOME is a volume every plugin mounts, so tokens must come from
+    the environment or mounted secret files (APT_*_TOKEN_FILE), never be made there.
+    """
+    settings = Settings.from_env(**overrides)
+    refuse_unsafe(settings)
+    return ensure_local_tokens(settings) if settings.deployer == "local" else settings
+
+
+def refuse_unsafe(settings: Settings) -> None:
+    """FailedPrecondition for a gateway that must not start: docker/kubernetes without its three
+    tokens, or plaintext on an address beyond loopback without APT_ALLOW_PLAINTEXT."""
+    if settings.deployer != "local":
+        missing = [f"APT_{attr.upper()}" for attr in ("token", "admin_token", "internal_token")
+                   if not getattr(settings, attr)]
+        if missing:
+            raise errors.FailedPrecondition(
+                f"APT_DEPLOYER={settings.deployer} needs {', '.join(missing)} (or the matching *_FILE variable "
+                "naming a mounted secret file): the gateway does not generate tokens on the store volume every "
+                "plugin shares. docker-compose: run `make secrets` (make up does); Kubernetes: the apt-tokens "
+                "Secret (docs/deployment.md)."
+            )
+    if not settings.tls_cert and not settings.allow_plaintext and not _is_loopback(settings.listen):
+        raise errors.FailedPrecondition(
+            f"The gateway would listen on {settings.listen} (APT_LISTEN / --listen), which is not a loopback "
+            "address, without TLS: tokens and models would cross the network in clear. Set APT_TLS_CERT and "
+            "APT_TLS_KEY, or set APT_ALLOW_PLAINTEXT=1 when only a private network or a TLS-terminating proxy "
+            "reaches this port."
+        )
+
+
+def _is_loopback(listen: str) -> bool:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # "" (every interface) or a host name, which may resolve to anything
+        return False
 
 
 def main(**overrides) -> None:
-    settings = build_settings(**overrides)
-    logs.configure("gateway", settings.log_level, settings.log_json)
-    if settings.threads:
-        import torch
+    try:
+        settings = build_settings(**overrides)
+        # Files this process (and every plugin it starts) writes into the shared store: 0640/0750.
+        os.umask(0o027)
+        logs.configure("gateway", settings.log_level, settings.log_json)
+        if settings.threads:
+            import torch
 
-        torch.set_num_threads(settings.threads)
-    GatewayApp(settings).serve()
+            torch.set_num_threads(settings.threads)
+        app = GatewayApp(settings)
+    except errors.AptError as exc:  # a refusal to start: one line that says what to set, no traceback
+        from apt_model.cli.common import EXIT_CODES
+
+        print(f"error: {exc.message}", file=sys.stderr)
+        sys.exit(EXIT_CODES.get(exc.code, 1))
+    app.serve()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -23,6 +24,7 @@ _OTHER_KNOWN = {
     "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON", "APT_OLLAMA_URL",
     "APT_WHEELHOUSE", "APT_GATEWAY_PORT", "APT_DEMO_PORT", "APT_DEMO_STEPS", "APT_ROUTER_THREADS",
     "APT_PLUGIN_DIR", "APT_WHEEL_PORT",  # docker/run_plugin.py in plugin images; docker/imagebuild.py
+    "APT_PUBLISH_ADDR",  # docker-compose: the host address the gateway port is published on
 }
 
 
@@ -47,6 +49,14 @@ class Settings:
     threads: int = 0                         # APT_THREADS: torch CPU threads (0 = torch default)
     router: str = "native"                   # APT_ROUTER: native (apt-router data plane) | python
     router_bin: str = ""                     # APT_ROUTER_BIN: the apt-router binary (default: found)
+    # -- the trust boundary (README "Security") -------------------------------------------------
+    data_roots: tuple[str, ...] = ()         # APT_DATA_ROOTS: host folders callers may name (os.pathsep); none by default
+    allowed_endpoints: tuple[str, ...] = ()  # APT_ALLOWED_ENDPOINTS: URLs callers may pick (comma-separated); none by default
+    secrets_dir: Path | None = None          # APT_SECRETS_DIR: generated tokens (default: beside APT_HOME, never in it)
+    allow_plaintext: bool = False            # APT_ALLOW_PLAINTEXT: let the gateway serve plaintext on a non-loopback address
+    max_model_params: int = 10_000_000_000   # APT_MAX_MODEL_PARAMS: largest model a config may describe
+    store_quota: int = 0                     # APT_STORE_QUOTA: bytes the store may hold (0 = the disk's free space)
+    max_queued_jobs: int = 64                # APT_MAX_QUEUED_JOBS: jobs waiting per service before RESOURCE_EXHAUSTED
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -72,7 +82,19 @@ class Settings:
             "APT_THREADS": ("threads", int),
             "APT_ROUTER": ("router", str.lower),
             "APT_ROUTER_BIN": ("router_bin", str),
+            "APT_DATA_ROOTS": ("data_roots", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
+            "APT_ALLOWED_ENDPOINTS": ("allowed_endpoints", lambda v: tuple(u.strip() for u in v.split(",") if u.strip())),
+            "APT_SECRETS_DIR": ("secrets_dir", Path),
+            "APT_ALLOW_PLAINTEXT": ("allow_plaintext", _flag),
+            "APT_MAX_MODEL_PARAMS": ("max_model_params", _positive_int),
+            "APT_STORE_QUOTA": ("store_quota", _non_negative_int),
+            "APT_MAX_QUEUED_JOBS": ("max_queued_jobs", _positive_int),
         }
+        for attr, var in _TOKEN_FILES.items():  # mounted secret files (Kubernetes/compose secrets)
+            if var in env:
+                if f"APT_{attr.upper()}" in env:
+                    raise errors.InvalidArgument(f"Set APT_{attr.upper()} or {var}, not both.")
+                env[f"APT_{attr.upper()}"] = _read_secret_file(var, env.pop(var))
         values: dict = {}
         for key, raw in env.items():
             if not key.startswith("APT_"):
@@ -94,6 +116,9 @@ class Settings:
             )
         if settings.router not in ("native", "python"):
             raise errors.InvalidArgument(f"APT_ROUTER={settings.router!r}; use native or python.")
+        for root in settings.data_roots:
+            if not os.path.isabs(root):
+                raise errors.InvalidArgument(f"APT_DATA_ROOTS entry {root!r} is not an absolute path.")
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise errors.InvalidArgument("Set both APT_TLS_CERT and APT_TLS_KEY for TLS, or neither.")
         return settings
@@ -104,15 +129,67 @@ class Settings:
         return Settings(**data)
 
 
-def secrets_dir(home: Path) -> Path:
-    return Path(home) / "secrets"
+_TOKEN_FILES = {"token": "APT_TOKEN_FILE", "admin_token": "APT_ADMIN_TOKEN_FILE",
+                "internal_token": "APT_INTERNAL_TOKEN_FILE"}
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be 0 or more")
+    return number
+
+
+def _read_secret_file(var: str, path: str) -> str:
+    try:
+        value = Path(path).read_text().strip()
+    except OSError as exc:
+        raise errors.InvalidArgument(f"{var}={path!r} cannot be read ({exc.strerror}).") from exc
+    if not value:
+        raise errors.InvalidArgument(f"{var}={path!r} is empty; put the token in it (make secrets writes them).")
+    return value
+
+
+def secrets_dir(home: Path, configured: Path | None = None) -> Path:
+    """Where generated tokens live: ``APT_SECRETS_DIR``, else ``.<home>-secrets`` beside APT_HOME.
+
+    Never inside APT_HOME: plugins share that folder (a volume in containers) and callers name
+    paths in its models/, datasets/ and exports/ folders, so a token there is a token read.
+    """
+    if configured is not None:
+        return Path(configured)
+    home = Path(home).absolute()
+    return home.parent / f".{home.name.lstrip('.') or 'apt'}-secrets"
+
+
+def _adopt_legacy_secrets(home: Path, folder: Path) -> None:
+    """Move tokens an older version generated in ``APT_HOME/secrets`` out of the store's reach."""
+    legacy = Path(home) / "secrets"
+    if not legacy.is_dir():
+        return
+    for path in legacy.iterdir():
+        if path.name in _TOKEN_FILES and not (folder / path.name).exists():
+            os.replace(path, folder / path.name)
+    shutil.rmtree(legacy, ignore_errors=True)
 
 
 def ensure_local_tokens(settings: Settings) -> Settings:
-    """Fill missing tokens from ``APT_HOME/secrets`` (created with mode 0600 on first start)."""
-    folder = secrets_dir(settings.home)
+    """Fill missing tokens from the secrets folder (created 0700, tokens 0600, on first start)."""
+    folder = secrets_dir(settings.home, settings.secrets_dir)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
+    _adopt_legacy_secrets(settings.home, folder)
     values = {}
     for attr in ("token", "admin_token", "internal_token"):
         if getattr(settings, attr):
@@ -126,6 +203,6 @@ def ensure_local_tokens(settings: Settings) -> Settings:
     return settings.replace(**values) if values else settings
 
 
-def read_local_token(home: Path, which: str = "token") -> str:
-    path = secrets_dir(home) / which
+def read_local_token(home: Path, which: str = "token", configured: Path | None = None) -> str:
+    path = secrets_dir(home, configured) / which
     return path.read_text().strip() if path.exists() else ""

@@ -3,8 +3,9 @@
 The deployer sends the same objects ``kubectl apply -k k8s/base`` would, with the namespace,
 replicas, image and extra environment filled in. Endpoints are the ready pods' addresses so the
 gateway's router balances calls over replicas (a ClusterIP would pin each gRPC connection to one
-pod). Tokens stay in the ``apt-tokens`` Secret: variables the manifest already defines (e.g. the
-internal token, from a secretKeyRef) are never overwritten with plain values.
+pod). Tokens stay in the ``apt-tokens`` Secret: a variable the manifest already defines, itself or
+as ``<name>_FILE`` (the internal token is a mounted Secret file, APT_INTERNAL_TOKEN_FILE), is never
+set again with a plain value.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def render(entry: CatalogEntry, replicas: int, env: dict[str, str], config: Kube
     container["image"] = f"{config.image_prefix}/{entry.name}:{config.image_tag}"
     defined = {e["name"] for e in container.get("env", [])}
     container.setdefault("env", []).extend({"name": k, "value": v} for k, v in sorted(env.items())
-                                           if k not in defined)
+                                           if k not in defined and f"{k}_FILE" not in defined)
     ports = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == "grpc"]
     if not ports:
         raise errors.FailedPrecondition(f"{folder}/deployment.yaml declares no container port named 'grpc'.")

@@ -1,7 +1,9 @@
 """The local deployer: each plugin replica is a child process on a free loopback port.
 
 Replicas run in their own process session so they outlive a gateway restart; their pids
-and ports are kept in ``APT_HOME/gateway/local/<plugin>.json`` for re-attaching.
+and ports are kept in ``APT_HOME/gateway/local/<plugin>.json`` for re-attaching. They run with
+umask 027, so what they write into the store is never world-readable; their logs
+(``APT_HOME/logs/<plugin>-<i>.log``) are 0640 for the same reason.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from apt_model.store import write_json_atomic
 from gateway.catalog import REPO_ROOT, CatalogEntry
 from gateway.deploy.base import Deployer, check_serving, wait_serving
 
+PLUGIN_UMASK = 0o027  # store files 0640, folders 0750: the owner's group may read, nobody else
 _PORT_LINE = re.compile(r"listening on port (\d+)")
 _IMPORT_PROBE = (
     "import importlib, json, sys\n"
@@ -92,8 +95,9 @@ class LocalDeployer(Deployer):
 
     def deploy(self, entry: CatalogEntry, replicas: int, env: dict[str, str]) -> list[str]:
         self.check_dependencies(entry, env)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.log_dir, self.state_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o750)  # also when an older version made it world-readable
         started: list[dict] = []
         try:
             for i in range(replicas):
@@ -107,10 +111,13 @@ class LocalDeployer(Deployer):
 
     def _start_one(self, entry: CatalogEntry, index: int, env: dict[str, str]) -> dict:
         log_path = self.log_dir / f"{entry.name}-{index}.log"
-        with open(log_path, "wb") as log_file:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        os.fchmod(fd, 0o640)  # a log left by an older version may be world-readable
+        with os.fdopen(fd, "wb") as log_file:
             proc = subprocess.Popen(
                 [self.python, "-m", entry.module], cwd=str(entry.dir), env=self._env(entry, env),
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                umask=PLUGIN_UMASK,
             )
         self._children.append(proc)
         deadline = time.monotonic() + self.settings.install_timeout

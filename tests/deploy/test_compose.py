@@ -125,12 +125,13 @@ def test_make_up_pipeline_make_down(compose_stack, docker_client, tmp_path):
         assert not [n for n, s in states.items() if s in ("exited", "dead")], f"a service died: {states}"
         time.sleep(2)
     assert set(states.values()) == {"healthy"}, f"not healthy within {HEALTHY_WITHIN}s: {states}"
-    # only the gateway publishes a port
+    # only the gateway publishes a port, and on loopback only
     published = {n: docker_client.containers.get(n).attrs["NetworkSettings"]["Ports"] for n in names}
     assert [n for n, ports in published.items() if any(ports.values())] == ["apt-gateway"]
+    assert {b["HostIp"] for b in published["apt-gateway"]["50051/tcp"]} == {"127.0.0.1"}
 
-    env = dict(line.split("=", 1) for line in (ROOT / ".apt/compose.env").read_text().split())
-    user, admin = env["APT_TOKEN"], env["APT_ADMIN_TOKEN"]
+    secrets = ROOT / ".apt-secrets"  # make secrets (run by make up)
+    user, admin = (secrets / "token").read_text().strip(), (secrets / "admin_token").read_text().strip()
     status = json.loads(_cli(address, user, "--json", "status"))
     assert status, "empty status"
     _cli(address, admin, "plugin", "install", "model-pruning")

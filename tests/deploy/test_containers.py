@@ -63,7 +63,8 @@ def stack(docker_client, platform_images, store_dir):
           .with_volume_mapping(str(store_dir), "/data", "rw")
           .with_volume_mapping("/var/run/docker.sock", "/var/run/docker.sock", "rw")
           .with_kwargs(network=network.name, group_add=[str(sock_gid)]))
-    for k, v in {**tokens, "APT_DEPLOYER": "docker", "APT_DOCKER_NETWORK": network.name,
+    # plaintext on 0.0.0.0 inside the container: published on a random port of this test host only
+    for k, v in {**tokens, "APT_DEPLOYER": "docker", "APT_DOCKER_NETWORK": network.name, "APT_ALLOW_PLAINTEXT": "1",
                  "APT_STORE_VOLUME": str(store_dir), "APT_INSTALL_TIMEOUT": "120"}.items():
         gw = gw.with_env(k, v)
     gw.start()

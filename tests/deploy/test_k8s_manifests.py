@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,7 +14,7 @@ from .conftest import ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 K8S = ROOT / "k8s"
-NOT_OBJECTS = {"kustomization.yaml", "gpu-patch.yaml"}
+NOT_OBJECTS = {"kustomization.yaml", "gpu-patch.yaml", "gateway-tls.yaml"}  # patches
 TORCH_PLUGINS = {"huggingface-integration", "model-distillation", "model-pruning"}
 
 
@@ -24,30 +25,41 @@ def _validate(doc: dict, where: str) -> None:
         pytest.fail(f"{where}: {doc.get('kind')} {doc['metadata'].get('name')}: {exc.message} at {list(exc.path)}")
 
 
-def _render(folder: str) -> list[dict]:
+@pytest.fixture(scope="module")
+def k8s_with_tokens(tmp_path_factory) -> Path:
+    """A copy of k8s/ with tokens made by `make k8s-secrets`' script: k8s/base's secretGenerator
+    needs them, and the checkout's own k8s/base/secrets/ is left alone."""
+    copy = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("secrets"))
+    subprocess.run([str(ROOT / "docker/secrets.sh"), str(copy / "base/secrets")], check=True, capture_output=True)
+    return copy
+
+
+def _render(k8s: Path, folder: str) -> list[dict]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed: kustomize rendering not checked")
-    out = subprocess.run(["kubectl", "kustomize", str(K8S / folder)], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(["kubectl", "kustomize", str(k8s / folder)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 def test_every_manifest_file_validates():
-    files = [p for p in K8S.rglob("*.yaml") if p.name not in NOT_OBJECTS]
+    files = [p for p in K8S.rglob("*.yaml") if p.name not in NOT_OBJECTS and "secrets" not in p.parts]
     assert len(files) > 20
     for path in files:
         for doc in yaml.safe_load_all(path.read_text()):
             _validate(doc, str(path.relative_to(ROOT)))
 
 
-@pytest.mark.parametrize("folder", ["base", "overlays/gpu"])
-def test_rendered_stack_validates_and_is_locked_down(folder):
-    docs = _render(folder)
+@pytest.mark.parametrize("folder", ["base", "overlays/gpu", "overlays/tls"])
+def test_rendered_stack_validates_and_is_locked_down(folder, k8s_with_tokens):
+    docs = _render(k8s_with_tokens, folder)
     for doc in docs:
         _validate(doc, f"kubectl kustomize k8s/{folder}")
     services = [d for d in docs if d["kind"] == "Service"]
     exposed = [s["metadata"]["name"] for s in services if s["spec"].get("type", "ClusterIP") != "ClusterIP"]
-    assert exposed == ["apt-gateway"], "only the gateway may be reachable from outside the cluster"
+    # only the gateway may be reachable from outside the cluster, and only with TLS
+    assert exposed == (["apt-gateway"] if folder == "overlays/tls" else []), exposed
     for dep in (d for d in docs if d["kind"] == "Deployment"):
         pod = dep["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -55,17 +67,20 @@ def test_rendered_stack_validates_and_is_locked_down(folder):
             assert c["securityContext"]["readOnlyRootFilesystem"] is True
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert c[probe]["grpc"]["port"] == 50051, (dep["metadata"]["name"], probe)
+                # kubelet's gRPC probes speak plaintext: a TLS gateway is probed on its TCP port
+                handler = c[probe]["tcpSocket" if "APT_TLS_CERT" in str(c["env"]) else "grpc"]
+                assert handler["port"] == 50051, (dep["metadata"]["name"], probe)
             assert "memory" in c["resources"]["limits"]
-    [policy] = [d for d in docs if d["kind"] == "NetworkPolicy" and "plugins" in d["metadata"]["name"]]
+    [policy] = [d for d in docs
+                if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "apt-plugins-from-gateway-only"]
     assert policy["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "plugin"}
     [rule] = policy["spec"]["ingress"]
     assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}}}]
     assert {d["kind"] for d in docs} >= {"Namespace", "Secret", "PersistentVolumeClaim", "ServiceAccount", "Role"}
 
 
-def test_gpu_overlay_requests_gpus_for_torch_services_only():
-    docs = _render("overlays/gpu")
+def test_gpu_overlay_requests_gpus_for_torch_services_only(k8s_with_tokens):
+    docs = _render(k8s_with_tokens, "overlays/gpu")
     for dep in (d for d in docs if d["kind"] == "Deployment"):
         pod = dep["spec"]["template"]["spec"]
         limits = pod["containers"][0]["resources"]["limits"]

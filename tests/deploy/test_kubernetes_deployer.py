@@ -96,8 +96,12 @@ def test_deploy_discover_replace_remove(tmp_path, echo_servers):
         assert container["image"] == "apt/echo:1.0"
         env = {e["name"]: e for e in container["env"]}
         assert env["APT_LOG_LEVEL"]["value"] == "DEBUG"
-        assert env["APT_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "apt-tokens"
-        assert token not in json.dumps(api.requests)  # the token stays in the Secret
+        # the token stays in the Secret, mounted as a file; never a plain value beside it
+        assert env["APT_INTERNAL_TOKEN_FILE"]["value"] == "/run/secrets/apt/internal_token"
+        assert "APT_INTERNAL_TOKEN" not in env
+        [tokens] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tokens"]
+        assert tokens["secret"]["secretName"] == "apt-tokens"
+        assert token not in json.dumps(api.requests)
 
         assert dep.discover(entry) == endpoints
         # installing again replaces the objects in place

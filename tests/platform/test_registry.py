@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
+from apt_model.runtime.settings import Settings, ensure_local_tokens, secrets_dir
 
 from gateway.testing import start_gateway, stop_gateway
 
@@ -188,8 +189,22 @@ def test_plugin_refuses_calls_without_the_internal_token(echo_gateway):
 
 
 def test_local_tokens_are_private_files(gateway):
+    """Generated tokens are 0600 in a 0700 folder beside the store, never inside it."""
+    folder = secrets_dir(gateway.settings.home)
+    assert folder.stat().st_mode & 0o777 == 0o700 and gateway.settings.home.resolve() not in folder.resolve().parents
     for name in ("token", "admin_token", "internal_token"):
-        assert (gateway.settings.home / "secrets" / name).stat().st_mode & 0o777 == 0o600
+        assert (folder / name).stat().st_mode & 0o777 == 0o600
+    assert not (gateway.settings.home / "secrets").exists()
+
+
+def test_tokens_of_an_older_store_move_out_of_it(tmp_path):
+    """A store from before the secrets folder moved keeps its tokens, now outside the store."""
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "token").write_text("old-user-token")
+    settings = ensure_local_tokens(Settings(home=home))
+    assert settings.token == "old-user-token" and not (home / "secrets").exists()
+    assert (secrets_dir(home) / "token").read_text() == "old-user-token"
 
 
 def test_install_adopts_instances_already_running(tmp_path):
