@@ -9,126 +9,65 @@
 //!   `x-apt-plugin`) whose plugin has healthy endpoints, carrying a valid user or admin
 //!   token, goes straight to one of those endpoints (round-robin) with the gateway's
 //!   internal token in place of the caller's.
+//! * A call whose `:path` is not `/<package>.<Service>/<Method>` is answered UNIMPLEMENTED here.
 //! * Every other call goes to the control plane (the Python gateway on loopback), which
 //!   serves the core commands, the registry and jobs, and answers every error case (no or
 //!   wrong token, plugin not installed or unhealthy, unknown service) with its own messages.
 //!
+//! Isolation between callers: each caller connection gets its own upstream connections (see
+//! `State::upstream_for_caller`), so a caller that stops reading its streams stalls only itself.
+//!
+//! Limits on each caller connection (`conn.rs`): 256 concurrent calls, 16 KiB of request
+//! headers, 10 s to finish a TLS handshake, closed after 300 s without an open call, an HTTP/2
+//! PING every 30 s that must be answered within 20 s, flow-control windows of 8 MiB a call and
+//! 32 MiB a connection. Upstream (`UPSTREAM_*` below): 2 MiB a call, 8 MiB a connection.
+//!
 //! Control: the gateway writes route tables to stdin, one JSON object per line; EOF on stdin
-//! (the gateway is gone) or SIGTERM stops accepting, drains open calls for the grace period
-//! and exits. Events for the gateway go to stdout as JSON lines (`listening`, `unavailable`);
-//! logs go to stderr as JSON lines like the gateway's own.
+//! (the gateway is gone) or SIGTERM stops accepting, sends GOAWAY, lets open calls finish for
+//! the grace period (`--grace`, the gateway's APT_GRACE_SECONDS), then exits, dropping the
+//! connections of calls still open (a caller that never reads does not hold the exit).
+//! Events for the gateway go to stdout as JSON lines (`listening`, `unavailable`); logs go to
+//! stderr as JSON lines like the gateway's own.
 
-use std::collections::{HashMap, HashSet};
+mod conn;
+mod logs;
+mod paths;
+mod relay;
+mod table;
+
 use std::convert::Infallible;
-use std::fmt::Write as _;
-use std::io::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use serde::Deserialize;
+use hyper_util::client::legacy::{Builder as ClientBuilder, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-const DESCRIBE: &str = "/apt.plugin.v1.Plugin/Describe";
-const PLUGIN_PREFIX: &str = "/apt.plugins.";
-// Flow-control windows: large enough that a loopback stream is never window-bound.
-const STREAM_WINDOW: u32 = 8 << 20;
-const CONN_WINDOW: u32 = 32 << 20;
-const MAX_FRAME: u32 = 1 << 20;
-const MAX_HEADER_LIST: u32 = 64 << 10;
-const GRPC_UNAVAILABLE: u32 = 14;
+use conn::{Activity, StreamGuard};
+use logs::{event, log, log_line};
+use paths::MethodPath;
+use relay::{CallLog, Relay, GRPC_UNAVAILABLE};
+use table::{Table, TableMsg};
 
-/// What the gateway sends on stdin: the catalogue's service names and the routable plugins.
-#[derive(Deserialize, Default)]
-struct TableMsg {
-    /// full proto service name -> plugin
-    services: HashMap<String, String>,
-    /// every plugin in the catalogue (services map by package name as a fallback)
-    plugins: Vec<String>,
-    /// plugin -> healthy endpoints; plugins absent here go to the control plane
-    endpoints: HashMap<String, Vec<String>>,
-}
-
-struct Route {
-    endpoints: Vec<String>,
-    /// set when a call to the endpoint broke: it gets no more calls until the next table
-    down: Vec<AtomicBool>,
-    next: AtomicUsize,
-}
-
-impl Route {
-    fn new(endpoints: Vec<String>) -> Route {
-        let down = endpoints.iter().map(|_| AtomicBool::new(false)).collect();
-        Route { endpoints, down, next: AtomicUsize::new(0) }
-    }
-
-    /// The next endpoint round-robin, skipping those marked down; None when all are.
-    fn pick(&self) -> Option<&str> {
-        let n = self.endpoints.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n).map(|k| (start + k) % n).find(|&i| !self.down[i].load(Ordering::Relaxed)).map(|i| &*self.endpoints[i])
-    }
-
-    fn mark_down(&self, endpoint: &str) {
-        if let Some(i) = self.endpoints.iter().position(|e| e == endpoint) {
-            self.down[i].store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-#[derive(Default)]
-struct Table {
-    services: HashMap<String, String>,
-    plugins: HashSet<String>,
-    routes: HashMap<String, Route>,
-}
-
-impl Table {
-    fn from_msg(msg: TableMsg) -> Table {
-        let routes = msg
-            .endpoints
-            .into_iter()
-            .filter(|(_, eps)| !eps.is_empty())
-            .map(|(name, endpoints)| (name, Route::new(endpoints)))
-            .collect();
-        Table { services: msg.services, plugins: msg.plugins.into_iter().collect(), routes }
-    }
-
-    /// The plugin a call is for, as the gateway's own router decides it.
-    fn plugin_for(&self, path: &str, headers: &HeaderMap) -> Option<String> {
-        if path == DESCRIBE {
-            return headers.get("x-apt-plugin").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        }
-        if !path.starts_with(PLUGIN_PREFIX) {
-            return None;
-        }
-        let service = &path[1..path.rfind('/')?];
-        if let Some(p) = self.services.get(service) {
-            return Some(p.clone());
-        }
-        // apt.plugins.<pkg>.v1.X: a service not listed in plugin.yaml still maps by package
-        let pkg = service.split('.').nth(2)?.replace('_', "-");
-        self.plugins.contains(&pkg).then_some(pkg)
-    }
-}
+// Flow-control windows towards plugins and the control plane (loopback or the cluster network).
+// What a caller that stops reading makes apt-router hold is capped by these: 8 MiB per upstream
+// connection of that caller.
+const UPSTREAM_STREAM_WINDOW: u32 = 2 << 20;
+const UPSTREAM_CONN_WINDOW: u32 = 8 << 20;
 
 struct State {
     table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Incoming>,
+    upstream: ClientBuilder,
+    connector: HttpConnector,
     backend: String,
     tokens: Vec<Vec<u8>>,
     internal_auth: HeaderValue,
@@ -136,6 +75,21 @@ struct State {
 }
 
 impl State {
+    /// The upstream connections of one caller connection: one HTTP/2 connection per endpoint it
+    /// calls, opened on first use and closed with the caller's connection.
+    ///
+    /// Why not one shared connection per endpoint: a caller that stops reading a server stream
+    /// makes apt-router stop reading that stream upstream (Relay), and the unread data stays
+    /// charged to the upstream connection's flow-control window until it is read. On a
+    /// connection shared by every caller, a few such streams (five unread DownloadModel streams:
+    /// 5 x 8 MiB stream windows > the 32 MiB connection window) used the whole window, the
+    /// backend could send nothing more on it, and every other caller's calls hung past their
+    /// deadlines. Per caller connection, unread streams use up only that caller's own window,
+    /// as they would if it called the backend directly.
+    fn upstream_for_caller(&self) -> Client<HttpConnector, Incoming> {
+        self.upstream.build(self.connector.clone())
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
         let Some(value) = headers.get(http::header::AUTHORIZATION) else { return false };
         let value = value.as_bytes();
@@ -173,231 +127,32 @@ fn now_nanos() -> u64 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// logs and events
+// callers
 
-fn timestamp() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // civil date from days since 1970-01-01 (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+/// One caller connection's service: what every call on it shares.
+#[derive(Clone)]
+pub struct Caller {
+    state: Arc<State>,
+    upstream: Client<HttpConnector, Incoming>,
+    activity: Arc<Activity>,
 }
 
-fn level_rank(level: &str) -> u8 {
-    match level {
-        "DEBUG" => 10,
-        "INFO" => 20,
-        "WARNING" | "WARN" => 30,
-        "ERROR" => 40,
-        _ => 50,
+impl Caller {
+    fn new(state: Arc<State>) -> Caller {
+        let upstream = state.upstream_for_caller();
+        Caller { state, upstream, activity: Arc::default() }
     }
 }
 
-/// APT_LOG_LEVEL, as the gateway reads it (default INFO).
-fn min_level() -> u8 {
-    static MIN: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    *MIN.get_or_init(|| level_rank(&std::env::var("APT_LOG_LEVEL").unwrap_or_else(|_| "INFO".into()).to_uppercase()))
-}
-
-fn log_line(level: &str, msg: &str, fields: serde_json::Map<String, serde_json::Value>) {
-    if level_rank(level) < min_level() {
-        return;
-    }
-    let mut line = serde_json::Map::new();
-    line.insert("ts".into(), timestamp().into());
-    line.insert("level".into(), level.into());
-    line.insert("service".into(), "gateway".into());
-    line.insert("logger".into(), "apt-router".into());
-    line.insert("msg".into(), msg.into());
-    line.extend(fields);
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{}", serde_json::Value::Object(line));
-}
-
-fn log(level: &str, msg: &str) {
-    log_line(level, msg, serde_json::Map::new());
-}
-
-fn event(value: serde_json::Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
-}
-
-const CODE_NAMES: [&str; 17] = [
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
-];
-
-/// One routed call; its log line is written when the response stream ends or is dropped.
-struct CallLog {
-    table: Arc<Table>,
-    method: String,
-    plugin: String,
-    endpoint: String,
-    request_id: String,
-    started: Instant,
-    code: Option<u32>,
-}
-
-impl Drop for CallLog {
-    fn drop(&mut self) {
-        // a response dropped before its trailers: the caller went away (or its deadline passed)
-        let name = match self.code {
-            Some(c) => CODE_NAMES.get(c as usize).copied().unwrap_or("UNKNOWN"),
-            None => "CANCELLED",
-        };
-        let mut f = serde_json::Map::new();
-        f.insert("request_id".into(), self.request_id.clone().into());
-        f.insert("method".into(), self.method.clone().into());
-        f.insert("code".into(), name.into());
-        f.insert("plugin".into(), self.plugin.clone().into());
-        f.insert("endpoint".into(), self.endpoint.clone().into());
-        let ms = (self.started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
-        f.insert("duration_ms".into(), ms.into());
-        log_line("INFO", &format!("{} {}", self.method, name), f);
-    }
-}
-
-fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
-}
-
-// ---------------------------------------------------------------------------------------------
-// bodies
-
-/// The response body: the upstream stream, relayed frame by frame; an upstream that breaks
-/// mid-stream (the plugin crashed) ends the call with UNAVAILABLE trailers instead of a reset.
-struct Relay {
-    inner: Option<Incoming>,
-    log: Option<CallLog>,
-}
-
-impl Relay {
-    fn stream(inner: Incoming, log: Option<CallLog>) -> Relay {
-        Relay { inner: Some(inner), log }
-    }
-
-    fn trailers_only(log: Option<CallLog>) -> Relay {
-        Relay { inner: None, log }
-    }
-}
-
-impl Body for Relay {
-    type Data = Bytes;
+impl hyper::service::Service<Request<Incoming>> for Caller {
+    type Response = Response<Relay>;
     type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Relay>, Infallible>> + Send>>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
-        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(t), Some(log)) = (frame.trailers_ref(), this.log.as_mut()) {
-                    log.code = grpc_status(t);
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(None) => {
-                this.inner = None;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(err))) => {
-                this.inner = None;
-                let (msg, trailers) = match this.log.as_mut() {
-                    Some(log) => {
-                        log.code = Some(GRPC_UNAVAILABLE);
-                        let msg = broken_message(&log.plugin, &log.endpoint, &err);
-                        report_unavailable(&log.table, &log.plugin, &log.endpoint, &err);
-                        let trailers = unavailable_headers(&msg, &log.request_id);
-                        (msg, trailers)
-                    }
-                    None => {
-                        let msg = format!("The gateway's control plane broke off the call ({err}).");
-                        let trailers = unavailable_headers(&msg, "");
-                        (msg, trailers)
-                    }
-                };
-                log("WARNING", &msg);
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-            }
-        }
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let caller = self.clone();
+        Box::pin(async move { Ok(handle(caller, req).await) })
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().map_or(true, |b| b.is_end_stream())
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
-    }
-}
-
-fn broken_message(plugin: &str, endpoint: &str, err: &dyn std::fmt::Display) -> String {
-    format!(
-        "Plugin '{plugin}' at {endpoint} stopped answering ({err}). It is marked unhealthy; \
-         see 'apt-model plugin list' and its log."
-    )
-}
-
-fn report_unavailable(table: &Table, plugin: &str, endpoint: &str, err: &dyn std::fmt::Display) {
-    // no more calls to it from this table; the gateway marks it unhealthy and sends a new one
-    if let Some(route) = table.routes.get(plugin) {
-        route.mark_down(endpoint);
-    }
-    event(serde_json::json!({"event": "unavailable", "plugin": plugin, "endpoint": endpoint,
-                             "error": err.to_string()}));
-}
-
-/// grpc-message is percent-encoded (gRPC over HTTP/2 spec): printable ASCII except '%' as is.
-fn percent_encode(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len());
-    for b in msg.bytes() {
-        if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
-fn unavailable_headers(msg: &str, request_id: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    h.insert("grpc-status", HeaderValue::from(GRPC_UNAVAILABLE));
-    if let Ok(v) = HeaderValue::from_str(&percent_encode(msg)) {
-        h.insert("grpc-message", v);
-    }
-    h.insert("apt-error-reason", HeaderValue::from_static("UNAVAILABLE"));
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-request-id", v);
-    }
-    h
-}
-
-/// A Trailers-Only response (the status in the headers): the call failed before any reply.
-fn unavailable_response(msg: &str, request_id: &str, log: Option<CallLog>) -> Response<Relay> {
-    let mut resp = Response::new(Relay::trailers_only(log));
-    let headers = resp.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    headers.extend(unavailable_headers(msg, request_id));
-    resp
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,13 +163,17 @@ fn upstream_uri(endpoint: &str, uri: &Uri) -> Option<Uri> {
     Uri::builder().scheme("http").authority(endpoint).path_and_query(path).build().ok()
 }
 
-async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Response<Relay>, Infallible> {
-    let table = state.table.read().expect("route table lock").clone();
-    let target = table
-        .plugin_for(req.uri().path(), req.headers())
-        .and_then(|p| table.routes.get(&p).and_then(|r| r.pick()).map(|e| (p, e.to_owned())));
+async fn handle(caller: Caller, mut req: Request<Incoming>) -> Response<Relay> {
+    let open = caller.activity.open();
+    let state = &caller.state;
+    let table = state.table.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let plugin = match MethodPath::parse(req.uri().path()) {
+        Some(path) => table.plugin_for(&path, req.headers()),
+        None => return relay::unimplemented_response(req.uri().path(), open),
+    };
+    let target = plugin.and_then(|p| table.routes.get(&p).and_then(|r| r.pick()).map(|e| (p, e.to_owned())));
     let Some((plugin, endpoint)) = target.filter(|_| state.authorized(req.headers())) else {
-        return Ok(to_backend(&state, req).await);
+        return to_backend(&caller, req, open).await;
     };
     let request_id = match req.headers().get("x-request-id").and_then(|v| v.to_str().ok()) {
         Some(id) => id.to_owned(),
@@ -424,7 +183,7 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Respons
             id
         }
     };
-    let log = CallLog {
+    let mut log = CallLog {
         table: table.clone(),
         method: req.uri().path().to_owned(),
         plugin: plugin.clone(),
@@ -435,45 +194,41 @@ async fn handle(state: Arc<State>, mut req: Request<Incoming>) -> Result<Respons
     };
     let Some(uri) = upstream_uri(&endpoint, req.uri()) else {
         let msg = format!("Plugin '{plugin}' has an endpoint that is not host:port: {endpoint:?}.");
-        return Ok(unavailable_response(&msg, &request_id, Some(log)));
+        return relay::unavailable_response(&msg, &request_id, Some(log), open);
     };
     *req.uri_mut() = uri;
     req.headers_mut().insert(http::header::AUTHORIZATION, state.internal_auth.clone());
-    match state.client.request(req).await {
+    match caller.upstream.request(req).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            let mut log = log;
-            log.code = grpc_status(&parts.headers);
-            Ok(Response::from_parts(parts, Relay::stream(body, Some(log))))
+            log.code = relay::grpc_status(&parts.headers);
+            Response::from_parts(parts, Relay::stream(body, Some(log), open))
         }
         Err(err) => {
-            let msg = broken_message(&plugin, &endpoint, &err);
-            report_unavailable(&table, &plugin, &endpoint, &err);
-            let mut log = log;
+            let msg = relay::broken_message(&plugin, &endpoint, &err);
+            relay::report_unavailable(&table, &plugin, &endpoint, &err);
             log.code = Some(GRPC_UNAVAILABLE);
-            Ok(unavailable_response(&msg, &request_id, Some(log)))
+            relay::unavailable_response(&msg, &request_id, Some(log), open)
         }
     }
 }
 
 /// Everything that is not a routable plugin call: to the Python gateway, untouched.
-async fn to_backend(state: &State, mut req: Request<Incoming>) -> Response<Relay> {
-    let Some(uri) = upstream_uri(&state.backend, req.uri()) else {
-        return unavailable_response("The gateway's control-plane address is not host:port.", "", None);
+async fn to_backend(caller: &Caller, mut req: Request<Incoming>, open: StreamGuard) -> Response<Relay> {
+    let backend = &caller.state.backend;
+    let Some(uri) = upstream_uri(backend, req.uri()) else {
+        return relay::unavailable_response("The gateway's control-plane address is not host:port.", "", None, open);
     };
     *req.uri_mut() = uri;
-    match state.client.request(req).await {
+    match caller.upstream.request(req).await {
         Ok(resp) => {
             let (parts, body) = resp.into_parts();
-            Response::from_parts(parts, Relay::stream(body, None))
+            Response::from_parts(parts, Relay::stream(body, None, open))
         }
         Err(err) => {
-            let msg = format!(
-                "The gateway's control plane at {} is not answering ({err}); check the gateway's log.",
-                state.backend
-            );
+            let msg = format!("The gateway's control plane at {backend} is not answering ({err}); check the gateway's log.");
             log("ERROR", &msg);
-            unavailable_response(&msg, "", None)
+            relay::unavailable_response(&msg, "", None, open)
         }
     }
 }
@@ -490,7 +245,7 @@ async fn read_tables(state: Arc<State>, stop: watch::Sender<bool>) {
                 Ok(msg) => {
                     let table = Table::from_msg(msg);
                     let routed = table.routes.len();
-                    *state.table.write().expect("route table lock") = Arc::new(table);
+                    *state.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
                     log_line("DEBUG", &format!("route table updated: {routed} routable plugin(s)"), Default::default());
                 }
                 Err(err) => log("ERROR", &format!("ignored a route table that is not valid JSON: {err}")),
@@ -595,18 +350,18 @@ fn build_state(backend: String) -> State {
         .unwrap_or_else(|_| usage("APT_INTERNAL_TOKEN has characters a header cannot carry"));
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
+    let mut upstream = Client::builder(TokioExecutor::new());
+    upstream
         .http2_only(true)
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(300))
-        .http2_initial_stream_window_size(STREAM_WINDOW)
-        .http2_initial_connection_window_size(CONN_WINDOW)
-        .http2_max_frame_size(MAX_FRAME)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_timeout(Duration::from_secs(20))
-        .build(connector);
-    State { table: RwLock::new(Arc::new(Table::default())), client, backend, tokens, internal_auth,
+        .http2_initial_stream_window_size(UPSTREAM_STREAM_WINDOW)
+        .http2_initial_connection_window_size(UPSTREAM_CONN_WINDOW)
+        .http2_max_frame_size(conn::MAX_FRAME)
+        .http2_keep_alive_interval(conn::KEEPALIVE_INTERVAL)
+        .http2_keep_alive_timeout(conn::KEEPALIVE_TIMEOUT);
+    State { table: RwLock::new(Arc::new(Table::default())), upstream, connector, backend, tokens, internal_auth,
             ids: AtomicU64::new(0) }
 }
 
@@ -644,15 +399,9 @@ async fn serve(args: Args, state: Arc<State>, tls: Option<tokio_rustls::TlsAccep
     tokio::spawn(read_tables(state.clone(), stop_tx));
     event(serde_json::json!({"event": "listening", "port": port}));
 
-    let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    http.timer(TokioTimer::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONN_WINDOW)
-        .max_frame_size(MAX_FRAME)
-        .max_header_list_size(MAX_HEADER_LIST)
-        .max_concurrent_streams(None);
-    let http = Arc::new(http);
-    let graceful = GracefulShutdown::new();
+    let http = Arc::new(conn::server_builder());
+    // every connection task holds a receiver: drain_tx.closed() resolves when the last one ends
+    let (drain_tx, drain_rx) = watch::channel(false);
     let stopping = wait_stop(stop_rx);
     tokio::pin!(stopping);
     loop {
@@ -667,29 +416,15 @@ async fn serve(args: Args, state: Arc<State>, tls: Option<tokio_rustls::TlsAccep
             _ = &mut stopping => break,
         };
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let http = http.clone();
-        let watcher = graceful.watcher();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(state.clone(), req));
-            match tls {
-                None => {
-                    let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), svc)).await;
-                }
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(s) => {
-                        let _ = watcher.watch(http.serve_connection(TokioIo::new(s), svc)).await;
-                    }
-                    Err(e) => log("WARNING", &format!("TLS handshake failed: {e}")),
-                },
-            }
-        });
+        let caller = Caller::new(state.clone());
+        tokio::spawn(conn::accept(http.clone(), stream, tls.clone(), caller, drain_rx.clone()));
     }
     drop(listener);
+    drop(drain_rx);
+    drain_tx.send_replace(true);
     tokio::select! {
-        _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(args.grace) => log("WARNING", "grace period over: closing open calls"),
+        _ = drain_tx.closed() => {}
+        _ = tokio::time::sleep(args.grace) => log("WARNING", "grace period over: dropping the calls still open"),
     }
 }
 
@@ -697,52 +432,12 @@ async fn serve(args: Args, state: Arc<State>, tls: Option<tokio_rustls::TlsAccep
 mod tests {
     use super::*;
 
-    fn table() -> Table {
-        Table::from_msg(TableMsg {
-            services: HashMap::from([("apt.plugins.echo.v1.Echo".to_owned(), "echo".to_owned())]),
-            plugins: vec!["echo".into(), "model-pruning".into()],
-            endpoints: HashMap::from([
-                ("echo".to_owned(), vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()]),
-                ("model-pruning".to_owned(), vec![]),
-            ]),
-        })
-    }
-
-    #[test]
-    fn services_map_to_plugins_as_the_gateway_maps_them() {
-        let t = table();
-        let none = HeaderMap::new();
-        assert_eq!(t.plugin_for("/apt.plugins.echo.v1.Echo/Echo", &none).as_deref(), Some("echo"));
-        // not listed in plugin.yaml: by package name, '_' -> '-'
-        assert_eq!(t.plugin_for("/apt.plugins.model_pruning.v1.Pruning/StartPrune", &none).as_deref(),
-                   Some("model-pruning"));
-        assert_eq!(t.plugin_for("/apt.plugins.nope.v1.X/Y", &none), None);
-        assert_eq!(t.plugin_for("/apt.gateway.v1.Core/Info", &none), None);
-        let mut h = HeaderMap::new();
-        assert_eq!(t.plugin_for(DESCRIBE, &h), None);
-        h.insert("x-apt-plugin", HeaderValue::from_static("echo"));
-        assert_eq!(t.plugin_for(DESCRIBE, &h).as_deref(), Some("echo"));
-        // a plugin without healthy endpoints has no route: its calls go to the control plane
-        assert!(!t.routes.contains_key("model-pruning"));
-    }
-
-    #[test]
-    fn round_robin_skips_endpoints_marked_down() {
-        let t = table();
-        let r = &t.routes["echo"];
-        let picks: Vec<_> = (0..4).map(|_| r.pick().unwrap().to_owned()).collect();
-        assert_eq!(picks, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:1", "127.0.0.1:2"]);
-        r.mark_down("127.0.0.1:1");
-        assert!((0..4).all(|_| r.pick() == Some("127.0.0.1:2")));
-        r.mark_down("127.0.0.1:2");
-        assert_eq!(r.pick(), None);
-    }
-
     #[test]
     fn tokens_are_checked_as_bearer_tokens() {
         let state = State {
             table: RwLock::new(Arc::new(Table::default())),
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            upstream: Client::builder(TokioExecutor::new()),
+            connector: HttpConnector::new(),
             backend: "127.0.0.1:1".into(),
             tokens: vec![b"user".to_vec(), b"admin".to_vec()],
             internal_auth: HeaderValue::from_static("Bearer internal"),
@@ -762,18 +457,5 @@ mod tests {
         assert!(!state.authorized(&HeaderMap::new()));
         assert_ne!(state.request_id(), state.request_id());
         assert_eq!(state.request_id().len(), 12);
-    }
-
-    #[test]
-    fn grpc_message_is_percent_encoded() {
-        assert_eq!(percent_encode("plain text: ok"), "plain text: ok");
-        assert_eq!(percent_encode("100% — done\n"), "100%25 %E2%80%94 done%0A");
-    }
-
-    #[test]
-    fn timestamps_are_utc_iso8601_with_milliseconds() {
-        let ts = timestamp();
-        assert_eq!(ts.len(), "2026-11-26T07:33:57.035Z".len());
-        assert!(ts.starts_with("20") && ts.ends_with('Z') && &ts[10..11] == "T");
     }
 }
