@@ -15,11 +15,13 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from apt_model import errors
+from apt_model.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +104,13 @@ class JobContext:
 
 
 class JobManager:
-    """Runs jobs on a bounded pool of worker threads and keeps their state."""
+    """Runs jobs on a bounded pool of worker threads, with a bounded queue, and keeps their state."""
 
-    def __init__(self, service: str, max_workers: int = 2, keep_finished: int = 500):
+    def __init__(self, service: str, max_workers: int = 2, keep_finished: int = 500,
+                 max_queued: int = Settings.max_queued_jobs):
         self.service = service  # job ids are "<service>:<hex>" so the gateway can route them
+        self.max_queued = max_queued  # jobs waiting for a worker (running ones not counted)
+        self._max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")
         self._lock = threading.Condition()
         self._jobs: dict[str, JobSnapshot] = {}
@@ -121,6 +126,13 @@ class JobManager:
         )
         ctx = JobContext(self, job_id)
         with self._lock:
+            states = Counter(s.state for s in self._jobs.values())
+            idle_workers = max(0, self._max_workers - states[JobState.RUNNING])
+            waiting = max(0, states[JobState.QUEUED] - idle_workers)  # not yet picked up by an idle worker
+            if waiting >= self.max_queued:
+                raise errors.ResourceExhausted(
+                    f"{waiting} jobs are already waiting in {self.service}; try again when some finish, or "
+                    f"raise APT_MAX_QUEUED_JOBS (now {self.max_queued}).")
             self._jobs[job_id] = snap
             self._contexts[job_id] = ctx
             self._forget_old()

@@ -1,6 +1,8 @@
 """``size``: parameters by module type and memory estimates for inference and training.
 
-The model is built on the ``meta`` device, so sizing a model costs no memory. The training
+Nothing is built: the parameter count and its per-module-type breakdown come from the config's
+dimensions (``apt_model.modeling.limits``), after the config passed its bounds, so sizing a
+model costs neither memory nor time however large its config claims it is. The training
 estimate is what ``train`` on CPU (fp32) allocates on top of an idle process: weights,
 gradients, AdamW's two moments, and the activations autograd keeps for the backward pass
 (counted per decoder layer from the shapes; see ``activation_bytes``). bench/bench_train.py
@@ -9,38 +11,16 @@ checks it against the peak resident memory of a real run.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from apt_model import errors
+from apt_model.modeling import limits
 from apt_model.modeling.io import read_config
 from apt_model.modeling.lm import context_length_of_config
+from apt_model.modeling.loss import FUSABLE_MODEL_TYPES
+from apt_model.runtime.settings import Settings
 from apt_model.store import Store
 from gateway.core.inspect import weights_summary
-
-
-def meta_model(folder):
-    """The model's module tree on the meta device (shapes only, no storage)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    try:
-        config = AutoConfig.from_pretrained(str(folder))
-    except (OSError, ValueError, KeyError) as exc:
-        raise errors.FailedPrecondition(f"The config of {folder.name!r} cannot be read ({exc}).") from exc
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
-
-
-def parameters_by_module_type(model) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    seen = set()
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            if id(p) not in seen:  # tied weights once
-                seen.add(id(p))
-                counts[type(module).__name__] += p.numel()
-    return dict(counts)
 
 
 def _shape(config: dict[str, Any]) -> dict[str, int]:
@@ -89,33 +69,43 @@ def kv_cache_bytes(config: dict[str, Any], seq: int, bytes_per_value: int) -> in
     return 2 * s["layers"] * s["kv"] * seq * bytes_per_value
 
 
-def model_size(store: Store, name: str, batch_size: int = 0, seq_len: int = 0) -> dict[str, Any]:
+def fused_loss_applies(config) -> bool:
+    """``loss.can_fuse`` from the config alone: every architecture it names has a bias-free Linear head."""
+    return (config.model_type in FUSABLE_MODEL_TYPES and not getattr(config, "final_logit_softcapping", None)
+            and getattr(config, "logit_scale", None) is None)
+
+
+def training_estimate(config: dict[str, Any], total: int, batch: int, seq: int, fused_loss: bool) -> dict[str, int]:
+    """Bytes ``train`` holds for a model of ``total`` parameters: fp32 weights, gradients, AdamW
+    moments, and the activations of one (batch, seq) micro-batch."""
+    acts = activation_bytes(config, batch, seq, fused_loss)
+    return {"weights": 4 * total, "gradients": 4 * total, "adamw_moments": 8 * total,
+            **{f"activations_{k}": v for k, v in acts.items()}}
+
+
+def model_size(store: Store, name: str, batch_size: int = 0, seq_len: int = 0,
+               max_params: int = Settings.max_model_params) -> dict[str, Any]:
     entry = store.model(name)
-    config = read_config(entry.path)
-    model = meta_model(entry.path)
-    by_type = parameters_by_module_type(model)
-    total = sum(by_type.values())
-    trainable = sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+    raw = read_config(entry.path)
+    config, count = limits.checked_config(raw, max_params, f"The config of model {name!r}")
     weights_summary(entry.path)  # fails clearly when the weights are corrupt
     batch = batch_size or 8
-    seq = seq_len or min(512, context_length_of_config(model.config))
+    seq = seq_len or min(512, context_length_of_config(config))
     if batch < 1 or seq < 1:
         raise errors.InvalidArgument("batch_size and seq_len must be positive.")
-    from apt_model.modeling.loss import can_fuse
-
-    acts = activation_bytes(config, batch, seq, fused_loss=can_fuse(model))
-    weights, grads, adam = 4 * total, 4 * total, 8 * total
-    training = weights + grads + adam + sum(acts.values())
+    total, full = count.total, config.to_dict()  # full: with the architecture's defaults filled in
+    breakdown = training_estimate(full, total, batch, seq, fused_loss_applies(config))
     return {
         "total_parameters": total,
-        "trainable_parameters": trainable,
-        "parameters_by_module_type": by_type,
+        "trainable_parameters": total,  # a model built from its config trains every parameter
+        "parameters_by_module_type": count.by_module_type,
         "disk_bytes": entry.size_bytes,
         # Inference: the weights plus a KV cache for one sequence of seq_len tokens.
-        "inference_bytes_fp32": 4 * total + kv_cache_bytes(config, seq, 4),
-        "inference_bytes_fp16": 2 * total + kv_cache_bytes(config, seq, 2),
-        "inference_bytes_int8": total + kv_cache_bytes(config, seq, 2),
-        "training_bytes": training,
-        "training_breakdown": {"batch_size": batch, "seq_len": seq, "weights": weights, "gradients": grads,
-                               "adamw_moments": adam, **{f"activations_{k}": v for k, v in acts.items()}},
+        "inference_bytes_fp32": 4 * total + kv_cache_bytes(full, seq, 4),
+        "inference_bytes_fp16": 2 * total + kv_cache_bytes(full, seq, 2),
+        "inference_bytes_int8": total + kv_cache_bytes(full, seq, 2),
+        "training_bytes": sum(breakdown.values()),
+        "training_breakdown": {"batch_size": batch, "seq_len": seq, **breakdown},
     }
+
+

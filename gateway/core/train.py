@@ -17,16 +17,18 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from apt_model import errors
-from apt_model.modeling import lm
+from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.loss import can_fuse, causal_lm_loss
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling.tokenizer import train_tokenizer
 from apt_model.runtime.jobs import JobContext
+from apt_model.runtime.settings import Settings
 from apt_model.store import Store, validate_name
 from gateway.core import checkpoint as ckpts
 from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
+from gateway.core.size import fused_loss_applies, training_estimate
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
 REPORT_SECONDS = 0.5  # progress updates at most this often
@@ -69,7 +71,7 @@ class TrainSpec:
     def warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.max_steps // 20)
 
-    def validate(self, store: Store) -> "TrainSpec":
+    def validate(self, store: Store, max_params: int = Settings.max_model_params) -> "TrainSpec":
         validate_name(self.name)
         bad = []
         for attr, low in (("seq_len", 2), ("batch_size", 1), ("grad_accum", 1), ("max_steps", 1),
@@ -88,6 +90,8 @@ class TrainSpec:
             bad.append("checkpoint_every must be >= 0")
         if self.warmup >= self.max_steps:
             bad.append(f"warmup_steps ({self.warmup}) must be smaller than max_steps ({self.max_steps})")
+        if not 8 <= self.vocab_size <= limits.CEILINGS["vocab"][0]:
+            bad.append(f"vocab_size must be in 8..{limits.CEILINGS['vocab'][0]:,}")
         if not self.config_json:
             if self.preset != "apt":
                 bad.append(f"unknown preset {self.preset!r} (only 'apt'; or pass a config)")
@@ -95,6 +99,7 @@ class TrainSpec:
                 bad.append(f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}")
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(bad) + ".")
+        check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")
         if self.dataset:
@@ -113,8 +118,6 @@ class TrainSpec:
                 f"An unfinished run of {self.name!r} has a checkpoint at step {step}; pass --resume to continue "
                 f"it, or --overwrite to start over.")
         pick_device(self.device)
-        if self.config_json:
-            model_config(self)
         return self
 
     def curve_fields(self) -> dict:
@@ -124,24 +127,23 @@ class TrainSpec:
 
 
 def model_config(spec: TrainSpec, tokenizer=None):
-    """The HF config of the model to train (preset or the given JSON)."""
-    from transformers import AutoConfig
-
+    """The HF config of the model to train (preset or the given JSON; its dimensions checked
+    against ``apt_model.modeling.limits.CEILINGS``). Nothing is built."""
     vocab = len(tokenizer) if tokenizer is not None else spec.vocab_size
     if not spec.config_json:
         kw = {}
         if tokenizer is not None:
             kw = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                       pad_token_id=tokenizer.pad_token_id)
-        return preset_config(spec.size, vocab_size=vocab, **kw)
-    try:
-        data = json.loads(spec.config_json)
-        model_type = data.pop("model_type")
-        config = AutoConfig.for_model(model_type, **data)
-    except (json.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
-        raise errors.InvalidArgument(
-            f"The model config is not a valid Hugging Face config ({type(exc).__name__}: {exc}); it needs at "
-            f"least a 'model_type' such as 'llama', 'gpt2' or 'qwen2'.") from exc
+        config = preset_config(spec.size, vocab_size=vocab, **kw)
+    else:
+        try:
+            data = json.loads(spec.config_json)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise errors.InvalidArgument(
+                f"config_json is not valid JSON ({exc}); pass a Hugging Face config object with at least a "
+                f"'model_type' such as 'llama', 'gpt2' or 'qwen2'.") from exc
+        config = limits.hf_config(limits.check_dimensions(data, "config_json"), "config_json")
     if tokenizer is not None and getattr(config, "vocab_size", 0) < vocab:
         raise errors.InvalidArgument(
             f"The config's vocab_size ({config.vocab_size}) is smaller than the tokenizer's {vocab} tokens.")
@@ -149,6 +151,19 @@ def model_config(spec: TrainSpec, tokenizer=None):
         raise errors.InvalidArgument(
             f"seq_len {spec.seq_len} exceeds the config's context length {lm.context_length_of_config(config)}.")
     return config
+
+
+def check_bounds(spec: TrainSpec, max_params: int) -> None:
+    """Refuse a run whose model is over ``max_params`` or whose training step does not fit in the
+    memory free now (weights, gradients, AdamW moments and activations; gateway.core.size)."""
+    config = model_config(spec)
+    count = limits.check_count(config, max_params, "config_json" if spec.config_json else f"the {spec.size!r} preset")
+    need = training_estimate(config.to_dict(), count.total, spec.batch_size, spec.seq_len,
+                             fused_loss_applies(config))
+    limits.check_memory(
+        sum(need.values()), pick_device(spec.device),
+        f"Training {spec.name!r} ({count.total:,} parameters, batch_size {spec.batch_size}, seq_len {spec.seq_len})",
+        "lower batch_size or seq_len, choose a smaller model, or wait for other jobs to finish")
 
 
 def lr_at(spec: TrainSpec, step: int) -> float:
