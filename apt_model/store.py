@@ -5,8 +5,9 @@ of every file, created time). Every write is atomic: the new entry is built in a
 folder beside the target (``.tmp-*``, claimed by its writer with a lock in
 ``APT_HOME/.locks``, so a gateway cleaning up at start never takes one a live writer in
 another process or container is building), then renamed into place, so a crash leaves the
-old entry or the new one, never half of one. Names are validated before any path is built
-from them, so nothing is ever written outside the store through a name.
+old entry or the new one, never half of one. Creating a name without ``overwrite`` is
+exclusive at that rename, not only when the writer started. Names are validated before any
+path is built from them, so nothing is ever written outside the store through a name.
 
 An entry is *settled* when its files are on disk (fsynced) and their sha256 are in apt.json.
 By default ``create`` settles before the rename. ``create(settle="background")`` (used for
@@ -287,6 +288,11 @@ class Store:
             out.append(self.get(kind, p.name))
         return out
 
+    def used_bytes(self) -> int:
+        """Bytes held by every model and dataset, as their apt.json records them (what
+        ``APT_STORE_QUOTA`` limits; temporary folders of writers in progress are not counted)."""
+        return sum(e.size_bytes for kind in ("models", "datasets") for e in self.list(kind))
+
     @contextlib.contextmanager
     def create(
         self,
@@ -307,14 +313,14 @@ class Store:
         its apt.json and is renamed into place; on any exception it is removed and the store
         is unchanged. ``extra`` keys are stored at the top level of apt.json. ``settle="now"``
         hashes and fsyncs before the rename; ``"background"`` after it (module docstring),
-        on platforms with a boot id (Linux), and "now" elsewhere.
+        on platforms with a boot id (Linux), and "now" elsewhere. Without ``overwrite`` the
+        name is checked here and claimed again at the rename, under the name's lock: of two
+        writers of one name the second to finish gets AlreadyExists, its folder is removed
+        and the first one's entry stays as it was.
         """
         target = self.path(kind, name)
         if not overwrite and (target / META_FILE).exists():
-            raise errors.AlreadyExists(
-                f"{name!r} already exists in the store; choose another name or remove it first "
-                f"with 'apt-model model rm {name}'."
-            )
+            raise _exists(kind, name, "already exists in the store")
         tmp = target.with_name(f".tmp-{name}-{uuid.uuid4().hex[:8]}")
         claim = self._claim(tmp)  # held while tmp is built, so no clean_temporaries takes it
         background = settle == "background" and bool(boot_id())
@@ -333,7 +339,7 @@ class Store:
                 "files": (_size_table(tmp) if background else file_table(tmp, staging.known)),
                 **(extra or {}),
             }
-            self._commit(kind, name, tmp, meta, background)
+            self._commit(kind, name, tmp, meta, background, overwrite)
         except BaseException:
             self._pop_staging(tmp)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -341,12 +347,21 @@ class Store:
         finally:
             claim.release(remove=True)
 
-    def _commit(self, kind: Kind, name: str, tmp: Path, meta: dict[str, Any], background: bool) -> None:
-        """Write apt.json into ``tmp`` and rename it in place of ``name``, under the name's lock."""
+    def _commit(self, kind: Kind, name: str, tmp: Path, meta: dict[str, Any], background: bool,
+                overwrite: bool) -> None:
+        """Write apt.json into ``tmp`` and rename it in place of ``name``, under the name's lock.
+
+        Without ``overwrite`` the name is claimed here, not only when ``create`` started: two
+        writers of one name may both pass that first check, and the one committing second
+        must not replace the first one's finished entry.
+        """
         target = self.path(kind, name)
         lock = self._lock(kind, name)
         try:
             self._settle_locked(kind, name)  # an earlier entry of this name still settling
+            if not overwrite and (target / META_FILE).exists():
+                raise _exists(kind, name, "was created by another writer while this one was being written; "
+                                          "nothing of this write was kept")
             old = target.with_name(f".old-{name}-{uuid.uuid4().hex[:8]}") if target.exists() else None
             if background:
                 meta["settling"] = {"boot_id": boot_id(), "replaces": old.name if old else ""}
@@ -605,6 +620,13 @@ class _NameLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _exists(kind: Kind, name: str, what: str) -> errors.AlreadyExists:
+    noun, command = ("Model", "model") if kind == "models" else ("Dataset", "data")
+    return errors.AlreadyExists(
+        f"{noun} {name!r} {what}. Choose another name, pass --overwrite to replace it, or remove it "
+        f"first with 'apt-model {command} rm {name}'.")
 
 
 def _size_table(folder: Path) -> dict[str, dict[str, Any]]:

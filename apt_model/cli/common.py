@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -42,9 +43,13 @@ def add_global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     g = parser.add_argument_group("connection and output")
     g.add_argument("--gateway", default=d(None), metavar="HOST:PORT",
                    help=f"gateway address (env APT_GATEWAY; default {DEFAULT_GATEWAY})")
-    g.add_argument("--token", default=d(None), help="bearer token (env APT_TOKEN; default: APT_HOME/secrets/token)")
+    g.add_argument("--token", default=d(None), metavar="TOKEN|@FILE|-",
+                   help="bearer token; @FILE reads it from a file and - from stdin, so it stays out of 'ps' "
+                        "(env APT_TOKEN; default: the token file the gateway wrote in its secrets folder, "
+                        "APT_SECRETS_DIR or .<APT_HOME name>-secrets beside APT_HOME)")
     g.add_argument("--json", action="store_true", default=d(False), help="machine-readable JSON output, no bars")
-    g.add_argument("--home", default=d(None), metavar="DIR", help="APT_HOME for local tokens (default ./.apt)")
+    g.add_argument("--home", default=d(None), metavar="DIR",
+                   help="APT_HOME, beside which the local tokens are (default ./.apt)")
     g.add_argument("--timeout", type=float, default=d(None), metavar="S", help="deadline of each call in seconds")
 
 
@@ -62,9 +67,15 @@ class Ctx:
 
     def token(self, admin: bool = False) -> str:
         if self.args.token:
-            return self.args.token
+            return self._given_token
         env = os.environ.get("APT_ADMIN_TOKEN" if admin else "APT_TOKEN")
-        return env or read_local_token(self.home, "admin_token" if admin else "token")
+        return env or read_local_token(self.home, "admin_token" if admin else "token",
+                                       os.environ.get("APT_SECRETS_DIR") or None)
+
+    @functools.cached_property
+    def _given_token(self) -> str:
+        """``--token`` read once: stdin can be read only once, and every call opens a channel."""
+        return read_token_argument(self.args.token)
 
     def channel(self, admin: bool = False) -> grpc.Channel:
         return connect(self.address, self.token(admin), ca_cert=os.environ.get("APT_TLS_CA", ""))
@@ -80,6 +91,26 @@ class Ctx:
     @property
     def interactive(self) -> bool:
         return not self.as_json and sys.stdout.isatty()
+
+
+def read_token_argument(value: str) -> str:
+    """``--token``'s value: the token itself, ``@FILE`` (read from that file) or ``-`` (stdin)."""
+    if value == "-":
+        token, source = sys.stdin.readline().strip(), "stdin"
+    elif value.startswith("@"):
+        path = Path(value[1:]).expanduser()
+        try:
+            token, source = path.read_text(encoding="utf-8").strip(), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise CliError(f"--token {value}: cannot read {path} ({why}).", 2) from exc
+    else:
+        return value
+    if not token:
+        raise CliError(f"--token {value}: {source} holds no token; put the token in it.", 2)
+    if any(c.isspace() for c in token):
+        raise CliError(f"--token {value}: {source} holds more than one token (it has spaces or lines).", 2)
+    return token
 
 
 def to_dict(message: Message) -> dict[str, Any]:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
-import shutil
 import sys
-import uuid
 from pathlib import Path
 
 from apt_model.cli.common import (CliError, Ctx, add_job_options, emit_json, human_bytes, print_table,
                                   start_and_watch, to_dict)
+from apt_model.cli.data import file_or_dataset, files_or_dataset, folder_files, pull_into, upload_requests
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 
@@ -23,7 +20,9 @@ def _core(ctx: Ctx) -> gateway_pb2_grpc.CoreStub:
 def _eval_options(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--eval-text", default="", help="held-out text, inline")
-    src.add_argument("--eval-file", default="", help="held-out .txt/.jsonl file readable by the gateway")
+    src.add_argument("--eval-file", default="", help="held-out .txt/.jsonl file; one on this machine is pushed "
+                     "as a store dataset first (corpus-<sha256 prefix>, reused), any other path is read by the "
+                     "gateway inside its APT_DATA_ROOTS")
     src.add_argument("--eval-dataset", default="", help="held-out store dataset")
     p.add_argument("--prompt", action="append", default=[], dest="prompts", help="a generation prompt (repeatable)")
     p.add_argument("--max-new-tokens", type=int, default=32)
@@ -49,7 +48,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                     "apt-model train demo --resume --corpus demo-train.jsonl --size small --max-steps 600",
                     "apt-model train gpt --config gpt2-config.json --corpus book.txt --vocab-size 8000"])
     t.add_argument("name", help="the new store model")
-    t.add_argument("--corpus", action="append", default=[], help=".txt/.jsonl file on the gateway (repeatable)")
+    t.add_argument("--corpus", action="append", default=[],
+                   help=".txt/.jsonl file (repeatable); files on this machine are pushed as one store dataset "
+                        "first (corpus-<sha256 prefix>, reused when already there), other paths are read by the "
+                        "gateway inside its APT_DATA_ROOTS")
     t.add_argument("--dataset", default="", help="a store dataset instead of files")
     t.add_argument("--text-field", default="text", help="jsonl field holding the text")
     t.add_argument("--size", default="tiny", help="apt preset size: tiny, small, base, medium")
@@ -113,14 +115,17 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     d = new_parser(sub, "debug", common, "check files, config, tokenizer, weights, one training step",
                    ["apt-model debug demo", "apt-model debug demo --data demo-train.jsonl"])
     d.add_argument("name")
-    d.add_argument("--data", default="", help="a data file to check for readability")
+    d.add_argument("--data", default="",
+                   help="a data file to check for readability (a file here is pushed as a store dataset first)")
+    d.add_argument("--data-dataset", default="", help="a store dataset to check instead")
     d.set_defaults(func=cmd_debug)
 
     m = new_parser(sub, "model", common, "move models in and out of the store",
                    ["apt-model model push ./my-hf-model --name mine", "apt-model model pull mine -o ./mine",
                     "apt-model model rm mine"])
     m_sub = m.add_subparsers(dest="action", required=True, metavar="ACTION")
-    push = new_parser(m_sub, "push", common, "upload a local Hugging Face folder into the store",
+    push = new_parser(m_sub, "push", common, "upload a local Hugging Face folder into the store (sha256 checked; "
+                      "symbolic links that lead out of the folder are refused)",
                       ["apt-model model push ./my-hf-model --name mine"])
     push.add_argument("folder")
     push.add_argument("--name", required=True)
@@ -141,13 +146,14 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 def cmd_train(ctx: Ctx) -> None:
     a = ctx.args
     config_json = Path(a.config).read_text(encoding="utf-8") if a.config else ""
+    corpus, dataset = files_or_dataset(ctx, a.corpus, a.dataset, "--corpus")
     optional = {k: v for k, v in dict(min_lr_ratio=a.min_lr_ratio, warmup_steps=a.warmup_steps,
                                       weight_decay=a.weight_decay, grad_clip=a.grad_clip,
                                       eval_fraction=a.eval_fraction, checkpoint_every=a.checkpoint_every).items()
                 if v is not None}
     req = pb.TrainRequest(
         name=a.name, preset="apt", size=a.size, config_json=config_json,
-        corpus_paths=[str(Path(p).resolve()) for p in a.corpus], dataset=a.dataset, text_field=a.text_field,
+        corpus_paths=corpus, dataset=dataset, text_field=a.text_field,
         vocab_size=a.vocab_size, tokenizer_from=a.tokenizer_from, seq_len=a.seq_len, batch_size=a.batch_size,
         grad_accum=a.grad_accum, max_steps=a.max_steps, learning_rate=a.lr, eval_every=a.eval_every, seed=a.seed,
         resume=a.resume, device=a.device, overwrite=a.overwrite, threads=a.threads, max_minutes=a.max_minutes,
@@ -230,8 +236,9 @@ def _render_test(r: dict) -> None:
 
 def cmd_test(ctx: Ctx) -> None:
     a = ctx.args
-    req = pb.TestModelRequest(name=a.name, eval_text=a.eval_text, eval_path=_abs(a.eval_file),
-                              eval_dataset=a.eval_dataset, prompts=a.prompts, generation=_generation(a),
+    eval_path, eval_dataset = file_or_dataset(ctx, a.eval_file, a.eval_dataset, "--eval-file", "--eval-dataset")
+    req = pb.TestModelRequest(name=a.name, eval_text=a.eval_text, eval_path=eval_path,
+                              eval_dataset=eval_dataset, prompts=a.prompts, generation=_generation(a),
                               max_eval_tokens=a.max_eval_tokens, stride=a.stride)
     start_and_watch(ctx, _core(ctx).StartTest, req, a, render=_render_test)
 
@@ -254,16 +261,18 @@ def _one_line(text: str) -> str:
 
 def cmd_compare(ctx: Ctx) -> None:
     a = ctx.args
-    req = pb.CompareModelsRequest(names=a.names, eval_text=a.eval_text, eval_path=_abs(a.eval_file),
-                                  eval_dataset=a.eval_dataset, prompts=a.prompts, generation=_generation(a),
+    eval_path, eval_dataset = file_or_dataset(ctx, a.eval_file, a.eval_dataset, "--eval-file", "--eval-dataset")
+    req = pb.CompareModelsRequest(names=a.names, eval_text=a.eval_text, eval_path=eval_path,
+                                  eval_dataset=eval_dataset, prompts=a.prompts, generation=_generation(a),
                                   max_eval_tokens=a.max_eval_tokens)
     start_and_watch(ctx, _core(ctx).StartCompare, req, a, render=_render_compare)
 
 
 def cmd_debug(ctx: Ctx) -> None:
     a = ctx.args
-    report = _core(ctx).DebugModel(pb.DebugModelRequest(name=a.name, data_path=_abs(a.data)),
-                                   timeout=ctx.timeout or 300)
+    data_path, data_dataset = file_or_dataset(ctx, a.data, a.data_dataset, "--data", "--data-dataset")
+    report = _core(ctx).DebugModel(pb.DebugModelRequest(name=a.name, data_path=_abs(data_path),
+                                                        data_dataset=data_dataset), timeout=ctx.timeout or 300)
     if ctx.as_json:
         emit_json(to_dict(report))
     else:
@@ -278,85 +287,27 @@ def _abs(path: str) -> str:
 
 
 def cmd_push(ctx: Ctx) -> None:
-    from gateway.core.transfer import iter_local_chunks, local_folder_files
-
     a = ctx.args
     folder = Path(a.folder)
-    files = local_folder_files(folder)
-
-    def messages():
-        yield pb.UploadModelRequest(header=pb.UploadHeader(
-            name=a.name, overwrite=a.overwrite,
-            files=[pb.FileInfo(path=f.path, size=f.size, sha256=f.sha256) for f in files]))
-        for path, data in iter_local_chunks(folder, files):
-            yield pb.UploadModelRequest(chunk=pb.FileChunk(path=path, data=data))
-
-    info = _core(ctx).UploadModel(messages(), timeout=ctx.timeout)
+    sources = folder_files(folder)
+    info = _core(ctx).UploadModel(upload_requests(pb.UploadModelRequest, a.name, a.overwrite, sources),
+                                  timeout=ctx.timeout)
     if ctx.as_json:
         emit_json(to_dict(info))
     else:
-        print(f"pushed {folder} as {info.name}: {len(files)} files, {human_bytes(info.size_bytes)}, "
+        print(f"pushed {folder} as {info.name}: {len(sources)} files, {human_bytes(info.size_bytes)}, "
               f"{info.parameters:,} parameters")
 
 
 def cmd_pull(ctx: Ctx) -> None:
     a = ctx.args
     target = Path(a.output or a.name).resolve()
-    if target.exists() and not a.overwrite:
-        raise CliError(f"{target} exists; choose another --output or pass --overwrite.", 4)
-    tmp = target.with_name(f".{target.name}.pull-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
-        expected, total = _receive(_core(ctx).DownloadModel(pb.DownloadModelRequest(name=a.name),
-                                                            timeout=ctx.timeout), tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    expected, total = pull_into(_core(ctx).DownloadModel(pb.DownloadModelRequest(name=a.name), timeout=ctx.timeout),
+                                target, a.overwrite)
     if ctx.as_json:
         emit_json({"name": a.name, "folder": str(target), "files": expected, "bytes": total})
     else:
         print(f"pulled {a.name} into {target}: {expected} files, {human_bytes(total)}, sha256 verified")
-
-
-def _receive(stream, folder: Path) -> tuple[int, int]:
-    """Write a download stream into ``folder``; every file's size and sha256 checked."""
-    header, fh, digests, sizes = None, None, {}, {}
-    try:
-        for msg in stream:
-            if msg.WhichOneof("part") == "header":
-                header = msg.header
-                continue
-            if header is None:
-                raise CliError("The download did not start with a header.", 8)
-            path = msg.chunk.path
-            if path not in digests:
-                if fh:
-                    fh.close()
-                target = (folder / path).resolve()
-                if folder.resolve() not in target.parents:
-                    raise CliError(f"The server sent a path outside the target folder: {path!r}.", 8)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fh, digests[path], sizes[path] = open(target, "wb"), hashlib.sha256(), 0
-            fh.write(msg.chunk.data)
-            digests[path].update(msg.chunk.data)
-            sizes[path] += len(msg.chunk.data)
-    finally:
-        if fh:
-            fh.close()
-    if header is None:
-        raise CliError("The download ended before its header.", 8)
-    for f in header.files:
-        if f.size == 0 and f.path not in digests:
-            (folder / f.path).parent.mkdir(parents=True, exist_ok=True)
-            (folder / f.path).touch()
-            digests[f.path], sizes[f.path] = hashlib.sha256(), 0
-        if f.path not in digests or sizes[f.path] != f.size or digests[f.path].hexdigest() != f.sha256:
-            raise CliError(f"{f.path}: the bytes received do not match the sha256 in the header; "
-                           "nothing was written. Retry the pull.", 8)
-    return len(header.files), sum(f.size for f in header.files)
 
 
 def cmd_rm(ctx: Ctx) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from apt_model.cli.common import CliError, Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.data import files_or_dataset
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 
@@ -55,7 +56,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-weight", action="append", default=[], metavar="NAME=W", help="weight of a loss term")
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument("--dataset", default="", help="a store dataset")
-    data.add_argument("--corpus", action="append", default=[], help="a text file the service can read; repeatable")
+    data.add_argument("--corpus", action="append", default=[],
+                      help="a .txt/.jsonl file, repeatable; files on this machine are pushed as one store dataset "
+                           "first (corpus-<sha256 prefix>, reused), other paths are read by the service inside its "
+                           "APT_DATA_ROOTS")
     p.add_argument("--seq-len", type=int, default=0, help="tokens per sample (default 128)")
     p.add_argument("--batch-size", type=int, default=0, help="samples per step (default 8)")
     p.add_argument("--steps", type=int, default=0, help="optimiser steps (default 200)")
@@ -73,11 +77,12 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 def cmd_distill(ctx: Ctx) -> None:
     a = ctx.args
+    corpus, dataset = files_or_dataset(ctx, a.corpus, a.dataset, "--corpus")
     request = pb.DistillRequest(
         teacher=a.teacher, student=a.student, student_preset_size=a.student_size, student_layers=a.student_layers,
         output_name=a.output, strategies=a.strategy or ["response"], kl_direction=a.kl, top_k=a.top_k,
         layer_map=a.layer_map, feature_loss=a.feature_loss, relation=a.relation,
-        loss_weights=_weights(a.loss_weight), dataset=a.dataset, corpus_paths=a.corpus, seq_len=a.seq_len,
+        loss_weights=_weights(a.loss_weight), dataset=dataset, corpus_paths=corpus, seq_len=a.seq_len,
         batch_size=a.batch_size, max_steps=a.steps, learning_rate=a.lr, warmup_steps=a.warmup,
         eval_every=a.eval_every, checkpoint_every=a.checkpoint_every, device=a.device, seed=a.seed,
         resume=a.resume, overwrite=a.overwrite,

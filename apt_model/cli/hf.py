@@ -6,6 +6,7 @@ import argparse
 import os
 
 from apt_model.cli.common import Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.data import corpus_dataset
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2 as pb
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
 
@@ -37,9 +38,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_import)
 
     p = new_parser(hs, "export", common, "write a store model as a plain HF folder with a model card",
-                   ["apt-model hf export mymodel --output-dir /data/exports/mymodel"])
+                   ["apt-model hf export mymodel", "apt-model hf export mymodel --output-dir mymodel-v2"])
     p.add_argument("name", help="store model")
-    p.add_argument("--output-dir", required=True, type=_local_or_repo, help="new or empty folder on the service's machine")
+    p.add_argument("--output-dir", default="",
+                   help="new folder name under APT_HOME/exports on the service (default NAME-hf)")
     add_job_options(p)
     p.set_defaults(func=cmd_export)
 
@@ -58,7 +60,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = new_parser(hs, "dataset", common, "load a hub dataset or local json/jsonl/csv/parquet/text files",
                    ["apt-model hf dataset ./corpus.jsonl --name corpus --tokenizer-from mymodel",
                     "apt-model hf dataset org/dataset --split train --name ds"])
-    p.add_argument("source", type=_local_or_repo, help="dataset id or a local file/folder")
+    p.add_argument("source", type=_local_or_repo,
+                   help="dataset id, 'dataset:NAME' (a store dataset), or a file/folder on this machine "
+                        "(pushed into the store first as dataset corpus-<sha256 prefix>)")
     p.add_argument("--name", required=True, help="store dataset name")
     p.add_argument("--format", default="", choices=["", "json", "jsonl", "csv", "parquet", "text"],
                    help="default: from the file suffixes")
@@ -117,7 +121,10 @@ def cmd_push(ctx: Ctx) -> None:
 
 def cmd_dataset(ctx: Ctx) -> None:
     a = ctx.args
-    req = pb.LoadDatasetRequest(source=a.source, format=a.format, split=a.split, name=a.name,
+    source = a.source
+    if os.path.exists(source):  # a file or folder here: the service reads it from the store
+        source = "dataset:" + corpus_dataset(ctx, [source], "SOURCE")
+    req = pb.LoadDatasetRequest(source=source, format=a.format, split=a.split, name=a.name,
                                 tokenizer_from=a.tokenizer_from, text_field=a.text_field,
                                 preview_rows=a.preview_rows, overwrite=a.overwrite, revision=a.revision, hub=a.hub)
     start_and_watch(ctx, _stub(ctx).StartLoadDataset, req, a, render=_render_dataset)

@@ -21,7 +21,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 
 # Modules adding their own commands; each defines register(subparsers, common_parent).
-COMMAND_MODULES = ["core", "hf", "storage", "ollama", "prune", "distill"]
+COMMAND_MODULES = ["core", "data", "hf", "storage", "ollama", "prune", "distill"]
 
 PLUGIN_STATUS = {v: k.removeprefix("PLUGIN_STATUS_").replace("_", " ").lower()
                  for k, v in gateway_pb2.PluginStatus.items()}
@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_global_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    gw = new_parser(sub, "gateway", common, "run the gateway", ["apt-model gateway serve --listen 0.0.0.0:50051"])
+    gw = new_parser(sub, "gateway", common, "run the gateway", ["apt-model gateway serve --listen 127.0.0.1:50051",
+                     "APT_TLS_CERT=cert.pem APT_TLS_KEY=key.pem apt-model gateway serve --listen 0.0.0.0:50051"])
     gw_sub = gw.add_subparsers(dest="action", required=True, metavar="ACTION")
     serve = new_parser(gw_sub, "serve", common, "start the gateway in the foreground (SIGTERM drains)",
                        ["apt-model gateway serve", "APT_DEPLOYER=docker apt-model gateway serve"])

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 
 from apt_model.cli.common import Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.data import file_or_dataset
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
+
+
+_PUSHED = ("; a file on this machine is pushed as a store dataset first (corpus-<sha256 prefix>, reused), "
+           "any other path is read by the service inside its APT_DATA_ROOTS")
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
@@ -39,16 +44,16 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="structured: share of hidden (residual) channels removed (default: as many as make "
                         "the whole model --ratio smaller in parameters)")
     p.add_argument("--calibration-dataset", default="", help="store dataset for Taylor gradients")
-    p.add_argument("--calibration-file", default="", help="text file on the service's machine for Taylor gradients")
+    p.add_argument("--calibration-file", default="", help=f"text file for Taylor gradients{_PUSHED}")
     p.add_argument("--rounds", type=int, default=0, help="lottery rounds (default 3)")
     p.add_argument("--round-ratio", type=float, default=0.0, help="lottery: fraction of survivors removed per round")
     p.add_argument("--round-steps", type=int, default=0, help="lottery: training steps per round (default 50)")
     p.add_argument("--rewind-step", type=int, default=0, help="lottery: step whose weights survivors rewind to (default 5)")
     p.add_argument("--recovery-steps", type=int, default=0, help="fine-tune steps after pruning (default 0)")
     p.add_argument("--recovery-dataset", default="", help="store dataset for recovery / lottery training")
-    p.add_argument("--recovery-file", default="", help="text file for recovery / lottery training")
+    p.add_argument("--recovery-file", default="", help=f"text file for recovery / lottery training{_PUSHED}")
     p.add_argument("--eval-dataset", default="", help="held-out store dataset for perplexity")
-    p.add_argument("--eval-file", default="", help="held-out text file for perplexity")
+    p.add_argument("--eval-file", default="", help=f"held-out text file for perplexity{_PUSHED}")
     p.add_argument("--lr", type=float, default=0.0, help="learning rate for training (default 3e-4)")
     p.add_argument("--batch-size", type=int, default=0, help="sequences per step (default 8)")
     p.add_argument("--seq-len", type=int, default=0, help="tokens per sequence (default 128)")
@@ -66,14 +71,19 @@ def cmd_prune(ctx: Ctx) -> None:
         print_table("pruning", ["strategies", "importances"],
                     [[", ".join(resp.strategies), ", ".join(resp.importances)]])
         return
+    calibration_path, calibration_dataset = file_or_dataset(ctx, a.calibration_file, a.calibration_dataset,
+                                                            "--calibration-file", "--calibration-dataset")
+    recovery_path, recovery_dataset = file_or_dataset(ctx, a.recovery_file, a.recovery_dataset,
+                                                      "--recovery-file", "--recovery-dataset")
+    eval_path, eval_dataset = file_or_dataset(ctx, a.eval_file, a.eval_dataset, "--eval-file", "--eval-dataset")
     request = pb.PruneRequest(
         name=a.name, output_name=a.output, strategy=a.strategy, ratio=a.ratio, scope=a.scope,
         semi_structured_2_4=a.two_four, importance=a.importance, prune_heads=a.heads_only or a.keep_width,
         prune_mlp=a.mlp_only or a.keep_width, prune_hidden=a.hidden_only, hidden_ratio=a.hidden_ratio,
-        calibration_dataset=a.calibration_dataset, calibration_path=a.calibration_file,
+        calibration_dataset=calibration_dataset, calibration_path=calibration_path,
         lottery_rounds=a.rounds, lottery_round_ratio=a.round_ratio, lottery_steps=a.round_steps,
-        rewind_step=a.rewind_step, recovery_steps=a.recovery_steps, recovery_dataset=a.recovery_dataset,
-        recovery_path=a.recovery_file, eval_dataset=a.eval_dataset, eval_path=a.eval_file,
+        rewind_step=a.rewind_step, recovery_steps=a.recovery_steps, recovery_dataset=recovery_dataset,
+        recovery_path=recovery_path, eval_dataset=eval_dataset, eval_path=eval_path,
         learning_rate=a.lr, batch_size=a.batch_size, seq_len=a.seq_len, seed=a.seed, overwrite=a.overwrite,
     )
     start_and_watch(ctx, stub.StartPrune, request, a, render=_render)

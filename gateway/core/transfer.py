@@ -1,24 +1,40 @@
-"""Model transfer: a streamed upload into the store and a streamed download out of it.
+"""Store transfer: streamed uploads into the store and downloads out of it, models and datasets.
 
 An upload is a header naming every file with its size and sha256, then the files' bytes
-in chunks, in header order. The files are written inside ``Store.create``'s temporary
-folder, so an upload that stops early, sends too much or fails a checksum leaves nothing
-in the store.
+in chunks, in header order. The header is checked before anything is written: plain relative
+paths, the files a model or a dataset may hold, and room for the declared bytes on the store's
+disk and under ``APT_STORE_QUOTA``. The files are written inside ``Store.create``'s temporary
+folder, so an upload that stops early, sends more than it declared or fails a checksum leaves
+nothing in the store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator
 
 from apt_model import errors
-from apt_model.store import META_FILE, Store, sha256_file
+from apt_model.store import META_FILE, Kind, Store, sha256_file
 
 CHUNK_BYTES = 1 << 20  # about 1 MiB per message, as the gRPC maintainers suggest for files
 MAX_FILES = 10_000
 MAX_UPLOAD_BYTES = 256 << 30
+DISK_MARGIN_BYTES = 256 << 20  # kept free on the store's disk: apt.json, logs, locks, other writers
+# Plain data files a dataset may hold: what apt_model.corpus and the HF plugin's loader read.
+DATASET_SUFFIXES = (".txt", ".md", ".text", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
+_NOUN = {"models": "model", "datasets": "dataset"}
+_RM = {"models": "apt-model model rm NAME", "datasets": "apt-model data rm NAME"}
+
+# Bytes promised to uploads in progress, per store root: each upload's header is checked
+# against free space and quota minus what the uploads already running will still write.
+_reserved: dict[Path, int] = {}
+_reserved_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -28,25 +44,26 @@ class FileSpec:
     sha256: str
 
 
-def check_relative_path(path: str) -> str:
-    """A safe relative POSIX path inside a model folder, or InvalidArgument."""
+def check_relative_path(path: str, kind: Kind = "models") -> str:
+    """A safe relative POSIX path inside an entry's folder, or InvalidArgument."""
     p = PurePosixPath(path)
     if (not path or "\\" in path or "\x00" in path or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts)
             or path != p.as_posix()):
-        raise errors.InvalidArgument(f"File path {path!r} is not a plain relative path inside the model folder.")
+        raise errors.InvalidArgument(
+            f"File path {path!r} is not a plain relative path inside the {_NOUN[kind]} folder.")
     if path == META_FILE:
         raise errors.InvalidArgument(f"{META_FILE} is written by the store itself; do not upload it.")
     return path
 
 
-def check_header(files: list[FileSpec]) -> None:
+def check_header(files: list[FileSpec], kind: Kind = "models") -> None:
     if not files:
         raise errors.InvalidArgument("The upload lists no files.")
     if len(files) > MAX_FILES:
         raise errors.ResourceExhausted(f"An upload may hold at most {MAX_FILES} files, got {len(files)}.")
     seen = set()
     for f in files:
-        check_relative_path(f.path)
+        check_relative_path(f.path, kind)
         if f.path in seen:
             raise errors.InvalidArgument(f"File {f.path!r} is listed twice in the upload header.")
         seen.add(f.path)
@@ -55,10 +72,67 @@ def check_header(files: list[FileSpec]) -> None:
     total = sum(f.size for f in files)
     if total > MAX_UPLOAD_BYTES:
         raise errors.ResourceExhausted(f"The upload is {total} bytes; the limit is {MAX_UPLOAD_BYTES}.")
+    if kind == "datasets":
+        for f in files:
+            if PurePosixPath(f.path).suffix.lower() not in DATASET_SUFFIXES:
+                raise errors.InvalidArgument(
+                    f"{f.path!r} is not a data file a dataset may hold; datasets take only "
+                    f"{' '.join(DATASET_SUFFIXES)} files (convert others with the data-processors plugin).")
+        return
     if "config.json" not in seen:
         raise errors.InvalidArgument("The upload has no config.json: it is not a Hugging Face model folder.")
     if not any(p.endswith(".safetensors") for p in seen):
         raise errors.InvalidArgument("The upload has no .safetensors weights; convert the model to safetensors.")
+
+
+def disk_free(folder: Path) -> int:
+    """Bytes free on the file system holding ``folder`` (or, before it exists, its parent)."""
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes ({n / (1 << 20):,.1f} MiB)"
+
+
+@contextlib.contextmanager
+def reserve_room(store: Store, kind: Kind, needed: int, quota: int = 0, replaces: int = 0) -> Iterator[None]:
+    """Hold ``needed`` bytes for an upload, or ResourceExhausted when the store has no room.
+
+    Room is the free space of the store's disk less ``DISK_MARGIN_BYTES`` and, with a quota
+    (``APT_STORE_QUOTA``, bytes, 0 = none), the quota less the bytes every entry holds;
+    ``replaces`` is the size of the entry an overwrite removes (freed under the quota once the
+    new one is in; the disk holds both meanwhile). Uploads in progress count with what they declared.
+    """
+    root = store.root
+    what = f"The {_NOUN[kind]} upload needs {_size(needed)}"
+    remedy = f"remove entries you no longer need ('apt-model list', 'apt-model data list', '{_RM[kind]}')"
+    with _reserved_lock:
+        pending = _reserved.get(root, 0)
+        busy = f"; uploads in progress hold {_size(pending)} more" if pending else ""
+        free = disk_free(root)
+        if needed + pending + DISK_MARGIN_BYTES > free:
+            raise errors.ResourceExhausted(
+                f"{what} but the store's disk has {_size(free)} free, of which {_size(DISK_MARGIN_BYTES)} "
+                f"stays spare{busy}. Nothing was written; {remedy} or ask the operator for a larger volume "
+                "for APT_HOME, then retry.", reason="STORE_DISK_FULL")
+        if quota:
+            used = max(0, store.used_bytes() - replaces)
+            if used + pending + needed > quota:
+                raise errors.ResourceExhausted(
+                    f"{what} but the store holds {_size(used)} of its quota of {_size(quota)} "
+                    f"(APT_STORE_QUOTA){busy}, leaving {_size(max(0, quota - used - pending))}. Nothing was "
+                    f"written; {remedy} or ask the operator to raise APT_STORE_QUOTA, then retry.",
+                    reason="STORE_QUOTA_EXCEEDED")
+        _reserved[root] = pending + needed
+    try:
+        yield
+    finally:
+        with _reserved_lock:
+            left = _reserved.pop(root) - needed
+            if left:
+                _reserved[root] = left
 
 
 def _write_files(folder: Path, files: list[FileSpec], chunks: Iterator[tuple[str, bytes]]) -> None:
@@ -110,24 +184,29 @@ def _write_files(folder: Path, files: list[FileSpec], chunks: Iterator[tuple[str
 
 
 def receive_upload(store: Store, name: str, files: list[FileSpec], chunks: Iterator[tuple[str, bytes]],
-                   overwrite: bool = False) -> None:
-    """Write an uploaded model into the store, atomically; raises and stores nothing on any fault."""
-    check_header(files)
-    with store.create("models", name, operation="upload", overwrite=overwrite,
-                      parameters={"files": len(files), "bytes": sum(f.size for f in files)}) as tmp:
-        _write_files(tmp, files, chunks)
+                   overwrite: bool = False, kind: Kind = "models", quota: int = 0) -> None:
+    """Write an uploaded model or dataset into the store, atomically; raises and stores nothing on any fault."""
+    check_header(files, kind)
+    needed = sum(f.size for f in files)
+    with store.create(kind, name, operation="upload", overwrite=overwrite,
+                      parameters={"files": len(files), "bytes": needed}) as tmp:
+        # inside create: a name taken without --overwrite is ALREADY_EXISTS before any room is counted
+        replaces = store.get(kind, name).size_bytes if overwrite and store.exists(kind, name) else 0
+        with reserve_room(store, kind, needed, quota, replaces):
+            _write_files(tmp, files, chunks)
 
 
-def download_plan(store: Store, name: str) -> list[FileSpec]:
-    """The files of a stored model (apt.json excluded) with the sizes and sha256 recorded at creation
-    (waiting for a model still settling: its sha256 are recorded once it has)."""
-    entry = store.settled("models", name)
+def download_plan(store: Store, name: str, kind: Kind = "models") -> list[FileSpec]:
+    """The files of a stored entry (apt.json excluded) with the sizes and sha256 recorded at creation
+    (waiting for an entry still settling: its sha256 are recorded once it has)."""
+    entry = store.settled(kind, name)
     return [FileSpec(p, int(f["size"]), f["sha256"]) for p, f in sorted(entry.meta.get("files", {}).items())]
 
 
-def iter_download(store: Store, name: str, files: list[FileSpec]) -> Iterator[tuple[str, bytes]]:
+def iter_download(store: Store, name: str, files: list[FileSpec], kind: Kind = "models") -> Iterator[tuple[str, bytes]]:
     """(path, bytes) chunks of every file; DataLoss when a file no longer matches its record."""
-    folder = store.model(name).path
+    folder = store.get(kind, name).path
+    check = f"apt-model debug {name}" if kind == "models" else f"apt-model data info {name}"
     for f in files:
         digest, size = hashlib.sha256(), 0
         try:
@@ -137,27 +216,63 @@ def iter_download(store: Store, name: str, files: list[FileSpec]) -> Iterator[tu
                     size += len(data)
                     yield f.path, data
         except FileNotFoundError as exc:
-            raise errors.DataLoss(f"{f.path} of {name!r} is missing from the store; run 'apt-model debug {name}'.") from exc
+            raise errors.DataLoss(f"{f.path} of {name!r} is missing from the store; run '{check}'.") from exc
         if size != f.size or digest.hexdigest() != f.sha256:
             raise errors.DataLoss(
                 f"{f.path} of {name!r} does not match the sha256 recorded when it was stored; the copy sent is "
-                f"corrupt. Run 'apt-model debug {name}'.")
+                f"corrupt. Run '{check}'.")
+
+
+# -- the client side: local files to upload (the CLI) ----------------------------------------
+
+def local_file(path: Path, folder: Path) -> Path:
+    """``path`` (a file in ``folder``) to read for an upload; InvalidArgument for a symbolic link
+    that leads outside ``folder``, so a folder handed to a user cannot make them upload, say,
+    their SSH key."""
+    if not path.is_symlink():
+        return path
+    real, inside = path.resolve(), folder.resolve()
+    if inside not in real.parents:
+        raise errors.InvalidArgument(
+            f"{path} is a symbolic link to {real}, outside {folder}; it is not uploaded. Copy the file "
+            "into the folder (or name it directly) if you mean to upload it.")
+    if not real.is_file():
+        raise errors.InvalidArgument(f"{path} is a symbolic link to {real}, which is not a regular file.")
+    return path
 
 
 def local_folder_files(folder: Path) -> list[FileSpec]:
-    """The files of a local HF folder to upload (hidden files and apt.json left out)."""
+    """The files of a local folder to upload (hidden files and apt.json left out); symbolic
+    links are followed only to files inside the folder (``local_file``)."""
     if not folder.is_dir():
         raise errors.NotFound(f"{folder} is not a folder.")
     out = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).as_posix()
-        if p.is_file() and rel != META_FILE and not any(part.startswith(".") for part in PurePosixPath(rel).parts):
-            out.append(FileSpec(rel, p.stat().st_size, sha256_file(p)))
-    return out
+    for dirpath, dirnames, filenames in os.walk(folder):  # links to folders are not walked into
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # hidden folders are left out
+        for d in dirnames:
+            if (here / d).is_symlink():
+                raise errors.InvalidArgument(
+                    f"{here / d} is a symbolic link to a folder; links to folders are not uploaded. "
+                    "Copy its files into the folder instead.")
+        for fname in filenames:
+            p = here / fname
+            rel = p.relative_to(folder).as_posix()
+            if rel == META_FILE or fname.startswith("."):
+                continue
+            p = local_file(p, folder)
+            if p.is_file():
+                out.append(FileSpec(rel, p.stat().st_size, sha256_file(p)))
+    return sorted(out, key=lambda f: f.path)
+
+
+def iter_file_chunks(sources: Iterable[tuple[str, Path]]) -> Iterator[tuple[str, bytes]]:
+    """(upload path, bytes) chunks of each (upload path, local file) in turn."""
+    for rel, path in sources:
+        with open(path, "rb") as fh:
+            while data := fh.read(CHUNK_BYTES):
+                yield rel, data
 
 
 def iter_local_chunks(folder: Path, files: Iterable[FileSpec]) -> Iterator[tuple[str, bytes]]:
-    for f in files:
-        with open(folder / f.path, "rb") as fh:
-            while data := fh.read(CHUNK_BYTES):
-                yield f.path, data
+    return iter_file_chunks((f.path, folder / f.path) for f in files)

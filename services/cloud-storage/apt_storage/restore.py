@@ -57,10 +57,10 @@ def run_restore(store: Store, config: StorageConfig, spec: RestoreSpec, ctx: Job
         chosen = pick_backup(list_backups(backend, spec.source), spec)
         manifest = chosen.manifest
         assert manifest is not None  # pick_backup returns complete backups only
-        kind, target = chosen.kind, spec.name or chosen.name
-        if store.exists(kind, target) and not spec.overwrite:
-            raise errors.AlreadyExists(
-                f"{target!r} already exists in the store; pass overwrite or restore under another name.")
+        kind, target = chosen.kind, spec.name or chosen.name  # no name: the one backed up
+        # The claim on ``target`` is the store's: create refuses an existing name at once and
+        # again when the restored entry is renamed in, so a model written meanwhile (another
+        # restore, an upload, a training run) is never replaced without overwrite.
         lineage = manifest.meta.get("lineage", {})
         progress = TransferProgress(ctx, manifest.size_bytes, "download")
         with store.create(

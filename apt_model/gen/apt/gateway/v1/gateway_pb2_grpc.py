@@ -92,6 +92,31 @@ class CoreStub:
                 request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteModelRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/apt.gateway.v1.Core/UploadDataset',
+                request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.UploadDatasetRequest.SerializeToString,
+                response_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.FromString,
+                _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/apt.gateway.v1.Core/ListDatasets',
+                request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.GetDatasetInfo = channel.unary_unary(
+                '/apt.gateway.v1.Core/GetDatasetInfo',
+                request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.GetDatasetInfoRequest.SerializeToString,
+                response_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.FromString,
+                _registered_method=True)
+        self.DownloadDataset = channel.unary_stream(
+                '/apt.gateway.v1.Core/DownloadDataset',
+                request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetRequest.SerializeToString,
+                response_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetResponse.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/apt.gateway.v1.Core/DeleteDataset',
+                request_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class CoreServicer:
@@ -166,6 +191,39 @@ class CoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadDataset(self, request_iterator, context):
+        """Datasets (APT_HOME/datasets/<name>/): plain data files (.txt .md .text .jsonl .ndjson .json
+        .csv .tsv .parquet) moved like models: a header with every file's size and sha256, then
+        chunks of about 1 MiB in header order. Operations name the dataset instead of a host path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDatasetInfo(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadDataset(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -222,6 +280,31 @@ def add_CoreServicer_to_server(servicer, server):
             'DeleteModel': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteModel,
                     request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteModelRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.UploadDatasetRequest.FromString,
+                    response_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'GetDatasetInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDatasetInfo,
+                    request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.GetDatasetInfoRequest.FromString,
+                    response_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.SerializeToString,
+            ),
+            'DownloadDataset': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadDataset,
+                    request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetRequest.FromString,
+                    response_serializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetResponse.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteDatasetRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -522,6 +605,141 @@ class Core:
             target,
             '/apt.gateway.v1.Core/DeleteModel',
             apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteModelRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/apt.gateway.v1.Core/UploadDataset',
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.UploadDatasetRequest.SerializeToString,
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.gateway.v1.Core/ListDatasets',
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsRequest.SerializeToString,
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDatasetInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.gateway.v1.Core/GetDatasetInfo',
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.GetDatasetInfoRequest.SerializeToString,
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/apt.gateway.v1.Core/DownloadDataset',
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetRequest.SerializeToString,
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.DownloadDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.gateway.v1.Core/DeleteDataset',
+            apt_dot_gateway_dot_v1_dot_gateway__pb2.DeleteDatasetRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
