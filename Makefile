@@ -60,6 +60,6 @@ $(ROUTER_BIN): router/Cargo.toml router/Cargo.lock $(wildcard router/src/*.rs)
 	@touch $@
 
 clean:
-	rm -rf .apt-demo build *.egg-info
+	rm -rf .apt-demo .apt-demo-data build *.egg-info
 
 -include docker/Makefile.inc

@@ -97,8 +97,12 @@ def read_corpus_file(path: Path, text_field: str, warn: Callable[[str], None]) -
 
 def load_corpus(paths: list[str], store: Store | None = None, dataset: str = "", text_field: str = "text",
                 warn: Callable[[str], None] = lambda _: None) -> Corpus:
-    """Documents from corpus files and/or a store dataset (its .txt/.jsonl files, sorted)."""
-    files = [Path(p).expanduser() for p in paths]
+    """Documents from corpus files and/or a store dataset (its .txt/.jsonl files, sorted).
+
+    ``paths`` are host paths a service vouches for: a path a remote caller named reaches here
+    only through ``apt_model.trust.PathPolicy.resolve`` (the servicer's request conversion).
+    """
+    files = [Path(p) for p in paths]
     if dataset:
         if store is None:
             raise errors.FailedPrecondition("A dataset was named but no store is available.")

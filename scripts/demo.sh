@@ -12,6 +12,10 @@ PY=.venv/bin/python
 CLI="$PY -m apt_model"
 PIDFILE=$APT_HOME/gateway.pid
 STEPS=${APT_DEMO_STEPS:-300}   # training budget: about 3 minutes on 2 CPU cores
+# The demo corpus lives outside the store, in a folder the operator (this script) allows callers
+# to name as a path; files elsewhere reach the gateway through 'apt-model data push' / --corpus.
+DATA=${APT_HOME}-data
+export APT_DATA_ROOTS=$DATA
 
 stop() {
   if [[ -f $PIDFILE ]] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -26,7 +30,7 @@ if [[ ${1:-} == stop ]]; then stop; exit 0; fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-mkdir -p "$APT_HOME"
+mkdir -p "$APT_HOME" "$DATA"
 stop
 step "starting the gateway on $APT_GATEWAY (store: $APT_HOME, log: $APT_HOME/gateway.log)"
 nohup $CLI gateway serve --listen "$APT_GATEWAY" >"$APT_HOME/gateway.log" 2>&1 &
@@ -41,7 +45,6 @@ done
 $CLI plugin list
 
 step "demo corpus: English (Python language reference) + Chinese (People's Daily 1998), offline"
-DATA=$APT_HOME/data
 $PY -m apt_model.data "$DATA" >/dev/null
 ls -l "$DATA"
 
@@ -74,7 +77,7 @@ if $CLI plugin describe ollama-export >/dev/null 2>&1; then
 fi
 if $CLI plugin describe cloud-storage >/dev/null 2>&1; then
   step "back up to a local destination, list, and restore under a new name (every sha256 checked)"
-  BK="file://$APT_HOME/backups"
+  BK="file://$APT_HOME/exports/backups"  # exports: the one store folder operations may write by path
   $CLI storage backup demo "$BK" --tag demo
   $CLI storage list "$BK"
   $CLI storage restore "$BK" --backup demo --tag demo --name demo-restored --overwrite

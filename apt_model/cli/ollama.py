@@ -37,7 +37,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    help="type of 2-D weights; norms and biases stay f32 (default f16)")
     e.add_argument("--output-dir", default="", help="folder name under APT_HOME/exports (default NAME-OUTTYPE)")
     e.add_argument("--ollama-url", default="",
-                   help="Ollama server the *service* reaches (default its APT_OLLAMA_URL; none: print the command)")
+                   help="Ollama server the *service* reaches (default its APT_OLLAMA_URL; none: print the command; "
+                        "another URL must be on the operator's APT_ALLOWED_ENDPOINTS)")
     e.add_argument("--ollama-model", default="", help="model name in Ollama (default NAME)")
     e.add_argument("--skip-verify", action="store_true", help="skip the llama.cpp logits/tokenization check")
     _modelfile_options(e)

@@ -14,7 +14,7 @@ from typing import Any
 
 from apt_model import errors
 from apt_model.store import Store
-from apt_model.corpus import read_corpus_file
+from apt_model.corpus import load_corpus
 from gateway.core.inspect import safetensors_header, tokenizer_summary, weight_files
 
 
@@ -166,7 +166,9 @@ def _environment(r: Report) -> None:
          f"{torch.get_num_threads()} CPU threads")
 
 
-def debug_model(store: Store, name: str, data_path: str = "") -> dict[str, Any]:
+def debug_model(store: Store, name: str, data_path: str = "", data_dataset: str = "") -> dict[str, Any]:
+    """Checks of a store model; ``data_path`` (resolved by the caller inside what callers may
+    name) or ``data_dataset`` (a store dataset) is checked for readability too."""
     r = Report()
     folder = store.model(name).path
     _environment(r)
@@ -178,10 +180,13 @@ def debug_model(store: Store, name: str, data_path: str = "") -> dict[str, Any]:
             _step(model, tokenizer, r)
     else:
         r.warn("model.loadable", "skipped: the files are not whole", "Fix the file findings first.")
-    if data_path:
+    if data_dataset:
+        store.dataset(data_dataset)  # an unknown dataset is the caller's mistake, not a finding
+    if data_path or data_dataset:
+        what = data_path or f"dataset {data_dataset}"
         try:
-            docs = read_corpus_file(Path(data_path), "text", lambda _: None)
-            r.ok("data.readable", f"{data_path}: {len(docs)} document(s), {sum(map(len, docs))} characters")
+            docs = load_corpus([data_path] if data_path else [], store, data_dataset).documents
+            r.ok("data.readable", f"{what}: {len(docs)} document(s), {sum(map(len, docs))} characters")
         except errors.AptError as exc:
             r.error("data.readable", exc.message, "Fix the data file as the message says.")
     return {"name": name, "findings": [asdict(f) for f in r.findings], "healthy": r.healthy}

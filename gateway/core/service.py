@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import threading
 import time
@@ -12,9 +13,11 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from apt_model import errors
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
+from apt_model.modeling import limits
 from apt_model.modeling.lm import GenerationParams
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import validate_name
+from apt_model.trust import PathPolicy
 from gateway.core import debug, evaluate, inspect, size, train, transfer
 
 SERVICE = "/apt.gateway.v1.Core/"
@@ -26,11 +29,11 @@ def _struct(data: dict) -> struct_pb2.Struct:
     return s
 
 
-def train_spec(r: pb.TrainRequest) -> train.TrainSpec:
+def train_spec(r: pb.TrainRequest, paths: PathPolicy) -> train.TrainSpec:
     d = train.TrainSpec(name=r.name)  # the defaults stand where a field is left at zero/empty
     return train.TrainSpec(
         name=r.name, preset=r.preset or d.preset, size=r.size or d.size, config_json=r.config_json,
-        corpus_paths=tuple(r.corpus_paths), dataset=r.dataset, text_field=r.text_field or d.text_field,
+        corpus_paths=paths.resolve_all(r.corpus_paths, "corpus path"), dataset=r.dataset, text_field=r.text_field or d.text_field,
         vocab_size=r.vocab_size or d.vocab_size, tokenizer_from=r.tokenizer_from, seq_len=r.seq_len or d.seq_len,
         batch_size=r.batch_size or d.batch_size, grad_accum=r.grad_accum or d.grad_accum,
         max_steps=r.max_steps or d.max_steps, learning_rate=r.learning_rate or d.learning_rate,
@@ -51,9 +54,9 @@ def generation_params(g: pb.GenerationOptions) -> GenerationParams:
                             temperature=g.temperature or 1.0, top_k=g.top_k, top_p=g.top_p or 1.0, seed=g.seed)
 
 
-def eval_spec(names, r) -> evaluate.EvalSpec:
+def eval_spec(names, r, paths: PathPolicy) -> evaluate.EvalSpec:
     return evaluate.EvalSpec(
-        names=tuple(names), eval_text=r.eval_text, eval_path=r.eval_path, eval_dataset=r.eval_dataset,
+        names=tuple(names), eval_text=r.eval_text, eval_path=paths.resolve_optional(r.eval_path, "evaluation file"), eval_dataset=r.eval_dataset,
         prompts=tuple(r.prompts), generation=generation_params(r.generation),
         max_eval_tokens=r.max_eval_tokens or 16384, stride=getattr(r, "stride", 0))
 
@@ -61,6 +64,16 @@ def eval_spec(names, r) -> evaluate.EvalSpec:
 def _header(files: list[transfer.FileSpec], name: str = "", overwrite: bool = False) -> pb.UploadHeader:
     return pb.UploadHeader(name=name, overwrite=overwrite,
                            files=[pb.FileInfo(path=f.path, size=f.size, sha256=f.sha256) for f in files])
+
+
+def _upload_header(request_iterator, kind) -> tuple[pb.UploadHeader, list[transfer.FileSpec]]:
+    """The header an upload starts with, its name validated, and the files it lists."""
+    first = next(request_iterator, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise errors.InvalidArgument("An upload starts with a header message listing the files.")
+    h = first.header
+    validate_name(h.name, "model" if kind == "models" else "dataset")
+    return h, [transfer.FileSpec(f.path, f.size, f.sha256) for f in h.files]
 
 
 def _uses(labels, name: str) -> bool:
@@ -78,7 +91,7 @@ def _ended_flag(context) -> threading.Event:
 class CoreServicer(gateway_pb2_grpc.CoreServicer):
     def __init__(self, app):
         self.app = app
-        self.jobs, self.store, self.settings = app.jobs, app.store, app.settings
+        self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, app.settings, app.paths
         self.started = time.time()
 
     # -- helpers ---------------------------------------------------------------------------
@@ -147,43 +160,44 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
     def GetModelSize(self, request, context):
         if request.batch_size < 0 or request.seq_len < 0:
             raise errors.InvalidArgument("batch_size and seq_len must be positive (or 0 for the default).")
-        s = size.model_size(self.store, request.name, request.batch_size, request.seq_len)
+        s = size.model_size(self.store, request.name, request.batch_size, request.seq_len,
+                            max_params=self.settings.max_model_params)
         return pb.ModelSize(**{**s, "training_breakdown": _struct(s["training_breakdown"])})
 
     def DebugModel(self, request, context):
-        report = debug.debug_model(self.store, request.name, request.data_path)
+        data_path = self.paths.resolve_optional(request.data_path, "data file")
+        limits.check_loadable(self.store, request.name, self.settings.max_model_params)
+        report = debug.debug_model(self.store, request.name, data_path, request.data_dataset)
         return pb.DebugReport(name=report["name"], healthy=report["healthy"],
                               findings=[pb.Finding(**f) for f in report["findings"]])
 
     # -- jobs ------------------------------------------------------------------------------
     def StartTest(self, request, context):
-        spec = eval_spec([request.name], request).validate(self.store, compare=False)
+        spec = eval_spec([request.name], request, self.paths).validate(self.store, compare=False)
+        limits.check_loadable(self.store, request.name, self.settings.max_model_params)
         store = self.store
         return self._start("StartTest", lambda ctx: evaluate.run_test(store, spec, ctx), {"model": request.name})
 
     def StartCompare(self, request, context):
-        spec = eval_spec(request.names, request).validate(self.store, compare=True)
+        spec = eval_spec(request.names, request, self.paths).validate(self.store, compare=True)
+        for name in spec.names:
+            limits.check_loadable(self.store, name, self.settings.max_model_params)
         store = self.store
         return self._start("StartCompare", lambda ctx: evaluate.run_compare(store, spec, ctx),
                            {"model": spec.names[0], "models": ",".join(spec.names)})
 
     def StartTrain(self, request, context):
-        spec = train_spec(request).validate(self.store)
+        spec = train_spec(request, self.paths).validate(self.store, self.settings.max_model_params)
         self._refuse_if_busy(spec.name, "train into")
         store = self.store
         return self._start("StartTrain", lambda ctx: train.run_train(store, spec, ctx), {"model": spec.name})
 
     # -- transfer --------------------------------------------------------------------------
     def UploadModel(self, request_iterator, context):
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise errors.InvalidArgument("An upload starts with a header message listing the files.")
-        h = first.header
-        validate_name(h.name)
-        files = [transfer.FileSpec(f.path, f.size, f.sha256) for f in h.files]
+        h, files = _upload_header(request_iterator, "models")
         self._refuse_if_busy(h.name, "overwrite")
-        chunks = self._upload_chunks(request_iterator, context)
-        transfer.receive_upload(self.store, h.name, files, chunks, overwrite=h.overwrite)
+        transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
+                                overwrite=h.overwrite, quota=self.settings.store_quota)
         return self.GetModelInfo(pb.GetModelInfoRequest(name=h.name), context)
 
     @staticmethod
@@ -199,14 +213,27 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         if ended.is_set():
             raise errors.Cancelled("The upload was interrupted by the client; nothing was stored.")
 
-    def DownloadModel(self, request, context):
-        ended = _ended_flag(context)
-        files = transfer.download_plan(self.store, request.name)
-        yield pb.DownloadModelResponse(header=_header(files, request.name))
-        for path, data in transfer.iter_download(self.store, request.name, files):
-            if ended.is_set():  # the client went away: stop reading the files
-                return
-            yield pb.DownloadModelResponse(chunk=pb.FileChunk(path=path, data=data))
+    async def _download(self, kind, name: str, response, context):
+        """Stream an entry from the event loop, reading files on a worker thread one chunk at a time.
+
+        An async generator, not a sync one: grpc.aio serves a sync generator from its thread
+        pool, and a caller that stops reading then keeps that thread blocked on its write for
+        good, cancelled or not; enough such callers would take every thread (and SIGTERM would
+        wait on them). Here an unread stream holds no thread, and cancelling it ends it.
+        """
+        files = await asyncio.to_thread(transfer.download_plan, self.store, name, kind)
+        yield response(header=_header(files, name))
+        chunks = transfer.iter_download(self.store, name, files, kind)
+        try:
+            while (item := await asyncio.to_thread(next, chunks, None)) is not None:
+                yield response(chunk=pb.FileChunk(path=item[0], data=item[1]))
+        finally:
+            if not chunks.gi_running:  # else a read in flight when cancelled: closed when collected
+                chunks.close()
+
+    async def DownloadModel(self, request, context):
+        async for message in self._download("models", request.name, pb.DownloadModelResponse, context):
+            yield message
 
     def DeleteModel(self, request, context):
         self.store.model(request.name)
@@ -214,3 +241,33 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         self.store.remove("models", request.name)
         return empty_pb2.Empty()
 
+    # -- datasets --------------------------------------------------------------------------
+    def UploadDataset(self, request_iterator, context):
+        h, files = _upload_header(request_iterator, "datasets")
+        transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
+                                overwrite=h.overwrite, kind="datasets", quota=self.settings.store_quota)
+        return self.GetDatasetInfo(pb.GetDatasetInfoRequest(name=h.name), context)
+
+    def ListDatasets(self, request, context):
+        return pb.ListDatasetsResponse(datasets=[
+            pb.DatasetSummary(name=e.name, size_bytes=e.size_bytes, file_count=len(e.meta.get("files", {})),
+                              created=e.created, operation=e.meta.get("lineage", {}).get("operation", ""))
+            for e in self.store.list("datasets") if request.filter in e.name])
+
+    def GetDatasetInfo(self, request, context):
+        e = self.store.dataset(request.name)
+        return pb.DatasetInfo(
+            name=e.name, size_bytes=e.size_bytes, created=e.created,
+            files=[pb.FileInfo(path=p, size=f["size"], sha256=f["sha256"])
+                   for p, f in sorted(e.meta.get("files", {}).items())],
+            operation=e.meta.get("lineage", {}).get("operation", ""), lineage=_struct(e.meta.get("lineage", {})),
+            metrics={k: float(v) for k, v in e.meta.get("metrics", {}).items() if isinstance(v, (int, float))})
+
+    async def DownloadDataset(self, request, context):
+        async for message in self._download("datasets", request.name, pb.DownloadDatasetResponse, context):
+            yield message
+
+    def DeleteDataset(self, request, context):
+        self.store.dataset(request.name)
+        self.store.remove("datasets", request.name)
+        return empty_pb2.Empty()

@@ -62,6 +62,7 @@ def corpus_file(tmp_path):
 def gateway(tmp_path_factory):
     from gateway.testing import start_gateway, stop_gateway
 
-    gw = start_gateway(tmp_path_factory.mktemp("gw") / "home")
+    # the tests' temporary folders are the operator's data root: tests name corpus files there
+    gw = start_gateway(tmp_path_factory.mktemp("gw") / "home", data_roots=(str(tmp_path_factory.getbasetemp()),))
     yield gw
     stop_gateway(gw)

@@ -66,7 +66,7 @@ def test_errors_map_to_status_codes(gw):
     assert _code(lambda: core.StartTest(pb.TestModelRequest(name="ghost"))) == grpc.StatusCode.NOT_FOUND
     assert _code(lambda: core.StartCompare(pb.CompareModelsRequest(names=["tiny"]))) == \
         grpc.StatusCode.INVALID_ARGUMENT
-    assert _code(lambda: core.StartTrain(pb.TrainRequest(name="x", corpus_paths=["/nope.txt"], size="huge"))) == \
+    assert _code(lambda: core.StartTrain(pb.TrainRequest(name="x", dataset="nope", size="huge"))) == \
         grpc.StatusCode.INVALID_ARGUMENT
     assert _code(lambda: core.DeleteModel(pb.DeleteModelRequest(name="ghost"))) == grpc.StatusCode.NOT_FOUND
 

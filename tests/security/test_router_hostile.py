@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -104,15 +105,10 @@ class Attacker:
         return [*self.downloads, *self.artifacts]
 
     def leave(self) -> None:
-        """Cancel the plugin streams; read the downloads to their end. (A DownloadModel cancelled
-        while its writes wait for flow control leaves its handler thread in the gateway process
-        blocked for good, and this test process could not exit: a control-plane bug, reported
-        with this test, that apt-router cannot fix.)"""
-        for call in self.artifacts:
+        """Cancel every stream: a cancelled download ends in the gateway too (its handler holds
+        no thread while the caller does not read; see CoreServicer._download)."""
+        for call in self.calls:
             call.cancel()
-        for call in self.downloads:
-            for _ in call:
-                pass
         self.channel.close()
 
 
@@ -189,6 +185,7 @@ def test_unread_streams_do_not_slow_other_callers(hostile_gateway):
             attacker.leave()
     finally:
         callers.close()
+    assert _threads_waiting_on_a_write(seconds=5) == 0, "cancelled downloads left gateway threads blocked"
 
     report = {m: (round(_p99(base[m]) * 1000, 1), round(_p99(loaded[m]) * 1000, 1) if loaded[m] else None)
               for m in base}
@@ -200,6 +197,27 @@ def test_unread_streams_do_not_slow_other_callers(hostile_gateway):
         assert _p99(samples) <= limit, (
             f"{method} p99 {_p99(samples) * 1000:.1f} ms with unread streams open, over {limit * 1000:.1f} ms "
             f"(unloaded p99 {_p99(base[method]) * 1000:.1f} ms)")
+
+
+def _threads_waiting_on_a_write(seconds: float) -> int:
+    """Threads of this process (the gateway runs in it) still parked in a future's result():
+    how grpc.aio leaves a sync streaming handler whose caller stopped reading. Polled for up
+    to ``seconds`` while cancelled calls wind down."""
+    deadline = time.monotonic() + seconds
+    while True:
+        parked = sum(1 for frame in sys._current_frames().values()
+                     if frame.f_code.co_name in ("wait", "acquire") and _in_future_result(frame))
+        if parked == 0 or time.monotonic() > deadline:
+            return parked
+        time.sleep(0.2)
+
+
+def _in_future_result(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "result" and frame.f_code.co_filename.endswith("concurrent/futures/_base.py"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 MALFORMED_PATHS = ["/apt.plugins.x", "/apt.plugins.", "/", "//", "/apt.plugins.echo.v1.Echo",
@@ -269,7 +287,7 @@ def test_sigterm_ends_the_router_within_grace_while_streams_are_unread(echo_gate
     gw = echo_gateway
     plane = gw.app.dataplane
     router = plane._proc
-    attacker = Attacker(gw, downloads=0)  # plugin streams only: see Attacker.leave
+    attacker = Attacker(gw, downloads=0)  # plugin streams: the router's own shutdown
     try:
         plane._stopping.set()  # the gateway must not restart it: this exit is on purpose
         t0 = time.monotonic()
@@ -286,3 +304,51 @@ def test_sigterm_ends_the_router_within_grace_while_streams_are_unread(echo_gate
         attacker.channel.close()
     assert code == 0
     assert took <= GRACE + 1.5, f"apt-router took {took:.1f} s to exit after SIGTERM (grace {GRACE} s)"
+
+
+def test_sigterm_ends_the_gateway_process_within_grace_while_downloads_are_unread(tmp_path):
+    """The whole gateway (control plane, apt-router, a plugin) as a user runs it: SIGTERM with
+    callers that opened downloads and never read them ends it within the grace period. (Before,
+    each unread DownloadModel kept a control-plane thread blocked for good and the process
+    never exited.)"""
+    from apt_model.runtime.settings import read_local_token
+    from apt_model.store import Store
+    from gateway.testing import wait_answering
+
+    home = tmp_path / "home"
+    with Store(home).create("models", MODEL, operation="test") as folder:
+        (folder / "weights.bin").write_bytes(os.urandom(MODEL_BYTES))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+    env.update(APT_HOME=str(home), APT_GRACE_SECONDS=str(GRACE), APT_LOG_JSON="0")
+    proc = subprocess.Popen([sys.executable, "-m", "apt_model", "gateway", "serve", "--listen", f"127.0.0.1:{port}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not read_local_token(home) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        token = read_local_token(home)
+        assert wait_answering(f"127.0.0.1:{port}", token, timeout=60), "the gateway did not start"
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
+            ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 0), ("grpc.max_receive_message_length", 64 * MiB)])
+        core = gateway_pb2_grpc.CoreStub(channel)
+        calls = [core.DownloadModel(gateway_pb2.DownloadModelRequest(name=MODEL), metadata=_auth(token), timeout=60)
+                 for _ in range(ATTACK_STREAMS)]
+        for call in calls:
+            call.initial_metadata()
+        time.sleep(1.5)  # every window between the gateway and this caller is full
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(GRACE + 10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the gateway still runs {GRACE + 10:.0f} s after SIGTERM (grace {GRACE} s)")
+        took = time.monotonic() - t0
+        channel.close()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert took <= GRACE + 2.0, f"the gateway took {took:.1f} s to exit after SIGTERM (grace {GRACE} s)"

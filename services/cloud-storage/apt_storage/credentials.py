@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping
 
 from apt_model import errors
+from apt_model.trust import EndpointPolicy
 
 SECRETS_DIR_VAR = "CLOUD_STORAGE_SECRETS_DIR"
 DEFAULT_SECRETS_DIR = "/run/secrets"
@@ -51,6 +52,7 @@ class CredentialSource:
 
     def __init__(self, environ: Mapping[str, str]):
         self._env = dict(environ)
+        self.endpoints = EndpointPolicy.from_env(self._env)  # what callers may pick as endpoint_url
         self._secrets_dir = Path(self._env.get(SECRETS_DIR_VAR, DEFAULT_SECRETS_DIR))
 
     def _lookup(self, name: str) -> str:

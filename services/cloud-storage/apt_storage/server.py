@@ -10,7 +10,7 @@ from apt_storage.service import CloudStorageServicer
 
 
 def build(app: PluginApp) -> None:
-    config = StorageConfig.from_env(app.store.root)  # credentials, CLOUD_STORAGE_ROOTS: read once here
+    config = StorageConfig.from_env(app.store.root)  # credentials, APT_DATA_ROOTS, APT_ALLOWED_ENDPOINTS: once
     app.add_servicer(cloud_storage_pb2_grpc.add_CloudStorageServicer_to_server,
                      CloudStorageServicer(app, config))
 

@@ -14,7 +14,7 @@ from apt_storage.config import StorageConfig
 from apt_storage.listing import BackupState, list_backups
 from apt_storage.restore import run_restore
 from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, parse_kind, transfer_options
-from apt_storage.upload import run_upload
+from apt_storage.upload import collect, run_upload
 from apt_storage.uri import parse
 
 _SERVICE = "/apt.plugins.cloud_storage.v1.CloudStorage"
@@ -34,8 +34,9 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
 
     def StartBackup(self, request, context):
         spec = BackupSpec.from_request(request)
+        self.config.check_local_destination(spec.destination)  # before anything says what exists
+        self.config.check_endpoint(spec.destination, spec.options)
         self.store.get(spec.kind, spec.name)  # NOT_FOUND now, not as a failed job
-        self.config.check_local_destination(spec.destination)
         slot = f"{spec.destination}|{spec.kind}/{spec.name}"
         _claim(self.jobs, "backup", slot, f"backing up {spec.name} to {spec.destination}")
         snap = self.jobs.start(f"{_SERVICE}/StartBackup",
@@ -46,6 +47,7 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
     def StartRestore(self, request, context):
         spec = RestoreSpec.from_request(request)
         self.config.check_local_destination(spec.source)
+        self.config.check_endpoint(spec.source, spec.options)
         labels = {"restore": str(spec.source)}
         if spec.name:
             kind = spec.kind or "models"
@@ -60,9 +62,9 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
 
     def StartUpload(self, request, context):
         spec = UploadSpec.from_request(request)
-        for raw in spec.paths:  # PERMISSION_DENIED / NOT_FOUND now, not as a failed job
-            self.config.readable_source(raw)
         self.config.check_local_destination(spec.destination)
+        self.config.check_endpoint(spec.destination, spec.options)
+        collect(self.config, spec)  # PERMISSION_DENIED / NOT_FOUND now (every file), not as a failed job
         snap = self.jobs.start(f"{_SERVICE}/StartUpload", lambda ctx: run_upload(self.config, spec, ctx),
                                labels={"upload": str(spec.destination)})
         return job_to_proto(snap)

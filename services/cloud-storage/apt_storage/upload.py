@@ -19,8 +19,10 @@ def collect(config: StorageConfig, spec: UploadSpec) -> list[tuple[str, Path]]:
     for raw in spec.paths:
         path = config.readable_source(raw)
         if path.is_dir():
-            pairs += [(f"{path.name}/{p.relative_to(path).as_posix()}", p)
-                      for p in sorted(path.rglob("*")) if p.is_file()]
+            for p in sorted(path.rglob("*")):
+                if p.is_file():  # a link inside an allowed folder may not lead out of it
+                    pairs.append((f"{path.name}/{p.relative_to(path).as_posix()}",
+                                  config.paths.resolve(str(p), "upload source")))
         else:
             pairs.append((path.name, path))
     return pairs

@@ -49,7 +49,8 @@ def s3(moto_server, tmp_path, monkeypatch):
                           aws_access_key_id=S3_ENV["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=S3_ENV["AWS_SECRET_ACCESS_KEY"])
     client.create_bucket(Bucket="backups")
-    yield moto_server, client, dict(S3_ENV)
+    # the service as an operator sets it up: the keys are for this endpoint
+    yield moto_server, client, {**S3_ENV, "AWS_ENDPOINT_URL": moto_server}
     client.close()
 
 

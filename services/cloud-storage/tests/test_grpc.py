@@ -25,7 +25,7 @@ def served(tmp_path, monkeypatch, s3):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("CLOUD_STORAGE_SECRETS_DIR", str(tmp_path / "none"))
-    monkeypatch.setenv("CLOUD_STORAGE_ROOTS", str(tmp_path / "local"))
+    monkeypatch.setenv("APT_DATA_ROOTS", str(tmp_path / "local"))
     (tmp_path / "local").mkdir()
     home = tmp_path / "home"
     add_entry(Store(home), "m1", {"config.json": b"{}", "model.safetensors": random_bytes(6 * MiB, 21)})

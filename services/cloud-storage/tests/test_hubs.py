@@ -26,8 +26,10 @@ def no_xet(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
 
 
-def _config(store, **env):
-    return StorageConfig.from_env(store.root, {"CLOUD_STORAGE_SECRETS_DIR": "/nonexistent", **env})
+def _config(store, endpoint: str, **env):
+    """The service as an operator sets it up: credentials for the endpoint they belong to."""
+    return StorageConfig.from_env(store.root, {"CLOUD_STORAGE_SECRETS_DIR": "/nonexistent", "HF_ENDPOINT": endpoint,
+                                               "MODELSCOPE_ENDPOINT": endpoint, **env})
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def hub(tmp_path, monkeypatch):
 def test_hf_backup_restore_and_resume(hub, store):
     big = random_bytes(MiB, 31)
     add_entry(store, "m1", {"config.json": b'{"x": 1}', "model.safetensors": big})
-    config = _config(store, HF_TOKEN=HF_TOKEN)
+    config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     spec = BackupSpec("m1", "models", parse("hf://org/backups/apt"), "v1", transfer_options(hub.url))
     result = run_backup(store, config, spec, RecordingContext())
     repo = hub.repos["org/backups"]
@@ -70,7 +72,7 @@ def test_hf_backup_restore_and_resume(hub, store):
 
 def test_hf_upload_and_errors(hub, store, tmp_path):
     add_entry(store, "m1", {"README.md": b"# hi\n"})
-    config = _config(store, HF_TOKEN=HF_TOKEN)
+    config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     out = run_upload(config, UploadSpec(("models/m1",), parse("hf://org/backups"),
                                         transfer_options(hub.url, commit_message="hello")), RecordingContext())
     assert hub.repos["org/backups"]["m1/README.md"] == b"# hi\n"
@@ -79,15 +81,15 @@ def test_hf_upload_and_errors(hub, store, tmp_path):
     spec = BackupSpec("m1", "models", parse("hf://org/missing"), "", transfer_options(hub.url))
     with pytest.raises(errors.NotFound, match="org/missing"):
         run_backup(store, config, spec, RecordingContext())
-    bad = _config(store, HF_TOKEN="hf_wrong_token_value_987")
+    bad = _config(store, hub.url, HF_TOKEN="hf_wrong_token_value_987")
     spec = BackupSpec("m1", "models", parse("hf://org/backups"), "", transfer_options(hub.url))
     with pytest.raises(errors.PermissionDenied) as info:
         run_backup(store, bad, spec, RecordingContext())
     assert "hf_wrong_token_value_987" not in info.value.message and "HF_TOKEN" in info.value.message
     dead = dead_endpoint()
     with pytest.raises(errors.Unavailable, match="unreachable"):
-        run_backup(store, config, BackupSpec("m1", "models", parse("hf://org/backups"), "",
-                                             transfer_options(dead)), RecordingContext())
+        run_backup(store, _config(store, dead, HF_TOKEN=HF_TOKEN),
+                   BackupSpec("m1", "models", parse("hf://org/backups"), "", transfer_options(dead)), RecordingContext())
 
 
 MS_TOKEN = "ms-local-test-token-abcdef"
@@ -104,7 +106,7 @@ def ms(tmp_path, monkeypatch):
 def test_modelscope_backup_restore_resume_and_errors(ms, store):
     big = random_bytes(2 * MiB, 41)
     add_entry(store, "m1", {"config.json": b'{"y": 1}', "model.safetensors": big})
-    config = _config(store, MODELSCOPE_API_TOKEN=MS_TOKEN)
+    config = _config(store, ms.url, MODELSCOPE_API_TOKEN=MS_TOKEN)
     spec = BackupSpec("m1", "models", parse("modelscope://org/backups/apt"), "v1", transfer_options(ms.url))
     result = run_backup(store, config, spec, RecordingContext())
     repo = ms.repos["org/backups"]
@@ -131,7 +133,7 @@ def test_modelscope_backup_restore_resume_and_errors(ms, store):
     with pytest.raises(errors.NotFound, match="org/missing"):
         run_backup(store, config, BackupSpec("m1", "models", parse("modelscope://org/missing"), "",
                                              transfer_options(ms.url)), RecordingContext())
-    bad = _config(store, MODELSCOPE_API_TOKEN="ms-wrong-token-value")
+    bad = _config(store, ms.url, MODELSCOPE_API_TOKEN="ms-wrong-token-value")
     with pytest.raises(errors.PermissionDenied) as info:
         run_backup(store, bad, spec, RecordingContext())
     assert "ms-wrong-token-value" not in info.value.message

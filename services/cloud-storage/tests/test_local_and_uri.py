@@ -16,7 +16,9 @@ from apt_storage.uri import parse
 
 
 def _config(store, **env):
-    return StorageConfig.from_env(store.root, {"CLOUD_STORAGE_SECRETS_DIR": "/nonexistent", **env})
+    """The service with the test's folder as the operator's data root (file:// destinations)."""
+    env = {"CLOUD_STORAGE_SECRETS_DIR": "/nonexistent", "APT_DATA_ROOTS": str(store.root.parent), **env}
+    return StorageConfig.from_env(store.root, env)
 
 
 def test_parse_destinations():
@@ -108,8 +110,8 @@ def test_local_roots_restrict_destinations_and_upload_sources(store, tmp_path):
     allowed = tmp_path / "allowed"
     allowed.mkdir()
     (allowed / "notes.txt").write_text("hello")
-    config = _config(store, CLOUD_STORAGE_ROOTS=str(allowed))
-    with pytest.raises(errors.PermissionDenied, match="CLOUD_STORAGE_ROOTS"):
+    config = _config(store, APT_DATA_ROOTS=str(allowed))
+    with pytest.raises(errors.PermissionDenied, match="APT_DATA_ROOTS"):
         run_upload(config, UploadSpec(("/etc/hostname",), parse(f"file://{allowed}/out")), RecordingContext())
     with pytest.raises(errors.PermissionDenied, match="outside the folders"):
         run_upload(config, UploadSpec((str(allowed / "notes.txt"),), parse(f"file://{tmp_path}/elsewhere")),

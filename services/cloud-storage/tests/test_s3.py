@@ -156,7 +156,8 @@ def test_wrong_credentials_are_permission_denied_without_the_secret(s3, store, m
     endpoint, client, env = s3
     add_entry(store, "m1", {"a.bin": b"x"})
     monkeypatch.setattr(moto_settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # the server checks keys now
-    bad = {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1", "AWS_SECRET_ACCESS_KEY": "wrong-secret-0123456789"}
+    bad = {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1", "AWS_SECRET_ACCESS_KEY": "wrong-secret-0123456789",
+           "AWS_ENDPOINT_URL": endpoint}
     spec = BackupSpec("m1", "models", parse("s3://backups/x"), "", transfer_options(endpoint))
     with pytest.raises(errors.PermissionDenied) as info:
         run_backup(store, _config(store, bad), spec, RecordingContext())
@@ -168,7 +169,8 @@ def test_unreachable_endpoint_is_unavailable(store):
     add_entry(store, "m1", {"a.bin": b"x"})
     spec = BackupSpec("m1", "models", parse("s3://backups/x"), "",
                       transfer_options(dead_endpoint()))
-    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "CLOUD_STORAGE_SECRETS_DIR": "/nonexistent"}
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "CLOUD_STORAGE_SECRETS_DIR": "/nonexistent",
+           "AWS_ENDPOINT_URL": spec.options.endpoint_url}
     spec = dataclasses.replace(spec, options=dataclasses.replace(spec.options, retry=RetryPolicy(2, 0.01)))
     with pytest.raises(errors.Unavailable, match="unreachable"):
         run_backup(store, StorageConfig.from_env(store.root, env), spec, RecordingContext())

@@ -7,6 +7,7 @@ apt.json. Hub datasets are fetched through the ``ModelHub`` interface, like mode
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
-from apt_model.store import Store, validate_name
+from apt_model.store import META_FILE, Store, validate_name
+from apt_model.trust import PathPolicy
 
 from apt_hf.hubs import ModelHub, check_repo_id
 
@@ -28,6 +30,7 @@ FORMATS = {
     "text": ("text", (".txt", ".text")),
 }
 DATA_FILE = "data.parquet"
+STORE_SOURCE = "dataset:"  # a source naming a store dataset
 MAX_TOKEN_STAT_ROWS = 100_000  # token statistics read at most this many rows (said in the result)
 _PREVIEW_CHARS = 200
 
@@ -47,10 +50,15 @@ class DatasetSpec:
 
     @property
     def is_local(self) -> bool:
-        return self.source.startswith(("/", "./", "../", "~"))
+        return self.source.startswith(("/", "./", "../", "~")) or bool(self.store_dataset)
+
+    @property
+    def store_dataset(self) -> str:
+        """The store dataset named by a ``dataset:NAME`` source (files pushed with 'apt-model data push')."""
+        return self.source.removeprefix(STORE_SOURCE) if self.source.startswith(STORE_SOURCE) else ""
 
     @classmethod
-    def from_request(cls, req) -> "DatasetSpec":
+    def from_request(cls, req, paths: PathPolicy) -> "DatasetSpec":
         source = req.source.strip()
         if not source:
             raise errors.InvalidArgument("source is required: a hub dataset id or a local file or folder.")
@@ -66,9 +74,13 @@ class DatasetSpec:
                    hub=(req.hub or "huggingface").strip().lower())
         if spec.tokenizer_from:
             validate_name(spec.tokenizer_from, "model")
-        if spec.is_local:
-            if not Path(source).expanduser().exists():
+        if spec.store_dataset:
+            validate_name(spec.store_dataset, "dataset")
+        elif spec.is_local:
+            path = paths.resolve(source, "dataset source")  # before any look at the disk
+            if not path.exists():
                 raise errors.NotFound(f"{source!r} does not exist on the service's machine.")
+            spec = dataclasses.replace(spec, source=str(path))
         else:
             check_repo_id(source)
         return spec
@@ -79,7 +91,7 @@ def data_files(path: Path, fmt: str) -> tuple[str, list[str]]:
     if path.is_file():
         files = [path]
     else:
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != META_FILE and not any(
             part.startswith(".") for part in p.relative_to(path).parts))
     if not fmt:
         found = {f for f, (_, suffixes) in FORMATS.items() for p in files if p.suffix.lower() in suffixes}
@@ -157,8 +169,11 @@ def run_load_dataset(store: Store, hub: ModelHub | None, spec: DatasetSpec, ctx:
         raise errors.AlreadyExists(f"Dataset {spec.name!r} already exists; pass overwrite or choose another name.")
     tokenizer = load_tokenizer(store.model(spec.tokenizer_from).path) if spec.tokenizer_from else None
     source = {"hub": "local", "repo_id": spec.source, "revision": "", "commit_sha": ""}
-    if spec.is_local:
-        path = Path(spec.source).expanduser().resolve()
+    if spec.store_dataset:
+        path = store.dataset(spec.store_dataset).path
+        source = {"hub": "store", "repo_id": spec.store_dataset, "revision": "", "commit_sha": ""}
+    elif spec.is_local:
+        path = Path(spec.source)  # resolved inside the allowed folders by from_request
     else:
         assert hub is not None
         ctx.report(progress=0.0, stage="download", message=f"fetching dataset {spec.source}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import META_FILE, Store, validate_name
+from apt_model.trust import PathPolicy
 
 from apt_hf import checkpoint as ckpt
 from apt_hf.hubs import ModelHub, check_repo_id
@@ -22,20 +24,26 @@ from apt_hf.modelcard import render_model_card
 @dataclass(frozen=True)
 class ExportSpec:
     name: str
-    output_dir: Path
+    output_dir: Path  # APT_HOME/exports/<folder>: the one place exports are written
 
     @classmethod
-    def from_request(cls, req) -> "ExportSpec":
+    def from_request(cls, req, paths: PathPolicy) -> "ExportSpec":
         name = validate_name(req.name.strip(), "model")
-        if not req.output_dir.strip():
-            raise errors.InvalidArgument("output_dir is required: an absolute folder path on the service's machine.")
-        out = Path(req.output_dir).expanduser()
-        if not out.is_absolute():
-            raise errors.InvalidArgument(f"output_dir {req.output_dir!r} must be an absolute path.")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise errors.AlreadyExists(f"{out} already exists and is not an empty folder; choose a new folder.")
-        if not out.parent.is_dir():
-            raise errors.NotFound(f"The parent folder {out.parent} does not exist.")
+        raw = req.output_dir.strip() or f"{name}-hf"
+        exports = paths.export_dir("x").parent
+        if os.path.isabs(raw):
+            # an absolute path is accepted only where a name would have put it
+            real = Path(os.path.realpath(raw))
+            if real.parent != Path(os.path.realpath(exports)):
+                raise errors.PermissionDenied(
+                    f"output_dir {raw!r} is outside APT_HOME/exports: exports are written only there. "
+                    f"Give a folder name (e.g. {name}-hf); the export lands in APT_HOME/exports/<name>.")
+            raw = real.name
+        out = paths.export_dir(raw)
+        if out.exists() or out.is_symlink():
+            raise errors.AlreadyExists(
+                f"The export folder {raw!r} already exists in APT_HOME/exports; choose another name "
+                f"(exports never replace anything).")
         return cls(name=name, output_dir=out)
 
 
@@ -87,17 +95,27 @@ def write_hf_folder(store: Store, name: str, dest: Path, ctx: JobContext, share:
 
 
 def run_export(store: Store, spec: ExportSpec, ctx: JobContext) -> dict:
-    """The job: build the folder beside the target, then rename it into place (all or nothing)."""
+    """The job: claim the export folder (exclusive mkdir), build it beside, rename it in.
+
+    The empty folder made by the claim is the only thing the rename replaces, so an export
+    never replaces anything it did not create; on failure the claim is removed again.
+    """
     store.model(spec.name)  # NotFound before touching the disk
-    tmp = spec.output_dir.with_name(f".{spec.output_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
+    spec.output_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        spec.output_dir.mkdir()
+    except FileExistsError as exc:
+        raise errors.AlreadyExists(
+            f"The export folder {spec.output_dir.name!r} appeared meanwhile; choose another name.") from exc
+    tmp = spec.output_dir.with_name(f".{spec.output_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.mkdir()
         result = write_hf_folder(store, spec.name, tmp, ctx)
-        if spec.output_dir.exists():
-            spec.output_dir.rmdir()  # checked empty at the start; fails loudly if that changed
-        os.rename(tmp, spec.output_dir)
+        os.rename(tmp, spec.output_dir)  # onto our own empty claim
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            spec.output_dir.rmdir()
         raise
     return {**result, "output_dir": str(spec.output_dir)}
 

@@ -14,6 +14,7 @@ checksums (backup, download, verify) wait the fraction of a second per GB that t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store, validate_name
+from apt_model.trust import PathPolicy
 
 from apt_hf import checkpoint as ckpt
 from apt_hf.hubs import ModelHub, Snapshot, check_repo_id
@@ -40,7 +42,7 @@ class ImportSpec:
         return self.source.startswith(("/", "./", "../", "~"))
 
     @classmethod
-    def from_request(cls, req) -> "ImportSpec":
+    def from_request(cls, req, paths: PathPolicy) -> "ImportSpec":
         source = req.source.strip()
         if not source:
             raise errors.InvalidArgument("source is required: a hub repo id ('org/name') or a local model folder.")
@@ -48,8 +50,10 @@ class ImportSpec:
                    hub=(req.hub or "huggingface").strip().lower(), revision=req.revision.strip() or "main",
                    overwrite=req.overwrite)
         if spec.is_local:
-            if not Path(source).expanduser().is_dir():
+            folder = paths.resolve(source, "source folder")  # before any look at the disk
+            if not folder.is_dir():
                 raise errors.NotFound(f"The local folder {source!r} does not exist on the service's machine.")
+            spec = dataclasses.replace(spec, source=str(folder))
         else:
             check_repo_id(source)
         return spec
@@ -83,7 +87,7 @@ def resolve_source(spec: ImportSpec, hub: ModelHub | None) -> Snapshot:
     non-causal model is reported on that call rather than as a failed job.
     """
     if spec.is_local:
-        folder = Path(spec.source).expanduser().resolve()
+        folder = Path(spec.source)  # resolved inside the allowed folders by from_request
         ckpt.check_causal_lm(ckpt.read_json(folder / "config.json", "model"), str(folder))
         return Snapshot(hub="local", repo_id=str(folder), revision="", commit_sha="", folder=folder)
     assert hub is not None

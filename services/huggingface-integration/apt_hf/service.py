@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
+from apt_model.modeling import limits
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import job_to_proto
 
@@ -30,10 +31,11 @@ def _check_not_busy(jobs: JobManager, label: str, name: str) -> None:
 
 class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
     def __init__(self, app, settings: HubSettings):
-        self.jobs, self.store, self.settings = app.jobs, app.store, settings
+        self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, settings, app.paths
+        self.max_params = app.settings.max_model_params
 
     def StartImportModel(self, request, context):
-        spec = ImportSpec.from_request(request)
+        spec = ImportSpec.from_request(request, self.paths)
         _check_not_busy(self.jobs, "model", spec.name)
         check_target_free(self.store, spec)
         hub = None if spec.is_local else get_hub(spec.hub, self.settings)
@@ -44,7 +46,7 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         return job_to_proto(snap)
 
     def StartExportModel(self, request, context):
-        spec = ExportSpec.from_request(request)
+        spec = ExportSpec.from_request(request, self.paths)
         self.store.model(spec.name)
         snap = self.jobs.start(_SERVICE + "StartExportModel", lambda ctx: run_export(self.store, spec, ctx),
                                labels={"source_model": spec.name})
@@ -59,12 +61,14 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         return job_to_proto(snap)
 
     def StartLoadDataset(self, request, context):
-        spec = DatasetSpec.from_request(request)
+        spec = DatasetSpec.from_request(request, self.paths)
         _check_not_busy(self.jobs, "dataset", spec.name)
         if not spec.overwrite and self.store.exists("datasets", spec.name):
             raise errors.AlreadyExists(f"Dataset {spec.name!r} already exists; pass overwrite or choose another name.")
         if spec.tokenizer_from:
             self.store.model(spec.tokenizer_from)
+        if spec.store_dataset:
+            self.store.dataset(spec.store_dataset)
         hub = None if spec.is_local else get_hub(spec.hub, self.settings)
         snap = self.jobs.start(_SERVICE + "StartLoadDataset",
                                lambda ctx: run_load_dataset(self.store, hub, spec, ctx),
@@ -76,6 +80,7 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         _check_not_busy(self.jobs, "model", spec.output_name)
         self.store.model(spec.model)
         self.store.dataset(spec.dataset)
+        limits.check_loadable(self.store, spec.model, self.max_params)  # before a job builds it
         if not spec.overwrite and self.store.exists("models", spec.output_name):
             raise errors.AlreadyExists(
                 f"Model {spec.output_name!r} already exists; pass overwrite or choose another output name.")

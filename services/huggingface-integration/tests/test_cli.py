@@ -45,7 +45,8 @@ def gw(hub, tmp_path_factory):
         env.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
         env.setenv("HF_HUB_DISABLE_XET", "1")  # the local hub speaks LFS, not Xet
         env.delenv("HF_HUB_OFFLINE", raising=False)
-        gw = start_gateway(tmp_path_factory.mktemp("cli") / "home")
+        # the operator lets callers name the tests' folders (local HF model folders to import)
+        gw = start_gateway(tmp_path_factory.mktemp("cli") / "home", data_roots=(str(tmp_path_factory.getbasetemp()),))
         try:
             gw.app.registry.install("huggingface-integration")
             yield gw
@@ -64,14 +65,16 @@ def base(gw, llama_dir) -> str:
 def test_export_writes_a_folder_transformers_loads(gw, base, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out_dir = tmp_path / "exported"
-    ok(hf(gw, "hf", "export", base, "--output-dir", str(out_dir), "--json"))
+    out_dir = gw.settings.home / "exports" / "exported"  # exports go to APT_HOME/exports only
+    ok(hf(gw, "hf", "export", base, "--output-dir", "exported", "--json"))
     assert (out_dir / "README.md").is_file() and (out_dir / "model.safetensors").is_file()
     assert AutoModelForCausalLM.from_pretrained(out_dir).config.architectures == ["LlamaForCausalLM"]
     assert AutoTokenizer.from_pretrained(out_dir)("hello")["input_ids"]
     # exporting into a folder that now holds files refuses, and leaves them alone
-    out = hf(gw, "hf", "export", base, "--output-dir", str(out_dir))
-    assert out.returncode == 4 and "not an empty folder" in out.stderr
+    out = hf(gw, "hf", "export", base, "--output-dir", "exported")
+    assert out.returncode == 4 and "already exists" in out.stderr
+    out = hf(gw, "hf", "export", base, "--output-dir", str(tmp_path / "elsewhere"))
+    assert out.returncode == 6 and "APT_HOME/exports" in out.stderr and not (tmp_path / "elsewhere").exists()
     assert (out_dir / "model.safetensors").is_file()
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from apt_model import errors
+from apt_model.trust import PathPolicy
 
 from apt_hf.datasets_io import DatasetSpec, run_load_dataset
 from apt_hf.hubs import get_hub
@@ -81,7 +82,7 @@ def test_bad_data_is_refused_and_nothing_stored(tmp_path, store, run_job):
     req = type("R", (), dict(source=str(odd), name="x", format="xlsx", split="", tokenizer_from="",
                              text_field="", preview_rows=0, overwrite=False, revision="", hub=""))()
     with pytest.raises(errors.InvalidArgument, match="Unknown format"):
-        DatasetSpec.from_request(req)
+        DatasetSpec.from_request(req, PathPolicy.create(store.root, [str(tmp_path)]))
     assert store_is_clean(store)
 
 

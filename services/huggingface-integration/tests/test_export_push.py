@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from apt_model import errors
+from apt_model.trust import PathPolicy
 
 from apt_hf.exporter import ExportSpec, PushSpec, run_export, run_push
 from apt_hf.hubs import get_hub
@@ -80,15 +81,29 @@ def test_model_card_names_lineage_and_metrics(tmp_path, store, run_job, llama_di
     assert "| eval_loss | 1.25 |" in card and '"learning_rate": 0.001' in card
 
 
-def test_export_refuses_a_non_empty_folder(tmp_path, store, run_job, llama_dir):
+def test_export_goes_only_to_a_new_folder_under_exports(tmp_path, store, run_job, llama_dir):
+    """Exports land in APT_HOME/exports/<name>, never replace anything, never leave the folder."""
     import_local(store, run_job, llama_dir, "m")
-    (tmp_path / "busy").mkdir()
-    (tmp_path / "busy" / "x").write_text("keep me")
-    req = type("R", (), {"name": "m", "output_dir": str(tmp_path / "busy")})()
+    paths = PathPolicy.create(store.root, [str(tmp_path)])
+
+    def spec(output_dir: str):
+        return ExportSpec.from_request(type("R", (), {"name": "m", "output_dir": output_dir})(), paths)
+
+    assert spec("").output_dir == store.root / "exports" / "m-hf"
+    out = spec("mine").output_dir
+    assert out == store.root / "exports" / "mine"
+    assert spec(str(out)).output_dir == out  # the same place, given as a path
+    assert run_job(lambda ctx: run_export(store, spec("mine"), ctx)).ok
     with pytest.raises(errors.AlreadyExists):
-        ExportSpec.from_request(req)
-    with pytest.raises(errors.InvalidArgument, match="absolute"):
-        ExportSpec.from_request(type("R", (), {"name": "m", "output_dir": "relative/dir"})())
+        spec("mine")  # done once: never replaced
+    (store.root / "exports" / "empty").mkdir()
+    with pytest.raises(errors.AlreadyExists):
+        spec("empty")  # not even an empty folder someone else made
+    for outside in (str(tmp_path / "elsewhere"), "/etc/cron.d", str(store.root / "models" / "m")):
+        with pytest.raises(errors.PermissionDenied, match="APT_HOME/exports"):
+            spec(outside)
+    with pytest.raises(errors.InvalidArgument):
+        spec("relative/dir")
 
 
 def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_xet, gpt2_dir):

@@ -13,6 +13,7 @@ import torch
 
 from apt_model import errors
 from apt_model.store import sha256_file
+from apt_model.trust import PathPolicy
 
 from apt_hf.hubs import get_hub
 from apt_hf.importer import ImportSpec, resolve_source, run_import
@@ -139,7 +140,7 @@ def test_hub_errors_have_codes_and_next_steps(store, hf_hub, llama_dir):
         resolve_source(ImportSpec(source="alice/tiny", name="x"), unreachable)
     with pytest.raises(errors.InvalidArgument):
         ImportSpec.from_request(type("R", (), dict(source="not a repo!", name="x", hub="", revision="",
-                                                   overwrite=False))())
+                                                   overwrite=False))(), PathPolicy.create(store.root))
     assert store_is_clean(store)
 
 

@@ -24,7 +24,8 @@ def served(tmp_path, monkeypatch, hf_hub, no_xet):
     monkeypatch.setenv("HF_TOKEN", WRITE_TOKEN)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    with serve_plugin(PLUGIN_DIR, tmp_path / "home") as (channel, app):
+    # the test's folder is the operator's data root: local dataset files may be named there
+    with serve_plugin(PLUGIN_DIR, tmp_path / "home", data_roots=(str(tmp_path),)) as (channel, app):
         yield pb_grpc.HuggingFaceStub(channel), channel, app
 
 
@@ -42,8 +43,8 @@ def test_import_export_push_over_grpc(tmp_path, served, hf_hub, llama_dir):
     assert done.error.message == "" and done.result["commit_sha"] == sha
     assert app.store.model("tiny").meta["source"]["repo_id"] == "alice/tiny"
 
-    out = tmp_path / "export"
-    done = wait_job(channel, stub.StartExportModel(pb.ExportModelRequest(name="tiny", output_dir=str(out))).id)
+    out = app.store.root / "exports" / "export"
+    done = wait_job(channel, stub.StartExportModel(pb.ExportModelRequest(name="tiny", output_dir="export")).id)
     assert done.error.message == "" and (out / "README.md").is_file()
 
     done = wait_job(channel, stub.StartPushModel(pb.PushModelRequest(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
+from apt_model.modeling import limits
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
@@ -19,10 +22,14 @@ START_DISTILL = "/apt.plugins.model_distillation.v1.Distillation/StartDistill"
 
 class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
     def __init__(self, app):
-        self.jobs, self.store = app.jobs, app.store
+        self.jobs, self.store, self.paths = app.jobs, app.store, app.paths
+        self.max_params = app.settings.max_model_params
 
     def StartDistill(self, request, context):
         spec = DistillSpec.from_request(request, registered_losses())
+        spec = dataclasses.replace(spec, corpus_paths=self.paths.resolve_all(spec.corpus_paths, "corpus path"))
+        for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
+            limits.check_loadable(self.store, name, self.max_params)
         check_spec_against_models(self.store, spec)
         check_output_free(self.jobs, self.store, spec)
         snap = self.jobs.start(START_DISTILL, lambda ctx: run_distill(self.store, spec, ctx),

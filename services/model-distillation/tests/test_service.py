@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 import time
@@ -21,15 +22,20 @@ from apt_model.store import Store
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
 
+def corpus(home) -> str:
+    """corpus.txt copied beside the store, into the test's data root (the store itself is no root)."""
+    return str(shutil.copy(home / "corpus.txt", home.parent / "corpus.txt"))
+
+
 @pytest.fixture
 def service(home):
-    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
         yield distillation_pb2_grpc.DistillationStub(channel), plugin_pb2_grpc.JobsStub(channel), channel
 
 
 def request(home, **kw) -> pb.DistillRequest:
     base = dict(teacher="tiny-t", output_name="stu", student_layers=1, strategies=["response"],
-                corpus_paths=[str(home / "corpus.txt")], seq_len=32, batch_size=4, max_steps=12,
+                corpus_paths=[corpus(home)], seq_len=32, batch_size=4, max_steps=12,
                 learning_rate=3e-3, eval_every=6, device="cpu")
     base.update(kw)
     return pb.DistillRequest(**base)

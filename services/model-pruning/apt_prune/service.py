@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
+from apt_model.modeling import limits
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
@@ -17,11 +18,13 @@ START_PRUNE = "/apt.plugins.model_pruning.v1.Pruning/StartPrune"
 
 class PruningServicer(pruning_pb2_grpc.PruningServicer):
     def __init__(self, app):
-        self.jobs, self.store = app.jobs, app.store
+        self.jobs, self.store, self.paths = app.jobs, app.store, app.paths
+        self.max_params = app.settings.max_model_params
 
     def StartPrune(self, request, context):
-        spec = PruneSpec.from_request(request)
+        spec = PruneSpec.from_request(request).with_host_paths(self.paths)
         check_models(self.jobs, self.store, spec)
+        limits.check_loadable(self.store, spec.name, self.max_params)  # before a job builds it
         check_plan(self.store, spec)
         snap = self.jobs.start(START_PRUNE, lambda ctx: run_prune(self.store, spec, ctx),
                                labels={"model": spec.name, "output": spec.output_name})

@@ -6,11 +6,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 
 from apt_model import errors
 from apt_model.store import validate_name
+from apt_model.trust import PathPolicy
 
 from apt_prune.importance import BUILTIN_IMPORTANCES, registered_importances
 
@@ -167,6 +169,13 @@ class PruneSpec:
         )
         spec.check_text_sources()
         return spec
+
+    def with_host_paths(self, paths: PathPolicy) -> "PruneSpec":
+        """The text file fields resolved inside what callers may name (apt_model.trust)."""
+        return dataclasses.replace(
+            self, calibration_path=paths.resolve_optional(self.calibration_path, "calibration_path"),
+            recovery_path=paths.resolve_optional(self.recovery_path, "recovery_path"),
+            eval_path=paths.resolve_optional(self.eval_path, "eval_path"))
 
     def check_text_sources(self) -> None:
         train = self.recovery_dataset or self.recovery_path

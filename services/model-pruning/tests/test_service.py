@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -19,15 +20,20 @@ from apt_model.store import Store
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
 
+def corpus(home) -> str:
+    """corpus.txt copied beside the store, into the test's data root (the store itself is no root)."""
+    return str(shutil.copy(home / "corpus.txt", home.parent / "corpus.txt"))
+
+
 def request(home, **kw):
     fields = dict(name="tiny", strategy="magnitude", ratio=0.5, seq_len=32, batch_size=4,
-                  eval_path=str(home / "corpus.txt"))
+                  eval_path=corpus(home))
     fields.update(kw)
     return pb.PruneRequest(**fields)
 
 
 def test_prune_job_end_to_end(home):
-    with serve_plugin(PLUGIN_DIR, home) as (channel, _app):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, _app):
         stub = pruning_pb2_grpc.PruningStub(channel)
         job = stub.StartPrune(request(home, output_name="mag50"))
         assert job.id.startswith("model-pruning:") and job.labels["model"] == "tiny"
@@ -50,7 +56,7 @@ def test_prune_job_end_to_end(home):
     ({"semi_structured_2_4": True, "ratio": 0.4}, grpc.StatusCode.INVALID_ARGUMENT, "ratio 0.5"),
 ])
 def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
-    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
         with pytest.raises(grpc.RpcError) as err:
             pruning_pb2_grpc.PruningStub(channel).StartPrune(request(home, **fields))
         assert err.value.code() == code and text in err.value.details()
@@ -58,7 +64,7 @@ def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
 
 
 def test_model_in_use_by_another_job_is_refused(home):
-    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
         release = threading.Event()
         blocker = app.jobs.start("test/Hold", lambda ctx: release.wait(60) and {}, labels={"model": "tiny"})
         try:
@@ -71,7 +77,7 @@ def test_model_in_use_by_another_job_is_refused(home):
 
 
 def test_list_strategies_includes_registered_importance(home, custom_importance):
-    with serve_plugin(PLUGIN_DIR, home) as (channel, _app):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, _app):
         resp = pruning_pb2_grpc.PruningStub(channel).ListStrategies(pb.ListStrategiesRequest())
     assert list(resp.strategies) == ["magnitude", "taylor", "lottery", "structured", "reverse"]
     assert "reverse" in resp.importances and "taylor" in resp.importances

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from apt_model import errors
 from apt_model.store import Store, fsync_dir, sha256_file, validate_name
+from apt_model.trust import EndpointPolicy, same_endpoint
 
 from apt_ollama import gguf_export, modelfile, ollama_client, verify
 from apt_ollama.archs import read_hparams
@@ -39,8 +40,13 @@ class ExportSpec:
     num_ctx: int = 0
 
     @classmethod
-    def from_request(cls, req, default_ollama_url: str = "") -> "ExportSpec":
-        """Validate an ExportRequest (raises InvalidArgument); fills the defaults."""
+    def from_request(cls, req, default_ollama_url: str = "",
+                     endpoints: EndpointPolicy = EndpointPolicy()) -> "ExportSpec":
+        """Validate an ExportRequest (raises InvalidArgument); fills the defaults.
+
+        An ``ollama_url`` other than the operator's APT_OLLAMA_URL must be on ``endpoints``
+        (APT_ALLOWED_ENDPOINTS): the service would otherwise call any URL a caller names.
+        """
         name = validate_name(req.name)
         outtype = gguf_export.check_outtype(req.outtype)
         output_dir = req.output_dir or f"{name}-{outtype}"
@@ -52,6 +58,8 @@ class ExportSpec:
         url = req.ollama_url or default_ollama_url
         if url:
             ollama_client.check_url(url)
+            if not same_endpoint(url, default_ollama_url):
+                endpoints.check(url, "ollama_url")
         model = ollama_client.check_model_name(req.ollama_model or name)
         if req.num_ctx < 0:
             raise errors.InvalidArgument(f"num_ctx must be positive, got {req.num_ctx}.")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
+from apt_model.modeling import limits
 from apt_model.runtime.jobs_grpc import job_to_proto
 
+from apt_ollama.checkpoint import read_json
 from apt_ollama.export_job import ExportSpec, make_modelfile, run_export
 
 START_EXPORT = "/apt.plugins.ollama_export.v1.OllamaExport/StartExport"
@@ -14,12 +16,16 @@ START_EXPORT = "/apt.plugins.ollama_export.v1.OllamaExport/StartExport"
 
 class OllamaExportServicer(ollama_export_pb2_grpc.OllamaExportServicer):
     def __init__(self, app, default_ollama_url: str = ""):
-        self.jobs, self.store = app.jobs, app.store
+        self.jobs, self.store, self.endpoints = app.jobs, app.store, app.endpoints
         self.default_ollama_url = default_ollama_url
 
     def StartExport(self, request, context):
-        spec = ExportSpec.from_request(request, self.default_ollama_url)
+        spec = ExportSpec.from_request(request, self.default_ollama_url, self.endpoints)
         # Everything a bad request can fail on is checked here, so it fails this call, not the job.
+        # No model is built here (tensors are converted file by file), but the config's sizes are
+        # checked before anything trusts them.
+        config = read_json(self.store.model(spec.name).path / "config.json", "this is not a Hugging Face model folder")
+        limits.check_dimensions(config, f"The config of model {spec.name!r}")
         make_modelfile(self.store, spec.name, system=spec.system, parameters=spec.parameters, num_ctx=spec.num_ctx)
         if self.jobs.busy_with("export_dir", spec.output_dir):
             raise errors.FailedPrecondition(

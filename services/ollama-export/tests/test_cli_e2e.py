@@ -11,8 +11,9 @@ from gateway.testing import run_cli, start_gateway, stop_gateway
 
 
 @pytest.fixture
-def gateway_with_model(tmp_path, llama_model):
-    gw = start_gateway(tmp_path / "home")
+def gateway_with_model(tmp_path, llama_model, ollama_server):
+    # the operator allows the local Ollama server as a caller-picked endpoint
+    gw = start_gateway(tmp_path / "home", allowed_endpoints=(ollama_server.url,))
     try:
         shutil.copytree(llama_model, tmp_path / "home" / "models" / "mini")
         meta = json.loads((tmp_path / "home" / "models" / "mini" / "apt.json").read_text())

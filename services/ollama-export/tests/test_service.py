@@ -52,7 +52,15 @@ def test_export_q8_0_is_verified_and_ready_for_ollama(service, store):
     assert gguf.GGUFReader(out / "model.gguf").fields["general.file_type"].contents() == 7
 
 
-def test_export_qwen2_to_ollama(service, store, ollama_server):
+@pytest.fixture
+def ollama_service(store, llama_model, qwen2_model, ollama_server):
+    """The service with the local Ollama server on the operator's APT_ALLOWED_ENDPOINTS."""
+    with serve_plugin(PLUGIN_DIR, store.root, allowed_endpoints=(ollama_server.url,)) as (channel, app):
+        yield ollama_export_pb2_grpc.OllamaExportStub(channel), channel
+
+
+def test_export_qwen2_to_ollama(ollama_service, store, ollama_server):
+    service = ollama_service
     job, result = _export(service, name="qwen2-tiny", outtype="f16", ollama_url=ollama_server.url,
                           ollama_model="qwen2-tiny:f16", system="Answer briefly.")
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import importlib
 
+from apt_model.trust import same_endpoint
 from apt_storage.backends.base import Backend, TransferOptions
-from apt_storage.credentials import CredentialSource
+from apt_storage.credentials import Credentials, CredentialSource
 from apt_storage.uri import Destination
 
 # scheme -> (module, class)
@@ -22,7 +23,30 @@ _BACKENDS = {
 }
 
 
+# scheme -> the variables that configure its endpoint on the service, and the default endpoint
+ENDPOINT_SETTINGS = {
+    "s3": (("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"), ""),
+    "oss": (("OSS_ENDPOINT",), ""),
+    "hf": (("HF_ENDPOINT",), "https://huggingface.co"),
+    "modelscope": (("MODELSCOPE_ENDPOINT",), "https://www.modelscope.cn"),
+    "file": ((), ""),
+}
+
+
+def configured_endpoint(scheme: str, source: CredentialSource) -> str:
+    """The endpoint the operator configured for ``scheme`` (the one its credentials are for)."""
+    names, default = ENDPOINT_SETTINGS[scheme]
+    return next((source.env(n) for n in names if source.env(n)), default)
+
+
 def open_backend(dest: Destination, options: TransferOptions, source: CredentialSource) -> Backend:
+    """The backend for ``dest``. A caller-picked ``endpoint_url`` other than the configured one
+    must be on APT_ALLOWED_ENDPOINTS, and gets no credentials: they are sent only to the
+    endpoint they are configured for (a caller could otherwise collect them)."""
     module, cls = _BACKENDS[dest.scheme]
     backend_cls = getattr(importlib.import_module(module), cls)
-    return backend_cls(dest, options, source.for_scheme(dest.scheme), source)
+    creds = source.for_scheme(dest.scheme)
+    if options.endpoint_url and not same_endpoint(options.endpoint_url, configured_endpoint(dest.scheme, source)):
+        source.endpoints.check(options.endpoint_url, "endpoint_url")
+        creds = Credentials()
+    return backend_cls(dest, options, creds, source)

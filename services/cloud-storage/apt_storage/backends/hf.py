@@ -18,10 +18,10 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub import errors as hx
 
 from apt_model import errors
+from apt_storage.backends import configured_endpoint
 from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
 from apt_storage.progress import TransferProgress
 
-DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -39,8 +39,10 @@ class HfBackend(Backend):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.repo_id = self.dest.container
-        self.endpoint = (self.options.endpoint_url or self.source.env("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-        self.api = HfApi(endpoint=self.endpoint, token=self.creds.get(self.token_var) or None)
+        self.endpoint = (self.options.endpoint_url or configured_endpoint("hf", self.source)).rstrip("/")
+        # False, not None: with None huggingface_hub would read HF_TOKEN itself, and send it to
+        # an endpoint the credentials were withheld from (apt_storage.backends.open_backend)
+        self.api = HfApi(endpoint=self.endpoint, token=self.creds.get(self.token_var) or False)
 
     def describe(self) -> str:
         return f"hf://{self.repo_id} at {self.endpoint}"

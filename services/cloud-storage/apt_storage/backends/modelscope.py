@@ -17,10 +17,10 @@ from modelscope_hub import errors as mx
 
 from apt_model import errors
 from apt_model.store import sha256_file
+from apt_storage.backends import configured_endpoint
 from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
 from apt_storage.progress import TransferProgress
 
-DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 REPO_TYPE = "model"
 
 
@@ -28,9 +28,10 @@ class ModelScopeBackend(Backend):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.repo_id = self.dest.container
-        self.endpoint = (self.options.endpoint_url or self.source.env("MODELSCOPE_ENDPOINT")
-                         or DEFAULT_ENDPOINT).rstrip("/")
-        self.api = HubApi(endpoint=self.endpoint, token=self.creds.get("MODELSCOPE_API_TOKEN") or None)
+        self.endpoint = (self.options.endpoint_url or configured_endpoint("modelscope", self.source)).rstrip("/")
+        # "" and not None: with None the SDK takes MODELSCOPE_API_TOKEN or a saved login itself,
+        # and would send it to an endpoint the credentials were withheld from (open_backend)
+        self.api = HubApi(endpoint=self.endpoint, token=self.creds.get("MODELSCOPE_API_TOKEN") or "")
 
     def describe(self) -> str:
         return f"modelscope://{self.repo_id} at {self.endpoint}"

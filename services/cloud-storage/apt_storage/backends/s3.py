@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import boto3
+from botocore import UNSIGNED
 from botocore import exceptions as bx
 from botocore.config import Config
 
@@ -54,6 +55,9 @@ class S3Backend(MultipartBackend):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             s3={"addressing_style": "path"} if endpoint else {},
+            # no credentials given: unsigned requests. Without this botocore would look for keys
+            # itself (environment, ~/.aws, instance metadata) and sign with them for any endpoint
+            **({} if self.creds.get("AWS_ACCESS_KEY_ID") else {"signature_version": UNSIGNED}),
         )
         self.client = session.client("s3", endpoint_url=endpoint, config=config)
 
