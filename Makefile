@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 REQS := requirements/*.txt gateway/requirements.txt services/*/requirements.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps router proto test test-fast bench demo demo-stop clean help
+.PHONY: venv sysdeps router proto docs test test-fast bench demo demo-stop clean help
 help:
 	@echo "make demo    - create .venv, install, start the local stack, run a real pipeline"
 	@echo "make test    - create .venv if needed and run every test"
@@ -32,6 +32,10 @@ $(STAMP): $(REQS) pyproject.toml
 
 proto: venv
 	PYTHON=$(PY) ./tools/gen_proto.sh
+
+# docs/cli.md from the CLI's own argparse definitions
+docs: venv
+	$(PY) tools/cli_reference.py
 
 # With a Docker engine, scripts/test.sh builds the images while the other tests run, then runs
 # the container tests; without one it runs everything and the container tests say they skip.

@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,9 +91,18 @@ class Registry:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def plugin_env(self) -> dict[str, str]:
-        return {"APT_INTERNAL_TOKEN": self.settings.internal_token,
-                "APT_LOG_LEVEL": self.settings.log_level,
-                "APT_MAX_MESSAGE_BYTES": str(self.settings.max_message_bytes)}
+        """What every plugin gets from the gateway: its token, and the operator's trust settings
+        (so a plugin allows exactly the paths and endpoints the gateway does)."""
+        s = self.settings
+        env = {"APT_INTERNAL_TOKEN": s.internal_token, "APT_LOG_LEVEL": s.log_level,
+               "APT_MAX_MESSAGE_BYTES": str(s.max_message_bytes),
+               "APT_DATA_ROOTS": os.pathsep.join(s.data_roots),
+               "APT_ALLOWED_ENDPOINTS": ",".join(s.allowed_endpoints),
+               "APT_MAX_MODEL_PARAMS": str(s.max_model_params),
+               "APT_MAX_QUEUED_JOBS": str(s.max_queued_jobs)}
+        if s.secrets_dir is not None:
+            env["APT_SECRETS_DIR"] = str(s.secrets_dir)
+        return env
 
     def restore(self) -> None:
         """Re-attach to the plugins recorded on disk (redeploying those no longer running)."""

@@ -21,8 +21,10 @@ through :func:`checked_config` first:
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from apt_model import errors
@@ -284,9 +286,35 @@ def available_memory(device: str = "cpu") -> int:
         import torch
 
         return int(torch.cuda.mem_get_info()[0])
-    import psutil
+    free = _meminfo_available()
+    room = _cgroup_room()  # a container's memory limit, which MemAvailable does not see
+    return min(free, room) if room is not None else free
 
-    return int(psutil.virtual_memory().available)
+
+def _meminfo_available() -> int:
+    """MemAvailable from /proc/meminfo (no psutil: slim service images do not carry it)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _cgroup_room() -> int | None:
+    """Bytes left under this process's cgroup memory limit (v2, then v1); None without a limit."""
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            raw = Path(limit).read_text().strip()
+            used = int(Path(usage).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if raw == "max" or int(raw) >= 1 << 60:  # no limit (v1 writes a huge number)
+            return None
+        return max(0, int(raw) - used)
+    return None
 
 
 def check_memory(needed: int, device: str, what: str, next_step: str) -> None:

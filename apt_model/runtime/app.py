@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,7 @@ from apt_model.runtime.jobs_grpc import JobsServicer
 from apt_model.runtime.manifest import PluginManifest
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store
+from apt_model.trust import EndpointPolicy, PathPolicy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,9 @@ class ServiceApp:
         self.settings = settings
         self.name = name
         self.store = Store(settings.home)
-        self.jobs = JobManager(name, max_workers=settings.job_workers)
+        self.paths = PathPolicy.from_settings(settings)  # host paths callers may name
+        self.endpoints = EndpointPolicy.from_settings(settings)  # URLs callers may pick
+        self.jobs = JobManager(name, max_workers=settings.job_workers, max_queued=settings.max_queued_jobs)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,7 +164,27 @@ class ServiceApp:
         signal.signal(signal.SIGINT, on_signal)
         print(f"{self.name} listening on port {self.port}", flush=True)  # read by the local deployer
         done.wait()
+        _exit_after(self.settings.grace_seconds + 0.5, self.name)
         self.stop()
+
+
+def _exit_after(seconds: float, name: str) -> None:
+    """End the process ``seconds`` from now if it has not ended by itself.
+
+    The drain is bounded by the grace period, but a handler thread can stay blocked beyond it
+    (a sync streaming handler whose caller stopped reading, served by grpc.aio), and the
+    interpreter joins such threads at exit: SIGTERM must not wait on a caller. Store entries
+    still settling then are finished by the next service that starts on this machine.
+    """
+    def hard_exit() -> None:
+        log.warning("%s: still busy %.1fs after SIGTERM (a caller that stopped reading?); exiting now",
+                    name, seconds)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def _service_name_of(add_fn: Callable) -> str:

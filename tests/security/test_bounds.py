@@ -11,6 +11,9 @@ counts ``size`` now reports are checked against real models.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -278,3 +281,15 @@ def test_job_queue_limit_through_the_gateway(tmp_path):
     finally:
         release.set()
         stop_gateway(gw)
+
+
+def test_free_memory_needs_no_psutil():
+    """Service images do not carry psutil (dev-only): the memory check reads /proc and cgroups.
+    (It once imported psutil, and every prune in a container failed with INTERNAL.)"""
+    code = ("import sys; sys.modules['psutil'] = None\n"
+            "from apt_model.modeling import limits\n"
+            "print(limits.available_memory())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < int(out.stdout) <= total
