@@ -1,15 +1,21 @@
 """The one server interceptor: request ids, auth, access logs and exception -> status mapping.
 
 Every handler of the server (typed servicers and the gateway's raw-bytes router alike) is
-wrapped here. Typed errors from ``apt_model.errors`` become their status code with their
-message; an upstream ``grpc.RpcError`` (a plugin's answer relayed by the gateway) keeps its
-code and details; anything else is logged with its traceback on the server and reaches the
-client as INTERNAL with the request id, never with the traceback.
+wrapped here. Auth is decided once per call, on the metadata, before the handler is chosen:
+a refused call gets a handler of the same call kind that fails at once without reading or
+parsing the request, so every kind (unary, server-, client- and bidi streaming) is refused the
+same way. Only health is open; reflection needs a token like everything else.
+
+Typed errors from ``apt_model.errors`` become their status code with their message; an
+upstream ``grpc.RpcError`` (a plugin's answer relayed by the gateway) keeps its code and
+details; anything else is logged with its traceback on the server and reaches the client as
+INTERNAL with the request id, never with the traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import inspect
 import logging
@@ -26,9 +32,19 @@ from apt_model.runtime.logs import request_id
 log = logging.getLogger("apt.access")
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
-REFLECTION_PREFIXES = ("/grpc.reflection.v1alpha.ServerReflection/", "/grpc.reflection.v1.ServerReflection/")
 REASON_KEY = "apt-error-reason"
 REQUEST_ID_KEY = "x-request-id"
+
+# Set by the interceptor at the start of every call, before its handler runs.
+_caller_is_admin: contextvars.ContextVar[bool] = contextvars.ContextVar("apt_caller_is_admin", default=False)
+
+
+def caller_is_admin() -> bool:
+    """Whether the current call carries an admin token (what a servicer may show depends on it).
+
+    Read it in unary handlers: a sync streaming handler's later steps may run on another thread.
+    """
+    return _caller_is_admin.get()
 
 
 @dataclass(frozen=True)
@@ -40,11 +56,15 @@ class AuthPolicy:
     admin_methods: frozenset[str] = field(default_factory=frozenset)
     audience: str = "gateway"               # named in error messages
 
-    def check(self, method: str, metadata: dict[str, str]) -> None:
-        if method.startswith(HEALTH_PREFIX) or method.startswith(REFLECTION_PREFIXES):
-            return
+    def check(self, method: str, metadata: dict[str, str]) -> bool:
+        """Raise UNAUTHENTICATED / PERMISSION_DENIED, or return whether the caller is an admin.
+
+        Messages never repeat the token that was sent.
+        """
+        if method.startswith(HEALTH_PREFIX):  # probes (kubelet, the gateway's monitor) carry no token
+            return False
         if not self.user_tokens and not self.admin_tokens:
-            return
+            return True  # auth off: every caller may do everything
         header = metadata.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
@@ -52,7 +72,7 @@ class AuthPolicy:
         is_admin = any(hmac.compare_digest(token, t) for t in self.admin_tokens)
         if method in self.admin_methods:
             if is_admin:
-                return
+                return True
             if any(hmac.compare_digest(token, t) for t in self.user_tokens):
                 raise errors.PermissionDenied(
                     "This call needs the admin token: set APT_ADMIN_TOKEN or pass --token with the "
@@ -60,7 +80,7 @@ class AuthPolicy:
                 )
             raise errors.Unauthenticated("The token is not valid for this gateway.")
         if is_admin or any(hmac.compare_digest(token, t) for t in self.user_tokens):
-            return
+            return is_admin
         raise errors.Unauthenticated(f"The token is not valid for this {self.audience}.")
 
     def _missing_message(self) -> str:
@@ -99,8 +119,9 @@ def _is_abort(exc: BaseException, context) -> bool:
     return type(exc) is Exception and code not in (None, grpc.StatusCode.OK)
 
 
-def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPolicy):
-    """The same handler with auth, request id, access log and error mapping around it.
+def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
+    """The same handler with request id, caller role, access log and error mapping around it
+    (auth is decided before, in ``_intercept``).
 
     Works for sync behaviours (sync server, or asyncio server's migration thread pool) and
     for async ones (coroutines and async generators on the asyncio server).
@@ -108,9 +129,8 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPol
 
     def sync_unary(call):
         def behaviour(request, context):
-            token, start = _begin(metadata)
+            token, start = _begin(metadata, admin)
             try:
-                policy.check(method, metadata)
                 return call(request, context)
             except BaseException as exc:  # noqa: BLE001 - the one mapping point
                 if _is_abort(exc, context):
@@ -122,9 +142,8 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPol
 
     def sync_stream(call):
         def behaviour(request, context):
-            token, start = _begin(metadata)
+            token, start = _begin(metadata, admin)
             try:
-                policy.check(method, metadata)
                 yield from call(request, context)
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
@@ -136,9 +155,8 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPol
 
     def async_unary(call):
         async def behaviour(request, context):
-            token, start = _begin(metadata)
+            token, start = _begin(metadata, admin)
             try:
-                policy.check(method, metadata)
                 return await call(request, context)
             except asyncio.CancelledError:
                 raise
@@ -152,9 +170,8 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPol
 
     def async_stream(call):
         async def behaviour(request, context):
-            token, start = _begin(metadata)
+            token, start = _begin(metadata, admin)
             try:
-                policy.check(method, metadata)
                 async for item in call(request, context):
                     yield item
             except (asyncio.CancelledError, GeneratorExit):
@@ -184,7 +201,46 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], policy: AuthPol
     return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, True), des, ser)
 
 
-def _begin(metadata: dict[str, str]):
+def _refusal(handler, exc: errors.AptError, asynchronous: bool):
+    """A handler of ``handler``'s call kind that fails with ``exc`` before reading the request:
+    no deserialiser, so a refused caller's bytes are never parsed."""
+    if asynchronous:  # on the asyncio server's event loop, not its thread pool
+        async def refuse(request, context):
+            raise exc
+
+        async def refuse_stream(request, context):
+            raise exc
+            yield  # unreachable: makes this an async generator, as a streaming handler is
+    else:
+        def refuse(request, context):
+            raise exc
+
+        def refuse_stream(request, context):
+            raise exc
+            yield  # unreachable: makes this a generator, as a streaming handler is
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(refuse)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(refuse_stream)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(refuse)
+    return grpc.stream_stream_rpc_method_handler(refuse_stream)
+
+
+def _intercept(handler, details: grpc.HandlerCallDetails, policy: AuthPolicy, asynchronous: bool):
+    """Auth for one call, on its metadata alone, for every call kind alike."""
+    if handler is None:
+        return None  # grpc answers UNIMPLEMENTED
+    metadata = _metadata_of(details)
+    try:
+        admin = policy.check(details.method, metadata)
+    except errors.AptError as exc:
+        return wrap_handler(_refusal(handler, exc, asynchronous), details.method, metadata, False)
+    return wrap_handler(handler, details.method, metadata, admin)
+
+
+def _begin(metadata: dict[str, str], admin: bool):
+    _caller_is_admin.set(admin)
     return request_id.set(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:12]), time.perf_counter()
 
 
@@ -213,10 +269,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         self.policy = policy
 
     def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = continuation(details)
-        if handler is None:
-            return None
-        return wrap_handler(handler, details.method, _metadata_of(details), self.policy)
+        return _intercept(continuation(details), details, self.policy, asynchronous=False)
 
 
 class AsyncServiceInterceptor(grpc.aio.ServerInterceptor):
@@ -226,7 +279,4 @@ class AsyncServiceInterceptor(grpc.aio.ServerInterceptor):
         self.policy = policy
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        return wrap_handler(handler, details.method, _metadata_of(details), self.policy)
+        return _intercept(await continuation(details), details, self.policy, asynchronous=True)
