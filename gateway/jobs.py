@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import grpc
@@ -10,7 +11,7 @@ from apt_model import errors
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime.jobs import JobManager
-from apt_model.runtime.jobs_grpc import JobsServicer, still_active
+from apt_model.runtime.jobs_grpc import JobsServicer, job_to_proto
 from gateway.registry import Registry
 from gateway.router import Router, remaining
 
@@ -83,28 +84,34 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
         jobs.sort(key=lambda j: j.create_time.ToNanoseconds(), reverse=True)
         return job_pb2.ListJobsResponse(jobs=jobs)
 
-    def WatchJob(self, request, context):
+    async def WatchJob(self, request, context):
+        """An async generator, as CoreServicer._download is: a sync one holds a pool thread in
+        its last write when the caller goes (seen: a CLI stopped with Ctrl-C), for good once the
+        server stops, and the interpreter joins that thread at exit."""
         if service_of(request.id) == self.jobs.service:
-            yield from self.local.WatchJob(request, context)
+            snapshots = self.jobs.watch(request.id, is_active=lambda: not context.done())
+            while (snap := await asyncio.to_thread(next, snapshots, None)) is not None:
+                yield job_to_proto(snap)
             return
         # find the replica holding the job, then follow its stream
-        for endpoint, stub in self._stubs(service_of(request.id)):
+        for endpoint, _ in self._stubs(service_of(request.id)):
+            stub = plugin_pb2_grpc.JobsStub(self.router.aio_channel(endpoint))
             try:
-                stub.GetJob(job_pb2.GetJobRequest(id=request.id), timeout=10, metadata=self._md())
+                await stub.GetJob(job_pb2.GetJobRequest(id=request.id), timeout=10, metadata=self._md())
             except grpc.RpcError:
                 continue
             stream = stub.WatchJob(request, timeout=remaining(context), metadata=self._md())
-            active = still_active(context)
-            context.add_callback(stream.cancel)
             try:
-                yield from stream
+                async for job in stream:
+                    yield job
             except grpc.RpcError as exc:
-                if active():
-                    if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                        self.registry.mark_unhealthy(service_of(request.id), endpoint)
-                        raise errors.Unavailable(
-                            f"Plugin {service_of(request.id)!r} stopped answering while job {request.id} "
-                            "was running; the job is lost with it. See 'apt-model plugin list'.") from exc
-                    raise
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self.registry.mark_unhealthy(service_of(request.id), endpoint)
+                    raise errors.Unavailable(
+                        f"Plugin {service_of(request.id)!r} stopped answering while job {request.id} "
+                        "was running; the job is lost with it. See 'apt-model plugin list'.") from exc
+                raise
+            finally:
+                stream.cancel()  # the caller left: stop following upstream too
             return
         raise errors.NotFound(f"No job {request.id!r}; run 'apt-model job list' to see the jobs.")

@@ -63,21 +63,22 @@ class ServiceApp:
         self.paths = PathPolicy.from_settings(settings)  # host paths callers may name
         self.endpoints = EndpointPolicy.from_settings(settings)  # URLs callers may pick
         self.jobs = JobManager(name, max_workers=settings.job_workers, max_queued=settings.max_queued_jobs)
-        self.health = health.HealthServicer(experimental_non_blocking=True)
-        pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
+        self._pool = pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
         self._loop: asyncio.AbstractEventLoop | None = None
         if use_aio:
             # asyncio server: async handlers (the gateway's router) run on the event loop,
             # sync servicers in the migration thread pool.
             self._loop = asyncio.new_event_loop()
             self.server = self._on_loop(self._make_aio_server(pool, policy, settings))
+            self.health = _AioHealth(self)
         else:
             self.server = grpc.server(pool, interceptors=[ServiceInterceptor(policy)],
                                       options=server_options(settings))
+            self.health = health.HealthServicer(experimental_non_blocking=True)
         self._service_names: list[str] = []
         self.port = 0
         self._stopped = threading.Event()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(getattr(self.health, "servicer", self.health), self.server)
         if serve_jobs:
             self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs), JOBS_SERVICE)
 
@@ -143,6 +144,11 @@ class ServiceApp:
         self.jobs.shutdown(cancel_running=True)
         if self._loop is not None:
             self._on_loop(self.server.stop(grace))
+            # Sync handlers in the pool finish their last write through the loop: let them end
+            # before the loop stops, or they wait on it for good (and the interpreter joins them).
+            drain = threading.Thread(target=self._pool.shutdown, kwargs={"cancel_futures": True}, daemon=True)
+            drain.start()
+            drain.join(grace + 1)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(5)
         else:
@@ -166,6 +172,22 @@ class ServiceApp:
         done.wait()
         _exit_after(self.settings.grace_seconds + 0.5, self.name)
         self.stop()
+
+
+class _AioHealth:
+    """grpc_health's asyncio servicer behind the two sync calls ServiceApp makes. Its Watch is a
+    coroutine the server ends when the caller leaves or the server stops; the sync servicer's
+    Watch, run in the migration pool, kept a thread waiting for a status change for good."""
+
+    def __init__(self, app: "ServiceApp"):
+        self.servicer = health.aio.HealthServicer()
+        self._app = app
+
+    def set(self, service: str, status) -> None:
+        self._app._on_loop(self.servicer.set(service, status))
+
+    def enter_graceful_shutdown(self) -> None:
+        self._app._on_loop(self.servicer.enter_graceful_shutdown())
 
 
 def _exit_after(seconds: float, name: str) -> None:
