@@ -8,6 +8,9 @@ a person: say what happened and what to do next. Wrap third-party errors with
 
 from __future__ import annotations
 
+import errno
+import os
+
 import grpc
 
 
@@ -82,3 +85,16 @@ class DeadlineExceeded(AptError):
 class Unimplemented(AptError, NotImplementedError):
     code = grpc.StatusCode.UNIMPLEMENTED
     reason = "UNIMPLEMENTED"
+
+
+# The errnos that mean "the disk (or the quota, or the file size limit) is full".
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def disk_full(exc: BaseException) -> ResourceExhausted | None:
+    """RESOURCE_EXHAUSTED for an OSError that means the disk is full, else None. The message
+    names the condition, not the path (a caller must not learn the service's folders)."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return ResourceExhausted(f"{os.strerror(exc.errno)} on the service's disk; free space (or give the "
+                                 "service a larger volume) and run it again.", reason="DISK_FULL")
+    return None

@@ -56,6 +56,17 @@ class JobSnapshot:
     updated: float = 0.0
     eta_seconds: float = -1.0  # time left, -1 when unknown
     labels: dict[str, str] = field(default_factory=dict)
+    reads: tuple[str, ...] = ()   # store entries, "models/<name>" or "datasets/<name>"
+    writes: tuple[str, ...] = ()
+
+    def uses(self, entry: str) -> bool:
+        """Whether this job, still active, reads or writes the store entry ``entry``."""
+        return not self.state.done and (entry in self.reads or entry in self.writes)
+
+
+def entries(kind: str, *names: str) -> tuple[str, ...]:
+    """The store references ("models/<name>") of the non-empty ``names``: a job's reads or writes."""
+    return tuple(dict.fromkeys(f"{kind}/{n}" for n in names if n))
 
 
 WorkFn = Callable[["JobContext"], dict[str, Any]]
@@ -117,12 +128,19 @@ class JobManager:
         self._contexts: dict[str, JobContext] = {}
         self._keep_finished = keep_finished
 
-    def start(self, operation: str, work: WorkFn, labels: dict[str, str] | None = None) -> JobSnapshot:
+    def start(self, operation: str, work: WorkFn, labels: dict[str, str] | None = None, *,
+              reads: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> JobSnapshot:
+        """Queue ``work``. ``reads``/``writes`` name the store entries it uses (``entries()``):
+        the gateway refuses to remove or replace them while the job is active."""
+        for ref in (*reads, *writes):
+            kind, _, name = ref.partition("/")
+            if kind not in ("models", "datasets") or not name:
+                raise ValueError(f"{ref!r} is not a store reference ('models/<name>' or 'datasets/<name>')")
         job_id = f"{self.service}:{uuid.uuid4().hex[:16]}"
         now = time.time()
         snap = JobSnapshot(
             id=job_id, operation=operation, state=JobState.QUEUED,
-            created=now, updated=now, labels=dict(labels or {}),
+            created=now, updated=now, labels=dict(labels or {}), reads=tuple(reads), writes=tuple(writes),
         )
         ctx = JobContext(self, job_id)
         with self._lock:
@@ -152,6 +170,10 @@ class JobManager:
             log.info("job %s failed: %s", ctx.job_id, exc.message)
             self._finish(ctx.job_id, JobState.FAILED, code=exc.code.name, message=exc.message)
         except Exception as exc:  # noqa: BLE001 - the one place a job's unknown error is caught
+            if (full := errors.disk_full(exc)) is not None:
+                log.warning("job %s failed: %s (%s)", ctx.job_id, full.message, exc)
+                self._finish(ctx.job_id, JobState.FAILED, code=full.code.name, message=full.message)
+                return
             log.error("job %s crashed:\n%s", ctx.job_id, traceback.format_exc())
             self._finish(
                 ctx.job_id, JobState.FAILED, code="INTERNAL",

@@ -33,7 +33,7 @@ def job_to_proto(snap: JobSnapshot) -> job_pb2.Job:
         id=snap.id, operation=snap.operation, state=_STATE[snap.state], progress=snap.progress,
         stage=snap.stage, message=snap.message, metrics=snap.metrics,
         create_time=_ts(snap.created), update_time=_ts(snap.updated),
-        eta_seconds=snap.eta_seconds, labels=snap.labels,
+        eta_seconds=snap.eta_seconds, labels=snap.labels, reads=snap.reads, writes=snap.writes,
     )
     if snap.result is not None:
         result = struct_pb2.Struct()

@@ -15,6 +15,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.modeling import limits
 from apt_model.modeling.lm import GenerationParams
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import validate_name
 from apt_model.trust import PathPolicy
@@ -76,9 +77,8 @@ def _upload_header(request_iterator, kind) -> tuple[pb.UploadHeader, list[transf
     return h, [transfer.FileSpec(f.path, f.size, f.sha256) for f in h.files]
 
 
-def _uses(labels, name: str) -> bool:
-    """Whether a job's labels say it reads or writes the model ``name``."""
-    return name in (labels.get("model"), labels.get("output")) or name in labels.get("models", "").split(",")
+def _eval_reads(spec: evaluate.EvalSpec) -> tuple[str, ...]:
+    return entries("models", *spec.names) + entries("datasets", spec.eval_dataset)
 
 
 def _ended_flag(context) -> threading.Event:
@@ -95,16 +95,18 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         self.started = time.time()
 
     # -- helpers ---------------------------------------------------------------------------
-    def _refuse_if_busy(self, name: str, action: str) -> None:
-        busy = [j.id for j in self.jobs.list() if not j.state.done and _uses(j.labels, name)]
-        busy += self._plugin_jobs_using(name)
+    def _refuse_if_busy(self, kind: str, name: str, action: str) -> None:
+        """FAILED_PRECONDITION naming the active jobs (the gateway's and every plugin's) that
+        declared ``kind/name`` among what they read or write."""
+        ref = f"{kind}/{name}"
+        busy = [j.id for j in self.jobs.list() if j.uses(ref)] + self._plugin_jobs_using(ref)
         if busy:
             raise errors.FailedPrecondition(
                 f"Cannot {action} {name!r}: job(s) {', '.join(busy)} use it. Wait for them or cancel them "
-                f"with 'apt-model job cancel ID'.")
+                f"with 'apt-model job cancel ID'.", reason="ENTRY_IN_USE")
 
-    def _plugin_jobs_using(self, name: str) -> list[str]:
-        """Active plugin jobs labelled with this model (plugins run in their own processes)."""
+    def _plugin_jobs_using(self, ref: str) -> list[str]:
+        """Active plugin jobs that read or write ``ref`` (plugins run in their own processes)."""
         registry, router = getattr(self.app, "registry", None), getattr(self.app, "router", None)
         if registry is None or router is None:
             return []
@@ -120,13 +122,13 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
                                          metadata=[router.auth]).jobs
                 except grpc.RpcError as exc:
                     raise errors.Unavailable(
-                        f"Cannot ask plugin {inst.name!r} whether a job uses {name!r} ({exc.code().name}); "
+                        f"Cannot ask plugin {inst.name!r} whether a job uses {ref} ({exc.code().name}); "
                         "retry when it is healthy ('apt-model plugin list').") from exc
-                found += [j.id for j in jobs if _uses(j.labels, name)]
+                found += [j.id for j in jobs if ref in j.reads or ref in j.writes]
         return found
 
-    def _start(self, method: str, work, labels: dict[str, str]):
-        return job_to_proto(self.jobs.start(SERVICE + method, work, labels=labels))
+    def _start(self, method: str, work, labels: dict[str, str], reads=(), writes=()):
+        return job_to_proto(self.jobs.start(SERVICE + method, work, labels=labels, reads=reads, writes=writes))
 
     # -- status and inspection -------------------------------------------------------------
     def GetStatus(self, request, context):
@@ -176,7 +178,8 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         spec = eval_spec([request.name], request, self.paths).validate(self.store, compare=False)
         limits.check_loadable(self.store, request.name, self.settings.max_model_params)
         store = self.store
-        return self._start("StartTest", lambda ctx: evaluate.run_test(store, spec, ctx), {"model": request.name})
+        return self._start("StartTest", lambda ctx: evaluate.run_test(store, spec, ctx), {"model": request.name},
+                           reads=_eval_reads(spec))
 
     def StartCompare(self, request, context):
         spec = eval_spec(request.names, request, self.paths).validate(self.store, compare=True)
@@ -184,18 +187,19 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             limits.check_loadable(self.store, name, self.settings.max_model_params)
         store = self.store
         return self._start("StartCompare", lambda ctx: evaluate.run_compare(store, spec, ctx),
-                           {"model": spec.names[0], "models": ",".join(spec.names)})
+                           {"model": spec.names[0], "models": ",".join(spec.names)}, reads=_eval_reads(spec))
 
     def StartTrain(self, request, context):
         spec = train_spec(request, self.paths).validate(self.store, self.settings.max_model_params)
-        self._refuse_if_busy(spec.name, "train into")
+        self._refuse_if_busy("models", spec.name, "train into")
         store = self.store
-        return self._start("StartTrain", lambda ctx: train.run_train(store, spec, ctx), {"model": spec.name})
+        return self._start("StartTrain", lambda ctx: train.run_train(store, spec, ctx), {"model": spec.name},
+                           reads=entries("datasets", spec.dataset), writes=entries("models", spec.name))
 
     # -- transfer --------------------------------------------------------------------------
     def UploadModel(self, request_iterator, context):
         h, files = _upload_header(request_iterator, "models")
-        self._refuse_if_busy(h.name, "overwrite")
+        self._refuse_if_busy("models", h.name, "overwrite")
         transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
                                 overwrite=h.overwrite, quota=self.settings.store_quota)
         return self.GetModelInfo(pb.GetModelInfoRequest(name=h.name), context)
@@ -237,13 +241,14 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
 
     def DeleteModel(self, request, context):
         self.store.model(request.name)
-        self._refuse_if_busy(request.name, "remove")
+        self._refuse_if_busy("models", request.name, "remove")
         self.store.remove("models", request.name)
         return empty_pb2.Empty()
 
     # -- datasets --------------------------------------------------------------------------
     def UploadDataset(self, request_iterator, context):
         h, files = _upload_header(request_iterator, "datasets")
+        self._refuse_if_busy("datasets", h.name, "overwrite")
         transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
                                 overwrite=h.overwrite, kind="datasets", quota=self.settings.store_quota)
         return self.GetDatasetInfo(pb.GetDatasetInfoRequest(name=h.name), context)
@@ -269,5 +274,6 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
 
     def DeleteDataset(self, request, context):
         self.store.dataset(request.name)
+        self._refuse_if_busy("datasets", request.name, "remove")
         self.store.remove("datasets", request.name)
         return empty_pb2.Empty()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import grpc
@@ -49,5 +53,79 @@ def test_plugin_killed_mid_job_gives_unavailable_and_leaves_the_store_unchanged(
         assert "model-pruning" in err.value.details() and job.id in err.value.details()
         assert time.monotonic() - killed < 10
         assert sorted(p.name for p in (home / "models").iterdir()) == before  # no half model, no temp folder
+    finally:
+        stop_gateway(gw)
+
+
+def _running_job(jobs, service: str, deadline_s: float = 120) -> job_pb2.Job:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        for job in jobs.ListJobs(job_pb2.ListJobsRequest(service=service), timeout=10).jobs:
+            if job.state == job_pb2.JOB_STATE_RUNNING and job.progress > 0:
+                return job
+        time.sleep(0.1)
+    raise AssertionError(f"no {service} job reported progress within {deadline_s} s")
+
+
+def _ends_cancelled(jobs, job_id: str) -> job_pb2.Job:
+    deadline = time.monotonic() + 30
+    while (job := jobs.GetJob(job_pb2.GetJobRequest(id=job_id), timeout=10)).state != job_pb2.JOB_STATE_CANCELLED:
+        assert job.state in (job_pb2.JOB_STATE_RUNNING, job_pb2.JOB_STATE_QUEUED), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
+
+
+@pytest.mark.slow
+def test_cancel_of_a_plugin_job_through_the_gateway_and_the_cli(tmp_path):
+    """CancelJob reaches the plugin holding the job, and the CLI's --on-interrupt cancel sends
+    it on Ctrl-C; both jobs end CANCELLED and store nothing."""
+    home = tmp_path / "home"
+    store = Store(home)
+    make_tiny_model(store, "tiny", texts=[TEXT])
+    with store.create("datasets", "corpus", operation="test") as folder:
+        (folder / "c.txt").write_text(TEXT)
+    gw = start_gateway(home)
+    try:
+        gateway_pb2_grpc.PluginRegistryStub(gw.admin_channel()).InstallPlugin(
+            gateway_pb2.InstallPluginRequest(name="model-pruning"), timeout=180)
+        jobs = plugin_pb2_grpc.JobsStub(gw.channel())
+        long_prune = dict(name="tiny", strategy="magnitude", ratio=0.5, recovery_steps=100000,
+                          recovery_dataset="corpus", batch_size=2, seq_len=32)
+
+        started = pruning_pb2_grpc.PruningStub(gw.channel()).StartPrune(
+            pruning_pb2.PruneRequest(output_name="by-rpc", **long_prune), timeout=60)
+        assert _running_job(jobs, "model-pruning").id == started.id
+        assert (list(started.reads), list(started.writes)) == (["models/tiny", "datasets/corpus"], ["models/by-rpc"])
+        core = gateway_pb2_grpc.CoreStub(gw.channel())
+        removals = (lambda: core.DeleteModel(gateway_pb2.DeleteModelRequest(name="tiny"), timeout=30),
+                    lambda: core.DeleteDataset(gateway_pb2.DeleteDatasetRequest(name="corpus"), timeout=30))
+        for remove in removals:  # what the running prune reads
+            with pytest.raises(grpc.RpcError) as refused:
+                remove()
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert started.id in refused.value.details()
+        jobs.CancelJob(job_pb2.CancelJobRequest(id=started.id), timeout=10)
+        assert _ends_cancelled(jobs, started.id).error.code == "CANCELLED"
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+        cli = subprocess.Popen(
+            [sys.executable, "-m", "apt_model", "prune", "tiny", "--output", "by-cli", "--strategy", "magnitude",
+             "--ratio", "0.5", "--recovery-steps", "100000", "--recovery-dataset", "corpus", "--batch-size", "2",
+             "--seq-len", "32", "--on-interrupt", "cancel", "--gateway", gw.address, "--home", str(home)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            watched = _running_job(jobs, "model-pruning")
+            cli.send_signal(signal.SIGINT)
+            _, err = cli.communicate(timeout=60)
+        finally:
+            cli.kill()
+        assert cli.returncode == 130, err
+        assert f"Cancelled job {watched.id}" in err
+        _ends_cancelled(jobs, watched.id)
+        assert not store.exists("models", "by-rpc") and not store.exists("models", "by-cli")
+        for remove in removals:  # no job uses them any more
+            remove()
+        assert not store.exists("models", "tiny") and not store.exists("datasets", "corpus")
     finally:
         stop_gateway(gw)

@@ -144,3 +144,22 @@ def test_many_concurrent_callers(echo_gateway):
     [t.start() for t in threads]
     [t.join() for t in threads]
     assert not errors
+
+
+def test_python_router_forwards_a_method_it_has_no_descriptor_for_as_a_stream(tmp_path):
+    """A plugin whose proto the gateway never imported (one from outside the repository): the
+    Python router cannot know the call kind, so it forwards bidi streaming, which carries every
+    kind; a stream sent down a unary path would lose all but one message."""
+    from google.protobuf import descriptor_pool
+
+    gw = start_gateway(tmp_path / "home", router="python")
+    try:
+        gw.app.registry.install("echo")
+        gw.app.router._pool = descriptor_pool.DescriptorPool()  # knows no plugin service
+        stub = _stub(gw)
+        assert [r.index for r in stub.Count(echo_pb2.CountRequest(n=3))] == [0, 1, 2]
+        assert stub.Collect(iter([echo_pb2.EchoRequest(text=t) for t in "ab"])).text == "ab"
+        assert [r.text for r in stub.Chat(iter([echo_pb2.EchoRequest(text=t) for t in "xy"]))] == ["X", "Y"]
+        assert stub.Echo(echo_pb2.EchoRequest(text="one")).text == "one"
+    finally:
+        stop_gateway(gw)

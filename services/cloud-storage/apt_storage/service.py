@@ -5,7 +5,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2 as pb
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc
-from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs import JobManager, entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_storage.backends import open_backend
@@ -41,14 +41,15 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
         _claim(self.jobs, "backup", slot, f"backing up {spec.name} to {spec.destination}")
         snap = self.jobs.start(f"{_SERVICE}/StartBackup",
                                lambda ctx: run_backup(self.store, self.config, spec, ctx),
-                               labels={"backup": slot, spec.kind[:-1]: spec.name})
+                               labels={"backup": slot, spec.kind[:-1]: spec.name},
+                               reads=entries(spec.kind, spec.name))
         return job_to_proto(snap)
 
     def StartRestore(self, request, context):
         spec = RestoreSpec.from_request(request)
         self.config.check_local_destination(spec.source)
         self.config.check_endpoint(spec.source, spec.options)
-        labels = {"restore": str(spec.source)}
+        labels, writes = {"restore": str(spec.source)}, ()
         if spec.name:
             kind = spec.kind or "models"
             _claim(self.jobs, kind[:-1], spec.name, f"writing {spec.name!r}")
@@ -56,8 +57,10 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
                 raise errors.AlreadyExists(
                     f"{spec.name!r} already exists in the store; pass --overwrite or choose another --name.")
             labels[kind[:-1]] = spec.name
+            writes = entries(kind, spec.name)  # without a name, the backup's own: known once it is read
         snap = self.jobs.start(f"{_SERVICE}/StartRestore",
-                               lambda ctx: run_restore(self.store, self.config, spec, ctx), labels=labels)
+                               lambda ctx: run_restore(self.store, self.config, spec, ctx), labels=labels,
+                               writes=writes)
         return job_to_proto(snap)
 
     def StartUpload(self, request, context):

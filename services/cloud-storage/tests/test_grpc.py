@@ -43,6 +43,7 @@ def test_backup_list_restore_through_grpc(served):
     stub, channel, endpoint, tmp, app = served
     job = stub.StartBackup(pb.BackupRequest(name="m1", destination="s3://backups/grpc", tag="v1",
                                             endpoint_url=endpoint, part_size=5 * MiB), timeout=30)
+    assert (list(job.reads), list(job.writes)) == (["models/m1"], [])
     done = wait_job(channel, job.id, timeout=60)
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
     assert done.result["tag"] == "v1" and done.result["parts_sent"] == 2

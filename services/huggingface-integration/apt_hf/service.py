@@ -10,7 +10,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs import JobManager, entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_hf.datasets_io import DatasetSpec, run_load_dataset
@@ -42,14 +42,14 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         meta = resolve_source(spec, hub)
         snap = self.jobs.start(_SERVICE + "StartImportModel",
                                lambda ctx: run_import(self.store, hub, spec, ctx, meta),
-                               labels={"model": spec.name, "source": spec.source})
+                               labels={"model": spec.name, "source": spec.source}, writes=entries("models", spec.name))
         return job_to_proto(snap)
 
     def StartExportModel(self, request, context):
         spec = ExportSpec.from_request(request, self.paths)
         self.store.model(spec.name)
         snap = self.jobs.start(_SERVICE + "StartExportModel", lambda ctx: run_export(self.store, spec, ctx),
-                               labels={"source_model": spec.name})
+                               labels={"source_model": spec.name}, reads=entries("models", spec.name))
         return job_to_proto(snap)
 
     def StartPushModel(self, request, context):
@@ -57,7 +57,8 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         self.store.model(spec.name)
         hub = get_hub(spec.hub, self.settings)
         snap = self.jobs.start(_SERVICE + "StartPushModel", lambda ctx: run_push(self.store, hub, spec, ctx),
-                               labels={"source_model": spec.name, "repo": spec.repo_id})
+                               labels={"source_model": spec.name, "repo": spec.repo_id},
+                               reads=entries("models", spec.name))
         return job_to_proto(snap)
 
     def StartLoadDataset(self, request, context):
@@ -72,7 +73,8 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         hub = None if spec.is_local else get_hub(spec.hub, self.settings)
         snap = self.jobs.start(_SERVICE + "StartLoadDataset",
                                lambda ctx: run_load_dataset(self.store, hub, spec, ctx),
-                               labels={"dataset": spec.name})
+                               labels={"dataset": spec.name}, reads=entries("datasets", spec.store_dataset),
+                               writes=entries("datasets", spec.name))
         return job_to_proto(snap)
 
     def StartTrain(self, request, context):
@@ -85,5 +87,7 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
             raise errors.AlreadyExists(
                 f"Model {spec.output_name!r} already exists; pass overwrite or choose another output name.")
         snap = self.jobs.start(_SERVICE + "StartTrain", lambda ctx: run_train(self.store, spec, ctx),
-                               labels={"model": spec.output_name, "parent": spec.model})
+                               labels={"model": spec.output_name, "parent": spec.model},
+                               reads=entries("models", spec.model) + entries("datasets", spec.dataset),
+                               writes=entries("models", spec.output_name))
         return job_to_proto(snap)

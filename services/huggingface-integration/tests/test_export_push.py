@@ -106,6 +106,25 @@ def test_export_goes_only_to_a_new_folder_under_exports(tmp_path, store, run_job
         spec("relative/dir")
 
 
+def test_a_failed_export_leaves_neither_its_folder_nor_its_temporary_one(tmp_path, store, run_job, llama_dir,
+                                                                          monkeypatch):
+    import_local(store, run_job, llama_dir, "m")
+    from apt_hf import checkpoint as ckpt
+
+    real_copy, copied = ckpt.copy_file, []
+
+    def copy_then_fail(src, dst, on_bytes=None):
+        if copied:
+            raise OSError(28, "No space left on device")
+        copied.append(real_copy(src, dst, on_bytes))
+
+    monkeypatch.setattr(ckpt, "copy_file", copy_then_fail)
+    exports = store.root / "exports"
+    run = run_job(lambda ctx: run_export(store, ExportSpec(name="m", output_dir=exports / "full"), ctx))
+    assert run.final.error_code == "RESOURCE_EXHAUSTED" and "No space left" in run.final.error_message
+    assert copied and list(exports.iterdir()) == []  # no claim, no .full.tmp-* half copy
+
+
 def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_xet, gpt2_dir):
     import_local(store, run_job, gpt2_dir, "mine")
     settings = HubSettings(hf_endpoint=hf_hub.url, hf_token=WRITE_TOKEN, hf_cache=store.root.parent / "cache")

@@ -39,12 +39,15 @@ def test_import_export_push_over_grpc(tmp_path, served, hf_hub, llama_dir):
     stub, channel, app = served
     sha = hf_hub.add_repo("alice/tiny", llama_dir)
     job = stub.StartImportModel(pb.ImportModelRequest(source="alice/tiny", name="tiny"))
+    assert (list(job.reads), list(job.writes)) == ([], ["models/tiny"])
     done = wait_job(channel, job.id, timeout=120)
     assert done.error.message == "" and done.result["commit_sha"] == sha
     assert app.store.model("tiny").meta["source"]["repo_id"] == "alice/tiny"
 
     out = app.store.root / "exports" / "export"
-    done = wait_job(channel, stub.StartExportModel(pb.ExportModelRequest(name="tiny", output_dir="export")).id)
+    export = stub.StartExportModel(pb.ExportModelRequest(name="tiny", output_dir="export"))
+    assert (list(export.reads), list(export.writes)) == (["models/tiny"], [])  # the gateway keeps it while read
+    done = wait_job(channel, export.id)
     assert done.error.message == "" and (out / "README.md").is_file()
 
     done = wait_job(channel, stub.StartPushModel(pb.PushModelRequest(

@@ -7,7 +7,7 @@ import dataclasses
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs import JobManager, entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
 
@@ -33,7 +33,9 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
         check_spec_against_models(self.store, spec)
         check_output_free(self.jobs, self.store, spec)
         snap = self.jobs.start(START_DISTILL, lambda ctx: run_distill(self.store, spec, ctx),
-                               labels={"model": spec.output_name, "teacher": spec.teacher})
+                               labels={"model": spec.output_name, "teacher": spec.teacher},
+                               reads=entries("models", spec.teacher, spec.student) + entries("datasets", spec.dataset),
+                               writes=entries("models", spec.output_name))
         return job_to_proto(snap)
 
 

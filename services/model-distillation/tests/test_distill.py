@@ -116,8 +116,10 @@ def test_projection_maps_student_width_to_teacher_width_and_trains(home):
     assert not torch.equal(before, proj.weight)
 
 
-def test_vocabulary_mismatch_is_refused_for_response_with_the_difference(home):
-    spec = DistillSpec.from_request(request(home, student="other-tok", student_layers=0))
+@pytest.mark.parametrize("strategies", [["response"], ["feature", "response"], ["relation", "response", "feature"]])
+def test_vocabulary_mismatch_is_refused_for_response_with_the_difference(home, strategies):
+    """Any mix that includes response distillation compares token ids, so it is refused."""
+    spec = DistillSpec.from_request(request(home, student="other-tok", student_layers=0, strategies=strategies))
     with pytest.raises(errors.FailedPrecondition) as info:
         check_spec_against_models(Store(home), spec)
     msg = str(info.value)
@@ -158,3 +160,21 @@ def test_lineage_is_json(home, distil):
     store, _, _ = distil(strategies=["response", "feature"], max_steps=3, eval_every=3)
     params = json.loads((store.model("stu").path / "apt.json").read_text())["lineage"]["parameters"]
     assert params["student_source"] == "derived:1-layers" and params["layer_map"] == {}
+
+
+@pytest.mark.parametrize("changed", [dict(learning_rate=1e-3), dict(seq_len=64), dict(temperature=2.0),
+                                     dict(strategies=["response", "feature"]), dict(batch_size=8)])
+def test_resume_with_changed_settings_is_refused(home, changed):
+    from apt_distill import checkpoint
+
+    store = Store(home)
+    first = DistillSpec.from_request(request(home))
+    folder = checkpoint.checkpoint_dir(store, first.output_name)
+    folder.mkdir(parents=True)
+    torch.save({"step": 5, "fingerprint": checkpoint.fingerprint(first)}, folder / "state.pt")
+    again = DistillSpec.from_request(request(home, **changed))
+    with pytest.raises(errors.FailedPrecondition, match="different settings"):
+        checkpoint.load(store, again, None, None, None, None)
+    # what may change between the two runs does not change the fingerprint
+    free = DistillSpec.from_request(request(home, eval_every=3, device="cpu"))
+    assert checkpoint.fingerprint(free) == checkpoint.fingerprint(first)

@@ -78,6 +78,7 @@ def test_unknown_teacher_is_not_found(service, home):
 def test_a_run_streams_losses_and_lands_in_the_store(service, home):
     stub, jobs, _ = service
     job = stub.StartDistill(request(home, strategies=["response", "feature"]))
+    assert (list(job.reads), list(job.writes)) == (["models/tiny-t"], ["models/stu"])  # the teacher is kept
     seen = set()
     for snap in jobs.WatchJob(job_pb2.WatchJobRequest(id=job.id), timeout=120):
         seen |= set(snap.metrics)

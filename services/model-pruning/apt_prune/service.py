@@ -5,7 +5,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs import JobManager, entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
 
@@ -27,7 +27,10 @@ class PruningServicer(pruning_pb2_grpc.PruningServicer):
         limits.check_loadable(self.store, spec.name, self.max_params)  # before a job builds it
         check_plan(self.store, spec)
         snap = self.jobs.start(START_PRUNE, lambda ctx: run_prune(self.store, spec, ctx),
-                               labels={"model": spec.name, "output": spec.output_name})
+                               labels={"model": spec.name, "output": spec.output_name},
+                               reads=entries("models", spec.name) + entries(
+                                   "datasets", spec.calibration_dataset, spec.recovery_dataset, spec.eval_dataset),
+                               writes=entries("models", spec.output_name))
         return job_to_proto(snap)
 
     def ListStrategies(self, request, context):

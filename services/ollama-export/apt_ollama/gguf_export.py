@@ -12,7 +12,6 @@ the target and renamed into place only when complete and fsynced; on any failure
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import uuid
@@ -36,7 +35,6 @@ OUTTYPES = {
     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
 }
 _Q8_BLOCK = 32  # values per Q8_0 block: an fp16 scale then 32 int8s (34 bytes)
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Progress(Protocol):
@@ -177,7 +175,7 @@ def convert(folder: Path, dest: Path, outtype: str, progress: Progress, *, model
         fsync_dir(dest.parent)
     except OSError as exc:
         _discard(writer, tmp)
-        if exc.errno in _DISK_ERRNOS:
+        if exc.errno in errors.DISK_FULL_ERRNOS:
             raise errors.ResourceExhausted(
                 f"Writing {dest.name} failed: {os.strerror(exc.errno)} in {dest.parent}. "
                 "Free disk space (the file needs about the model's size) and export again."

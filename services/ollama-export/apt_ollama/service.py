@@ -6,6 +6,7 @@ from apt_model import errors
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
 from apt_model.modeling import limits
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_ollama.checkpoint import read_json
@@ -31,7 +32,8 @@ class OllamaExportServicer(ollama_export_pb2_grpc.OllamaExportServicer):
             raise errors.FailedPrecondition(
                 f"An export into {spec.output_dir!r} is already running; wait for it or choose another output_dir.")
         snap = self.jobs.start(START_EXPORT, lambda ctx: run_export(self.store, spec, ctx),
-                               labels={"model": spec.name, "export_dir": spec.output_dir})
+                               labels={"model": spec.name, "export_dir": spec.output_dir},
+                               reads=entries("models", spec.name))
         return job_to_proto(snap)
 
     def CreateModelfile(self, request, context):

@@ -209,3 +209,35 @@ def test_disk_full_leaves_no_partial_file(llama_model, tmp_path):
     assert "RESOURCE_EXHAUSTED" in proc.stdout, proc.stderr[-2000:]
     assert "Free disk space" in proc.stdout
     assert list(out.iterdir()) == []
+
+
+def _with_template(llama_model: Path, tmp_path: Path, single: list[str]) -> tuple[Path, dict]:
+    """A copy of the tiny llama whose tokenizer adds ``single``'s special tokens around a text."""
+    import shutil
+
+    from apt_model.modeling.tokenizer import SPECIAL_TOKENS
+
+    folder = tmp_path / "model"
+    shutil.copytree(llama_model, folder)
+    tj = json.loads((folder / "tokenizer.json").read_text())
+    parts = [{"Sequence": {"id": "A", "type_id": 0}} if s == "$A" else {"SpecialToken": {"id": s, "type_id": 0}}
+             for s in single]
+    tj["post_processor"] = {
+        "type": "TemplateProcessing", "single": parts, "pair": parts,
+        "special_tokens": {s: {"id": s, "ids": [SPECIAL_TOKENS.index(s)], "tokens": [s]}
+                           for s in single if s != "$A"}}
+    (folder / "tokenizer.json").write_text(json.dumps(tj))
+    return folder, json.loads((folder / "config.json").read_text())
+
+
+@pytest.mark.parametrize("single, add_bos, add_eos", [
+    (["<s>", "$A"], True, False), (["$A", "</s>"], False, True), (["<s>", "$A", "</s>"], True, True)])
+def test_add_bos_and_add_eos_follow_the_tokenizers_template(llama_model, tmp_path, single, add_bos, add_eos):
+    """A tokenizer that puts BOS first gets add_bos_token, read from the template's first token
+    and matched against the BOS id (and EOS from its last), so llama.cpp adds what HF adds."""
+    from apt_model.modeling.tokenizer import BOS, EOS
+
+    assert (BOS, EOS) == ("<s>", "</s>")
+    folder, config = _with_template(llama_model, tmp_path, single)
+    v = vocab.read_vocab(folder, config["vocab_size"], config)
+    assert (v.add_bos, v.add_eos) == (add_bos, add_eos)

@@ -38,6 +38,7 @@ def test_export_q8_0_is_verified_and_ready_for_ollama(service, store):
     job, result = _export(service, name="llama-tiny", outtype="q8_0", num_ctx=128,
                           parameters={"temperature": "0.5"})
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error
+    assert (list(job.reads), list(job.writes)) == (["models/llama-tiny"], [])
     out = store.root / "exports" / "llama-tiny-q8_0"
     assert result["gguf"] == str(out / "model.gguf") and result["pre_tokenizer"] == "gpt-2"
     assert result["tensor_types"] == {"Q8_0": 14, "F16": 2, "F32": 5}
