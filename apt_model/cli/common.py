@@ -244,3 +244,13 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="print the job id and return at once")
     parser.add_argument("--on-interrupt", choices=["detach", "cancel"], default="detach",
                         help="what Ctrl-C does while watching (default: detach; the job keeps running)")
+
+
+def examples_text(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str]):
+    """A subcommand's parser with the global options, its help as description and its examples."""
+    return sub.add_parser(name, parents=[common], help=help, description=help,
+                          epilog=examples_text(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from apt_model.cli.common import (CliError, Ctx, add_job_options, emit_json, human_bytes, print_table,
+from apt_model.cli.common import (new_parser, CliError, Ctx, add_job_options, emit_json, human_bytes, print_table,
                                   start_and_watch, to_dict)
 from apt_model.cli.data import file_or_dataset, files_or_dataset, folder_files, pull_into, upload_requests
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
@@ -41,8 +41,6 @@ def _generation(a) -> pb.GenerationOptions:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     t = new_parser(sub, "train", common, "train a model from scratch on .txt/.jsonl text (a job)",
                    ["apt-model train demo --corpus demo-train.jsonl --size small --max-steps 600",
                     "apt-model train demo --resume --corpus demo-train.jsonl --size small --max-steps 600",

@@ -18,14 +18,16 @@ import shutil
 import sys
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import grpc
 
 from apt_model import errors
-from apt_model.cli.common import CliError, Ctx, emit_json, human_bytes, print_table, to_dict
+from apt_model.cli.common import new_parser, CliError, Ctx, emit_json, human_bytes, print_table, to_dict
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
+from apt_model.store import sha256_file
+from apt_model.transfer import (DATASET_SUFFIXES, FileSpec, check_relative_path, iter_file_chunks, local_file,
+                                local_folder_files)
 
 CORPUS_PREFIX = "corpus-"
 
@@ -35,8 +37,6 @@ def _core(ctx: Ctx) -> gateway_pb2_grpc.CoreStub:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     d = new_parser(sub, "data", common, "move datasets (plain data files) in and out of the store",
                    ["apt-model data push train.jsonl eval.txt --name corpus", "apt-model data list",
                     "apt-model data info corpus", "apt-model data pull corpus -o ./corpus", "apt-model data rm corpus"])
@@ -70,9 +70,8 @@ def register(sub, common: argparse.ArgumentParser) -> None:
 
 # -- local files to push -------------------------------------------------------------------------
 
-# (header entry, local file) pairs; the entries are gateway.core.transfer.FileSpec, imported
-# where used so that building the parser does not import the gateway
-Sources = list[tuple[Any, Path]]
+# (header entry, local file) pairs
+Sources = list[tuple[FileSpec, Path]]
 
 
 def _cli_error(exc: errors.AptError) -> CliError:
@@ -82,8 +81,6 @@ def _cli_error(exc: errors.AptError) -> CliError:
 def folder_files(folder: Path) -> Sources:
     """(header entry, local file) for every file of a local folder; hidden files and apt.json
     are left out, symbolic links that lead out of the folder refused."""
-    from gateway.core.transfer import local_folder_files
-
     try:
         return [(f, folder / f.path) for f in local_folder_files(folder)]
     except errors.AptError as exc:
@@ -94,8 +91,6 @@ def data_files(paths: list[str]) -> Sources:
     """(header entry, local file) for each file to push: named files under their own names, the
     files of named folders under their paths inside them. Symbolic links that lead outside
     their folder, files a dataset may not hold and names given twice are refused."""
-    from gateway.core.transfer import DATASET_SUFFIXES, FileSpec, local_file, sha256_file
-
     out: Sources = []
     for raw in paths:
         path = Path(raw).expanduser()
@@ -125,8 +120,6 @@ def data_files(paths: list[str]) -> Sources:
 
 def upload_requests(request, name: str, overwrite: bool, sources: Sources):
     """The messages of an upload: the header listing every file, then the files' chunks."""
-    from gateway.core.transfer import iter_file_chunks
-
     yield request(header=pb.UploadHeader(name=name, overwrite=overwrite, files=[
         pb.FileInfo(path=f.path, size=f.size, sha256=f.sha256) for f, _ in sources]))
     for rel, data in iter_file_chunks((f.path, path) for f, path in sources):
@@ -147,8 +140,6 @@ def corpus_dataset(ctx: Ctx, paths: list[str], flag: str) -> str:
     """
     sources = data_files(paths)
     if len(sources) > 1:
-        from gateway.core.transfer import FileSpec
-
         sources = [(FileSpec(f"{i:03d}-{PurePosixPath(f.path).name}", f.size, f.sha256), p)
                    for i, (f, p) in enumerate(sources)]
         key = hashlib.sha256("".join(f"{f.sha256} {_suffix(f.path)}\n" for f, _ in sources).encode()).hexdigest()
@@ -235,8 +226,6 @@ def pull_into(stream, target: Path, overwrite: bool) -> tuple[int, int]:
 
 def _inside(folder: Path, path: str) -> Path:
     """Where a file the gateway names goes in ``folder``; CliError for a path that would leave it."""
-    from gateway.core.transfer import check_relative_path
-
     try:
         check_relative_path(path)
     except errors.InvalidArgument as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apt_model.cli.common import CliError, Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.common import new_parser, CliError, Ctx, add_job_options, print_table, start_and_watch
 from apt_model.cli.data import files_or_dataset
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
@@ -31,8 +31,6 @@ def _weights(items: list[str]) -> dict[str, float]:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     p = new_parser(sub, "distill", common, "train a student from a teacher (model-distillation plugin)",
                    ["apt-model distill teacher --student-layers 2 --output student --corpus data.txt",
                     "apt-model distill teacher --student-size tiny --strategy response --strategy feature "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from apt_model.cli.common import Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.common import new_parser, Ctx, add_job_options, print_table, start_and_watch
 from apt_model.cli.data import corpus_dataset
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2 as pb
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
@@ -19,8 +19,6 @@ def _local_or_repo(text: str) -> str:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     hf = new_parser(sub, "hf", common, "Hugging Face Hub / ModelScope import, export, push, datasets, Trainer",
                     ["apt-model hf import Qwen/Qwen2.5-0.5B --name qwen", "apt-model hf push mymodel me/mymodel --private"])
     hs = hf.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -14,7 +14,7 @@ import textwrap
 
 import grpc
 
-from apt_model.cli.common import (EXIT_CODES, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
+from apt_model.cli.common import (EXIT_CODES, examples_text, new_parser, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
                                   finish_job, print_table, to_dict, watch_job)
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -27,20 +27,11 @@ PLUGIN_STATUS = {v: k.removeprefix("PLUGIN_STATUS_").replace("_", " ").lower()
                  for k, v in gateway_pb2.PluginStatus.items()}
 
 
-def _examples(*lines: str) -> str:
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str]):
-    return sub.add_parser(name, parents=[common], help=help, description=help,
-                          epilog=_examples(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apt-model", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="APT platform: an LLM toolkit whose plugins are gRPC services behind one gateway.",
-        epilog=_examples("apt-model gateway serve", "apt-model plugin list",
+        epilog=examples_text("apt-model gateway serve", "apt-model plugin list",
                          "apt-model plugin install model-pruning", "apt-model job list --json"),
     )
     add_global_options(parser, suppress=False)
@@ -103,14 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ----------------------------------------------------------------------------------
 def cmd_gateway_serve(ctx: Ctx) -> None:
-    from gateway.server import main as serve
-
-    overrides = {}
+    """Become the gateway (``python -m gateway``, the same process id): apt_model ships in every
+    image and never imports the gateway, which only its own image and the project carry."""
+    if importlib.util.find_spec("gateway") is None:
+        raise CliError("The gateway is not installed here; run it from the project's environment "
+                       "('make venv') or its image (apt/gateway).", 2)
+    env = dict(os.environ)
     if ctx.args.listen:
-        overrides["listen"] = ctx.args.listen
+        env["APT_LISTEN"] = ctx.args.listen
     if ctx.args.home:
-        os.environ["APT_HOME"] = ctx.args.home
-    serve(**overrides)
+        env["APT_HOME"] = ctx.args.home
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "gateway"], env)
 
 
 def cmd_status(ctx: Ctx) -> None:

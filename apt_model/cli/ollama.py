@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apt_model.cli.common import CliError, Ctx, add_job_options, emit_json, print_table, start_and_watch
+from apt_model.cli.common import new_parser, CliError, Ctx, add_job_options, emit_json, print_table, start_and_watch
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
 
@@ -20,8 +20,6 @@ def _params(items: list[str]) -> dict[str, str]:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     p = new_parser(sub, "ollama", common, "export store models to GGUF and Ollama (ollama-export plugin)",
                    ["apt-model ollama export mymodel --outtype q8_0",
                     "apt-model ollama export mymodel --ollama-url http://ollama:11434 --ollama-model mymodel:q8",

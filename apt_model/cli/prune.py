@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apt_model.cli.common import Ctx, add_job_options, print_table, start_and_watch
+from apt_model.cli.common import new_parser, Ctx, add_job_options, print_table, start_and_watch
 from apt_model.cli.data import file_or_dataset
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
@@ -15,8 +15,6 @@ _PUSHED = ("; a file on this machine is pushed as a store dataset first (corpus-
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     p = new_parser(sub, "prune", common, "prune a store model into a new one (model-pruning plugin)",
                    ["apt-model prune base --strategy structured --ratio 0.5 --output base-s50 "
                     "--recovery-steps 150 --recovery-file train.jsonl --eval-file eval.txt",

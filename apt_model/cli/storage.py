@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from apt_model.cli.common import (Ctx, add_job_options, emit_json, human_bytes, print_table,
+from apt_model.cli.common import (new_parser, Ctx, add_job_options, emit_json, human_bytes, print_table,
                                   start_and_watch, to_dict)
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2 as pb
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc
@@ -28,8 +28,6 @@ def _transfer_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    from apt_model.cli.main import new_parser
-
     st = new_parser(sub, "storage", common, "back up, restore, upload and list with the cloud-storage plugin",
                     ["apt-model storage backup tiny s3://my-bucket/apt --tag v1",
                      "apt-model storage list s3://my-bucket/apt"])

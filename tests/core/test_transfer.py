@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from apt_model import errors
-from apt_model.store import Store
+from apt_model.store import Store, sha256_file
 from gateway.core import transfer
 
 
@@ -28,7 +28,7 @@ def test_round_trip_between_stores(source, tmp_path):
     for path, data in transfer.iter_download(other, "copy", plan):
         got[path] = got.get(path, b"") + data
     for f in plan:
-        assert hashlib.sha256(got[f.path]).hexdigest() == f.sha256 == transfer.sha256_file(source / f.path)
+        assert hashlib.sha256(got[f.path]).hexdigest() == f.sha256 == sha256_file(source / f.path)
 
 
 def test_truncated_upload_stores_nothing(source, tmp_path):
