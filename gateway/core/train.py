@@ -21,6 +21,7 @@ from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.loss import can_fuse, causal_lm_loss
 from apt_model.modeling.preset import SIZES, create_model, preset_config
+from apt_model.modeling.schedule import warmup_cosine
 from apt_model.modeling.tokenizer import train_tokenizer
 from apt_model.runtime.jobs import JobContext
 from apt_model.runtime.settings import Settings
@@ -168,11 +169,7 @@ def check_bounds(spec: TrainSpec, max_params: int) -> None:
 
 def lr_at(spec: TrainSpec, step: int) -> float:
     """Linear warmup to the peak, then cosine down to peak * min_lr_ratio at max_steps."""
-    if step < spec.warmup:
-        return spec.learning_rate * (step + 1) / spec.warmup
-    progress = (step - spec.warmup) / max(1, spec.max_steps - spec.warmup)
-    floor = spec.learning_rate * spec.min_lr_ratio
-    return floor + (spec.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return spec.learning_rate * warmup_cosine(step, spec.warmup, spec.max_steps, spec.min_lr_ratio)
 
 
 def make_optimizer(model, spec: TrainSpec) -> torch.optim.AdamW:

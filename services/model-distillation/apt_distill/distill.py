@@ -8,6 +8,7 @@ resume, and finally writes the student into the store (atomically) with its line
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 
 from apt_model import errors
 from apt_model.modeling.io import pick_device, save_model
+from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
@@ -48,7 +50,8 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
     objective = Objective(spec, shapes).to(device)
     params = [p for p in [*student.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_cosine(spec.warmup_steps, spec.max_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, functools.partial(warmup_cosine, warmup=spec.warmup_steps, total=spec.max_steps, floor=0.1))
 
     step = 0
     if spec.resume:
@@ -149,10 +152,3 @@ def evaluate(model, corpus: Corpus, device: str, align_teacher: bool = False) ->
     return math.exp(total / max(count, 1))
 
 
-def _warmup_cosine(warmup: int, total: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))  # floor at 10% of peak
-    return factor

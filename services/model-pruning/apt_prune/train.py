@@ -7,13 +7,13 @@ and structured pruning removed the weights outright.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, Iterator
 
 import torch
 
 from apt_model import errors
+from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 
 WARMUP_FRACTION = 0.1
@@ -35,10 +35,7 @@ def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, c
     warmup = max(1, int(steps * WARMUP_FRACTION))
 
     def lr_at(step: int) -> float:  # step is 0-based
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
+        return lr * warmup_cosine(step, warmup, steps, MIN_LR_FRACTION)
 
     model.train()
     losses: list[float] = []
