@@ -67,18 +67,56 @@ def perplexity(model, ids: torch.Tensor, *, max_length: int | None = None,
     nll_sum, scored, windows, prev_end = 0.0, 0, 0, 0
     for begin in range(0, n, stride):
         end = min(begin + max_length, n)
-        window = ids[begin:end].unsqueeze(0).to(device)  # (1, T)
-        logits = model(window).logits[0].float()  # (T, V)
         # Targets are window[1:]; only the tokens not yet scored by an earlier window count.
         first_new = max(prev_end - begin, 1)  # index in the window of the first new target
-        log_probs = torch.log_softmax(logits[first_new - 1:-1], dim=-1)
-        targets = window[0, first_new:]
-        nll_sum += float(-log_probs.gather(1, targets.unsqueeze(1)).double().sum())
-        scored += targets.numel()
+        nll, count = window_nll(model, ids[begin:end].unsqueeze(0).to(device), first=first_new)
+        nll_sum += nll
+        scored += count
         windows += 1
         prev_end = end
         if end == n:
             break
+    return _result(nll_sum, scored, windows, start)
+
+
+@torch.no_grad()
+def block_perplexity(model, blocks: torch.Tensor, batch_size: int = 8,
+                     mask: torch.Tensor | None = None) -> PerplexityResult:
+    """Perplexity over (N, S) blocks scored independently (each block's targets are its tokens
+    1..S-1), ``batch_size`` blocks per forward pass; ``mask`` (N, S) marks padding with 0.
+    The same estimator as ``perplexity``: for a text cut into disjoint windows of S tokens the
+    two give the same number."""
+    if blocks.dim() != 2 or blocks.shape[1] < 2:
+        raise errors.InvalidArgument(f"block_perplexity expects (N, S >= 2) token blocks, got {tuple(blocks.shape)}.")
+    device = next(model.parameters()).device
+    model.eval()
+    start = time.perf_counter()
+    nll_sum, scored = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        part = None if mask is None else mask[i:i + batch_size].to(device)
+        nll, count = window_nll(model, blocks[i:i + batch_size].to(device), part)
+        nll_sum += nll
+        scored += count
+    return _result(nll_sum, scored, len(blocks), start)
+
+
+def window_nll(model, ids: torch.Tensor, mask: torch.Tensor | None = None, first: int = 1) -> tuple[float, int]:
+    """The one next-token scorer behind every perplexity the platform reports: the summed
+    negative log-likelihood (nats, float64) of the targets ``ids[:, first:]`` of a (B, T) batch,
+    each predicted from the positions before it, and how many targets were scored. Targets at
+    positions where ``mask`` is 0 (padding) do not count."""
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, first - 1:-1].float()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    targets = ids[:, first:]
+    nll = -log_probs.gather(2, targets.unsqueeze(2)).squeeze(2).double()
+    if mask is not None:
+        nll = nll[mask[:, first:].bool()]
+    return float(nll.sum()), int(nll.numel())
+
+
+def _result(nll_sum: float, scored: int, windows: int, start: float) -> PerplexityResult:
+    if scored == 0:
+        raise errors.InvalidArgument("The evaluation text has no token to score.")
     mean = nll_sum / scored
     return PerplexityResult(perplexity=float(torch.tensor(mean, dtype=torch.float64).exp()), nll=mean,
                             tokens_scored=scored, windows=windows, seconds=time.perf_counter() - start)

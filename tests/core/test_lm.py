@@ -129,3 +129,35 @@ def test_fused_linear_cross_entropy_matches_plain(model_and_tok):
     h, w, t = torch.randn(10, 8), torch.randn(20, 8), torch.randint(0, 20, (10,))
     torch.testing.assert_close(linear_cross_entropy(h, w, t, chunk=3),
                                torch.nn.functional.cross_entropy(h @ w.T, t))
+
+
+def test_one_estimator_test_pruning_and_distillation_agree(model_and_tok):
+    """The number 'apt-model test' prints (windows of S tokens), the pruning report's (held-out
+    (N, S) blocks) and the distillation report's (validation batches) for the same model and
+    tokens: one estimator, so equal to 1e-6 relative."""
+    from apt_distill.data import Batch
+    from apt_distill.distill import evaluate
+    from apt_prune.measure import perplexity as pruning_perplexity
+
+    model, tok = model_and_tok
+    n_blocks, s = 6, 32
+    ids = _ids(tok, n_blocks * s)
+    blocks = ids.view(n_blocks, s)
+
+    class HeldOut:  # the distillation corpus's validation side, holding these blocks
+        def val_batches(self):
+            return [Batch(b, b, torch.ones_like(b, dtype=torch.bool), None) for b in blocks.split(4)]
+
+    by_test = lm.perplexity(model, ids, max_length=s)
+    assert by_test.tokens_scored == n_blocks * (s - 1)
+    by_prune = pruning_perplexity(model, blocks, batch_size=4)
+    by_distill = evaluate(model, HeldOut(), "cpu")
+    by_blocks = lm.block_perplexity(model, blocks, batch_size=5).perplexity
+    for other in (by_prune, by_distill, by_blocks):
+        assert other == pytest.approx(by_test.perplexity, rel=1e-6)
+    # padding does not count: a masked-out tail scores fewer tokens and gives the unpadded number
+    mask = torch.ones_like(blocks)
+    mask[:, s // 2:] = 0
+    half = lm.block_perplexity(model, blocks, mask=mask)
+    assert half.tokens_scored == n_blocks * (s // 2 - 1)
+    assert half.perplexity == pytest.approx(lm.block_perplexity(model, blocks[:, : s // 2]).perplexity, rel=1e-6)

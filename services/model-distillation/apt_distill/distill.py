@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from apt_model import errors
+from apt_model.modeling import lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -140,14 +141,13 @@ def evaluate(model, corpus: Corpus, device: str, align_teacher: bool = False) ->
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for batch in corpus.val_batches()[:MAX_EVAL_BATCHES]:
-        batch = batch.to(device)
-        ids, mask = (batch.teacher_ids, batch.teacher_mask) if align_teacher else (batch.input_ids, batch.mask)
-        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1].float()
-        target, valid = ids[:, 1:], mask[:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="none")
-        total += float(nll[valid.flatten()].sum())
-        count += int(valid.sum())
+    with torch.no_grad():
+        for batch in corpus.val_batches()[:MAX_EVAL_BATCHES]:
+            batch = batch.to(device)
+            ids, mask = (batch.teacher_ids, batch.teacher_mask) if align_teacher else (batch.input_ids, batch.mask)
+            nll, n = lm.window_nll(model, ids, mask)  # the platform's one estimator
+            total += nll
+            count += n
     model.train(was_training)
     return math.exp(total / max(count, 1))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from pathlib import Path
 
 import torch
+
+from apt_model.modeling import lm
 
 LATENCY_REPEATS = 7
 LATENCY_WARMUP = 2
@@ -75,15 +76,10 @@ def cpu_latency_ms(model, batch_size: int, seq_len: int, vocab_size: int, seed: 
 
 @torch.inference_mode()
 def perplexity(model, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    """exp(mean next-token loss) over held-out (N, S) blocks, weighted by predicted tokens."""
+    """Perplexity over held-out (N, S) blocks: the platform's one estimator (``lm.block_perplexity``),
+    so a block cut of the text that 'apt-model test' scores in windows of S gives its number."""
     was_training = model.training
-    model.eval()
-    total_loss = total_tokens = 0.0
-    for i in range(0, len(blocks), batch_size):
-        ids = blocks[i:i + batch_size]
-        out = model(input_ids=ids, labels=ids, use_cache=False)
-        n = ids.numel() - ids.shape[0]  # one fewer prediction than tokens per block
-        total_loss += float(out.loss) * n
-        total_tokens += n
-    model.train(was_training)
-    return math.exp(total_loss / total_tokens)
+    try:
+        return lm.block_perplexity(model, blocks, batch_size).perplexity
+    finally:
+        model.train(was_training)
