@@ -78,8 +78,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.set_defaults(func=cmd_train)
 
     i = new_parser(sub, "info", common, "architecture, config, parameters, files, tokenizer, lineage, metrics",
-                   ["apt-model info demo", "apt-model info demo --json"])
+                   ["apt-model info demo", "apt-model info demo --json", "apt-model info demo --log"])
     i.add_argument("name")
+    i.add_argument("--log", action="store_true",
+                   help="also summarise the model's training log (training_log.jsonl, one row per step)")
     i.set_defaults(func=cmd_info)
 
     ls = new_parser(sub, "list", common, "models in the store",
@@ -168,7 +170,8 @@ def cmd_train(ctx: Ctx) -> None:
 
 
 def cmd_info(ctx: Ctx) -> None:
-    info = _core(ctx).GetModelInfo(pb.GetModelInfoRequest(name=ctx.args.name), timeout=ctx.timeout or 60)
+    info = _core(ctx).GetModelInfo(pb.GetModelInfoRequest(name=ctx.args.name, training_log=ctx.args.log),
+                                   timeout=ctx.timeout or 60)
     if ctx.as_json:
         emit_json(to_dict(info))
         return
@@ -188,6 +191,24 @@ def cmd_info(ctx: Ctx) -> None:
     if info.metrics:
         print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(info.metrics.items())))
     print_table("files", ["path", "size", "sha256"], [[f.path, human_bytes(f.size), f.sha256[:16] or "(settling)"] for f in info.files])
+    if ctx.args.log:
+        _print_log(info)
+
+
+def _print_log(info: pb.ModelInfo) -> None:
+    if not info.HasField("training_log"):
+        print(f"training log: none ({info.name} was not trained here, or before training logs were kept)")
+        return
+    t = info.training_log
+    print(f"training log: {t.steps} steps, loss {t.first_loss:.4f} -> {t.last_loss:.4f} (lowest {t.min_loss:.4f} "
+          f"at step {t.min_loss_step}), {t.validation_points} validation points, {t.tokens_per_s:,.0f} tokens/s")
+    if t.max_grad_norm_step:
+        print(f"gradient norm: largest {t.max_grad_norm:.4g} at step {t.max_grad_norm_step}, last {t.last_grad_norm:.4g}")
+    if t.spikes:
+        print_table("loss spikes", ["step", "loss", "median of the 20 steps before"],
+                    [[s.step, f"{s.loss:.4f}", f"{s.median_before:.4f}"] for s in t.spikes])
+    else:
+        print("loss spikes: none")
 
 
 def cmd_list(ctx: Ctx) -> None:

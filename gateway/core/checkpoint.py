@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,11 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     config: dict[str, Any]  # the model's HF config
     spec: dict[str, Any]  # the TrainSpec fields that shape the loss curve
-    history: list[list[float]]  # [step, train loss, lr, step seconds]
+    history: list[list[float]]  # [step, train loss, lr, step seconds, total gradient norm]
     val_history: list[list[float]]  # [step, validation loss]
     tokens_seen: int
     elapsed_seconds: float
+    block_norms: list = field(default_factory=list)  # [step, [gradient norm of each block]]
 
 
 def exists(store: Store, name: str) -> bool:

@@ -13,7 +13,7 @@ from google.protobuf import empty_pb2, json_format, struct_pb2
 from apt_model import errors
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import limits, trainlog
 from apt_model.modeling.lm import GenerationParams
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
@@ -75,6 +75,14 @@ def _upload_header(request_iterator, kind) -> tuple[pb.UploadHeader, list[transf
     h = first.header
     validate_name(h.name, "model" if kind == "models" else "dataset")
     return h, [transfer.FileSpec(f.path, f.size, f.sha256) for f in h.files]
+
+
+def _log_summary(store, name: str) -> pb.TrainingLogSummary | None:
+    summary = trainlog.summary(trainlog.read(store.model(name).path))
+    if not summary:
+        return None
+    return pb.TrainingLogSummary(**{k: v for k, v in summary.items() if k != "spikes"},
+                                 spikes=[pb.LossSpike(**s) for s in summary["spikes"]])
 
 
 def _eval_reads(spec: evaluate.EvalSpec) -> tuple[str, ...]:
@@ -153,7 +161,8 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             config=_struct(info["config"]), parameters=info["parameters"], dtype=info["dtype"],
             files=[pb.FileInfo(**f) for f in info["files"]],
             tokenizer=pb.TokenizerSummary(**info["tokenizer"]), lineage=_struct(info["lineage"]),
-            metrics=info["metrics"], created=info["created"], size_bytes=info["size_bytes"])
+            metrics=info["metrics"], created=info["created"], size_bytes=info["size_bytes"],
+            training_log=_log_summary(self.store, request.name) if request.training_log else None)
 
     def ListModels(self, request, context):
         rows = inspect.list_models(self.store, request.filter, request.order_by, request.descending)

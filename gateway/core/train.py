@@ -21,6 +21,7 @@ from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.loss import can_fuse, causal_lm_loss
 from apt_model.modeling.preset import SIZES, create_model, preset_config
+from apt_model.modeling import trainlog
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.modeling.tokenizer import train_tokenizer
 from apt_model.runtime.jobs import JobContext
@@ -216,6 +217,7 @@ class _Run:
     val_history: list = field(default_factory=list)
     tokens_seen: int = 0
     elapsed: float = 0.0
+    block_norms: list = field(default_factory=list)  # [step, [gradient norm of each block]]
 
 
 def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, list[str], dict]:
@@ -242,7 +244,7 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, li
         # moment tensor on its parameter's device, and fused AdamW needs them together
         model.to(pick_device(spec.device))
         run = _Run(model, make_optimizer(model, spec), tokenizer, ck.step, ck.history, ck.val_history,
-                   ck.tokens_seen, ck.elapsed_seconds)
+                   ck.tokens_seen, ck.elapsed_seconds, ck.block_norms)
         run.optimizer.load_state_dict(ck.optimizer_state)
         ctx.report(message=f"resumed from the checkpoint at step {ck.step}")
         return run, corpus.documents, {"corpus": corpus.sources}
@@ -264,7 +266,21 @@ def _checkpoint(store: Store, spec: TrainSpec, run: _Run) -> None:
     ckpts.save(store, spec.name, ckpts.Checkpoint(
         step=run.step, model_state=run.model.state_dict(), optimizer_state=run.optimizer.state_dict(),
         config=run.model.config.to_dict(), spec=spec_dict, history=run.history, val_history=run.val_history,
-        tokens_seen=run.tokens_seen, elapsed_seconds=run.elapsed))
+        tokens_seen=run.tokens_seen, elapsed_seconds=run.elapsed, block_norms=run.block_norms))
+
+
+def _log_rows(run: _Run, tokens_per_step: int):
+    """training_log.jsonl's rows: every step of the run, with its validation and block norms."""
+    val = {int(step): loss for step, loss in run.val_history}
+    blocks = {int(step): norms for step, norms in run.block_norms}
+    for step, loss, lr, dt, *rest in run.history:
+        row = {"step": int(step), "loss": loss, "lr": lr, "grad_norm": rest[0] if rest else None,
+               "step_seconds": dt, "tokens_per_s": tokens_per_step / dt if dt > 0 else 0.0}
+        if int(step) in blocks:
+            row["block_grad_norms"] = blocks[int(step)]
+        if int(step) in val:
+            row["val_loss"] = val[int(step)]
+        yield row
 
 
 def _return_freed_memory_to_os() -> None:
@@ -319,15 +335,17 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
                 raise errors.FailedPrecondition(
                     f"The training loss became {loss_sum} at step {run.step}; lower the learning rate "
                     f"(now {spec.learning_rate}) or raise warmup_steps, then resume or start over.")
-            if spec.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            if trainlog.wants_block_norms(run.step + 1):
+                run.block_norms.append([run.step + 1, trainlog.block_grad_norms(model)])
+            # the total norm before clipping, for the log (an infinite limit clips nothing)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip or math.inf))
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
             dt = time.perf_counter() - t0
             run.step += 1
             run.elapsed += dt
             run.tokens_seen += tokens_per_step
-            run.history.append([run.step, loss_sum, lr, dt])
+            run.history.append([run.step, loss_sum, lr, dt, grad_norm])
             metrics = {"step": run.step, "loss": loss_sum, "lr": lr, "tokens_per_s": tokens_per_step / dt}
             if val_ids.numel() and (run.step % spec.eval_every == 0 or run.step == spec.max_steps):
                 metrics["val_loss"] = validation_loss(model, val_ids, spec, device)
@@ -376,6 +394,7 @@ def _finish(store: Store, spec: TrainSpec, run: _Run, val_ids, device: str, stop
     with store.create("models", spec.name, operation="train", parent=parent, parameters=params,
                       metrics=metrics, overwrite=spec.overwrite) as tmp:
         save_model(model, run.tokenizer, tmp)
+        trainlog.write(tmp, _log_rows(run, tokens_per_step))
     ckpts.remove(store, spec.name)
     curve = run.history[:: max(1, len(run.history) // 200)]
     return {"model": spec.name, **metrics, "loss_curve": curve, "val_curve": run.val_history}

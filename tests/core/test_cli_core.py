@@ -65,6 +65,14 @@ def test_train_and_test_jobs(gw, tmp_path):
                   "--batch-size", "4", "--max-steps", "6", "--eval-every", "3", "--threads", "1")
     assert out.returncode == 0, out.stderr
     assert "trained cli-trained: 6 steps" in out.stdout
+    out = run_cli(gw, "info", "cli-trained", "--log")
+    assert out.returncode == 0, out.stderr
+    assert "training log: 6 steps, loss " in out.stdout and "2 validation points" in out.stdout
+    assert "gradient norm: largest" in out.stdout and "loss spikes: none" in out.stdout
+    logged = json.loads(run_cli(gw, "info", "cli-trained", "--log", "--json").stdout)["training_log"]
+    assert logged["steps"] == 6 and logged["max_grad_norm"] > 0
+    out = run_cli(gw, "info", "cli-tiny", "--log")  # made by a test fixture, not trained here
+    assert out.returncode == 0 and "training log: none" in out.stdout
     out = run_cli(gw, "test", "cli-trained", "--eval-file", str(corpus), "--prompt", "The", "--max-new-tokens", "5",
                   "--json")
     assert out.returncode == 0, out.stderr

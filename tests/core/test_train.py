@@ -139,3 +139,37 @@ def test_lr_schedule():
     assert lr_at(spec, 9) == pytest.approx(1e-3)
     assert lr_at(spec, 100) == pytest.approx(1e-4)
     assert lr_at(spec, 55) == pytest.approx(1e-4 + 0.9e-3 * 0.5)
+
+
+def test_training_log_has_every_step_and_a_planted_spike(store, corpus_file, monkeypatch):
+    """training_log.jsonl in the stored model: one row per step (300 of 300), finite gradient
+    norms, per-block norms every BLOCK_NORMS_EVERY steps, validation rows; a garbage batch at
+    step 200 shows up as a loss spike at step 200, which a sampled curve could drop."""
+    import torch
+
+    from apt_model.modeling import lm, trainlog
+
+    real, garbage_step = lm.random_windows, 200
+
+    def windows(ids, batch_size, seq_len, seed, step):
+        batch = real(ids, batch_size, seq_len, seed, step)
+        if step == garbage_step - 1:  # step index is 0-based: optimiser step 200
+            return torch.full_like(batch, int(ids.max()))  # one token repeated: nothing like the text
+        return batch
+
+    monkeypatch.setattr(lm, "random_windows", windows)
+    spec = TrainSpec(name="logged", corpus_paths=(str(corpus_file),), **{**SMALL, "max_steps": 300, "eval_every": 100})
+    run_train(store, spec.validate(store), CancelAtStep())
+    rows = trainlog.read(store.model("logged").path)
+    assert [r["step"] for r in rows] == list(range(1, 301))
+    assert all(r["grad_norm"] is not None and r["grad_norm"] == r["grad_norm"] and r["grad_norm"] < 1e6
+               for r in rows)
+    assert all(r["lr"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+    with_blocks = [r["step"] for r in rows if "block_grad_norms" in r]
+    assert with_blocks == [1, *range(10, 301, 10)] and len(rows[0]["block_grad_norms"]) == 2  # two blocks
+    assert [r["step"] for r in rows if "val_loss" in r] == [100, 200, 300]
+    spike = rows[garbage_step - 1]
+    around = [r["loss"] for r in rows[garbage_step - 21:garbage_step - 1]]
+    assert spike["loss"] > 1.5 * max(around), (spike["loss"], max(around))
+    summary = trainlog.summary(rows)
+    assert summary["steps"] == 300 and garbage_step in [s["step"] for s in summary["spikes"]]

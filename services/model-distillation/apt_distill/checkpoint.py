@@ -43,7 +43,8 @@ def existing_step(store: Store, output_name: str) -> int | None:
     return int(json.loads(meta.read_text())["step"])
 
 
-def save(store: Store, spec: DistillSpec, step: int, student, objective, optimizer, scheduler) -> None:
+def save(store: Store, spec: DistillSpec, step: int, student, objective, optimizer, scheduler,
+         log: list[dict] | None = None) -> None:
     folder = checkpoint_dir(store, spec.output_name)
     folder.mkdir(parents=True, exist_ok=True)
     state = {
@@ -61,7 +62,7 @@ def save(store: Store, spec: DistillSpec, step: int, student, objective, optimiz
     os.replace(tmp, folder / "state.pt")
     meta_tmp = folder / "meta.json.tmp"
     meta_tmp.write_text(json.dumps({"step": step, "fingerprint": state["fingerprint"],
-                                    "parameters": spec.lineage()}, indent=2, default=str))
+                                    "parameters": spec.lineage(), "log": log or []}, indent=2, default=str))
     os.replace(meta_tmp, folder / "meta.json")
 
 
@@ -86,6 +87,12 @@ def load(store: Store, spec: DistillSpec, student, objective, optimizer, schedul
     if state["rng_cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
     return int(state["step"])
+
+
+def load_log(store: Store, output_name: str) -> list[dict]:
+    """The training_log.jsonl rows of the interrupted run (kept beside its checkpoint)."""
+    meta = checkpoint_dir(store, output_name) / "meta.json"
+    return json.loads(meta.read_text()).get("log", []) if meta.is_file() else []
 
 
 def remove(store: Store, output_name: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from apt_model import errors
-from apt_model.modeling import lm
+from apt_model.modeling import lm, trainlog
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -54,9 +54,10 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, functools.partial(warmup_cosine, warmup=spec.warmup_steps, total=spec.max_steps, floor=0.1))
 
-    step = 0
+    step, log = 0, []  # log: training_log.jsonl's rows, every step
     if spec.resume:
         step = checkpoint.load(store, spec, student, objective, optimizer, scheduler)
+        log = checkpoint.load_log(store, spec.output_name)[:step]
         ctx.report(message=f"resumed from step {step}")
     elif spec.overwrite:
         checkpoint.remove(store, spec.output_name)
@@ -72,21 +73,30 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
     try:
         while step < spec.max_steps:
             ctx.check_cancelled()
+            t0, lr = time.perf_counter(), scheduler.get_last_lr()[0]
+            blocks = trainlog.wants_block_norms(step + 1)
             last = train_step(student, teacher, objective, corpus.train_batch(step).to(device), optimizer,
-                              scheduler, spec, shapes.same_vocabulary)
+                              scheduler, spec, shapes.same_vocabulary, block_norms=blocks)
             step += 1
+            dt = time.perf_counter() - t0
+            row = {"step": step, "loss": last["loss"], "lr": lr, "grad_norm": last["grad_norm"], "step_seconds": dt,
+                   "tokens_per_s": spec.batch_size * spec.seq_len / dt if dt > 0 else 0.0,
+                   **{k: v for k, v in last.items() if k.endswith("_loss") and k != "loss"}}
+            if blocks:
+                row["block_grad_norms"] = last.pop("block_grad_norms")
             done_per_s = (step - first_step) / max(time.monotonic() - started, 1e-6)
             if step % spec.eval_every == 0 or step == spec.max_steps:
                 eval_ppl = evaluate(student, corpus, device)
-                last["eval_ppl"] = eval_ppl
+                last["eval_ppl"] = row["eval_ppl"] = eval_ppl
+            log.append(row)
             ctx.report(progress=step / spec.max_steps, stage="train", message=f"step {step}/{spec.max_steps}",
                        eta_seconds=(spec.max_steps - step) / done_per_s, step=step, lr=scheduler.get_last_lr()[0],
                        tokens_per_s=done_per_s * spec.batch_size * spec.seq_len, **last)
             if step % spec.checkpoint_every == 0 and step < spec.max_steps:
-                checkpoint.save(store, spec, step, student, objective, optimizer, scheduler)
+                checkpoint.save(store, spec, step, student, objective, optimizer, scheduler, log)
     except errors.Cancelled:
         if step > first_step:  # keep the work done so far; --resume picks it up
-            checkpoint.save(store, spec, step, student, objective, optimizer, scheduler)
+            checkpoint.save(store, spec, step, student, objective, optimizer, scheduler, log)
         raise
 
     ctx.check_cancelled()
@@ -98,12 +108,15 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.teacher,
                       parameters=spec.lineage(), metrics=metrics, overwrite=spec.overwrite) as tmp:
         save_model(student, s_tok, tmp)
+        trainlog.write(tmp, log)
     checkpoint.remove(store, spec.output_name)
     return {"model": spec.output_name, **metrics}
 
 
 def train_step(student, teacher, objective: Objective, batch: Batch, optimizer, scheduler, spec: DistillSpec,
-               same_vocabulary: bool) -> dict[str, float]:
+               same_vocabulary: bool, block_norms: bool = False) -> dict:
+    """One optimiser step; the loss terms, the total gradient norm before clipping and, when
+    ``block_norms``, the student's per-block gradient norms (``block_grad_norms``)."""
     hidden = objective.needs_hidden
     with torch.no_grad():  # not inference_mode: its tensors cannot be saved for the student's backward
         t_out = teacher(input_ids=batch.teacher_ids, attention_mask=batch.teacher_mask,
@@ -125,10 +138,15 @@ def train_step(student, teacher, objective: Objective, batch: Batch, optimizer, 
             + "); lower --learning-rate or --temperature, or the custom loss weights.")
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
-    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
+    blocks = trainlog.block_grad_norms(student) if block_norms else None
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
     optimizer.step()
     scheduler.step()
-    return {k: float(v.detach()) for k, v in terms.items()}
+    out: dict = {k: float(v.detach()) for k, v in terms.items()}
+    out["grad_norm"] = float(grad_norm)
+    if blocks is not None:
+        out["block_grad_norms"] = blocks
+    return out
 
 
 @torch.no_grad()

@@ -123,6 +123,13 @@ def test_cancel_leaves_no_half_student_and_resume_matches_an_uninterrupted_run(s
     assert straight.state == job_pb2.JOB_STATE_SUCCEEDED
     # same data order, same optimiser state: the resumed student is the uninterrupted one
     assert job_result(resumed)["eval_ppl"] == pytest.approx(job_result(straight)["eval_ppl"], rel=1e-4)
+    # training_log.jsonl: every step of both runs, the interrupted part kept across the resume
+    from apt_model.modeling import trainlog
+
+    cut, whole = trainlog.read(store.model("cut").path), trainlog.read(store.model("whole").path)
+    assert [r["step"] for r in cut] == [r["step"] for r in whole] == list(range(1, 41))
+    assert [r["loss"] for r in cut] == pytest.approx([r["loss"] for r in whole], rel=1e-4)
+    assert all(r["grad_norm"] > 0 for r in cut) and [r["step"] for r in cut if "eval_ppl" in r] == [40]
     assert not (home / "checkpoints" / "distill" / "cut").exists()
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from apt_model import errors
+from apt_model.modeling import trainlog
 from apt_model.modeling.io import load_model, load_tokenizer, read_config, save_model
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
@@ -53,6 +54,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     texts = load_text_sets(store, spec, tok)
     vocab = model.config.vocab_size
     seq_len = min(spec.seq_len, getattr(model.config, "max_position_embeddings", spec.seq_len))
+    log: list[dict] = []  # training_log.jsonl: every lottery and recovery step
     if spec.seq_len > seq_len:
         raise errors.InvalidArgument(f"seq_len {spec.seq_len} exceeds the model's context of {seq_len} tokens.")
 
@@ -67,7 +69,8 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
         details["structured"] = apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx,
                                                  (0.1, 0.3))
     elif spec.strategy == "lottery":
-        out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6))
+        out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6),
+                                   log=log)
         details["lottery"] = {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
                               "rewind_step": spec.rewind_step, "schedule": out["schedule"]}
     else:
@@ -78,7 +81,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     recovery_losses = []
     if spec.recovery_steps:
         recovery_losses = train_steps(model, batches(texts.train, spec.batch_size, spec.seed + 1), spec.recovery_steps,
-                                      spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85))
+                                      spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85), log=log)
     unstructured.make_permanent(model)
 
     ctx.report(progress=0.86, stage="measure", message="measuring the pruned model")
@@ -110,6 +113,8 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.name,
                       parameters=spec.lineage(), metrics=metrics, overwrite=spec.overwrite) as tmp:
         save_model(model, tok, tmp)
+        if log:  # lottery rounds and recovery, every step
+            trainlog.write(tmp, log)
         report["after"]["size_bytes"] = measure.folder_size(tmp)
         report["reload"] = verify_reload(tmp)
         (Path(tmp) / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

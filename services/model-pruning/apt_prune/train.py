@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 import torch
 
 from apt_model import errors
+from apt_model.modeling import trainlog
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 
@@ -22,11 +23,13 @@ MIN_LR_FRACTION = 0.1
 
 def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, ctx: JobContext, *,
                 stage: str, progress: tuple[float, float],
-                on_step: Callable[[int], None] | None = None) -> list[float]:
+                on_step: Callable[[int], None] | None = None, log: list[dict] | None = None) -> list[float]:
     """Train ``model`` for ``steps`` optimiser steps; returns the loss of each step.
 
     ``progress`` is the (start, end) share of the job this phase covers; ``on_step(n)`` is
-    called after step n (1-based), e.g. to take the lottery's rewind checkpoint.
+    called after step n (1-based), e.g. to take the lottery's rewind checkpoint. ``log``
+    collects training_log.jsonl's rows (``apt_model.modeling.trainlog``), numbered on from
+    the rows already in it, so the lottery's rounds and the recovery make one log.
     """
     if steps <= 0:
         return []
@@ -50,11 +53,21 @@ def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, c
         if not torch.isfinite(loss):
             raise errors.FailedPrecondition(
                 f"{stage}: the loss became {float(loss)} at step {step + 1}; lower learning_rate and retry.")
+        t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        blocks = trainlog.block_grad_norms(model) if log is not None and trainlog.wants_block_norms(
+            len(log) + 1) else None
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
         opt.step()
         losses.append(loss.item())
+        if log is not None:
+            dt = time.perf_counter() - t0
+            row = {"step": len(log) + 1, "loss": losses[-1], "lr": lr_at(step), "grad_norm": grad_norm,
+                   "step_seconds": dt, "tokens_per_s": ids.numel() / dt if dt > 0 else 0.0, "phase": stage}
+            if blocks is not None:
+                row["block_grad_norms"] = blocks
+            log.append(row)
         if on_step is not None:
             on_step(step + 1)
         elapsed = time.monotonic() - start

@@ -71,7 +71,8 @@ def make_permanent(model) -> None:
             prune.remove(m, "weight")
 
 
-def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, float]) -> dict:
+def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, float],
+            log: list[dict] | None = None) -> dict:
     """Iterative magnitude pruning with weight rewinding (Frankle et al., "Linear Mode
     Connectivity and the Lottery Ticket Hypothesis", 2020).
 
@@ -98,7 +99,8 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
     for r in range(rounds):
         steps = spec.lottery_steps
         train_steps(model, train_batches, steps, spec.learning_rate, ctx, stage=f"lottery round {r + 1}/{rounds}",
-                    progress=(lo + r * span, lo + (r + 0.9) * span), on_step=keep_rewind if r == 0 else None)
+                    progress=(lo + r * span, lo + (r + 0.9) * span), on_step=keep_rewind if r == 0 else None,
+                    log=log)
         target = spec.ratio if r == rounds - 1 else 1.0 - (1.0 - spec.round_ratio) ** (r + 1)
         target = min(target, spec.ratio)
         _prune_survivors_to(layers, round(target * total))

@@ -46,6 +46,28 @@ def test_prune_job_end_to_end(home):
     assert json.loads((entry.path / "prune_report.json").read_text())["output"] == "mag50"
 
 
+def test_lottery_and_recovery_steps_are_one_training_log(home):
+    """training_log.jsonl in the pruned model: every lottery step of every round, then every
+    recovery step, numbered on; a prune that trains nothing has no log."""
+    from apt_model.modeling import trainlog
+
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, _app):
+        stub = pruning_pb2_grpc.PruningStub(channel)
+        done = wait_job(channel, stub.StartPrune(request(
+            home, output_name="lot", strategy="lottery", lottery_rounds=2, lottery_steps=4, rewind_step=2,
+            recovery_steps=5, recovery_path=corpus(home))).id, timeout=240)
+        assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
+        plain = wait_job(channel, stub.StartPrune(request(home, output_name="plain")).id, timeout=240)
+        assert plain.state == job_pb2.JOB_STATE_SUCCEEDED, plain.error.message
+    store = Store(home)
+    rows = trainlog.read(store.model("lot").path)
+    assert [r["step"] for r in rows] == list(range(1, 14))
+    assert [r["phase"] for r in rows] == ["lottery round 1/2"] * 4 + ["lottery round 2/2"] * 4 + ["recover"] * 5
+    assert all(r["grad_norm"] > 0 and r["loss"] > 0 for r in rows)
+    assert [r["step"] for r in rows if "block_grad_norms" in r] == [1, 10]
+    assert trainlog.read(store.model("plain").path) == []
+
+
 @pytest.mark.parametrize("fields, code, text", [
     ({"ratio": 1.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
     ({"ratio": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),

@@ -79,7 +79,7 @@ class TokenizerSummary(_message.Message):
     def __init__(self, vocab_size: _Optional[int] = ..., type: _Optional[str] = ..., special_tokens: _Optional[_Mapping[str, str]] = ..., has_chat_template: _Optional[bool] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "model_type", "config", "parameters", "dtype", "files", "tokenizer", "lineage", "metrics", "created", "size_bytes")
+    __slots__ = ("name", "architecture", "model_type", "config", "parameters", "dtype", "files", "tokenizer", "lineage", "metrics", "created", "size_bytes", "training_log")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class ModelInfo(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_LOG_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     model_type: str
@@ -111,13 +112,52 @@ class ModelInfo(_message.Message):
     metrics: _containers.ScalarMap[str, float]
     created: str
     size_bytes: int
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., model_type: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[int] = ..., dtype: _Optional[str] = ..., files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ..., tokenizer: _Optional[_Union[TokenizerSummary, _Mapping]] = ..., lineage: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    training_log: TrainingLogSummary
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., model_type: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[int] = ..., dtype: _Optional[str] = ..., files: _Optional[_Iterable[_Union[FileInfo, _Mapping]]] = ..., tokenizer: _Optional[_Union[TokenizerSummary, _Mapping]] = ..., lineage: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., created: _Optional[str] = ..., size_bytes: _Optional[int] = ..., training_log: _Optional[_Union[TrainingLogSummary, _Mapping]] = ...) -> None: ...
+
+class TrainingLogSummary(_message.Message):
+    __slots__ = ("steps", "first_loss", "last_loss", "min_loss", "min_loss_step", "max_grad_norm", "max_grad_norm_step", "last_grad_norm", "tokens_per_s", "validation_points", "spikes")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOSS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LOSS_STEP_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    MAX_GRAD_NORM_STEP_FIELD_NUMBER: _ClassVar[int]
+    LAST_GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_POINTS_FIELD_NUMBER: _ClassVar[int]
+    SPIKES_FIELD_NUMBER: _ClassVar[int]
+    steps: int
+    first_loss: float
+    last_loss: float
+    min_loss: float
+    min_loss_step: int
+    max_grad_norm: float
+    max_grad_norm_step: int
+    last_grad_norm: float
+    tokens_per_s: float
+    validation_points: int
+    spikes: _containers.RepeatedCompositeFieldContainer[LossSpike]
+    def __init__(self, steps: _Optional[int] = ..., first_loss: _Optional[float] = ..., last_loss: _Optional[float] = ..., min_loss: _Optional[float] = ..., min_loss_step: _Optional[int] = ..., max_grad_norm: _Optional[float] = ..., max_grad_norm_step: _Optional[int] = ..., last_grad_norm: _Optional[float] = ..., tokens_per_s: _Optional[float] = ..., validation_points: _Optional[int] = ..., spikes: _Optional[_Iterable[_Union[LossSpike, _Mapping]]] = ...) -> None: ...
+
+class LossSpike(_message.Message):
+    __slots__ = ("step", "loss", "median_before")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    loss: float
+    median_before: float
+    def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ..., median_before: _Optional[float] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "training_log")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_LOG_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    training_log: bool
+    def __init__(self, name: _Optional[str] = ..., training_log: _Optional[bool] = ...) -> None: ...
 
 class ModelSummary(_message.Message):
     __slots__ = ("name", "size_bytes", "parameters", "created", "parent", "operation", "architecture")

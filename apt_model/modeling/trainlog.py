@@ -1,0 +1,87 @@
+"""training_log.jsonl: every optimiser step of a training run, stored in the model entry.
+
+One JSON object per line, one line per step, in step order, nothing sampled:
+``step``, ``loss``, ``lr``, ``grad_norm`` (total, before clipping), ``step_seconds``,
+``tokens_per_s``; ``block_grad_norms`` (one per transformer block, every
+``BLOCK_NORMS_EVERY`` steps and at the first step) and validation metrics (``val_loss``, ...)
+on the steps that have them. Training services write it with ``write`` into the entry they
+store; ``summary`` is what ``apt-model info --log`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+LOG_FILE = "training_log.jsonl"
+BLOCK_NORMS_EVERY = 10
+SPIKE_FACTOR = 3.0  # a loss above this many times the median of the 20 steps before is a spike
+
+
+def wants_block_norms(step: int) -> bool:
+    """Whether step ``step`` (1-based) records per-block gradient norms."""
+    return step == 1 or step % BLOCK_NORMS_EVERY == 0
+
+
+def _blocks(model) -> list[torch.nn.Module]:
+    """The transformer blocks: the longest ModuleList of the model (decoder layers, h, ...)."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return max(lists, key=len) if lists else []
+
+
+def block_grad_norms(model) -> list[float]:
+    """The L2 norm of the gradients of each transformer block's parameters (0.0 without grads)."""
+    out = []
+    for block in _blocks(model):
+        grads = [p.grad.detach().float() for p in block.parameters() if p.grad is not None]
+        out.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0)
+    return out
+
+
+def write(folder: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write the rows (already in step order) as ``folder/training_log.jsonl``."""
+    path = Path(folder) / LOG_FILE
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, allow_nan=True) + "\n")
+    return path
+
+
+def read(folder: Path) -> list[dict[str, Any]]:
+    path = Path(folder) / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Steps, first/last/lowest loss, the largest gradient norm, throughput, validation points
+    and the loss spikes (step and loss) of a log."""
+    if not rows:
+        return {}
+    losses = [r["loss"] for r in rows]
+    finite = [(r["step"], r["loss"]) for r in rows if math.isfinite(r["loss"])]
+    norms = [(r["step"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
+    spikes = []
+    for i in range(5, len(losses)):
+        before = statistics.median(losses[max(0, i - 20):i])
+        if math.isfinite(losses[i]) and losses[i] > SPIKE_FACTOR * before:
+            spikes.append({"step": rows[i]["step"], "loss": losses[i], "median_before": before})
+    out: dict[str, Any] = {
+        "steps": len(rows), "first_loss": losses[0], "last_loss": losses[-1],
+        "min_loss": min(finite, key=lambda x: x[1])[1] if finite else math.nan,
+        "min_loss_step": min(finite, key=lambda x: x[1])[0] if finite else 0,
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
+        if any("tokens_per_s" in r for r in rows) else 0.0,
+        "validation_points": sum(1 for r in rows if "val_loss" in r),
+        "spikes": spikes,
+    }
+    if norms:
+        step, norm = max(norms, key=lambda x: x[1])
+        out.update(max_grad_norm=norm, max_grad_norm_step=step, last_grad_norm=norms[-1][1])
+    return out
