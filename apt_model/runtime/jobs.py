@@ -131,7 +131,9 @@ class JobManager:
     def start(self, operation: str, work: WorkFn, labels: dict[str, str] | None = None, *,
               reads: tuple[str, ...] = (), writes: tuple[str, ...] = ()) -> JobSnapshot:
         """Queue ``work``. ``reads``/``writes`` name the store entries it uses (``entries()``):
-        the gateway refuses to remove or replace them while the job is active."""
+        the gateway refuses to remove or replace them while the job is active, and this
+        service refuses, atomically with the start, a job that would write what an active job
+        reads or writes, or read what one writes (FAILED_PRECONDITION naming that job)."""
         for ref in (*reads, *writes):
             kind, _, name = ref.partition("/")
             if kind not in ("models", "datasets") or not name:
@@ -144,6 +146,7 @@ class JobManager:
         )
         ctx = JobContext(self, job_id)
         with self._lock:
+            self._refuse_conflict(reads, writes)
             states = Counter(s.state for s in self._jobs.values())
             idle_workers = max(0, self._max_workers - states[JobState.RUNNING])
             waiting = max(0, states[JobState.QUEUED] - idle_workers)  # not yet picked up by an idle worker
@@ -244,6 +247,20 @@ class JobManager:
                     return
             if not is_active():
                 return
+
+    def _refuse_conflict(self, reads, writes) -> None:
+        """The one "output is free" check of every service (the caller holds the lock)."""
+        for job in self._jobs.values():
+            if job.state.done:
+                continue
+            clash = [(ref, "writing") for ref in writes if ref in job.writes]
+            clash += [(ref, "reading") for ref in writes if ref in job.reads]
+            clash += [(ref, "writing") for ref in reads if ref in job.writes]
+            if clash:
+                ref, doing = clash[0]
+                raise errors.FailedPrecondition(
+                    f"Job {job.id} is {doing} {ref}; wait for it to finish or cancel it "
+                    f"('apt-model job cancel {job.id}'), then retry.", reason="ENTRY_IN_USE")
 
     def busy_with(self, label: str, value: str) -> list[JobSnapshot]:
         """Jobs not yet finished whose label ``label`` equals ``value`` (e.g. model=foo)."""

@@ -81,3 +81,32 @@ def test_entries_a_job_reads_or_writes_cannot_be_removed_or_replaced(gw):
     core.DeleteModel(pb.DeleteModelRequest(name="teacher"))
     core.DeleteDataset(pb.DeleteDatasetRequest(name="corpus"))
     assert not store.exists("models", "teacher") and not store.exists("datasets", "corpus")
+
+
+def test_a_service_starts_no_job_that_clashes_with_an_active_one():
+    """JobManager.start is every service's "output is free" check: atomically with the start it
+    refuses writing what an active job reads or writes, and reading what one writes."""
+    from apt_model import errors
+
+    manager = JobManager("unit", max_workers=4)
+    release = threading.Event()
+
+    def hold(**kw):
+        return manager.start("t/Op", lambda ctx: release.wait(30) and {}, **kw)
+
+    try:
+        writer = hold(reads=entries("models", "src"), writes=entries("models", "out"))
+        for clash in (dict(writes=entries("models", "out")), dict(writes=entries("models", "src")),
+                      dict(reads=entries("models", "out"))):
+            with pytest.raises(errors.FailedPrecondition, match=writer.id) as info:
+                hold(**clash)
+            assert info.value.reason == "ENTRY_IN_USE"
+        hold(reads=entries("models", "src"))  # two readers of one entry: fine
+        release.set()
+        for job in manager.list():
+            list(manager.watch(job.id, poll=0.01))
+        release.clear()
+        hold(writes=entries("models", "out"))  # the writer has ended
+    finally:
+        release.set()
+        manager.shutdown(cancel_running=False)

@@ -52,7 +52,6 @@ class CloudStorageServicer(cloud_storage_pb2_grpc.CloudStorageServicer):
         labels, writes = {"restore": str(spec.source)}, ()
         if spec.name:
             kind = spec.kind or "models"
-            _claim(self.jobs, kind[:-1], spec.name, f"writing {spec.name!r}")
             if self.store.exists(kind, spec.name) and not spec.overwrite:
                 raise errors.AlreadyExists(
                     f"{spec.name!r} already exists in the store; pass --overwrite or choose another --name.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager, entries
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_hf.datasets_io import DatasetSpec, run_load_dataset
@@ -23,12 +23,6 @@ from apt_hf.trainer import TrainSpec, run_train
 _SERVICE = "/apt.plugins.huggingface_integration.v1.HuggingFace/"
 
 
-def _check_not_busy(jobs: JobManager, label: str, name: str) -> None:
-    if jobs.busy_with(label, name):
-        raise errors.FailedPrecondition(
-            f"A job is already writing {label} {name!r}; wait for it or cancel it ('apt-model job list').")
-
-
 class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
     def __init__(self, app, settings: HubSettings):
         self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, settings, app.paths
@@ -36,7 +30,6 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
 
     def StartImportModel(self, request, context):
         spec = ImportSpec.from_request(request, self.paths)
-        _check_not_busy(self.jobs, "model", spec.name)
         check_target_free(self.store, spec)
         hub = None if spec.is_local else get_hub(spec.hub, self.settings)
         meta = resolve_source(spec, hub)
@@ -63,7 +56,6 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
 
     def StartLoadDataset(self, request, context):
         spec = DatasetSpec.from_request(request, self.paths)
-        _check_not_busy(self.jobs, "dataset", spec.name)
         if not spec.overwrite and self.store.exists("datasets", spec.name):
             raise errors.AlreadyExists(f"Dataset {spec.name!r} already exists; pass overwrite or choose another name.")
         if spec.tokenizer_from:
@@ -79,7 +71,6 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
 
     def StartTrain(self, request, context):
         spec = TrainSpec.from_request(request)
-        _check_not_busy(self.jobs, "model", spec.output_name)
         self.store.model(spec.model)
         self.store.dataset(spec.dataset)
         limits.check_loadable(self.store, spec.model, self.max_params)  # before a job builds it

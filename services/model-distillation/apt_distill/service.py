@@ -7,7 +7,7 @@ import dataclasses
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager, entries
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
 
@@ -31,7 +31,7 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
         for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
             limits.check_loadable(self.store, name, self.max_params)
         check_spec_against_models(self.store, spec)
-        check_output_free(self.jobs, self.store, spec)
+        check_output_free(self.store, spec)
         snap = self.jobs.start(START_DISTILL, lambda ctx: run_distill(self.store, spec, ctx),
                                labels={"model": spec.output_name, "teacher": spec.teacher},
                                reads=entries("models", spec.teacher, spec.student) + entries("datasets", spec.dataset),
@@ -39,11 +39,8 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
         return job_to_proto(snap)
 
 
-def check_output_free(jobs: JobManager, store: Store, spec: DistillSpec) -> None:
+def check_output_free(store: Store, spec: DistillSpec) -> None:
     """Refuse a run whose output or checkpoint would clash with what is already there."""
-    if jobs.busy_with("model", spec.output_name):
-        raise errors.FailedPrecondition(
-            f"A job is already writing {spec.output_name!r}; wait for it or cancel it ('apt-model job list').")
     if store.exists("models", spec.output_name) and not spec.overwrite:
         raise errors.AlreadyExists(
             f"{spec.output_name!r} already exists in the store; choose another --output or pass --overwrite.")

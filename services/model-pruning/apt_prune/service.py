@@ -5,7 +5,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
 from apt_model.modeling import limits
-from apt_model.runtime.jobs import JobManager, entries
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
 
@@ -23,7 +23,7 @@ class PruningServicer(pruning_pb2_grpc.PruningServicer):
 
     def StartPrune(self, request, context):
         spec = PruneSpec.from_request(request).with_host_paths(self.paths)
-        check_models(self.jobs, self.store, spec)
+        check_models(self.store, spec)
         limits.check_loadable(self.store, spec.name, self.max_params)  # before a job builds it
         check_plan(self.store, spec)
         snap = self.jobs.start(START_PRUNE, lambda ctx: run_prune(self.store, spec, ctx),
@@ -39,15 +39,10 @@ class PruningServicer(pruning_pb2_grpc.PruningServicer):
                                                   importances=[*BUILTIN_IMPORTANCES, *custom])
 
 
-def check_models(jobs: JobManager, store: Store, spec: PruneSpec) -> None:
-    """The input must exist and be free; the output must be free and new (unless overwrite)."""
+def check_models(store: Store, spec: PruneSpec) -> None:
+    """The input must exist; the output must be new (unless overwrite). Jobs using them are
+    refused by JobManager.start, from the reads and writes the job declares."""
     store.model(spec.name)
-    for name in (spec.name, spec.output_name):
-        busy = jobs.busy_with("model", name) + jobs.busy_with("output", name)
-        if busy:
-            raise errors.FailedPrecondition(
-                f"Model {name!r} is in use by job {busy[0].id}; wait for it to finish or cancel it "
-                "('apt-model job cancel ID'), then retry.")
     if store.exists("models", spec.output_name) and not spec.overwrite:
         raise errors.AlreadyExists(
             f"{spec.output_name!r} already exists in the store; choose another output name or pass --overwrite.")

@@ -13,6 +13,7 @@ import pytest
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
+from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
@@ -88,7 +89,7 @@ def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
 def test_model_in_use_by_another_job_is_refused(home):
     with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
         release = threading.Event()
-        blocker = app.jobs.start("test/Hold", lambda ctx: release.wait(60) and {}, labels={"model": "tiny"})
+        blocker = app.jobs.start("test/Hold", lambda ctx: release.wait(60) and {}, writes=entries("models", "tiny"))
         try:
             with pytest.raises(grpc.RpcError) as err:
                 pruning_pb2_grpc.PruningStub(channel).StartPrune(request(home))
