@@ -146,9 +146,11 @@ class ServiceApp:
             self._on_loop(self.server.stop(grace))
             # Sync handlers in the pool finish their last write through the loop: let them end
             # before the loop stops, or they wait on it for good (and the interpreter joins them).
+            # The calls were cancelled by the stop above, so this takes milliseconds; bounded so
+            # a SIGTERM still ends within the grace period (serve's hard exit at grace + 0.5 s).
             drain = threading.Thread(target=self._pool.shutdown, kwargs={"cancel_futures": True}, daemon=True)
             drain.start()
-            drain.join(grace + 1)
+            drain.join(1.0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(5)
         else:

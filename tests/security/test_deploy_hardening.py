@@ -482,9 +482,11 @@ def test_real_container_is_locked_down(tmp_path):
         assert endpoint.startswith("127.0.0.1:")
         # the process really runs unprivileged, with no capability, and cannot write outside /data, /tmp
         probe = container.exec_run(["python3", "-c", "import os; print(os.getuid(), open('/proc/self/status')"
-                                    ".read().split('CapEff:')[1].split()[0], flush=True); open('/app/x', 'w')"])
-        assert probe.exit_code != 0 and b"Read-only file system" in probe.output, probe.output
-        assert probe.output.split()[:2] == [b"10001", b"0000000000000000"], probe.output
+                                    ".read().split('CapEff:')[1].split()[0], flush=True); open('/app/x', 'w')"],
+                                   demux=True)  # stdout and stderr apart: their order in one stream is a race
+        out, err = probe.output
+        assert probe.exit_code != 0 and b"Read-only file system" in err, probe.output
+        assert out.split() == [b"10001", b"0000000000000000"], probe.output
         # the plugin process (docker/run_plugin.py) writes into the store with umask 027
         umask = container.exec_run(["python3", "-c", UMASK_OF_PLUGIN])
         assert umask.output.split() == [b"0027"], umask.output
