@@ -131,7 +131,13 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for r in rows:
         table.add_row(*[str(x) for x in r])
     # logs and pipes get the whole table, not one cut to 80 columns
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    console.on_broken_pipe = _broken_pipe  # main() ends with 141 like every write (rich itself exits 1)
+    console.print(table)
+
+
+def _broken_pipe() -> None:
+    raise BrokenPipeError
 
 
 def human_bytes(n: float) -> str:

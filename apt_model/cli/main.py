@@ -195,6 +195,18 @@ def cmd_job_cancel(ctx: Ctx) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        try:
+            _main(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here (also after --help), not at interpreter exit
+    except BrokenPipeError:
+        # '... | head' stopped reading: end quietly, as a writer killed by SIGPIPE would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+
+
+def _main(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     ctx = Ctx(args)
     try:

@@ -65,3 +65,23 @@ def _subparsers(parser):
 @pytest.mark.parametrize("name,parser", list(_subparsers(build_parser())))
 def test_every_command_has_examples_in_help(name, parser):
     assert "examples:" in parser.format_help(), name
+
+
+@pytest.mark.parametrize("args", [("plugin", "list"), ("plugin", "list", "--json"), ("job", "list")])
+def test_a_closed_pipe_ends_quietly(gateway, args):
+    """'apt-model … | head': the reader goes before the CLI writes; no BrokenPipeError traceback,
+    exit 141 (128 + SIGPIPE) like any writer whose pipe closed (#24 item 5)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a pipe nobody reads, from the start: every write the CLI makes fails
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "apt_model", *args, "--gateway", gateway.address,
+                                 "--home", str(gateway.settings.home)], stdout=write_end, stderr=subprocess.PIPE,
+                                env=env)
+    finally:
+        os.close(write_end)
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
