@@ -89,9 +89,11 @@ def cmd_prune(ctx: Ctx) -> None:
 
 def _render(r: dict) -> None:
     b, a = r.get("before", {}), r.get("after", {})
-    rows = [[k, b.get(k, ""), a.get(k, "")] for k in ("latency_ms", "perplexity", "size_bytes", "prunable_sparsity")]
+    rows = [[k, "-" if b.get(k) is None else b[k], "-" if a.get(k) is None else a[k]]
+            for k in ("latency_ms", "perplexity", "size_bytes", "prunable_sparsity")]
     rows.insert(0, ["parameters", b.get("parameters", {}).get("total", ""), a.get("parameters", {}).get("total", "")])
     print_table(f"{r.get('output', '')}: {r.get('strategy', '')} (speedup {r.get('speedup', 0):.2f}x)",
                 ["", "before", "after"], rows)
-    for line in r.get("structured", {}).get("rounding", []) + ([r["note"]] if r.get("note") else []):
+    notes = [r[k] for k in ("note", "perplexity_note") if r.get(k)]
+    for line in r.get("structured", {}).get("rounding", []) + notes:
         print(line)

@@ -43,7 +43,7 @@ class TextSets:
     train: torch.Tensor        # (N, S) blocks for recovery / lottery training (may be empty)
     calibration: torch.Tensor  # (N, S) blocks for gradients (may be empty)
     eval: torch.Tensor         # (N, S) held-out blocks for perplexity
-    eval_source: str           # where the held-out text came from, for the report
+    eval_source: str           # where the held-out text came from, for the report ("" = none given)
 
 
 def load_text_sets(store: Store, spec, tokenizer) -> TextSets:
@@ -55,6 +55,8 @@ def load_text_sets(store: Store, spec, tokenizer) -> TextSets:
     if spec.eval_dataset or spec.eval_path:
         evals = _blocks(store, tokenizer, spec.eval_dataset, spec.eval_path, s, "evaluation")
         source = spec.eval_dataset or spec.eval_path
+    elif train is None and calib is None:  # a strategy that needs no text, and none given
+        evals, source = empty, ""
     else:
         donor = "recovery" if train is not None else "calibration"
         blocks = train if train is not None else calib

@@ -39,7 +39,8 @@ def _snapshot(model, blocks: torch.Tensor, spec: PruneSpec, vocab: int, seq_len:
         "parameters": measure.count_parameters(model),
         "prunable_sparsity": round(measure.prunable_sparsity(model), 6),
         "latency_ms": round(measure.cpu_latency_ms(model, LATENCY_BATCH, seq_len, vocab, spec.seed), 3),
-        "perplexity": round(measure.perplexity(model, blocks, spec.batch_size), 4),
+        # None without text: magnitude pruning needs none, and nothing is guessed in its place
+        "perplexity": round(measure.perplexity(model, blocks, spec.batch_size), 4) if len(blocks) else None,
     }
 
 
@@ -62,7 +63,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     before = _snapshot(model, texts.eval, spec, vocab, seq_len)
     before["size_bytes"] = measure.folder_size(entry.path)
     ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
-               perplexity_before=before["perplexity"])
+               **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
 
     details: dict = {}
     if spec.strategy == "structured":
@@ -104,10 +105,14 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
         p0, p1 = before["parameters"]["total"], after["parameters"]["total"]
         report["ratio_achieved"] = round(1 - p1 / p0, 6)
     report["speedup"] = round(before["latency_ms"] / after["latency_ms"], 3)
-    report["perplexity_ratio"] = round(after["perplexity"] / before["perplexity"], 4)
+    if before["perplexity"] is not None:
+        report["perplexity_ratio"] = round(after["perplexity"] / before["perplexity"], 4)
+    else:
+        report["perplexity_note"] = NO_TEXT_NOTE
 
     ctx.report(progress=0.9, stage="save", message=f"saving {spec.output_name} and checking it reloads")
-    metrics = {"perplexity": after["perplexity"], "perplexity_before": before["perplexity"],
+    metrics = {**({"perplexity": after["perplexity"], "perplexity_before": before["perplexity"]}
+                  if before["perplexity"] is not None else {}),
                "parameters": after["parameters"]["total"], "latency_ms": after["latency_ms"],
                "speedup": report["speedup"], "prunable_sparsity": after["prunable_sparsity"]}
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.name,
@@ -122,8 +127,13 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     return report
 
 
+NO_TEXT_NOTE = ("Perplexity was not measured: no text was given. Pass eval_path / eval_dataset "
+                "('apt-model prune … --eval-file FILE') to measure it before and after.")
+
+
 def _summary(r: dict) -> str:
     b, a = r["before"], r["after"]
     return (f"{r['output']}: params {b['parameters']['total']:,} -> {a['parameters']['total']:,}, "
             f"latency {b['latency_ms']:.1f} -> {a['latency_ms']:.1f} ms ({r['speedup']:.2f}x), "
-            f"perplexity {b['perplexity']:.2f} -> {a['perplexity']:.2f}")
+            + (f"perplexity {b['perplexity']:.2f} -> {a['perplexity']:.2f}" if b["perplexity"] is not None
+               else "perplexity not measured (no text given)"))

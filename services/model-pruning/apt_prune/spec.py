@@ -184,10 +184,6 @@ class PruneSpec:
             what = "lottery training" if self.strategy == "lottery" else "the recovery fine-tune"
             raise errors.InvalidArgument(
                 f"Give training text for {what}: recovery_dataset (a store dataset) or recovery_path (a file).")
-        if not (train or calib or self.eval_dataset or self.eval_path):
-            raise errors.InvalidArgument(
-                "Give some text: the report's perplexity needs held-out text (eval_dataset or eval_path), "
-                "or a calibration/recovery text of which a tenth is held out.")
         if self.importance == "taylor" and not (calib or train):
             raise errors.InvalidArgument(
                 "Taylor importance needs calibration text for its gradients: give calibration_dataset or "

@@ -75,3 +75,24 @@ def _jobs(gw) -> list[str]:
     out = run_cli(gw, "job", "list", "--json")
     assert out.returncode == 0, out.stderr
     return sorted(j["id"] for j in json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("strategy", ["magnitude", "structured"])
+def test_a_strategy_that_needs_no_text_prunes_without_text(gw, home, strategy):
+    """#24 item 4: magnitude (and structured with magnitude importance) need no text; the report
+    says perplexity was not measured and how to measure it, instead of refusing the job."""
+    out = run_cli(gw, "prune", "tiny", "--strategy", strategy, "--ratio", "0.5", "--output", f"notext-{strategy}",
+                  "--seq-len", "32")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Perplexity was not measured: no text was given" in out.stdout and "--eval-file" in out.stdout
+    entry = Store(home).model(f"notext-{strategy}")
+    report = json.loads((entry.path / "prune_report.json").read_text())
+    assert report["before"]["perplexity"] is None and "perplexity_ratio" not in report
+    assert "perplexity" not in entry.meta["metrics"] and entry.meta["metrics"]["parameters"] > 0
+
+
+@pytest.mark.parametrize("strategy, needs", [("taylor", "calibration text"), ("lottery", "training text")])
+def test_strategies_that_learn_from_text_still_say_they_need_it(gw, strategy, needs):
+    out = run_cli(gw, "prune", "tiny", "--strategy", strategy, "--ratio", "0.5", "--output", "never")
+    assert out.returncode == 3, out.stderr  # INVALID_ARGUMENT
+    assert needs in out.stderr.lower()
