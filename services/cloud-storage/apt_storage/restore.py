@@ -62,9 +62,12 @@ def run_restore(store: Store, config: StorageConfig, spec: RestoreSpec, ctx: Job
         # again when the restored entry is renamed in, so a model written meanwhile (another
         # restore, an upload, a training run) is never replaced without overwrite.
         lineage = manifest.meta.get("lineage", {})
+        # The restore is one more step of the backed-up entry's history: a copy under another
+        # name descends from that entry; under its own name it takes that entry's parent.
+        parent = chosen.name if target != chosen.name else lineage.get("parent", "")
         progress = TransferProgress(ctx, manifest.size_bytes, "download")
         with store.create(
-            kind, target, operation="restore", parent=lineage.get("parent", ""),
+            kind, target, operation="restore", parent=parent,
             parameters={"source": str(spec.source), "backup_name": chosen.name, "tag": chosen.tag},
             metrics=manifest.meta.get("metrics", {}),
             extra={"restored_from": {"source": str(spec.source), "name": chosen.name, "tag": chosen.tag,

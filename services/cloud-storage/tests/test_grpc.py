@@ -60,6 +60,11 @@ def test_backup_list_restore_through_grpc(served):
     done = wait_job(channel, job.id, timeout=60)
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
     assert done.result["verified"] is True
+    # #24 item 6: the copy descends from the backed-up model, whose own lineage it keeps
+    restored, original = app.store.model("m1-back").meta, app.store.model("m1").meta
+    assert (restored["lineage"]["parent"], restored["lineage"]["operation"]) == ("m1", "restore")
+    assert restored["lineage"]["parameters"]["tag"] == "v1"
+    assert restored["original_lineage"] == original["lineage"]
 
     code, details = _code(stub.StartRestore, pb.RestoreRequest(source="s3://backups/grpc", name="m1-back",
                                                                 endpoint_url=endpoint))
