@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import grpc
 import pytest
@@ -12,7 +11,8 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
-from apt_model.runtime.jobs_grpc import FINAL_STATES, job_result
+from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.testing import wait_job
 from apt_model.store import Store
 from apt_model.testing import SAMPLE_TEXT, make_tiny_model, write_sample_jsonl
 from gateway.core import transfer
@@ -25,17 +25,6 @@ def gw(gateway):
     make_tiny_model(store, "tiny-b", vocab_size=320, seed=1)
     channel = gateway.channel()
     return gateway, store, gateway_pb2_grpc.CoreStub(channel), plugin_pb2_grpc.JobsStub(channel), channel
-
-
-def wait_job(channel, job_id: str, timeout: float) -> job_pb2.Job:
-    """Poll GetJob until the job ends."""
-    stub, deadline = plugin_pb2_grpc.JobsStub(channel), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = stub.GetJob(job_pb2.GetJobRequest(id=job_id))
-        if job.state in FINAL_STATES:
-            return job
-        time.sleep(0.1)
-    raise TimeoutError(f"job {job_id} did not end within {timeout}s")
 
 
 def _code(call) -> grpc.StatusCode:

@@ -16,7 +16,7 @@ from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.runtime.jobs_grpc import job_result
-from apt_model.runtime.testing import serve_plugin
+from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
@@ -104,22 +104,22 @@ def wait_for_step(jobs, job_id: str, step: int, timeout: float = 60.0) -> None:
 
 
 def test_cancel_leaves_no_half_student_and_resume_matches_an_uninterrupted_run(service, home):
-    stub, jobs, _ = service
+    stub, jobs, channel = service
     store = Store(home)
     long = dict(max_steps=40, eval_every=40, checkpoint_every=1000)
     job = stub.StartDistill(request(home, output_name="cut", **long))
     wait_for_step(jobs, job.id, 3)
     jobs.CancelJob(job_pb2.CancelJobRequest(id=job.id))
-    final = wait_job_via(jobs, job.id)
+    final = wait_job(channel, job.id)
     assert final.state == job_pb2.JOB_STATE_CANCELLED
     assert not store.exists("models", "cut")
     assert not [p for p in (home / "models").iterdir() if p.name.startswith(".tmp-")]
     # the checkpoint saved at cancel time is there, and a plain restart is refused
     code, details = code_of(lambda: stub.StartDistill(request(home, output_name="cut", **long)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "--resume" in details
-    resumed = wait_job_via(jobs, stub.StartDistill(request(home, output_name="cut", resume=True, **long)).id)
+    resumed = wait_job(channel, stub.StartDistill(request(home, output_name="cut", resume=True, **long)).id)
     assert resumed.state == job_pb2.JOB_STATE_SUCCEEDED, resumed.error.message
-    straight = wait_job_via(jobs, stub.StartDistill(request(home, output_name="whole", **long)).id)
+    straight = wait_job(channel, stub.StartDistill(request(home, output_name="whole", **long)).id)
     assert straight.state == job_pb2.JOB_STATE_SUCCEEDED
     # same data order, same optimiser state: the resumed student is the uninterrupted one
     assert job_result(resumed)["eval_ppl"] == pytest.approx(job_result(straight)["eval_ppl"], rel=1e-4)
@@ -131,13 +131,6 @@ def test_cancel_leaves_no_half_student_and_resume_matches_an_uninterrupted_run(s
     assert [r["loss"] for r in cut] == pytest.approx([r["loss"] for r in whole], rel=1e-4)
     assert all(r["grad_norm"] > 0 for r in cut) and [r["step"] for r in cut if "eval_ppl" in r] == [40]
     assert not (home / "checkpoints" / "distill" / "cut").exists()
-
-
-def wait_job_via(jobs, job_id: str, timeout: float = 120.0):
-    for snap in jobs.WatchJob(job_pb2.WatchJobRequest(id=job_id), timeout=timeout):
-        if snap.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
-            return snap
-    raise TimeoutError(job_id)
 
 
 @pytest.fixture
@@ -165,9 +158,9 @@ def custom_loss_distribution(tmp_path, monkeypatch):
 
 
 def test_custom_loss_registered_by_entry_point(service, home, custom_loss_distribution):
-    stub, jobs, _ = service
+    stub, jobs, channel = service
     job = stub.StartDistill(request(home, strategies=["logit_l2"], loss_weights={"logit_l2": 0.5}))
-    final = wait_job_via(jobs, job.id)
+    final = wait_job(channel, job.id)
     assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.error.message
     assert job_result(final)["logit_l2_loss"] > 0
     assert Store(home).model("stu").meta["lineage"]["parameters"]["loss_weights"] == {"logit_l2": 0.5}
