@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Callable
 
+from apt_model import errors
+from apt_model.runtime.jobs import JobContext, JobManager
 from apt_model.store import Store
 
 # Mixed text for tokenizer training in tests: English, Chinese, code, emoji, digits.
@@ -43,3 +46,37 @@ def make_tiny_model(store: Store, name: str, *, size: str = "tiny", vocab_size: 
     with store.create("models", name, operation=operation, parameters={"size": size, "seed": seed}) as tmp:
         save_model(model, tok, tmp)
     return store.model(name).path
+
+
+class JobRecorder(JobContext):
+    """The tests' one job context: a real JobContext (of a manager that holds no job) that keeps
+    every report, and ends the job the way a user's CancelJob lands between two units of work:
+    once a report carries step ``cancel_at_step``, after ``cancel_after`` cancellation checks,
+    or at the first check where ``stop_when()`` is true."""
+
+    def __init__(self, *, cancel_at_step: int | None = None, cancel_after: int | None = None,
+                 stop_when: Callable[[], bool] | None = None):
+        super().__init__(JobManager("test"), "test:job")
+        self.reports: list[dict[str, Any]] = []  # progress, stage, message and metrics of each report
+        self.history: list[dict[str, float]] = []  # the metrics of the reports that had some
+        self.cancel_at_step, self.cancel_after, self.stop_when = cancel_at_step, cancel_after, stop_when
+        self.checks = 0
+
+    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
+        self.reports.append({"progress": progress, "stage": stage, "message": message, **metrics})
+        if metrics:
+            self.history.append(dict(metrics))
+        super().report(progress, stage, message, eta_seconds, **metrics)
+        if self.cancel_at_step is not None and metrics.get("step") == self.cancel_at_step:
+            self._cancel.set()
+
+    def check_cancelled(self) -> None:
+        self.checks += 1
+        if (self.cancel_after is not None and self.checks > self.cancel_after) or (
+                self.stop_when is not None and self.stop_when()):
+            raise errors.Cancelled("cancelled by the test")
+        super().check_cancelled()
+
+    def series(self, key: str) -> list[float]:
+        """The values of one metric, report by report (a loss curve)."""
+        return [m[key] for m in self.history if key in m]

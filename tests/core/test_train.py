@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from apt_model import errors
-from apt_model.runtime.jobs import JobContext, JobManager
+from apt_model.testing import JobRecorder
 from gateway.core import checkpoint as ckpts
 from gateway.core.train import TrainSpec, lr_at, run_train
 
@@ -18,25 +18,9 @@ SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=12, eval_every=
              learning_rate=3e-3)
 
 
-class CancelAtStep(JobContext):
-    """A real job context whose job is cancelled once the loop reports ``step``."""
-
-    def __init__(self, step: int | None = None):
-        super().__init__(JobManager("test"), "test:0")
-        self.stop_at = step
-        self.reports: list[dict] = []
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        super().report(progress, stage, message, eta_seconds, **metrics)
-        if metrics:
-            self.reports.append(metrics)
-        if self.stop_at is not None and metrics.get("step") == self.stop_at:
-            self._cancel.set()
-
-
 @pytest.fixture(autouse=True)
 def report_every_step(monkeypatch):
-    """CancelAtStep acts on the step reports; make the loop report every step."""
+    """JobRecorder(cancel_at_step=N) acts on the step reports; make the loop report every step."""
     import gateway.core.train as train_mod
 
     monkeypatch.setattr(train_mod, "REPORT_SECONDS", 0.0)
@@ -44,16 +28,16 @@ def report_every_step(monkeypatch):
 
 def test_resume_continues_the_same_loss_curve(store, corpus_file):
     full = run_train(store, TrainSpec(name="full", corpus_paths=(str(corpus_file),), **SMALL).validate(store),
-                     CancelAtStep())
+                     JobRecorder())
     spec = TrainSpec(name="split", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
     with pytest.raises(errors.Cancelled):
-        run_train(store, spec, CancelAtStep(step=5))
+        run_train(store, spec, JobRecorder(cancel_at_step=5))
     assert ckpts.load(store, "split").step == 5
     assert not store.exists("models", "split")
     with pytest.raises(errors.FailedPrecondition, match="--resume"):
         TrainSpec(name="split", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
     resumed_spec = TrainSpec(name="split", corpus_paths=(str(corpus_file),), resume=True, **SMALL)
-    resumed = run_train(store, resumed_spec.validate(store), CancelAtStep())
+    resumed = run_train(store, resumed_spec.validate(store), JobRecorder())
     assert [round(x[1], 5) for x in resumed["loss_curve"]] == [round(x[1], 5) for x in full["loss_curve"]]
     assert abs(resumed["val_loss"] - full["val_loss"]) < 1e-5
     assert full["loss_curve"][-1][1] < full["loss_curve"][0][1]  # it learns
@@ -63,15 +47,15 @@ def test_resume_continues_the_same_loss_curve(store, corpus_file):
 def test_resume_refuses_changed_settings(store, corpus_file):
     spec = TrainSpec(name="m", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
     with pytest.raises(errors.Cancelled):
-        run_train(store, spec, CancelAtStep(step=2))
+        run_train(store, spec, JobRecorder(cancel_at_step=2))
     changed = TrainSpec(name="m", corpus_paths=(str(corpus_file),), resume=True, **{**SMALL, "seq_len": 16})
     with pytest.raises(errors.FailedPrecondition, match="seq_len"):
-        run_train(store, changed.validate(store), CancelAtStep())
+        run_train(store, changed.validate(store), JobRecorder())
 
 
 def test_trained_model_loads_with_plain_transformers(store, corpus_file, tmp_path):
     run_train(store, TrainSpec(name="plain", corpus_paths=(str(corpus_file),), **SMALL).validate(store),
-              CancelAtStep())
+              JobRecorder())
     entry = store.model("plain")
     assert entry.meta["lineage"]["operation"] == "train"
     assert set(entry.meta["files"]) >= {"config.json", "model.safetensors", "tokenizer.json",
@@ -120,7 +104,7 @@ def test_corpus_too_small_fails_the_job(store, tmp_path):
     tiny_corpus.write_text("just a few words here, nothing more", encoding="utf-8")
     spec = TrainSpec(name="small", corpus_paths=(str(tiny_corpus),), **{**SMALL, "seq_len": 64}).validate(store)
     with pytest.raises(errors.InvalidArgument, match="fewer than one training sequence"):
-        run_train(store, spec, CancelAtStep())
+        run_train(store, spec, JobRecorder())
     assert not store.exists("models", "small")
 
 
@@ -128,7 +112,7 @@ def test_gpt2_config_trains(store, corpus_file):
     cfg = {"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 64, "vocab_size": 300}
     spec = TrainSpec(name="g", corpus_paths=(str(corpus_file),), config_json=json.dumps(cfg),
                      **{**SMALL, "max_steps": 3, "eval_every": 3}).validate(store)
-    result = run_train(store, spec, CancelAtStep())
+    result = run_train(store, spec, JobRecorder())
     assert result["steps"] == 3
     assert json.loads((store.model("g").path / "config.json").read_text())["model_type"] == "gpt2"
 
@@ -159,7 +143,7 @@ def test_training_log_has_every_step_and_a_planted_spike(store, corpus_file, mon
 
     monkeypatch.setattr(lm, "random_windows", windows)
     spec = TrainSpec(name="logged", corpus_paths=(str(corpus_file),), **{**SMALL, "max_steps": 300, "eval_every": 100})
-    run_train(store, spec.validate(store), CancelAtStep())
+    run_train(store, spec.validate(store), JobRecorder())
     rows = trainlog.read(store.model("logged").path)
     assert [r["step"] for r in rows] == list(range(1, 301))
     assert all(r["grad_norm"] is not None and r["grad_norm"] == r["grad_norm"] and r["grad_norm"] < 1e6

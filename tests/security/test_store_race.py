@@ -141,7 +141,8 @@ def test_restore_without_name_does_not_replace_a_model_created_meanwhile(tmp_pat
     from apt_storage.config import StorageConfig
     from apt_storage.restore import run_restore
     from apt_storage.specs import BackupSpec, RestoreSpec, transfer_options
-    from apt_storage.testing import RecordingContext, add_entry
+    from apt_model.testing import JobRecorder
+    from apt_storage.testing import add_entry
     from apt_storage.uri import parse
 
     store = Store(tmp_path / "home")
@@ -149,7 +150,7 @@ def test_restore_without_name_does_not_replace_a_model_created_meanwhile(tmp_pat
                                                  "APT_DATA_ROOTS": str(tmp_path)})
     add_entry(store, "m1", {"config.json": b'{"writer": "backup"}', "model.safetensors": b"b" * 1000})
     dest = parse((tmp_path / "bk").as_uri())
-    run_backup(store, config, BackupSpec("m1", "models", dest, "", transfer_options()), RecordingContext())
+    run_backup(store, config, BackupSpec("m1", "models", dest, "", transfer_options()), JobRecorder())
     store.remove("models", "m1")
 
     def create_meanwhile() -> bool:  # at the restore's first check inside Store.create
@@ -160,6 +161,6 @@ def test_restore_without_name_does_not_replace_a_model_created_meanwhile(tmp_pat
 
     with pytest.raises(errors.AlreadyExists, match="another writer"):
         run_restore(store, config, RestoreSpec(dest, "", "", "", "", False, transfer_options()),
-                    RecordingContext(stop_when=create_meanwhile))
+                    JobRecorder(stop_when=create_meanwhile))
     assert _writer_of(store, "m1") == "meanwhile" and store.verify("models", "m1") == []
     assert _temporaries(store) == []

@@ -11,7 +11,8 @@ from apt_storage.backup import run_backup
 from apt_storage.config import StorageConfig
 from apt_storage.restore import run_restore
 from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, transfer_options
-from apt_storage.testing import MiB, RecordingContext, add_entry, dead_endpoint, random_bytes
+from apt_model.testing import JobRecorder
+from apt_storage.testing import MiB, add_entry, dead_endpoint, random_bytes
 from apt_storage.testing.hf_server import LocalHfHubApiServer
 from apt_storage.upload import run_upload
 from apt_storage.uri import parse
@@ -44,7 +45,7 @@ def test_hf_backup_restore_and_resume(hub, store):
     add_entry(store, "m1", {"config.json": b'{"x": 1}', "model.safetensors": big})
     config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     spec = BackupSpec("m1", "models", parse("hf://org/backups/apt"), "v1", transfer_options(hub.url))
-    result = run_backup(store, config, spec, RecordingContext())
+    result = run_backup(store, config, spec, JobRecorder())
     repo = hub.repos["org/backups"]
     assert repo["apt/models/m1/v1/files/model.safetensors"] == big
     assert "apt/models/m1/v1/manifest.json" in repo
@@ -54,19 +55,19 @@ def test_hf_backup_restore_and_resume(hub, store):
     # an interruption after the files commit: the manifest is missing; a rerun commits only the manifest
     del repo["apt/models/m1/v1/manifest.json"]
     hub.requests.clear()
-    again = run_backup(store, config, spec, RecordingContext())
+    again = run_backup(store, config, spec, JobRecorder())
     assert again["resumed"] and again["bytes_sent"] == 0 and again["bytes_skipped"] == len(big) + 8
     assert not any(p.startswith("/lfs-upload/") for _, p in hub.requests)
 
     out = run_restore(store, config, RestoreSpec(parse("hf://org/backups/apt"), "", "", "m1-hf", "",
-                                                 options=transfer_options(hub.url)), RecordingContext())
+                                                 options=transfer_options(hub.url)), JobRecorder())
     assert out["tag"] == "v1"
     assert (store.model("m1-hf").path / "model.safetensors").read_bytes() == big
 
     repo["apt/models/m1/v1/files/config.json"] = b'{"x": 2}'  # changed behind the manifest
     with pytest.raises(errors.DataLoss, match="config.json"):
         run_restore(store, config, RestoreSpec(parse("hf://org/backups/apt"), "", "", "m1-bad", "",
-                                               options=transfer_options(hub.url)), RecordingContext())
+                                               options=transfer_options(hub.url)), JobRecorder())
     assert not store.exists("models", "m1-bad")
 
 
@@ -74,22 +75,22 @@ def test_hf_upload_and_errors(hub, store, tmp_path):
     add_entry(store, "m1", {"README.md": b"# hi\n"})
     config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     out = run_upload(config, UploadSpec(("models/m1",), parse("hf://org/backups"),
-                                        transfer_options(hub.url, commit_message="hello")), RecordingContext())
+                                        transfer_options(hub.url, commit_message="hello")), JobRecorder())
     assert hub.repos["org/backups"]["m1/README.md"] == b"# hi\n"
     assert {u["key"] for u in out["uploaded"]} == {"m1/README.md", "m1/apt.json"}
 
     spec = BackupSpec("m1", "models", parse("hf://org/missing"), "", transfer_options(hub.url))
     with pytest.raises(errors.NotFound, match="org/missing"):
-        run_backup(store, config, spec, RecordingContext())
+        run_backup(store, config, spec, JobRecorder())
     bad = _config(store, hub.url, HF_TOKEN="hf_wrong_token_value_987")
     spec = BackupSpec("m1", "models", parse("hf://org/backups"), "", transfer_options(hub.url))
     with pytest.raises(errors.PermissionDenied) as info:
-        run_backup(store, bad, spec, RecordingContext())
+        run_backup(store, bad, spec, JobRecorder())
     assert "hf_wrong_token_value_987" not in info.value.message and "HF_TOKEN" in info.value.message
     dead = dead_endpoint()
     with pytest.raises(errors.Unavailable, match="unreachable"):
         run_backup(store, _config(store, dead, HF_TOKEN=HF_TOKEN),
-                   BackupSpec("m1", "models", parse("hf://org/backups"), "", transfer_options(dead)), RecordingContext())
+                   BackupSpec("m1", "models", parse("hf://org/backups"), "", transfer_options(dead)), JobRecorder())
 
 
 MS_TOKEN = "ms-local-test-token-abcdef"
@@ -108,32 +109,32 @@ def test_modelscope_backup_restore_resume_and_errors(ms, store):
     add_entry(store, "m1", {"config.json": b'{"y": 1}', "model.safetensors": big})
     config = _config(store, ms.url, MODELSCOPE_API_TOKEN=MS_TOKEN)
     spec = BackupSpec("m1", "models", parse("modelscope://org/backups/apt"), "v1", transfer_options(ms.url))
-    result = run_backup(store, config, spec, RecordingContext())
+    result = run_backup(store, config, spec, JobRecorder())
     repo = ms.repos["org/backups"]
     assert repo["apt/models/m1/v1/files/model.safetensors"] == big
     assert "apt/models/m1/v1/manifest.json" in repo and result["bytes_sent"] == len(big) + 8
 
     del repo["apt/models/m1/v1/manifest.json"]  # interrupted before the manifest
     ms.requests.clear()
-    again = run_backup(store, config, spec, RecordingContext())
+    again = run_backup(store, config, spec, JobRecorder())
     assert again["resumed"] and again["bytes_sent"] == 0
     assert not any(m == "PUT" for m, _ in ms.requests)
 
     out = run_restore(store, config, RestoreSpec(parse("modelscope://org/backups/apt"), "", "", "m1-ms", "",
-                                                 options=transfer_options(ms.url)), RecordingContext())
+                                                 options=transfer_options(ms.url)), JobRecorder())
     assert out["tag"] == "v1"
     assert (store.model("m1-ms").path / "model.safetensors").read_bytes() == big
 
     repo["apt/models/m1/v1/files/model.safetensors"] = random_bytes(2 * MiB, 42)
     with pytest.raises(errors.DataLoss):
         run_restore(store, config, RestoreSpec(parse("modelscope://org/backups/apt"), "", "", "m1-bad", "",
-                                               options=transfer_options(ms.url)), RecordingContext())
+                                               options=transfer_options(ms.url)), JobRecorder())
     assert not store.exists("models", "m1-bad")
 
     with pytest.raises(errors.NotFound, match="org/missing"):
         run_backup(store, config, BackupSpec("m1", "models", parse("modelscope://org/missing"), "",
-                                             transfer_options(ms.url)), RecordingContext())
+                                             transfer_options(ms.url)), JobRecorder())
     bad = _config(store, ms.url, MODELSCOPE_API_TOKEN="ms-wrong-token-value")
     with pytest.raises(errors.PermissionDenied) as info:
-        run_backup(store, bad, spec, RecordingContext())
+        run_backup(store, bad, spec, JobRecorder())
     assert "ms-wrong-token-value" not in info.value.message

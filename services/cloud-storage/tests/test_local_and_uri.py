@@ -10,7 +10,8 @@ from apt_storage.config import StorageConfig
 from apt_storage.credentials import CredentialSource
 from apt_storage.restore import run_restore
 from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, transfer_options
-from apt_storage.testing import MiB, RecordingContext, add_entry, random_bytes
+from apt_model.testing import JobRecorder
+from apt_storage.testing import MiB, add_entry, random_bytes
 from apt_storage.upload import run_upload
 from apt_storage.uri import parse
 
@@ -58,52 +59,52 @@ def test_local_backup_list_restore_and_resume(store, tmp_path):
     add_entry(store, "m1", {"config.json": b"{}", "model.safetensors": data, "nested/t.json": b"[]"})
     dest = parse(f"file://{tmp_path}/bk")
     spec = BackupSpec("m1", "models", dest, "", transfer_options())
-    first = run_backup(store, _config(store), spec, RecordingContext())
+    first = run_backup(store, _config(store), spec, JobRecorder())
     # an interrupted second backup: the manifest is gone, one file is half-copied
-    second = run_backup(store, _config(store), spec, RecordingContext())
+    second = run_backup(store, _config(store), spec, JobRecorder())
     assert second["tag"] != first["tag"] and not second["resumed"]
     base = tmp_path / "bk/models/m1" / second["tag"]
     (base / "manifest.json").unlink()
     (base / "files/model.safetensors").write_bytes(data[: MiB])
-    third = run_backup(store, _config(store), spec, RecordingContext())
+    third = run_backup(store, _config(store), spec, JobRecorder())
     assert third["resumed"] and third["tag"] == second["tag"]
     assert third["bytes_sent"] == len(data) and third["bytes_skipped"] == 2 + 2  # other files kept
 
     out = run_restore(store, _config(store), RestoreSpec(dest, "", "", "m2", "", False, transfer_options()),
-                      RecordingContext())
+                      JobRecorder())
     assert out["tag"] == third["tag"]
     assert (store.model("m2").path / "model.safetensors").read_bytes() == data
     with pytest.raises(errors.AlreadyExists):
         run_restore(store, _config(store), RestoreSpec(dest, "", "", "m2", "", False, transfer_options()),
-                    RecordingContext())
+                    JobRecorder())
     with pytest.raises(errors.NotFound, match="tagged 'nope'"):
         run_restore(store, _config(store), RestoreSpec(dest, "", "nope", "m3", "", False, transfer_options()),
-                    RecordingContext())
+                    JobRecorder())
 
 
 def test_tampered_manifest_path_is_refused(store, tmp_path):
     add_entry(store, "m1", {"a.bin": b"abc"})
     dest = parse(f"file://{tmp_path}/bk")
     r = run_backup(store, _config(store), BackupSpec("m1", "models", dest, "v1", transfer_options()),
-                   RecordingContext())
+                   JobRecorder())
     manifest = tmp_path / "bk/models/m1/v1/manifest.json"
     manifest.write_text(manifest.read_text().replace('"a.bin"', '"../../escape.bin"'))
     with pytest.raises(errors.DataLoss, match="unsafe path"):
         run_restore(store, _config(store), RestoreSpec(dest, "", "v1", "m9", "", False, transfer_options()),
-                    RecordingContext())
+                    JobRecorder())
     assert r["tag"] == "v1" and not store.exists("models", "m9")
 
 
 def test_duplicate_tag_and_unknown_model(store, tmp_path):
     add_entry(store, "m1", {"a.bin": b"abc"})
     dest = parse(f"file://{tmp_path}/bk")
-    run_backup(store, _config(store), BackupSpec("m1", "models", dest, "v1", transfer_options()), RecordingContext())
+    run_backup(store, _config(store), BackupSpec("m1", "models", dest, "v1", transfer_options()), JobRecorder())
     with pytest.raises(errors.AlreadyExists, match="tagged 'v1'"):
         run_backup(store, _config(store), BackupSpec("m1", "models", dest, "v1", transfer_options()),
-                   RecordingContext())
+                   JobRecorder())
     with pytest.raises(errors.NotFound, match="No model named 'ghost'"):
         run_backup(store, _config(store), BackupSpec("ghost", "models", dest, "", transfer_options()),
-                   RecordingContext())
+                   JobRecorder())
 
 
 def test_local_roots_restrict_destinations_and_upload_sources(store, tmp_path):
@@ -112,12 +113,12 @@ def test_local_roots_restrict_destinations_and_upload_sources(store, tmp_path):
     (allowed / "notes.txt").write_text("hello")
     config = _config(store, APT_DATA_ROOTS=str(allowed))
     with pytest.raises(errors.PermissionDenied, match="APT_DATA_ROOTS"):
-        run_upload(config, UploadSpec(("/etc/hostname",), parse(f"file://{allowed}/out")), RecordingContext())
+        run_upload(config, UploadSpec(("/etc/hostname",), parse(f"file://{allowed}/out")), JobRecorder())
     with pytest.raises(errors.PermissionDenied, match="outside the folders"):
         run_upload(config, UploadSpec((str(allowed / "notes.txt"),), parse(f"file://{tmp_path}/elsewhere")),
-                   RecordingContext())
+                   JobRecorder())
     out = run_upload(config, UploadSpec((str(allowed / "notes.txt"),), parse(f"file://{allowed}/out")),
-                     RecordingContext())
+                     JobRecorder())
     assert (allowed / "out/notes.txt").read_text() == "hello"
     assert out["uploaded"][0]["size"] == 5
 

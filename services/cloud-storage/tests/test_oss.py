@@ -14,7 +14,8 @@ from apt_storage.config import StorageConfig
 from apt_storage.restore import run_restore
 from apt_storage.retry import RetryPolicy
 from apt_storage.specs import BackupSpec, RestoreSpec, transfer_options
-from apt_storage.testing import MiB, RecordingContext, add_entry, dead_endpoint, random_bytes
+from apt_model.testing import JobRecorder
+from apt_storage.testing import MiB, add_entry, dead_endpoint, random_bytes
 from apt_storage.testing.oss_server import LocalOssApiServer
 from apt_storage.uri import parse
 
@@ -59,11 +60,11 @@ def test_round_trip_and_resume(oss, store):
 
     with pytest.raises(errors.Cancelled):
         run_backup(store, _config(store, oss.url), _spec(oss.url, concurrency=1),
-                   RecordingContext(stop_when=one_part_there))
+                   JobRecorder(stop_when=one_part_there))
     assert _parts(oss.requests) == [1]
     oss.requests.clear()
 
-    result = run_backup(store, _config(store, oss.url), _spec(oss.url), RecordingContext())
+    result = run_backup(store, _config(store, oss.url), _spec(oss.url), JobRecorder())
     assert result["resumed"] and _parts(oss.requests) == [2, 3]
     assert result["bytes_sent"] == BIG - PART and result["parts_skipped"] == 1
 
@@ -72,26 +73,26 @@ def test_round_trip_and_resume(oss, store):
 
     spec = RestoreSpec(parse("oss://models-bak/apt"), "", "", "m1-copy", "",
                        options=transfer_options(oss.url))
-    out = run_restore(store, _config(store, oss.url), spec, RecordingContext())
+    out = run_restore(store, _config(store, oss.url), spec, JobRecorder())
     assert out["tag"] == result["tag"]
     assert (store.model("m1-copy").path / "model.safetensors").read_bytes() == big
 
 
 def test_corrupted_object_is_data_loss(oss, store):
     add_entry(store, "m1", {"model.safetensors": random_bytes(MiB, 8)})
-    run_backup(store, _config(store, oss.url), _spec(oss.url, tag="v1"), RecordingContext())
+    run_backup(store, _config(store, oss.url), _spec(oss.url, tag="v1"), JobRecorder())
     obj = oss.buckets["models-bak"]["apt/models/m1/v1/files/model.safetensors"]
     obj.data = obj.data[:-1] + bytes([obj.data[-1] ^ 1])  # one flipped bit at rest
     spec = RestoreSpec(parse("oss://models-bak/apt"), "m1", "v1", "m1-copy", "", options=transfer_options(oss.url))
     with pytest.raises(errors.DataLoss):
-        run_restore(store, _config(store, oss.url), spec, RecordingContext())
+        run_restore(store, _config(store, oss.url), spec, JobRecorder())
     assert not store.exists("models", "m1-copy")
 
 
 def test_wrong_secret_is_permission_denied_and_redacted(oss, store):
     add_entry(store, "m1", {"a.bin": b"x"})
     with pytest.raises(errors.PermissionDenied) as info:
-        run_backup(store, _config(store, oss.url, secret="a-wrong-secret-value"), _spec(oss.url), RecordingContext())
+        run_backup(store, _config(store, oss.url, secret="a-wrong-secret-value"), _spec(oss.url), JobRecorder())
     assert "a-wrong-secret-value" not in info.value.message and KEY_ID not in info.value.message
     assert "OSS_ACCESS_KEY_SECRET" in info.value.message
 
@@ -99,10 +100,10 @@ def test_wrong_secret_is_permission_denied_and_redacted(oss, store):
 def test_missing_bucket_and_unreachable(oss, store):
     add_entry(store, "m1", {"a.bin": b"x"})
     with pytest.raises(errors.NotFound, match="no-such-bucket"):
-        run_backup(store, _config(store, oss.url), _spec(oss.url, uri="oss://no-such-bucket/apt"), RecordingContext())
+        run_backup(store, _config(store, oss.url), _spec(oss.url, uri="oss://no-such-bucket/apt"), JobRecorder())
     dead = dead_endpoint()
     with pytest.raises(errors.Unavailable, match="unreachable"):
-        run_backup(store, _config(store, dead), _spec(dead, attempts=2), RecordingContext())
+        run_backup(store, _config(store, dead), _spec(dead, attempts=2), JobRecorder())
 
 
 def test_missing_credentials_say_which_variables(store):
@@ -110,17 +111,17 @@ def test_missing_credentials_say_which_variables(store):
     config = StorageConfig.from_env(store.root, {"CLOUD_STORAGE_SECRETS_DIR": "/nonexistent",
                                                  "OSS_ENDPOINT": "http://127.0.0.1:9"})
     with pytest.raises(errors.PermissionDenied, match="OSS_ACCESS_KEY_ID"):
-        run_backup(store, config, _spec("http://127.0.0.1:9"), RecordingContext())
+        run_backup(store, config, _spec("http://127.0.0.1:9"), JobRecorder())
 
 
 def test_transient_server_errors_are_retried_with_backoff(oss, store):
     big = random_bytes(PART + MiB, 9)
     add_entry(store, "m1", {"model.safetensors": big})
     oss.fail_next_parts = 2  # the first part is refused twice with 503
-    result = run_backup(store, _config(store, oss.url), _spec(oss.url, concurrency=1, tag="r1"), RecordingContext())
+    result = run_backup(store, _config(store, oss.url), _spec(oss.url, concurrency=1, tag="r1"), JobRecorder())
     assert _parts(oss.requests) == [1, 1, 1, 2] and result["parts_sent"] == 2
     assert oss.buckets["models-bak"]["apt/models/m1/r1/files/model.safetensors"].data == big
 
     oss.fail_next_parts = 10  # more failures than tries: UNAVAILABLE, not a hang
     with pytest.raises(errors.Unavailable, match="503"):
-        run_backup(store, _config(store, oss.url), _spec(oss.url, concurrency=1, tag="r2", attempts=3), RecordingContext())
+        run_backup(store, _config(store, oss.url), _spec(oss.url, concurrency=1, tag="r2", attempts=3), JobRecorder())

@@ -18,7 +18,9 @@ from apt_storage.retry import RetryPolicy
 from apt_storage.specs import BackupSpec, RestoreSpec, transfer_options
 from apt_storage.uri import parse
 
-from apt_storage.testing import MiB, RecordingContext, S3Recorder, add_entry, dead_endpoint, random_bytes
+from apt_model.testing import JobRecorder
+
+from apt_storage.testing import MiB, S3Recorder, add_entry, dead_endpoint, random_bytes
 
 PART = 5 * MiB
 BIG = 3 * PART + 2 * MiB  # 4 parts: 5, 5, 5, 2 MiB
@@ -31,13 +33,13 @@ def _config(store, env):
 def _backup(store, env, endpoint, name="m1", tag="", concurrency=2, ctx=None):
     spec = BackupSpec(name=name, kind="models", destination=parse("s3://backups/team/apt"), tag=tag,
                       options=transfer_options(endpoint, part_size=PART, concurrency=concurrency))
-    return run_backup(store, _config(store, env), spec, ctx or RecordingContext())
+    return run_backup(store, _config(store, env), spec, ctx or JobRecorder())
 
 
 def _restore(store, env, endpoint, name="", tag="", backup_name=""):
     spec = RestoreSpec(source=parse("s3://backups/team/apt"), backup_name=backup_name, tag=tag,
                        name=name, kind="", options=transfer_options(endpoint, concurrency=2))
-    return run_restore(store, _config(store, env), spec, RecordingContext())
+    return run_restore(store, _config(store, env), spec, JobRecorder())
 
 
 def _part_uploads(records: list[dict]) -> list[int]:
@@ -57,7 +59,7 @@ def test_backup_list_restore_round_trip_multipart(s3, store):
                             "sub/tokenizer.json": b"{}"})
     rec = S3Recorder(endpoint)
     rec.start()
-    ctx = RecordingContext()
+    ctx = JobRecorder()
     result = _backup(store, env, endpoint, tag="v1", ctx=ctx)
     assert _part_uploads(rec.stop()) == [1, 2, 3, 4]
     assert result["tag"] == "v1" and result["files"] == 3 and not result["resumed"]
@@ -97,7 +99,7 @@ def test_interrupted_backup_resumes_sending_only_missing_parts(s3, store):
     rec = S3Recorder(endpoint)
     rec.start()
     with pytest.raises(errors.Cancelled):
-        _backup(store, env, endpoint, concurrency=1, ctx=RecordingContext(stop_when=two_parts_on_server))
+        _backup(store, env, endpoint, concurrency=1, ctx=JobRecorder(stop_when=two_parts_on_server))
     assert _part_uploads(rec.stop()) == [1, 2]
 
     backend = open_backend(parse("s3://backups/team/apt"), transfer_options(endpoint),
@@ -147,7 +149,7 @@ def test_missing_bucket_is_not_found(s3, store):
     add_entry(store, "m1", {"a.bin": b"x"})
     spec = BackupSpec("m1", "models", parse("s3://no-such-bucket/x"), "", transfer_options(endpoint))
     with pytest.raises(errors.NotFound, match="no-such-bucket"):
-        run_backup(store, _config(store, env), spec, RecordingContext())
+        run_backup(store, _config(store, env), spec, JobRecorder())
 
 
 def test_wrong_credentials_are_permission_denied_without_the_secret(s3, store, monkeypatch):
@@ -160,7 +162,7 @@ def test_wrong_credentials_are_permission_denied_without_the_secret(s3, store, m
            "AWS_ENDPOINT_URL": endpoint}
     spec = BackupSpec("m1", "models", parse("s3://backups/x"), "", transfer_options(endpoint))
     with pytest.raises(errors.PermissionDenied) as info:
-        run_backup(store, _config(store, bad), spec, RecordingContext())
+        run_backup(store, _config(store, bad), spec, JobRecorder())
     assert "wrong-secret" not in info.value.message and "AKIAWRONG" not in info.value.message
     assert "AWS_SECRET_ACCESS_KEY" in info.value.message
 
@@ -173,4 +175,4 @@ def test_unreachable_endpoint_is_unavailable(store):
            "AWS_ENDPOINT_URL": spec.options.endpoint_url}
     spec = dataclasses.replace(spec, options=dataclasses.replace(spec.options, retry=RetryPolicy(2, 0.01)))
     with pytest.raises(errors.Unavailable, match="unreachable"):
-        run_backup(store, StorageConfig.from_env(store.root, env), spec, RecordingContext())
+        run_backup(store, StorageConfig.from_env(store.root, env), spec, JobRecorder())

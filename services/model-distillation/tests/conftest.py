@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from apt_model.modeling.io import load_model, load_tokenizer, save_model
-from apt_model.runtime.jobs import JobContext, JobManager
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT, make_tiny_model
+from apt_model.testing import SAMPLE_TEXT, JobRecorder, make_tiny_model
 
 torch.set_num_threads(1)
 
@@ -65,23 +64,7 @@ def home(seeded_home, tmp_path):
     return dst
 
 
-class RecordingContext(JobContext):
-    """A real JobContext that also keeps every metrics report, to check loss curves."""
-
-    def __init__(self):
-        super().__init__(JobManager("test"), "test:job")
-        self.history: list[dict[str, float]] = []
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        if metrics:
-            self.history.append(dict(metrics))
-        super().report(progress, stage, message, eta_seconds, **metrics)
-
-    def series(self, key: str) -> list[float]:
-        return [m[key] for m in self.history if key in m]
-
-
 @pytest.fixture
 def recording_context():
-    """A factory of RecordingContext (the class lives here, test modules cannot import conftest)."""
-    return RecordingContext
+    """A factory of job contexts that keep every report (apt_model.testing.JobRecorder)."""
+    return JobRecorder

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT
+from apt_model.testing import SAMPLE_TEXT, JobRecorder
 
 
 def _train(model, tok, steps: int = 20, seed: int = 0):
@@ -96,37 +96,14 @@ def qwen2_model(store) -> Path:
     return store.model("qwen2-tiny").path
 
 
-class Recorder:
-    """A JobContext stand-in for calling the logic directly: records what the job would publish."""
-
-    def __init__(self, cancel_after: int | None = None):
-        self.warnings: list[str] = []
-        self.reports: list[dict] = []
-        self._cancel_after = cancel_after
-        self._checks = 0
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        self.reports.append(dict(progress=progress, stage=stage, message=message, **metrics))
-
-    def check_cancelled(self):
-        from apt_model import errors
-
-        self._checks += 1
-        if self._cancel_after is not None and self._checks > self._cancel_after:
-            raise errors.Cancelled("cancelled by the test")
-
-    def warn(self, text: str):
-        self.warnings.append(text)
+@pytest.fixture
+def recorder() -> JobRecorder:
+    return JobRecorder()
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def recorder_cls() -> type[Recorder]:
-    return Recorder
+def recorder_cls() -> type[JobRecorder]:
+    return JobRecorder
 
 
 @pytest.fixture

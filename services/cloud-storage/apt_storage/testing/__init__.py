@@ -1,4 +1,5 @@
-"""Test and benchmark helpers: job contexts, store entries, and local API servers for the backends.
+"""Test and benchmark helpers: store entries and local API servers for the backends (the job
+context the tests hand the logic is apt_model.testing.JobRecorder).
 
 Nothing here is used by the service itself.
 """
@@ -6,37 +7,13 @@ Nothing here is used by the service itself.
 from __future__ import annotations
 
 import json
-from typing import Callable
 
 import requests
 
-from apt_model import errors
 from apt_model.store import Store
 
 MiB = 1 << 20
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret-value"}
-
-
-class RecordingContext:
-    """The JobContext interface the logic takes: records reports; can stop the job on a condition.
-
-    ``stop_when`` is evaluated at every cancellation check, the way a user's CancelJob lands
-    between two units of work; it raises the same Cancelled the real JobContext raises.
-    """
-
-    def __init__(self, stop_when: Callable[[], bool] | None = None):
-        self.reports: list[dict] = []
-        self.stop_when = stop_when
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        self.reports.append({"progress": progress, "stage": stage, "message": message, **metrics})
-
-    def check_cancelled(self) -> None:
-        if self.stop_when is not None and self.stop_when():
-            raise errors.Cancelled("interrupted by the test")
-
-    def warn(self, text: str) -> None:
-        self.reports.append({"warning": text})
 
 
 class S3Recorder:
