@@ -31,6 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILT_BINARY = REPO_ROOT / "router" / "target" / "release" / "apt-router"
 START_TIMEOUT = 15.0
 MAX_RESTARTS = 5
+TABLE_ACK_SECONDS = 5.0  # how long an install/uninstall waits for apt-router to use its table
 
 
 def find_binary(settings: Settings) -> str:
@@ -65,6 +66,8 @@ class NativeRouter:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._restarts = 0
+        self._applied = threading.Condition()  # apt-router's acknowledgements of route tables
+        self._version = self._acked = 0
 
     def start(self) -> int:
         """Start apt-router, wait until it listens, send it the table; returns the bound port."""
@@ -97,21 +100,28 @@ class NativeRouter:
         with self._lock:
             self._proc, self.port = proc, port
             self.listen = f"{self.listen.rpartition(':')[0]}:{port}"  # a restart keeps the port
-        self.update()
         threading.Thread(target=self._read_events, args=(proc,), name="apt-router-events", daemon=True).start()
+        self.update()
 
-    def update(self) -> None:
-        """Send the current route table (called whenever the registry changes)."""
-        line = json.dumps(self.table(), separators=(",", ":")) + "\n"
+    def update(self, timeout: float = TABLE_ACK_SECONDS) -> None:
+        """Send the current route table (called whenever the registry changes) and wait until
+        apt-router uses it, so that once an install or uninstall returns, calls follow it."""
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
                 return
+            self._version += 1
+            version = self._version
+            line = json.dumps({**self.table(), "version": version}, separators=(",", ":")) + "\n"
             try:
                 proc.stdin.write(line)
                 proc.stdin.flush()
             except (BrokenPipeError, ValueError, OSError):
-                pass  # it died: _read_events restarts it and sends a fresh table
+                return  # it died: _read_events restarts it and sends a fresh table
+        with self._applied:
+            if not self._applied.wait_for(lambda: self._acked >= version, timeout):
+                log.warning("apt-router has not confirmed route table %d after %.0f s; calls may follow the "
+                            "previous one for a moment", version, timeout)
 
     def _read_events(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
@@ -121,6 +131,10 @@ class NativeRouter:
                 continue
             if ev.get("event") == "unavailable":
                 self.on_unavailable(ev.get("plugin", ""), ev.get("endpoint", ""))
+            elif ev.get("event") == "table":
+                with self._applied:
+                    self._acked = max(self._acked, int(ev.get("version", 0)))
+                    self._applied.notify_all()
         code = proc.wait()
         if self._stopping.is_set():
             return

@@ -243,10 +243,13 @@ async fn read_tables(state: Arc<State>, stop: watch::Sender<bool>) {
             Ok(Some(line)) if line.trim().is_empty() => continue,
             Ok(Some(line)) => match serde_json::from_str::<TableMsg>(&line) {
                 Ok(msg) => {
+                    let version = msg.version;
                     let table = Table::from_msg(msg);
                     let routed = table.routes.len();
                     *state.table.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(table);
                     log_line("DEBUG", &format!("route table updated: {routed} routable plugin(s)"), Default::default());
+                    // the gateway waits for this before an install or uninstall returns
+                    event(serde_json::json!({"event": "table", "version": version}));
                 }
                 Err(err) => log("ERROR", &format!("ignored a route table that is not valid JSON: {err}")),
             },

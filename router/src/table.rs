@@ -20,6 +20,9 @@ pub struct TableMsg {
     pub plugins: Vec<String>,
     /// plugin -> healthy endpoints; plugins absent here go to the control plane
     pub endpoints: HashMap<String, Vec<String>>,
+    /// echoed in a `{"event": "table", "version": N}` line once the table is in use
+    #[serde(default)]
+    pub version: u64,
 }
 
 pub struct Route {
@@ -96,6 +99,7 @@ mod tests {
                 ("echo".to_owned(), vec!["127.0.0.1:1".to_owned(), "127.0.0.1:2".to_owned()]),
                 ("model-pruning".to_owned(), vec![]),
             ]),
+            version: 1,
         })
     }
 
