@@ -34,12 +34,15 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
         self.registry = registry
         self.router = router
 
-    def _stubs(self, plugin: str):
+    def _endpoints(self, plugin: str) -> list[str]:
         inst = self.registry.installed(plugin)
         if inst is None:
             raise errors.NotFound(
                 f"Job service {plugin!r} is not an installed plugin; run 'apt-model plugin list'.")
-        for endpoint in inst.healthy_endpoints() or inst.endpoints:
+        return inst.healthy_endpoints() or inst.endpoints
+
+    def _stubs(self, plugin: str):
+        for endpoint in self._endpoints(plugin):
             yield endpoint, plugin_pb2_grpc.JobsStub(self.router.channel(endpoint))
 
     def _on_replica(self, job_id: str, call):
@@ -94,7 +97,7 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
                 yield job_to_proto(snap)
             return
         # find the replica holding the job, then follow its stream
-        for endpoint, _ in self._stubs(service_of(request.id)):
+        for endpoint in self._endpoints(service_of(request.id)):
             stub = plugin_pb2_grpc.JobsStub(self.router.aio_channel(endpoint))
             try:
                 await stub.GetJob(job_pb2.GetJobRequest(id=request.id), timeout=10, metadata=self._md())

@@ -43,6 +43,17 @@ def block_grad_norms(model) -> list[float]:
     return out
 
 
+def row(step: int, loss: float, lr: float, grad_norm: float | None, seconds: float, tokens: int,
+        block_norms: list[float] | None = None, **extra: Any) -> dict[str, Any]:
+    """One line of the log, the same fields for every training loop; ``tokens`` is what the
+    step trained on, ``extra`` its validation values, loss terms or phase."""
+    out = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "step_seconds": seconds,
+           "tokens_per_s": tokens / seconds if seconds > 0 else 0.0, **extra}
+    if block_norms is not None:
+        out["block_grad_norms"] = block_norms
+    return out
+
+
 def write(folder: Path, rows: Iterable[dict[str, Any]]) -> Path:
     """Write the rows (already in step order) as ``folder/training_log.jsonl``."""
     path = Path(folder) / LOG_FILE
@@ -65,7 +76,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if not rows:
         return {}
     losses = [r["loss"] for r in rows]
-    finite = [(r["step"], r["loss"]) for r in rows if math.isfinite(r["loss"])]
+    lowest = min(((r["loss"], r["step"]) for r in rows if math.isfinite(r["loss"])), default=(math.nan, 0))
+    speeds = [r["tokens_per_s"] for r in rows if "tokens_per_s" in r]
     norms = [(r["step"], r["grad_norm"]) for r in rows if r.get("grad_norm") is not None]
     spikes = []
     for i in range(5, len(losses)):
@@ -74,10 +86,8 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             spikes.append({"step": rows[i]["step"], "loss": losses[i], "median_before": before})
     out: dict[str, Any] = {
         "steps": len(rows), "first_loss": losses[0], "last_loss": losses[-1],
-        "min_loss": min(finite, key=lambda x: x[1])[1] if finite else math.nan,
-        "min_loss_step": min(finite, key=lambda x: x[1])[0] if finite else 0,
-        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in rows if "tokens_per_s" in r)
-        if any("tokens_per_s" in r for r in rows) else 0.0,
+        "min_loss": lowest[0], "min_loss_step": lowest[1],
+        "tokens_per_s": statistics.median(speeds) if speeds else 0.0,
         "validation_points": sum(1 for r in rows if "val_loss" in r),
         "spikes": spikes,
     }

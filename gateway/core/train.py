@@ -274,13 +274,9 @@ def _log_rows(run: _Run, tokens_per_step: int):
     val = {int(step): loss for step, loss in run.val_history}
     blocks = {int(step): norms for step, norms in run.block_norms}
     for step, loss, lr, dt, *rest in run.history:
-        row = {"step": int(step), "loss": loss, "lr": lr, "grad_norm": rest[0] if rest else None,
-               "step_seconds": dt, "tokens_per_s": tokens_per_step / dt if dt > 0 else 0.0}
-        if int(step) in blocks:
-            row["block_grad_norms"] = blocks[int(step)]
-        if int(step) in val:
-            row["val_loss"] = val[int(step)]
-        yield row
+        step = int(step)
+        yield trainlog.row(step, loss, lr, rest[0] if rest else None, dt, tokens_per_step, blocks.get(step),
+                           **({"val_loss": val[step]} if step in val else {}))
 
 
 def _return_freed_memory_to_os() -> None:

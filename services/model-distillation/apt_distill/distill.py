@@ -78,12 +78,9 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
             last = train_step(student, teacher, objective, corpus.train_batch(step).to(device), optimizer,
                               scheduler, spec, shapes.same_vocabulary, block_norms=blocks)
             step += 1
-            dt = time.perf_counter() - t0
-            row = {"step": step, "loss": last["loss"], "lr": lr, "grad_norm": last["grad_norm"], "step_seconds": dt,
-                   "tokens_per_s": spec.batch_size * spec.seq_len / dt if dt > 0 else 0.0,
-                   **{k: v for k, v in last.items() if k.endswith("_loss") and k != "loss"}}
-            if blocks:
-                row["block_grad_norms"] = last.pop("block_grad_norms")
+            row = trainlog.row(step, last["loss"], lr, last["grad_norm"], time.perf_counter() - t0,
+                               spec.batch_size * spec.seq_len, last.pop("block_grad_norms", None),
+                               **{k: v for k, v in last.items() if k.endswith("_loss") and k != "loss"})
             done_per_s = (step - first_step) / max(time.monotonic() - started, 1e-6)
             if step % spec.eval_every == 0 or step == spec.max_steps:
                 eval_ppl = evaluate(student, corpus, device)
@@ -159,13 +156,12 @@ def evaluate(model, corpus: Corpus, device: str, align_teacher: bool = False) ->
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    with torch.no_grad():
-        for batch in corpus.val_batches()[:MAX_EVAL_BATCHES]:
-            batch = batch.to(device)
-            ids, mask = (batch.teacher_ids, batch.teacher_mask) if align_teacher else (batch.input_ids, batch.mask)
-            nll, n = lm.window_nll(model, ids, mask)  # the platform's one estimator
-            total += nll
-            count += n
+    for batch in corpus.val_batches()[:MAX_EVAL_BATCHES]:
+        batch = batch.to(device)
+        ids, mask = (batch.teacher_ids, batch.teacher_mask) if align_teacher else (batch.input_ids, batch.mask)
+        nll, n = lm.window_nll(model, ids, mask)  # the platform's one estimator
+        total += nll
+        count += n
     model.train(was_training)
     return math.exp(total / max(count, 1))
 

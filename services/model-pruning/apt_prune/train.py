@@ -62,12 +62,8 @@ def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, c
         opt.step()
         losses.append(loss.item())
         if log is not None:
-            dt = time.perf_counter() - t0
-            row = {"step": len(log) + 1, "loss": losses[-1], "lr": lr_at(step), "grad_norm": grad_norm,
-                   "step_seconds": dt, "tokens_per_s": ids.numel() / dt if dt > 0 else 0.0, "phase": stage}
-            if blocks is not None:
-                row["block_grad_norms"] = blocks
-            log.append(row)
+            log.append(trainlog.row(len(log) + 1, losses[-1], lr_at(step), grad_norm, time.perf_counter() - t0,
+                                    ids.numel(), blocks, phase=stage))
         if on_step is not None:
             on_step(step + 1)
         elapsed = time.monotonic() - start
