@@ -20,6 +20,7 @@ import torch
 
 LOG_FILE = "training_log.jsonl"
 BLOCK_NORMS_EVERY = 10
+VALIDATION_KEYS = ("val_loss", "eval_ppl")  # core train and pruning; distillation
 SPIKE_FACTOR = 3.0  # a loss above this many times the median of the 20 steps before is a spike
 
 
@@ -88,7 +89,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "steps": len(rows), "first_loss": losses[0], "last_loss": losses[-1],
         "min_loss": lowest[0], "min_loss_step": lowest[1],
         "tokens_per_s": statistics.median(speeds) if speeds else 0.0,
-        "validation_points": sum(1 for r in rows if "val_loss" in r),
+        "validation_points": sum(1 for r in rows if any(k in r for k in VALIDATION_KEYS)),
         "spikes": spikes,
     }
     if norms:

@@ -130,6 +130,7 @@ def test_cancel_leaves_no_half_student_and_resume_matches_an_uninterrupted_run(s
     assert [r["step"] for r in cut] == [r["step"] for r in whole] == list(range(1, 41))
     assert [r["loss"] for r in cut] == pytest.approx([r["loss"] for r in whole], rel=1e-4)
     assert all(r["grad_norm"] > 0 for r in cut) and [r["step"] for r in cut if "eval_ppl" in r] == [40]
+    assert trainlog.summary(cut)["validation_points"] == 1  # eval_ppl is a validation point too
     assert not (home / "checkpoints" / "distill" / "cut").exists()
 
 
