@@ -25,14 +25,14 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\"C\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x05\"J\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tracker\x18\x02 \x01(\t\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\"+\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t2\xb7\x03\n\tDebugging\x12[\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x61\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12_\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseBZZXgithub.com/apt-platform/apt/gen/go/apt/plugins/advanced_debugging/v1;advanceddebuggingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\"C\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x05\"J\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tracker\x18\x02 \x01(\t\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\"+\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t2\xb7\x03\n\tDebugging\x12[\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x61\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12_\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseB\\\n%com.apt.plugins.advanced_debugging.v1B\x0e\x44\x65\x62uggingProtoP\x01\xaa\x02 Apt.Plugins.AdvancedDebugging.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_debugging.v1.debugging_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'ZXgithub.com/apt-platform/apt/gen/go/apt/plugins/advanced_debugging/v1;advanceddebuggingv1'
+  _globals['DESCRIPTOR']._serialized_options = b'\n%com.apt.plugins.advanced_debugging.v1B\016DebuggingProtoP\001\252\002 Apt.Plugins.AdvancedDebugging.V1'
   _globals['_ANALYSISREQUEST']._serialized_start=113
   _globals['_ANALYSISREQUEST']._serialized_end=180
   _globals['_EXPORTTOTRACKERREQUEST']._serialized_start=182

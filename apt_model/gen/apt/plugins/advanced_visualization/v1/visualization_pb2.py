@@ -25,14 +25,14 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\"7\n\x10\x44\x61shboardRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x13\n\x0boutput_path\x18\x02 \x01(\t\"V\n\x13\x41ttentionMapRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x13\n\x0boutput_path\x18\x04 \x01(\t\"Q\n\x17\x43omparisonReportRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\teval_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t2\xc0\x02\n\rVisualization\x12]\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\x12\x63\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\x12k\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.JobBbZ`github.com/apt-platform/apt/gen/go/apt/plugins/advanced_visualization/v1;advancedvisualizationv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\"7\n\x10\x44\x61shboardRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x13\n\x0boutput_path\x18\x02 \x01(\t\"V\n\x13\x41ttentionMapRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x13\n\x0boutput_path\x18\x04 \x01(\t\"Q\n\x17\x43omparisonReportRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\teval_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t2\xc0\x02\n\rVisualization\x12]\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\x12\x63\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\x12k\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.JobBh\n)com.apt.plugins.advanced_visualization.v1B\x12VisualizationProtoP\x01\xaa\x02$Apt.Plugins.AdvancedVisualization.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_visualization.v1.visualization_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'Z`github.com/apt-platform/apt/gen/go/apt/plugins/advanced_visualization/v1;advancedvisualizationv1'
+  _globals['DESCRIPTOR']._serialized_options = b'\n)com.apt.plugins.advanced_visualization.v1B\022VisualizationProtoP\001\252\002$Apt.Plugins.AdvancedVisualization.V1'
   _globals['_DASHBOARDREQUEST']._serialized_start=125
   _globals['_DASHBOARDREQUEST']._serialized_end=180
   _globals['_ATTENTIONMAPREQUEST']._serialized_start=182

@@ -25,14 +25,14 @@ _sym_db = _symbol_database.Default()
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3apt/plugins/multimodal_training/v1/multimodal.proto\x12\"apt.plugins.multimodal_training.v1\x1a\x17\x61pt/common/v1/job.proto\"O\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\"m\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x32\xc4\x01\n\nMultimodal\x12\x62\n\x12StartCreateDataset\x12\x38.apt.plugins.multimodal_training.v1.CreateDatasetRequest\x1a\x12.apt.common.v1.Job\x12R\n\nStartTrain\x12\x30.apt.plugins.multimodal_training.v1.TrainRequest\x1a\x12.apt.common.v1.JobB\\ZZgithub.com/apt-platform/apt/gen/go/apt/plugins/multimodal_training/v1;multimodaltrainingv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3apt/plugins/multimodal_training/v1/multimodal.proto\x12\"apt.plugins.multimodal_training.v1\x1a\x17\x61pt/common/v1/job.proto\"O\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\"m\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x32\xc4\x01\n\nMultimodal\x12\x62\n\x12StartCreateDataset\x12\x38.apt.plugins.multimodal_training.v1.CreateDatasetRequest\x1a\x12.apt.common.v1.Job\x12R\n\nStartTrain\x12\x30.apt.plugins.multimodal_training.v1.TrainRequest\x1a\x12.apt.common.v1.JobB_\n&com.apt.plugins.multimodal_training.v1B\x0fMultimodalProtoP\x01\xaa\x02!Apt.Plugins.MultimodalTraining.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.multimodal_training.v1.multimodal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
-  _globals['DESCRIPTOR']._serialized_options = b'ZZgithub.com/apt-platform/apt/gen/go/apt/plugins/multimodal_training/v1;multimodaltrainingv1'
+  _globals['DESCRIPTOR']._serialized_options = b'\n&com.apt.plugins.multimodal_training.v1B\017MultimodalProtoP\001\252\002!Apt.Plugins.MultimodalTraining.V1'
   _globals['_CREATEDATASETREQUEST']._serialized_start=116
   _globals['_CREATEDATASETREQUEST']._serialized_end=195
   _globals['_TRAINREQUEST']._serialized_start=197
