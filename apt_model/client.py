@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 MiB = 1 << 20
 
@@ -60,3 +63,37 @@ def connect(address: str, token: str = "", *, ca_cert: str = "", max_message_byt
     else:
         channel = grpc.insecure_channel(address, options=options)
     return grpc.intercept_channel(channel, _TokenInterceptor(token)) if token else channel
+
+
+@dataclass(frozen=True)
+class ErrorDetails:
+    """What an error answer says beyond its code and message (``google.rpc.Status`` details)."""
+
+    reason: str = ""                       # ErrorInfo.reason, e.g. "ENTRY_IN_USE"
+    domain: str = ""                       # ErrorInfo.domain: "apt-platform" for the platform's own errors
+    metadata: dict[str, str] = field(default_factory=dict)   # ErrorInfo.metadata
+    request_id: str = ""                   # RequestInfo.request_id: the one the server logged
+    fields: tuple[tuple[str, str], ...] = ()  # BadRequest: (field, description) per violation
+
+
+def error_details(exc: grpc.RpcError) -> ErrorDetails:
+    """Decode the standard details of a failed call (an empty ErrorDetails when it has none)."""
+    try:
+        status = rpc_status.from_call(exc)
+    except ValueError:   # details whose code/message disagree with the call's: not ours to trust
+        status = None
+    out: dict = {}
+    for any_ in status.details if status is not None else ():
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            out.update(reason=info.reason, domain=info.domain, metadata=dict(info.metadata))
+        elif any_.Is(error_details_pb2.RequestInfo.DESCRIPTOR):
+            info = error_details_pb2.RequestInfo()
+            any_.Unpack(info)
+            out["request_id"] = info.request_id
+        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            info = error_details_pb2.BadRequest()
+            any_.Unpack(info)
+            out["fields"] = tuple((v.field, v.description) for v in info.field_violations)
+    return ErrorDetails(**out)

@@ -15,21 +15,33 @@ import grpc
 
 
 class AptError(Exception):
-    """Base of all platform errors. ``reason`` is a machine-readable UPPER_SNAKE tag."""
+    """Base of all platform errors. ``reason`` is a machine-readable UPPER_SNAKE tag (the
+    ``google.rpc.ErrorInfo`` reason clients see); ``metadata`` adds its machine-readable facts
+    (``ErrorInfo.metadata``: string keys and values, e.g. the job id that holds an entry)."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
 
-    def __init__(self, message: str, *, reason: str | None = None):
+    def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
+        self.metadata = dict(metadata or {})
         if reason is not None:
             self.reason = reason
 
 
 class InvalidArgument(AptError, ValueError):
+    """``field`` (or several ``violations``: (field, description) pairs) names the request
+    fields at fault by their proto names, dotted for nested fields; they are sent as
+    ``google.rpc.BadRequest`` field violations so that a client can point at its input."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = "INVALID_ARGUMENT"
+
+    def __init__(self, message: str, *, field: str = "", violations: list[tuple[str, str]] | tuple = (),
+                 reason: str | None = None, metadata: dict[str, str] | None = None):
+        super().__init__(message, reason=reason, metadata=metadata)
+        self.violations = [(field, message)] if field else list(violations)
 
 
 class NotFound(AptError, LookupError):
@@ -91,10 +103,12 @@ class Unimplemented(AptError, NotImplementedError):
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
-def disk_full(exc: BaseException) -> ResourceExhausted | None:
+def disk_full(exc: BaseException, need: str = "") -> ResourceExhausted | None:
     """RESOURCE_EXHAUSTED for an OSError that means the disk is full, else None. The message
-    names the condition, not the path (a caller must not learn the service's folders)."""
+    names the condition, not the path (a caller must not learn the service's folders); ``need``
+    says how much room the operation wants, when the caller can act on it."""
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return ResourceExhausted(f"{os.strerror(exc.errno)} on the service's disk; free space (or give the "
+        need = f" ({need})" if need else ""
+        return ResourceExhausted(f"{os.strerror(exc.errno)} on the service's disk; free space{need} (or give the "
                                  "service a larger volume) and run it again.", reason="DISK_FULL")
     return None

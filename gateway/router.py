@@ -18,6 +18,7 @@ from google.protobuf import descriptor_pool
 
 from apt_model import errors
 from apt_model.client import channel_options
+from apt_model.runtime.interceptors import DETAILS_KEY
 from apt_model.runtime.logs import request_id
 from gateway.catalog import Catalog
 from gateway.registry import Registry
@@ -45,7 +46,10 @@ def remaining(context: grpc.ServicerContext) -> float | None:
 
 
 def _relayable(metadata) -> list[tuple[str, str | bytes]]:
-    return [(k, v) for k, v in (metadata or ()) if k not in _HOP_BY_HOP and not k.startswith("grpc-")]
+    """Metadata to pass on: not the transport's own ``grpc-*`` keys, but the error details
+    (``grpc-status-details-bin``), which belong to the answer like its message."""
+    return [(k, v) for k, v in (metadata or ())
+            if k not in _HOP_BY_HOP and (k == DETAILS_KEY or not k.startswith("grpc-"))]
 
 
 async def _relay_initial(call, context) -> None:
@@ -146,8 +150,9 @@ class _Forward:
         context.set_trailing_metadata(_relayable(exc.trailing_metadata()))
         if exc.code() == grpc.StatusCode.UNAVAILABLE:
             self.router.registry.mark_unhealthy(self.plugin, self.endpoint)
+            log.warning("plugin %s at %s stopped answering: %s", self.plugin, self.endpoint, exc.details())
             raise errors.Unavailable(
-                f"Plugin {self.plugin!r} at {self.endpoint} stopped answering ({exc.details()}). "
+                f"Plugin {self.plugin!r} stopped answering ({exc.code().name}). "
                 "It is marked unhealthy; see 'apt-model plugin list' and its log."
             ) from exc
         await context.abort(exc.code(), exc.details() or "")

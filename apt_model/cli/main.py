@@ -14,6 +14,7 @@ import textwrap
 
 import grpc
 
+from apt_model.client import error_details
 from apt_model.cli.common import (EXIT_CODES, examples_text, new_parser, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
                                   finish_job, print_table, to_dict, watch_job)
 from apt_model.gen.apt.common.v1 import job_pb2
@@ -216,7 +217,13 @@ def _main(argv: list[str] | None) -> None:
         if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in text.lower():
             text = (f"cannot reach the gateway at {ctx.address}: start it with 'apt-model gateway serve' "
                     "or pass --gateway HOST:PORT")
-        print(f"error: {exc.code().name}: {textwrap.shorten(text, 2000)}", file=sys.stderr)
+        details = error_details(exc)
+        text = textwrap.shorten(text, 2000)
+        if details.fields:  # one line still: the fields at fault, then the id to find the call in the logs
+            text += f" [fields: {', '.join(name for name, _ in details.fields)}]"
+        if details.request_id:
+            text += f" [request id {details.request_id}]"
+        print(f"error: {exc.code().name}: {text}", file=sys.stderr)
         sys.exit(EXIT_CODES.get(exc.code(), 1))
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)

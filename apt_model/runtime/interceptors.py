@@ -6,7 +6,8 @@ a refused call gets a handler of the same call kind that fails at once without r
 parsing the request, so every kind (unary, server-, client- and bidi streaming) is refused the
 same way. Only health is open; reflection needs a token like everything else.
 
-Typed errors from ``apt_model.errors`` become their status code with their message; an
+Typed errors from ``apt_model.errors`` become their status code with their message and the
+standard ``google.rpc.Status`` details (``ErrorInfo``, ``RequestInfo``, ``BadRequest``); an
 upstream ``grpc.RpcError`` (a plugin's answer relayed by the gateway) keeps its code and
 details; anything else is logged with its traceback on the server and reaches the client as
 INTERNAL with the request id, never with the traceback.
@@ -22,9 +23,9 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from apt_model import errors
 from apt_model.runtime.logs import request_id
@@ -34,6 +35,8 @@ log = logging.getLogger("apt.access")
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REASON_KEY = "apt-error-reason"
 REQUEST_ID_KEY = "x-request-id"
+DETAILS_KEY = "grpc-status-details-bin"   # google.rpc.Status, as grpcio-status and every gRPC library read it
+ERROR_DOMAIN = "apt-platform"             # google.rpc.ErrorInfo.domain of every error the platform raises
 
 # Set by the interceptor at the start of every call, before its handler runs.
 _caller_is_admin: contextvars.ContextVar[bool] = contextvars.ContextVar("apt_caller_is_admin", default=False)
@@ -76,7 +79,8 @@ class AuthPolicy:
             if any(hmac.compare_digest(token, t) for t in self.user_tokens):
                 raise errors.PermissionDenied(
                     "This call needs the admin token: set APT_ADMIN_TOKEN or pass --token with the "
-                    "admin token (local default: APT_HOME/secrets/admin_token)."
+                    "admin token (local runs: the file admin_token in APT_SECRETS_DIR, by default "
+                    "the folder .<APT_HOME name>-secrets beside APT_HOME)."
                 )
             raise errors.Unauthenticated("The token is not valid for this gateway.")
         if is_admin or any(hmac.compare_digest(token, t) for t in self.user_tokens):
@@ -86,19 +90,42 @@ class AuthPolicy:
     def _missing_message(self) -> str:
         if self.audience == "plugin":
             return "Plugins accept calls from the gateway only (missing internal token)."
-        return ("No token: set APT_TOKEN or pass --token (local default: the file APT_HOME/secrets/token).")
+        return ("No token: set APT_TOKEN or pass --token (local runs: the file token in APT_SECRETS_DIR, by "
+                "default the folder .<APT_HOME name>-secrets beside APT_HOME).")
+
+
+def error_details(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None,
+                  violations=()) -> status_pb2.Status:
+    """The ``google.rpc.Status`` of an error answer: ``ErrorInfo`` (reason, domain, metadata),
+    ``RequestInfo`` (this call's request id) and, for fields at fault, ``BadRequest``."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN,
+                                                          metadata=metadata or {}))
+    status.details.add().Pack(error_details_pb2.RequestInfo(request_id=request_id.get()))
+    if violations:
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=why) for f, why in violations]))
+    return status
+
+
+def _set_error_trailers(context, status: status_pb2.Status, reason: str) -> None:
+    context.set_trailing_metadata(((REASON_KEY, reason), (REQUEST_ID_KEY, request_id.get()),
+                                   (DETAILS_KEY, status.SerializeToString())))
 
 
 def _status_for(context, exc: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
-    """The status ``exc`` maps to; sets the trailing metadata of typed errors, logs unknown ones."""
+    """The status ``exc`` maps to; sets the trailing metadata (standard details and the two
+    plain trailers) of typed and unknown errors, logs unknown ones."""
     if isinstance(exc, errors.AptError):
-        context.set_trailing_metadata(((REASON_KEY, exc.reason), (REQUEST_ID_KEY, request_id.get())))
+        status = error_details(exc.code, exc.message, exc.reason, exc.metadata, getattr(exc, "violations", ()))
+        _set_error_trailers(context, status, exc.reason)
         return exc.code, exc.message
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return exc.code(), exc.details() or ""
     log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
-    return (grpc.StatusCode.INTERNAL,
-            f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details.")
+    message = f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details."
+    _set_error_trailers(context, error_details(grpc.StatusCode.INTERNAL, message, "INTERNAL"), "INTERNAL")
+    return grpc.StatusCode.INTERNAL, message
 
 
 def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:

@@ -75,32 +75,32 @@ class TrainSpec:
 
     def validate(self, store: Store, max_params: int = Settings.max_model_params) -> "TrainSpec":
         validate_name(self.name)
-        bad = []
+        bad: list[tuple[str, str]] = []   # (request field, what is wrong with it)
         for attr, low in (("seq_len", 2), ("batch_size", 1), ("grad_accum", 1), ("max_steps", 1),
                           ("eval_every", 1)):
             if getattr(self, attr) < low:
-                bad.append(f"{attr} must be >= {low}")
+                bad.append((attr, f"{attr} must be >= {low}"))
         if not 0 < self.learning_rate < 1:
-            bad.append("learning_rate must be in (0, 1)")
+            bad.append(("learning_rate", "learning_rate must be in (0, 1)"))
         if not 0 <= self.min_lr_ratio <= 1:
-            bad.append("min_lr_ratio must be in [0, 1]")
+            bad.append(("min_lr_ratio", "min_lr_ratio must be in [0, 1]"))
         if not 0 <= self.eval_fraction < 0.5:
-            bad.append("eval_fraction must be in [0, 0.5)")
-        if self.weight_decay < 0 or self.grad_clip < 0 or self.max_minutes < 0 or self.threads < 0:
-            bad.append("weight_decay, grad_clip, max_minutes and threads must be >= 0")
-        if self.checkpoint_every < 0:
-            bad.append("checkpoint_every must be >= 0")
+            bad.append(("eval_fraction", "eval_fraction must be in [0, 0.5)"))
+        for attr in ("weight_decay", "grad_clip", "max_minutes", "threads", "checkpoint_every"):
+            if getattr(self, attr) < 0:
+                bad.append((attr, f"{attr} must be >= 0"))
         if self.warmup >= self.max_steps:
-            bad.append(f"warmup_steps ({self.warmup}) must be smaller than max_steps ({self.max_steps})")
+            bad.append(("warmup_steps", f"warmup_steps ({self.warmup}) must be smaller than max_steps ({self.max_steps})"))
         if not 8 <= self.vocab_size <= limits.CEILINGS["vocab"][0]:
-            bad.append(f"vocab_size must be in 8..{limits.CEILINGS['vocab'][0]:,}")
+            bad.append(("vocab_size", f"vocab_size must be in 8..{limits.CEILINGS['vocab'][0]:,}"))
         if not self.config_json:
             if self.preset != "apt":
-                bad.append(f"unknown preset {self.preset!r} (only 'apt'; or pass a config)")
+                bad.append(("preset", f"unknown preset {self.preset!r} (only 'apt'; or pass a config)"))
             elif self.size not in SIZES:
-                bad.append(f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}")
+                bad.append(("size", f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}"))
         if bad:
-            raise errors.InvalidArgument("Bad training settings: " + "; ".join(bad) + ".")
+            raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
+                                         violations=bad)
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")

@@ -193,7 +193,7 @@ async fn handle(caller: Caller, mut req: Request<Incoming>) -> Response<Relay> {
         code: None,
     };
     let Some(uri) = upstream_uri(&endpoint, req.uri()) else {
-        let msg = format!("Plugin '{plugin}' has an endpoint that is not host:port: {endpoint:?}.");
+        let msg = format!("Plugin '{plugin}' has an endpoint that is not host:port; reinstall it.");
         return relay::unavailable_response(&msg, &request_id, Some(log), open);
     };
     *req.uri_mut() = uri;
@@ -205,7 +205,7 @@ async fn handle(caller: Caller, mut req: Request<Incoming>) -> Response<Relay> {
             Response::from_parts(parts, Relay::stream(body, Some(log), open))
         }
         Err(err) => {
-            let msg = relay::broken_message(&plugin, &endpoint, &err);
+            let msg = relay::broken_message(&plugin, &err);
             relay::report_unavailable(&table, &plugin, &endpoint, &err);
             log.code = Some(GRPC_UNAVAILABLE);
             relay::unavailable_response(&msg, &request_id, Some(log), open)

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -109,7 +110,7 @@ impl Body for Relay {
                 let (msg, trailers) = match this.log.as_mut() {
                     Some(log) => {
                         log.code = Some(GRPC_UNAVAILABLE);
-                        let msg = broken_message(&log.plugin, &log.endpoint, &err);
+                        let msg = broken_message(&log.plugin, &err);
                         report_unavailable(&log.table, &log.plugin, &log.endpoint, &err);
                         let trailers = unavailable_headers(&msg, &log.request_id);
                         (msg, trailers)
@@ -135,9 +136,11 @@ impl Body for Relay {
     }
 }
 
-pub fn broken_message(plugin: &str, endpoint: &str, err: &dyn std::fmt::Display) -> String {
+/// What a caller reads: no endpoint (an internal address, for admins only; the log line of the
+/// `unavailable` event has it).
+pub fn broken_message(plugin: &str, err: &dyn std::fmt::Display) -> String {
     format!(
-        "Plugin '{plugin}' at {endpoint} stopped answering ({err}). It is marked unhealthy; \
+        "Plugin '{plugin}' stopped answering ({err}). It is marked unhealthy; \
          see 'apt-model plugin list' and its log."
     )
 }
@@ -174,7 +177,70 @@ fn error_headers(code: u32, reason: &'static str, msg: &str, request_id: &str) -
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
+    if let Ok(v) = HeaderValue::from_str(&status_details(code, msg, reason, request_id)) {
+        h.insert("grpc-status-details-bin", v);
+    }
     h
+}
+
+/// The `google.rpc.Status` the gateway's own errors carry too: `ErrorInfo` (reason, domain
+/// "apt-platform") and `RequestInfo` (the request id), base64 as every `-bin` header is.
+fn status_details(code: u32, msg: &str, reason: &str, request_id: &str) -> String {
+    use prost::Message;
+    let pack = |type_name: &str, value: Vec<u8>| rpc::Any {
+        type_url: format!("type.googleapis.com/{type_name}"),
+        value,
+    };
+    let info = rpc::ErrorInfo { reason: reason.to_owned(), domain: "apt-platform".to_owned(), ..Default::default() };
+    let mut details = vec![pack("google.rpc.ErrorInfo", info.encode_to_vec())];
+    if !request_id.is_empty() {
+        let req = rpc::RequestInfo { request_id: request_id.to_owned(), ..Default::default() };
+        details.push(pack("google.rpc.RequestInfo", req.encode_to_vec()));
+    }
+    let status = rpc::Status { code: code as i32, message: msg.to_owned(), details };
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec())
+}
+
+/// The few `google.rpc` messages apt-router writes (googleapis' status.proto and
+/// error_details.proto, the fields it sets).
+mod rpc {
+    use std::collections::HashMap;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Status {
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        #[prost(string, tag = "2")]
+        pub message: String,
+        #[prost(message, repeated, tag = "3")]
+        pub details: Vec<Any>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ErrorInfo {
+        #[prost(string, tag = "1")]
+        pub reason: String,
+        #[prost(string, tag = "2")]
+        pub domain: String,
+        #[prost(map = "string, string", tag = "3")]
+        pub metadata: HashMap<String, String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RequestInfo {
+        #[prost(string, tag = "1")]
+        pub request_id: String,
+        #[prost(string, tag = "2")]
+        pub serving_data: String,
+    }
 }
 
 fn unavailable_headers(msg: &str, request_id: &str) -> HeaderMap {
@@ -210,5 +276,25 @@ mod tests {
     fn grpc_message_is_percent_encoded() {
         assert_eq!(percent_encode("plain text: ok"), "plain text: ok");
         assert_eq!(percent_encode("100% — done\n"), "100%25 %E2%80%94 done%0A");
+    }
+
+    #[test]
+    fn error_details_decode_as_google_rpc_status() {
+        use prost::Message;
+        let h = error_headers(GRPC_UNAVAILABLE, "UNAVAILABLE", "plugin x stopped", "req-1");
+        let raw = h.get("grpc-status-details-bin").unwrap().to_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw).unwrap();
+        let status = rpc::Status::decode(bytes.as_slice()).unwrap();
+        assert_eq!((status.code, status.message.as_str()), (14, "plugin x stopped"));
+        assert_eq!(status.details[0].type_url, "type.googleapis.com/google.rpc.ErrorInfo");
+        let info = rpc::ErrorInfo::decode(status.details[0].value.as_slice()).unwrap();
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("UNAVAILABLE", "apt-platform"));
+        let req = rpc::RequestInfo::decode(status.details[1].value.as_slice()).unwrap();
+        assert_eq!(req.request_id, "req-1");
+        // no request id (a malformed path is refused before one is read): no RequestInfo
+        let h = error_headers(GRPC_UNIMPLEMENTED, "UNIMPLEMENTED", "bad path", "");
+        let raw = h.get("grpc-status-details-bin").unwrap().to_str().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD_NO_PAD.decode(raw).unwrap();
+        assert_eq!(rpc::Status::decode(bytes.as_slice()).unwrap().details.len(), 1);
     }
 }

@@ -8,7 +8,7 @@ import time
 import grpc
 import pytest
 
-from apt_model.client import connect
+from apt_model.client import connect, error_details
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
 from gateway.testing import start_gateway, stop_gateway
 
@@ -91,7 +91,12 @@ def test_typed_errors_keep_code_and_message(echo_gateway):
         stub.Fail(echo_pb2.FailRequest(error="NotFound", message="no such thing"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert err.value.details() == "no such thing"
-    assert ("apt-error-reason", "NOT_FOUND") in [(m.key, m.value) for m in err.value.trailing_metadata()]
+    trailers = dict((m.key, m.value) for m in err.value.trailing_metadata())
+    assert trailers["apt-error-reason"] == "NOT_FOUND"
+    # the plugin's google.rpc.Status details pass through either router unchanged
+    details = error_details(err.value)
+    assert (details.reason, details.domain) == ("NOT_FOUND", "apt-platform")
+    assert details.request_id and details.request_id == trailers["x-request-id"]
 
 
 def test_unknown_exception_is_internal_without_traceback(echo_gateway):
@@ -101,6 +106,8 @@ def test_unknown_exception_is_internal_without_traceback(echo_gateway):
     assert "secret detail" not in err.value.details()
     assert "Traceback" not in err.value.details()
     assert "Request id" in err.value.details()
+    details = error_details(err.value)
+    assert details.reason == "INTERNAL" and details.request_id in err.value.details()
 
 
 def test_not_installed_plugin_is_unavailable_with_the_install_command(gateway):
@@ -108,6 +115,9 @@ def test_not_installed_plugin_is_unavailable_with_the_install_command(gateway):
         _stub(gateway).Echo(echo_pb2.EchoRequest(text="x"))
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "apt-model plugin install echo" in err.value.details()
+    # answered by the router itself (apt-router or the Python one): the same standard details
+    details = error_details(err.value)
+    assert (details.reason, details.domain) == ("UNAVAILABLE", "apt-platform") and details.request_id
 
 
 def test_replicas_are_balanced_round_robin(gateway):
