@@ -28,8 +28,32 @@ ENDPOINTS_SETTING = "APT_ALLOWED_ENDPOINTS"
 PUSH_HINT = "push the file into the store with 'apt-model data push FILE --name N' and name the dataset instead"
 
 
+# Never a caller's to name, even under a data root of "/": the kernel's views of processes
+# (/proc/self/environ holds every token) and devices.
+KERNEL_FOLDERS = ("/proc", "/sys", "/dev")
+# Environment variables that name a secret file or folder (mounted tokens, cloud credentials).
+_SECRET_VARIABLE = ("_FILE", "_TOKEN_PATH", "SECRETS_DIR", "CREDENTIALS_FILE", "_CONFIG_FILE")
+
+
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def secret_paths(env: Mapping[str, str]) -> list[str]:
+    """Files and folders the environment names as holding secrets (APT_TOKEN_FILE,
+    CLOUD_STORAGE_SECRETS_DIR, AWS_SHARED_CREDENTIALS_FILE, ...): a caller may never name them."""
+    return [v for k, v in env.items() if k.endswith(_SECRET_VARIABLE) and os.path.isabs(v)]
+
+
+def check_contained(folder: Path | str, files: Iterable[Path | str], what: str) -> None:
+    """PermissionDenied when one of ``files``, found inside a caller-named ``folder`` that was
+    allowed, is a link leading out of it: the folder was allowed, not what its links point at."""
+    base = os.path.realpath(folder)
+    for f in files:
+        if not _inside(os.path.realpath(f), base):
+            raise errors.PermissionDenied(
+                f"{Path(f).name!r} in the {what} is a link leading out of it; links may not lead elsewhere "
+                "on the service's machine. Copy the file into the folder instead.")
 
 
 @dataclass(frozen=True)
@@ -38,7 +62,7 @@ class PathPolicy:
 
     home: str                  # APT_HOME, resolved
     roots: tuple[str, ...]     # APT_DATA_ROOTS, resolved
-    denied: tuple[str, ...]    # never, even inside a root: the secrets folder
+    denied: tuple[str, ...]    # never, even inside a root: secrets (folder, mounted files), /proc, /sys, /dev
 
     @classmethod
     def create(cls, home: Path | str, roots: Iterable[str] = (), denied: Iterable[Path | str] = ()) -> "PathPolicy":
@@ -52,13 +76,15 @@ class PathPolicy:
 
         roots = [r for r in env.get(ROOTS_SETTING, "").split(os.pathsep) if r]
         configured = env.get("APT_SECRETS_DIR")
-        return cls.create(home, roots, (secrets_dir(home, Path(configured) if configured else None),))
+        return cls.create(home, roots, (secrets_dir(home, Path(configured) if configured else None),
+                                        *secret_paths(env), *KERNEL_FOLDERS))
 
     @classmethod
     def from_settings(cls, settings) -> "PathPolicy":
         from apt_model.runtime.settings import secrets_dir
 
-        return cls.create(settings.home, settings.data_roots, (secrets_dir(settings.home, settings.secrets_dir),))
+        return cls.create(settings.home, settings.data_roots, (secrets_dir(settings.home, settings.secrets_dir),
+                                                               *secret_paths(os.environ), *KERNEL_FOLDERS))
 
     def allows(self, raw: str, write: bool = False) -> bool:
         real = os.path.realpath(raw)

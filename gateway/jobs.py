@@ -16,6 +16,7 @@ from gateway.registry import Registry
 from gateway.router import Router, remaining
 
 log = logging.getLogger(__name__)
+WATCH_POLL = 0.1  # s between looks at a watched gateway job's snapshot
 
 
 def service_of(job_id: str) -> str:
@@ -90,11 +91,21 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
     async def WatchJob(self, request, context):
         """An async generator, as CoreServicer._download is: a sync one holds a pool thread in
         its last write when the caller goes (seen: a CLI stopped with Ctrl-C), for good once the
-        server stops, and the interpreter joins that thread at exit."""
+        server stops, and the interpreter joins that thread at exit. A gateway job is followed
+        by looking at its snapshot every WATCH_POLL s on the event loop: waiting for a change
+        on a thread would hold one per watcher for as long as the job is quiet, and a handful
+        of watchers would take every thread of the loop's default executor (which downloads
+        read files on)."""
         if service_of(request.id) == self.jobs.service:
-            snapshots = self.jobs.watch(request.id, is_active=lambda: not context.done())
-            while (snap := await asyncio.to_thread(next, snapshots, None)) is not None:
-                yield job_to_proto(snap)
+            last = None
+            while not context.done():
+                snap = self.jobs.get(request.id)
+                if snap is not last:
+                    last = snap
+                    yield job_to_proto(snap)
+                    if snap.state.done:
+                        return
+                await asyncio.sleep(WATCH_POLL)
             return
         # find the replica holding the job, then follow its stream
         for endpoint in self._endpoints(service_of(request.id)):

@@ -99,7 +99,7 @@ class Registry:
                "APT_DATA_ROOTS": os.pathsep.join(s.data_roots),
                "APT_ALLOWED_ENDPOINTS": ",".join(s.allowed_endpoints),
                "APT_MAX_MODEL_PARAMS": str(s.max_model_params),
-               "APT_MAX_QUEUED_JOBS": str(s.max_queued_jobs)}
+               "APT_MAX_QUEUED_JOBS": str(s.max_queued_jobs), "APT_STORE_QUOTA": str(s.store_quota)}
         if s.secrets_dir is not None:
             env["APT_SECRETS_DIR"] = str(s.secrets_dir)
         return env

@@ -122,12 +122,15 @@ def refuse_unsafe(settings: Settings) -> None:
                 "plugin shares. docker-compose: run `make secrets` (make up does); Kubernetes: the apt-tokens "
                 "Secret (docs/deployment.md)."
             )
-    if not settings.tls_cert and not settings.allow_plaintext and not _is_loopback(settings.listen):
+    # In a container the gateway listens on every interface of its own network namespace; what
+    # decides who reaches it is the host address its port is published on (compose passes it).
+    exposed, where = ((f"{settings.publish_addr}:0", f"{settings.publish_addr} (APT_PUBLISH_ADDR)")
+                      if settings.publish_addr else (settings.listen, f"{settings.listen} (APT_LISTEN / --listen)"))
+    if not settings.tls_cert and not settings.allow_plaintext and not _is_loopback(exposed):
         raise errors.FailedPrecondition(
-            f"The gateway would listen on {settings.listen} (APT_LISTEN / --listen), which is not a loopback "
-            "address, without TLS: tokens and models would cross the network in clear. Set APT_TLS_CERT and "
-            "APT_TLS_KEY, or set APT_ALLOW_PLAINTEXT=1 when only a private network or a TLS-terminating proxy "
-            "reaches this port."
+            f"The gateway would be reachable on {where}, which is not a loopback address, without TLS: "
+            "tokens and models would cross the network in clear. Set APT_TLS_CERT and APT_TLS_KEY, or set "
+            "APT_ALLOW_PLAINTEXT=1 when only a private network or a TLS-terminating proxy reaches this port."
         )
 
 

@@ -24,7 +24,6 @@ _OTHER_KNOWN = {
     "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON", "APT_OLLAMA_URL",
     "APT_WHEELHOUSE", "APT_GATEWAY_PORT", "APT_DEMO_PORT", "APT_DEMO_STEPS", "APT_ROUTER_THREADS",
     "APT_PLUGIN_DIR", "APT_WHEEL_PORT",  # docker/run_plugin.py in plugin images; docker/imagebuild.py
-    "APT_PUBLISH_ADDR",  # docker-compose: the host address the gateway port is published on
 }
 
 
@@ -54,9 +53,12 @@ class Settings:
     allowed_endpoints: tuple[str, ...] = ()  # APT_ALLOWED_ENDPOINTS: URLs callers may pick (comma-separated); none by default
     secrets_dir: Path | None = None          # APT_SECRETS_DIR: generated tokens (default: beside APT_HOME, never in it)
     allow_plaintext: bool = False            # APT_ALLOW_PLAINTEXT: let the gateway serve plaintext on a non-loopback address
+    publish_addr: str = ""                   # APT_PUBLISH_ADDR: host address a container's port is published on (compose)
     max_model_params: int = 10_000_000_000   # APT_MAX_MODEL_PARAMS: largest model a config may describe
     store_quota: int = 0                     # APT_STORE_QUOTA: bytes the store may hold (0 = the disk's free space)
     max_queued_jobs: int = 64                # APT_MAX_QUEUED_JOBS: jobs waiting per service before RESOURCE_EXHAUSTED
+    max_uploads: int = 8                     # APT_MAX_UPLOADS: uploads the gateway receives at once
+    upload_idle_seconds: float = 60.0        # APT_UPLOAD_IDLE_SECONDS: an upload silent this long is dropped
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -86,9 +88,12 @@ class Settings:
             "APT_ALLOWED_ENDPOINTS": ("allowed_endpoints", lambda v: tuple(u.strip() for u in v.split(",") if u.strip())),
             "APT_SECRETS_DIR": ("secrets_dir", Path),
             "APT_ALLOW_PLAINTEXT": ("allow_plaintext", _flag),
+            "APT_PUBLISH_ADDR": ("publish_addr", str.strip),
             "APT_MAX_MODEL_PARAMS": ("max_model_params", _positive_int),
             "APT_STORE_QUOTA": ("store_quota", _non_negative_int),
             "APT_MAX_QUEUED_JOBS": ("max_queued_jobs", _positive_int),
+            "APT_MAX_UPLOADS": ("max_uploads", _positive_int),
+            "APT_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _positive_float),
         }
         for attr, var in _TOKEN_FILES.items():  # mounted secret files (Kubernetes/compose secrets)
             if var in env:
@@ -141,6 +146,13 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number <= 0:
         raise ValueError("must be a positive integer")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be a positive number")
     return number
 
 

@@ -6,6 +6,7 @@ import asyncio
 import importlib.metadata
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 from google.protobuf import empty_pb2, json_format, struct_pb2
@@ -16,6 +17,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.modeling import limits, trainlog
 from apt_model.modeling.lm import GenerationParams
 from apt_model.runtime.jobs import entries
+from apt_model.runtime.interceptors import caller_is_admin
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import validate_name
 from apt_model.trust import PathPolicy
@@ -67,9 +69,8 @@ def _header(files: list[transfer.FileSpec], name: str = "", overwrite: bool = Fa
                            files=[pb.FileInfo(path=f.path, size=f.size, sha256=f.sha256) for f in files])
 
 
-def _upload_header(request_iterator, kind) -> tuple[pb.UploadHeader, list[transfer.FileSpec]]:
+def _upload_header(first, kind) -> tuple[pb.UploadHeader, list[transfer.FileSpec]]:
     """The header an upload starts with, its name validated, and the files it lists."""
-    first = next(request_iterator, None)
     if first is None or first.WhichOneof("part") != "header":
         raise errors.InvalidArgument("An upload starts with a header message listing the files.")
     h = first.header
@@ -89,11 +90,72 @@ def _eval_reads(spec: evaluate.EvalSpec) -> tuple[str, ...]:
     return entries("models", *spec.names) + entries("datasets", spec.eval_dataset)
 
 
-def _ended_flag(context) -> threading.Event:
-    """Set when the RPC ends for any reason (works with the sync and the asyncio server)."""
-    ended = threading.Event()
-    context.add_callback(ended.set)
-    return ended
+class _Upload:
+    """One upload: its messages are read on the event loop, its files written on a thread.
+
+    The handler is a coroutine, so a caller that stops sending holds no thread while it
+    waits (a sync handler held one of the server's pool threads per stalled upload, and
+    enough of them stalled every other call). Each message must come within the idle limit
+    (APT_UPLOAD_IDLE_SECONDS); chunks go to the writer through a short bounded queue, which
+    is the back-pressure; the writer's thread exists only while the upload runs, and at most
+    APT_MAX_UPLOADS uploads run at once.
+    """
+
+    _END = object()
+
+    def __init__(self, requests, idle_seconds: float):
+        self.stream = aiter(requests)
+        self.idle = idle_seconds
+        self.queue: asyncio.Queue = asyncio.Queue(maxsize=8)
+        self.loop = asyncio.get_running_loop()
+        self.aborted = threading.Event()
+
+    async def next(self):
+        """The next message, None at the end; DEADLINE_EXCEEDED when none comes in time."""
+        try:
+            return await asyncio.wait_for(anext(self.stream, None), self.idle)
+        except TimeoutError:
+            raise errors.DeadlineExceeded(
+                f"The upload sent nothing for {self.idle:g} s (APT_UPLOAD_IDLE_SECONDS) and was dropped; "
+                "nothing was stored. Retry it.") from None
+
+    def chunks(self):
+        """The writer thread's side: chunks until the end; Cancelled when the upload was dropped."""
+        while True:
+            waiting = asyncio.run_coroutine_threadsafe(self.queue.get(), self.loop)
+            try:
+                item = waiting.result(self.idle + 5)
+            except TimeoutError:  # the loop side is gone (it is stopping): drop the upload
+                waiting.cancel()
+                item = None
+            if self.aborted.is_set() or item is None:
+                raise errors.Cancelled("The upload was interrupted by the client; nothing was stored.")
+            if item is self._END:
+                return
+            yield item
+
+    async def feed(self, writer: asyncio.Future) -> None:
+        """Pass every chunk message to the writer, then the end; stop at once if the writer
+        fails (its error is the answer)."""
+        while (msg := await self.next()) is not None:
+            if msg.WhichOneof("part") != "chunk":
+                raise errors.InvalidArgument("Only file chunks may follow the upload header.")
+            await self._put((msg.chunk.path, msg.chunk.data), writer)
+        await self._put(self._END, writer)
+
+    async def _put(self, item, writer: asyncio.Future) -> None:
+        put = asyncio.ensure_future(self.queue.put(item))
+        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            await writer  # it stopped before taking everything: raises its error
+
+    def abort(self) -> None:
+        self.aborted.set()
+        try:
+            self.queue.put_nowait(None)  # wakes a writer waiting for data
+        except asyncio.QueueFull:
+            pass  # it is busy writing and sees the flag at its next chunk
 
 
 class CoreServicer(gateway_pb2_grpc.CoreServicer):
@@ -101,6 +163,8 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         self.app = app
         self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, app.settings, app.paths
         self.started = time.time()
+        self._uploads = asyncio.Semaphore(self.settings.max_uploads)  # bound to the server's loop on first use
+        self._writers = ThreadPoolExecutor(self.settings.max_uploads, thread_name_prefix="upload")
 
     # -- helpers ---------------------------------------------------------------------------
     def _refuse_if_busy(self, kind: str, name: str, action: str) -> None:
@@ -111,7 +175,8 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         if busy:
             raise errors.FailedPrecondition(
                 f"Cannot {action} {name!r}: job(s) {', '.join(busy)} use it. Wait for them or cancel them "
-                f"with 'apt-model job cancel ID'.", reason="ENTRY_IN_USE")
+                f"with 'apt-model job cancel ID'.", reason="ENTRY_IN_USE",
+                metadata={"entry": ref, "jobs": ",".join(busy)})
 
     def _plugin_jobs_using(self, ref: str) -> list[str]:
         """Active plugin jobs that read or write ``ref`` (plugins run in their own processes)."""
@@ -148,7 +213,9 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             version = "0.1.0+source"
         installed = self.app.registry.all_installed() if hasattr(self.app, "registry") else []
         return pb.GatewayStatus(
-            version=version, apt_home=str(self.store.root), deployer=self.settings.deployer,
+            # where the store lives on the host is operator detail: admin callers only
+            version=version, apt_home=str(self.store.root) if caller_is_admin() else "",
+            deployer=self.settings.deployer,
             uptime_seconds=time.time() - self.started, plugins_installed=len(installed),
             plugins_healthy=sum(1 for i in installed if i.healthy_endpoints()),
             jobs_active=sum(1 for j in self.jobs.list() if not j.state.done),
@@ -169,8 +236,9 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         return pb.ListModelsResponse(models=[pb.ModelSummary(**r) for r in rows])
 
     def GetModelSize(self, request, context):
-        if request.batch_size < 0 or request.seq_len < 0:
-            raise errors.InvalidArgument("batch_size and seq_len must be positive (or 0 for the default).")
+        for name in ("batch_size", "seq_len"):
+            if getattr(request, name) < 0:
+                raise errors.InvalidArgument(f"{name} must be positive (or 0 for the default).", field=name)
         s = size.model_size(self.store, request.name, request.batch_size, request.seq_len,
                             max_params=self.settings.max_model_params)
         return pb.ModelSize(**{**s, "training_breakdown": _struct(s["training_breakdown"])})
@@ -206,25 +274,31 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
                            reads=entries("datasets", spec.dataset), writes=entries("models", spec.name))
 
     # -- transfer --------------------------------------------------------------------------
-    def UploadModel(self, request_iterator, context):
-        h, files = _upload_header(request_iterator, "models")
-        self._refuse_if_busy("models", h.name, "overwrite")
-        transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
-                                overwrite=h.overwrite, quota=self.settings.store_quota)
-        return self.GetModelInfo(pb.GetModelInfoRequest(name=h.name), context)
+    async def _receive(self, kind, requests) -> str:
+        """Store one upload (``_Upload``); returns its name."""
+        upload = _Upload(requests, self.settings.upload_idle_seconds)
+        h, files = _upload_header(await upload.next(), kind)
+        if self._uploads.locked():
+            raise errors.ResourceExhausted(
+                f"{self.settings.max_uploads} uploads are running (APT_MAX_UPLOADS); retry when one has "
+                "finished.")
+        async with self._uploads:
+            await asyncio.to_thread(self._refuse_if_busy, kind, h.name, "overwrite")
+            writer = asyncio.get_running_loop().run_in_executor(self._writers, lambda: transfer.receive_upload(
+                self.store, h.name, files, upload.chunks(), overwrite=h.overwrite, kind=kind,
+                quota=self.settings.store_quota))
+            try:
+                await upload.feed(writer)
+            except BaseException:
+                upload.abort()  # the writer removes what it wrote; its own error, if any, is this one's cause
+                writer.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise
+            await writer
+        return h.name
 
-    @staticmethod
-    def _upload_chunks(request_iterator, context):
-        ended = _ended_flag(context)
-        try:
-            for msg in request_iterator:
-                if msg.WhichOneof("part") != "chunk":
-                    raise errors.InvalidArgument("Only file chunks may follow the upload header.")
-                yield msg.chunk.path, msg.chunk.data
-        except grpc.RpcError as exc:  # the client went away mid-stream
-            raise errors.Cancelled("The upload was interrupted by the client; nothing was stored.") from exc
-        if ended.is_set():
-            raise errors.Cancelled("The upload was interrupted by the client; nothing was stored.")
+    async def UploadModel(self, request_iterator, context):
+        name = await self._receive("models", request_iterator)
+        return await asyncio.to_thread(self.GetModelInfo, pb.GetModelInfoRequest(name=name), context)
 
     async def _download(self, kind, name: str, response, context):
         """Stream an entry from the event loop, reading files on a worker thread one chunk at a time.
@@ -255,12 +329,9 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         return empty_pb2.Empty()
 
     # -- datasets --------------------------------------------------------------------------
-    def UploadDataset(self, request_iterator, context):
-        h, files = _upload_header(request_iterator, "datasets")
-        self._refuse_if_busy("datasets", h.name, "overwrite")
-        transfer.receive_upload(self.store, h.name, files, self._upload_chunks(request_iterator, context),
-                                overwrite=h.overwrite, kind="datasets", quota=self.settings.store_quota)
-        return self.GetDatasetInfo(pb.GetDatasetInfoRequest(name=h.name), context)
+    async def UploadDataset(self, request_iterator, context):
+        name = await self._receive("datasets", request_iterator)
+        return await asyncio.to_thread(self.GetDatasetInfo, pb.GetDatasetInfoRequest(name=name), context)
 
     def ListDatasets(self, request, context):
         return pb.ListDatasetsResponse(datasets=[

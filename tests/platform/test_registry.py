@@ -85,6 +85,7 @@ def test_restart_redeploys_a_plugin_that_died_meanwhile(tmp_path):
 
 def test_crash_mid_stream_gives_unavailable_promptly_and_marks_unhealthy(echo_gateway):
     stub = echo_pb2_grpc.EchoStub(echo_gateway.channel())
+    (endpoint,) = echo_gateway.app.registry.installed("echo").endpoints
     start = time.monotonic()
     got = []
     with pytest.raises(grpc.RpcError) as err:
@@ -93,6 +94,7 @@ def test_crash_mid_stream_gives_unavailable_promptly_and_marks_unhealthy(echo_ga
     assert got == [0, 1, 2]
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "echo" in err.value.details()
+    assert endpoint not in err.value.details()  # plugin addresses are for admins (ListPlugins)
     assert time.monotonic() - start < 5
     assert _status(echo_gateway, "echo") == gateway_pb2.PLUGIN_STATUS_UNHEALTHY
     with pytest.raises(grpc.RpcError) as err:

@@ -269,8 +269,15 @@ def test_compose_gateway_publishes_on_loopback_and_is_locked_down():
     host, host_port, container_port = _interpolate(port, {}).split(":")
     assert host == "127.0.0.1" and (host_port, container_port) == ("50051", "50051")
     assert _interpolate(port, {"APT_GATEWAY_PORT": "6000"}).startswith("127.0.0.1:6000:")
-    # plaintext inside, allowed only because of that loopback binding
-    assert gateway["environment"]["APT_ALLOW_PLAINTEXT"] == "1"
+    # plaintext inside, allowed by the gateway itself only because of that loopback binding
+    env = gateway["environment"]
+    assert _interpolate(env["APT_PUBLISH_ADDR"], {}) == "127.0.0.1"
+    assert _interpolate(env["APT_ALLOW_PLAINTEXT"], {}) == "0"
+    published = Settings.from_env({"APT_PUBLISH_ADDR": _interpolate(env["APT_PUBLISH_ADDR"], {}),
+                                   "APT_LISTEN": env["APT_LISTEN"], "APT_ALLOW_PLAINTEXT": "0"})
+    refuse_unsafe(published)  # the compose default starts
+    with pytest.raises(errors.FailedPrecondition, match="APT_PUBLISH_ADDR"):  # `docker compose up` on 0.0.0.0
+        refuse_unsafe(published.replace(publish_addr="0.0.0.0"))
     # tokens from the environment, never generated onto the store volume
     for var in ("APT_TOKEN", "APT_ADMIN_TOKEN", "APT_INTERNAL_TOKEN"):
         assert gateway["environment"][var].startswith(f"${{{var}:?"), var

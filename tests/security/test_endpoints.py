@@ -19,6 +19,7 @@ from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2 as cs_p
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc as cs_grpc
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as ol_pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc as ol_grpc
+from apt_model.client import error_details
 from apt_model.trust import EndpointPolicy
 from apt_model import errors
 from gateway.testing import start_gateway, stop_gateway
@@ -104,6 +105,24 @@ def test_caller_endpoints_are_refused_by_default(tmp_path, recorder, plugins_wit
             seen.append(err.details())
         assert recorder.seen == []
         assert_no_leak(gw, *seen)
+    finally:
+        stop_gateway(gw)
+
+
+def test_a_region_cannot_steer_the_endpoint(tmp_path, recorder, plugins_with_credentials):
+    """OSS and S3 build their host from the region: a region that is not a region name is
+    INVALID_ARGUMENT naming the field, before anything is called (the recorder hears nothing)."""
+    gw = plugins_with_credentials(start_gateway(tmp_path / "home"))
+    try:
+        cs = cs_grpc.CloudStorageStub(user_channel(gw))
+        host = recorder.url.removeprefix("http://")
+        for dest in ("oss://bucket/x", "s3://bucket/x"):
+            for region in (f"x.{host}/", f"{host}#", "cn-hangzhou.evil.example"):
+                err = rpc_error(lambda: cs.ListBackups(
+                    cs_pb.ListBackupsRequest(destination=dest, region=region), timeout=30))
+                assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (dest, region, err.details())
+                assert [f for f, _ in error_details(err).fields] == ["region"]
+        assert recorder.seen == []
     finally:
         stop_gateway(gw)
 

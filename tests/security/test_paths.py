@@ -31,6 +31,8 @@ from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as ol_p
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc as ol_grpc
 from apt_model.runtime.settings import secrets_dir
 from apt_model.runtime.testing import wait_job
+from apt_model.store import Store
+from apt_model.testing import make_tiny_model
 from apt_model.trust import PathPolicy
 from gateway.testing import start_gateway, stop_gateway
 
@@ -150,6 +152,41 @@ def test_no_field_writes_a_host_path(armed, host, tmp_path):
     assert not outside.exists() and list(site.iterdir()) == []
 
 
+def test_outputs_never_replace_what_they_did_not_make(armed):
+    """An Ollama export into a folder something else made, and a file:// upload over a file
+    with other bytes, are ALREADY_EXISTS; what was there is unchanged. Re-running into what
+    the operation itself made is fine."""
+    gw, _ = armed
+    home = Path(gw.settings.home)
+    store = Store(home)
+    if not store.exists("models", "tiny-out"):
+        make_tiny_model(store, "tiny-out", vocab_size=320)
+    ch = user_channel(gw)
+    taken = home / "exports" / "taken"
+    taken.mkdir(parents=True, exist_ok=True)
+    (taken / "model.gguf").write_bytes(b"not made by an ollama export")
+    err = rpc_error(lambda: ol_grpc.OllamaExportStub(ch).StartExport(
+        ol_pb.ExportRequest(name="tiny-out", output_dir="taken", skip_verify=True), timeout=30))
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and "not made by an Ollama export" in err.details()
+    assert (taken / "model.gguf").read_bytes() == b"not made by an ollama export"
+
+    cs = cs_grpc.CloudStorageStub(ch)
+    source, dest = store.model("tiny-out").path / "config.json", home / "exports" / "cs-dest"
+
+    def upload():
+        job = cs.StartUpload(cs_pb.UploadRequest(paths=[str(source)], destination=f"file://{dest}"), timeout=30)
+        return wait_job(ch, job.id, timeout=60)
+
+    assert upload().state == job_pb2.JOB_STATE_SUCCEEDED
+    assert upload().state == job_pb2.JOB_STATE_SUCCEEDED  # the same bytes again: nothing to replace
+    (copy,) = [p for p in dest.rglob("config.json")]
+    copy.write_text('{"someone": "else"}')
+    done = upload()
+    assert done.state == job_pb2.JOB_STATE_FAILED and done.error.code == "ALREADY_EXISTS", done
+    assert copy.read_text() == '{"someone": "else"}'
+    assert not [p.name for p in copy.parent.iterdir() if p.name.startswith(".part-")]
+
+
 def test_no_operation_tells_whether_a_path_exists(armed, host):
     """The answer for a missing file and for an existing one is the same refusal."""
     gw, _ = armed
@@ -186,6 +223,32 @@ def test_links_inside_a_data_root_do_not_lead_out(rooted, host):
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "escape" in err.details()
     assert not (root / "out").exists()
     assert_no_leak(gw, err.details())
+
+
+def test_links_in_a_named_folder_do_not_lead_out(rooted, host):
+    """HF import of a local folder and LoadDataset of a folder read every file in it: a link
+    among them leading out of the folder fails the job (PERMISSION_DENIED) before it is read."""
+    gw, root = rooted
+    gw.app.registry.install("huggingface-integration")
+    model, data = root / "model", root / "ds"
+    model.mkdir()
+    (model / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}')
+    os.symlink(host.root / "notes" / "passwords.txt", model / "tokenizer.json")
+    data.mkdir()
+    (data / "a.txt").write_text("fine text\n")
+    os.symlink(host.root / "notes" / "passwords.txt", data / "b.txt")
+    before = host.snapshot(gw.settings.home / "models", gw.settings.home / "datasets")
+    ch = user_channel(gw)
+    hf = hf_grpc.HuggingFaceStub(ch)
+    starts = [lambda: hf.StartImportModel(hf_pb.ImportModelRequest(source=str(model), name="linked"), timeout=60),
+              lambda: hf.StartLoadDataset(hf_pb.LoadDatasetRequest(source=str(data), name="linked", format="text"),
+                                          timeout=60)]
+    for start in starts:
+        done = wait_job(ch, start().id, timeout=120)
+        assert done.state == job_pb2.JOB_STATE_FAILED and done.error.code == "PERMISSION_DENIED", done
+        assert "link leading out" in done.error.message
+        assert_no_leak(gw, done.error.message, str(done.result))
+    assert host.snapshot(gw.settings.home / "models", gw.settings.home / "datasets") == before
 
 
 def test_a_data_root_is_usable(rooted):
@@ -228,4 +291,13 @@ def test_policy_units(tmp_path):
     assert not wide.allows(str(tmp_path / ".home-secrets" / "admin_token"))
     closed = PathPolicy.create(home)
     assert not closed.allows(str(root / "a.txt"))
+    # mounted secrets and the kernel's views stay closed even under a root of "/"
+    (root / "mounted").mkdir()
+    env = {"APT_DATA_ROOTS": "/", "APT_TOKEN_FILE": str(root / "mounted" / "token"),
+           "CLOUD_STORAGE_SECRETS_DIR": str(root / "cloud"), "AWS_SHARED_CREDENTIALS_FILE": str(root / "aws")}
+    everything = PathPolicy.from_env(home, env)
+    assert everything.allows(str(root / "a.txt"))
+    for secret in (root / "mounted" / "token", root / "cloud" / "key", root / "aws", Path("/proc/self/environ"),
+                   Path("/sys/kernel"), Path("/dev/mem")):
+        assert not everything.allows(str(secret)), secret
     assert SECRET  # the planted secret exists for the battery above

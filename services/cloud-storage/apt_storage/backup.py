@@ -43,7 +43,7 @@ def run_backup(store: Store, config: StorageConfig, spec: BackupSpec, ctx: JobLi
         items = [UploadItem(f"{base}/{FILES}/{rel}", entry.path / rel, f["size"], f["sha256"])
                  for rel, f in sorted(files.items())]
         progress = TransferProgress(ctx, draft.size_bytes, "upload")
-        backend.upload(items, progress)
+        backend.upload(items, progress, replace=resumed)  # a resumed tag's files are this backup's own
         progress.finish()
         ctx.check_cancelled()
         # last: only now is the backup complete (and listed as such)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from apt_model import errors
@@ -21,10 +22,18 @@ def parse_kind(kind: str, default: str = "model") -> str:
     return KINDS[kind]
 
 
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
 def transfer_options(endpoint_url: str = "", region: str = "", part_size: int = 0,
                      concurrency: int = 0, commit_message: str = "") -> TransferOptions:
     if endpoint_url and not endpoint_url.startswith(("http://", "https://")):
-        raise errors.InvalidArgument(f"endpoint_url {endpoint_url!r} must start with http:// or https://.")
+        raise errors.InvalidArgument(f"endpoint_url {endpoint_url!r} must start with http:// or https://.",
+                                     field="endpoint_url")
+    if region and not _REGION.fullmatch(region):
+        # OSS and S3 build the host name from it: "evil.example/x?" would send signed requests elsewhere
+        raise errors.InvalidArgument(f"region {region!r} is not a region name (e.g. cn-hangzhou, us-east-1: "
+                                     "lowercase letters, digits and '-').", field="region")
     if part_size and not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
         raise errors.InvalidArgument(
             f"part_size {part_size} is out of range: use {MIN_PART_SIZE} (5 MiB) to {MAX_PART_SIZE} (5 GiB).")

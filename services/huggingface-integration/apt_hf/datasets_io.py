@@ -17,7 +17,7 @@ from pathlib import Path
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import META_FILE, Store, validate_name
-from apt_model.trust import PathPolicy
+from apt_model.trust import PathPolicy, check_contained
 
 from apt_hf.hubs import ModelHub, check_repo_id
 
@@ -182,6 +182,8 @@ def run_load_dataset(store: Store, hub: ModelHub | None, spec: DatasetSpec, ctx:
         path = snap.folder
         source = {"hub": snap.hub, "repo_id": spec.source, "revision": spec.revision, "commit_sha": snap.commit_sha}
     fmt, files = data_files(path, spec.format)
+    if spec.is_local:  # the caller named the folder; a link in it may not lead elsewhere
+        check_contained(path if path.is_dir() else path.parent, files, "dataset source")
     ctx.check_cancelled()
     ctx.report(progress=0.5, stage="read", message=f"reading {len(files)} {fmt} file(s)")
     scratch = store.root / ".scratch"

@@ -22,7 +22,7 @@ from pathlib import Path
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store, validate_name
-from apt_model.trust import PathPolicy
+from apt_model.trust import PathPolicy, check_contained
 
 from apt_hf import checkpoint as ckpt
 from apt_hf.hubs import ModelHub, Snapshot, check_repo_id
@@ -171,6 +171,8 @@ def run_import(store: Store, hub: ModelHub | None, spec: ImportSpec, ctx: JobCon
     check_target_free(store, spec)
     ctx.report(progress=0.0, stage="resolve", message=f"resolving {spec.source}")
     snap = fetch_weights(spec, hub, meta or resolve_source(spec, hub), ctx)
+    if spec.is_local:  # the caller named the folder; a link in it may not lead elsewhere
+        check_contained(snap.folder, snap.folder.iterdir(), "source folder")
     ctx.check_cancelled()
     source = {"hub": snap.hub, "repo_id": snap.repo_id, "revision": snap.revision, "commit_sha": snap.commit_sha}
     with store.create("models", spec.name, operation="hf-import", overwrite=spec.overwrite,

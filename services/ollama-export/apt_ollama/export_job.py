@@ -86,6 +86,9 @@ class _Span:
         self._ctx.warn(text)
 
 
+EXPORT_MARKER = ".apt-ollama-export"   # in every folder an Ollama export wrote (holds the model's name)
+
+
 def exports_root(store: Store) -> Path:
     return store.root / "exports"
 
@@ -116,11 +119,31 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _claim_folder(out: Path) -> Path:
+    """The export folder, new, empty or made by an earlier Ollama export: a re-export replaces
+    what an export wrote there, never what something else put in a folder (an HF export, ...)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir()
+    except FileExistsError:
+        check_export_folder(out)
+    return out
+
+
+def check_export_folder(out: Path) -> None:
+    """ALREADY_EXISTS unless ``out`` is new, empty, or holds an earlier Ollama export (its marker)."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir() or (not (out / EXPORT_MARKER).is_file() and any(out.iterdir())):
+        raise errors.AlreadyExists(
+            f"APT_HOME/exports/{out.name} exists and was not made by an Ollama export; nothing in it "
+            "was touched. Choose another output_dir.")
+
+
 def run_export(store: Store, spec: ExportSpec, ctx) -> dict:
     """The job's work: returns the JSON result (paths, sizes, verification, Ollama outcome)."""
     folder = store.model(spec.name).path
-    out = exports_root(store) / spec.output_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out = _claim_folder(exports_root(store) / spec.output_dir)
     gguf_path = out / GGUF_FILE
     mf = make_modelfile(store, spec.name, system=spec.system, parameters=spec.parameters,
                         num_ctx=spec.num_ctx, warn=ctx.warn)
@@ -132,6 +155,7 @@ def run_export(store: Store, spec: ExportSpec, ctx) -> dict:
         info = gguf_export.convert(folder, staged, spec.outtype, _Span(ctx, 0.0, 0.6), model_name=spec.name)
         verification = _verify(folder, staged, spec, ctx)
         _write_text_atomic(out / "Modelfile", mf.text())
+        _write_text_atomic(out / EXPORT_MARKER, f"{spec.name}\n")  # the folder is an Ollama export's now
         os.replace(staged, gguf_path)
         fsync_dir(out)
     finally:

@@ -175,12 +175,10 @@ def convert(folder: Path, dest: Path, outtype: str, progress: Progress, *, model
         fsync_dir(dest.parent)
     except OSError as exc:
         _discard(writer, tmp)
-        if exc.errno in errors.DISK_FULL_ERRNOS:
-            raise errors.ResourceExhausted(
-                f"Writing {dest.name} failed: {os.strerror(exc.errno)} in {dest.parent}. "
-                "Free disk space (the file needs about the model's size) and export again."
-            ) from exc
-        raise errors.Unavailable(f"Writing {dest} failed ({exc}); nothing was left behind.") from exc
+        if (full := errors.disk_full(exc, need=f"{dest.name} needs about the model's size")) is not None:
+            raise full from exc
+        raise errors.Unavailable(f"Writing {dest.name} failed ({os.strerror(exc.errno or 0)}); "
+                                 "nothing was left behind.") from exc
     except BaseException:
         _discard(writer, tmp)
         raise

@@ -10,7 +10,7 @@ from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_ollama.checkpoint import read_json
-from apt_ollama.export_job import ExportSpec, make_modelfile, run_export
+from apt_ollama.export_job import ExportSpec, check_export_folder, exports_root, make_modelfile, run_export
 
 START_EXPORT = "/apt.plugins.ollama_export.v1.OllamaExport/StartExport"
 
@@ -28,6 +28,7 @@ class OllamaExportServicer(ollama_export_pb2_grpc.OllamaExportServicer):
         config = read_json(self.store.model(spec.name).path / "config.json", "this is not a Hugging Face model folder")
         limits.check_dimensions(config, f"The config of model {spec.name!r}")
         make_modelfile(self.store, spec.name, system=spec.system, parameters=spec.parameters, num_ctx=spec.num_ctx)
+        check_export_folder(exports_root(self.store) / spec.output_dir)  # again when the job claims it
         if self.jobs.busy_with("export_dir", spec.output_dir):
             raise errors.FailedPrecondition(
                 f"An export into {spec.output_dir!r} is already running; wait for it or choose another output_dir.")

@@ -17,7 +17,7 @@ from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
 from apt_model.runtime.jobs_grpc import job_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 
-from apt_ollama.export_job import ExportSpec, run_export
+from apt_ollama.export_job import EXPORT_MARKER, ExportSpec, run_export
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def test_export_q8_0_is_verified_and_ready_for_ollama(service, store):
     assert result["command"] == f"cd {out} && ollama create llama-tiny -f Modelfile"
     text = (out / "Modelfile").read_text()
     assert "FROM ./model.gguf" in text and "PARAMETER num_ctx 128" in text and "temperature 0.5" in text
-    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "model.gguf"]
+    assert sorted(p.name for p in out.iterdir()) == [EXPORT_MARKER, "Modelfile", "model.gguf"]
     assert gguf.GGUFReader(out / "model.gguf").fields["general.file_type"].contents() == 7
 
 
@@ -135,5 +135,5 @@ def test_a_gguf_that_fails_verification_is_not_kept(store, llama_model, recorder
     with pytest.raises(errors.DataLoss, match="does not reproduce the model"):
         run_export(store, spec, recorder)
     out = store.root / "exports" / "guarded"
-    assert sorted(p.name for p in out.iterdir()) == ["Modelfile", "model.gguf"]  # no staged leftovers
+    assert sorted(p.name for p in out.iterdir()) == [EXPORT_MARKER, "Modelfile", "model.gguf"]  # no staged leftovers
     assert (out / "model.gguf").read_bytes() == before  # the verified export survives

@@ -68,8 +68,12 @@ class Backend(abc.ABC):
         """Write a small object in one request (manifests)."""
 
     @abc.abstractmethod
-    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
-        """Upload files; resumable backends skip what is already there."""
+    def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
+        """Upload files; resumable backends skip what is already there. ``replace``: the keys
+        are this operation's own (a resumed backup's tag), so other bytes there are replaced;
+        without it the local backend (a host folder) refuses to replace a file with other
+        bytes. Object stores and hub repos keep their own semantics (a new object version or
+        commit) either way."""
 
     @abc.abstractmethod
     def download(self, key: str, target: Path, progress: TransferProgress) -> None:

@@ -106,7 +106,7 @@ class HfBackend(Backend):
                                                 commit_message=self.options.commit_message or f"Add {key}"),
                    f"write {key}")
 
-    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
+    def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         prefix = _common_prefix([i.key for i in items])
         remote = {f.path: f for f in self._call(lambda: self._tree(prefix), f"list {self.repo_id}")}
         todo = []

@@ -6,6 +6,7 @@ an interrupted backup resumes by skipping files already copied with the right ch
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import os
 import uuid
@@ -18,6 +19,19 @@ from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
 from apt_storage.progress import TransferProgress
 
 _CHUNK = 4 << 20
+
+
+def _place(tmp: Path, target: Path, key: str) -> None:
+    """Give the finished ``tmp`` the name ``target`` without replacing anything (a hard link
+    fails when the name exists): a file already there with the same bytes is fine (a resumed
+    or repeated copy), one with other bytes was not written by us and stays as it is."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        if target.is_symlink() or not filecmp.cmp(tmp, target, shallow=False):
+            raise errors.AlreadyExists(
+                f"{key} already exists at the destination with other content; nothing was replaced. "
+                "Choose another destination (or remove that file there).") from None
 
 
 class LocalBackend(Backend):
@@ -69,11 +83,14 @@ class LocalBackend(Backend):
         path = self._path(key)
         self._mkdir(path.parent)
         tmp = path.with_name(f".part-{uuid.uuid4().hex[:8]}-{path.name}")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            _place(tmp, path, key)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _mkdir(self, folder: Path) -> None:
         try:
@@ -81,7 +98,7 @@ class LocalBackend(Backend):
         except OSError as exc:
             raise errors.PermissionDenied(f"Cannot create {folder}: {exc.strerror}.") from exc
 
-    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
+    def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         for item in items:
             progress.check_cancelled()
             target = self._path(item.key)
@@ -104,7 +121,10 @@ class LocalBackend(Backend):
                     raise errors.DataLoss(
                         f"{item.path.name} changed since the store recorded it; run "
                         "'apt-model verify' on the model and recreate it before backing it up.")
-                os.replace(tmp, target)
+                if replace:
+                    os.replace(tmp, target)
+                else:
+                    _place(tmp, target, item.key)
             except OSError as exc:
                 raise errors.Unavailable(f"Cannot write {target}: {exc.strerror}.") from exc
             finally:

@@ -92,7 +92,7 @@ class ModelScopeBackend(Backend):
                                                 commit_message=self.options.commit_message or f"Add {key}",
                                                 disable_tqdm=True), f"write {key}")
 
-    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
+    def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         remote = {f.path: f for f in self._call(lambda: self._files(""), f"list {self.repo_id}")}
         for item in items:
             progress.check_cancelled()

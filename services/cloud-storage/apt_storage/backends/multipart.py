@@ -95,7 +95,7 @@ class MultipartBackend(Backend):
             part *= 2
         return part
 
-    def upload(self, items: list[UploadItem], progress: TransferProgress) -> None:
+    def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         for item in items:
             progress.check_cancelled()
             self._upload_one(item, progress)
