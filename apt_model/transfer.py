@@ -26,13 +26,20 @@ class FileSpec:
     sha256: str
 
 
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 1024  # per path component (every Linux file system's limit); whole path
+
+
 def check_relative_path(path: str, kind: Kind = "models") -> str:
     """A safe relative POSIX path inside an entry's folder, or InvalidArgument."""
     p = PurePosixPath(path)
-    if (not path or "\\" in path or "\x00" in path or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts)
-            or path != p.as_posix()):
+    if (not path or "\\" in path or "\x00" in path or p.is_absolute() or not p.parts
+            or any(part in ("", ".", "..") for part in p.parts) or path != p.as_posix()):
         raise errors.InvalidArgument(
             f"File path {path!r} is not a plain relative path inside the {NOUN[kind]} folder.")
+    if len(path.encode()) > MAX_PATH_BYTES or any(len(part.encode()) > MAX_NAME_BYTES for part in p.parts):
+        raise errors.InvalidArgument(
+            f"File path {path[:80]!r}... is too long: at most {MAX_NAME_BYTES} bytes per name and "
+            f"{MAX_PATH_BYTES} in all.")
     if path == META_FILE:
         raise errors.InvalidArgument(f"{META_FILE} is written by the store itself; do not upload it.")
     return path

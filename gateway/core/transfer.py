@@ -47,6 +47,9 @@ def check_header(files: list[FileSpec], kind: Kind = "models") -> None:
         seen.add(f.path)
         if f.size < 0 or len(f.sha256) != 64 or any(c not in "0123456789abcdef" for c in f.sha256):
             raise errors.InvalidArgument(f"File {f.path!r}: give its size (>= 0) and lowercase hex sha256.")
+    folders = {str(parent) for f in files for parent in PurePosixPath(f.path).parents if str(parent) != "."}
+    if clash := sorted(seen & folders):
+        raise errors.InvalidArgument(f"{clash[0]!r} is listed as a file and is also the folder of another file.")
     total = sum(f.size for f in files)
     if total > MAX_UPLOAD_BYTES:
         raise errors.ResourceExhausted(f"The upload is {total} bytes; the limit is {MAX_UPLOAD_BYTES}.")
