@@ -330,6 +330,38 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):,.2f} GiB"
 
 
+def check_trainable(store, name: str, max_params: int, batch_size: int, seq_len: int, device: str = "auto",
+                    plus: int = 0, plus_what: str = "") -> None:
+    """Refuse, before a job trains model ``name``, a config out of bounds or a training step that
+    does not fit in the memory free now on the device the job will use: fp32 weights, gradients,
+    AdamW moments and one (batch_size, seq_len) micro-batch's activations
+    (``apt_model.modeling.memory``), plus ``plus`` bytes held beside it (a teacher's weights)."""
+    from apt_model.modeling.io import pick_device, read_config
+    from apt_model.modeling.memory import fused_loss_applies, training_estimate
+
+    entry = store.model(name)
+    try:
+        raw = read_config(entry.path)
+    except errors.FailedPrecondition:
+        return
+    config, count = checked_config(raw, max_params, f"The config of model {name!r}")
+    need = training_estimate(config.to_dict(), count.total, batch_size, seq_len, fused_loss_applies(config))
+    check_memory(sum(need.values()) + plus, pick_device(device),
+                 f"Training {name!r} ({count.total:,} parameters, batch_size {batch_size}, seq_len {seq_len}"
+                 f"{plus_what})", "lower batch_size or seq_len, use a smaller model, or wait for other jobs to finish")
+
+
+def fp32_bytes(store, name: str, max_params: int) -> int:
+    """fp32 bytes of model ``name``'s weights, counted from its config (0 when it has none)."""
+    from apt_model.modeling.io import read_config
+
+    try:
+        raw = read_config(store.model(name).path)
+    except errors.FailedPrecondition:
+        return 0
+    return 4 * checked_config(raw, max_params, f"The config of model {name!r}")[1].total
+
+
 def check_loadable(store, name: str, max_params: int) -> None:
     """Refuse, before a job loads model ``name``, a config out of bounds or weights (fp32) that do
     not fit in the memory free now. A missing or unreadable config builds nothing: the loader

@@ -20,6 +20,7 @@ from apt_model import errors
 from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.loss import can_fuse, causal_lm_loss
+from apt_model.modeling.memory import fused_loss_applies, training_estimate
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
 from apt_model.modeling.schedule import warmup_cosine
@@ -30,7 +31,6 @@ from apt_model.store import Store, validate_name
 from gateway.core import checkpoint as ckpts
 from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
-from gateway.core.size import fused_loss_applies, training_estimate
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
 REPORT_SECONDS = 0.5  # progress updates at most this often

@@ -11,7 +11,8 @@ from apt_model.modeling.io import load_model
 from apt_model.testing import make_tiny_model
 from gateway.core.debug import debug_model
 from gateway.core.inspect import list_models, model_info
-from gateway.core.size import activation_bytes, model_size
+from apt_model.modeling.memory import activation_bytes
+from gateway.core.size import model_size
 
 
 def test_info(store, tiny):

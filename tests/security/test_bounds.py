@@ -293,3 +293,38 @@ def test_free_memory_needs_no_psutil():
     assert out.returncode == 0, out.stderr
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0 < int(out.stdout) <= total
+
+
+def test_plugins_refuse_training_steps_memory_cannot_hold(attack_gateway, core):
+    """Pruning with recovery and HF fine-tuning count a training step (weights, gradients, AdamW
+    moments, one micro-batch's activations) against free memory before a job builds anything."""
+    from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2 as hf_pb
+    from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc as hf_grpc
+    from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pr_pb
+    from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc as pr_grpc
+
+    for name in ("model-pruning", "huggingface-integration"):
+        attack_gateway.app.registry.install(name)
+    with Store(attack_gateway.settings.home).create("datasets", "words", operation="test", overwrite=True) as tmp:
+        (tmp / "words.txt").write_text("plain words for training\n" * 200)
+    ch = user_channel(attack_gateway)
+    from apt_model.gen.apt.common.v1 import job_pb2
+    from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+
+    def every_job() -> int:  # the gateway's and every plugin's
+        return len(plugin_pb2_grpc.JobsStub(ch).ListJobs(job_pb2.ListJobsRequest(), timeout=30).jobs)
+
+    jobs_before = every_job()
+    calls = {
+        "prune with recovery": lambda: pr_grpc.PruningStub(ch).StartPrune(pr_pb.PruneRequest(
+            name="fine", strategy="magnitude", ratio=0.5, recovery_steps=10, recovery_dataset="words",
+            batch_size=1024, seq_len=32768), timeout=60),
+        "hf train": lambda: hf_grpc.HuggingFaceStub(ch).StartTrain(hf_pb.TrainRequest(
+            model="fine", dataset="words", output_name="fine-ft", batch_size=4096, seq_len=32768), timeout=60),
+    }
+    for what, call in calls.items():
+        err = rpc_error(call)
+        assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (what, err.code(), err.details())
+        assert "GiB" in err.details() and "batch_size" in err.details(), err.details()
+        assert_no_leak(attack_gateway, err.details())
+    assert every_job() == jobs_before

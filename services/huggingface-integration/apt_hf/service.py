@@ -73,7 +73,8 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
         spec = TrainSpec.from_request(request)
         self.store.model(spec.model)
         self.store.dataset(spec.dataset)
-        limits.check_loadable(self.store, spec.model, self.max_params)  # before a job builds it
+        # before a job builds it: the model and one training step must fit
+        limits.check_trainable(self.store, spec.model, self.max_params, spec.batch_size, spec.seq_len)
         if not spec.overwrite and self.store.exists("models", spec.output_name):
             raise errors.AlreadyExists(
                 f"Model {spec.output_name!r} already exists; pass overwrite or choose another output name.")

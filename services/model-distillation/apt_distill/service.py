@@ -30,6 +30,10 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
         spec = dataclasses.replace(spec, corpus_paths=self.paths.resolve_all(spec.corpus_paths, "corpus path"))
         for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
             limits.check_loadable(self.store, name, self.max_params)
+        if spec.student:  # the student trains with the teacher's weights beside it
+            limits.check_trainable(self.store, spec.student, self.max_params, spec.batch_size, spec.seq_len,
+                                   spec.device, plus=limits.fp32_bytes(self.store, spec.teacher, self.max_params),
+                                   plus_what=f", beside teacher {spec.teacher!r}'s weights")
         check_spec_against_models(self.store, spec)
         check_output_free(self.store, spec)
         snap = self.jobs.start(START_DISTILL, lambda ctx: run_distill(self.store, spec, ctx),

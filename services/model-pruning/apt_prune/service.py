@@ -24,7 +24,10 @@ class PruningServicer(pruning_pb2_grpc.PruningServicer):
     def StartPrune(self, request, context):
         spec = PruneSpec.from_request(request).with_host_paths(self.paths)
         check_models(self.store, spec)
-        limits.check_loadable(self.store, spec.name, self.max_params)  # before a job builds it
+        if spec.needs_training_text:  # lottery rounds or recovery fine-tuning: a training step must fit
+            limits.check_trainable(self.store, spec.name, self.max_params, spec.batch_size, spec.seq_len)
+        else:  # before a job builds it
+            limits.check_loadable(self.store, spec.name, self.max_params)
         check_plan(self.store, spec)
         snap = self.jobs.start(START_PRUNE, lambda ctx: run_prune(self.store, spec, ctx),
                                labels={"model": spec.name, "output": spec.output_name},
