@@ -330,21 +330,30 @@ def _gib(n: int) -> str:
     return f"{n / (1 << 30):,.2f} GiB"
 
 
+def stored_config(store, name: str, max_params: int):
+    """(config, ParamCount) of store model ``name`` once its config passed the bounds, or None
+    when it has no readable config (the loader reports that in its own words; nothing is built)."""
+    from apt_model.modeling.io import read_config
+
+    try:
+        raw = read_config(store.model(name).path)
+    except errors.FailedPrecondition:
+        return None
+    return checked_config(raw, max_params, f"The config of model {name!r}")
+
+
 def check_trainable(store, name: str, max_params: int, batch_size: int, seq_len: int, device: str = "auto",
                     plus: int = 0, plus_what: str = "") -> None:
     """Refuse, before a job trains model ``name``, a config out of bounds or a training step that
     does not fit in the memory free now on the device the job will use: fp32 weights, gradients,
     AdamW moments and one (batch_size, seq_len) micro-batch's activations
     (``apt_model.modeling.memory``), plus ``plus`` bytes held beside it (a teacher's weights)."""
-    from apt_model.modeling.io import pick_device, read_config
+    from apt_model.modeling.io import pick_device
     from apt_model.modeling.memory import fused_loss_applies, training_estimate
 
-    entry = store.model(name)
-    try:
-        raw = read_config(entry.path)
-    except errors.FailedPrecondition:
+    if (found := stored_config(store, name, max_params)) is None:
         return
-    config, count = checked_config(raw, max_params, f"The config of model {name!r}")
+    config, count = found
     need = training_estimate(config.to_dict(), count.total, batch_size, seq_len, fused_loss_applies(config))
     check_memory(sum(need.values()) + plus, pick_device(device),
                  f"Training {name!r} ({count.total:,} parameters, batch_size {batch_size}, seq_len {seq_len}"
@@ -353,26 +362,16 @@ def check_trainable(store, name: str, max_params: int, batch_size: int, seq_len:
 
 def fp32_bytes(store, name: str, max_params: int) -> int:
     """fp32 bytes of model ``name``'s weights, counted from its config (0 when it has none)."""
-    from apt_model.modeling.io import read_config
-
-    try:
-        raw = read_config(store.model(name).path)
-    except errors.FailedPrecondition:
-        return 0
-    return 4 * checked_config(raw, max_params, f"The config of model {name!r}")[1].total
+    found = stored_config(store, name, max_params)
+    return 4 * found[1].total if found else 0
 
 
 def check_loadable(store, name: str, max_params: int) -> None:
     """Refuse, before a job loads model ``name``, a config out of bounds or weights (fp32) that do
     not fit in the memory free now. A missing or unreadable config builds nothing: the loader
     reports it in its own words."""
-    from apt_model.modeling.io import read_config
-
-    entry = store.model(name)
-    try:
-        raw = read_config(entry.path)
-    except errors.FailedPrecondition:
+    if (found := stored_config(store, name, max_params)) is None:
         return
-    _, count = checked_config(raw, max_params, f"The config of model {name!r}")
+    count = found[1]
     check_memory(4 * count.total, "cpu", f"Loading {name!r} ({count.total:,} parameters, fp32)",
-                        "free memory (finish other jobs) or use a smaller model")
+                 "free memory (finish other jobs) or use a smaller model")

@@ -24,7 +24,7 @@ from apt_model.trust import EndpointPolicy
 from apt_model import errors
 from gateway.testing import start_gateway, stop_gateway
 
-from .conftest import assert_no_leak, rpc_error, user_channel
+from .conftest import Host, assert_no_leak, rpc_error, user_channel
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIDPLANTEDKEYID0001", "AWS_SECRET_ACCESS_KEY": "planted-aws-secret-0001",
                "HF_TOKEN": "hf_planted_token_0001", "OSS_ACCESS_KEY_ID": "oss-planted-id-0001",
@@ -97,6 +97,8 @@ def plugins_with_credentials(monkeypatch):
 def test_caller_endpoints_are_refused_by_default(tmp_path, recorder, plugins_with_credentials):
     gw = plugins_with_credentials(start_gateway(tmp_path / "home"))
     try:
+        store = Host(tmp_path / "home" / "models")  # the entries (and exports) the calls could write
+        before = store.snapshot(tmp_path / "home" / "datasets", tmp_path / "home" / "exports")
         seen = []
         for field, call in _caller_endpoint_calls(user_channel(gw), recorder.url).items():
             err = rpc_error(call)
@@ -105,6 +107,7 @@ def test_caller_endpoints_are_refused_by_default(tmp_path, recorder, plugins_wit
             seen.append(err.details())
         assert recorder.seen == []
         assert_no_leak(gw, *seen)
+        assert store.snapshot(tmp_path / "home" / "datasets", tmp_path / "home" / "exports") == before
     finally:
         stop_gateway(gw)
 
