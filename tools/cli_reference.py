@@ -16,8 +16,11 @@ def walk(parser: argparse.ArgumentParser, path: list[str]):
     yield path, parser
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            seen = set()
             for name, sub in action.choices.items():
-                yield from walk(sub, [*path, name])
+                if id(sub) not in seen:  # an alias maps to the same parser: documented once
+                    seen.add(id(sub))
+                    yield from walk(sub, [*path, name])
 
 
 def main() -> None:

@@ -256,7 +256,9 @@ def examples_text(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str]):
-    """A subcommand's parser with the global options, its help as description and its examples."""
-    return sub.add_parser(name, parents=[common], help=help, description=help,
+def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str],
+               aliases: tuple[str, ...] = ()):
+    """A subcommand's parser with the global options, its help as description and its examples;
+    ``aliases``: other spellings of the command (a plugin's own name, e.g. cloud-storage)."""
+    return sub.add_parser(name, parents=[common], help=help, description=help, aliases=list(aliases),
                           epilog=examples_text(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -85,3 +85,13 @@ def test_a_closed_pipe_ends_quietly(gateway, args):
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+
+
+@pytest.mark.parametrize("alias, name", [("huggingface", "hf"), ("huggingface-integration", "hf"),
+                                         ("cloud-storage", "storage"), ("ollama-export", "ollama"),
+                                         ("model-pruning", "prune"), ("model-distillation", "distill")])
+def test_plugin_names_and_the_original_spellings_are_aliases(alias, name):
+    """`apt-model huggingface import ...`, `apt-model cloud-storage upload ...`: the same commands."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices and name in a.choices)
+    assert sub.choices[alias] is sub.choices[name]
