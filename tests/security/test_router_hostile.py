@@ -19,7 +19,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -27,16 +26,10 @@ import pytest
 
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
-from gateway.testing import Gateway, start_gateway, stop_gateway
+from gateway.hostile import ATTACK_STREAMS, CALLERS, MODEL, ROUNDS, Attacker, Callers, MiB, auth, own_channel, p99
+from gateway.testing import start_gateway, stop_gateway
 
-MiB = 1 << 20
-MODEL = "big"
 MODEL_BYTES = 16 * MiB   # per stream, more than apt-router's 8 MiB upstream stream window before the fix
-ATTACK_STREAMS = 5       # of each kind: DownloadModel and Echo.Artifact
-CALLERS = 16
-ROUNDS = 25              # per caller and phase: one GetStatus and one Echo each
-CALL_TIMEOUT = 3.0       # s, each victim call's deadline
-PHASE_BUDGET = 20.0      # s, a phase stops early past this (the unfixed router hangs calls)
 GRACE = 2.0              # s, APT_GRACE_SECONDS of the gateway under test
 # A 2-core machine shared with other jobs: a p99 is allowed 1.5x its unloaded value or
 # +50 ms, whichever is larger, so that scheduling noise alone does not fail the test. The
@@ -73,104 +66,6 @@ def echo_gateway(tmp_path):
     stop_gateway(gw)
 
 
-def _own_channel(gw: Gateway, *options) -> grpc.Channel:
-    """A channel with its own TCP connection (grpc shares connections between equal channels)."""
-    return grpc.insecure_channel(gw.address, options=[("grpc.use_local_subchannel_pool", 1), *options])
-
-
-def _auth(token: str) -> list[tuple[str, str]]:
-    return [("authorization", f"Bearer {token}")] if token else []
-
-
-class Attacker:
-    """Opens server streams and never reads them. Its channel advertises small receive windows
-    (no BDP probing, no read-ahead), so the data it does not read backs up into apt-router."""
-
-    def __init__(self, gw: Gateway, downloads: int = ATTACK_STREAMS, artifacts: int = ATTACK_STREAMS):
-        self.channel = _own_channel(gw, ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 0),
-                                    ("grpc.max_receive_message_length", 64 * MiB))
-        md = _auth(gw.settings.token)
-        core = gateway_pb2_grpc.CoreStub(self.channel)
-        echo = echo_pb2_grpc.EchoStub(self.channel)
-        self.downloads = [core.DownloadModel(gateway_pb2.DownloadModelRequest(name=MODEL), metadata=md, timeout=60)
-                          for _ in range(downloads)]
-        self.artifacts = [echo.Artifact(echo_pb2.ArtifactRequest(total_bytes=256 * MiB, chunk_bytes=MiB),
-                                        metadata=md, timeout=60) for _ in range(artifacts)]
-        for call in self.calls:
-            call.initial_metadata()  # every stream is running (headers are not messages)
-        time.sleep(1.5)  # their first messages fill every window between the servers and the attacker
-
-    @property
-    def calls(self) -> list:
-        return [*self.downloads, *self.artifacts]
-
-    def leave(self) -> None:
-        """Cancel every stream: a cancelled download ends in the gateway too (its handler holds
-        no thread while the caller does not read; see CoreServicer._download)."""
-        for call in self.calls:
-            call.cancel()
-        self.channel.close()
-
-
-class Callers:
-    """CALLERS other users, each on its own connection, timing GetStatus (control plane) and
-    Echo (relayed to the plugin)."""
-
-    def __init__(self, gw: Gateway):
-        md = _auth(gw.settings.token)
-        self.channels = [_own_channel(gw) for _ in range(CALLERS)]
-        self.calls = []
-        for ch in self.channels:
-            core, echo = gateway_pb2_grpc.CoreStub(ch), echo_pb2_grpc.EchoStub(ch)
-            self.calls.append({
-                "GetStatus": lambda core=core: core.GetStatus(gateway_pb2.GetStatusRequest(), metadata=md,
-                                                              timeout=CALL_TIMEOUT),
-                "Echo": lambda echo=echo: echo.Echo(echo_pb2.EchoRequest(text="hi"), metadata=md,
-                                                    timeout=CALL_TIMEOUT)})
-        for calls in self.calls:  # connect (and warm up) outside the timed phases
-            for call in calls.values():
-                call()
-
-    def measure(self) -> tuple[dict[str, list[float]], list[str]]:
-        """Every caller makes ROUNDS rounds at once; the latencies (s) by method, and the errors."""
-        latencies: dict[str, list[float]] = {"GetStatus": [], "Echo": []}
-        failures: list[str] = []
-        lock = threading.Lock()
-        stop_at = time.monotonic() + PHASE_BUDGET
-
-        def caller(calls):
-            for _ in range(ROUNDS):
-                for name, call in calls.items():
-                    if time.monotonic() > stop_at:
-                        return
-                    t0 = time.perf_counter()
-                    try:
-                        call()
-                    except grpc.RpcError as exc:
-                        with lock:
-                            failures.append(f"{name}: {exc.code().name} {exc.details()}")
-                        continue
-                    with lock:
-                        latencies[name].append(time.perf_counter() - t0)
-
-        threads = [threading.Thread(target=caller, args=(calls,), name=f"caller-{i}")
-                   for i, calls in enumerate(self.calls)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(PHASE_BUDGET + CALL_TIMEOUT + 5)
-        return latencies, failures
-
-    def close(self) -> None:
-        for ch in self.channels:
-            ch.close()
-
-
-def _p99(samples: list[float]) -> float:
-    s = sorted(samples)
-    return s[min(len(s) - 1, int(0.99 * len(s)))]
-
-
 def test_unread_streams_do_not_slow_other_callers(hostile_gateway):
     gw = hostile_gateway
     callers = Callers(gw)
@@ -187,16 +82,16 @@ def test_unread_streams_do_not_slow_other_callers(hostile_gateway):
         callers.close()
     assert _threads_waiting_on_a_write(seconds=5) == 0, "cancelled downloads left gateway threads blocked"
 
-    report = {m: (round(_p99(base[m]) * 1000, 1), round(_p99(loaded[m]) * 1000, 1) if loaded[m] else None)
+    report = {m: (round(p99(base[m]) * 1000, 1), round(p99(loaded[m]) * 1000, 1) if loaded[m] else None)
               for m in base}
     print(f"p99 ms (unloaded, with {2 * ATTACK_STREAMS} unread streams open): {report}")
     assert not failures, f"{len(failures)} calls failed while the attacker held its streams: {failures[:3]}"
     for method, samples in loaded.items():
         assert len(samples) == CALLERS * ROUNDS, f"{method}: only {len(samples)} calls finished in time"
-        limit = max(RATIO * _p99(base[method]), _p99(base[method]) + FLOOR)
-        assert _p99(samples) <= limit, (
-            f"{method} p99 {_p99(samples) * 1000:.1f} ms with unread streams open, over {limit * 1000:.1f} ms "
-            f"(unloaded p99 {_p99(base[method]) * 1000:.1f} ms)")
+        limit = max(RATIO * p99(base[method]), p99(base[method]) + FLOOR)
+        assert p99(samples) <= limit, (
+            f"{method} p99 {p99(samples) * 1000:.1f} ms with unread streams open, over {limit * 1000:.1f} ms "
+            f"(unloaded p99 {p99(base[method]) * 1000:.1f} ms)")
 
 
 def _threads_waiting_on_a_write(seconds: float) -> int:
@@ -233,8 +128,8 @@ NOT_URIS = [b"/not a path", b"/apt.plugins.\xff\xfe/\x80"]
 def test_malformed_paths_are_unimplemented_and_the_router_keeps_serving(hostile_gateway, with_token):
     gw = hostile_gateway
     router = gw.app.dataplane._proc
-    md = _auth(gw.settings.token if with_token else "")
-    with _own_channel(gw) as ch:
+    md = auth(gw.settings.token if with_token else "")
+    with own_channel(gw) as ch:
         for path in MALFORMED_PATHS:
             with pytest.raises(grpc.RpcError) as err:
                 ch.unary_unary(path)(b"", metadata=md, timeout=5)
@@ -242,9 +137,9 @@ def test_malformed_paths_are_unimplemented_and_the_router_keeps_serving(hostile_
     for path in NOT_URIS:
         assert _raw_request(gw.app.port, path) in (RST_STREAM, GOAWAY), path
     assert router.poll() is None and gw.app.dataplane._proc is router, "apt-router died"
-    with _own_channel(gw) as ch:
+    with own_channel(gw) as ch:
         reply = echo_pb2_grpc.EchoStub(ch).Echo(echo_pb2.EchoRequest(text="still here"),
-                                                metadata=_auth(gw.settings.token), timeout=10)
+                                                metadata=auth(gw.settings.token), timeout=10)
     assert reply.text == "still here"
 
 
@@ -334,7 +229,7 @@ def test_sigterm_ends_the_gateway_process_within_grace_while_downloads_are_unrea
         channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[
             ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 0), ("grpc.max_receive_message_length", 64 * MiB)])
         core = gateway_pb2_grpc.CoreStub(channel)
-        calls = [core.DownloadModel(gateway_pb2.DownloadModelRequest(name=MODEL), metadata=_auth(token), timeout=60)
+        calls = [core.DownloadModel(gateway_pb2.DownloadModelRequest(name=MODEL), metadata=auth(token), timeout=60)
                  for _ in range(ATTACK_STREAMS)]
         for call in calls:
             call.initial_metadata()
