@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from common import machine, median, percentile, save, verdict  # noqa: E402
+from common import machine, median, percentile, save, stop_local_plugins, verdict  # noqa: E402
 
 from apt_model.client import connect  # noqa: E402
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
@@ -110,7 +110,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
         for h in (home, home_py):
-            _stop_plugins(h)
+            stop_local_plugins(h)
 
     print(f"machine: {machine()}")
     print("paths: direct = to the plugin; gateway = through apt-router (default); python = APT_ROUTER=python")
@@ -131,18 +131,6 @@ def main() -> None:
           f"ratio {ratio:.2f}x (target >= 0.85x) {verdict(ratio, 0.85, True)}"
           f"   [python router: {streams['python']:.0f} MiB/s, {result['ratios']['stream_python_router']:.2f}x]")
     print(f"written {save('gateway', result)}")
-
-
-def _stop_plugins(home: Path) -> None:
-    import json
-    import signal
-
-    for state in (home / "gateway" / "local").glob("*.json"):
-        for rec in json.loads(state.read_text()).get("replicas", []):
-            try:
-                os.killpg(rec["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import statistics
 from pathlib import Path
 
@@ -49,3 +50,14 @@ def save(topic: str, data: dict) -> Path:
 def verdict(value: float, target: float, higher_is_better: bool) -> str:
     ok = value >= target if higher_is_better else value <= target
     return "PASS" if ok else "MISS"
+
+
+def stop_local_plugins(home: Path) -> None:
+    """SIGTERM the plugin processes a gateway's local deployer started under ``home`` (the
+    gateway process was terminated; its plugins run in their own process groups)."""
+    for state in (home / "gateway" / "local").glob("*.json"):
+        for rec in json.loads(state.read_text()).get("replicas", []):
+            try:
+                os.killpg(rec["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass

@@ -22,6 +22,7 @@ from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import validate_name
 from apt_model.trust import PathPolicy
 from gateway.core import debug, evaluate, inspect, size, train, transfer
+from gateway.core.readcache import ReadCache
 
 SERVICE = "/apt.gateway.v1.Core/"
 
@@ -165,6 +166,7 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         self.started = time.time()
         self._uploads = asyncio.Semaphore(self.settings.max_uploads)  # bound to the server's loop on first use
         self._writers = ThreadPoolExecutor(self.settings.max_uploads, thread_name_prefix="upload")
+        self.reads = ReadCache(self.store)  # info/list answers while their files are unchanged
 
     # -- helpers ---------------------------------------------------------------------------
     def _refuse_if_busy(self, kind: str, name: str, action: str) -> None:
@@ -221,7 +223,20 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             jobs_active=sum(1 for j in self.jobs.list() if not j.state.done),
             torch_version=torch.__version__, cuda_available=torch.cuda.is_available())
 
-    def GetModelInfo(self, request, context):
+    async def GetModelInfo(self, request, context):
+        return await self._read(("info", request.name, request.training_log),
+                                lambda: self.reads.entry_version("models", request.name),
+                                lambda: self._model_info(request))
+
+    async def _read(self, question: tuple, version, compute):
+        """A kept answer straight from the event loop (a few stat calls, no thread hop); a new
+        one is computed on a worker thread."""
+        at = version()
+        if (kept := self.reads.kept(question, at)) is not None:
+            return kept
+        return await asyncio.to_thread(self.reads.answer, question, at, compute)
+
+    def _model_info(self, request) -> pb.ModelInfo:
         info = inspect.model_info(self.store, request.name)
         return pb.ModelInfo(
             name=info["name"], architecture=info["architecture"], model_type=info["model_type"],
@@ -231,9 +246,13 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             metrics=info["metrics"], created=info["created"], size_bytes=info["size_bytes"],
             training_log=_log_summary(self.store, request.name) if request.training_log else None)
 
-    def ListModels(self, request, context):
-        rows = inspect.list_models(self.store, request.filter, request.order_by, request.descending)
-        return pb.ListModelsResponse(models=[pb.ModelSummary(**r) for r in rows])
+    async def ListModels(self, request, context):
+        def compute() -> pb.ListModelsResponse:
+            rows = inspect.list_models(self.store, request.filter, request.order_by, request.descending)
+            return pb.ListModelsResponse(models=[pb.ModelSummary(**r) for r in rows])
+
+        return await self._read(("list", request.filter, request.order_by, request.descending),
+                                lambda: self.reads.listing_version("models"), compute)
 
     def GetModelSize(self, request, context):
         for name in ("batch_size", "seq_len"):
@@ -298,7 +317,7 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
 
     async def UploadModel(self, request_iterator, context):
         name = await self._receive("models", request_iterator)
-        return await asyncio.to_thread(self.GetModelInfo, pb.GetModelInfoRequest(name=name), context)
+        return await self.GetModelInfo(pb.GetModelInfoRequest(name=name), context)
 
     async def _download(self, kind, name: str, response, context):
         """Stream an entry from the event loop, reading files on a worker thread one chunk at a time.
