@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 REQS := requirements/*.txt gateway/requirements.txt services/*/requirements.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps router proto docs test test-fast bench demo demo-stop clean help
+.PHONY: venv sysdeps router client proto docs test test-fast bench demo demo-stop clean help
 help:
 	@echo "make demo    - create .venv, install, start the local stack, run a real pipeline"
 	@echo "make test    - create .venv if needed and run every test"
@@ -42,11 +42,11 @@ docs: venv
 
 # With a Docker engine, scripts/test.sh builds the images while the other tests run, then runs
 # the container tests; without one it runs everything and the container tests say they skip.
-test: venv router
+test: venv router client
 	cargo test -q --release --locked --manifest-path router/Cargo.toml
 	PY=$(PY) ./scripts/test.sh
 
-test-fast: venv router
+test-fast: venv router client
 	$(PY) -m pytest -q -ra -m "not slow and not docker"
 
 bench: venv router
@@ -64,6 +64,14 @@ router: $(ROUTER_BIN)
 $(ROUTER_BIN): router/Cargo.toml router/Cargo.lock $(wildcard router/src/*.rs)
 	@command -v cargo >/dev/null || { echo "cargo is missing: the gateway's native router (router/) needs a Rust toolchain (https://rustup.rs), or run the gateway with APT_ROUTER=python" >&2; exit 1; }
 	cargo build --release --locked --manifest-path router/Cargo.toml
+	@touch $@
+
+# A Rust (tonic) client built from proto/ alone (tests/platform/test_rust_client.py runs it);
+# protoc is grpcio-tools' (tools/protoc), so no system protoc is needed.
+CLIENT_BIN := clients/rust/target/release/apt-client
+client: $(CLIENT_BIN)
+$(CLIENT_BIN): $(STAMP) clients/rust/Cargo.toml clients/rust/Cargo.lock clients/rust/build.rs $(wildcard clients/rust/src/*.rs) $(wildcard proto/apt/*/v1/*.proto proto/apt/plugins/*/v1/*.proto)
+	PROTOC=$(CURDIR)/tools/protoc PY=$(CURDIR)/$(PY) cargo build --release --locked --manifest-path clients/rust/Cargo.toml
 	@touch $@
 
 clean:
