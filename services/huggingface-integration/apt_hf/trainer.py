@@ -124,11 +124,47 @@ def _job_callback(ctx: JobContext, started: float):
     return JobCallback()
 
 
+def _log_callback(rows: list[dict], tokens_per_step: int):
+    """training_log.jsonl's rows (apt_model.modeling.trainlog), one per optimiser step, from the
+    Trainer's own per-step logs (logging_steps=1: the step's loss, learning rate and gradient
+    norm before clipping) plus the per-block gradient norms, read just before the optimiser
+    steps; the evaluation after training is the last row's val_loss."""
+    from transformers import TrainerCallback
+
+    from apt_model.modeling import trainlog
+
+    class LogCallback(TrainerCallback):
+        def __init__(self):
+            self.step_started = time.perf_counter()
+            self.blocks: list[float] | None = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.step_started = time.perf_counter()
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            step = state.global_step + 1
+            self.blocks = trainlog.block_grad_norms(model) if trainlog.wants_block_norms(step) else None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if "eval_loss" in logs and rows:
+                rows[-1]["val_loss"] = float(logs["eval_loss"])
+            if "loss" not in logs or "train_runtime" in logs or (rows and rows[-1]["step"] == state.global_step):
+                return
+            rows.append(trainlog.row(state.global_step, float(logs["loss"]), float(logs.get("learning_rate", 0.0)),
+                                     logs.get("grad_norm"), time.perf_counter() - self.step_started,
+                                     tokens_per_step, self.blocks))
+            self.blocks = None
+
+    return LogCallback()
+
+
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
     from apt_model.modeling.io import load_model, load_tokenizer, save_model
+    from apt_model.modeling.trainlog import write as write_log
 
     started = time.monotonic()
     if not spec.overwrite and store.exists("models", spec.output_name):
@@ -165,9 +201,11 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
             report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
             dataloader_num_workers=0, dataloader_pin_memory=cuda,
         )
+        log: list[dict] = []
         trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
                           eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
-                          callbacks=[_job_callback(ctx, started)])
+                          callbacks=[_job_callback(ctx, started),
+                                     _log_callback(log, spec.batch_size * spec.grad_accum * spec.seq_len)])
         trainer.remove_callback(PrinterCallback)  # logs go to the job's metrics, not the service's stdout
         before = trainer.evaluate()["eval_loss"]
         ctx.report(progress=0.05, stage="train", message=f"eval loss before {before:.4f}", eval_loss_before=before)
@@ -186,5 +224,6 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
                           overwrite=spec.overwrite, metrics=metrics,
                           parameters={**asdict(spec), "dataset": spec.dataset}) as tmp:
             save_model(trained, tokenizer, tmp)
+            write_log(tmp, log)
     return {"name": spec.output_name, "parent": spec.model, "dataset": spec.dataset, **metrics,
             "seconds": round(time.monotonic() - started, 3)}

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+import json
+import math
+
 from apt_model import errors
+from apt_model.modeling import trainlog
 from apt_model.testing import write_sample_jsonl
 
 from apt_hf.datasets_io import DatasetSpec, run_load_dataset
@@ -37,6 +41,16 @@ def test_finetune_lowers_eval_loss(model_and_data, run_job):
     assert entry.parent == "base" and entry.meta["lineage"]["operation"] == "hf-train"
     assert entry.meta["metrics"]["eval_loss"] == res["eval_loss"]
     assert entry.meta["lineage"]["parameters"]["dataset"] == "corpus"
+    # training_log.jsonl: one row per optimiser step, as core train, pruning and distillation write
+    rows = trainlog.read(entry.path)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 and r["lr"] > 0 and r["tokens_per_s"] > 0
+               for r in rows)
+    assert [r["step"] for r in rows if "block_grad_norms" in r] == [1, 10, 20, 30]
+    layers = json.loads((entry.path / "config.json").read_text())["num_hidden_layers"]
+    assert len(rows[0]["block_grad_norms"]) == layers and all(n > 0 for n in rows[0]["block_grad_norms"])
+    assert rows[-1]["val_loss"] == pytest.approx(res["eval_loss"], abs=1e-5)
+    assert trainlog.summary(rows)["steps"] == 30
 
 
 def test_train_validation(model_and_data, run_job):
