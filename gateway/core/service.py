@@ -164,6 +164,10 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
         self.app = app
         self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, app.settings, app.paths
         self.started = time.time()
+        try:  # once: looking it up scans every installed distribution (~0.6 ms a call)
+            self.version = importlib.metadata.version("apt-model")
+        except importlib.metadata.PackageNotFoundError:
+            self.version = "0.1.0+source"
         self._uploads = asyncio.Semaphore(self.settings.max_uploads)  # bound to the server's loop on first use
         self._writers = ThreadPoolExecutor(self.settings.max_uploads, thread_name_prefix="upload")
         self.reads = ReadCache(self.store)  # info/list answers while their files are unchanged
@@ -209,10 +213,7 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
     def GetStatus(self, request, context):
         import torch
 
-        try:
-            version = importlib.metadata.version("apt-model")
-        except importlib.metadata.PackageNotFoundError:
-            version = "0.1.0+source"
+        version = self.version
         installed = self.app.registry.all_installed() if hasattr(self.app, "registry") else []
         return pb.GatewayStatus(
             # where the store lives on the host is operator detail: admin callers only
