@@ -28,6 +28,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from apt_model import errors
+from apt_model.runtime import validation
 from apt_model.runtime.logs import request_id
 
 log = logging.getLogger("apt.access")
@@ -158,6 +159,7 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
         def behaviour(request, context):
             token, start = _begin(metadata, admin)
             try:
+                validation.check(request)  # the rules on the request's fields, before the servicer
                 return call(request, context)
             except BaseException as exc:  # noqa: BLE001 - the one mapping point
                 if _is_abort(exc, context):
@@ -171,6 +173,7 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
         def behaviour(request, context):
             token, start = _begin(metadata, admin)
             try:
+                validation.check(request)
                 yield from call(request, context)
             except BaseException as exc:  # noqa: BLE001
                 if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
@@ -184,6 +187,7 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
         async def behaviour(request, context):
             token, start = _begin(metadata, admin)
             try:
+                validation.check(request)
                 return await call(request, context)
             except asyncio.CancelledError:
                 raise
@@ -199,6 +203,7 @@ def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
         async def behaviour(request, context):
             token, start = _begin(metadata, admin)
             try:
+                validation.check(request)
                 async for item in call(request, context):
                     yield item
             except (asyncio.CancelledError, GeneratorExit):

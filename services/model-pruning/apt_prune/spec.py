@@ -136,14 +136,8 @@ class PruneSpec:
                 raise errors.InvalidArgument(
                     f"hidden_ratio must be a fraction strictly between 0 and 1, got {r.hidden_ratio}; "
                     "leave it 0 to use ratio.")
-        _check_range("lottery_rounds", r.lottery_rounds, 0, 20)
-        _check_range("lottery_steps", r.lottery_steps, 0, 100_000)
-        _check_range("rewind_step", r.rewind_step, 0, 100_000)
-        _check_range("recovery_steps", r.recovery_steps, 0, 1_000_000)
-        _check_range("batch_size", r.batch_size, 0, 1024)
-        _check_range("seq_len", r.seq_len, 0, 32768)
-        if r.seq_len and r.seq_len < 8:
-            raise errors.InvalidArgument(f"seq_len must be at least 8 tokens, got {r.seq_len}.")
+        # the ranges of lottery_rounds, lottery_steps, rewind_step, recovery_steps, batch_size and
+        # seq_len are rules on PruneRequest's fields (pruning.proto), checked before this runs
         round_ratio = float(r.lottery_round_ratio)
         if round_ratio and not (0.0 < round_ratio < 1.0):
             raise errors.InvalidArgument(f"lottery_round_ratio must be in (0, 1), got {round_ratio}.")
@@ -191,11 +185,6 @@ class PruneSpec:
         if self.strategy == "lottery" and self.rewind_step >= self.lottery_steps:
             raise errors.InvalidArgument(
                 f"rewind_step ({self.rewind_step}) must come before the end of a round ({self.lottery_steps} steps).")
-
-
-def _check_range(field: str, value: int, low: int, high: int) -> None:
-    if not (low <= value <= high):
-        raise errors.InvalidArgument(f"{field} must be between {low} and {high}, got {value}.")
 
 
 def _dataset(name: str) -> str:

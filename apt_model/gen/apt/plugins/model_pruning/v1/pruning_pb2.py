@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*apt/plugins/model_pruning/v1/pruning.proto\x12\x1c\x61pt.plugins.model_pruning.v1\x1a\x17\x61pt/common/v1/job.proto\"\xcd\x04\n\x0cPruneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0boutput_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\r\n\x05ratio\x18\x04 \x01(\x01\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x1b\n\x13semi_structured_2_4\x18\x06 \x01(\x08\x12\x12\n\nimportance\x18\x07 \x01(\t\x12\x1b\n\x13\x63\x61libration_dataset\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61libration_path\x18\t \x01(\t\x12\x16\n\x0elottery_rounds\x18\n \x01(\x05\x12\x15\n\rlottery_steps\x18\x0b \x01(\x05\x12\x13\n\x0brewind_step\x18\x0c \x01(\x05\x12\x16\n\x0erecovery_steps\x18\r \x01(\x05\x12\x18\n\x10recovery_dataset\x18\x0e \x01(\t\x12\x15\n\rrecovery_path\x18\x0f \x01(\t\x12\x11\n\teval_path\x18\x10 \x01(\t\x12\x13\n\x0bprune_heads\x18\x11 \x01(\x08\x12\x11\n\tprune_mlp\x18\x12 \x01(\x08\x12\x14\n\x0cprune_hidden\x18\x1a \x01(\x08\x12\x14\n\x0chidden_ratio\x18\x1b \x01(\x01\x12\x0c\n\x04seed\x18\x13 \x01(\x03\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x14\n\x0c\x65val_dataset\x18\x15 \x01(\t\x12\x1b\n\x13lottery_round_ratio\x18\x16 \x01(\x01\x12\x15\n\rlearning_rate\x18\x17 \x01(\x01\x12\x12\n\nbatch_size\x18\x18 \x01(\x05\x12\x0f\n\x07seq_len\x18\x19 \x01(\x05\"\x17\n\x15ListStrategiesRequest\"A\n\x16ListStrategiesResponse\x12\x12\n\nstrategies\x18\x01 \x03(\t\x12\x13\n\x0bimportances\x18\x02 \x03(\t2\xd4\x01\n\x07Pruning\x12L\n\nStartPrune\x12*.apt.plugins.model_pruning.v1.PruneRequest\x1a\x12.apt.common.v1.Job\x12{\n\x0eListStrategies\x12\x33.apt.plugins.model_pruning.v1.ListStrategiesRequest\x1a\x34.apt.plugins.model_pruning.v1.ListStrategiesResponseBP\n com.apt.plugins.model_pruning.v1B\x0cPruningProtoP\x01\xaa\x02\x1b\x41pt.Plugins.ModelPruning.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*apt/plugins/model_pruning/v1/pruning.proto\x12\x1c\x61pt.plugins.model_pruning.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xbd\x06\n\x0cPruneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0boutput_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12%\n\x05ratio\x18\x04 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x1b\n\x13semi_structured_2_4\x18\x06 \x01(\x08\x12\x12\n\nimportance\x18\x07 \x01(\t\x12\x1b\n\x13\x63\x61libration_dataset\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61libration_path\x18\t \x01(\t\x12.\n\x0elottery_rounds\x18\n \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x00\x34@\x12-\n\rlottery_steps\x18\x0b \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@\x12+\n\x0brewind_step\x18\x0c \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@\x12.\n\x0erecovery_steps\x18\r \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x80\x84.A\x12\x18\n\x10recovery_dataset\x18\x0e \x01(\t\x12\x15\n\rrecovery_path\x18\x0f \x01(\t\x12\x11\n\teval_path\x18\x10 \x01(\t\x12\x13\n\x0bprune_heads\x18\x11 \x01(\x08\x12\x11\n\tprune_mlp\x18\x12 \x01(\x08\x12\x14\n\x0cprune_hidden\x18\x1a \x01(\x08\x12,\n\x0chidden_ratio\x18\x1b \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12\x0c\n\x04seed\x18\x13 \x01(\x03\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x14\n\x0c\x65val_dataset\x18\x15 \x01(\t\x12\x33\n\x13lottery_round_ratio\x18\x16 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12-\n\rlearning_rate\x18\x17 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12*\n\nbatch_size\x18\x18 \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00\x90@\x12\'\n\x07seq_len\x18\x19 \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00 @\x19\x00\x00\x00\x00\x00\x00\xe0@\"\x17\n\x15ListStrategiesRequest\"A\n\x16ListStrategiesResponse\x12\x12\n\nstrategies\x18\x01 \x03(\t\x12\x13\n\x0bimportances\x18\x02 \x03(\t2\xd4\x01\n\x07Pruning\x12L\n\nStartPrune\x12*.apt.plugins.model_pruning.v1.PruneRequest\x1a\x12.apt.common.v1.Job\x12{\n\x0eListStrategies\x12\x33.apt.plugins.model_pruning.v1.ListStrategiesRequest\x1a\x34.apt.plugins.model_pruning.v1.ListStrategiesResponseBP\n com.apt.plugins.model_pruning.v1B\x0cPruningProtoP\x01\xaa\x02\x1b\x41pt.Plugins.ModelPruning.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +34,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.model_pruning.v
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n com.apt.plugins.model_pruning.v1B\014PruningProtoP\001\252\002\033Apt.Plugins.ModelPruning.V1'
-  _globals['_PRUNEREQUEST']._serialized_start=102
-  _globals['_PRUNEREQUEST']._serialized_end=691
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=693
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=716
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=718
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=783
-  _globals['_PRUNING']._serialized_start=786
-  _globals['_PRUNING']._serialized_end=998
+  _globals['_PRUNEREQUEST'].fields_by_name['ratio']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_rounds']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_rounds']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\0004@'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_steps']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_steps']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@'
+  _globals['_PRUNEREQUEST'].fields_by_name['rewind_step']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['rewind_step']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@'
+  _globals['_PRUNEREQUEST'].fields_by_name['recovery_steps']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['recovery_steps']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\200\204.A'
+  _globals['_PRUNEREQUEST'].fields_by_name['hidden_ratio']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['hidden_ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_round_ratio']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_round_ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['learning_rate']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['batch_size']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000\220@'
+  _globals['_PRUNEREQUEST'].fields_by_name['seq_len']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000 @\031\000\000\000\000\000\000\340@'
+  _globals['_PRUNEREQUEST']._serialized_start=132
+  _globals['_PRUNEREQUEST']._serialized_end=961
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=963
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=986
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=988
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=1053
+  _globals['_PRUNING']._serialized_start=1056
+  _globals['_PRUNING']._serialized_end=1268
 # @@protoc_insertion_point(module_scope)
