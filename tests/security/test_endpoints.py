@@ -20,6 +20,10 @@ from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc as
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as ol_pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc as ol_grpc
 from apt_model.client import error_details
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.runtime.testing import wait_job
+from apt_model.store import Store
+from apt_model.testing import make_tiny_model
 from apt_model.trust import EndpointPolicy
 from apt_model import errors
 from gateway.testing import start_gateway, stop_gateway
@@ -141,6 +145,22 @@ def test_credentials_go_only_to_their_endpoint(tmp_path, recorder, plugins_with_
                 cs_pb.ListBackupsRequest(destination=dest, endpoint_url=recorder.url), timeout=60))
             assert err.code() != grpc.StatusCode.OK
             answers.append(err.details())
+        # the transfer jobs open the same backends: backup, upload and restore through S3 and OSS
+        make_tiny_model(Store(gw.settings.home), "m", vocab_size=320)
+        ch = user_channel(gw)
+        heard_before = len(recorder.seen)
+        for dest in ("s3://bucket/x", "oss://bucket/x"):
+            for start in (lambda: cs.StartBackup(cs_pb.BackupRequest(name="m", destination=dest,
+                                                                    endpoint_url=recorder.url), timeout=60),
+                          lambda: cs.StartUpload(cs_pb.UploadRequest(
+                              paths=[str(Store(gw.settings.home).model("m").path / "config.json")],
+                              destination=dest, endpoint_url=recorder.url), timeout=60),
+                          lambda: cs.StartRestore(cs_pb.RestoreRequest(source=dest, name="back",
+                                                                       endpoint_url=recorder.url), timeout=60)):
+                done = wait_job(ch, start().id, timeout=120)
+                assert done.state == job_pb2.JOB_STATE_FAILED, done  # the recorder is no bucket
+                answers.append(done.error.message)
+        assert len(recorder.seen) > heard_before, "the jobs never called the allowed endpoint"
         assert recorder.seen, "the allowed endpoint was never called: the test proves nothing"
         heard = "\n".join(recorder.seen)
         for name, value in CREDENTIALS.items():
