@@ -21,6 +21,7 @@ class AptError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: str = "INTERNAL"
+    violations: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()  # fields at fault (InvalidArgument sets them)
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None):
         super().__init__(message)

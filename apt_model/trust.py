@@ -45,6 +45,12 @@ def secret_paths(env: Mapping[str, str]) -> list[str]:
     return [v for k, v in env.items() if k.endswith(_SECRET_VARIABLE) and os.path.isabs(v)]
 
 
+def _never(secrets_folder: Path, env: Mapping[str, str]) -> tuple[Path | str, ...]:
+    """What no caller may name, even inside a data root: the secrets folder, the secret files and
+    folders ``env`` names, and the kernel's folders."""
+    return (secrets_folder, *secret_paths(env), *KERNEL_FOLDERS)
+
+
 def check_contained(folder: Path | str, files: Iterable[Path | str], what: str) -> None:
     """PermissionDenied when one of ``files``, found inside a caller-named ``folder`` that was
     allowed, is a link leading out of it: the folder was allowed, not what its links point at."""
@@ -76,15 +82,14 @@ class PathPolicy:
 
         roots = [r for r in env.get(ROOTS_SETTING, "").split(os.pathsep) if r]
         configured = env.get("APT_SECRETS_DIR")
-        return cls.create(home, roots, (secrets_dir(home, Path(configured) if configured else None),
-                                        *secret_paths(env), *KERNEL_FOLDERS))
+        return cls.create(home, roots, _never(secrets_dir(home, Path(configured) if configured else None), env))
 
     @classmethod
     def from_settings(cls, settings) -> "PathPolicy":
         from apt_model.runtime.settings import secrets_dir
 
-        return cls.create(settings.home, settings.data_roots, (secrets_dir(settings.home, settings.secrets_dir),
-                                                               *secret_paths(os.environ), *KERNEL_FOLDERS))
+        return cls.create(settings.home, settings.data_roots,
+                          _never(secrets_dir(settings.home, settings.secrets_dir), os.environ))
 
     def allows(self, raw: str, write: bool = False) -> bool:
         real = os.path.realpath(raw)

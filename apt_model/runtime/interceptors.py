@@ -95,7 +95,7 @@ class AuthPolicy:
                 "default the folder .<APT_HOME name>-secrets beside APT_HOME).")
 
 
-def error_details(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None,
+def status_with_details(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None,
                   violations=()) -> status_pb2.Status:
     """The ``google.rpc.Status`` of an error answer: ``ErrorInfo`` (reason, domain, metadata),
     ``RequestInfo`` (this call's request id) and, for fields at fault, ``BadRequest``."""
@@ -118,14 +118,14 @@ def _status_for(context, exc: BaseException, method: str) -> tuple[grpc.StatusCo
     """The status ``exc`` maps to; sets the trailing metadata (standard details and the two
     plain trailers) of typed and unknown errors, logs unknown ones."""
     if isinstance(exc, errors.AptError):
-        status = error_details(exc.code, exc.message, exc.reason, exc.metadata, getattr(exc, "violations", ()))
+        status = status_with_details(exc.code, exc.message, exc.reason, exc.metadata, exc.violations)
         _set_error_trailers(context, status, exc.reason)
         return exc.code, exc.message
     if isinstance(exc, grpc.RpcError) and hasattr(exc, "code"):
         return exc.code(), exc.details() or ""
     log.error("unhandled error in %s", method, exc_info=exc, extra={"method": method})
     message = f"Internal error ({type(exc).__name__}). Request id {request_id.get()}; the service log has the details."
-    _set_error_trailers(context, error_details(grpc.StatusCode.INTERNAL, message, "INTERNAL"), "INTERNAL")
+    _set_error_trailers(context, status_with_details(grpc.StatusCode.INTERNAL, message, "INTERNAL"), "INTERNAL")
     return grpc.StatusCode.INTERNAL, message
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any
 
 from apt_model.store import META_FILE, NAME_RE, Kind, Store
 
@@ -68,12 +68,9 @@ class ReadCache:
             self._answers.move_to_end(question)
             return hit[1]
 
-    def answer(self, question: tuple, version: Version | None, compute: Callable[[], Any]) -> Any:
-        """The answer to ``question`` computed at ``version``, or ``compute()`` now (errors are
-        never kept: an entry that does not exist is asked again)."""
-        if (value := self.kept(question, version)) is not None:
-            return value
-        value = compute()
+    def keep(self, question: tuple, version: Version | None, value: Any) -> Any:
+        """Keep ``value`` as the answer to ``question`` at ``version`` (nothing is kept for an
+        entry that does not exist: it is asked again); returns it."""
         if version is not None:
             with self._lock:
                 self._answers[question] = (version, value)

@@ -213,11 +213,10 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
     def GetStatus(self, request, context):
         import torch
 
-        version = self.version
         installed = self.app.registry.all_installed() if hasattr(self.app, "registry") else []
         return pb.GatewayStatus(
             # where the store lives on the host is operator detail: admin callers only
-            version=version, apt_home=str(self.store.root) if caller_is_admin() else "",
+            version=self.version, apt_home=str(self.store.root) if caller_is_admin() else "",
             deployer=self.settings.deployer,
             uptime_seconds=time.time() - self.started, plugins_installed=len(installed),
             plugins_healthy=sum(1 for i in installed if i.healthy_endpoints()),
@@ -226,16 +225,14 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
 
     async def GetModelInfo(self, request, context):
         return await self._read(("info", request.name, request.training_log),
-                                lambda: self.reads.entry_version("models", request.name),
-                                lambda: self._model_info(request))
+                                self.reads.entry_version("models", request.name), lambda: self._model_info(request))
 
     async def _read(self, question: tuple, version, compute):
-        """A kept answer straight from the event loop (a few stat calls, no thread hop); a new
-        one is computed on a worker thread."""
-        at = version()
-        if (kept := self.reads.kept(question, at)) is not None:
+        """A kept answer straight from the event loop (its version costs a few stat calls, no
+        thread hop); a new one is computed on a worker thread and kept at ``version``."""
+        if (kept := self.reads.kept(question, version)) is not None:
             return kept
-        return await asyncio.to_thread(self.reads.answer, question, at, compute)
+        return self.reads.keep(question, version, await asyncio.to_thread(compute))
 
     def _model_info(self, request) -> pb.ModelInfo:
         info = inspect.model_info(self.store, request.name)
@@ -253,7 +250,7 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
             return pb.ListModelsResponse(models=[pb.ModelSummary(**r) for r in rows])
 
         return await self._read(("list", request.filter, request.order_by, request.descending),
-                                lambda: self.reads.listing_version("models"), compute)
+                                self.reads.listing_version("models"), compute)
 
     def GetModelSize(self, request, context):
         for name in ("batch_size", "seq_len"):

@@ -163,8 +163,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
+    from apt_model.modeling import trainlog
     from apt_model.modeling.io import load_model, load_tokenizer, save_model
-    from apt_model.modeling.trainlog import write as write_log
 
     started = time.monotonic()
     if not spec.overwrite and store.exists("models", spec.output_name):
@@ -224,6 +224,6 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
                           overwrite=spec.overwrite, metrics=metrics,
                           parameters={**asdict(spec), "dataset": spec.dataset}) as tmp:
             save_model(trained, tokenizer, tmp)
-            write_log(tmp, log)
+            trainlog.write(tmp, log)
     return {"name": spec.output_name, "parent": spec.model, "dataset": spec.dataset, **metrics,
             "seconds": round(time.monotonic() - started, 3)}

@@ -132,9 +132,8 @@ def _claim_folder(out: Path) -> Path:
 
 def check_export_folder(out: Path) -> None:
     """ALREADY_EXISTS unless ``out`` is new, empty, or holds an earlier Ollama export (its marker)."""
-    if not out.exists() and not out.is_symlink():
-        return
-    if out.is_symlink() or not out.is_dir() or (not (out / EXPORT_MARKER).is_file() and any(out.iterdir())):
+    if out.is_symlink() or (out.exists() and (not out.is_dir() or (
+            not (out / EXPORT_MARKER).is_file() and any(out.iterdir())))):
         raise errors.AlreadyExists(
             f"APT_HOME/exports/{out.name} exists and was not made by an Ollama export; nothing in it "
             "was touched. Choose another output_dir.")
