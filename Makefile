@@ -23,13 +23,18 @@ sysdeps:
 
 # llama.cpp (ollama-export's verification) is built for a portable x86-64 baseline: built for
 # the build machine ("native") it enables AMX on Xeons that have it, and its q8_0 decode then
-# crashes the test process (seen: a Xeon with amx_int8, llama-cpp-python 0.3.36).
+# crashes the test process (seen: a Xeon with amx_int8, llama-cpp-python 0.3.36). It is built
+# first and without pip's cache: pip keys the wheels it builds by the source archive alone, not by
+# CMAKE_ARGS, so a machine whose cache holds a native build would install that one again (CI
+# crashed that way once). The other requirements then find it installed.
+LLAMA_CPP := $(shell grep -E '^llama-cpp-python==' services/ollama-export/requirements-verify.txt)
 venv: $(STAMP)
 $(STAMP): $(REQS) pyproject.toml
 	@$(MAKE) --no-print-directory sysdeps
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel setuptools
-	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(PIP) install -r requirements/dev.txt
+	CMAKE_ARGS="$${CMAKE_ARGS:--DGGML_NATIVE=OFF}" $(PIP) install --no-cache-dir "$(LLAMA_CPP)"
+	$(PIP) install -r requirements/dev.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

@@ -16,6 +16,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
+def pytest_runtest_logstart(nodeid, location):
+    """With APT_TEST_TRACE set (scripts/test.sh), the test that runs now is named in that file, so
+    a crash that kills the whole process (a signal in native code) can be pinned on a test."""
+    trace = os.environ.get("APT_TEST_TRACE")
+    if trace:
+        Path(trace).write_text(nodeid + "\n")
+
+
 def pytest_unconfigure(config):
     """A test run must end when its tests end. The interpreter joins every non-daemon thread at
     exit, and every thread-pool worker, daemon or not, so one handler left blocked by an in-process server

@@ -9,9 +9,21 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 
+# A crash in native code kills pytest before it can report; name the test that was running.
+export APT_TEST_TRACE=${APT_TEST_TRACE:-$PWD/.apt/running-test}
+mkdir -p "$(dirname "$APT_TEST_TRACE")"
+crashed() {  # $1: pytest's exit status
+    if [ "$1" -gt 128 ]; then
+        echo "!! pytest was killed by signal $(($1 - 128)) while running: $(cat "$APT_TEST_TRACE" 2>/dev/null)"
+    fi
+}
+
 if ! docker info >/dev/null 2>&1; then
     echo ">> no Docker engine answers: the container tests are SKIPPED (the summary lists them)"
-    exec "$PY" -m pytest -q -ra "$@"
+    "$PY" -m pytest -q -ra "$@"
+    rc=$?
+    crashed $rc
+    exit $rc
 fi
 
 mkdir -p .apt
@@ -24,6 +36,7 @@ start=$SECONDS
 
 "$PY" -m pytest -q -ra -m "not docker" "$@"
 first=$?
+crashed $first
 
 echo ">> waiting for the image build ($((SECONDS - start)) s so far)"
 if wait $builder; then
@@ -37,4 +50,5 @@ trap - EXIT
 
 "$PY" -m pytest -q -ra -m docker "$@"
 second=$?
+crashed $second
 exit $((first != 0 ? first : second))
