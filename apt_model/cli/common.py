@@ -259,6 +259,6 @@ def examples_text(*lines: str) -> str:
 def new_parser(sub, name: str, common: argparse.ArgumentParser, help: str, examples: list[str],
                aliases: tuple[str, ...] = ()):
     """A subcommand's parser with the global options, its help as description and its examples;
-    ``aliases``: other spellings of the command (a plugin's own name, e.g. cloud-storage)."""
+    ``aliases``: other spellings of the command (e.g. huggingface for hf)."""
     return sub.add_parser(name, parents=[common], help=help, description=help, aliases=list(aliases),
                           epilog=examples_text(*examples), formatter_class=argparse.RawDescriptionHelpFormatter)

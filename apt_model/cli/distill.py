@@ -35,7 +35,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                    ["apt-model distill teacher --student-layers 2 --output student --corpus data.txt",
                     "apt-model distill teacher --student-size tiny --strategy response --strategy feature "
                     "--layer-map 0:1,1:3 --output s2 --dataset corpus",
-                    "apt-model distill teacher --student other --strategy relation --relation token --output s3"], aliases=("model-distillation",))
+                    "apt-model distill teacher --student other --strategy relation --relation token --output s3"])
     p.add_argument("teacher", help="store model used as the frozen teacher")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--student", default="", help="a store model as the student")

@@ -21,7 +21,7 @@ def _local_or_repo(text: str) -> str:
 def register(sub, common: argparse.ArgumentParser) -> None:
     hf = new_parser(sub, "hf", common, "Hugging Face Hub / ModelScope import, export, push, datasets, Trainer",
                     ["apt-model hf import Qwen/Qwen2.5-0.5B --name qwen", "apt-model hf push mymodel me/mymodel --private"],
-                    aliases=("huggingface", "huggingface-integration"))
+                    aliases=("huggingface",))
     hs = hf.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     p = new_parser(hs, "import", common, "import a causal LM from a hub repo or a local HF folder",

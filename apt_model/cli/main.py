@@ -11,10 +11,13 @@ import importlib.util
 import os
 import sys
 import textwrap
+from pathlib import Path
 
 import grpc
 
+from apt_model import errors
 from apt_model.client import error_details
+from apt_model.cli import generic
 from apt_model.cli.common import (EXIT_CODES, examples_text, new_parser, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
                                   finish_job, print_table, to_dict, watch_job)
 from apt_model.gen.apt.common.v1 import job_pb2
@@ -33,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apt-model", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="APT platform: an LLM toolkit whose plugins are gRPC services behind one gateway.",
         epilog=examples_text("apt-model gateway serve", "apt-model plugin list",
-                         "apt-model plugin install model-pruning", "apt-model job list --json"),
+                             "apt-model plugin install model-pruning", "apt-model job list --json",
+                             "apt-model model-pruning --help    (any installed plugin: PLUGIN OPERATION --field value)",
+                             "apt-model model-pruning prune --name base --strategy magnitude --ratio 0.5"),
     )
     add_global_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
@@ -70,6 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                    ["apt-model plugin uninstall model-pruning"])
     u.add_argument("name")
     u.set_defaults(func=cmd_plugin_uninstall)
+
+    n = new_parser(pl_sub, "new", common, "write a new plugin folder (proto, server, tests, README) ready to install",
+                   ["apt-model plugin new word-stats --dir ~/plugins",
+                    "APT_PLUGIN_PATH=~/plugins apt-model gateway serve   # then: apt-model plugin install word-stats",
+                    "apt-model plugin new my-trainer --torch"])
+    n.add_argument("name", help="the plugin's name: lower-case words joined by '-' (e.g. word-stats)")
+    n.add_argument("--torch", action="store_true", help="a plugin that needs torch (torch base image, GPU wish)")
+    n.add_argument("--dir", default=".", help="folder to write the plugin folder into (default: here)")
+    n.set_defaults(func=cmd_plugin_new)
 
     jb = new_parser(sub, "job", common, "list, watch and cancel long-running jobs",
                     ["apt-model job list", "apt-model job watch model-pruning:3f2a9c0d1e2b4a5c"])
@@ -141,16 +155,43 @@ def cmd_plugin_describe(ctx: Ctx) -> None:
         desc = plugin_pb2_grpc.PluginStub(channel).Describe(
             plugin_pb2.DescribeRequest(), metadata=[("x-apt-plugin", info.name)], timeout=ctx.timeout or 10)
         data["description"] = to_dict(desc)
+        data["description"].pop("file_descriptor_set", None)  # bytes for programs, not for reading
     if ctx.as_json:
         emit_json(data)
         return
     print(f"{info.name} {info.version}: {info.description}\nstatus: {PLUGIN_STATUS[info.status]} ({info.status_message})")
     print("requirements: " + ", ".join(info.requirements))
-    for op in data.get("description", {}).get("operations", []):
-        print(f"\n  {op['name']}: {op.get('description', '')}")
-        for a in op.get("arguments", []):
-            req = " (required)" if a.get("required") else ""
-            print(f"    --{a['name']} <{a.get('type', 'string')}>{req} {a.get('description', '')}")
+    if info.status == gateway_pb2.PLUGIN_STATUS_INSTALLED:
+        _print_operations(info.name, desc)
+
+
+def _print_operations(plugin: str, desc) -> None:
+    """Each operation as the command that calls it, with the flags it takes (the generic CLI's)."""
+    words = generic.operation_words(desc.operations)
+    for op in desc.operations:
+        aliases = [w for w, o in words.items() if o is op and w != generic.kebab(op.name)]
+        also = f" (or {', '.join(aliases)})" if aliases else ""
+        print(f"\n  apt-model {plugin} {generic.kebab(op.name)}{also}: {op.description}")
+        for a in op.arguments:
+            value = "" if a.type == "bool" and not a.repeated else f" <{a.type}>"
+            req = " (required)" if a.required else ""
+            default = f" (default: {a.default_value})" if a.default_value else ""
+            print(f"    --{generic.kebab(a.name)}{value}{req} {a.description}{default}")
+
+
+def cmd_plugin_new(ctx: Ctx) -> None:
+    from apt_model.sdk import scaffold
+
+    folder = scaffold.create(Path(ctx.args.dir).expanduser(), ctx.args.name, torch=ctx.args.torch)
+    if ctx.as_json:
+        emit_json({"folder": str(folder)})
+        return
+    print(f"wrote {folder}\n"
+          f"  test it:    python -m pytest {folder / 'tests'}\n"
+          f"  install it: APT_PLUGIN_PATH={folder.parent} apt-model gateway serve, then "
+          f"apt-model plugin install {ctx.args.name}\n"
+          f"  call it:    apt-model {ctx.args.name} count-words --dataset NAME\n"
+          "  the guide:  docs/plugins.md")
 
 
 def cmd_plugin_install(ctx: Ctx) -> None:
@@ -208,10 +249,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _main(argv: list[str] | None) -> None:
-    args = build_parser().parse_args(argv)
-    ctx = Ctx(args)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    at = generic.command_index(argv)
+    plugin_call = at is not None and argv[at] not in _commands(parser)
+    args = None if plugin_call else parser.parse_args(argv)
+    ctx = Ctx(args if args is not None else generic.global_args(argv))
     try:
-        args.func(ctx)
+        if plugin_call:  # a plugin's name: its operations come from its proto, through the gateway
+            generic.run(argv, at)
+        else:
+            args.func(ctx)
     except grpc.RpcError as exc:
         text = exc.details() or str(exc)
         if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in text.lower():
@@ -228,8 +276,17 @@ def _main(argv: list[str] | None) -> None:
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.code)
+    except errors.AptError as exc:  # raised on this machine (e.g. plugin new), not by a service
+        print(f"error: {exc.code.name}: {exc.message}", file=sys.stderr)
+        sys.exit(EXIT_CODES.get(exc.code, 1))
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    """The words the static parser knows as commands (with their aliases)."""
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(sub.choices)
 
 
 if __name__ == "__main__":

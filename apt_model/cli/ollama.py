@@ -23,7 +23,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p = new_parser(sub, "ollama", common, "export store models to GGUF and Ollama (ollama-export plugin)",
                    ["apt-model ollama export mymodel --outtype q8_0",
                     "apt-model ollama export mymodel --ollama-url http://ollama:11434 --ollama-model mymodel:q8",
-                    "apt-model ollama modelfile mymodel --system 'You are terse.'"], aliases=("ollama-export",))
+                    "apt-model ollama modelfile mymodel --system 'You are terse.'"])
     ps = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     e = new_parser(ps, "export", common, "convert to GGUF, write a Modelfile, check with llama.cpp, create in Ollama",

@@ -24,7 +24,7 @@ def register(sub, common: argparse.ArgumentParser) -> None:
                     "apt-model prune base --strategy taylor --ratio 0.6 --calibration-file calib.txt",
                     "apt-model prune base --strategy lottery --ratio 0.8 --rounds 4 --round-steps 100 "
                     "--rewind-step 10 --recovery-dataset corpus",
-                    "apt-model prune strategies"], aliases=("model-pruning",))
+                    "apt-model prune strategies"])
     p.add_argument("name", help="store model to prune (never modified), or 'strategies' to list them")
     p.add_argument("--strategy", default="", help="magnitude, taylor, lottery, structured or a registered importance")
     p.add_argument("--ratio", type=float, default=0.0, help="fraction removed, in (0, 1)")

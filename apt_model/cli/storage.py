@@ -30,7 +30,7 @@ def _transfer_options(p: argparse.ArgumentParser) -> None:
 def register(sub, common: argparse.ArgumentParser) -> None:
     st = new_parser(sub, "storage", common, "back up, restore, upload and list with the cloud-storage plugin",
                     ["apt-model storage backup tiny s3://my-bucket/apt --tag v1",
-                     "apt-model storage list s3://my-bucket/apt"], aliases=("cloud-storage",))
+                     "apt-model storage list s3://my-bucket/apt"])
     st_sub = st.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     b = new_parser(st_sub, "backup", common, "back up a store model or dataset (resumes an unfinished one)",

@@ -1,1 +1,1 @@
-"""Generated from proto/ by tools/gen_proto.sh (make proto). Do not edit."""
+"""Generated from proto/ by apt_model.sdk.protogen (make proto). Do not edit."""

@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 
 from apt_model import errors
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
-from apt_model.runtime import logs
+from apt_model.runtime import contract, logs
 from apt_model.runtime.interceptors import AsyncServiceInterceptor, AuthPolicy, ServiceInterceptor
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import JobsServicer
@@ -225,9 +225,12 @@ def _service_name_of(add_fn: Callable) -> str:
 class DescribeServicer(plugin_pb2_grpc.PluginServicer):
     def __init__(self, manifest: PluginManifest):
         self.manifest = manifest
+        self._description: plugin_pb2.PluginDescription | None = None
 
     def Describe(self, request, context):
-        return describe(self.manifest)
+        if self._description is None:  # the same every time: read from the descriptors once
+            self._description = describe(self.manifest)
+        return self._description
 
 
 def _dependency(name: str, spec: str) -> plugin_pb2.Dependency:
@@ -239,20 +242,13 @@ def _dependency(name: str, spec: str) -> plugin_pb2.Dependency:
 
 
 def describe(m: PluginManifest) -> plugin_pb2.PluginDescription:
-    ops = []
-    for op in m.operations:
-        args = [plugin_pb2.Argument(
-            name=a["name"], type=a.get("type", "string"), description=a.get("description", ""),
-            required=bool(a.get("required", False)), default_value=str(a.get("default", "")),
-            choices=[str(c) for c in a.get("choices", [])],
-        ) for a in op.get("arguments", [])]
-        ops.append(plugin_pb2.Operation(name=op["name"], description=op.get("description", ""),
-                                        arguments=args, long_running=bool(op.get("long_running", False))))
+    """The plugin's catalogue entry plus its operations as its proto declares them."""
     return plugin_pb2.PluginDescription(
         name=m.name, version=m.version, description=m.description,
         required_dependencies=[_dependency(n, s) for n, s in m.requirements],
         optional_dependencies=[_dependency(n, s) for n, s in m.optional_requirements],
-        operations=ops, wants_gpu=m.wants_gpu, services=list(m.services),
+        operations=contract.operations(m.services), wants_gpu=m.wants_gpu, services=list(m.services),
+        file_descriptor_set=contract.descriptor_set(m.services).SerializeToString(deterministic=True),
     )
 
 

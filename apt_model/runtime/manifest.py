@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import yaml
 
@@ -13,7 +13,7 @@ from apt_model import errors
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KEYS = {"name", "version", "description", "available", "module", "services", "wants_gpu",
-         "imports", "operations", "optional_requirements"}
+         "imports", "optional_requirements"}
 _REQ_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-\[\]]*)\s*(.*?)\s*(#.*)?$")
 
 
@@ -62,7 +62,6 @@ class PluginManifest:
     services: tuple[str, ...]
     wants_gpu: bool
     imports: tuple[str, ...]
-    operations: tuple[dict[str, Any], ...]
     dir: Path
     requirements: tuple[tuple[str, str], ...] = field(default=())
     optional_requirements: tuple[tuple[str, str], ...] = field(default=())
@@ -77,6 +76,10 @@ class PluginManifest:
             raise errors.NotFound(f"{path} is missing: not a plugin folder.") from exc
         except yaml.YAMLError as exc:
             raise errors.FailedPrecondition(f"{path} is not valid YAML: {exc}") from exc
+        if "operations" in data:
+            raise errors.FailedPrecondition(
+                f"{path}: 'operations' is no longer read: a plugin's operations, their help and their "
+                "arguments come from its proto (comments and (apt.options.v1.rules)); remove the key.")
         unknown = set(data) - _KEYS
         if unknown:
             raise errors.FailedPrecondition(f"{path}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}.")
@@ -93,7 +96,6 @@ class PluginManifest:
             services=tuple(data.get("services", [])),
             wants_gpu=bool(data.get("wants_gpu", False)),
             imports=tuple(data.get("imports", [])),
-            operations=tuple(data.get("operations", [])),
             dir=plugin_dir,
             requirements=tuple(read_requirements(plugin_dir / "requirements.txt")),
             optional_requirements=optional,

@@ -1,7 +1,11 @@
-"""plugin.yaml and the proto say the same thing (issue 16: 133 `arguments` entries that no test
-kept in step with the request messages). Until the manifests are derived from the descriptors,
-this holds them equal: every operation is a method of the plugin's service, and an available
-plugin documents exactly its request's fields, each with the type the field has."""
+"""The proto is the one source of a plugin's operations (issue 16).
+
+Describe, the generic CLI's flags and their help are derived from the descriptors
+(apt_model.runtime.contract); plugin.yaml no longer lists operations. These tests hold the
+proto itself to what the derived artefacts need: every operation and every request field of an
+available plugin has help, every default names itself, and the comments travel with the
+generated code (a stale ``.binpb`` would give help of an older contract).
+"""
 
 from __future__ import annotations
 
@@ -9,40 +13,100 @@ from pathlib import Path
 
 import pytest
 import yaml
-from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import FieldDescriptor as F
+from google.protobuf import descriptor_pb2, descriptor_pool
 
 import apt_model.gen.apt.gateway.v1.gateway_pb2  # noqa: F401 - registers the shared descriptors
+from apt_model import errors
+from apt_model.runtime import contract
+from apt_model.runtime.manifest import PluginManifest
 from gateway.router import load_plugin_descriptors
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((ROOT / "services").glob("*/plugin.yaml"))
-# plugin.yaml's argument types -> the proto field types they may describe
-TYPES = {"string": {(F.TYPE_STRING, False)}, "enum": {(F.TYPE_STRING, False)}, "bool": {(F.TYPE_BOOL, False)},
-         "int": {(F.TYPE_INT32, False), (F.TYPE_INT64, False)}, "float": {(F.TYPE_DOUBLE, False), (F.TYPE_FLOAT, False)},
-         "list": {(F.TYPE_STRING, True)}, "map": {(F.TYPE_MESSAGE, True)}}
+MANIFESTS = sorted((ROOT / "services").glob("*/plugin.yaml")) + [ROOT / "tests/plugins/echo/plugin.yaml"]
+AVAILABLE = [m for m in MANIFESTS if yaml.safe_load(m.read_text()).get("available")]
 
 
-def _service(spec: dict):
+def _services(manifest: Path) -> list[str]:
     load_plugin_descriptors()
-    (name,) = spec["services"]
-    return descriptor_pool.Default().FindServiceByName(name)
+    return yaml.safe_load(manifest.read_text())["services"]
+
+
+@pytest.mark.parametrize("manifest", AVAILABLE, ids=lambda p: p.parent.name)
+def test_every_operation_and_argument_of_an_available_plugin_has_help(manifest):
+    missing = []
+    for op in contract.operations(_services(manifest)):
+        missing += [op.name] * (not op.description)
+        missing += [f"{op.name}.{a.name}" for a in op.arguments if not a.description]
+    assert not missing, f"{manifest.parent.name}: no comment in the .proto for {missing}"
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.parent.name)
-def test_manifest_matches_the_proto(manifest):
-    spec = yaml.safe_load(manifest.read_text())
-    service = _service(spec)
-    for op in spec.get("operations", []):
-        method = service.methods_by_name.get(op["name"])
-        assert method is not None, f"{manifest}: operation {op['name']} is no method of {service.full_name}"
-        fields = method.input_type.fields_by_name
-        args = {a["name"]: a for a in op.get("arguments", [])}
-        assert set(args) <= set(fields), f"{op['name']}: not fields of the request: {sorted(set(args) - set(fields))}"
-        if not spec.get("available"):
-            continue  # not built yet: documented when it is (this test then asks for every field)
-        assert set(fields) <= set(args), f"{op['name']}: fields plugin.yaml does not document: {sorted(set(fields) - set(args))}"
-        for name, arg in args.items():
-            kind = (fields[name].type, fields[name].is_repeated)
-            assert kind in TYPES.get(arg.get("type", "string"), set()), (
-                f"{op['name']}.{name}: plugin.yaml says {arg.get('type')!r}, the proto field is {kind}")
+def test_operations_are_exactly_the_service_methods(manifest):
+    services = _services(manifest)
+    ops = contract.operations(services)
+    methods = [m for s in services for m in descriptor_pool.Default().FindServiceByName(s).methods]
+    assert [o.name for o in ops] == [m.name for m in methods]
+    for op, method in zip(ops, methods):
+        assert [a.name for a in op.arguments] == [f.name for f in method.input_type.fields]
+        assert op.long_running == (method.output_type.full_name == "apt.common.v1.Job")
+
+
+def test_rules_and_help_come_from_the_proto():
+    load_plugin_descriptors()
+    (prune,) = [o for o in contract.operations(["apt.plugins.model_pruning.v1.Pruning"]) if o.name == "StartPrune"]
+    args = {a.name: a for a in prune.arguments}
+    assert prune.long_running and prune.request_type == "apt.plugins.model_pruning.v1.PruneRequest"
+    assert args["ratio"].required and args["ratio"].rules.greater_than == 0 and args["ratio"].rules.less_than == 1
+    assert args["scope"].choices == ["global", "layer"] and args["scope"].default_value == "global"
+    # a comment over two lines is one help text
+    assert args["prune_hidden"].description.endswith("projections and LM head")
+    (distill,) = contract.operations(["apt.plugins.model_distillation.v1.Distillation"])
+    kinds = {a.name: (a.type, a.repeated) for a in distill.arguments}
+    assert kinds["strategies"] == ("string", True) and kinds["layer_map"] == ("map", False)
+    assert kinds["temperature"] == ("float", False) and kinds["max_steps"] == ("int", False)
+
+
+def test_the_comment_files_are_those_of_the_generated_modules():
+    """Each ``.binpb`` holds the same file as its ``_pb2`` module, comments aside: make proto
+    writes both, and a hand edit or a stale copy would make the help lie."""
+    for binpb in sorted((ROOT / "apt_model/gen").rglob("*.binpb")):
+        (with_comments,) = descriptor_pb2.FileDescriptorSet.FromString(binpb.read_bytes()).file
+        assert with_comments.source_code_info.location, f"{binpb}: compiled without --include_source_info"
+        compiled = descriptor_pb2.FileDescriptorProto()
+        load_plugin_descriptors()
+        descriptor_pool.Default().FindFileByName(with_comments.name).CopyToProto(compiled)
+        with_comments.ClearField("source_code_info")
+        _clear_json_names(with_comments.message_type)  # the Python plugin leaves them out
+        for ext in with_comments.extension:
+            ext.ClearField("json_name")
+        assert with_comments == compiled, f"{binpb} differs from its generated module: run make proto"
+
+
+def _clear_json_names(messages) -> None:
+    for m in messages:
+        for f in m.field:
+            f.ClearField("json_name")
+        _clear_json_names(m.nested_type)
+
+
+def test_descriptor_set_builds_requests_without_generated_code():
+    """What Describe ships lets a client with no generated module build and encode a request."""
+    from google.protobuf import message_factory
+
+    load_plugin_descriptors()
+    pool = descriptor_pool.DescriptorPool()
+    for f in contract.descriptor_set(["apt.plugins.model_pruning.v1.Pruning"]).file:
+        pool.Add(f)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("apt.plugins.model_pruning.v1.PruneRequest"))
+    from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2
+
+    wire = cls(name="base", ratio=0.5).SerializeToString()
+    assert pruning_pb2.PruneRequest.FromString(wire) == pruning_pb2.PruneRequest(name="base", ratio=0.5)
+
+
+def test_a_manifest_listing_operations_is_refused(tmp_path):
+    folder = tmp_path / "old-style"
+    folder.mkdir()
+    (folder / "plugin.yaml").write_text("name: old-style\noperations: [{name: StartX}]\n")
+    with pytest.raises(errors.FailedPrecondition, match="come from its proto"):
+        PluginManifest.load(folder)

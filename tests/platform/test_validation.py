@@ -16,9 +16,13 @@ from apt_model.runtime import validation
 
 
 def test_rules_read_from_the_descriptors():
-    assert validation.violations(pb.PruneRequest()) == []  # zero = not given: the defaults apply
-    assert validation.violations(pb.PruneRequest(ratio=0.5, batch_size=8, seq_len=128)) == []
-    found = dict(validation.violations(pb.PruneRequest(ratio=1.5, batch_size=5000, seq_len=4, lottery_rounds=-1)))
+    given = dict(name="m", strategy="magnitude")
+    assert validation.violations(pb.PruneRequest(ratio=0.5, **given)) == []  # zero = not given: the defaults apply
+    assert validation.violations(pb.PruneRequest(ratio=0.5, batch_size=8, seq_len=128, **given)) == []
+    assert dict(validation.violations(pb.PruneRequest())) == {
+        "name": "name is required", "strategy": "strategy is required", "ratio": "ratio is required"}
+    found = dict(validation.violations(pb.PruneRequest(ratio=1.5, batch_size=5000, seq_len=4, lottery_rounds=-1,
+                                                       **given)))
     assert found == {
         "ratio": "ratio must be strictly between 0 and 1, got 1.5",
         "batch_size": "batch_size must be between 1 and 1024, got 5000",
@@ -27,7 +31,7 @@ def test_rules_read_from_the_descriptors():
     }
     assert dict(validation.violations(pb.PruneRequest(ratio=math.nan)))["ratio"] == "ratio is not a number"
     with pytest.raises(errors.InvalidArgument) as err:
-        validation.check(pb.PruneRequest(learning_rate=2.0))
+        validation.check(pb.PruneRequest(learning_rate=2.0, ratio=0.5, **given))
     assert err.value.violations == [("learning_rate", "learning_rate must be strictly between 0 and 1, got 2")]
     validation.check(b"raw bytes the router relays")  # not decoded: nothing to check
 

@@ -30,6 +30,11 @@ pub mod apt {
             tonic::include_proto!("apt.gateway.v1");
         }
     }
+    pub mod options {
+        pub mod v1 {
+            tonic::include_proto!("apt.options.v1");
+        }
+    }
     pub mod plugin {
         pub mod v1 {
             tonic::include_proto!("apt.plugin.v1");

@@ -96,3 +96,19 @@ def test_strategies_that_learn_from_text_still_say_they_need_it(gw, strategy, ne
     out = run_cli(gw, "prune", "tiny", "--strategy", strategy, "--ratio", "0.5", "--output", "never")
     assert out.returncode == 3, out.stderr  # INVALID_ARGUMENT
     assert needs in out.stderr.lower()
+
+
+def test_prune_through_the_generic_cli(gw, home, tmp_path):
+    """The same job from the command the proto makes (`apt-model model-pruning prune`): flags are
+    the request's fields in kebab case, the job is followed to its end."""
+    out = run_cli(gw, "model-pruning", "prune", "--name", "tiny", "--strategy", "magnitude", "--ratio", "0.5",
+                  "--output-name", "generic-m50", "--seq-len", "32", "--batch-size", "4", "--json",
+                  env_extra={"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"]["output"] == "generic-m50"
+    assert Store(home).model("generic-m50").path.is_dir()
+    out = run_cli(gw, "model-pruning", "prune", "--name", "tiny", "--strategy", "magnitude", "--ratio", "1.5",
+                  env_extra={"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 3 and "ratio must be strictly between 0 and 1" in out.stderr
+    assert "[fields: ratio]" in out.stderr

@@ -71,7 +71,7 @@ def test_lottery_and_recovery_steps_are_one_training_log(home):
 
 @pytest.mark.parametrize("fields, code, text", [
     ({"ratio": 1.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
-    ({"ratio": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+    ({"ratio": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "ratio is required"),  # zero = not given
     ({"ratio": -0.2}, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
     ({"strategy": "random"}, grpc.StatusCode.INVALID_ARGUMENT, "Unknown strategy"),
     ({"strategy": "structured", "ratio": 0.1}, grpc.StatusCode.INVALID_ARGUMENT, "rounds to 0"),

@@ -10,17 +10,19 @@ RULES_FIELD_NUMBER: _ClassVar[int]
 rules: _descriptor.FieldDescriptor
 
 class FieldRules(_message.Message):
-    __slots__ = ("required", "min", "max", "greater_than", "less_than", "choices")
+    __slots__ = ("required", "min", "max", "greater_than", "less_than", "choices", "default_value")
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
     GREATER_THAN_FIELD_NUMBER: _ClassVar[int]
     LESS_THAN_FIELD_NUMBER: _ClassVar[int]
     CHOICES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
     required: bool
     min: float
     max: float
     greater_than: float
     less_than: float
     choices: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, required: _Optional[bool] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., greater_than: _Optional[float] = ..., less_than: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ...) -> None: ...
+    default_value: str
+    def __init__(self, required: _Optional[bool] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., greater_than: _Optional[float] = ..., less_than: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ..., default_value: _Optional[str] = ...) -> None: ...

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pt/plugin/v1/plugin.proto\x12\rapt.plugin.v1\x1a\x17\x61pt/common/v1/job.proto\"\x11\n\x0f\x44\x65scribeRequest\"H\n\nDependency\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tspecifier\x18\x02 \x01(\t\x12\x19\n\x11installed_version\x18\x03 \x01(\t\"u\n\x08\x41rgument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x15\n\rdefault_value\x18\x05 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\"p\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x03(\x0b\x32\x17.apt.plugin.v1.Argument\x12\x14\n\x0clong_running\x18\x04 \x01(\x08\"\x8e\x02\n\x11PluginDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x38\n\x15required_dependencies\x18\x04 \x03(\x0b\x32\x19.apt.plugin.v1.Dependency\x12\x38\n\x15optional_dependencies\x18\x05 \x03(\x0b\x32\x19.apt.plugin.v1.Dependency\x12,\n\noperations\x18\x06 \x03(\x0b\x32\x18.apt.plugin.v1.Operation\x12\x11\n\twants_gpu\x18\x07 \x01(\x08\x12\x10\n\x08services\x18\x08 \x03(\t2V\n\x06Plugin\x12L\n\x08\x44\x65scribe\x12\x1e.apt.plugin.v1.DescribeRequest\x1a .apt.plugin.v1.PluginDescription2\x93\x02\n\x04Jobs\x12:\n\x06GetJob\x12\x1c.apt.common.v1.GetJobRequest\x1a\x12.apt.common.v1.Job\x12K\n\x08ListJobs\x12\x1e.apt.common.v1.ListJobsRequest\x1a\x1f.apt.common.v1.ListJobsResponse\x12@\n\tCancelJob\x12\x1f.apt.common.v1.CancelJobRequest\x1a\x12.apt.common.v1.Job\x12@\n\x08WatchJob\x12\x1e.apt.common.v1.WatchJobRequest\x1a\x12.apt.common.v1.Job0\x01\x42\x32\n\x11\x63om.apt.plugin.v1B\x0bPluginProtoP\x01\xaa\x02\rApt.Plugin.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pt/plugin/v1/plugin.proto\x12\rapt.plugin.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\x11\n\x0f\x44\x65scribeRequest\"H\n\nDependency\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tspecifier\x18\x02 \x01(\t\x12\x19\n\x11installed_version\x18\x03 \x01(\t\"\xb2\x01\n\x08\x41rgument\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12\x15\n\rdefault_value\x18\x05 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x10\n\x08repeated\x18\x07 \x01(\x08\x12)\n\x05rules\x18\x08 \x01(\x0b\x32\x1a.apt.options.v1.FieldRules\"\xe2\x01\n\tOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12*\n\targuments\x18\x03 \x03(\x0b\x32\x17.apt.plugin.v1.Argument\x12\x14\n\x0clong_running\x18\x04 \x01(\x08\x12\x14\n\x0crequest_type\x18\x05 \x01(\t\x12\x15\n\rresponse_type\x18\x06 \x01(\t\x12\x0f\n\x07service\x18\x07 \x01(\t\x12\x18\n\x10\x63lient_streaming\x18\x08 \x01(\x08\x12\x18\n\x10server_streaming\x18\t \x01(\x08\"\xab\x02\n\x11PluginDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x38\n\x15required_dependencies\x18\x04 \x03(\x0b\x32\x19.apt.plugin.v1.Dependency\x12\x38\n\x15optional_dependencies\x18\x05 \x03(\x0b\x32\x19.apt.plugin.v1.Dependency\x12,\n\noperations\x18\x06 \x03(\x0b\x32\x18.apt.plugin.v1.Operation\x12\x11\n\twants_gpu\x18\x07 \x01(\x08\x12\x10\n\x08services\x18\x08 \x03(\t\x12\x1b\n\x13\x66ile_descriptor_set\x18\t \x01(\x0c\x32V\n\x06Plugin\x12L\n\x08\x44\x65scribe\x12\x1e.apt.plugin.v1.DescribeRequest\x1a .apt.plugin.v1.PluginDescription2\x93\x02\n\x04Jobs\x12:\n\x06GetJob\x12\x1c.apt.common.v1.GetJobRequest\x1a\x12.apt.common.v1.Job\x12K\n\x08ListJobs\x12\x1e.apt.common.v1.ListJobsRequest\x1a\x1f.apt.common.v1.ListJobsResponse\x12@\n\tCancelJob\x12\x1f.apt.common.v1.CancelJobRequest\x1a\x12.apt.common.v1.Job\x12@\n\x08WatchJob\x12\x1e.apt.common.v1.WatchJobRequest\x1a\x12.apt.common.v1.Job0\x01\x42\x32\n\x11\x63om.apt.plugin.v1B\x0bPluginProtoP\x01\xaa\x02\rApt.Plugin.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +34,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugin.v1.plugin_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.apt.plugin.v1B\013PluginProtoP\001\252\002\rApt.Plugin.V1'
-  _globals['_DESCRIBEREQUEST']._serialized_start=70
-  _globals['_DESCRIBEREQUEST']._serialized_end=87
-  _globals['_DEPENDENCY']._serialized_start=89
-  _globals['_DEPENDENCY']._serialized_end=161
-  _globals['_ARGUMENT']._serialized_start=163
-  _globals['_ARGUMENT']._serialized_end=280
-  _globals['_OPERATION']._serialized_start=282
-  _globals['_OPERATION']._serialized_end=394
-  _globals['_PLUGINDESCRIPTION']._serialized_start=397
-  _globals['_PLUGINDESCRIPTION']._serialized_end=667
-  _globals['_PLUGIN']._serialized_start=669
-  _globals['_PLUGIN']._serialized_end=755
-  _globals['_JOBS']._serialized_start=758
-  _globals['_JOBS']._serialized_end=1033
+  _globals['_DESCRIBEREQUEST']._serialized_start=100
+  _globals['_DESCRIBEREQUEST']._serialized_end=117
+  _globals['_DEPENDENCY']._serialized_start=119
+  _globals['_DEPENDENCY']._serialized_end=191
+  _globals['_ARGUMENT']._serialized_start=194
+  _globals['_ARGUMENT']._serialized_end=372
+  _globals['_OPERATION']._serialized_start=375
+  _globals['_OPERATION']._serialized_end=601
+  _globals['_PLUGINDESCRIPTION']._serialized_start=604
+  _globals['_PLUGINDESCRIPTION']._serialized_end=903
+  _globals['_PLUGIN']._serialized_start=905
+  _globals['_PLUGIN']._serialized_end=991
+  _globals['_JOBS']._serialized_start=994
+  _globals['_JOBS']._serialized_end=1269
 # @@protoc_insertion_point(module_scope)

@@ -61,25 +61,29 @@ class DebuggingServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartGradientFlow(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """per-layer gradient norms over a few batches
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartActivationAnalysis(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """activation statistics per layer
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartAnomalyDetection(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """find NaN/Inf and exploding values
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportToTracker(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """write a job's metrics to TensorBoard or W&B offline
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

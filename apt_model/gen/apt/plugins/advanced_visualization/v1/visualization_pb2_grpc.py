@@ -56,19 +56,22 @@ class VisualizationServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartDashboard(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """an HTML dashboard of models and their metrics
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartAttentionMap(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """attention maps of a text
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartComparisonReport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """an HTML report comparing models
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\"\x9b\x01\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x11\n\tpart_size\x18\x07 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\"\x99\x01\n\rUploadRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\x12\x11\n\tpart_size\x18\x06 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"\xac\x01\n\x0eRestoreRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x08 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\t \x01(\x05\"k\n\x12ListBackupsRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\x8d\x01\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x08 \x01(\x03\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup2\xf4\x02\n\x0c\x43loudStorage\x12N\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\x12N\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\x12P\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBU\n com.apt.plugins.cloud_storage.v1B\x11\x43loudStorageProtoP\x01\xaa\x02\x1b\x41pt.Plugins.CloudStorage.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\x84\x02\n\rBackupRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12)\n\x04kind\x18\x02 \x01(\tB\x1b\xca\xf3\x18\x17\x32\x05model2\x07\x64\x61taset:\x05model\x12\x1b\n\x0b\x64\x65stination\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x32\n\tpart_size\x18\x07 \x01(\x03\x42\x1f\xca\xf3\x18\x1b\x11\x00\x00\x00\x00\x00\x00TA\x19\x00\x00\x00\x00\x00\x00\xf4\x41:\x07\x38\x33\x38\x38\x36\x30\x38\x12.\n\x0b\x63oncurrency\x18\x08 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00P@:\x01\x34\"\xe5\x01\n\rUploadRequest\x12\x15\n\x05paths\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x1b\n\x0b\x64\x65stination\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\x12\x32\n\tpart_size\x18\x06 \x01(\x03\x42\x1f\xca\xf3\x18\x1b\x11\x00\x00\x00\x00\x00\x00TA\x19\x00\x00\x00\x00\x00\x00\xf4\x41:\x07\x38\x33\x38\x38\x36\x30\x38\x12.\n\x0b\x63oncurrency\x18\x07 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00P@:\x01\x34\"\xe5\x01\n\x0eRestoreRequest\x12\x16\n\x06source\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\"\n\x04kind\x18\x04 \x01(\tB\x14\xca\xf3\x18\x10\x32\x05model2\x07\x64\x61taset\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x08 \x01(\t\x12.\n\x0b\x63oncurrency\x18\t \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00P@:\x01\x34\"\x89\x01\n\x12ListBackupsRequest\x12\x1b\n\x0b\x64\x65stination\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\"\n\x04kind\x18\x05 \x01(\tB\x14\xca\xf3\x18\x10\x32\x05model2\x07\x64\x61taset\"\x8d\x01\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x08 \x01(\x03\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup2\xf4\x02\n\x0c\x43loudStorage\x12N\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\x12N\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\x12P\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBU\n com.apt.plugins.cloud_storage.v1B\x11\x43loudStorageProtoP\x01\xaa\x02\x1b\x41pt.Plugins.CloudStorage.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +34,46 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.cloud_storage.v
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n com.apt.plugins.cloud_storage.v1B\021CloudStorageProtoP\001\252\002\033Apt.Plugins.CloudStorage.V1'
-  _globals['_BACKUPREQUEST']._serialized_start=108
-  _globals['_BACKUPREQUEST']._serialized_end=263
-  _globals['_UPLOADREQUEST']._serialized_start=266
-  _globals['_UPLOADREQUEST']._serialized_end=419
-  _globals['_RESTOREREQUEST']._serialized_start=422
-  _globals['_RESTOREREQUEST']._serialized_end=594
-  _globals['_LISTBACKUPSREQUEST']._serialized_start=596
-  _globals['_LISTBACKUPSREQUEST']._serialized_end=703
-  _globals['_BACKUP']._serialized_start=706
-  _globals['_BACKUP']._serialized_end=847
-  _globals['_LISTBACKUPSRESPONSE']._serialized_start=849
-  _globals['_LISTBACKUPSRESPONSE']._serialized_end=925
-  _globals['_CLOUDSTORAGE']._serialized_start=928
-  _globals['_CLOUDSTORAGE']._serialized_end=1300
+  _globals['_BACKUPREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_BACKUPREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_BACKUPREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_BACKUPREQUEST'].fields_by_name['kind']._serialized_options = b'\312\363\030\0272\005model2\007dataset:\005model'
+  _globals['_BACKUPREQUEST'].fields_by_name['destination']._loaded_options = None
+  _globals['_BACKUPREQUEST'].fields_by_name['destination']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_BACKUPREQUEST'].fields_by_name['part_size']._loaded_options = None
+  _globals['_BACKUPREQUEST'].fields_by_name['part_size']._serialized_options = b'\312\363\030\033\021\000\000\000\000\000\000TA\031\000\000\000\000\000\000\364A:\0078388608'
+  _globals['_BACKUPREQUEST'].fields_by_name['concurrency']._loaded_options = None
+  _globals['_BACKUPREQUEST'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000P@:\0014'
+  _globals['_UPLOADREQUEST'].fields_by_name['paths']._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['paths']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_UPLOADREQUEST'].fields_by_name['destination']._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['destination']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_UPLOADREQUEST'].fields_by_name['part_size']._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['part_size']._serialized_options = b'\312\363\030\033\021\000\000\000\000\000\000TA\031\000\000\000\000\000\000\364A:\0078388608'
+  _globals['_UPLOADREQUEST'].fields_by_name['concurrency']._loaded_options = None
+  _globals['_UPLOADREQUEST'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000P@:\0014'
+  _globals['_RESTOREREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_RESTOREREQUEST'].fields_by_name['source']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_RESTOREREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_RESTOREREQUEST'].fields_by_name['kind']._serialized_options = b'\312\363\030\0202\005model2\007dataset'
+  _globals['_RESTOREREQUEST'].fields_by_name['concurrency']._loaded_options = None
+  _globals['_RESTOREREQUEST'].fields_by_name['concurrency']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000P@:\0014'
+  _globals['_LISTBACKUPSREQUEST'].fields_by_name['destination']._loaded_options = None
+  _globals['_LISTBACKUPSREQUEST'].fields_by_name['destination']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_LISTBACKUPSREQUEST'].fields_by_name['kind']._loaded_options = None
+  _globals['_LISTBACKUPSREQUEST'].fields_by_name['kind']._serialized_options = b'\312\363\030\0202\005model2\007dataset'
+  _globals['_BACKUPREQUEST']._serialized_start=138
+  _globals['_BACKUPREQUEST']._serialized_end=398
+  _globals['_UPLOADREQUEST']._serialized_start=401
+  _globals['_UPLOADREQUEST']._serialized_end=630
+  _globals['_RESTOREREQUEST']._serialized_start=633
+  _globals['_RESTOREREQUEST']._serialized_end=862
+  _globals['_LISTBACKUPSREQUEST']._serialized_start=865
+  _globals['_LISTBACKUPSREQUEST']._serialized_end=1002
+  _globals['_BACKUP']._serialized_start=1005
+  _globals['_BACKUP']._serialized_end=1146
+  _globals['_LISTBACKUPSRESPONSE']._serialized_start=1148
+  _globals['_LISTBACKUPSRESPONSE']._serialized_end=1224
+  _globals['_CLOUDSTORAGE']._serialized_start=1227
+  _globals['_CLOUDSTORAGE']._serialized_end=1599
 # @@protoc_insertion_point(module_scope)

@@ -61,25 +61,29 @@ class CloudStorageServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartBackup(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Back up a store entry under <destination>/<models|datasets>/<name>/<tag>/ with a sha256 manifest written last; an unfinished backup of the same content resumes.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartUpload(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Upload files or folders readable by the service (the store's models/datasets/exports, or APT_DATA_ROOTS) to a bucket, hub repo or folder.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartRestore(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Download a backup, verify every file's sha256 and size, then add it to the store atomically (DATA_LOSS and nothing written on a mismatch).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBackups(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Backups at a destination with their names, tags, sizes, dates and whether they are complete.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -56,19 +56,22 @@ class DataProcessorsServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartProcess(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ingest and clean files into a store dataset
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CleanText(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """clean texts with a strategy
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartAugment(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """augment a store dataset
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

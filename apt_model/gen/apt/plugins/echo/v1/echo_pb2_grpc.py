@@ -75,7 +75,8 @@ class EchoServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Echo(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """the text back, with the metadata seen
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

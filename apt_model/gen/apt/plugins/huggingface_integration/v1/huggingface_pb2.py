@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n8apt/plugins/huggingface_integration/v1/huggingface.proto\x12&apt.plugins.huggingface_integration.v1\x1a\x17\x61pt/common/v1/job.proto\"d\n\x12ImportModelRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\"6\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\"y\n\x10PushModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07repo_id\x18\x02 \x01(\t\x12\x0f\n\x07private\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ommit_message\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0b\n\x03hub\x18\x06 \x01(\t\"\xc5\x01\n\x12LoadDatasetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x16\n\x0etokenizer_from\x18\x05 \x01(\t\x12\x12\n\ntext_field\x18\x06 \x01(\t\x12\x14\n\x0cpreview_rows\x18\x07 \x01(\x05\x12\x11\n\toverwrite\x18\x08 \x01(\x08\x12\x10\n\x08revision\x18\t \x01(\t\x12\x0b\n\x03hub\x18\n \x01(\t\"\x82\x02\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x0f\n\x07seq_len\x18\x05 \x01(\x05\x12\x15\n\rlearning_rate\x18\x06 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x07 \x01(\x01\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x12\n\ngrad_accum\x18\t \x01(\x05\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x15\n\reval_fraction\x18\x0b \x01(\x01\x12\x11\n\tmax_steps\x18\x0c \x01(\x05\x12\x11\n\toverwrite\x18\r \x01(\x08\x32\xf1\x03\n\x0bHuggingFace\x12\x62\n\x10StartImportModel\x12:.apt.plugins.huggingface_integration.v1.ImportModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartExportModel\x12:.apt.plugins.huggingface_integration.v1.ExportModelRequest\x1a\x12.apt.common.v1.Job\x12^\n\x0eStartPushModel\x12\x38.apt.plugins.huggingface_integration.v1.PushModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartLoadDataset\x12:.apt.plugins.huggingface_integration.v1.LoadDatasetRequest\x1a\x12.apt.common.v1.Job\x12V\n\nStartTrain\x12\x34.apt.plugins.huggingface_integration.v1.TrainRequest\x1a\x12.apt.common.v1.JobBh\n*com.apt.plugins.huggingface_integration.v1B\x10HuggingfaceProtoP\x01\xaa\x02%Apt.Plugins.HuggingfaceIntegration.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n8apt/plugins/huggingface_integration/v1/huggingface.proto\x12&apt.plugins.huggingface_integration.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xac\x01\n\x12ImportModelRequest\x12\x16\n\x06source\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x37\n\x03hub\x18\x02 \x01(\tB*\xca\xf3\x18&2\x0bhuggingface2\nmodelscope:\x0bhuggingface\x12\x1c\n\x08revision\x18\x03 \x01(\tB\n\xca\xf3\x18\x06:\x04main\x12\x14\n\x04name\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x11\n\toverwrite\x18\x05 \x01(\x08\">\n\x12\x45xportModelRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x12\n\noutput_dir\x18\x02 \x01(\t\"\xc1\x01\n\x10PushModelRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x17\n\x07repo_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0f\n\x07private\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ommit_message\x18\x04 \x01(\t\x12\x1c\n\x08revision\x18\x05 \x01(\tB\n\xca\xf3\x18\x06:\x04main\x12\x37\n\x03hub\x18\x06 \x01(\tB*\xca\xf3\x18&2\x0bhuggingface2\nmodelscope:\x0bhuggingface\"\xdc\x02\n\x12LoadDatasetRequest\x12\x16\n\x06source\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x35\n\x06\x66ormat\x18\x02 \x01(\tB%\xca\xf3\x18!2\x04json2\x05jsonl2\x03\x63sv2\x07parquet2\x04text\x12\x1a\n\x05split\x18\x03 \x01(\tB\x0b\xca\xf3\x18\x07:\x05train\x12\x14\n\x04name\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x16\n\x0etokenizer_from\x18\x05 \x01(\t\x12\x12\n\ntext_field\x18\x06 \x01(\t\x12/\n\x0cpreview_rows\x18\x07 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x00Y@:\x01\x35\x12\x11\n\toverwrite\x18\x08 \x01(\x08\x12\x1c\n\x08revision\x18\t \x01(\tB\n\xca\xf3\x18\x06:\x04main\x12\x37\n\x03hub\x18\n \x01(\tB*\xca\xf3\x18&2\x0bhuggingface2\nmodelscope:\x0bhuggingface\"\xff\x02\n\x0cTrainRequest\x12\x15\n\x05model\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x17\n\x07\x64\x61taset\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x1b\n\x0boutput_name\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x1a\n\x07seq_len\x18\x05 \x01(\x05\x42\t\xca\xf3\x18\x05:\x03\x31\x32\x38\x12#\n\rlearning_rate\x18\x06 \x01(\x01\x42\x0c\xca\xf3\x18\x08:\x06\x30.0005\x12\x19\n\x06\x65pochs\x18\x07 \x01(\x01\x42\t\xca\xf3\x18\x05:\x03\x31.0\x12\x1b\n\nbatch_size\x18\x08 \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x38\x12\x1b\n\ngrad_accum\x18\t \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x31\x12\x15\n\x04seed\x18\n \x01(\x03\x42\x07\xca\xf3\x18\x03:\x01\x30\x12\x32\n\reval_fraction\x18\x0b \x01(\x01\x42\x1b\xca\xf3\x18\x17!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xe0?:\x03\x30.1\x12\x1a\n\tmax_steps\x18\x0c \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x30\x12\x11\n\toverwrite\x18\r \x01(\x08\x32\xf1\x03\n\x0bHuggingFace\x12\x62\n\x10StartImportModel\x12:.apt.plugins.huggingface_integration.v1.ImportModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartExportModel\x12:.apt.plugins.huggingface_integration.v1.ExportModelRequest\x1a\x12.apt.common.v1.Job\x12^\n\x0eStartPushModel\x12\x38.apt.plugins.huggingface_integration.v1.PushModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartLoadDataset\x12:.apt.plugins.huggingface_integration.v1.LoadDatasetRequest\x1a\x12.apt.common.v1.Job\x12V\n\nStartTrain\x12\x34.apt.plugins.huggingface_integration.v1.TrainRequest\x1a\x12.apt.common.v1.JobBh\n*com.apt.plugins.huggingface_integration.v1B\x10HuggingfaceProtoP\x01\xaa\x02%Apt.Plugins.HuggingfaceIntegration.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +34,70 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.huggingface_int
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n*com.apt.plugins.huggingface_integration.v1B\020HuggingfaceProtoP\001\252\002%Apt.Plugins.HuggingfaceIntegration.V1'
-  _globals['_IMPORTMODELREQUEST']._serialized_start=125
-  _globals['_IMPORTMODELREQUEST']._serialized_end=225
-  _globals['_EXPORTMODELREQUEST']._serialized_start=227
-  _globals['_EXPORTMODELREQUEST']._serialized_end=281
-  _globals['_PUSHMODELREQUEST']._serialized_start=283
-  _globals['_PUSHMODELREQUEST']._serialized_end=404
-  _globals['_LOADDATASETREQUEST']._serialized_start=407
-  _globals['_LOADDATASETREQUEST']._serialized_end=604
-  _globals['_TRAINREQUEST']._serialized_start=607
-  _globals['_TRAINREQUEST']._serialized_end=865
-  _globals['_HUGGINGFACE']._serialized_start=868
-  _globals['_HUGGINGFACE']._serialized_end=1365
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['source']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['hub']._loaded_options = None
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['hub']._serialized_options = b'\312\363\030&2\013huggingface2\nmodelscope:\013huggingface'
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['revision']._loaded_options = None
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['revision']._serialized_options = b'\312\363\030\006:\004main'
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_IMPORTMODELREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_EXPORTMODELREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_EXPORTMODELREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_PUSHMODELREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PUSHMODELREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_PUSHMODELREQUEST'].fields_by_name['repo_id']._loaded_options = None
+  _globals['_PUSHMODELREQUEST'].fields_by_name['repo_id']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_PUSHMODELREQUEST'].fields_by_name['revision']._loaded_options = None
+  _globals['_PUSHMODELREQUEST'].fields_by_name['revision']._serialized_options = b'\312\363\030\006:\004main'
+  _globals['_PUSHMODELREQUEST'].fields_by_name['hub']._loaded_options = None
+  _globals['_PUSHMODELREQUEST'].fields_by_name['hub']._serialized_options = b'\312\363\030&2\013huggingface2\nmodelscope:\013huggingface'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['source']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['source']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['format']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['format']._serialized_options = b'\312\363\030!2\004json2\005jsonl2\003csv2\007parquet2\004text'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['split']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['split']._serialized_options = b'\312\363\030\007:\005train'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['preview_rows']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['preview_rows']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\000Y@:\0015'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['revision']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['revision']._serialized_options = b'\312\363\030\006:\004main'
+  _globals['_LOADDATASETREQUEST'].fields_by_name['hub']._loaded_options = None
+  _globals['_LOADDATASETREQUEST'].fields_by_name['hub']._serialized_options = b'\312\363\030&2\013huggingface2\nmodelscope:\013huggingface'
+  _globals['_TRAINREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['model']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_TRAINREQUEST'].fields_by_name['dataset']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['dataset']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_TRAINREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_TRAINREQUEST'].fields_by_name['seq_len']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\005:\003128'
+  _globals['_TRAINREQUEST'].fields_by_name['learning_rate']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\010:\0060.0005'
+  _globals['_TRAINREQUEST'].fields_by_name['epochs']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['epochs']._serialized_options = b'\312\363\030\005:\0031.0'
+  _globals['_TRAINREQUEST'].fields_by_name['batch_size']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\003:\0018'
+  _globals['_TRAINREQUEST'].fields_by_name['grad_accum']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['grad_accum']._serialized_options = b'\312\363\030\003:\0011'
+  _globals['_TRAINREQUEST'].fields_by_name['seed']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['seed']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_TRAINREQUEST'].fields_by_name['eval_fraction']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['eval_fraction']._serialized_options = b'\312\363\030\027!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\340?:\0030.1'
+  _globals['_TRAINREQUEST'].fields_by_name['max_steps']._loaded_options = None
+  _globals['_TRAINREQUEST'].fields_by_name['max_steps']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_IMPORTMODELREQUEST']._serialized_start=156
+  _globals['_IMPORTMODELREQUEST']._serialized_end=328
+  _globals['_EXPORTMODELREQUEST']._serialized_start=330
+  _globals['_EXPORTMODELREQUEST']._serialized_end=392
+  _globals['_PUSHMODELREQUEST']._serialized_start=395
+  _globals['_PUSHMODELREQUEST']._serialized_end=588
+  _globals['_LOADDATASETREQUEST']._serialized_start=591
+  _globals['_LOADDATASETREQUEST']._serialized_end=939
+  _globals['_TRAINREQUEST']._serialized_start=942
+  _globals['_TRAINREQUEST']._serialized_end=1325
+  _globals['_HUGGINGFACE']._serialized_start=1328
+  _globals['_HUGGINGFACE']._serialized_end=1825
 # @@protoc_insertion_point(module_scope)

@@ -66,31 +66,36 @@ class HuggingFaceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartImportModel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Download (or copy) a causal LM into the store with its source repo, revision and commit; .bin is converted to safetensors.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartExportModel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Write a store model as a plain HF folder (loads with AutoModelForCausalLM / AutoTokenizer) with a generated model card.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartPushModel(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Export a store model and commit it to a Hub repo (created when missing); LFS objects already on the Hub are not sent again.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartLoadDataset(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Load a hub dataset or local json/jsonl/csv/parquet/text files into the store with preview, row count, column types and token statistics.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartTrain(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Fine-tune a store model on a store dataset with the HF Trainer (packed sequences, eval split, bf16 on CUDA).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

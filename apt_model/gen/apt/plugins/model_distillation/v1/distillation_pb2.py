@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\"\xb3\x06\n\x0e\x44istillRequest\x12\x0f\n\x07teacher\x18\x01 \x01(\t\x12\x0f\n\x07student\x18\x02 \x01(\t\x12\x1b\n\x13student_preset_size\x18\x03 \x01(\t\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x13\n\x0boutput_name\x18\x05 \x01(\t\x12\x12\n\nstrategies\x18\x06 \x03(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0ckl_direction\x18\t \x01(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12\x14\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\t\x12\x10\n\x08relation\x18\r \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x0f\n\x07seq_len\x18\x10 \x01(\x05\x12\x12\n\nbatch_size\x18\x11 \x01(\x05\x12\x11\n\tmax_steps\x18\x12 \x01(\x05\x12\x15\n\rlearning_rate\x18\x13 \x01(\x01\x12\x0c\n\x04seed\x18\x14 \x01(\x03\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x12\x0e\n\x06\x64\x65vice\x18\x19 \x01(\t\x12\x12\n\neval_every\x18\x1a \x01(\x05\x12\x18\n\x10\x63heckpoint_every\x18\x1b \x01(\x05\x12\x14\n\x0cwarmup_steps\x18\x1c \x01(\x05\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_alpha2e\n\x0c\x44istillation\x12U\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.JobB_\n%com.apt.plugins.model_distillation.v1B\x11\x44istillationProtoP\x01\xaa\x02 Apt.Plugins.ModelDistillation.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xec\x08\n\x0e\x44istillRequest\x12\x17\n\x07teacher\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0f\n\x07student\x18\x02 \x01(\t\x12<\n\x13student_preset_size\x18\x03 \x01(\tB\x1f\xca\xf3\x18\x1b\x32\x04tiny2\x05small2\x04\x62\x61se2\x06medium\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x1b\n\x0boutput_name\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x1a\n\nstrategies\x18\x06 \x03(\tB\x06\xca\xf3\x18\x02\x08\x01\x12,\n\x0btemperature\x18\x07 \x01(\x01\x42\x12\xca\xf3\x18\x0e!\x00\x00\x00\x00\x00\x00\x00\x00:\x03\x31.0H\x00\x88\x01\x01\x12/\n\x05\x61lpha\x18\x08 \x01(\x01\x42\x1b\xca\xf3\x18\x17\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x00\xf0?:\x03\x30.5H\x01\x88\x01\x01\x12\x35\n\x0ckl_direction\x18\t \x01(\tB\x1f\xca\xf3\x18\x1b\x32\x07\x66orward2\x07reverse:\x07\x66orward\x12\x16\n\x05top_k\x18\n \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x30\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12,\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\tB\x16\xca\xf3\x18\x12\x32\x03mse2\x06\x63osine:\x03mse\x12-\n\x08relation\x18\r \x01(\tB\x1b\xca\xf3\x18\x17\x32\x06sample2\x05token:\x06sample\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x1a\n\x07seq_len\x18\x10 \x01(\x05\x42\t\xca\xf3\x18\x05:\x03\x31\x32\x38\x12\x1b\n\nbatch_size\x18\x11 \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x38\x12\x1c\n\tmax_steps\x18\x12 \x01(\x05\x42\t\xca\xf3\x18\x05:\x03\x32\x30\x30\x12\"\n\rlearning_rate\x18\x13 \x01(\x01\x42\x0b\xca\xf3\x18\x07:\x05\x30.001\x12\x15\n\x04seed\x18\x14 \x01(\x03\x42\x07\xca\xf3\x18\x03:\x01\x30\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x12+\n\x06\x64\x65vice\x18\x19 \x01(\tB\x1b\xca\xf3\x18\x17\x32\x04\x61uto2\x03\x63pu2\x04\x63uda:\x04\x61uto\x12\x1c\n\neval_every\x18\x1a \x01(\x05\x42\x08\xca\xf3\x18\x04:\x02\x35\x30\x12#\n\x10\x63heckpoint_every\x18\x1b \x01(\x05\x42\t\xca\xf3\x18\x05:\x03\x31\x30\x30\x12\x1d\n\x0cwarmup_steps\x18\x1c \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x30\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_alpha2e\n\x0c\x44istillation\x12U\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.JobB_\n%com.apt.plugins.model_distillation.v1B\x11\x44istillationProtoP\x01\xaa\x02 Apt.Plugins.ModelDistillation.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +38,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_options = b'8\001'
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._loaded_options = None
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_options = b'8\001'
-  _globals['_DISTILLREQUEST']._serialized_start=117
-  _globals['_DISTILLREQUEST']._serialized_end=936
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=811
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=858
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=860
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=910
-  _globals['_DISTILLATION']._serialized_start=938
-  _globals['_DISTILLATION']._serialized_end=1039
+  _globals['_DISTILLREQUEST'].fields_by_name['teacher']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['teacher']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_DISTILLREQUEST'].fields_by_name['student_preset_size']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['student_preset_size']._serialized_options = b'\312\363\030\0332\004tiny2\005small2\004base2\006medium'
+  _globals['_DISTILLREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_DISTILLREQUEST'].fields_by_name['strategies']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['strategies']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_DISTILLREQUEST'].fields_by_name['temperature']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['temperature']._serialized_options = b'\312\363\030\016!\000\000\000\000\000\000\000\000:\0031.0'
+  _globals['_DISTILLREQUEST'].fields_by_name['alpha']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['alpha']._serialized_options = b'\312\363\030\027\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\000\360?:\0030.5'
+  _globals['_DISTILLREQUEST'].fields_by_name['kl_direction']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['kl_direction']._serialized_options = b'\312\363\030\0332\007forward2\007reverse:\007forward'
+  _globals['_DISTILLREQUEST'].fields_by_name['top_k']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['top_k']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_DISTILLREQUEST'].fields_by_name['feature_loss']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['feature_loss']._serialized_options = b'\312\363\030\0222\003mse2\006cosine:\003mse'
+  _globals['_DISTILLREQUEST'].fields_by_name['relation']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['relation']._serialized_options = b'\312\363\030\0272\006sample2\005token:\006sample'
+  _globals['_DISTILLREQUEST'].fields_by_name['seq_len']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\005:\003128'
+  _globals['_DISTILLREQUEST'].fields_by_name['batch_size']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\003:\0018'
+  _globals['_DISTILLREQUEST'].fields_by_name['max_steps']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['max_steps']._serialized_options = b'\312\363\030\005:\003200'
+  _globals['_DISTILLREQUEST'].fields_by_name['learning_rate']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\007:\0050.001'
+  _globals['_DISTILLREQUEST'].fields_by_name['seed']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['seed']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_DISTILLREQUEST'].fields_by_name['device']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['device']._serialized_options = b'\312\363\030\0272\004auto2\003cpu2\004cuda:\004auto'
+  _globals['_DISTILLREQUEST'].fields_by_name['eval_every']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['eval_every']._serialized_options = b'\312\363\030\004:\00250'
+  _globals['_DISTILLREQUEST'].fields_by_name['checkpoint_every']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['checkpoint_every']._serialized_options = b'\312\363\030\005:\003100'
+  _globals['_DISTILLREQUEST'].fields_by_name['warmup_steps']._loaded_options = None
+  _globals['_DISTILLREQUEST'].fields_by_name['warmup_steps']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_DISTILLREQUEST']._serialized_start=147
+  _globals['_DISTILLREQUEST']._serialized_end=1279
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=1154
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=1201
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=1203
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=1253
+  _globals['_DISTILLATION']._serialized_start=1281
+  _globals['_DISTILLATION']._serialized_end=1382
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,7 @@ class DistillationServicer:
         """Train a student from a teacher; returns a job at once. Bad input fails this call
         (INVALID_ARGUMENT; FAILED_PRECONDITION when the vocabularies differ for response
         distillation); the job streams kd_loss, ce_loss, eval_ppl and time left.
+        Train a student from a frozen teacher; the student lands in the store with lineage and metrics.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

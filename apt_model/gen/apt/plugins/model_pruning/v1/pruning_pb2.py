@@ -26,7 +26,7 @@ from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job
 from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*apt/plugins/model_pruning/v1/pruning.proto\x12\x1c\x61pt.plugins.model_pruning.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xbd\x06\n\x0cPruneRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0boutput_name\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12%\n\x05ratio\x18\x04 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x1b\n\x13semi_structured_2_4\x18\x06 \x01(\x08\x12\x12\n\nimportance\x18\x07 \x01(\t\x12\x1b\n\x13\x63\x61libration_dataset\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61libration_path\x18\t \x01(\t\x12.\n\x0elottery_rounds\x18\n \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x00\x34@\x12-\n\rlottery_steps\x18\x0b \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@\x12+\n\x0brewind_step\x18\x0c \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@\x12.\n\x0erecovery_steps\x18\r \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x80\x84.A\x12\x18\n\x10recovery_dataset\x18\x0e \x01(\t\x12\x15\n\rrecovery_path\x18\x0f \x01(\t\x12\x11\n\teval_path\x18\x10 \x01(\t\x12\x13\n\x0bprune_heads\x18\x11 \x01(\x08\x12\x11\n\tprune_mlp\x18\x12 \x01(\x08\x12\x14\n\x0cprune_hidden\x18\x1a \x01(\x08\x12,\n\x0chidden_ratio\x18\x1b \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12\x0c\n\x04seed\x18\x13 \x01(\x03\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x14\n\x0c\x65val_dataset\x18\x15 \x01(\t\x12\x33\n\x13lottery_round_ratio\x18\x16 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12-\n\rlearning_rate\x18\x17 \x01(\x01\x42\x16\xca\xf3\x18\x12!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12*\n\nbatch_size\x18\x18 \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00\x90@\x12\'\n\x07seq_len\x18\x19 \x01(\x05\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00 @\x19\x00\x00\x00\x00\x00\x00\xe0@\"\x17\n\x15ListStrategiesRequest\"A\n\x16ListStrategiesResponse\x12\x12\n\nstrategies\x18\x01 \x03(\t\x12\x13\n\x0bimportances\x18\x02 \x03(\t2\xd4\x01\n\x07Pruning\x12L\n\nStartPrune\x12*.apt.plugins.model_pruning.v1.PruneRequest\x1a\x12.apt.common.v1.Job\x12{\n\x0eListStrategies\x12\x33.apt.plugins.model_pruning.v1.ListStrategiesRequest\x1a\x34.apt.plugins.model_pruning.v1.ListStrategiesResponseBP\n com.apt.plugins.model_pruning.v1B\x0cPruningProtoP\x01\xaa\x02\x1b\x41pt.Plugins.ModelPruning.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*apt/plugins/model_pruning/v1/pruning.proto\x12\x1c\x61pt.plugins.model_pruning.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xed\x08\n\x0cPruneRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x35\n\x0boutput_name\x18\x02 \x01(\tB \xca\xf3\x18\x1c:\x1a<name>-<strategy><percent>\x12\x18\n\x08strategy\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\'\n\x05ratio\x18\x04 \x01(\x01\x42\x18\xca\xf3\x18\x14\x08\x01!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12*\n\x05scope\x18\x05 \x01(\tB\x1b\xca\xf3\x18\x17\x32\x06global2\x05layer:\x06global\x12\x1b\n\x13semi_structured_2_4\x18\x06 \x01(\x08\x12#\n\nimportance\x18\x07 \x01(\tB\x0f\xca\xf3\x18\x0b:\tmagnitude\x12\x1b\n\x13\x63\x61libration_dataset\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61libration_path\x18\t \x01(\t\x12\x31\n\x0elottery_rounds\x18\n \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x00\x34@:\x01\x33\x12\x31\n\rlottery_steps\x18\x0b \x01(\x05\x42\x1a\xca\xf3\x18\x16\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@:\x02\x35\x30\x12.\n\x0brewind_step\x18\x0c \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00j\xf8@:\x01\x35\x12\x31\n\x0erecovery_steps\x18\r \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x80\x84.A:\x01\x30\x12\x18\n\x10recovery_dataset\x18\x0e \x01(\t\x12\x15\n\rrecovery_path\x18\x0f \x01(\t\x12;\n\teval_path\x18\x10 \x01(\tB(\xca\xf3\x18$:\"a held-out tenth of the given text\x12\x13\n\x0bprune_heads\x18\x11 \x01(\x08\x12\x11\n\tprune_mlp\x18\x12 \x01(\x08\x12\x14\n\x0cprune_hidden\x18\x1a \x01(\x08\x12\x8e\x01\n\x0chidden_ratio\x18\x1b \x01(\x01\x42x\xca\xf3\x18t!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?:`as many as make the whole model `ratio` smaller in parameters (none if heads and MLP already do)\x12\x15\n\x04seed\x18\x13 \x01(\x03\x42\x07\xca\xf3\x18\x03:\x01\x30\x12\x11\n\toverwrite\x18\x14 \x01(\x08\x12\x14\n\x0c\x65val_dataset\x18\x15 \x01(\t\x12P\n\x13lottery_round_ratio\x18\x16 \x01(\x01\x42\x33\xca\xf3\x18/!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?:\x1b\x64\x65rived from lottery_rounds\x12\x33\n\rlearning_rate\x18\x17 \x01(\x01\x42\x1c\xca\xf3\x18\x18!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?:\x04\x33\x65-4\x12-\n\nbatch_size\x18\x18 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00\x90@:\x01\x38\x12,\n\x07seq_len\x18\x19 \x01(\x05\x42\x1b\xca\xf3\x18\x17\x11\x00\x00\x00\x00\x00\x00 @\x19\x00\x00\x00\x00\x00\x00\xe0@:\x03\x31\x32\x38\"\x17\n\x15ListStrategiesRequest\"A\n\x16ListStrategiesResponse\x12\x12\n\nstrategies\x18\x01 \x03(\t\x12\x13\n\x0bimportances\x18\x02 \x03(\t2\xd4\x01\n\x07Pruning\x12L\n\nStartPrune\x12*.apt.plugins.model_pruning.v1.PruneRequest\x1a\x12.apt.common.v1.Job\x12{\n\x0eListStrategies\x12\x33.apt.plugins.model_pruning.v1.ListStrategiesRequest\x1a\x34.apt.plugins.model_pruning.v1.ListStrategiesResponseBP\n com.apt.plugins.model_pruning.v1B\x0cPruningProtoP\x01\xaa\x02\x1b\x41pt.Plugins.ModelPruning.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,32 +34,46 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.model_pruning.v
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n com.apt.plugins.model_pruning.v1B\014PruningProtoP\001\252\002\033Apt.Plugins.ModelPruning.V1'
+  _globals['_PRUNEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_PRUNEREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\034:\032<name>-<strategy><percent>'
+  _globals['_PRUNEREQUEST'].fields_by_name['strategy']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['strategy']._serialized_options = b'\312\363\030\002\010\001'
   _globals['_PRUNEREQUEST'].fields_by_name['ratio']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['ratio']._serialized_options = b'\312\363\030\024\010\001!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['scope']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['scope']._serialized_options = b'\312\363\030\0272\006global2\005layer:\006global'
+  _globals['_PRUNEREQUEST'].fields_by_name['importance']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['importance']._serialized_options = b'\312\363\030\013:\tmagnitude'
   _globals['_PRUNEREQUEST'].fields_by_name['lottery_rounds']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['lottery_rounds']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\0004@'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_rounds']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\0004@:\0013'
   _globals['_PRUNEREQUEST'].fields_by_name['lottery_steps']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['lottery_steps']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_steps']._serialized_options = b'\312\363\030\026\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@:\00250'
   _globals['_PRUNEREQUEST'].fields_by_name['rewind_step']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['rewind_step']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@'
+  _globals['_PRUNEREQUEST'].fields_by_name['rewind_step']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000j\370@:\0015'
   _globals['_PRUNEREQUEST'].fields_by_name['recovery_steps']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['recovery_steps']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000\031\000\000\000\000\200\204.A'
+  _globals['_PRUNEREQUEST'].fields_by_name['recovery_steps']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\000\000\031\000\000\000\000\200\204.A:\0010'
+  _globals['_PRUNEREQUEST'].fields_by_name['eval_path']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['eval_path']._serialized_options = b'\312\363\030$:\"a held-out tenth of the given text'
   _globals['_PRUNEREQUEST'].fields_by_name['hidden_ratio']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['hidden_ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['hidden_ratio']._serialized_options = b'\312\363\030t!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?:`as many as make the whole model `ratio` smaller in parameters (none if heads and MLP already do)'
+  _globals['_PRUNEREQUEST'].fields_by_name['seed']._loaded_options = None
+  _globals['_PRUNEREQUEST'].fields_by_name['seed']._serialized_options = b'\312\363\030\003:\0010'
   _globals['_PRUNEREQUEST'].fields_by_name['lottery_round_ratio']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['lottery_round_ratio']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['lottery_round_ratio']._serialized_options = b'\312\363\030/!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?:\033derived from lottery_rounds'
   _globals['_PRUNEREQUEST'].fields_by_name['learning_rate']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\022!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PRUNEREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\030!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?:\0043e-4'
   _globals['_PRUNEREQUEST'].fields_by_name['batch_size']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000\220@'
+  _globals['_PRUNEREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000\220@:\0018'
   _globals['_PRUNEREQUEST'].fields_by_name['seq_len']._loaded_options = None
-  _globals['_PRUNEREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000 @\031\000\000\000\000\000\000\340@'
+  _globals['_PRUNEREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\027\021\000\000\000\000\000\000 @\031\000\000\000\000\000\000\340@:\003128'
   _globals['_PRUNEREQUEST']._serialized_start=132
-  _globals['_PRUNEREQUEST']._serialized_end=961
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=963
-  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=986
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=988
-  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=1053
-  _globals['_PRUNING']._serialized_start=1056
-  _globals['_PRUNING']._serialized_end=1268
+  _globals['_PRUNEREQUEST']._serialized_end=1265
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_start=1267
+  _globals['_LISTSTRATEGIESREQUEST']._serialized_end=1290
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_start=1292
+  _globals['_LISTSTRATEGIESRESPONSE']._serialized_end=1357
+  _globals['_PRUNING']._serialized_start=1360
+  _globals['_PRUNING']._serialized_end=1572
 # @@protoc_insertion_point(module_scope)

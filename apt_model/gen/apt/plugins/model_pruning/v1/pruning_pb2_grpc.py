@@ -51,13 +51,16 @@ class PruningServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartPrune(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Prune a store model into a new one, with a report (parameters, sparsity by layer, size on
+        disk, CPU latency and perplexity before/after).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListStrategies(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The strategies and importances this service offers, registered ones included.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

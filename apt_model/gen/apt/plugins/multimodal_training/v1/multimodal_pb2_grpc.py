@@ -51,13 +51,15 @@ class MultimodalServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartCreateDataset(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """build a multimodal dataset from a manifest
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartTrain(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """train a model on a multimodal dataset
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\"\xa6\x02\n\rExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x13\n\x0bskip_verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\t \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe7\x01\n\x16\x43reateModelfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\x05 \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t2\xd0\x01\n\x0cOllamaExport\x12N\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBU\n com.apt.plugins.ollama_export.v1B\x11OllamaExportProtoP\x01\xaa\x02\x1b\x41pt.Plugins.OllamaExport.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xd2\x02\n\rExportRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12*\n\x07outtype\x18\x03 \x01(\tB\x19\xca\xf3\x18\x15\x32\x03\x66\x33\x32\x32\x03\x66\x31\x36\x32\x04q8_0:\x03\x66\x31\x36\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x13\n\x0bskip_verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x18\n\x07num_ctx\x18\t \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x30\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xf8\x01\n\x16\x43reateModelfileRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x18\n\x07num_ctx\x18\x05 \x01(\x05\x42\x07\xca\xf3\x18\x03:\x01\x30\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t2\xd0\x01\n\x0cOllamaExport\x12N\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBU\n com.apt.plugins.ollama_export.v1B\x11OllamaExportProtoP\x01\xaa\x02\x1b\x41pt.Plugins.OllamaExport.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n com.apt.plugins.ollama_export.v1B\021OllamaExportProtoP\001\252\002\033Apt.Plugins.OllamaExport.V1'
   _globals['_EXPORTREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
+  _globals['_EXPORTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_EXPORTREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_EXPORTREQUEST'].fields_by_name['outtype']._loaded_options = None
+  _globals['_EXPORTREQUEST'].fields_by_name['outtype']._serialized_options = b'\312\363\030\0252\003f322\003f162\004q8_0:\003f16'
+  _globals['_EXPORTREQUEST'].fields_by_name['num_ctx']._loaded_options = None
+  _globals['_EXPORTREQUEST'].fields_by_name['num_ctx']._serialized_options = b'\312\363\030\003:\0010'
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_EXPORTREQUEST']._serialized_start=108
-  _globals['_EXPORTREQUEST']._serialized_end=402
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=353
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=402
-  _globals['_CREATEMODELFILEREQUEST']._serialized_start=405
-  _globals['_CREATEMODELFILEREQUEST']._serialized_end=636
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=353
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=402
-  _globals['_MODELFILE']._serialized_start=638
-  _globals['_MODELFILE']._serialized_end=702
-  _globals['_OLLAMAEXPORT']._serialized_start=705
-  _globals['_OLLAMAEXPORT']._serialized_end=913
+  _globals['_CREATEMODELFILEREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CREATEMODELFILEREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_CREATEMODELFILEREQUEST'].fields_by_name['num_ctx']._loaded_options = None
+  _globals['_CREATEMODELFILEREQUEST'].fields_by_name['num_ctx']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_EXPORTREQUEST']._serialized_start=138
+  _globals['_EXPORTREQUEST']._serialized_end=476
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=427
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=476
+  _globals['_CREATEMODELFILEREQUEST']._serialized_start=479
+  _globals['_CREATEMODELFILEREQUEST']._serialized_end=727
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=427
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=476
+  _globals['_MODELFILE']._serialized_start=729
+  _globals['_MODELFILE']._serialized_end=793
+  _globals['_OLLAMAEXPORT']._serialized_start=796
+  _globals['_OLLAMAEXPORT']._serialized_end=1004
 # @@protoc_insertion_point(module_scope)

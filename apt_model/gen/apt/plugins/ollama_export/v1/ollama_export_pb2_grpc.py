@@ -53,6 +53,7 @@ class OllamaExportServicer:
     def StartExport(self, request, context):
         """Convert a store model to GGUF, write its Modelfile, check it with llama.cpp and,
         when an Ollama URL is given (or APT_OLLAMA_URL is set), create it there. A job.
+        Convert a store model to GGUF, write its Modelfile, verify it with llama.cpp, and create it in Ollama when a URL is given.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +61,7 @@ class OllamaExportServicer:
 
     def CreateModelfile(self, request, context):
         """The Modelfile an export of this model would get, without converting anything.
+        The Modelfile an export would write (chat template as a Go TEMPLATE, stop tokens, num_ctx), without converting.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -56,19 +56,22 @@ class ReasoningServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartCotTraining(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """chain-of-thought supervised fine-tuning
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartVerifierTraining(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """train a verifier model
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartTreeSearch(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """tree-search inference guided by a verifier
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
