@@ -150,3 +150,14 @@ def test_hub_down_is_unavailable_with_the_offline_hint(gw, hub, llama_dir):
     out = hf(gw, "hf", "import", "alice/nothing-cached", "--name", "z")
     assert out.returncode == 5 and "HF_HUB_OFFLINE=1" in out.stderr, out.stderr
     assert not (gw.settings.home / "models" / "y").exists() and not (gw.settings.home / "models" / "z").exists()
+
+
+def test_generic_cli_export_and_a_required_field(gw, base, tmp_path):
+    """The commands made from the proto (`apt-model huggingface-integration export-model`)."""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = ok(hf(gw, "huggingface-integration", "export-model", "--name", base, "--output-dir", "generic-export",
+                   "--json", env_extra=env))
+    assert result["output_dir"].endswith("generic-export")
+    assert (gw.settings.home / "exports" / "generic-export" / "model.safetensors").is_file()
+    out = hf(gw, "huggingface-integration", "import-model", "--source", "alice/x", env_extra=env)
+    assert out.returncode == 2 and "--name" in out.stderr and "required" in out.stderr

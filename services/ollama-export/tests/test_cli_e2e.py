@@ -43,3 +43,22 @@ def test_cli_export_and_modelfile(gateway_with_model, ollama_server):
     assert out.returncode == 2 and "NAME=VALUE" in out.stderr
     out = run_cli(gw, "ollama", "export", "nobody")
     assert out.returncode != 0 and "nobody" in out.stderr
+
+
+def test_generic_cli_export_with_a_map_flag(gateway_with_model, ollama_server, tmp_path):
+    """The command made from the proto: `apt-model ollama-export export`, map fields as KEY=VALUE."""
+    gw = gateway_with_model
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--outtype", "f16", "--skip-verify",
+                  "--parameters", "temperature=0.4", "--parameters", "top_k=20", "--output-dir", "mini-generic",
+                  "--json", env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["state"] == "JOB_STATE_SUCCEEDED"
+    modelfile = (gw.settings.home / "exports" / "mini-generic" / "Modelfile").read_text()
+    assert "PARAMETER temperature 0.4" in modelfile and "PARAMETER top_k 20" in modelfile
+    out = run_cli(gw, "ollama-export", "create-modelfile", "--name", "mini", "--system", "Hi", "--json",
+                  env_extra=env)
+    assert out.returncode == 0, out.stderr
+    assert 'SYSTEM """Hi"""' in json.loads(out.stdout)["text"]
+    out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--outtype", "q4", env_extra=env)
+    assert out.returncode == 2 and "invalid choice: 'q4'" in out.stderr
