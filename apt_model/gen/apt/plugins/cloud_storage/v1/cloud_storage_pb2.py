@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\"\x9b\x01\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x11\n\tpart_size\x18\x07 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\"\x99\x01\n\rUploadRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\x12\x11\n\tpart_size\x18\x06 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"\xac\x01\n\x0eRestoreRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x08 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\t \x01(\x05\"k\n\x12ListBackupsRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\x8d\x01\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x08 \x01(\x03\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup2\xf4\x02\n\x0c\x43loudStorage\x12N\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\x12N\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\x12P\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBU\n com.apt.plugins.cloud_storage.v1B\x11\x43loudStorageProtoP\x01\xaa\x02\x1b\x41pt.Plugins.CloudStorage.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/cloud_storage/v1/cloud_storage.proto\x12\x1c\x61pt.plugins.cloud_storage.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\x9b\x01\n\rBackupRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0b\n\x03tag\x18\x04 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x05 \x01(\t\x12\x0e\n\x06region\x18\x06 \x01(\t\x12\x11\n\tpart_size\x18\x07 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x08 \x01(\x05\"\x99\x01\n\rUploadRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x03 \x01(\t\x12\x0e\n\x06region\x18\x04 \x01(\t\x12\x16\n\x0e\x63ommit_message\x18\x05 \x01(\t\x12\x11\n\tpart_size\x18\x06 \x01(\x03\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\x05\"\xac\x01\n\x0eRestoreRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\x12\x14\n\x0c\x65ndpoint_url\x18\x06 \x01(\t\x12\x0e\n\x06region\x18\x07 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x08 \x01(\t\x12\x13\n\x0b\x63oncurrency\x18\t \x01(\x05\"k\n\x12ListBackupsRequest\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x14\n\x0c\x65ndpoint_url\x18\x02 \x01(\t\x12\x0e\n\x06region\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\x8d\x01\n\x06\x42\x61\x63kup\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\r\n\x05\x66iles\x18\x05 \x01(\x05\x12\x0f\n\x07\x63reated\x18\x06 \x01(\t\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x14\n\x0cstored_bytes\x18\x08 \x01(\x03\"L\n\x13ListBackupsResponse\x12\x35\n\x07\x62\x61\x63kups\x18\x01 \x03(\x0b\x32$.apt.plugins.cloud_storage.v1.Backup\"\x81\x02\n\x0c\x42\x61\x63kupResult\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\r\n\x05\x66iles\x18\x04 \x01(\x05\x12\x0f\n\x07resumed\x18\x05 \x01(\x08\x12\x13\n\x0b\x62ytes_total\x18\x06 \x01(\x03\x12\x12\n\nbytes_sent\x18\x07 \x01(\x03\x12\x15\n\rbytes_skipped\x18\x08 \x01(\x03\x12\x12\n\nparts_sent\x18\t \x01(\x05\x12\x15\n\rparts_skipped\x18\n \x01(\x05\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\x13\n\x0b\x62ytes_per_s\x18\x0c \x01(\x01\x12\x10\n\x08warnings\x18\r \x03(\t\"\x84\x02\n\x0cUploadResult\x12\x13\n\x0b\x64\x65stination\x18\x01 \x01(\t\x12<\n\x08uploaded\x18\x02 \x03(\x0b\x32*.apt.plugins.cloud_storage.v1.UploadedFile\x12\x13\n\x0b\x62ytes_total\x18\x03 \x01(\x03\x12\x12\n\nbytes_sent\x18\x04 \x01(\x03\x12\x15\n\rbytes_skipped\x18\x05 \x01(\x03\x12\x12\n\nparts_sent\x18\x06 \x01(\x05\x12\x15\n\rparts_skipped\x18\x07 \x01(\x05\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\x12\x13\n\x0b\x62ytes_per_s\x18\t \x01(\x01\x12\x10\n\x08warnings\x18\n \x03(\t\"9\n\x0cUploadedFile\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xa1\x02\n\rRestoreResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x13\n\x0b\x62\x61\x63kup_name\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\r\n\x05\x66iles\x18\x06 \x01(\x05\x12\x10\n\x08verified\x18\x07 \x01(\x08\x12\x13\n\x0b\x62ytes_total\x18\x08 \x01(\x03\x12\x12\n\nbytes_sent\x18\t \x01(\x03\x12\x15\n\rbytes_skipped\x18\n \x01(\x03\x12\x12\n\nparts_sent\x18\x0b \x01(\x05\x12\x15\n\rparts_skipped\x18\x0c \x01(\x05\x12\x0f\n\x07seconds\x18\r \x01(\x01\x12\x13\n\x0b\x62ytes_per_s\x18\x0e \x01(\x01\x12\x10\n\x08warnings\x18\x0f \x03(\t2\x83\x04\n\x0c\x43loudStorage\x12}\n\x0bStartBackup\x12+.apt.plugins.cloud_storage.v1.BackupRequest\x1a\x12.apt.common.v1.Job\"-\xd2\xf3\x18)apt.plugins.cloud_storage.v1.BackupResult\x12}\n\x0bStartUpload\x12+.apt.plugins.cloud_storage.v1.UploadRequest\x1a\x12.apt.common.v1.Job\"-\xd2\xf3\x18)apt.plugins.cloud_storage.v1.UploadResult\x12\x80\x01\n\x0cStartRestore\x12,.apt.plugins.cloud_storage.v1.RestoreRequest\x1a\x12.apt.common.v1.Job\".\xd2\xf3\x18*apt.plugins.cloud_storage.v1.RestoreResult\x12r\n\x0bListBackups\x12\x30.apt.plugins.cloud_storage.v1.ListBackupsRequest\x1a\x31.apt.plugins.cloud_storage.v1.ListBackupsResponseBU\n com.apt.plugins.cloud_storage.v1B\x11\x43loudStorageProtoP\x01\xaa\x02\x1b\x41pt.Plugins.CloudStorage.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +34,32 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.cloud_storage.v
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n com.apt.plugins.cloud_storage.v1B\021CloudStorageProtoP\001\252\002\033Apt.Plugins.CloudStorage.V1'
-  _globals['_BACKUPREQUEST']._serialized_start=108
-  _globals['_BACKUPREQUEST']._serialized_end=263
-  _globals['_UPLOADREQUEST']._serialized_start=266
-  _globals['_UPLOADREQUEST']._serialized_end=419
-  _globals['_RESTOREREQUEST']._serialized_start=422
-  _globals['_RESTOREREQUEST']._serialized_end=594
-  _globals['_LISTBACKUPSREQUEST']._serialized_start=596
-  _globals['_LISTBACKUPSREQUEST']._serialized_end=703
-  _globals['_BACKUP']._serialized_start=706
-  _globals['_BACKUP']._serialized_end=847
-  _globals['_LISTBACKUPSRESPONSE']._serialized_start=849
-  _globals['_LISTBACKUPSRESPONSE']._serialized_end=925
-  _globals['_CLOUDSTORAGE']._serialized_start=928
-  _globals['_CLOUDSTORAGE']._serialized_end=1300
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartBackup']._loaded_options = None
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartBackup']._serialized_options = b'\322\363\030)apt.plugins.cloud_storage.v1.BackupResult'
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartUpload']._loaded_options = None
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartUpload']._serialized_options = b'\322\363\030)apt.plugins.cloud_storage.v1.UploadResult'
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartRestore']._loaded_options = None
+  _globals['_CLOUDSTORAGE'].methods_by_name['StartRestore']._serialized_options = b'\322\363\030*apt.plugins.cloud_storage.v1.RestoreResult'
+  _globals['_BACKUPREQUEST']._serialized_start=138
+  _globals['_BACKUPREQUEST']._serialized_end=293
+  _globals['_UPLOADREQUEST']._serialized_start=296
+  _globals['_UPLOADREQUEST']._serialized_end=449
+  _globals['_RESTOREREQUEST']._serialized_start=452
+  _globals['_RESTOREREQUEST']._serialized_end=624
+  _globals['_LISTBACKUPSREQUEST']._serialized_start=626
+  _globals['_LISTBACKUPSREQUEST']._serialized_end=733
+  _globals['_BACKUP']._serialized_start=736
+  _globals['_BACKUP']._serialized_end=877
+  _globals['_LISTBACKUPSRESPONSE']._serialized_start=879
+  _globals['_LISTBACKUPSRESPONSE']._serialized_end=955
+  _globals['_BACKUPRESULT']._serialized_start=958
+  _globals['_BACKUPRESULT']._serialized_end=1215
+  _globals['_UPLOADRESULT']._serialized_start=1218
+  _globals['_UPLOADRESULT']._serialized_end=1478
+  _globals['_UPLOADEDFILE']._serialized_start=1480
+  _globals['_UPLOADEDFILE']._serialized_end=1537
+  _globals['_RESTORERESULT']._serialized_start=1540
+  _globals['_RESTORERESULT']._serialized_end=1829
+  _globals['_CLOUDSTORAGE']._serialized_start=1832
+  _globals['_CLOUDSTORAGE']._serialized_end=2347
 # @@protoc_insertion_point(module_scope)

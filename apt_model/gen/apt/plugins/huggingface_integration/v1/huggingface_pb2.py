@@ -23,9 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n8apt/plugins/huggingface_integration/v1/huggingface.proto\x12&apt.plugins.huggingface_integration.v1\x1a\x17\x61pt/common/v1/job.proto\"d\n\x12ImportModelRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\"6\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\"y\n\x10PushModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07repo_id\x18\x02 \x01(\t\x12\x0f\n\x07private\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ommit_message\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0b\n\x03hub\x18\x06 \x01(\t\"\xc5\x01\n\x12LoadDatasetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x16\n\x0etokenizer_from\x18\x05 \x01(\t\x12\x12\n\ntext_field\x18\x06 \x01(\t\x12\x14\n\x0cpreview_rows\x18\x07 \x01(\x05\x12\x11\n\toverwrite\x18\x08 \x01(\x08\x12\x10\n\x08revision\x18\t \x01(\t\x12\x0b\n\x03hub\x18\n \x01(\t\"\x82\x02\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x0f\n\x07seq_len\x18\x05 \x01(\x05\x12\x15\n\rlearning_rate\x18\x06 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x07 \x01(\x01\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x12\n\ngrad_accum\x18\t \x01(\x05\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x15\n\reval_fraction\x18\x0b \x01(\x01\x12\x11\n\tmax_steps\x18\x0c \x01(\x05\x12\x11\n\toverwrite\x18\r \x01(\x08\x32\xf1\x03\n\x0bHuggingFace\x12\x62\n\x10StartImportModel\x12:.apt.plugins.huggingface_integration.v1.ImportModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartExportModel\x12:.apt.plugins.huggingface_integration.v1.ExportModelRequest\x1a\x12.apt.common.v1.Job\x12^\n\x0eStartPushModel\x12\x38.apt.plugins.huggingface_integration.v1.PushModelRequest\x1a\x12.apt.common.v1.Job\x12\x62\n\x10StartLoadDataset\x12:.apt.plugins.huggingface_integration.v1.LoadDatasetRequest\x1a\x12.apt.common.v1.Job\x12V\n\nStartTrain\x12\x34.apt.plugins.huggingface_integration.v1.TrainRequest\x1a\x12.apt.common.v1.JobBh\n*com.apt.plugins.huggingface_integration.v1B\x10HuggingfaceProtoP\x01\xaa\x02%Apt.Plugins.HuggingfaceIntegration.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n8apt/plugins/huggingface_integration/v1/huggingface.proto\x12&apt.plugins.huggingface_integration.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\x1a\x1cgoogle/protobuf/struct.proto\"d\n\x12ImportModelRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x11\n\toverwrite\x18\x05 \x01(\x08\"6\n\x12\x45xportModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\"y\n\x10PushModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07repo_id\x18\x02 \x01(\t\x12\x0f\n\x07private\x18\x03 \x01(\x08\x12\x16\n\x0e\x63ommit_message\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\t\x12\x0b\n\x03hub\x18\x06 \x01(\t\"\xc5\x01\n\x12LoadDatasetRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05split\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x16\n\x0etokenizer_from\x18\x05 \x01(\t\x12\x12\n\ntext_field\x18\x06 \x01(\t\x12\x14\n\x0cpreview_rows\x18\x07 \x01(\x05\x12\x11\n\toverwrite\x18\x08 \x01(\x08\x12\x10\n\x08revision\x18\t \x01(\t\x12\x0b\n\x03hub\x18\n \x01(\t\"\x82\x02\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x12\n\ntext_field\x18\x04 \x01(\t\x12\x0f\n\x07seq_len\x18\x05 \x01(\x05\x12\x15\n\rlearning_rate\x18\x06 \x01(\x01\x12\x0e\n\x06\x65pochs\x18\x07 \x01(\x01\x12\x12\n\nbatch_size\x18\x08 \x01(\x05\x12\x12\n\ngrad_accum\x18\t \x01(\x05\x12\x0c\n\x04seed\x18\n \x01(\x03\x12\x15\n\reval_fraction\x18\x0b \x01(\x01\x12\x11\n\tmax_steps\x18\x0c \x01(\x05\x12\x11\n\toverwrite\x18\r \x01(\x08\"\xfe\x01\n\x11ImportModelResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x0f\n\x07repo_id\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12\x12\n\ncommit_sha\x18\x05 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x06 \x01(\t\x12\x12\n\nmodel_type\x18\x07 \x01(\t\x12\x16\n\x0eweights_format\x18\x08 \x01(\t\x12\x0f\n\x07tensors\x18\t \x01(\x05\x12\x12\n\nparameters\x18\n \x01(\x03\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03\x12\x0f\n\x07seconds\x18\x0c \x01(\x01\x12\x10\n\x08warnings\x18\r \x03(\t\"e\n\x11\x45xportModelResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66iles\x18\x02 \x01(\x05\x12\r\n\x05\x62ytes\x18\x03 \x01(\x03\x12\x12\n\noutput_dir\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\"\xd7\x01\n\x0fPushModelResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03hub\x18\x02 \x01(\t\x12\x0f\n\x07repo_id\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\t\x12\x12\n\ncommit_sha\x18\x05 \x01(\t\x12\x0c\n\x04time\x18\x06 \x01(\t\x12\x12\n\ncommit_url\x18\x07 \x01(\t\x12\r\n\x05\x66iles\x18\x08 \x01(\x05\x12\r\n\x05\x62ytes\x18\t \x01(\x03\x12\x0f\n\x07private\x18\n \x01(\x08\x12\x0f\n\x07seconds\x18\x0b \x01(\x01\x12\x10\n\x08warnings\x18\x0c \x03(\t\"\x8d\x04\n\x11LoadDatasetResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\r\n\x05\x66iles\x18\x03 \x01(\x05\x12\x0c\n\x04rows\x18\x04 \x01(\x03\x12\x0f\n\x07\x63olumns\x18\x05 \x01(\x05\x12\x19\n\x0ctotal_tokens\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12Y\n\x08\x66\x65\x61tures\x18\x07 \x03(\x0b\x32G.apt.plugins.huggingface_integration.v1.LoadDatasetResult.FeaturesEntry\x12(\n\x07preview\x18\x08 \x03(\x0b\x32\x17.google.protobuf.Struct\x12G\n\x0btoken_stats\x18\t \x01(\x0b\x32\x32.apt.plugins.huggingface_integration.v1.TokenStats\x12\x12\n\nsource_hub\x18\n \x01(\t\x12\x16\n\x0esource_repo_id\x18\x0b \x01(\t\x12\x17\n\x0fsource_revision\x18\x0c \x01(\t\x12\x19\n\x11source_commit_sha\x18\r \x01(\t\x12\x0f\n\x07seconds\x18\x0e \x01(\x01\x12\x10\n\x08warnings\x18\x0f \x03(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0f\n\r_total_tokens\"\x9a\x01\n\nTokenStats\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x14\n\x0crows_counted\x18\x02 \x01(\x05\x12\x0f\n\x07sampled\x18\x03 \x01(\x08\x12\x14\n\x0ctotal_tokens\x18\x04 \x01(\x03\x12\x0c\n\x04mean\x18\x05 \x01(\x01\x12\x0b\n\x03min\x18\x06 \x01(\x05\x12\x0b\n\x03max\x18\x07 \x01(\x05\x12\x0b\n\x03p50\x18\x08 \x01(\x05\x12\x0b\n\x03p95\x18\t \x01(\x05\"\x97\x02\n\x0bTrainResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06parent\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x18\n\x10\x65val_loss_before\x18\x04 \x01(\x01\x12\x11\n\teval_loss\x18\x05 \x01(\x01\x12\x17\n\x0f\x65val_perplexity\x18\x06 \x01(\x01\x12\x12\n\ntrain_loss\x18\x07 \x01(\x01\x12\r\n\x05steps\x18\x08 \x01(\x05\x12\x14\n\x0ctrain_blocks\x18\t \x01(\x05\x12\x13\n\x0b\x65val_blocks\x18\n \x01(\x05\x12\x14\n\x0ctrain_tokens\x18\x0b \x01(\x03\x12\x0c\n\x04\x62\x66\x31\x36\x18\x0c \x01(\x08\x12\x0f\n\x07seconds\x18\r \x01(\x01\x12\x10\n\x08warnings\x18\x0e \x03(\t2\xa4\x06\n\x0bHuggingFace\x12\xa0\x01\n\x10StartImportModel\x12:.apt.plugins.huggingface_integration.v1.ImportModelRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.huggingface_integration.v1.ImportModelResult\x12\xa0\x01\n\x10StartExportModel\x12:.apt.plugins.huggingface_integration.v1.ExportModelRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.huggingface_integration.v1.ExportModelResult\x12\x9a\x01\n\x0eStartPushModel\x12\x38.apt.plugins.huggingface_integration.v1.PushModelRequest\x1a\x12.apt.common.v1.Job\":\xd2\xf3\x18\x36\x61pt.plugins.huggingface_integration.v1.PushModelResult\x12\xa0\x01\n\x10StartLoadDataset\x12:.apt.plugins.huggingface_integration.v1.LoadDatasetRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.huggingface_integration.v1.LoadDatasetResult\x12\x8e\x01\n\nStartTrain\x12\x34.apt.plugins.huggingface_integration.v1.TrainRequest\x1a\x12.apt.common.v1.Job\"6\xd2\xf3\x18\x32\x61pt.plugins.huggingface_integration.v1.TrainResultBh\n*com.apt.plugins.huggingface_integration.v1B\x10HuggingfaceProtoP\x01\xaa\x02%Apt.Plugins.HuggingfaceIntegration.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +35,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.huggingface_int
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n*com.apt.plugins.huggingface_integration.v1B\020HuggingfaceProtoP\001\252\002%Apt.Plugins.HuggingfaceIntegration.V1'
-  _globals['_IMPORTMODELREQUEST']._serialized_start=125
-  _globals['_IMPORTMODELREQUEST']._serialized_end=225
-  _globals['_EXPORTMODELREQUEST']._serialized_start=227
-  _globals['_EXPORTMODELREQUEST']._serialized_end=281
-  _globals['_PUSHMODELREQUEST']._serialized_start=283
-  _globals['_PUSHMODELREQUEST']._serialized_end=404
-  _globals['_LOADDATASETREQUEST']._serialized_start=407
-  _globals['_LOADDATASETREQUEST']._serialized_end=604
-  _globals['_TRAINREQUEST']._serialized_start=607
-  _globals['_TRAINREQUEST']._serialized_end=865
-  _globals['_HUGGINGFACE']._serialized_start=868
-  _globals['_HUGGINGFACE']._serialized_end=1365
+  _globals['_LOADDATASETRESULT_FEATURESENTRY']._loaded_options = None
+  _globals['_LOADDATASETRESULT_FEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_HUGGINGFACE'].methods_by_name['StartImportModel']._loaded_options = None
+  _globals['_HUGGINGFACE'].methods_by_name['StartImportModel']._serialized_options = b'\322\363\0308apt.plugins.huggingface_integration.v1.ImportModelResult'
+  _globals['_HUGGINGFACE'].methods_by_name['StartExportModel']._loaded_options = None
+  _globals['_HUGGINGFACE'].methods_by_name['StartExportModel']._serialized_options = b'\322\363\0308apt.plugins.huggingface_integration.v1.ExportModelResult'
+  _globals['_HUGGINGFACE'].methods_by_name['StartPushModel']._loaded_options = None
+  _globals['_HUGGINGFACE'].methods_by_name['StartPushModel']._serialized_options = b'\322\363\0306apt.plugins.huggingface_integration.v1.PushModelResult'
+  _globals['_HUGGINGFACE'].methods_by_name['StartLoadDataset']._loaded_options = None
+  _globals['_HUGGINGFACE'].methods_by_name['StartLoadDataset']._serialized_options = b'\322\363\0308apt.plugins.huggingface_integration.v1.LoadDatasetResult'
+  _globals['_HUGGINGFACE'].methods_by_name['StartTrain']._loaded_options = None
+  _globals['_HUGGINGFACE'].methods_by_name['StartTrain']._serialized_options = b'\322\363\0302apt.plugins.huggingface_integration.v1.TrainResult'
+  _globals['_IMPORTMODELREQUEST']._serialized_start=185
+  _globals['_IMPORTMODELREQUEST']._serialized_end=285
+  _globals['_EXPORTMODELREQUEST']._serialized_start=287
+  _globals['_EXPORTMODELREQUEST']._serialized_end=341
+  _globals['_PUSHMODELREQUEST']._serialized_start=343
+  _globals['_PUSHMODELREQUEST']._serialized_end=464
+  _globals['_LOADDATASETREQUEST']._serialized_start=467
+  _globals['_LOADDATASETREQUEST']._serialized_end=664
+  _globals['_TRAINREQUEST']._serialized_start=667
+  _globals['_TRAINREQUEST']._serialized_end=925
+  _globals['_IMPORTMODELRESULT']._serialized_start=928
+  _globals['_IMPORTMODELRESULT']._serialized_end=1182
+  _globals['_EXPORTMODELRESULT']._serialized_start=1184
+  _globals['_EXPORTMODELRESULT']._serialized_end=1285
+  _globals['_PUSHMODELRESULT']._serialized_start=1288
+  _globals['_PUSHMODELRESULT']._serialized_end=1503
+  _globals['_LOADDATASETRESULT']._serialized_start=1506
+  _globals['_LOADDATASETRESULT']._serialized_end=2031
+  _globals['_LOADDATASETRESULT_FEATURESENTRY']._serialized_start=1967
+  _globals['_LOADDATASETRESULT_FEATURESENTRY']._serialized_end=2014
+  _globals['_TOKENSTATS']._serialized_start=2034
+  _globals['_TOKENSTATS']._serialized_end=2188
+  _globals['_TRAINRESULT']._serialized_start=2191
+  _globals['_TRAINRESULT']._serialized_end=2470
+  _globals['_HUGGINGFACE']._serialized_start=2473
+  _globals['_HUGGINGFACE']._serialized_end=3277
 # @@protoc_insertion_point(module_scope)

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\"\xb3\x06\n\x0e\x44istillRequest\x12\x0f\n\x07teacher\x18\x01 \x01(\t\x12\x0f\n\x07student\x18\x02 \x01(\t\x12\x1b\n\x13student_preset_size\x18\x03 \x01(\t\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x13\n\x0boutput_name\x18\x05 \x01(\t\x12\x12\n\nstrategies\x18\x06 \x03(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0ckl_direction\x18\t \x01(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12\x14\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\t\x12\x10\n\x08relation\x18\r \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x0f\n\x07seq_len\x18\x10 \x01(\x05\x12\x12\n\nbatch_size\x18\x11 \x01(\x05\x12\x11\n\tmax_steps\x18\x12 \x01(\x05\x12\x15\n\rlearning_rate\x18\x13 \x01(\x01\x12\x0c\n\x04seed\x18\x14 \x01(\x03\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x12\x0e\n\x06\x64\x65vice\x18\x19 \x01(\t\x12\x12\n\neval_every\x18\x1a \x01(\x05\x12\x18\n\x10\x63heckpoint_every\x18\x1b \x01(\x05\x12\x14\n\x0cwarmup_steps\x18\x1c \x01(\x05\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_alpha2e\n\x0c\x44istillation\x12U\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.JobB_\n%com.apt.plugins.model_distillation.v1B\x11\x44istillationProtoP\x01\xaa\x02 Apt.Plugins.ModelDistillation.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/model_distillation/v1/distillation.proto\x12!apt.plugins.model_distillation.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xb3\x06\n\x0e\x44istillRequest\x12\x0f\n\x07teacher\x18\x01 \x01(\t\x12\x0f\n\x07student\x18\x02 \x01(\t\x12\x1b\n\x13student_preset_size\x18\x03 \x01(\t\x12\x16\n\x0estudent_layers\x18\x04 \x01(\x05\x12\x13\n\x0boutput_name\x18\x05 \x01(\t\x12\x12\n\nstrategies\x18\x06 \x03(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x61lpha\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x0ckl_direction\x18\t \x01(\t\x12\r\n\x05top_k\x18\n \x01(\x05\x12R\n\tlayer_map\x18\x0b \x03(\x0b\x32?.apt.plugins.model_distillation.v1.DistillRequest.LayerMapEntry\x12\x14\n\x0c\x66\x65\x61ture_loss\x18\x0c \x01(\t\x12\x10\n\x08relation\x18\r \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0e \x01(\t\x12\x14\n\x0c\x63orpus_paths\x18\x0f \x03(\t\x12\x0f\n\x07seq_len\x18\x10 \x01(\x05\x12\x12\n\nbatch_size\x18\x11 \x01(\x05\x12\x11\n\tmax_steps\x18\x12 \x01(\x05\x12\x15\n\rlearning_rate\x18\x13 \x01(\x01\x12\x0c\n\x04seed\x18\x14 \x01(\x03\x12\x0e\n\x06resume\x18\x15 \x01(\x08\x12\x11\n\toverwrite\x18\x16 \x01(\x08\x12X\n\x0closs_weights\x18\x17 \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillRequest.LossWeightsEntry\x12\x0e\n\x06\x64\x65vice\x18\x19 \x01(\t\x12\x12\n\neval_every\x18\x1a \x01(\x05\x12\x18\n\x10\x63heckpoint_every\x18\x1b \x01(\x05\x12\x14\n\x0cwarmup_steps\x18\x1c \x01(\x05\x1a/\n\rLayerMapEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x1a\x32\n\x10LossWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_alpha\"\xfa\x03\n\rDistillResult\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08\x65val_ppl\x18\x02 \x01(\x01\x12\x18\n\x10teacher_eval_ppl\x18\x03 \x01(\x01\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\x13\n\x0btokens_seen\x18\x05 \x01(\x03\x12\x16\n\x0estudent_params\x18\x06 \x01(\x03\x12\x16\n\x0eteacher_params\x18\x07 \x01(\x03\x12\x11\n\x04loss\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07\x63\x65_loss\x18\t \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07kd_loss\x18\n \x01(\x01H\x02\x88\x01\x01\x12\x19\n\x0c\x66\x65\x61ture_loss\x18\x0b \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rrelation_loss\x18\x0c \x01(\x01H\x04\x88\x01\x01\x12Y\n\rcustom_losses\x18\r \x03(\x0b\x32\x42.apt.plugins.model_distillation.v1.DistillResult.CustomLossesEntry\x12\x10\n\x08warnings\x18\x0e \x03(\t\x1a\x33\n\x11\x43ustomLossesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x07\n\x05_lossB\n\n\x08_ce_lossB\n\n\x08_kd_lossB\x0f\n\r_feature_lossB\x10\n\x0e_relation_loss2\x9b\x01\n\x0c\x44istillation\x12\x8a\x01\n\x0cStartDistill\x12\x31.apt.plugins.model_distillation.v1.DistillRequest\x1a\x12.apt.common.v1.Job\"3\xd2\xf3\x18/apt.plugins.model_distillation.v1.DistillResultB_\n%com.apt.plugins.model_distillation.v1B\x11\x44istillationProtoP\x01\xaa\x02 Apt.Plugins.ModelDistillation.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +38,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_options = b'8\001'
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._loaded_options = None
   _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_options = b'8\001'
-  _globals['_DISTILLREQUEST']._serialized_start=117
-  _globals['_DISTILLREQUEST']._serialized_end=936
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=811
-  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=858
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=860
-  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=910
-  _globals['_DISTILLATION']._serialized_start=938
-  _globals['_DISTILLATION']._serialized_end=1039
+  _globals['_DISTILLRESULT_CUSTOMLOSSESENTRY']._loaded_options = None
+  _globals['_DISTILLRESULT_CUSTOMLOSSESENTRY']._serialized_options = b'8\001'
+  _globals['_DISTILLATION'].methods_by_name['StartDistill']._loaded_options = None
+  _globals['_DISTILLATION'].methods_by_name['StartDistill']._serialized_options = b'\322\363\030/apt.plugins.model_distillation.v1.DistillResult'
+  _globals['_DISTILLREQUEST']._serialized_start=147
+  _globals['_DISTILLREQUEST']._serialized_end=966
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_start=841
+  _globals['_DISTILLREQUEST_LAYERMAPENTRY']._serialized_end=888
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_start=890
+  _globals['_DISTILLREQUEST_LOSSWEIGHTSENTRY']._serialized_end=940
+  _globals['_DISTILLRESULT']._serialized_start=969
+  _globals['_DISTILLRESULT']._serialized_end=1475
+  _globals['_DISTILLRESULT_CUSTOMLOSSESENTRY']._serialized_start=1356
+  _globals['_DISTILLRESULT_CUSTOMLOSSESENTRY']._serialized_end=1407
+  _globals['_DISTILLATION']._serialized_start=1478
+  _globals['_DISTILLATION']._serialized_end=1633
 # @@protoc_insertion_point(module_scope)

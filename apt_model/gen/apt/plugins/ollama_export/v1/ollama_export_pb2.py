@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\"\xa6\x02\n\rExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x13\n\x0bskip_verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\t \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe7\x01\n\x16\x43reateModelfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\x05 \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t2\xd0\x01\n\x0cOllamaExport\x12N\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBU\n com.apt.plugins.ollama_export.v1B\x11OllamaExportProtoP\x01\xaa\x02\x1b\x41pt.Plugins.OllamaExport.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0apt/plugins/ollama_export/v1/ollama_export.proto\x12\x1c\x61pt.plugins.ollama_export.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xa6\x02\n\rExportRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\noutput_dir\x18\x02 \x01(\t\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x12\n\nollama_url\x18\x04 \x01(\t\x12\x14\n\x0collama_model\x18\x05 \x01(\t\x12\x13\n\x0bskip_verify\x18\x06 \x01(\x08\x12\x0e\n\x06system\x18\x07 \x01(\t\x12O\n\nparameters\x18\x08 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\t \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xe7\x01\n\x16\x43reateModelfileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tgguf_path\x18\x02 \x01(\t\x12\x0e\n\x06system\x18\x03 \x01(\t\x12X\n\nparameters\x18\x04 \x03(\x0b\x32\x44.apt.plugins.ollama_export.v1.CreateModelfileRequest.ParametersEntry\x12\x0f\n\x07num_ctx\x18\x05 \x01(\x05\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\tModelfile\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\x02 \x01(\t\x12\x10\n\x08warnings\x18\x03 \x03(\t\"\xd8\x03\n\x0c\x45xportResult\x12\x0c\n\x04gguf\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x12\x0f\n\x07outtype\x18\x03 \x01(\t\x12\x0c\n\x04\x61rch\x18\x04 \x01(\t\x12Q\n\x0ctensor_types\x18\x05 \x03(\x0b\x32;.apt.plugins.ollama_export.v1.ExportResult.TensorTypesEntry\x12\x15\n\rpre_tokenizer\x18\x06 \x01(\t\x12\x0f\n\x07n_vocab\x18\x07 \x01(\x05\x12\x11\n\tmodelfile\x18\x08 \x01(\t\x12\x13\n\x0b\x63hat_format\x18\t \x01(\t\x12@\n\x0cverification\x18\n \x01(\x0b\x32*.apt.plugins.ollama_export.v1.Verification\x12:\n\x06ollama\x18\x0b \x01(\x0b\x32*.apt.plugins.ollama_export.v1.OllamaCreate\x12\x14\n\x07\x63ommand\x18\x0c \x01(\tH\x00\x88\x01\x01\x12\x10\n\x08warnings\x18\r \x03(\t\x1a\x32\n\x10TensorTypesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\x42\n\n\x08_command\"\x90\x04\n\x0cVerification\x12\x14\n\x07skipped\x18\x01 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tpositions\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x19\n\x0cmax_abs_diff\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x1b\n\x0etop1_agreement\x18\x04 \x01(\x01H\x03\x88\x01\x01\x12\x1a\n\rdisagreements\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12#\n\x16worst_disagreement_gap\x18\x06 \x01(\x01H\x05\x88\x01\x01\x12\x1a\n\rmax_abs_logit\x18\x07 \x01(\x01H\x06\x88\x01\x01\x12\x15\n\x08kv_cache\x18\x08 \x01(\tH\x07\x88\x01\x01\x12\x15\n\x08near_tie\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x1f\n\x12tokenization_texts\x18\n \x01(\x05H\t\x88\x01\x01\x12$\n\x17tokenization_mismatches\x18\x0b \x01(\x05H\n\x88\x01\x01\x42\n\n\x08_skippedB\x0c\n\n_positionsB\x0f\n\r_max_abs_diffB\x11\n\x0f_top1_agreementB\x10\n\x0e_disagreementsB\x19\n\x17_worst_disagreement_gapB\x10\n\x0e_max_abs_logitB\x0b\n\t_kv_cacheB\x0b\n\t_near_tieB\x15\n\x13_tokenization_textsB\x1a\n\x18_tokenization_mismatches\"^\n\x0cOllamaCreate\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\x12\x10\n\x08uploaded\x18\x04 \x01(\x08\x12\x10\n\x08statuses\x18\x05 \x03(\t2\xff\x01\n\x0cOllamaExport\x12}\n\x0bStartExport\x12+.apt.plugins.ollama_export.v1.ExportRequest\x1a\x12.apt.common.v1.Job\"-\xd2\xf3\x18)apt.plugins.ollama_export.v1.ExportResult\x12p\n\x0f\x43reateModelfile\x12\x34.apt.plugins.ollama_export.v1.CreateModelfileRequest\x1a\'.apt.plugins.ollama_export.v1.ModelfileBU\n com.apt.plugins.ollama_export.v1B\x11OllamaExportProtoP\x01\xaa\x02\x1b\x41pt.Plugins.OllamaExport.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,16 +38,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._loaded_options = None
   _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_EXPORTREQUEST']._serialized_start=108
-  _globals['_EXPORTREQUEST']._serialized_end=402
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=353
-  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=402
-  _globals['_CREATEMODELFILEREQUEST']._serialized_start=405
-  _globals['_CREATEMODELFILEREQUEST']._serialized_end=636
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=353
-  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=402
-  _globals['_MODELFILE']._serialized_start=638
-  _globals['_MODELFILE']._serialized_end=702
-  _globals['_OLLAMAEXPORT']._serialized_start=705
-  _globals['_OLLAMAEXPORT']._serialized_end=913
+  _globals['_EXPORTRESULT_TENSORTYPESENTRY']._loaded_options = None
+  _globals['_EXPORTRESULT_TENSORTYPESENTRY']._serialized_options = b'8\001'
+  _globals['_OLLAMAEXPORT'].methods_by_name['StartExport']._loaded_options = None
+  _globals['_OLLAMAEXPORT'].methods_by_name['StartExport']._serialized_options = b'\322\363\030)apt.plugins.ollama_export.v1.ExportResult'
+  _globals['_EXPORTREQUEST']._serialized_start=138
+  _globals['_EXPORTREQUEST']._serialized_end=432
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_start=383
+  _globals['_EXPORTREQUEST_PARAMETERSENTRY']._serialized_end=432
+  _globals['_CREATEMODELFILEREQUEST']._serialized_start=435
+  _globals['_CREATEMODELFILEREQUEST']._serialized_end=666
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_start=383
+  _globals['_CREATEMODELFILEREQUEST_PARAMETERSENTRY']._serialized_end=432
+  _globals['_MODELFILE']._serialized_start=668
+  _globals['_MODELFILE']._serialized_end=732
+  _globals['_EXPORTRESULT']._serialized_start=735
+  _globals['_EXPORTRESULT']._serialized_end=1207
+  _globals['_EXPORTRESULT_TENSORTYPESENTRY']._serialized_start=1145
+  _globals['_EXPORTRESULT_TENSORTYPESENTRY']._serialized_end=1195
+  _globals['_VERIFICATION']._serialized_start=1210
+  _globals['_VERIFICATION']._serialized_end=1738
+  _globals['_OLLAMACREATE']._serialized_start=1740
+  _globals['_OLLAMACREATE']._serialized_end=1834
+  _globals['_OLLAMAEXPORT']._serialized_start=1837
+  _globals['_OLLAMAEXPORT']._serialized_end=2092
 # @@protoc_insertion_point(module_scope)
