@@ -11,8 +11,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from apt_model import errors
+from apt_model.gen.apt.plugins.echo.v1 import echo_pb2  # noqa: F401 - ECHO_JOB's contract, in the pool
 from apt_model.runtime.jobs import JobContext, JobManager
 from apt_model.store import Store
+
+# A real long-running operation for tests that need *a* job but not a particular one: the echo
+# test plugin's StartEcho, whose result message (apt.plugins.echo.v1.EchoResult) {} fits.
+ECHO_JOB = "/apt.plugins.echo.v1.Echo/StartEcho"
 
 # Mixed text for tokenizer training in tests: English, Chinese, code, emoji, digits.
 SAMPLE_TEXT = [

@@ -16,6 +16,7 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
+from apt_model.testing import ECHO_JOB
 from gateway.testing import Gateway
 
 MiB = 1 << 20
@@ -155,7 +156,7 @@ class QuietWatchers:
 
     def __init__(self, gw: Gateway, count: int = 20):
         self.go = threading.Event()
-        job = gw.app.jobs.start("/bench/Quiet", lambda ctx: self.go.wait(300) and {})
+        job = gw.app.jobs.start(ECHO_JOB, lambda ctx: self.go.wait(300) and {})
         self.channel = own_channel(gw)
         jobs = plugin_pb2_grpc.JobsStub(self.channel)
         self.calls = [jobs.WatchJob(job_pb2.WatchJobRequest(id=job.id), metadata=auth(gw.settings.token),

@@ -25,9 +25,10 @@ def run(store, spec, cancel_at: int | None = None) -> dict:
     from apt_model.runtime.jobs import JobManager, JobState
 
     jobs = JobManager("gpu-check", max_workers=1)
+    from gateway.core.service import SERVICE
     from gateway.core.train import run_train
 
-    snap = jobs.start("train", lambda ctx: run_train(store, spec, ctx))
+    snap = jobs.start(SERVICE + "StartTrain", lambda ctx: run_train(store, spec, ctx))
     last = None
     for last in jobs.watch(snap.id):
         if cancel_at and last.metrics.get("step", 0) >= cancel_at:

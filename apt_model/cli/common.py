@@ -114,6 +114,12 @@ def read_token_argument(value: str) -> str:
 
 
 def to_dict(message: Message) -> dict[str, Any]:
+    if isinstance(message, job_pb2.Job) and message.HasField("response"):
+        # its JSON view is Job.result already; and a plugin's result type may be unknown here
+        job = job_pb2.Job()
+        job.CopyFrom(message)
+        job.ClearField("response")
+        message = job
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 

@@ -94,6 +94,7 @@ def cmd_distill(ctx: Ctx) -> None:
 
 
 def _render(result: dict) -> None:
-    rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(result.items())
+    flat = {**result, **result.get("custom_losses", {})}  # a registered loss's term beside the others
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in sorted(flat.items())
             if not isinstance(v, (dict, list))]
     print_table("distillation result", ["field", "value"], rows)

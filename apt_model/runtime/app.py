@@ -24,23 +24,24 @@ from pathlib import Path
 from typing import Callable
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from apt_model import errors
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
-from apt_model.runtime import contract, logs
+from apt_model.runtime import contract, logs, results
 from apt_model.runtime.interceptors import AsyncServiceInterceptor, AuthPolicy, ServiceInterceptor
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import JobsServicer
 from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.results import JOBS_SERVICE
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store
 from apt_model.trust import EndpointPolicy, PathPolicy
 
 log = logging.getLogger(__name__)
 
-JOBS_SERVICE = "apt.plugin.v1.Jobs"
 PLUGIN_SERVICE = "apt.plugin.v1.Plugin"
 
 
@@ -94,9 +95,12 @@ class ServiceApp:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def add_servicer(self, add_fn: Callable, servicer, service_name: str | None = None) -> None:
-        """Register a generated ``add_XServicer_to_server`` with its servicer."""
+        """Register a generated ``add_XServicer_to_server`` with its servicer. A contract whose
+        long-running method declares no result message stops the service here, saying what to add."""
         add_fn(servicer, self.server)
         name = service_name or _service_name_of(add_fn)
+        for method in results.long_running(descriptor_pool.Default().FindServiceByName(name)):
+            results.declared_type(method)
         self._service_names.append(name)
 
     def add_generic_handler(self, handler: grpc.GenericRpcHandler) -> None:

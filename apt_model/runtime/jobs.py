@@ -4,7 +4,8 @@ A job is started by a plugin's start call, which returns its id at once. The wor
 in a worker thread of the service and outlives the client's connection; clients poll
 ``GetJob`` or follow ``WatchJob``. Work functions receive a :class:`JobContext`: they
 report progress through it and call ``ctx.check_cancelled()`` between steps, which raises
-:class:`~apt_model.errors.Cancelled` once the job was cancelled.
+:class:`~apt_model.errors.Cancelled` once the job was cancelled. A work function returns a
+dict that must fit the result message its operation declares (``apt_model.runtime.results``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+from google.protobuf.message import Message
+
 from apt_model import errors
+from apt_model.runtime import results
 from apt_model.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +53,8 @@ class JobSnapshot:
     stage: str = ""
     message: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None  # when SUCCEEDED: the JSON view of ``response``
+    response: Message | None = None  # when SUCCEEDED: the operation's declared result message
     error_code: str = ""  # gRPC status code name when FAILED/CANCELLED
     error_message: str = ""
     created: float = 0.0  # unix seconds
@@ -133,7 +138,10 @@ class JobManager:
         """Queue ``work``. ``reads``/``writes`` name the store entries it uses (``entries()``):
         the gateway refuses to remove or replace them while the job is active, and this
         service refuses, atomically with the start, a job that would write what an active job
-        reads or writes, or read what one writes (FAILED_PRECONDITION naming that job)."""
+        reads or writes, or read what one writes (FAILED_PRECONDITION naming that job).
+        ``operation`` ("/<package>.<Service>/<Method>") must declare its result message
+        (LookupError saying what to add otherwise): ``work``'s dict becomes one."""
+        result_type = results.result_class(operation)
         for ref in (*reads, *writes):
             kind, _, name = ref.partition("/")
             if kind not in ("models", "datasets") or not name:
@@ -157,10 +165,10 @@ class JobManager:
             self._jobs[job_id] = snap
             self._contexts[job_id] = ctx
             self._forget_old()
-        self._pool.submit(self._run, ctx, work)
+        self._pool.submit(self._run, ctx, work, result_type)
         return snap
 
-    def _run(self, ctx: JobContext, work: WorkFn) -> None:
+    def _run(self, ctx: JobContext, work: WorkFn, result_type: type[Message]) -> None:
         if ctx.cancelled:
             self._finish(ctx.job_id, JobState.CANCELLED, code="CANCELLED", message="Cancelled before it started.")
             return
@@ -185,11 +193,21 @@ class JobManager:
         else:
             if ctx.warnings:
                 result = {**result, "warnings": list(ctx.warnings)}
-            self._finish(ctx.job_id, JobState.SUCCEEDED, result=result)
+            try:
+                response = results.to_message(result_type, result)
+            except results.ResultMismatch as exc:  # a bug in the service: said, never dropped
+                name = result_type.DESCRIPTOR.full_name
+                log.error("job %s returned a result that does not fit %s: %s", ctx.job_id, name, exc)
+                self._finish(ctx.job_id, JobState.FAILED, code="INTERNAL", message=(
+                    f"The service's result does not fit its declared type {name}: {exc}. This is a bug in "
+                    f"the service ({self.service}); its log has job {ctx.job_id}."))
+                return
+            self._finish(ctx.job_id, JobState.SUCCEEDED, result=results.json_view(response), response=response)
 
-    def _finish(self, job_id: str, state: JobState, *, result=None, code: str = "", message: str = "") -> None:
+    def _finish(self, job_id: str, state: JobState, *, result=None, response=None, code: str = "",
+                message: str = "") -> None:
         self._update(
-            job_id, state=state, result=result, error_code=code, error_message=message,
+            job_id, state=state, result=result, response=response, error_code=code, error_message=message,
             progress=1.0 if state is JobState.SUCCEEDED else None, eta_seconds=0.0,
         )
 

@@ -6,7 +6,7 @@ import threading
 from typing import Callable
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
@@ -35,10 +35,11 @@ def job_to_proto(snap: JobSnapshot) -> job_pb2.Job:
         create_time=_ts(snap.created), update_time=_ts(snap.updated),
         eta_seconds=snap.eta_seconds, labels=snap.labels, reads=snap.reads, writes=snap.writes,
     )
+    if snap.response is not None:
+        job.response.Pack(snap.response)
     if snap.result is not None:
-        result = struct_pb2.Struct()
-        json_format.ParseDict(snap.result, result)
-        job.result.CopyFrom(result)
+        job.result.SetInParent()  # set even when empty
+        json_format.ParseDict(snap.result, job.result)
     if snap.error_code:
         job.error.code = snap.error_code
         job.error.message = snap.error_message
@@ -59,6 +60,7 @@ def still_active(context) -> Callable[[], bool]:
 
 
 def job_result(job: job_pb2.Job) -> dict:
+    """The Struct view of a job's result (numbers are floats); ``results.typed_result`` for the message."""
     return json_format.MessageToDict(job.result) if job.HasField("result") else {}
 
 

@@ -392,5 +392,7 @@ def _finish(store: Store, spec: TrainSpec, run: _Run, val_ids, device: str, stop
         save_model(model, run.tokenizer, tmp)
         trainlog.write(tmp, _log_rows(run, tokens_per_step))
     ckpts.remove(store, spec.name)
-    curve = run.history[:: max(1, len(run.history) // 200)]
-    return {"model": spec.name, **metrics, "loss_curve": curve, "val_curve": run.val_history}
+    curve = [{"step": int(step), "loss": loss, "lr": lr, "step_seconds": dt, "grad_norm": rest[0] if rest else None}
+             for step, loss, lr, dt, *rest in run.history[:: max(1, len(run.history) // 200)]]
+    return {"model": spec.name, **metrics, "loss_curve": curve,
+            "val_curve": [{"step": int(step), "loss": loss} for step, loss in run.val_history]}

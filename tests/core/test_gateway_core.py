@@ -12,6 +12,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import wait_job
 from apt_model.store import Store
 from apt_model.testing import SAMPLE_TEXT, make_tiny_model, write_sample_jsonl
@@ -72,6 +73,9 @@ def test_test_and_compare_jobs(gw, tmp_path):
     r = job_result(done)
     assert r["perplexity"] > 1 and r["tokens_scored"] > 10 and len(r["generations"]) == 2
     assert r["prefill_tokens_per_s"] > 0 and r["decode_tokens_per_s"] > 0
+    typed = typed_result(done)  # Job.response: the declared TestModelResult, integers as integers
+    assert isinstance(typed, pb.TestModelResult) and typed.name == "tiny" and typed.tokens_scored == r["tokens_scored"]
+    assert [g.new_tokens for g in typed.generations] == [g["new_tokens"] for g in r["generations"]]
     job = core.StartCompare(pb.CompareModelsRequest(names=["tiny", "tiny-b"], eval_text=" ".join(SAMPLE_TEXT[:5]),
                                                     prompts=["Hello"], generation=gen))
     done = wait_job(channel, job.id, 120)
@@ -80,6 +84,9 @@ def test_test_and_compare_jobs(gw, tmp_path):
     assert [m["name"] for m in r["models"]] == ["tiny", "tiny-b"]
     assert set(r["generations"][0]["outputs"]) == {"tiny", "tiny-b"}
     assert r["models"][0]["perplexity"] != r["models"][1]["perplexity"]
+    typed = typed_result(done)
+    assert isinstance(typed, pb.CompareModelsResult) and typed.best_perplexity in ("tiny", "tiny-b")
+    assert set(typed.generations[0].outputs) == {"tiny", "tiny-b"} and typed.models[1].parameters > 0
 
 
 def test_debug(gw):

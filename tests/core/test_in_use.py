@@ -15,7 +15,7 @@ from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.runtime.jobs import JobManager, JobState, entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
-from apt_model.testing import make_tiny_model
+from apt_model.testing import ECHO_JOB, make_tiny_model
 from gateway.testing import start_gateway, stop_gateway
 
 
@@ -24,10 +24,10 @@ def test_references_are_checked_and_travel_in_the_job():
     try:
         for bad in ("model/x", "models/", "x", "/etc/passwd"):
             with pytest.raises(ValueError, match="not a store reference"):
-                manager.start("t/Op", lambda ctx: {}, reads=(bad,))
+                manager.start(ECHO_JOB, lambda ctx: {}, reads=(bad,))
         assert entries("models", "a", "", "b", "a") == ("models/a", "models/b")
         release = threading.Event()
-        snap = manager.start("t/Op", lambda ctx: release.wait(30) and {}, reads=entries("models", "a"),
+        snap = manager.start(ECHO_JOB, lambda ctx: release.wait(30) and {}, reads=entries("models", "a"),
                              writes=entries("datasets", "d"))
         job = job_to_proto(snap)
         assert (list(job.reads), list(job.writes)) == (["models/a"], ["datasets/d"])
@@ -61,7 +61,7 @@ def test_entries_a_job_reads_or_writes_cannot_be_removed_or_replaced(gw):
         (folder / "c.txt").write_text("some text\n")
     core = gateway_pb2_grpc.CoreStub(gw.channel())
     release = threading.Event()
-    job = gw.app.jobs.start("test/Distil", lambda ctx: release.wait(30) and {},
+    job = gw.app.jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {},
                             reads=entries("models", "teacher") + entries("datasets", "corpus"),
                             writes=entries("models", "output"))
     try:
@@ -92,7 +92,7 @@ def test_a_service_starts_no_job_that_clashes_with_an_active_one():
     release = threading.Event()
 
     def hold(**kw):
-        return manager.start("t/Op", lambda ctx: release.wait(30) and {}, **kw)
+        return manager.start(ECHO_JOB, lambda ctx: release.wait(30) and {}, **kw)
 
     try:
         writer = hold(reads=entries("models", "src"), writes=entries("models", "out"))

@@ -10,6 +10,8 @@ import sys
 import pytest
 
 from apt_model import errors
+from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
+from apt_model.runtime.results import to_message
 from apt_model.testing import JobRecorder
 from gateway.core import checkpoint as ckpts
 from gateway.core.train import TrainSpec, lr_at, run_train
@@ -38,9 +40,11 @@ def test_resume_continues_the_same_loss_curve(store, corpus_file):
         TrainSpec(name="split", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
     resumed_spec = TrainSpec(name="split", corpus_paths=(str(corpus_file),), resume=True, **SMALL)
     resumed = run_train(store, resumed_spec.validate(store), JobRecorder())
-    assert [round(x[1], 5) for x in resumed["loss_curve"]] == [round(x[1], 5) for x in full["loss_curve"]]
+    assert [round(x["loss"], 5) for x in resumed["loss_curve"]] == [round(x["loss"], 5) for x in full["loss_curve"]]
     assert abs(resumed["val_loss"] - full["val_loss"]) < 1e-5
-    assert full["loss_curve"][-1][1] < full["loss_curve"][0][1]  # it learns
+    assert full["loss_curve"][-1]["loss"] < full["loss_curve"][0]["loss"]  # it learns
+    typed = to_message(pb.TrainResult, resumed)  # what StartTrain's job sends: the declared TrainResult
+    assert [p.step for p in typed.val_curve] == [6, 12] and typed.loss_curve[-1].HasField("grad_norm")
     assert not ckpts.exists(store, "split")  # the checkpoint is gone once the model is stored
 
 

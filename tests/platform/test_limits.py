@@ -16,6 +16,7 @@ from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
 from apt_model.runtime.jobs import JobManager, JobState
 from apt_model.runtime.settings import Settings
+from apt_model.testing import ECHO_JOB
 
 from gateway.testing import start_gateway, stop_gateway
 
@@ -51,9 +52,9 @@ def test_job_manager_runs_reports_and_cancels():
             ctx.check_cancelled()
             ctx.report(progress=i / 200, stage="loop", step=i)
             time.sleep(0.01)
-        return {"done": True}
+        return {"text": "done"}
 
-    snap = jobs.start("test/op", work)
+    snap = jobs.start(ECHO_JOB, work)
     assert snap.id.startswith("unit:")
     seen = []
     for s in jobs.watch(snap.id):
@@ -62,10 +63,11 @@ def test_job_manager_runs_reports_and_cancels():
             jobs.cancel(snap.id)
     assert seen[-1].state is JobState.CANCELLED
     assert jobs.get(snap.id).error_code == "CANCELLED"
-    ok = jobs.start("test/op", lambda ctx: {"answer": 42})
+    ok = jobs.start(ECHO_JOB, lambda ctx: {"text": "answer", "length": 42})
     final = list(jobs.watch(ok.id))[-1]
-    assert final.state is JobState.SUCCEEDED and final.result == {"answer": 42} and final.progress == 1.0
-    bad = jobs.start("test/op", lambda ctx: (_ for _ in ()).throw(errors.InvalidArgument("ratio must be < 1")))
+    assert final.state is JobState.SUCCEEDED and final.progress == 1.0
+    assert final.result == {"text": "answer", "steps": 0, "length": 42, "warnings": []}
+    bad = jobs.start(ECHO_JOB, lambda ctx: (_ for _ in ()).throw(errors.InvalidArgument("ratio must be < 1")))
     final = list(jobs.watch(bad.id))[-1]
     assert (final.state, final.error_code, final.error_message) == (JobState.FAILED, "INVALID_ARGUMENT", "ratio must be < 1")
     jobs.shutdown()

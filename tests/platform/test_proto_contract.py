@@ -4,6 +4,7 @@ Python stubs are what `make proto` makes, and the Java/C# options give every fil
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,72 @@ def test_every_file_has_java_and_csharp_options_that_resolve():
         assert not opts.HasField("go_package"), f.name
         seen += 1
     assert seen == len(PROTOS)
+
+
+def test_every_long_running_method_declares_a_result_message():
+    """Every method returning apt.common.v1.Job, in every service of every contract, names its
+    result message with (apt.options.v1.result_type); the name resolves to a message in the pool,
+    and every result has its warnings."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    from apt_model.runtime import results
+
+    declared = {}
+    for f in _files():
+        for service in f.services_by_name.values():
+            for method in results.long_running(service):
+                result = results.declared_type(method)  # LookupError naming the method otherwise
+                warnings = result.fields_by_name.get("warnings")
+                assert warnings is not None and warnings.is_repeated and warnings.type == FieldDescriptor.TYPE_STRING, \
+                    f"{result.full_name} has no 'repeated string warnings'"
+                declared[method.full_name] = result.full_name
+    assert declared["apt.plugins.model_pruning.v1.Pruning.StartPrune"] == "apt.plugins.model_pruning.v1.PruneResult"
+    assert declared["apt.gateway.v1.Core.StartTrain"] == "apt.gateway.v1.TrainResult"
+    # every Start* written in proto/, none of the job service's own (GetJob, CancelJob)
+    starts = [m for p in PROTOS for m in re.findall(r"rpc (Start\w+)\(\w+\) returns \(apt\.common\.v1\.Job\)",
+                                                   (ROOT / "proto" / p).read_text())]
+    assert sorted(m.rsplit(".", 1)[1] for m in declared) == sorted(starts) and len(starts) == 28
+
+
+
+def _method(option: str):
+    """StartX of a contract made here, returning apt.common.v1.Job, with ``option`` on it."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, text_format
+
+    from apt_model.gen.apt.common.v1 import job_pb2
+    from apt_model.gen.apt.options.v1 import options_pb2
+
+    pool, added = descriptor_pool.DescriptorPool(), set()
+
+    def add(file) -> None:
+        if file.name not in added:
+            for dep in file.dependencies:
+                add(dep)
+            proto = descriptor_pb2.FileDescriptorProto()
+            file.CopyToProto(proto)
+            pool.Add(proto)
+            added.add(file.name)
+
+    add(job_pb2.DESCRIPTOR)
+    add(options_pb2.DESCRIPTOR)
+    pool.Add(text_format.Parse(f"""
+        name: "x/v1/x.proto" package: "x.v1" syntax: "proto3"
+        dependency: "apt/common/v1/job.proto" dependency: "apt/options/v1/options.proto"
+        message_type {{ name: "XRequest" }} message_type {{ name: "XResult" }}
+        service {{ name: "X" method {{ name: "StartX" input_type: ".x.v1.XRequest"
+                                     output_type: ".apt.common.v1.Job" {option} }} }}
+        """, descriptor_pb2.FileDescriptorProto()))
+    return pool.FindServiceByName("x.v1.X").methods_by_name["StartX"]
+
+
+def test_a_missing_or_wrong_result_type_is_named_with_the_fix():
+    """What the check above (and every service at start-up, ServiceApp.add_servicer) relies on."""
+    from apt_model.runtime import results
+
+    declared = results.declared_type(_method('options { [apt.options.v1.result_type]: "x.v1.XResult" }'))
+    assert declared.full_name == "x.v1.XResult"
+    with pytest.raises(LookupError, match=r"x\.v1\.X\.StartX returns a Job but declares no result message; "
+                                          r"add 'option \(apt\.options\.v1\.result_type\).*x/v1/x\.proto: rpc StartX"):
+        results.declared_type(_method(""))
+    with pytest.raises(LookupError, match=r"declares result_type 'x\.v1\.Missing', which is not a message"):
+        results.declared_type(_method('options { [apt.options.v1.result_type]: "x.v1.Missing" }'))

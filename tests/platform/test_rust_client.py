@@ -1,8 +1,9 @@
 """A second-language client: clients/rust (tonic, built from proto/ alone by `make client`)
 drives a live gateway over TLS with a CA-signed leaf certificate (issue 16, item 6): lists the
 plugins, trains a model, prunes it through the model-pruning plugin, follows both jobs with
-WatchJob through the gateway's job routing, reads the results, and decodes the standard error
-details of a failed call."""
+WatchJob through the gateway's job routing, reads the results (the pruning job's typed one,
+Job.response, unpacked into the generated PruneResult), and decodes the standard error details
+of a failed call."""
 
 from __future__ import annotations
 
@@ -55,6 +56,15 @@ def test_lists_trains_prunes_and_reads_results(world):
     code, pruned = _client(world, "prune", "rusty", "rusty-pruned")
     assert code == 0 and pruned["state"] == "JOB_STATE_SUCCEEDED", pruned
     assert pruned["job"].startswith("model-pruning:") and pruned["result"], pruned  # routed by the id's prefix
+    # Job.response unpacked into the generated PruneResult: the same values, integers as integers
+    typed, view = pruned["typed"], pruned["result"]
+    assert typed["output"] == "rusty-pruned" and typed["reload_finite"] is True, typed
+    assert type(typed["parameters_before"]) is int
+    assert typed["parameters_before"] == view["before"]["parameters"]["total"]
+    assert typed["parameters_after"] == typed["parameters_before"] > typed["nonzero_after"] > 0  # magnitude: zeros
+    assert typed["nonzero_after"] == view["after"]["parameters"]["nonzero"]
+    assert typed["ratio_achieved"] == pytest.approx(view["ratio_achieved"]) and typed["layers"] == len(
+        view["sparsity_by_layer"]) > 0
 
     code, info = _client(world, "info", "rusty-pruned")
     assert code == 0 and info["name"] == "rusty-pruned" and info["parameters"] > 0

@@ -30,7 +30,7 @@ from apt_model.modeling.lm import count_parameters
 from apt_model.modeling.preset import create_model, preset_config
 from apt_model.runtime.jobs import JobManager, JobState
 from apt_model.store import Store
-from apt_model.testing import make_tiny_model
+from apt_model.testing import ECHO_JOB, make_tiny_model
 from gateway.core.size import model_size
 from gateway.testing import start_gateway, stop_gateway
 
@@ -238,7 +238,7 @@ def test_train_refuses_what_memory_cannot_hold(attack_gateway, core):
 # -- the job queue -------------------------------------------------------------------------------------
 
 def _blocked(manager: JobManager, release: threading.Event):
-    return manager.start("test/Block", lambda ctx: release.wait(30) and {})
+    return manager.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
 
 
 def _wait_state(manager: JobManager, job_id: str, state: JobState) -> None:

@@ -24,6 +24,7 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.gen.apt.gateway.v1 import gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.testing import ECHO_JOB
 from gateway.testing import start_gateway, stop_gateway
 
 IDLE = 2.0        # APT_UPLOAD_IDLE_SECONDS of the gateway under test
@@ -136,7 +137,7 @@ def test_watchers_of_a_quiet_job_hold_no_thread(gw):
     """Twenty watchers of a gateway job that reports nothing; a download still streams, and
     every watcher sees the job end."""
     go = threading.Event()
-    job = gw.app.jobs.start("/test/Quiet", lambda ctx: go.wait(60) and {"ok": True})
+    job = gw.app.jobs.start(ECHO_JOB, lambda ctx: go.wait(60) and {"text": "ok"})
     with gw.app.store.create("models", "small", operation="test") as folder:
         (folder / "weights.bin").write_bytes(b"x" * (3 << 20))
     channel = _own_channel(gw)

@@ -6,7 +6,8 @@
 //! usage: APT_TOKEN=... apt-client --gateway https://HOST:PORT --ca CA.pem COMMAND
 //!   plugins                      the plugins and their status
 //!   train NAME DATASET           train a tiny model on a store dataset, follow the job
-//!   prune SOURCE OUTPUT          magnitude-prune a store model (model-pruning plugin), follow the job
+//!   prune SOURCE OUTPUT          magnitude-prune a store model (model-pruning plugin), follow the job,
+//!                                and decode its typed result (Job.response, a PruneResult)
 //!   info NAME                    a model's info, or the error's details when it fails
 //! Every result is one JSON line on stdout; an error is one JSON line with its code, message,
 //! reason, domain, request id and field violations, and exit status 1.
@@ -55,7 +56,8 @@ use apt::gateway::v1::plugin_registry_client::PluginRegistryClient;
 use apt::gateway::v1::{GetModelInfoRequest, ListPluginsRequest, PluginStatus, TrainRequest};
 use apt::plugin::v1::jobs_client::JobsClient;
 use apt::plugins::model_pruning::v1::pruning_client::PruningClient;
-use apt::plugins::model_pruning::v1::PruneRequest;
+use apt::plugins::model_pruning::v1::{PruneRequest, PruneResult};
+use prost::Message;
 
 type Authed = tonic::service::interceptor::InterceptedService<Channel, Auth>;
 
@@ -170,7 +172,8 @@ async fn follow(jobs: &mut JobsClient<Authed>, job: Job) -> Result<Job, Status> 
     Ok(last)
 }
 
-fn job_json(job: &Job) -> String {
+/// A finished job: its id, state, the Struct view of its result (`result`) or its error.
+fn job_fields(job: &Job) -> Vec<(&'static str, String)> {
     let state = JobState::try_from(job.state).map(|s| s.as_str_name().to_owned()).unwrap_or_default();
     let mut fields = vec![("job", quote(&job.id)), ("state", quote(&state))];
     if let Some(result) = &job.result {
@@ -179,7 +182,42 @@ fn job_json(job: &Job) -> String {
     if let Some(err) = &job.error {
         fields.push(("job_error", object(&[("code", quote(&err.code)), ("message", quote(&err.message))])));
     }
-    object(&fields)
+    fields
+}
+
+fn job_json(job: &Job) -> String {
+    object(&job_fields(job))
+}
+
+/// A job's typed result (`Job.response`, a google.protobuf.Any) as the message its start method
+/// declares: the type URL names it, the bytes decode into the generated type.
+fn unpack<M: Message + Default>(job: &Job, type_name: &str) -> Result<M, Status> {
+    // unset only on jobs of a service built before typed results: read `result` there
+    let any = job.response.as_ref().ok_or_else(|| {
+        Status::failed_precondition(format!("job {} has no typed result (Job.response); read Job.result", job.id))
+    })?;
+    if any.type_url.rsplit('/').next() != Some(type_name) {
+        return Err(Status::internal(format!("job {}'s result is a {}, not a {type_name}", job.id, any.type_url)));
+    }
+    M::decode(any.value.as_slice())
+        .map_err(|e| Status::internal(format!("job {}'s {type_name} does not decode: {e}", job.id)))
+}
+
+/// A few fields of a PruneResult, as typed values: integers print as integers.
+fn prune_json(r: &PruneResult) -> String {
+    let params = |m: &Option<apt::plugins::model_pruning::v1::PruneMeasurement>| {
+        m.as_ref().and_then(|m| m.parameters.as_ref()).cloned().unwrap_or_default()
+    };
+    let (before, after) = (params(&r.before), params(&r.after));
+    object(&[
+        ("output", quote(&r.output)),
+        ("parameters_before", before.total.to_string()),
+        ("parameters_after", after.total.to_string()),
+        ("nonzero_after", after.nonzero.to_string()),
+        ("ratio_achieved", format!("{}", r.ratio_achieved)),
+        ("reload_finite", r.reload.as_ref().map(|c| c.finite).unwrap_or(false).to_string()),
+        ("layers", r.sparsity_by_layer.len().to_string()),
+    ])
 }
 
 async fn run(args: Args, channel: Channel, auth: Auth) -> Result<String, Status> {
@@ -224,8 +262,13 @@ async fn run(args: Args, channel: Channel, auth: Auth) -> Result<String, Status>
                 ratio: 0.5,
                 ..Default::default()
             };
-            let job = pruning.start_prune(request).await?.into_inner();
-            Ok(job_json(&follow(&mut jobs, job).await?))
+            let job = follow(&mut jobs, pruning.start_prune(request).await?.into_inner()).await?;
+            let mut fields = job_fields(&job);
+            if job.state == JobState::Succeeded as i32 {
+                let typed: PruneResult = unpack(&job, "apt.plugins.model_pruning.v1.PruneResult")?;
+                fields.push(("typed", prune_json(&typed)));
+            }
+            Ok(object(&fields))
         }
         ["info", name] => {
             let info = core

@@ -11,6 +11,7 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2 as pb
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
 from apt_storage.testing import MiB, add_entry, random_bytes
@@ -47,6 +48,9 @@ def test_backup_list_restore_through_grpc(served):
     done = wait_job(channel, job.id, timeout=60)
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
     assert done.result["tag"] == "v1" and done.result["parts_sent"] == 2
+    backup = typed_result(done)  # Job.response: the declared BackupResult
+    assert isinstance(backup, pb.BackupResult) and (backup.name, backup.tag, backup.files) == ("m1", "v1", 2)
+    assert (backup.bytes_total, backup.bytes_sent, backup.parts_sent, backup.resumed) == (6 * MiB + 2,) * 2 + (2, False)
     assert done.metrics["bytes_total"] == 6 * MiB + 2 and "bytes_per_s" in done.metrics
 
     listed = stub.ListBackups(pb.ListBackupsRequest(destination="s3://backups/grpc", endpoint_url=endpoint),
@@ -60,6 +64,9 @@ def test_backup_list_restore_through_grpc(served):
     done = wait_job(channel, job.id, timeout=60)
     assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
     assert done.result["verified"] is True
+    restore = typed_result(done)
+    assert isinstance(restore, pb.RestoreResult) and restore.verified and restore.files == 2
+    assert (restore.name, restore.kind, restore.backup_name, restore.tag) == ("m1-back", "model", "m1", "v1")
     # #24 item 6: the copy descends from the backed-up model, whose own lineage it keeps
     restored, original = app.store.model("m1-back").meta, app.store.model("m1").meta
     assert (restored["lineage"]["parent"], restored["lineage"]["operation"]) == ("m1", "restore")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from apt_model import errors
+from apt_model.gen.apt.plugins.cloud_storage.v1.cloud_storage_pb2 import UploadResult
+from apt_model.runtime.results import to_message
 from apt_storage.backup import run_backup
 from apt_storage.config import StorageConfig
 from apt_storage.credentials import CredentialSource
@@ -121,6 +123,8 @@ def test_local_roots_restrict_destinations_and_upload_sources(store, tmp_path):
                      JobRecorder())
     assert (allowed / "out/notes.txt").read_text() == "hello"
     assert out["uploaded"][0]["size"] == 5
+    typed = to_message(UploadResult, out)  # what the job runtime does with it: it fits the contract
+    assert typed.uploaded[0].size == 5 and typed.bytes_total == 5 and typed.destination.endswith("/out")
 
 
 def test_credentials_from_secret_files(tmp_path):

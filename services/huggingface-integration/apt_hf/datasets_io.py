@@ -209,7 +209,7 @@ def run_load_dataset(store: Store, hub: ModelHub | None, spec: DatasetSpec, ctx:
                                  "token_stats": stats, "data_file": DATA_FILE}) as tmp:
             ds.to_parquet(str(tmp / DATA_FILE))
     return {"name": spec.name, "format": fmt, "files": len(files), **metrics, "features": features,
-            "preview": preview, "token_stats": stats or {}, **{f"source_{k}": v for k, v in source.items()},
+            "preview": preview, "token_stats": stats, **{f"source_{k}": v for k, v in source.items()},
             "seconds": round(time.monotonic() - started, 3)}
 
 

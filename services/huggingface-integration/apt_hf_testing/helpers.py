@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2
 from apt_model.runtime.jobs import JobManager, JobSnapshot
 from apt_model.store import Store
 
@@ -22,12 +23,16 @@ def save_non_causal_model(folder: Path) -> Path:
     return folder
 
 
-class JobRun:
-    """A job run by a real JobManager, with every published snapshot kept."""
+SERVICE = huggingface_pb2.DESCRIPTOR.services_by_name["HuggingFace"].full_name
 
-    def __init__(self, work, timeout: float = 120.0):
+
+class JobRun:
+    """A job run by a real JobManager as the HuggingFace ``method`` it does the work of (so its
+    result must fit that method's declared message), with every published snapshot kept."""
+
+    def __init__(self, method: str, work, timeout: float = 120.0):
         self.manager = JobManager("test", max_workers=1)
-        first = self.manager.start("test/op", work)
+        first = self.manager.start(f"/{SERVICE}/{method}", work)
         self.snapshots: list[JobSnapshot] = list(self.manager.watch(first.id, poll=0.05))
         self.final = self.snapshots[-1]
         self.manager.shutdown(cancel_running=False)

@@ -46,7 +46,8 @@ def write(folder, fmt: str):
 
 @pytest.fixture
 def with_tokenizer(store, run_job, llama_dir):
-    assert run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="tok"), ctx)).ok
+    assert run_job("StartImportModel",
+                   lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="tok"), ctx)).ok
     return "tok"
 
 
@@ -54,7 +55,7 @@ def with_tokenizer(store, run_job, llama_dir):
 def test_each_local_format(tmp_path, store, run_job, with_tokenizer, fmt):
     path = write(tmp_path, fmt)
     spec = DatasetSpec(source=str(path), name=f"ds-{fmt}", tokenizer_from=with_tokenizer, preview_rows=3)
-    run = run_job(lambda ctx: run_load_dataset(store, None, spec, ctx))
+    run = run_job("StartLoadDataset", lambda ctx: run_load_dataset(store, None, spec, ctx))
     assert run.ok, run.final.error_message
     res = run.final.result
     assert res["format"] == fmt and res["rows"] == 40
@@ -65,6 +66,9 @@ def test_each_local_format(tmp_path, store, run_job, with_tokenizer, fmt):
     stats = res["token_stats"]
     assert stats["rows_counted"] == 40 and stats["min"] <= stats["p50"] <= stats["max"]
     assert stats["total_tokens"] > 40 * 5
+    typed = run.final.response  # the declared LoadDatasetResult, integers as integers
+    assert (typed.rows, typed.columns, typed.total_tokens) == (40, len(res["features"]), stats["total_tokens"])
+    assert typed.token_stats.rows_counted == 40 and typed.preview[1]["text"] == ROWS[1]["text"]
     entry = store.dataset(f"ds-{fmt}")
     assert (entry.path / "data.parquet").is_file() and entry.meta["metrics"]["rows"] == 40
     assert store.verify("datasets", f"ds-{fmt}") == []
@@ -73,11 +77,13 @@ def test_each_local_format(tmp_path, store, run_job, with_tokenizer, fmt):
 def test_bad_data_is_refused_and_nothing_stored(tmp_path, store, run_job):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{"text": broken\n')
-    run = run_job(lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(bad), name="bad"), ctx))
+    run = run_job("StartLoadDataset",
+                  lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(bad), name="bad"), ctx))
     assert run.final.error_code == "INVALID_ARGUMENT"
     odd = tmp_path / "data.xyz"
     odd.write_text("x")
-    run = run_job(lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(odd), name="odd"), ctx))
+    run = run_job("StartLoadDataset",
+                  lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(odd), name="odd"), ctx))
     assert run.final.error_code == "INVALID_ARGUMENT" and "pass format" in run.final.error_message
     req = type("R", (), dict(source=str(odd), name="x", format="xlsx", split="", tokenizer_from="",
                              text_field="", preview_rows=0, overwrite=False, revision="", hub=""))()
@@ -92,7 +98,10 @@ def test_hub_dataset(tmp_path, store, run_job, hf_hub):
     write(folder, "jsonl")
     sha = hf_hub.add_repo("alice/corpus", folder, repo_type="dataset")
     hub = get_hub("huggingface", HubSettings(hf_endpoint=hf_hub.url, hf_cache=tmp_path / "cache"))
-    run = run_job(lambda ctx: run_load_dataset(store, hub, DatasetSpec(source="alice/corpus", name="corpus"), ctx))
+    run = run_job("StartLoadDataset",
+                  lambda ctx: run_load_dataset(store, hub, DatasetSpec(source="alice/corpus", name="corpus"), ctx))
     assert run.ok, run.final.error_message
     assert run.final.result["rows"] == 40
+    typed = run.final.response  # no tokenizer_from: no token statistics, rather than zeros
+    assert not typed.HasField("token_stats") and not typed.HasField("total_tokens") and typed.source_commit_sha == sha
     assert store.dataset("corpus").meta["source"]["commit_sha"] == sha

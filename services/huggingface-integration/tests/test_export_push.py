@@ -47,7 +47,8 @@ def store_logits(path: Path) -> list[float]:
 
 
 def import_local(store, run_job, folder: Path, name: str):
-    run = run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(folder), name=name), ctx))
+    run = run_job("StartImportModel",
+                  lambda ctx: run_import(store, None, ImportSpec(source=str(folder), name=name), ctx))
     assert run.ok, run.final.error_message
 
 
@@ -55,7 +56,7 @@ def import_local(store, run_job, folder: Path, name: str):
 def test_export_loads_with_plain_transformers_and_identical_logits(request, tmp_path, store, run_job, fixture):
     import_local(store, run_job, request.getfixturevalue(fixture), "m")
     out = tmp_path / "exported"
-    run = run_job(lambda ctx: run_export(store, ExportSpec(name="m", output_dir=out), ctx))
+    run = run_job("StartExportModel", lambda ctx: run_export(store, ExportSpec(name="m", output_dir=out), ctx))
     assert run.ok, run.final.error_message
     assert not (out / "apt.json").exists() and (out / "README.md").is_file()
     proc = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOAD, str(out), json.dumps(IDS)],
@@ -74,7 +75,7 @@ def test_model_card_names_lineage_and_metrics(tmp_path, store, run_job, llama_di
             if f.name != "apt.json":
                 (tmp / f.name).write_bytes(f.read_bytes())
     out = tmp_path / "card"
-    assert run_job(lambda ctx: run_export(store, ExportSpec(name="child", output_dir=out), ctx)).ok
+    assert run_job("StartExportModel", lambda ctx: run_export(store, ExportSpec(name="child", output_dir=out), ctx)).ok
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: transformers")
     assert "hf-import" in card and "hf-train" in card and "`base`" in card
@@ -93,7 +94,7 @@ def test_export_goes_only_to_a_new_folder_under_exports(tmp_path, store, run_job
     out = spec("mine").output_dir
     assert out == store.root / "exports" / "mine"
     assert spec(str(out)).output_dir == out  # the same place, given as a path
-    assert run_job(lambda ctx: run_export(store, spec("mine"), ctx)).ok
+    assert run_job("StartExportModel", lambda ctx: run_export(store, spec("mine"), ctx)).ok
     with pytest.raises(errors.AlreadyExists):
         spec("mine")  # done once: never replaced
     (store.root / "exports" / "empty").mkdir()
@@ -120,7 +121,8 @@ def test_a_failed_export_leaves_neither_its_folder_nor_its_temporary_one(tmp_pat
 
     monkeypatch.setattr(ckpt, "copy_file", copy_then_fail)
     exports = store.root / "exports"
-    run = run_job(lambda ctx: run_export(store, ExportSpec(name="m", output_dir=exports / "full"), ctx))
+    run = run_job("StartExportModel",
+                  lambda ctx: run_export(store, ExportSpec(name="m", output_dir=exports / "full"), ctx))
     assert run.final.error_code == "RESOURCE_EXHAUSTED" and "No space left" in run.final.error_message
     assert copied and list(exports.iterdir()) == []  # no claim, no .full.tmp-* half copy
 
@@ -130,7 +132,7 @@ def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_
     settings = HubSettings(hf_endpoint=hf_hub.url, hf_token=WRITE_TOKEN, hf_cache=store.root.parent / "cache")
     hub = get_hub("huggingface", settings)
     spec = PushSpec(name="mine", repo_id="alice/pushed", private=True, commit_message="first push", revision="main")
-    run = run_job(lambda ctx: run_push(store, hub, spec, ctx))
+    run = run_job("StartPushModel", lambda ctx: run_push(store, hub, spec, ctx))
     assert run.ok, run.final.error_message
     repo = hf_hub.repos[("model", "alice/pushed")]
     assert repo.private and run.final.result["commit_sha"] == repo.branches["main"]
@@ -144,13 +146,14 @@ def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_
 
     # pushing again to a new branch sends no weight bytes: the Hub already holds the LFS object
     again = PushSpec(name="mine", repo_id="alice/pushed", private=True, commit_message="again", revision="dev")
-    assert run_job(lambda ctx: run_push(store, hub, again, ctx)).ok
+    assert run_job("StartPushModel", lambda ctx: run_push(store, hub, again, ctx)).ok
     assert hf_hub.lfs_bytes_received == sent and "dev" in repo.branches
 
     # online import of what was pushed (private: the read token is needed) gives the same model
     reader = get_hub("huggingface", HubSettings(hf_endpoint=hf_hub.url, hf_token=READ_TOKEN,
                                                 hf_cache=store.root.parent / "cache2"))
-    back = run_job(lambda ctx: run_import(store, reader, ImportSpec(source="alice/pushed", name="back"), ctx))
+    back = run_job("StartImportModel",
+                   lambda ctx: run_import(store, reader, ImportSpec(source="alice/pushed", name="back"), ctx))
     assert back.ok, back.final.error_message
     assert store_logits(store.model("back").path) == store_logits(store.model("mine").path)
 
@@ -160,7 +163,7 @@ def test_push_needs_a_write_token(store, run_job, hf_hub, no_xet, llama_dir):
     spec = PushSpec(name="m", repo_id="alice/x", commit_message="c")
     for token, match in [(None, "set HF_TOKEN"), (READ_TOKEN, "write access")]:
         hub = get_hub("huggingface", HubSettings(hf_endpoint=hf_hub.url, hf_token=token))
-        run = run_job(lambda ctx: run_push(store, hub, spec, ctx))
+        run = run_job("StartPushModel", lambda ctx: run_push(store, hub, spec, ctx))
         assert run.final.error_code == "PERMISSION_DENIED", run.final.error_message
         assert match in run.final.error_message
     assert ("model", "alice/x") not in hf_hub.repos

@@ -33,7 +33,7 @@ def logits(folder: Path) -> torch.Tensor:
 
 def do_import(store, run_job, spec: ImportSpec, settings: HubSettings | None = None):
     hub = None if spec.is_local else get_hub(spec.hub, settings)
-    return run_job(lambda ctx: run_import(store, hub, spec, ctx))
+    return run_job("StartImportModel", lambda ctx: run_import(store, hub, spec, ctx))
 
 
 @pytest.mark.parametrize("fixture", ["llama_dir", "gpt2_dir"])
@@ -166,7 +166,7 @@ def test_cancelled_import_leaves_nothing(store, hf_hub, llama_dir):
         ctx.report = cancel_during_copy
         return run_import(store, get_hub("huggingface", settings), spec, ctx)
 
-    job = manager.start("test/import", work)
+    job = manager.start("/apt.plugins.huggingface_integration.v1.HuggingFace/StartImportModel", work)
     final = list(manager.watch(job.id, poll=0.05))[-1]
     manager.shutdown()
     assert final.state.value == "CANCELLED"

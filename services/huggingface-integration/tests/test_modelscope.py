@@ -19,7 +19,7 @@ def test_modelscope_import(store, run_job, ms_hub, llama_dir):
     ms_hub.add_repo("alice/tiny", llama_dir)
     settings = HubSettings(modelscope_endpoint=ms_hub.url, modelscope_cache=store.root.parent / "ms-cache")
     spec = ImportSpec(source="alice/tiny", name="from-ms", hub="modelscope")
-    run = run_job(lambda ctx: run_import(store, get_hub("modelscope", settings), spec, ctx))
+    run = run_job("StartImportModel", lambda ctx: run_import(store, get_hub("modelscope", settings), spec, ctx))
     assert run.ok, run.final.error_message
     entry = store.model("from-ms")
     assert entry.meta["source"]["hub"] == "modelscope" and entry.meta["source"]["revision"] == "main"

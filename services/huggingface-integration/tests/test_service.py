@@ -10,6 +10,7 @@ import pytest
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2 as pb
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc as pb_grpc
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 
 from apt_hf_testing.helpers import READ_TOKEN, WRITE_TOKEN
@@ -42,6 +43,10 @@ def test_import_export_push_over_grpc(tmp_path, served, hf_hub, llama_dir):
     assert (list(job.reads), list(job.writes)) == ([], ["models/tiny"])
     done = wait_job(channel, job.id, timeout=120)
     assert done.error.message == "" and done.result["commit_sha"] == sha
+    imported = typed_result(done)  # Job.response: the declared ImportModelResult
+    assert isinstance(imported, pb.ImportModelResult)
+    assert (imported.hub, imported.repo_id) == ("huggingface", "alice/tiny")
+    assert imported.parameters > 0 and imported.tensors > 0 and imported.weights_format == "safetensors"
     assert app.store.model("tiny").meta["source"]["repo_id"] == "alice/tiny"
 
     out = app.store.root / "exports" / "export"
@@ -49,11 +54,16 @@ def test_import_export_push_over_grpc(tmp_path, served, hf_hub, llama_dir):
     assert (list(export.reads), list(export.writes)) == (["models/tiny"], [])  # the gateway keeps it while read
     done = wait_job(channel, export.id)
     assert done.error.message == "" and (out / "README.md").is_file()
+    exported = typed_result(done)
+    assert isinstance(exported, pb.ExportModelResult) and exported.output_dir == str(out) and exported.files > 1
 
     done = wait_job(channel, stub.StartPushModel(pb.PushModelRequest(
         name="tiny", repo_id="alice/copy", private=True, commit_message="from grpc")).id)
     assert done.error.message == "", done.error.message
     assert hf_hub.repos[("model", "alice/copy")].private
+    pushed = typed_result(done)
+    assert isinstance(pushed, pb.PushModelResult) and pushed.private and pushed.bytes > 0
+    assert pushed.commit_sha == hf_hub.repos[("model", "alice/copy")].branches["main"]
 
 
 def test_bad_input_is_answered_on_the_start_call(tmp_path, served, hf_hub, llama_dir):

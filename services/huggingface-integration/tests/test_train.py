@@ -19,10 +19,12 @@ from apt_hf.trainer import TrainSpec, pack, run_train
 
 @pytest.fixture
 def model_and_data(tmp_path, store, run_job, llama_dir):
-    assert run_job(lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
+    assert run_job("StartImportModel",
+                   lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
     path = tmp_path / "corpus.jsonl"
     write_sample_jsonl(path)
-    assert run_job(lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
+    assert run_job("StartLoadDataset",
+                   lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
     return store
 
 
@@ -30,11 +32,13 @@ def test_finetune_lowers_eval_loss(model_and_data, run_job):
     store = model_and_data
     spec = TrainSpec(model="base", dataset="corpus", output_name="tuned", seq_len=32, learning_rate=3e-3,
                      batch_size=8, grad_accum=1, max_steps=30, seed=0, eval_fraction=0.2)
-    run = run_job(lambda ctx: run_train(store, spec, ctx), timeout=300)
+    run = run_job("StartTrain", lambda ctx: run_train(store, spec, ctx), timeout=300)
     assert run.ok, run.final.error_message
     res = run.final.result
     assert res["eval_loss"] < res["eval_loss_before"] - 0.5, res
     assert res["steps"] == 30
+    typed = run.final.response  # the declared TrainResult
+    assert (typed.name, typed.parent, typed.steps, typed.train_tokens) == ("tuned", "base", 30, res["train_tokens"])
     losses = run.metric_values("loss")
     assert len(losses) >= 5  # streamed while training
     entry = store.model("tuned")
@@ -62,7 +66,7 @@ def test_train_validation(model_and_data, run_job):
         with pytest.raises(errors.InvalidArgument, match=match):
             TrainSpec.from_request(type("R", (), {**base, **bad})())
     too_long = TrainSpec(model="base", dataset="corpus", output_name="t3", seq_len=32768, max_steps=1)
-    run = run_job(lambda ctx: run_train(store, too_long, ctx))
+    run = run_job("StartTrain", lambda ctx: run_train(store, too_long, ctx))
     assert run.final.error_code == "INVALID_ARGUMENT" and "too small" in run.final.error_message
     assert not store.exists("models", "t3")
 

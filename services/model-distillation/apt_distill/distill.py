@@ -25,7 +25,7 @@ from apt_model.store import Store
 from apt_distill import checkpoint
 from apt_distill.data import Batch, Corpus, read_texts
 from apt_distill.models import build_student, check_spec_against_models, load_teacher, parameter_count
-from apt_distill.objective import LossInputs, Objective, gather_teacher
+from apt_distill.objective import BUILTIN_TERMS, LossInputs, Objective, gather_teacher
 from apt_distill.spec import DistillSpec
 
 OPERATION = "distill"
@@ -107,7 +107,9 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
         save_model(student, s_tok, tmp)
         trainlog.write(tmp, log)
     checkpoint.remove(store, spec.output_name)
-    return {"model": spec.output_name, **metrics}
+    custom = {k: v for k, v in metrics.items() if k.endswith("_loss") and k not in BUILTIN_TERMS}
+    return {"model": spec.output_name, **{k: v for k, v in metrics.items() if k not in custom},
+            "custom_losses": custom}
 
 
 def train_step(student, teacher, objective: Objective, batch: Batch, optimizer, scheduler, spec: DistillSpec,

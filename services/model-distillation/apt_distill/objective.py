@@ -38,6 +38,10 @@ class LossInputs:
     same_vocabulary: bool
 
 
+# The loss terms Objective.forward names itself; a registered loss adds "<name>_loss".
+BUILTIN_TERMS = ("loss", "ce_loss", "kd_loss", "feature_loss", "relation_loss")
+
+
 class Objective(nn.Module):
     def __init__(self, spec: DistillSpec, shapes: Shapes):
         super().__init__()

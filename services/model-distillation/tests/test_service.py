@@ -16,6 +16,7 @@ from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
 
@@ -87,6 +88,11 @@ def test_a_run_streams_losses_and_lands_in_the_store(service, home):
     assert snap.state == job_pb2.JOB_STATE_SUCCEEDED, snap.error.message
     assert {"kd_loss", "ce_loss", "feature_loss", "eval_ppl", "teacher_eval_ppl"} <= seen
     assert job_result(snap)["model"] == "stu"
+    typed = typed_result(snap)  # Job.response: the declared DistillResult, integers as integers
+    assert isinstance(typed, pb.DistillResult) and typed.model == "stu"
+    assert (typed.steps, typed.tokens_seen) == (12, 12 * 4 * 32) and typed.student_params > 0
+    assert typed.kd_loss > 0 and typed.feature_loss > 0 and not typed.HasField("relation_loss")
+    assert typed.eval_ppl == job_result(snap)["eval_ppl"]  # the Struct view is the same message
     assert Store(home).model("stu").meta["lineage"]["parameters"]["strategies"] == ["response", "feature"]
     code, _ = code_of(lambda: stub.StartDistill(request(home)))
     assert code == grpc.StatusCode.ALREADY_EXISTS
@@ -163,7 +169,9 @@ def test_custom_loss_registered_by_entry_point(service, home, custom_loss_distri
     job = stub.StartDistill(request(home, strategies=["logit_l2"], loss_weights={"logit_l2": 0.5}))
     final = wait_job(channel, job.id)
     assert final.state == job_pb2.JOB_STATE_SUCCEEDED, final.error.message
-    assert job_result(final)["logit_l2_loss"] > 0
+    assert job_result(final)["custom_losses"]["logit_l2_loss"] > 0
+    typed = typed_result(final)  # a registered loss's term is in the map, not a field of its own
+    assert typed.custom_losses["logit_l2_loss"] > 0 and typed.HasField("ce_loss") and not typed.HasField("kd_loss")
     assert Store(home).model("stu").meta["lineage"]["parameters"]["loss_weights"] == {"logit_l2": 0.5}
 
 

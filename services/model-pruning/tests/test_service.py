@@ -15,8 +15,10 @@ from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
+from apt_prune.service import START_PRUNE
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -43,6 +45,13 @@ def test_prune_job_end_to_end(home):
         result = job_result(done)
         assert result["ratio_achieved"] == pytest.approx(0.5, abs=1e-3)
         assert result["before"]["perplexity"] > 1 and result["after"]["latency_ms"] > 0
+        typed = typed_result(done)  # Job.response: the declared PruneResult, integers as integers
+        assert isinstance(typed, pb.PruneResult) and (typed.model, typed.output, typed.strategy) == ("tiny", "mag50",
+                                                                                                     "magnitude")
+        before, after = typed.before.parameters, typed.after.parameters
+        assert before.total == after.total > 0 and after.nonzero < before.nonzero  # zeros, nothing removed
+        assert typed.after.size_bytes == result["after"]["size_bytes"] and typed.reload.finite
+        assert typed.HasField("perplexity_ratio") and not typed.HasField("perplexity_note") and typed.note
     entry = Store(home).model("mag50")
     assert json.loads((entry.path / "prune_report.json").read_text())["output"] == "mag50"
 
@@ -58,6 +67,8 @@ def test_lottery_and_recovery_steps_are_one_training_log(home):
             home, output_name="lot", strategy="lottery", lottery_rounds=2, lottery_steps=4, rewind_step=2,
             recovery_steps=5, recovery_path=corpus(home))).id, timeout=240)
         assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
+        lottery = typed_result(done).lottery
+        assert (lottery.rounds, [r.train_steps for r in lottery.schedule]) == (2, [4, 4])
         plain = wait_job(channel, stub.StartPrune(request(home, output_name="plain")).id, timeout=240)
         assert plain.state == job_pb2.JOB_STATE_SUCCEEDED, plain.error.message
     store = Store(home)
@@ -89,7 +100,7 @@ def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
 def test_model_in_use_by_another_job_is_refused(home):
     with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
         release = threading.Event()
-        blocker = app.jobs.start("test/Hold", lambda ctx: release.wait(60) and {}, writes=entries("models", "tiny"))
+        blocker = app.jobs.start(START_PRUNE, lambda ctx: release.wait(60) and {}, writes=entries("models", "tiny"))
         try:
             with pytest.raises(grpc.RpcError) as err:
                 pruning_pb2_grpc.PruningStub(channel).StartPrune(request(home))

@@ -11,6 +11,7 @@ import pytest
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.modeling.io import load_model, read_config
+from apt_model.runtime.results import to_message
 from apt_model.store import Store
 
 from apt_prune.prune import run_prune
@@ -55,6 +56,10 @@ def test_structured_keep_width_shrinks_consistently_and_reloads_with_plain_trans
     assert report["after"]["parameters"]["non_embedding"] < 0.56 * report["before"]["parameters"]["non_embedding"]
     assert report["after"]["size_bytes"] < report["before"]["size_bytes"]
     assert report["structured"]["heads"]["kv_heads"] == [2, 1]
+    typed = to_message(pb.PruneResult, report)  # as the job runtime turns it into the declared result
+    structured = typed.structured
+    assert list(structured.heads.query_heads) == [4, 2] and list(structured.mlp.intermediate_size) == [176, 88]
+    assert typed.recovery_steps == 3 and typed.HasField("recovery_loss_last") and not typed.HasField("lottery")
     # A fresh interpreter that never imports this project loads it.
     proc = subprocess.run([sys.executable, "-I", "-c", RELOAD, str(store.model("st").path)],
                           capture_output=True, text=True, timeout=300, cwd="/")

@@ -14,6 +14,7 @@ from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.modeling.io import load_model, load_tokenizer, read_config, save_model
 from apt_model.modeling.preset import create_model, preset_config
+from apt_model.runtime.results import to_message
 from apt_model.store import Store
 
 from apt_prune.importance import load_importance
@@ -59,6 +60,8 @@ def test_default_structured_prunes_heads_mlp_and_width_and_reloads(home, ctx):
     hidden = report["structured"]["hidden"]
     assert hidden["hidden_size"] == [64, h] and len(hidden["channels_removed"]) == 64 - h
     assert hidden["norm_gain_source"].endswith("calibration blocks")  # recovery text stands in for calibration
+    typed = to_message(pb.PruneResult, report).structured.hidden  # the declared result holds all of it
+    assert list(typed.hidden_size) == [64, h] and len(typed.channels_removed) == 64 - h and typed.norm_gains
     # The plain-transformers process sees every residual tensor at the new width.
     proc = subprocess.run([sys.executable, "-I", "-c", RELOAD, str(path)], capture_output=True, text=True,
                           timeout=300, cwd="/")

@@ -15,6 +15,7 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2 as pb
 from apt_model.gen.apt.plugins.ollama_export.v1 import ollama_export_pb2_grpc
 from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 
 from apt_ollama.export_job import EXPORT_MARKER, ExportSpec, run_export
@@ -51,6 +52,11 @@ def test_export_q8_0_is_verified_and_ready_for_ollama(service, store):
     assert "FROM ./model.gguf" in text and "PARAMETER num_ctx 128" in text and "temperature 0.5" in text
     assert sorted(p.name for p in out.iterdir()) == [EXPORT_MARKER, "Modelfile", "model.gguf"]
     assert gguf.GGUFReader(out / "model.gguf").fields["general.file_type"].contents() == 7
+    typed = typed_result(job)  # Job.response: the declared ExportResult, integers as integers
+    assert isinstance(typed, pb.ExportResult) and dict(typed.tensor_types) == {"Q8_0": 14, "F16": 2, "F32": 5}
+    assert typed.size_bytes == (out / "model.gguf").stat().st_size and typed.n_vocab > 0
+    assert typed.verification.tokenization_mismatches == 0 and not typed.verification.HasField("skipped")
+    assert typed.HasField("command") and not typed.HasField("ollama")
 
 
 @pytest.fixture
@@ -78,6 +84,9 @@ def test_export_qwen2_to_ollama(ollama_service, store, ollama_server):
     job, again = _export(service, name="qwen2-tiny", outtype="f16", ollama_url=ollama_server.url,
                          ollama_model="qwen2-tiny:f16", skip_verify=True)
     assert again["ollama"]["uploaded"] is False and again["verification"] == {"skipped": "skip_verify was requested"}
+    typed = typed_result(job)
+    assert typed.ollama.model == "qwen2-tiny:f16" and not typed.verification.HasField("positions")
+    assert not typed.HasField("command")
 
 
 def test_create_modelfile_rpc(service):

@@ -8,7 +8,7 @@ from apt_echo.service import EchoServicer
 
 
 def build(app: PluginApp) -> None:
-    app.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, EchoServicer())
+    app.add_servicer(echo_pb2_grpc.add_EchoServicer_to_server, EchoServicer(app.jobs))
 
 
 def main() -> None:

@@ -7,8 +7,11 @@ import time
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
+from apt_model.runtime.jobs import JobManager
+from apt_model.runtime.jobs_grpc import job_to_proto
 
 _PASSED_METADATA = ("x-request-id", "x-test", "x-test-bin")
+START_ECHO = "/apt.plugins.echo.v1.Echo/StartEcho"
 
 
 def _metadata(context) -> dict[str, str]:
@@ -23,9 +26,27 @@ def _sleep(seconds: float, context) -> None:
         time.sleep(0.01)
 
 
+def echo_job(request, ctx) -> dict:
+    """The StartEcho job: ``steps`` progress reports, then the text back."""
+    for i in range(request.steps):
+        ctx.check_cancelled()
+        time.sleep(request.interval_seconds)
+        ctx.report(progress=(i + 1) / request.steps, stage="echo", message=f"step {i + 1}", step=i + 1)
+    if request.warning:
+        ctx.warn(request.warning)
+    result = {"text": request.text, "steps": request.steps, "length": len(request.text)}
+    if request.undeclared_key:
+        result[request.undeclared_key] = True
+    return result
+
+
 class EchoServicer(echo_pb2_grpc.EchoServicer):
-    def __init__(self):
+    def __init__(self, jobs: JobManager):
+        self.jobs = jobs
         self.cancelled_calls = 0
+
+    def StartEcho(self, request, context):
+        return job_to_proto(self.jobs.start(START_ECHO, lambda ctx: echo_job(request, ctx)))
 
     def Echo(self, request, context):
         if request.crash:

@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61pt/common/v1/job.proto\x12\rapt.common.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa6\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.apt.common.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x30\n\x07metrics\x18\x07 \x03(\x0b\x32\x1f.apt.common.v1.Job.MetricsEntry\x12\'\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x17.apt.common.v1.JobError\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ta_seconds\x18\x0c \x01(\x01\x12.\n\x06labels\x18\r \x03(\x0b\x32\x1e.apt.common.v1.Job.LabelsEntry\x12\r\n\x05reads\x18\x0e \x03(\t\x12\x0e\n\x06writes\x18\x0f \x03(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x0fListJobsRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x02 \x01(\x08\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.apt.common.v1.Job\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x42/\n\x11\x63om.apt.common.v1B\x08JobProtoP\x01\xaa\x02\rApt.Common.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61pt/common/v1/job.proto\x12\rapt.common.v1\x1a\x19google/protobuf/any.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\")\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xce\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\toperation\x18\x02 \x01(\t\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.apt.common.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x30\n\x07metrics\x18\x07 \x03(\x0b\x32\x1f.apt.common.v1.Job.MetricsEntry\x12\'\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12&\n\x05\x65rror\x18\t \x01(\x0b\x32\x17.apt.common.v1.JobError\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65ta_seconds\x18\x0c \x01(\x01\x12.\n\x06labels\x18\r \x03(\x0b\x32\x1e.apt.common.v1.Job.LabelsEntry\x12\r\n\x05reads\x18\x0e \x03(\t\x12\x0e\n\x06writes\x18\x0f \x03(\t\x12&\n\x08response\x18\x10 \x01(\x0b\x32\x14.google.protobuf.Any\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\rGetJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"7\n\x0fListJobsRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63tive_only\x18\x02 \x01(\x08\"4\n\x10ListJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.apt.common.v1.Job\"\x1e\n\x10\x43\x61ncelJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x1d\n\x0fWatchJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x42/\n\x11\x63om.apt.common.v1B\x08JobProtoP\x01\xaa\x02\rApt.Common.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,26 +39,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
   _globals['_JOB_LABELSENTRY']._loaded_options = None
   _globals['_JOB_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=928
-  _globals['_JOBSTATE']._serialized_end=1082
-  _globals['_JOBERROR']._serialized_start=105
-  _globals['_JOBERROR']._serialized_end=146
-  _globals['_JOB']._serialized_start=149
-  _globals['_JOB']._serialized_end=699
-  _globals['_JOB_METRICSENTRY']._serialized_start=606
-  _globals['_JOB_METRICSENTRY']._serialized_end=652
-  _globals['_JOB_LABELSENTRY']._serialized_start=654
-  _globals['_JOB_LABELSENTRY']._serialized_end=699
-  _globals['_GETJOBREQUEST']._serialized_start=701
-  _globals['_GETJOBREQUEST']._serialized_end=728
-  _globals['_LISTJOBSREQUEST']._serialized_start=730
-  _globals['_LISTJOBSREQUEST']._serialized_end=785
-  _globals['_LISTJOBSRESPONSE']._serialized_start=787
-  _globals['_LISTJOBSRESPONSE']._serialized_end=839
-  _globals['_CANCELJOBREQUEST']._serialized_start=841
-  _globals['_CANCELJOBREQUEST']._serialized_end=871
-  _globals['_WATCHJOBREQUEST']._serialized_start=873
-  _globals['_WATCHJOBREQUEST']._serialized_end=902
-  _globals['_CHUNK']._serialized_start=904
-  _globals['_CHUNK']._serialized_end=925
+  _globals['_JOBSTATE']._serialized_start=995
+  _globals['_JOBSTATE']._serialized_end=1149
+  _globals['_JOBERROR']._serialized_start=132
+  _globals['_JOBERROR']._serialized_end=173
+  _globals['_JOB']._serialized_start=176
+  _globals['_JOB']._serialized_end=766
+  _globals['_JOB_METRICSENTRY']._serialized_start=673
+  _globals['_JOB_METRICSENTRY']._serialized_end=719
+  _globals['_JOB_LABELSENTRY']._serialized_start=721
+  _globals['_JOB_LABELSENTRY']._serialized_end=766
+  _globals['_GETJOBREQUEST']._serialized_start=768
+  _globals['_GETJOBREQUEST']._serialized_end=795
+  _globals['_LISTJOBSREQUEST']._serialized_start=797
+  _globals['_LISTJOBSREQUEST']._serialized_end=852
+  _globals['_LISTJOBSRESPONSE']._serialized_start=854
+  _globals['_LISTJOBSRESPONSE']._serialized_end=906
+  _globals['_CANCELJOBREQUEST']._serialized_start=908
+  _globals['_CANCELJOBREQUEST']._serialized_end=938
+  _globals['_WATCHJOBREQUEST']._serialized_start=940
+  _globals['_WATCHJOBREQUEST']._serialized_end=969
+  _globals['_CHUNK']._serialized_start=971
+  _globals['_CHUNK']._serialized_end=992
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
@@ -286,6 +287,87 @@ class CompareModelsRequest(_message.Message):
     max_eval_tokens: int
     def __init__(self, names: _Optional[_Iterable[str]] = ..., eval_text: _Optional[str] = ..., eval_path: _Optional[str] = ..., eval_dataset: _Optional[str] = ..., prompts: _Optional[_Iterable[str]] = ..., generation: _Optional[_Union[GenerationOptions, _Mapping]] = ..., max_eval_tokens: _Optional[int] = ...) -> None: ...
 
+class TestModelResult(_message.Message):
+    __slots__ = ("name", "parameters", "size_bytes", "device", "perplexity", "nll", "tokens_scored", "eval_seconds", "eval_tokens_per_s", "generations", "prefill_tokens_per_s", "decode_tokens_per_s", "first_token_ms", "per_token_ms", "warnings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    NLL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SCORED_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    PER_TOKEN_MS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    parameters: int
+    size_bytes: int
+    device: str
+    perplexity: float
+    nll: float
+    tokens_scored: int
+    eval_seconds: float
+    eval_tokens_per_s: float
+    generations: _containers.RepeatedCompositeFieldContainer[Generation]
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    first_token_ms: float
+    per_token_ms: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., parameters: _Optional[int] = ..., size_bytes: _Optional[int] = ..., device: _Optional[str] = ..., perplexity: _Optional[float] = ..., nll: _Optional[float] = ..., tokens_scored: _Optional[int] = ..., eval_seconds: _Optional[float] = ..., eval_tokens_per_s: _Optional[float] = ..., generations: _Optional[_Iterable[_Union[Generation, _Mapping]]] = ..., prefill_tokens_per_s: _Optional[float] = ..., decode_tokens_per_s: _Optional[float] = ..., first_token_ms: _Optional[float] = ..., per_token_ms: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Generation(_message.Message):
+    __slots__ = ("prompt", "text", "prompt_tokens", "new_tokens", "prefill_seconds", "decode_seconds", "prefill_tokens_per_s", "decode_tokens_per_s")
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    DECODE_TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    prefill_seconds: float
+    decode_seconds: float
+    prefill_tokens_per_s: float
+    decode_tokens_per_s: float
+    def __init__(self, prompt: _Optional[str] = ..., text: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., new_tokens: _Optional[int] = ..., prefill_seconds: _Optional[float] = ..., decode_seconds: _Optional[float] = ..., prefill_tokens_per_s: _Optional[float] = ..., decode_tokens_per_s: _Optional[float] = ...) -> None: ...
+
+class CompareModelsResult(_message.Message):
+    __slots__ = ("models", "generations", "best_perplexity", "warnings")
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    GENERATIONS_FIELD_NUMBER: _ClassVar[int]
+    BEST_PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[TestModelResult]
+    generations: _containers.RepeatedCompositeFieldContainer[PromptOutputs]
+    best_perplexity: str
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, models: _Optional[_Iterable[_Union[TestModelResult, _Mapping]]] = ..., generations: _Optional[_Iterable[_Union[PromptOutputs, _Mapping]]] = ..., best_perplexity: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PromptOutputs(_message.Message):
+    __slots__ = ("prompt", "outputs")
+    class OutputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    prompt: str
+    outputs: _containers.ScalarMap[str, str]
+    def __init__(self, prompt: _Optional[str] = ..., outputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
 class DebugModelRequest(_message.Message):
     __slots__ = ("name", "data_path", "data_dataset")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -375,6 +457,56 @@ class TrainRequest(_message.Message):
     threads: int
     max_minutes: float
     def __init__(self, name: _Optional[str] = ..., preset: _Optional[str] = ..., size: _Optional[str] = ..., config_json: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., text_field: _Optional[str] = ..., vocab_size: _Optional[int] = ..., tokenizer_from: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., min_lr_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., grad_clip: _Optional[float] = ..., eval_every: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., threads: _Optional[int] = ..., max_minutes: _Optional[float] = ...) -> None: ...
+
+class TrainResult(_message.Message):
+    __slots__ = ("model", "train_loss", "steps", "tokens_seen", "train_seconds", "tokens_per_s", "parameters", "val_loss", "val_perplexity", "loss_curve", "val_curve", "warnings")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SEEN_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_S_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    VAL_PERPLEXITY_FIELD_NUMBER: _ClassVar[int]
+    LOSS_CURVE_FIELD_NUMBER: _ClassVar[int]
+    VAL_CURVE_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    train_loss: float
+    steps: int
+    tokens_seen: int
+    train_seconds: float
+    tokens_per_s: float
+    parameters: int
+    val_loss: float
+    val_perplexity: float
+    loss_curve: _containers.RepeatedCompositeFieldContainer[LossPoint]
+    val_curve: _containers.RepeatedCompositeFieldContainer[ValidationPoint]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., train_loss: _Optional[float] = ..., steps: _Optional[int] = ..., tokens_seen: _Optional[int] = ..., train_seconds: _Optional[float] = ..., tokens_per_s: _Optional[float] = ..., parameters: _Optional[int] = ..., val_loss: _Optional[float] = ..., val_perplexity: _Optional[float] = ..., loss_curve: _Optional[_Iterable[_Union[LossPoint, _Mapping]]] = ..., val_curve: _Optional[_Iterable[_Union[ValidationPoint, _Mapping]]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LossPoint(_message.Message):
+    __slots__ = ("step", "loss", "lr", "step_seconds", "grad_norm")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    STEP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    loss: float
+    lr: float
+    step_seconds: float
+    grad_norm: float
+    def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ..., lr: _Optional[float] = ..., step_seconds: _Optional[float] = ..., grad_norm: _Optional[float] = ...) -> None: ...
+
+class ValidationPoint(_message.Message):
+    __slots__ = ("step", "loss")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    loss: float
+    def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
     __slots__ = ("name", "overwrite", "files")

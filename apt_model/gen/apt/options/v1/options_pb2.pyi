@@ -8,6 +8,8 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 RULES_FIELD_NUMBER: _ClassVar[int]
 rules: _descriptor.FieldDescriptor
+RESULT_TYPE_FIELD_NUMBER: _ClassVar[int]
+result_type: _descriptor.FieldDescriptor
 
 class FieldRules(_message.Message):
     __slots__ = ("required", "min", "max", "greater_than", "less_than", "choices", "default_value")

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\"C\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x05\"J\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tracker\x18\x02 \x01(\t\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\"+\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t2\xb7\x03\n\tDebugging\x12[\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x61\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12_\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseB\\\n%com.apt.plugins.advanced_debugging.v1B\x0e\x44\x65\x62uggingProtoP\x01\xaa\x02 Apt.Plugins.AdvancedDebugging.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"C\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x05\"J\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tracker\x18\x02 \x01(\t\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\"+\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t\"&\n\x12GradientFlowResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\",\n\x18\x41\x63tivationAnalysisResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"*\n\x16\x41nomalyDetectionResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xf2\x04\n\tDebugging\x12\x95\x01\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"8\xd2\xf3\x18\x34\x61pt.plugins.advanced_debugging.v1.GradientFlowResult\x12\xa1\x01\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\">\xd2\xf3\x18:apt.plugins.advanced_debugging.v1.ActivationAnalysisResult\x12\x9d\x01\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_debugging.v1.AnomalyDetectionResult\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseB\\\n%com.apt.plugins.advanced_debugging.v1B\x0e\x44\x65\x62uggingProtoP\x01\xaa\x02 Apt.Plugins.AdvancedDebugging.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_debugg
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n%com.apt.plugins.advanced_debugging.v1B\016DebuggingProtoP\001\252\002 Apt.Plugins.AdvancedDebugging.V1'
-  _globals['_ANALYSISREQUEST']._serialized_start=113
-  _globals['_ANALYSISREQUEST']._serialized_end=180
-  _globals['_EXPORTTOTRACKERREQUEST']._serialized_start=182
-  _globals['_EXPORTTOTRACKERREQUEST']._serialized_end=256
-  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_start=258
-  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_end=301
-  _globals['_DEBUGGING']._serialized_start=304
-  _globals['_DEBUGGING']._serialized_end=743
+  _globals['_DEBUGGING'].methods_by_name['StartGradientFlow']._loaded_options = None
+  _globals['_DEBUGGING'].methods_by_name['StartGradientFlow']._serialized_options = b'\322\363\0304apt.plugins.advanced_debugging.v1.GradientFlowResult'
+  _globals['_DEBUGGING'].methods_by_name['StartActivationAnalysis']._loaded_options = None
+  _globals['_DEBUGGING'].methods_by_name['StartActivationAnalysis']._serialized_options = b'\322\363\030:apt.plugins.advanced_debugging.v1.ActivationAnalysisResult'
+  _globals['_DEBUGGING'].methods_by_name['StartAnomalyDetection']._loaded_options = None
+  _globals['_DEBUGGING'].methods_by_name['StartAnomalyDetection']._serialized_options = b'\322\363\0308apt.plugins.advanced_debugging.v1.AnomalyDetectionResult'
+  _globals['_ANALYSISREQUEST']._serialized_start=143
+  _globals['_ANALYSISREQUEST']._serialized_end=210
+  _globals['_EXPORTTOTRACKERREQUEST']._serialized_start=212
+  _globals['_EXPORTTOTRACKERREQUEST']._serialized_end=286
+  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_start=288
+  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_end=331
+  _globals['_GRADIENTFLOWRESULT']._serialized_start=333
+  _globals['_GRADIENTFLOWRESULT']._serialized_end=371
+  _globals['_ACTIVATIONANALYSISRESULT']._serialized_start=373
+  _globals['_ACTIVATIONANALYSISRESULT']._serialized_end=417
+  _globals['_ANOMALYDETECTIONRESULT']._serialized_start=419
+  _globals['_ANOMALYDETECTIONRESULT']._serialized_end=461
+  _globals['_DEBUGGING']._serialized_start=464
+  _globals['_DEBUGGING']._serialized_end=1090
 # @@protoc_insertion_point(module_scope)

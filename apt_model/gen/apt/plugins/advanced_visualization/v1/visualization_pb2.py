@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\"7\n\x10\x44\x61shboardRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x13\n\x0boutput_path\x18\x02 \x01(\t\"V\n\x13\x41ttentionMapRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x13\n\x0boutput_path\x18\x04 \x01(\t\"Q\n\x17\x43omparisonReportRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\teval_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t2\xc0\x02\n\rVisualization\x12]\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\x12\x63\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\x12k\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.JobBh\n)com.apt.plugins.advanced_visualization.v1B\x12VisualizationProtoP\x01\xaa\x02$Apt.Plugins.AdvancedVisualization.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"7\n\x10\x44\x61shboardRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x13\n\x0boutput_path\x18\x02 \x01(\t\"V\n\x13\x41ttentionMapRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x13\n\x0boutput_path\x18\x04 \x01(\t\"Q\n\x17\x43omparisonReportRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\teval_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\"#\n\x0f\x44\x61shboardResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"&\n\x12\x41ttentionMapResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"*\n\x16\x43omparisonReportResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xfe\x03\n\rVisualization\x12\x98\x01\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\"9\xd2\xf3\x18\x35\x61pt.plugins.advanced_visualization.v1.DashboardResult\x12\xa1\x01\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_visualization.v1.AttentionMapResult\x12\xad\x01\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.Job\"@\xd2\xf3\x18<apt.plugins.advanced_visualization.v1.ComparisonReportResultBh\n)com.apt.plugins.advanced_visualization.v1B\x12VisualizationProtoP\x01\xaa\x02$Apt.Plugins.AdvancedVisualization.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_visual
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n)com.apt.plugins.advanced_visualization.v1B\022VisualizationProtoP\001\252\002$Apt.Plugins.AdvancedVisualization.V1'
-  _globals['_DASHBOARDREQUEST']._serialized_start=125
-  _globals['_DASHBOARDREQUEST']._serialized_end=180
-  _globals['_ATTENTIONMAPREQUEST']._serialized_start=182
-  _globals['_ATTENTIONMAPREQUEST']._serialized_end=268
-  _globals['_COMPARISONREPORTREQUEST']._serialized_start=270
-  _globals['_COMPARISONREPORTREQUEST']._serialized_end=351
-  _globals['_VISUALIZATION']._serialized_start=354
-  _globals['_VISUALIZATION']._serialized_end=674
+  _globals['_VISUALIZATION'].methods_by_name['StartDashboard']._loaded_options = None
+  _globals['_VISUALIZATION'].methods_by_name['StartDashboard']._serialized_options = b'\322\363\0305apt.plugins.advanced_visualization.v1.DashboardResult'
+  _globals['_VISUALIZATION'].methods_by_name['StartAttentionMap']._loaded_options = None
+  _globals['_VISUALIZATION'].methods_by_name['StartAttentionMap']._serialized_options = b'\322\363\0308apt.plugins.advanced_visualization.v1.AttentionMapResult'
+  _globals['_VISUALIZATION'].methods_by_name['StartComparisonReport']._loaded_options = None
+  _globals['_VISUALIZATION'].methods_by_name['StartComparisonReport']._serialized_options = b'\322\363\030<apt.plugins.advanced_visualization.v1.ComparisonReportResult'
+  _globals['_DASHBOARDREQUEST']._serialized_start=155
+  _globals['_DASHBOARDREQUEST']._serialized_end=210
+  _globals['_ATTENTIONMAPREQUEST']._serialized_start=212
+  _globals['_ATTENTIONMAPREQUEST']._serialized_end=298
+  _globals['_COMPARISONREPORTREQUEST']._serialized_start=300
+  _globals['_COMPARISONREPORTREQUEST']._serialized_end=381
+  _globals['_DASHBOARDRESULT']._serialized_start=383
+  _globals['_DASHBOARDRESULT']._serialized_end=418
+  _globals['_ATTENTIONMAPRESULT']._serialized_start=420
+  _globals['_ATTENTIONMAPRESULT']._serialized_end=458
+  _globals['_COMPARISONREPORTRESULT']._serialized_start=460
+  _globals['_COMPARISONREPORTRESULT']._serialized_end=502
+  _globals['_VISUALIZATION']._serialized_start=505
+  _globals['_VISUALIZATION']._serialized_end=1015
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -36,3 +37,21 @@ class ComparisonReportRequest(_message.Message):
     eval_path: str
     output_path: str
     def __init__(self, models: _Optional[_Iterable[str]] = ..., eval_path: _Optional[str] = ..., output_path: _Optional[str] = ...) -> None: ...
+
+class DashboardResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AttentionMapResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ComparisonReportResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -107,3 +107,101 @@ class ListBackupsResponse(_message.Message):
     BACKUPS_FIELD_NUMBER: _ClassVar[int]
     backups: _containers.RepeatedCompositeFieldContainer[Backup]
     def __init__(self, backups: _Optional[_Iterable[_Union[Backup, _Mapping]]] = ...) -> None: ...
+
+class BackupResult(_message.Message):
+    __slots__ = ("destination", "name", "tag", "files", "resumed", "bytes_total", "bytes_sent", "bytes_skipped", "parts_sent", "parts_skipped", "seconds", "bytes_per_s", "warnings")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    name: str
+    tag: str
+    files: int
+    resumed: bool
+    bytes_total: int
+    bytes_sent: int
+    bytes_skipped: int
+    parts_sent: int
+    parts_skipped: int
+    seconds: float
+    bytes_per_s: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, destination: _Optional[str] = ..., name: _Optional[str] = ..., tag: _Optional[str] = ..., files: _Optional[int] = ..., resumed: _Optional[bool] = ..., bytes_total: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_skipped: _Optional[int] = ..., parts_sent: _Optional[int] = ..., parts_skipped: _Optional[int] = ..., seconds: _Optional[float] = ..., bytes_per_s: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UploadResult(_message.Message):
+    __slots__ = ("destination", "uploaded", "bytes_total", "bytes_sent", "bytes_skipped", "parts_sent", "parts_skipped", "seconds", "bytes_per_s", "warnings")
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    UPLOADED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    uploaded: _containers.RepeatedCompositeFieldContainer[UploadedFile]
+    bytes_total: int
+    bytes_sent: int
+    bytes_skipped: int
+    parts_sent: int
+    parts_skipped: int
+    seconds: float
+    bytes_per_s: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, destination: _Optional[str] = ..., uploaded: _Optional[_Iterable[_Union[UploadedFile, _Mapping]]] = ..., bytes_total: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_skipped: _Optional[int] = ..., parts_sent: _Optional[int] = ..., parts_skipped: _Optional[int] = ..., seconds: _Optional[float] = ..., bytes_per_s: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UploadedFile(_message.Message):
+    __slots__ = ("key", "size", "sha256")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    size: int
+    sha256: str
+    def __init__(self, key: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class RestoreResult(_message.Message):
+    __slots__ = ("name", "kind", "source", "backup_name", "tag", "files", "verified", "bytes_total", "bytes_sent", "bytes_skipped", "parts_sent", "parts_skipped", "seconds", "bytes_per_s", "warnings")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BACKUP_NAME_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SENT_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SENT_FIELD_NUMBER: _ClassVar[int]
+    PARTS_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    source: str
+    backup_name: str
+    tag: str
+    files: int
+    verified: bool
+    bytes_total: int
+    bytes_sent: int
+    bytes_skipped: int
+    parts_sent: int
+    parts_skipped: int
+    seconds: float
+    bytes_per_s: float
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., source: _Optional[str] = ..., backup_name: _Optional[str] = ..., tag: _Optional[str] = ..., files: _Optional[int] = ..., verified: _Optional[bool] = ..., bytes_total: _Optional[int] = ..., bytes_sent: _Optional[int] = ..., bytes_skipped: _Optional[int] = ..., parts_sent: _Optional[int] = ..., parts_skipped: _Optional[int] = ..., seconds: _Optional[float] = ..., bytes_per_s: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/data_processors/v1/data_processors.proto\x12\x1e\x61pt.plugins.data_processors.v1\x1a\x17\x61pt/common/v1/job.proto\"b\n\x0eProcessRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x12\n\ntext_field\x18\x02 \x01(\t\x12\x10\n\x08\x63leaning\x18\x03 \x01(\t\x12\r\n\x05\x64\x65\x64up\x18\x04 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\"3\n\x10\x43leanTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\"\"\n\x11\x43leanTextResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"^\n\x0e\x41ugmentRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x0e\n\x06\x63opies\x18\x03 \x01(\x05\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\x32\xaa\x02\n\x0e\x44\x61taProcessors\x12R\n\x0cStartProcess\x12..apt.plugins.data_processors.v1.ProcessRequest\x1a\x12.apt.common.v1.Job\x12p\n\tCleanText\x12\x30.apt.plugins.data_processors.v1.CleanTextRequest\x1a\x31.apt.plugins.data_processors.v1.CleanTextResponse\x12R\n\x0cStartAugment\x12..apt.plugins.data_processors.v1.AugmentRequest\x1a\x12.apt.common.v1.JobB[\n\"com.apt.plugins.data_processors.v1B\x13\x44\x61taProcessorsProtoP\x01\xaa\x02\x1d\x41pt.Plugins.DataProcessors.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/data_processors/v1/data_processors.proto\x12\x1e\x61pt.plugins.data_processors.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"b\n\x0eProcessRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x12\n\ntext_field\x18\x02 \x01(\t\x12\x10\n\x08\x63leaning\x18\x03 \x01(\t\x12\r\n\x05\x64\x65\x64up\x18\x04 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\"3\n\x10\x43leanTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\"\"\n\x11\x43leanTextResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"^\n\x0e\x41ugmentRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x0e\n\x06\x63opies\x18\x03 \x01(\x05\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"!\n\rProcessResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"!\n\rAugmentResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\x90\x03\n\x0e\x44\x61taProcessors\x12\x84\x01\n\x0cStartProcess\x12..apt.plugins.data_processors.v1.ProcessRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.ProcessResult\x12p\n\tCleanText\x12\x30.apt.plugins.data_processors.v1.CleanTextRequest\x1a\x31.apt.plugins.data_processors.v1.CleanTextResponse\x12\x84\x01\n\x0cStartAugment\x12..apt.plugins.data_processors.v1.AugmentRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.AugmentResultB[\n\"com.apt.plugins.data_processors.v1B\x13\x44\x61taProcessorsProtoP\x01\xaa\x02\x1d\x41pt.Plugins.DataProcessors.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +34,22 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.data_processors
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\"com.apt.plugins.data_processors.v1B\023DataProcessorsProtoP\001\252\002\035Apt.Plugins.DataProcessors.V1'
-  _globals['_PROCESSREQUEST']._serialized_start=113
-  _globals['_PROCESSREQUEST']._serialized_end=211
-  _globals['_CLEANTEXTREQUEST']._serialized_start=213
-  _globals['_CLEANTEXTREQUEST']._serialized_end=264
-  _globals['_CLEANTEXTRESPONSE']._serialized_start=266
-  _globals['_CLEANTEXTRESPONSE']._serialized_end=300
-  _globals['_AUGMENTREQUEST']._serialized_start=302
-  _globals['_AUGMENTREQUEST']._serialized_end=396
-  _globals['_DATAPROCESSORS']._serialized_start=399
-  _globals['_DATAPROCESSORS']._serialized_end=697
+  _globals['_DATAPROCESSORS'].methods_by_name['StartProcess']._loaded_options = None
+  _globals['_DATAPROCESSORS'].methods_by_name['StartProcess']._serialized_options = b'\322\363\030,apt.plugins.data_processors.v1.ProcessResult'
+  _globals['_DATAPROCESSORS'].methods_by_name['StartAugment']._loaded_options = None
+  _globals['_DATAPROCESSORS'].methods_by_name['StartAugment']._serialized_options = b'\322\363\030,apt.plugins.data_processors.v1.AugmentResult'
+  _globals['_PROCESSREQUEST']._serialized_start=143
+  _globals['_PROCESSREQUEST']._serialized_end=241
+  _globals['_CLEANTEXTREQUEST']._serialized_start=243
+  _globals['_CLEANTEXTREQUEST']._serialized_end=294
+  _globals['_CLEANTEXTRESPONSE']._serialized_start=296
+  _globals['_CLEANTEXTRESPONSE']._serialized_end=330
+  _globals['_AUGMENTREQUEST']._serialized_start=332
+  _globals['_AUGMENTREQUEST']._serialized_end=426
+  _globals['_PROCESSRESULT']._serialized_start=428
+  _globals['_PROCESSRESULT']._serialized_end=461
+  _globals['_AUGMENTRESULT']._serialized_start=463
+  _globals['_AUGMENTRESULT']._serialized_end=496
+  _globals['_DATAPROCESSORS']._serialized_start=499
+  _globals['_DATAPROCESSORS']._serialized_end=899
 # @@protoc_insertion_point(module_scope)

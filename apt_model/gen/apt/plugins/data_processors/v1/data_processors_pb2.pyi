@@ -1,4 +1,5 @@
 from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -48,3 +49,15 @@ class AugmentRequest(_message.Message):
     name: str
     seed: int
     def __init__(self, dataset: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., copies: _Optional[int] = ..., name: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class ProcessResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AugmentResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...

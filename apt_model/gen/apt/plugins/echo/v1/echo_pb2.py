@@ -22,9 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61pt/plugins/echo/v1/echo.proto\x12\x13\x61pt.plugins.echo.v1\"\x11\n\x0fGetStatsRequest\" \n\x05Stats\x12\x17\n\x0f\x63\x61ncelled_calls\x18\x01 \x01(\x05\"A\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsleep_seconds\x18\x02 \x01(\x01\x12\r\n\x05\x63rash\x18\x03 \x01(\x08\"\x9f\x01\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x41\n\x08metadata\x18\x02 \x03(\x0b\x32/.apt.plugins.echo.v1.EchoResponse.MetadataEntry\x12\r\n\x05index\x18\x03 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x0c\x43ountRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x63rash_after\x18\x03 \x01(\x05\";\n\x0f\x41rtifactRequest\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\x05\"\x1d\n\rArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"-\n\x0b\x46\x61ilRequest\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t2\xba\x04\n\x04\x45\x63ho\x12K\n\x04\x45\x63ho\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse\x12O\n\x05\x43ount\x12!.apt.plugins.echo.v1.CountRequest\x1a!.apt.plugins.echo.v1.EchoResponse0\x01\x12P\n\x07\x43ollect\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse(\x01\x12O\n\x04\x43hat\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse(\x01\x30\x01\x12V\n\x08\x41rtifact\x12$.apt.plugins.echo.v1.ArtifactRequest\x1a\".apt.plugins.echo.v1.ArtifactChunk0\x01\x12K\n\x04\x46\x61il\x12 .apt.plugins.echo.v1.FailRequest\x1a!.apt.plugins.echo.v1.EchoResponse\x12L\n\x08GetStats\x12$.apt.plugins.echo.v1.GetStatsRequest\x1a\x1a.apt.plugins.echo.v1.StatsB<\n\x17\x63om.apt.plugins.echo.v1B\tEchoProtoP\x01\xaa\x02\x13\x41pt.Plugins.Echo.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61pt/plugins/echo/v1/echo.proto\x12\x13\x61pt.plugins.echo.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\x11\n\x0fGetStatsRequest\" \n\x05Stats\x12\x17\n\x0f\x63\x61ncelled_calls\x18\x01 \x01(\x05\"A\n\x0b\x45\x63hoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rsleep_seconds\x18\x02 \x01(\x01\x12\r\n\x05\x63rash\x18\x03 \x01(\x08\"\x9f\x01\n\x0c\x45\x63hoResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x41\n\x08metadata\x18\x02 \x03(\x0b\x32/.apt.plugins.echo.v1.EchoResponse.MetadataEntry\x12\r\n\x05index\x18\x03 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"H\n\x0c\x43ountRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x18\n\x10interval_seconds\x18\x02 \x01(\x01\x12\x13\n\x0b\x63rash_after\x18\x03 \x01(\x05\";\n\x0f\x41rtifactRequest\x12\x13\n\x0btotal_bytes\x18\x01 \x01(\x03\x12\x13\n\x0b\x63hunk_bytes\x18\x02 \x01(\x05\"\x1d\n\rArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"-\n\x0b\x46\x61ilRequest\x12\r\n\x05\x65rror\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"r\n\x10StartEchoRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x01(\x05\x12\x18\n\x10interval_seconds\x18\x03 \x01(\x01\x12\x0f\n\x07warning\x18\x04 \x01(\t\x12\x16\n\x0eundeclared_key\x18\x05 \x01(\t\"K\n\nEchoResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x01(\x05\x12\x0e\n\x06length\x18\x03 \x01(\x03\x12\x10\n\x08warnings\x18\x04 \x03(\t2\xa6\x05\n\x04\x45\x63ho\x12K\n\x04\x45\x63ho\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse\x12O\n\x05\x43ount\x12!.apt.plugins.echo.v1.CountRequest\x1a!.apt.plugins.echo.v1.EchoResponse0\x01\x12P\n\x07\x43ollect\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse(\x01\x12O\n\x04\x43hat\x12 .apt.plugins.echo.v1.EchoRequest\x1a!.apt.plugins.echo.v1.EchoResponse(\x01\x30\x01\x12V\n\x08\x41rtifact\x12$.apt.plugins.echo.v1.ArtifactRequest\x1a\".apt.plugins.echo.v1.ArtifactChunk0\x01\x12K\n\x04\x46\x61il\x12 .apt.plugins.echo.v1.FailRequest\x1a!.apt.plugins.echo.v1.EchoResponse\x12L\n\x08GetStats\x12$.apt.plugins.echo.v1.GetStatsRequest\x1a\x1a.apt.plugins.echo.v1.Stats\x12j\n\tStartEcho\x12%.apt.plugins.echo.v1.StartEchoRequest\x1a\x12.apt.common.v1.Job\"\"\xd2\xf3\x18\x1e\x61pt.plugins.echo.v1.EchoResultB<\n\x17\x63om.apt.plugins.echo.v1B\tEchoProtoP\x01\xaa\x02\x13\x41pt.Plugins.Echo.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +36,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\027com.apt.plugins.echo.v1B\tEchoProtoP\001\252\002\023Apt.Plugins.Echo.V1'
   _globals['_ECHORESPONSE_METADATAENTRY']._loaded_options = None
   _globals['_ECHORESPONSE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_GETSTATSREQUEST']._serialized_start=55
-  _globals['_GETSTATSREQUEST']._serialized_end=72
-  _globals['_STATS']._serialized_start=74
-  _globals['_STATS']._serialized_end=106
-  _globals['_ECHOREQUEST']._serialized_start=108
-  _globals['_ECHOREQUEST']._serialized_end=173
-  _globals['_ECHORESPONSE']._serialized_start=176
-  _globals['_ECHORESPONSE']._serialized_end=335
-  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_start=288
-  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_end=335
-  _globals['_COUNTREQUEST']._serialized_start=337
-  _globals['_COUNTREQUEST']._serialized_end=409
-  _globals['_ARTIFACTREQUEST']._serialized_start=411
-  _globals['_ARTIFACTREQUEST']._serialized_end=470
-  _globals['_ARTIFACTCHUNK']._serialized_start=472
-  _globals['_ARTIFACTCHUNK']._serialized_end=501
-  _globals['_FAILREQUEST']._serialized_start=503
-  _globals['_FAILREQUEST']._serialized_end=548
-  _globals['_ECHO']._serialized_start=551
-  _globals['_ECHO']._serialized_end=1121
+  _globals['_ECHO'].methods_by_name['StartEcho']._loaded_options = None
+  _globals['_ECHO'].methods_by_name['StartEcho']._serialized_options = b'\322\363\030\036apt.plugins.echo.v1.EchoResult'
+  _globals['_GETSTATSREQUEST']._serialized_start=110
+  _globals['_GETSTATSREQUEST']._serialized_end=127
+  _globals['_STATS']._serialized_start=129
+  _globals['_STATS']._serialized_end=161
+  _globals['_ECHOREQUEST']._serialized_start=163
+  _globals['_ECHOREQUEST']._serialized_end=228
+  _globals['_ECHORESPONSE']._serialized_start=231
+  _globals['_ECHORESPONSE']._serialized_end=390
+  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_start=343
+  _globals['_ECHORESPONSE_METADATAENTRY']._serialized_end=390
+  _globals['_COUNTREQUEST']._serialized_start=392
+  _globals['_COUNTREQUEST']._serialized_end=464
+  _globals['_ARTIFACTREQUEST']._serialized_start=466
+  _globals['_ARTIFACTREQUEST']._serialized_end=525
+  _globals['_ARTIFACTCHUNK']._serialized_start=527
+  _globals['_ARTIFACTCHUNK']._serialized_end=556
+  _globals['_FAILREQUEST']._serialized_start=558
+  _globals['_FAILREQUEST']._serialized_end=603
+  _globals['_STARTECHOREQUEST']._serialized_start=605
+  _globals['_STARTECHOREQUEST']._serialized_end=719
+  _globals['_ECHORESULT']._serialized_start=721
+  _globals['_ECHORESULT']._serialized_end=796
+  _globals['_ECHO']._serialized_start=799
+  _globals['_ECHO']._serialized_end=1477
 # @@protoc_insertion_point(module_scope)

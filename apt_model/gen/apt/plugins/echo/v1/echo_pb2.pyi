@@ -1,7 +1,9 @@
+from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -74,3 +76,29 @@ class FailRequest(_message.Message):
     error: str
     message: str
     def __init__(self, error: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StartEchoRequest(_message.Message):
+    __slots__ = ("text", "steps", "interval_seconds", "warning", "undeclared_key")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARNING_FIELD_NUMBER: _ClassVar[int]
+    UNDECLARED_KEY_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    steps: int
+    interval_seconds: float
+    warning: str
+    undeclared_key: str
+    def __init__(self, text: _Optional[str] = ..., steps: _Optional[int] = ..., interval_seconds: _Optional[float] = ..., warning: _Optional[str] = ..., undeclared_key: _Optional[str] = ...) -> None: ...
+
+class EchoResult(_message.Message):
+    __slots__ = ("text", "steps", "length", "warnings")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    steps: int
+    length: int
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, text: _Optional[str] = ..., steps: _Optional[int] = ..., length: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

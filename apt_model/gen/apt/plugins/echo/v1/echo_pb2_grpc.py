@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2 as apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -69,6 +70,11 @@ class EchoStub:
                 request_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.FromString,
                 _registered_method=True)
+        self.StartEcho = channel.unary_unary(
+                '/apt.plugins.echo.v1.Echo/StartEcho',
+                request_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.StartEchoRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class EchoServicer:
@@ -123,6 +129,13 @@ class EchoServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartEcho(self, request, context):
+        """a job (long-running), with a typed result
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EchoServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +173,11 @@ def add_EchoServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.FromString,
                     response_serializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.SerializeToString,
+            ),
+            'StartEcho': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartEcho,
+                    request_deserializer=apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.StartEchoRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +369,33 @@ class Echo:
             '/apt.plugins.echo.v1.Echo/GetStats',
             apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.GetStatsRequest.SerializeToString,
             apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartEcho(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.echo.v1.Echo/StartEcho',
+            apt_dot_plugins_dot_echo_dot_v1_dot_echo__pb2.StartEchoRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

@@ -79,3 +79,42 @@ class DistillRequest(_message.Message):
     checkpoint_every: int
     warmup_steps: int
     def __init__(self, teacher: _Optional[str] = ..., student: _Optional[str] = ..., student_preset_size: _Optional[str] = ..., student_layers: _Optional[int] = ..., output_name: _Optional[str] = ..., strategies: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., alpha: _Optional[float] = ..., kl_direction: _Optional[str] = ..., top_k: _Optional[int] = ..., layer_map: _Optional[_Mapping[int, int]] = ..., feature_loss: _Optional[str] = ..., relation: _Optional[str] = ..., dataset: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., loss_weights: _Optional[_Mapping[str, float]] = ..., device: _Optional[str] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ...) -> None: ...
+
+class DistillResult(_message.Message):
+    __slots__ = ("model", "eval_ppl", "teacher_eval_ppl", "steps", "tokens_seen", "student_params", "teacher_params", "loss", "ce_loss", "kd_loss", "feature_loss", "relation_loss", "custom_losses", "warnings")
+    class CustomLossesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EVAL_PPL_FIELD_NUMBER: _ClassVar[int]
+    TEACHER_EVAL_PPL_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_SEEN_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TEACHER_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    CE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    KD_LOSS_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LOSS_FIELD_NUMBER: _ClassVar[int]
+    RELATION_LOSS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_LOSSES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    eval_ppl: float
+    teacher_eval_ppl: float
+    steps: int
+    tokens_seen: int
+    student_params: int
+    teacher_params: int
+    loss: float
+    ce_loss: float
+    kd_loss: float
+    feature_loss: float
+    relation_loss: float
+    custom_losses: _containers.ScalarMap[str, float]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., eval_ppl: _Optional[float] = ..., teacher_eval_ppl: _Optional[float] = ..., steps: _Optional[int] = ..., tokens_seen: _Optional[int] = ..., student_params: _Optional[int] = ..., teacher_params: _Optional[int] = ..., loss: _Optional[float] = ..., ce_loss: _Optional[float] = ..., kd_loss: _Optional[float] = ..., feature_loss: _Optional[float] = ..., relation_loss: _Optional[float] = ..., custom_losses: _Optional[_Mapping[str, float]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...

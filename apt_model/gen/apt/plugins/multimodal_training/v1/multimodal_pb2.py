@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3apt/plugins/multimodal_training/v1/multimodal.proto\x12\"apt.plugins.multimodal_training.v1\x1a\x17\x61pt/common/v1/job.proto\"O\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\"m\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\x32\xc4\x01\n\nMultimodal\x12\x62\n\x12StartCreateDataset\x12\x38.apt.plugins.multimodal_training.v1.CreateDatasetRequest\x1a\x12.apt.common.v1.Job\x12R\n\nStartTrain\x12\x30.apt.plugins.multimodal_training.v1.TrainRequest\x1a\x12.apt.common.v1.JobB_\n&com.apt.plugins.multimodal_training.v1B\x0fMultimodalProtoP\x01\xaa\x02!Apt.Plugins.MultimodalTraining.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n3apt/plugins/multimodal_training/v1/multimodal.proto\x12\"apt.plugins.multimodal_training.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"O\n\x14\x43reateDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_path\x18\x02 \x01(\t\x12\x12\n\nmodalities\x18\x03 \x03(\t\"m\n\x0cTrainRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\x12\x15\n\rlearning_rate\x18\x05 \x01(\x01\"\'\n\x13\x43reateDatasetResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"\x1f\n\x0bTrainResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xb6\x02\n\nMultimodal\x12\x9e\x01\n\x12StartCreateDataset\x12\x38.apt.plugins.multimodal_training.v1.CreateDatasetRequest\x1a\x12.apt.common.v1.Job\":\xd2\xf3\x18\x36\x61pt.plugins.multimodal_training.v1.CreateDatasetResult\x12\x86\x01\n\nStartTrain\x12\x30.apt.plugins.multimodal_training.v1.TrainRequest\x1a\x12.apt.common.v1.Job\"2\xd2\xf3\x18.apt.plugins.multimodal_training.v1.TrainResultB_\n&com.apt.plugins.multimodal_training.v1B\x0fMultimodalProtoP\x01\xaa\x02!Apt.Plugins.MultimodalTraining.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +34,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.multimodal_trai
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n&com.apt.plugins.multimodal_training.v1B\017MultimodalProtoP\001\252\002!Apt.Plugins.MultimodalTraining.V1'
-  _globals['_CREATEDATASETREQUEST']._serialized_start=116
-  _globals['_CREATEDATASETREQUEST']._serialized_end=195
-  _globals['_TRAINREQUEST']._serialized_start=197
-  _globals['_TRAINREQUEST']._serialized_end=306
-  _globals['_MULTIMODAL']._serialized_start=309
-  _globals['_MULTIMODAL']._serialized_end=505
+  _globals['_MULTIMODAL'].methods_by_name['StartCreateDataset']._loaded_options = None
+  _globals['_MULTIMODAL'].methods_by_name['StartCreateDataset']._serialized_options = b'\322\363\0306apt.plugins.multimodal_training.v1.CreateDatasetResult'
+  _globals['_MULTIMODAL'].methods_by_name['StartTrain']._loaded_options = None
+  _globals['_MULTIMODAL'].methods_by_name['StartTrain']._serialized_options = b'\322\363\030.apt.plugins.multimodal_training.v1.TrainResult'
+  _globals['_CREATEDATASETREQUEST']._serialized_start=146
+  _globals['_CREATEDATASETREQUEST']._serialized_end=225
+  _globals['_TRAINREQUEST']._serialized_start=227
+  _globals['_TRAINREQUEST']._serialized_end=336
+  _globals['_CREATEDATASETRESULT']._serialized_start=338
+  _globals['_CREATEDATASETRESULT']._serialized_end=377
+  _globals['_TRAINRESULT']._serialized_start=379
+  _globals['_TRAINRESULT']._serialized_end=410
+  _globals['_MULTIMODAL']._serialized_start=413
+  _globals['_MULTIMODAL']._serialized_end=723
 # @@protoc_insertion_point(module_scope)

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job__pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/reasoning_training/v1/reasoning.proto\x12!apt.plugins.reasoning_training.v1\x1a\x17\x61pt/common/v1/job.proto\"\\\n\x12\x43otTrainingRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\"a\n\x17VerifierTrainingRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\"k\n\x11TreeSearchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08verifier\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nbeam_width\x18\x04 \x01(\x05\x12\x11\n\tmax_depth\x18\x05 \x01(\x05\x32\xb0\x02\n\tReasoning\x12]\n\x10StartCotTraining\x12\x35.apt.plugins.reasoning_training.v1.CotTrainingRequest\x1a\x12.apt.common.v1.Job\x12g\n\x15StartVerifierTraining\x12:.apt.plugins.reasoning_training.v1.VerifierTrainingRequest\x1a\x12.apt.common.v1.Job\x12[\n\x0fStartTreeSearch\x12\x34.apt.plugins.reasoning_training.v1.TreeSearchRequest\x1a\x12.apt.common.v1.JobB\\\n%com.apt.plugins.reasoning_training.v1B\x0eReasoningProtoP\x01\xaa\x02 Apt.Plugins.ReasoningTraining.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/reasoning_training/v1/reasoning.proto\x12!apt.plugins.reasoning_training.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\\\n\x12\x43otTrainingRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\"a\n\x17VerifierTrainingRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x13\n\x0boutput_name\x18\x03 \x01(\t\x12\x11\n\tmax_steps\x18\x04 \x01(\x05\"k\n\x11TreeSearchRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x10\n\x08verifier\x18\x02 \x01(\t\x12\x0e\n\x06prompt\x18\x03 \x01(\t\x12\x12\n\nbeam_width\x18\x04 \x01(\x05\x12\x11\n\tmax_depth\x18\x05 \x01(\x05\"%\n\x11\x43otTrainingResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"*\n\x16VerifierTrainingResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"$\n\x10TreeSearchResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xe2\x03\n\tReasoning\x12\x96\x01\n\x10StartCotTraining\x12\x35.apt.plugins.reasoning_training.v1.CotTrainingRequest\x1a\x12.apt.common.v1.Job\"7\xd2\xf3\x18\x33\x61pt.plugins.reasoning_training.v1.CotTrainingResult\x12\xa5\x01\n\x15StartVerifierTraining\x12:.apt.plugins.reasoning_training.v1.VerifierTrainingRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.reasoning_training.v1.VerifierTrainingResult\x12\x93\x01\n\x0fStartTreeSearch\x12\x34.apt.plugins.reasoning_training.v1.TreeSearchRequest\x1a\x12.apt.common.v1.Job\"6\xd2\xf3\x18\x32\x61pt.plugins.reasoning_training.v1.TreeSearchResultB\\\n%com.apt.plugins.reasoning_training.v1B\x0eReasoningProtoP\x01\xaa\x02 Apt.Plugins.ReasoningTraining.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,12 +34,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.reasoning_train
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n%com.apt.plugins.reasoning_training.v1B\016ReasoningProtoP\001\252\002 Apt.Plugins.ReasoningTraining.V1'
-  _globals['_COTTRAININGREQUEST']._serialized_start=113
-  _globals['_COTTRAININGREQUEST']._serialized_end=205
-  _globals['_VERIFIERTRAININGREQUEST']._serialized_start=207
-  _globals['_VERIFIERTRAININGREQUEST']._serialized_end=304
-  _globals['_TREESEARCHREQUEST']._serialized_start=306
-  _globals['_TREESEARCHREQUEST']._serialized_end=413
-  _globals['_REASONING']._serialized_start=416
-  _globals['_REASONING']._serialized_end=720
+  _globals['_REASONING'].methods_by_name['StartCotTraining']._loaded_options = None
+  _globals['_REASONING'].methods_by_name['StartCotTraining']._serialized_options = b'\322\363\0303apt.plugins.reasoning_training.v1.CotTrainingResult'
+  _globals['_REASONING'].methods_by_name['StartVerifierTraining']._loaded_options = None
+  _globals['_REASONING'].methods_by_name['StartVerifierTraining']._serialized_options = b'\322\363\0308apt.plugins.reasoning_training.v1.VerifierTrainingResult'
+  _globals['_REASONING'].methods_by_name['StartTreeSearch']._loaded_options = None
+  _globals['_REASONING'].methods_by_name['StartTreeSearch']._serialized_options = b'\322\363\0302apt.plugins.reasoning_training.v1.TreeSearchResult'
+  _globals['_COTTRAININGREQUEST']._serialized_start=143
+  _globals['_COTTRAININGREQUEST']._serialized_end=235
+  _globals['_VERIFIERTRAININGREQUEST']._serialized_start=237
+  _globals['_VERIFIERTRAININGREQUEST']._serialized_end=334
+  _globals['_TREESEARCHREQUEST']._serialized_start=336
+  _globals['_TREESEARCHREQUEST']._serialized_end=443
+  _globals['_COTTRAININGRESULT']._serialized_start=445
+  _globals['_COTTRAININGRESULT']._serialized_end=482
+  _globals['_VERIFIERTRAININGRESULT']._serialized_start=484
+  _globals['_VERIFIERTRAININGRESULT']._serialized_end=526
+  _globals['_TREESEARCHRESULT']._serialized_start=528
+  _globals['_TREESEARCHRESULT']._serialized_end=564
+  _globals['_REASONING']._serialized_start=567
+  _globals['_REASONING']._serialized_end=1049
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,9 @@
 from apt_model.gen.apt.common.v1 import job_pb2 as _job_pb2
+from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -42,3 +45,21 @@ class TreeSearchRequest(_message.Message):
     beam_width: int
     max_depth: int
     def __init__(self, model: _Optional[str] = ..., verifier: _Optional[str] = ..., prompt: _Optional[str] = ..., beam_width: _Optional[int] = ..., max_depth: _Optional[int] = ...) -> None: ...
+
+class CotTrainingResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class VerifierTrainingResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TreeSearchResult(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
