@@ -131,7 +131,13 @@ def operation(method: MethodDescriptor) -> plugin_pb2.Operation:
         long_running=method.output_type.full_name == JOB, request_type=method.input_type.full_name,
         response_type=method.output_type.full_name, service=method.containing_service.full_name,
         client_streaming=method.client_streaming, server_streaming=method.server_streaming,
+        result_type=_result_type(method),
     )
+
+
+def _result_type(method: MethodDescriptor) -> str:
+    opts = method.GetOptions()
+    return opts.Extensions[options_pb2.result_type] if opts.HasExtension(options_pb2.result_type) else ""
 
 
 def service(full_name: str) -> ServiceDescriptor:

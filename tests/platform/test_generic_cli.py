@@ -111,3 +111,13 @@ def test_kebab_case_and_operation_words():
     assert generic.kebab("StartImportModel") == "start-import-model"
     ops = [plugin_pb2.Operation(name="StartPrune"), plugin_pb2.Operation(name="ListStrategies")]
     assert set(generic.operation_words(ops)) == {"start-prune", "prune", "list-strategies"}
+
+
+def test_long_running_operation_is_followed_to_its_typed_result(cli):
+    """StartEcho is a job: the CLI follows it; its short word 'echo' is taken by the Echo method."""
+    out = cli("echo", "start-echo", "--text", "hi", "--steps", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"]["text"] == "hi" and job["result"]["length"] == 2
+    out = cli("echo", "start-echo", "--text", "hi", "--undeclared-key", "x")
+    assert out.returncode == 1 and "INTERNAL" in out.stderr, out.stderr

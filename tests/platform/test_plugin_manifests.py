@@ -56,6 +56,7 @@ def test_rules_and_help_come_from_the_proto():
     (prune,) = [o for o in contract.operations(["apt.plugins.model_pruning.v1.Pruning"]) if o.name == "StartPrune"]
     args = {a.name: a for a in prune.arguments}
     assert prune.long_running and prune.request_type == "apt.plugins.model_pruning.v1.PruneRequest"
+    assert prune.result_type == "apt.plugins.model_pruning.v1.PruneResult"
     assert args["ratio"].required and args["ratio"].rules.greater_than == 0 and args["ratio"].rules.less_than == 1
     assert args["scope"].choices == ["global", "layer"] and args["scope"].default_value == "global"
     # a comment over two lines is one help text

@@ -43,7 +43,7 @@ class Argument(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., repeated: _Optional[bool] = ..., rules: _Optional[_Union[_options_pb2.FieldRules, _Mapping]] = ...) -> None: ...
 
 class Operation(_message.Message):
-    __slots__ = ("name", "description", "arguments", "long_running", "request_type", "response_type", "service", "client_streaming", "server_streaming")
+    __slots__ = ("name", "description", "arguments", "long_running", "request_type", "response_type", "service", "client_streaming", "server_streaming", "result_type")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class Operation(_message.Message):
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     CLIENT_STREAMING_FIELD_NUMBER: _ClassVar[int]
     SERVER_STREAMING_FIELD_NUMBER: _ClassVar[int]
+    RESULT_TYPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     arguments: _containers.RepeatedCompositeFieldContainer[Argument]
@@ -62,7 +63,8 @@ class Operation(_message.Message):
     service: str
     client_streaming: bool
     server_streaming: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ..., long_running: _Optional[bool] = ..., request_type: _Optional[str] = ..., response_type: _Optional[str] = ..., service: _Optional[str] = ..., client_streaming: _Optional[bool] = ..., server_streaming: _Optional[bool] = ...) -> None: ...
+    result_type: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., arguments: _Optional[_Iterable[_Union[Argument, _Mapping]]] = ..., long_running: _Optional[bool] = ..., request_type: _Optional[str] = ..., response_type: _Optional[str] = ..., service: _Optional[str] = ..., client_streaming: _Optional[bool] = ..., server_streaming: _Optional[bool] = ..., result_type: _Optional[str] = ...) -> None: ...
 
 class PluginDescription(_message.Message):
     __slots__ = ("name", "version", "description", "required_dependencies", "optional_dependencies", "operations", "wants_gpu", "services", "file_descriptor_set")
