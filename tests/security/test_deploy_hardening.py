@@ -471,7 +471,7 @@ def test_real_container_is_locked_down(tmp_path):
     client = _engine()
     if isinstance(client, Exception):
         pytest.skip(f"no Docker engine answers ({client}); container test skipped")
-    build_images("echo", plugin=(ECHO_DIR, ROOT / "tests/deploy/echo.Dockerfile"))
+    build_images("echo", plugin=ECHO_DIR)
     volume = client.volumes.create(f"apt-test-hardening-{os.getpid()}")
     dep = DockerDeployer(Settings(home=tmp_path, install_timeout=60, grace_seconds=2),
                          DockerConfig(store_volume=volume.name, host_ports=True), client=client)
