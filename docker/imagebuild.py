@@ -138,10 +138,8 @@ def gateway_spec() -> ImageSpec:
                       for f in ("plugin.yaml", "requirements.txt") if (p / f).exists())
     return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
                      requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
-                     # k8s/base/plugins only: the deployers read a plugin's manifests from there, and
-                     # k8s/base/secrets (make k8s-secrets) must never end up in an image
                      files=("apt_model", "gateway", *requirement_files("gateway/requirements.txt"),
-                            "k8s/base/plugins", ROUTER_BINARY, *catalogue),
+                            ROUTER_BINARY, *catalogue),
                      parent="torch-base")
 
 

@@ -45,6 +45,8 @@ def test_the_catalogue_builds_both_bases_the_gateway_and_each_available_plugin()
     assert {s.name for s in specs[3:]} == {p.name for p in _available()}
     for s in specs[:2]:
         assert s.dockerfile == ib.BASE_DOCKERFILE and dict(s.build_args)["REQUIREMENTS"] == ib.BASE_REQUIREMENTS[s.name]
+    # the deployers render from plugin.yaml: no Kubernetes file (and never k8s/base/secrets) in the gateway
+    assert not [f for f in ib._context_files(specs[2]) if f.relative_to(ROOT).parts[0] == "k8s"]
 
 
 def test_a_context_streams_as_the_files_it_lists():
