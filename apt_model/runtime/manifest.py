@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -79,7 +79,7 @@ def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]
     unknown = set(given) - {"cpu", "memory", "memory_limit"}
     if unknown:
         raise bad(f"unknown resources keys {sorted(unknown)}; allowed: cpu, memory, memory_limit.")
-    resources = Resources(**{**DEFAULT_RESOURCES[base].__dict__, **{k: str(v) for k, v in given.items()}})
+    resources = replace(DEFAULT_RESOURCES[base], **{k: str(v) for k, v in given.items()})
     cpu = _CPU_RE.match(resources.cpu)
     if not cpu or float(cpu.group(1)) <= 0:
         raise bad(f"resources.cpu {resources.cpu!r} is not a CPU quantity such as 500m or 2.")
