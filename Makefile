@@ -14,6 +14,7 @@ help:
 	@echo "make bench   - run the benchmarks (ratios against baselines measured in the same run)"
 	@echo "make proto   - regenerate apt_model/gen from proto/"
 	@echo "make images | up | down | logs - containers (see docs/deployment.md)"
+	@echo "make deploy-files - k8s/base/plugins/ and compose plugin services from the plugin folders"
 
 # Debian packages the build needs (cmake + a C++ compiler build llama-cpp-python from source).
 sysdeps:

@@ -5,9 +5,12 @@ Its wheels, the ones its requirements resolve to in the host wheelhouse, are ser
 over HTTP on the host's loopback (``WheelServer``; builds run with ``--network host``) rather
 than copied in: a wheel in the context would be written into a layer and copied again, which on
 storage drivers without native diffs (fuse-overlayfs) multiplies the time of the 4 GB torch
-layer. Images whose requirements include ``requirements/torch.txt`` build FROM
-``apt/torch-base`` and are served only the wheels that image lacks, so the torch layer exists
-once on the host.
+layer. Two bases come from docker/base.Dockerfile: ``apt/torch-base`` (requirements/torch.txt)
+and ``apt/slim-base`` (requirements/runtime.txt). The gateway and every plugin whose plugin.yaml
+says ``base: torch`` build FROM the first, ``base: slim`` plugins FROM the second, and each is
+served only the wheels its base lacks, so the torch layer exists once on the host. Every plugin
+image is docker/plugin.Dockerfile with the plugin folder as a build argument, unless the folder
+carries a Dockerfile of its own.
 
 Imported by ``docker/images.py`` (the CLI behind ``make images``) and by the deployment tests.
 This folder has no ``__init__.py`` on purpose: as a package it would shadow the ``docker`` SDK.
@@ -29,16 +32,21 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python docker/images.py`: the repo's own package is beside it
     sys.path.insert(0, str(ROOT))
 
+from apt_model.errors import AptError  # noqa: E402
+from apt_model.runtime.manifest import PluginManifest  # noqa: E402
 from apt_model.runtime.manifest import requirement_files as manifest_requirement_files  # noqa: E402
+
 LOCAL_BASE = "apt/python-base:3.11-bookworm"   # made by docker/build_base.sh
 PUBLIC_BASE = "python:3.11-slim"
-TORCH_REQUIREMENTS = "requirements/torch.txt"
+BASE_DOCKERFILE = "docker/base.Dockerfile"
+PLUGIN_DOCKERFILE = "docker/plugin.Dockerfile"
+# The apt base images and what each installs; a plugin.yaml's base: torch|slim names one.
+BASE_REQUIREMENTS = {"torch-base": "requirements/torch.txt", "slim-base": "requirements/runtime.txt"}
 # Machine-level, like pip's cache: a fresh clone on the same machine reuses the 4 GB of wheels.
 DEFAULT_WHEELHOUSE = Path(os.environ.get("APT_WHEELHOUSE") or
                           Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apt" / "wheelhouse")
@@ -53,33 +61,17 @@ class BuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSpec:
-    name: str                    # "torch-base", "gateway" or the plugin name
+    name: str                    # "torch-base", "slim-base", "gateway" or the plugin name
     dockerfile: str              # repo-relative path
     requirements: tuple[str, ...]  # repo-relative requirements files installed in the image
     files: tuple[str, ...]       # repo-relative files/folders copied into the context
-    torch: bool                  # builds FROM apt/torch-base
-    plugin_dir: str = ""         # repo-relative plugin folder ("" for gateway / torch-base)
+    parent: str = ""             # the apt base it builds FROM (a BASE_REQUIREMENTS key); "" = ${BASE_IMAGE}
+    build_args: tuple[tuple[str, str], ...] = ()  # besides WHEELS and the parent image
+    plugin_dir: str = ""         # repo-relative plugin folder ("" for the gateway and the bases)
     module: str = ""             # `python -m` module of a plugin
 
     def tag(self, prefix: str = "apt", version: str = "latest") -> str:
         return f"{prefix}/{self.name}:{version}"
-
-
-def requires_torch(req_file: Path, _seen: set[Path] | None = None) -> bool:
-    """True when a requirements file (following ``-r``) pulls in torch."""
-    seen = _seen if _seen is not None else set()
-    req_file = req_file.resolve()
-    if req_file in seen or not req_file.exists():
-        return False
-    seen.add(req_file)
-    for line in req_file.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("-r "):
-            if requires_torch(req_file.parent / line[3:].strip(), seen):
-                return True
-        elif line.split("=")[0].split("<")[0].split(">")[0].strip().lower() == "torch":
-            return True
-    return False
 
 
 def requirement_files(*req_files: str) -> tuple[str, ...]:
@@ -96,27 +88,43 @@ def requirement_files(*req_files: str) -> tuple[str, ...]:
 ENTRY_FILES = ("docker/healthcheck.py", "docker/run_plugin.py")
 
 
-def plugin_spec(plugin_dir: Path, dockerfile: Path | None = None) -> ImageSpec | None:
+def plugin_spec(plugin_dir: Path) -> ImageSpec | None:
     """The image of one plugin folder, or None when its plugin.yaml says ``available: false``."""
-    manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text())
-    if not manifest.get("available", False):
+    try:
+        manifest = PluginManifest.load(plugin_dir)
+    except AptError as exc:
+        raise BuildError(exc.message) from None
+    if not manifest.available:
         return None
-    rel = plugin_dir.resolve().relative_to(ROOT).as_posix()
-    torch = requires_torch(plugin_dir / "requirements.txt")  # torch images get ENTRY_FILES from torch-base
-    dockerfile = dockerfile or plugin_dir / "Dockerfile"
-    if not dockerfile.exists():
-        raise BuildError(f"{dockerfile} is missing: plugin {manifest['name']!r} is available but has no Dockerfile.")
+    try:
+        rel = manifest.dir.relative_to(ROOT).as_posix()
+    except ValueError:
+        raise BuildError(f"{manifest.dir} is outside {ROOT}: images are built from this repository's files. "
+                         "Copy the plugin folder under services/ (or build it yourself with "
+                         f"`docker build -f {PLUGIN_DOCKERFILE}` and the build arguments that file names).") from None
+    parent = f"{manifest.base}-base"
+    own = manifest.dir / "Dockerfile"
+    requirements = requirement_files(f"{rel}/requirements.txt")
+    if not own.exists():
+        # the template copies only the plugin's requirements.txt: its -r includes must be in the base
+        missing = sorted(f for f in requirements
+                         if not f.startswith(f"{rel}/") and f not in requirement_files(BASE_REQUIREMENTS[parent]))
+        if missing:
+            raise BuildError(f"{rel}/requirements.txt includes {', '.join(missing)}, which apt/{parent} does not "
+                             f"hold (only {BASE_REQUIREMENTS[parent]} and what it includes): list those "
+                             "requirements in the plugin's own requirements.txt.")
     return ImageSpec(
-        name=manifest["name"], dockerfile=dockerfile.resolve().relative_to(ROOT).as_posix(),
-        requirements=(f"{rel}/requirements.txt",),
-        files=("apt_model", *requirement_files(f"{rel}/requirements.txt"), rel, *([] if torch else ENTRY_FILES)),
-        torch=torch, plugin_dir=rel, module=manifest["module"],
+        name=manifest.name, dockerfile=(own.relative_to(ROOT).as_posix() if own.exists() else PLUGIN_DOCKERFILE),
+        requirements=(f"{rel}/requirements.txt",), files=("apt_model", *requirements, rel), parent=parent,
+        build_args=(("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name)), plugin_dir=rel, module=manifest.module,
     )
 
 
-def torch_base_spec() -> ImageSpec:
-    return ImageSpec(name="torch-base", dockerfile="docker/torch-base.Dockerfile", requirements=(TORCH_REQUIREMENTS,),
-                     files=(*requirement_files(TORCH_REQUIREMENTS), *ENTRY_FILES), torch=False)
+def base_spec(name: str) -> ImageSpec:
+    """apt/torch-base or apt/slim-base, both from docker/base.Dockerfile."""
+    req = BASE_REQUIREMENTS[name]
+    return ImageSpec(name=name, dockerfile=BASE_DOCKERFILE, requirements=(req,),
+                     files=(*requirement_files(req), *ENTRY_FILES), build_args=(("REQUIREMENTS", req),))
 
 
 # The gateway's data plane (router/, Rust), built on the host by `make router`: the images'
@@ -130,16 +138,14 @@ def gateway_spec() -> ImageSpec:
                       for f in ("plugin.yaml", "requirements.txt") if (p / f).exists())
     return ImageSpec(name="gateway", dockerfile="gateway/Dockerfile",
                      requirements=("gateway/requirements.txt", "gateway/deploy/requirements.txt"),
-                     # k8s/base/plugins only: the deployers read a plugin's manifests from there, and
-                     # k8s/base/secrets (make k8s-secrets) must never end up in an image
                      files=("apt_model", "gateway", *requirement_files("gateway/requirements.txt"),
-                            "k8s/base/plugins", ROUTER_BINARY, *catalogue),
-                     torch=requires_torch(ROOT / "gateway/requirements.txt"))
+                            ROUTER_BINARY, *catalogue),
+                     parent="torch-base")
 
 
 def all_specs() -> list[ImageSpec]:
-    """torch-base first, then the gateway, then every available plugin (build order)."""
-    specs = [torch_base_spec(), gateway_spec()]
+    """The bases first, then the gateway, then every available plugin (build order)."""
+    specs = [*(base_spec(name) for name in BASE_REQUIREMENTS), gateway_spec()]
     for plugin_dir in sorted((ROOT / "services").iterdir()):
         if (plugin_dir / "plugin.yaml").exists():
             spec = plugin_spec(plugin_dir)
@@ -172,19 +178,19 @@ def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path) -> dict[str,
     return wheels
 
 
-def wheels_for(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> list[Path]:
-    """The wheels this image installs: all of them, or for torch images the ones torch-base lacks."""
+def wheels_for(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None) -> list[Path]:
+    """The wheels this image installs: all of them, or for images on an apt base the ones it lacks."""
     wheels = resolve_wheels(spec.requirements, wheelhouse)
-    if not spec.torch:
+    if not spec.parent:
         return sorted(wheels.values())
-    assert torch_wheels is not None, "torch images need the torch-base wheel set"
-    clash = [f"{n}: {wheels[n].name} vs torch-base {torch_wheels[n].name}"
-             for n in wheels.keys() & torch_wheels.keys() if wheels[n] != torch_wheels[n]]
+    assert parent_wheels is not None, f"images on apt/{spec.parent} need its wheel set"
+    clash = [f"{n}: {wheels[n].name} vs {spec.parent} {parent_wheels[n].name}"
+             for n in wheels.keys() & parent_wheels.keys() if wheels[n] != parent_wheels[n]]
     if clash:
-        # pip would replace a torch-base package inside the service layer: align the pins instead.
-        raise BuildError(f"{spec.name} pins versions that differ from apt/torch-base ({'; '.join(clash)}). "
-                         f"Use the versions of {TORCH_REQUIREMENTS}.")
-    return sorted(p for n, p in wheels.items() if n not in torch_wheels)
+        # pip would replace a package of the base inside the service layer: align the pins instead.
+        raise BuildError(f"{spec.name} pins versions that differ from apt/{spec.parent} ({'; '.join(clash)}). "
+                         f"Use the versions of {BASE_REQUIREMENTS[spec.parent]}.")
+    return sorted(p for n, p in wheels.items() if n not in parent_wheels)
 
 
 # -- context -----------------------------------------------------------------------------------
@@ -240,8 +246,8 @@ class Context:
                 add(p, p.relative_to(ROOT).as_posix())
 
 
-def make_context(spec: ImageSpec, wheelhouse: Path, torch_wheels: dict[str, Path] | None) -> Context:
-    return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, torch_wheels))
+def make_context(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None) -> Context:
+    return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, parent_wheels))
 
 
 # A fixed port keeps the WHEELS build argument, and so Docker's layer cache, the same from one

@@ -1,7 +1,8 @@
 """Build the service images offline: `python docker/images.py build [NAME...]` (what `make images` runs).
 
-Order: apt/torch-base, the gateway, then every plugin whose plugin.yaml says ``available: true``.
-The base is ${BASE_IMAGE}: python:3.11-slim when it is present or can be pulled, otherwise the
+Order: apt/torch-base and apt/slim-base (docker/base.Dockerfile), the gateway, then every plugin
+whose plugin.yaml says ``available: true`` (docker/plugin.Dockerfile, FROM the base its plugin.yaml
+names). The bases build FROM ${BASE_IMAGE}: python:3.11-slim when it is present or can be pulled, otherwise the
 local apt/python-base:3.11-bookworm from `make base-image`. An image whose inputs (files, wheels,
 parent image) are unchanged since its last build is skipped; the Docker layer cache does the rest.
 """
@@ -61,20 +62,21 @@ def fill_wheelhouse(specs: list[ib.ImageSpec], wheelhouse: Path) -> None:
 
 def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, version: str) -> str:
     tag = spec.tag(prefix, version)
-    torch_tag = ib.torch_base_spec().tag(prefix, version)
-    parents = [docker_image_id(base) or base] + ([docker_image_id(torch_tag) or torch_tag] if spec.torch else [])
+    parent_tag = ib.base_spec(spec.parent).tag(prefix, version) if spec.parent else ""
+    parents = [docker_image_id(base) or base] + ([docker_image_id(parent_tag) or parent_tag] if parent_tag else [])
     digest = ctx.compute_digest(parents)
     if image_label(tag, "apt.context-digest") == digest:
         print(f">> {tag}: up to date")
         return tag
     size_mb = sum(w.stat().st_size for w in ctx.wheels) / 1e6
     print(f">> {tag}: {len(ctx.files)} files, {len(ctx.wheels)} wheels ({size_mb:.0f} MB) from {spec.dockerfile}")
-    parent_arg = f"TORCH_BASE={torch_tag}" if spec.torch else f"BASE_IMAGE={base}"
+    args = [f"APT_BASE={parent_tag}" if parent_tag else f"BASE_IMAGE={base}",
+            *(f"{k}={v}" for k, v in spec.build_args)]
     start = time.monotonic()
     with ib.WheelServer(ctx.wheels) as wheels_url:
         # --network host: RUN steps reach the wheel server on the host's loopback
         cmd = ["docker", "build", "--force-rm", "--network", "host", "-f", spec.dockerfile, "-t", tag,
-               "--build-arg", parent_arg, "--build-arg", f"WHEELS={wheels_url}",
+               *(f"--build-arg={a}" for a in [*args, f"WHEELS={wheels_url}"]),
                "--label", f"apt.context-digest={digest}", "-"]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
         try:
@@ -91,8 +93,8 @@ def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, versi
 
 
 def build(names: list[str], base: str | None, prefix: str, version: str, wheelhouse: Path,
-          extra_plugins: list[tuple[Path, Path]]) -> list[str]:
-    specs = ib.all_specs() + [ib.plugin_spec(d, f) for d, f in extra_plugins]
+          extra_plugins: list[Path]) -> list[str]:
+    specs = ib.all_specs() + [ib.plugin_spec(d) for d in extra_plugins]
     specs = [s for s in specs if s is not None]
     known = {s.name for s in specs}
     wanted = set(names) if names else known
@@ -100,9 +102,8 @@ def build(names: list[str], base: str | None, prefix: str, version: str, wheelho
     if unknown:
         raise ib.BuildError(f"No image named {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))} "
                             "(plugins with available: false get no image).")
-    needs_torch = any(s.torch for s in specs if s.name in wanted)
-    if needs_torch:
-        wanted.add("torch-base")
+    parents = {s.parent for s in specs if s.name in wanted and s.parent}
+    wanted |= parents
     chosen_base = choose_base(base)
     chosen = [s for s in specs if s.name in wanted]
     if "gateway" in wanted and subprocess.run(["make", "-s", "-C", str(ib.ROOT), "router"]).returncode != 0:
@@ -112,11 +113,11 @@ def build(names: list[str], base: str | None, prefix: str, version: str, wheelho
             ib.resolve_wheels(spec.requirements, wheelhouse)
     except ib.BuildError:
         fill_wheelhouse(chosen, wheelhouse)
-    torch_wheels = ib.resolve_wheels(ib.torch_base_spec().requirements, wheelhouse) if needs_torch else None
+    parent_wheels = {p: ib.resolve_wheels(ib.base_spec(p).requirements, wheelhouse) for p in parents}
     built = []
     for spec in specs:
         if spec.name in wanted:
-            ctx = ib.make_context(spec, wheelhouse, torch_wheels if spec.torch else None)
+            ctx = ib.make_context(spec, wheelhouse, parent_wheels.get(spec.parent))
             built.append(build_one(spec, ctx, chosen_base, prefix, version))
     return built
 
@@ -125,22 +126,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build images (all when no NAME is given)")
-    b.add_argument("names", nargs="*", metavar="NAME", help="torch-base, gateway or a plugin name")
+    b.add_argument("names", nargs="*", metavar="NAME", help="torch-base, slim-base, gateway or a plugin name")
     b.add_argument("--base", default=os.environ.get("BASE_IMAGE"), help="base image (default: auto)")
     b.add_argument("--prefix", default=os.environ.get("APT_IMAGE_PREFIX", "apt"))
     b.add_argument("--tag", default=os.environ.get("APT_IMAGE_TAG", "latest"))
     b.add_argument("--wheelhouse", type=Path, default=ib.DEFAULT_WHEELHOUSE,
                    help=f"wheels for offline builds, filled on demand (env APT_WHEELHOUSE; default {ib.DEFAULT_WHEELHOUSE})")
-    b.add_argument("--plugin", nargs=2, action="append", default=[], metavar=("DIR", "DOCKERFILE"),
-                   help="also build a plugin folder outside services/ (e.g. the test echo plugin)")
-    sub.add_parser("list", help="print every image, its Dockerfile and whether it builds on torch-base")
+    b.add_argument("--plugin", action="append", default=[], metavar="DIR",
+                   help="also build a plugin folder of this repository outside services/ (e.g. the test "
+                        "echo plugin, tests/plugins/echo); its own Dockerfile if it has one, else the template")
+    sub.add_parser("list", help="print every image, the apt base it builds on and its Dockerfile")
     args = parser.parse_args(argv)
     try:
         if args.command == "list":
             for s in ib.all_specs():
-                print(f"{s.name:26} {'torch' if s.torch else 'plain':6} {s.dockerfile}")
+                print(f"{s.name:26} {s.parent or '-':10} {s.dockerfile}")
             return 0
-        extra = [(Path(d).resolve(), Path(f).resolve()) for d, f in args.plugin]
+        extra = [Path(d).resolve() for d in args.plugin]
         for tag in build(args.names, args.base, args.prefix, args.tag, args.wheelhouse, extra):
             print(tag)
     except ib.BuildError as exc:

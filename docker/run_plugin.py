@@ -1,8 +1,8 @@
 """Container entry point of a plugin image: run the module named in the plugin's plugin.yaml.
 
-`python3 /app/run_plugin.py [/app/services/<plugin>]` (default: $APT_PLUGIN_DIR, which the torch
-plugin images set so that they share apt/torch-base's CMD) so the Dockerfile never repeats what
-plugin.yaml already says; the module runs as __main__ in this process (PID 1 receives SIGTERM),
+`python3 /app/run_plugin.py [/app/services/<plugin>]` (default: $APT_PLUGIN_DIR, which
+docker/plugin.Dockerfile sets so that every plugin image shares its base's CMD) so the Dockerfile
+never repeats what plugin.yaml already says; the module runs as __main__ in this process (PID 1 receives SIGTERM),
 in the plugin's folder, with umask 027: what it writes into the shared store is 0640/0750, never
 world-readable (the local deployer starts plugins the same way).
 """

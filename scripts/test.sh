@@ -29,7 +29,7 @@ fi
 mkdir -p .apt
 log=.apt/images-build.log
 echo ">> building the service images in the background while the other tests run (log: $log)"
-"$PY" docker/images.py build --plugin tests/plugins/echo tests/deploy/echo.Dockerfile >"$log" 2>&1 &
+"$PY" docker/images.py build --plugin tests/plugins/echo >"$log" 2>&1 &
 builder=$!
 trap 'kill $builder 2>/dev/null' EXIT
 start=$SECONDS

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import yaml
 
@@ -13,8 +13,84 @@ from apt_model import errors
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KEYS = {"name", "version", "description", "available", "module", "services", "wants_gpu",
-         "imports", "optional_requirements"}
+         "imports", "optional_requirements", "base", "egress", "resources"}
 _REQ_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-\[\]]*)\s*(.*?)\s*(#.*)?$")
+
+
+# -- what a plugin's deployment needs: base image, network, resources ----------------------------
+BASES = ("torch", "slim")  # apt/torch-base (the shared torch layer) or apt/slim-base (no torch)
+EGRESS = ("none", "internet")  # internet: may reach public addresses (hubs, buckets, Ollama)
+# Kubernetes quantities: cpu in cores or millicores, memory in bytes with an SI or binary suffix.
+_CPU_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m?)$")
+_MEMORY_RE = re.compile(r"^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_MEMORY_UNIT = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one replica asks for (Kubernetes requests) and may use at most (its memory limit)."""
+    cpu: str           # request, e.g. "500m"
+    memory: str        # request, e.g. "2Gi"
+    memory_limit: str  # limit, e.g. "16Gi": the pod's and the container's (docker, compose) memory limit
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        return memory_bytes(self.memory_limit)
+
+
+# Used where plugin.yaml says nothing: what the plugins of each base need today.
+DEFAULT_RESOURCES = {"torch": Resources(cpu="500m", memory="2Gi", memory_limit="16Gi"),
+                     "slim": Resources(cpu="100m", memory="128Mi", memory_limit="1Gi")}
+
+
+def memory_bytes(quantity: str) -> int:
+    """Bytes of a Kubernetes memory quantity ("512Mi", "16Gi", "1000000"); ValueError otherwise."""
+    m = _MEMORY_RE.match(str(quantity))
+    if not m:
+        raise ValueError(f"{quantity!r} is not a memory quantity such as 512Mi or 16Gi")
+    return int(m.group(1)) * _MEMORY_UNIT[m.group(2)]
+
+
+def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]) -> dict[str, Any]:
+    """base, egress, resources and wants_gpu of a plugin.yaml, checked; defaults filled in."""
+    def bad(message: str) -> errors.FailedPrecondition:
+        return errors.FailedPrecondition(f"{path}: {message}")
+
+    wants_gpu = data.get("wants_gpu", False)
+    if not isinstance(wants_gpu, bool):
+        raise bad(f"wants_gpu must be true or false, not {wants_gpu!r}.")
+    pulls_torch = any(n.lower() == "torch" for n, _ in requirements)
+    base = data.get("base", "torch" if pulls_torch else "slim")
+    if base not in BASES:
+        raise bad(f"base {base!r} is not one of {', '.join(BASES)} (torch: built on apt/torch-base; "
+                  "slim: apt/slim-base, no torch).")
+    if base == "slim" and pulls_torch:
+        raise bad("base is slim but requirements.txt installs torch: set base: torch, so the image builds "
+                  "on apt/torch-base and shares its torch layer instead of carrying its own.")
+    egress = data.get("egress", "none")
+    if egress not in EGRESS:
+        raise bad(f"egress {egress!r} is not one of {', '.join(EGRESS)} (internet: the plugin may reach "
+                  "public addresses; none: only the gateway and DNS).")
+    given = data.get("resources", {})
+    if not isinstance(given, dict):
+        raise bad(f"resources must be a mapping such as {{cpu: 500m, memory: 2Gi, memory_limit: 16Gi}}, "
+                  f"not {given!r}.")
+    unknown = set(given) - {"cpu", "memory", "memory_limit"}
+    if unknown:
+        raise bad(f"unknown resources keys {sorted(unknown)}; allowed: cpu, memory, memory_limit.")
+    resources = replace(DEFAULT_RESOURCES[base], **{k: str(v) for k, v in given.items()})
+    cpu = _CPU_RE.match(resources.cpu)
+    if not cpu or float(cpu.group(1)) <= 0:
+        raise bad(f"resources.cpu {resources.cpu!r} is not a CPU quantity such as 500m or 2.")
+    try:
+        request, limit = memory_bytes(resources.memory), memory_bytes(resources.memory_limit)
+    except ValueError as exc:
+        raise bad(f"resources: {exc}.") from None
+    if not 0 < request <= limit:
+        raise bad(f"resources.memory {resources.memory} must be above 0 and at most "
+                  f"memory_limit {resources.memory_limit}.")
+    return {"wants_gpu": wants_gpu, "base": base, "egress": egress, "resources": resources}
 
 
 def validate_plugin_name(name: str) -> str:
@@ -65,6 +141,9 @@ class PluginManifest:
     dir: Path
     requirements: tuple[tuple[str, str], ...] = field(default=())
     optional_requirements: tuple[tuple[str, str], ...] = field(default=())
+    base: str = "slim"           # the image it builds FROM: "torch" or "slim" (BASES)
+    egress: str = "none"         # "internet": may reach public addresses (EGRESS)
+    resources: Resources = DEFAULT_RESOURCES["slim"]
 
     @classmethod
     def load(cls, plugin_dir: Path | str) -> "PluginManifest":
@@ -87,6 +166,7 @@ class PluginManifest:
         if name != plugin_dir.name:
             raise errors.FailedPrecondition(f"{path}: name {name!r} differs from its folder {plugin_dir.name!r}.")
         optional = tuple((n, s) for n, s in (_REQ_RE.match(r).group(1, 2) for r in data.get("optional_requirements", [])))
+        requirements = read_requirements(plugin_dir / "requirements.txt")
         return cls(
             name=name,
             version=str(data.get("version", "0.0.0")),
@@ -94,11 +174,11 @@ class PluginManifest:
             available=bool(data.get("available", False)),
             module=str(data.get("module", "")),
             services=tuple(data.get("services", [])),
-            wants_gpu=bool(data.get("wants_gpu", False)),
             imports=tuple(data.get("imports", [])),
             dir=plugin_dir,
-            requirements=tuple(read_requirements(plugin_dir / "requirements.txt")),
+            requirements=tuple(requirements),
             optional_requirements=optional,
+            **_deployment_keys(data, path, requirements),
         )
 
     @property

@@ -20,7 +20,7 @@ MiB = 1 << 20
 # Variables consumed elsewhere (deployers, CLI) that Settings tolerates but does not parse.
 _OTHER_KNOWN = {
     "APT_IMAGE_PREFIX", "APT_IMAGE_TAG", "APT_DOCKER_NETWORK", "APT_STORE_VOLUME",
-    "APT_DOCKER_HOST_PORTS", "APT_K8S_NAMESPACE", "APT_K8S_MANIFESTS", "APT_DEBUG",
+    "APT_DOCKER_HOST_PORTS", "APT_K8S_NAMESPACE", "APT_DEBUG",
     "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON", "APT_OLLAMA_URL",
     "APT_WHEELHOUSE", "APT_GATEWAY_PORT", "APT_DEMO_PORT", "APT_DEMO_STEPS", "APT_ROUTER_THREADS",
     "APT_PLUGIN_DIR", "APT_WHEEL_PORT",  # docker/run_plugin.py in plugin images; docker/imagebuild.py

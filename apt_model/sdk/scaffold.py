@@ -20,7 +20,7 @@ from apt_model.sdk import protogen
 
 # The plugin folder's files. Markers in their names and texts become the plugin's: @@name@@
 # (word-stats), @@snake@@ (word_stats), @@Camel@@ (WordStats), @@base@@ and @@gpu@@; a line marked
-# @@torch-only@@ is kept for --torch only.
+# @@torch-only@@ is kept for --torch only, one marked @@slim-only@@ without it.
 TEMPLATE = Path(__file__).resolve().parent / "template"
 
 
@@ -44,9 +44,8 @@ def create(parent: Path | str, name: str, torch: bool = False) -> Path:
         text = src.read_text()
         for marker, value in values.items():
             rel, text = rel.replace(marker, value), text.replace(marker, value)
-        if not torch:
-            text = re.sub(r"^.*@@torch-only@@.*\n", "", text, flags=re.MULTILINE)
-        text = text.replace("  # @@torch-only@@", "")
+        dropped, kept = ("@@slim-only@@", "@@torch-only@@") if torch else ("@@torch-only@@", "@@slim-only@@")
+        text = re.sub(rf"^.*{dropped}.*\n", "", text, flags=re.MULTILINE).replace(f"  # {kept}", "")
         dst = folder / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_text(text)

@@ -6,13 +6,13 @@ engine never touch each other's containers. The gateway reaches the engine throu
 socket (``DOCKER_HOST`` or /var/run/docker.sock): whoever can use that socket is root on the host,
 so only the admin token can install or remove plugins (see docs/deployment.md).
 
-Every container is locked down as docker-compose.yml's plugin services are (a test holds the two
-equal): uid 10001, read-only root filesystem with a tmpfs /tmp, no capabilities,
-no-new-privileges, memory and pids limits. A plugin's memory limit and whether it may reach the
-internet are declared once, in its Kubernetes manifest (``k8s/base/plugins/<name>/deployment.yaml``:
-``resources.limits.memory`` and the pod label ``apt.egress: internet``); plugins without one get
-``DEFAULT_MEMORY`` and no internet. On a network (``APT_DOCKER_NETWORK``, in compose the internal
-network ``apt``) an internet-using plugin is also attached to ``<network>-egress``.
+Every container is locked down as docker-compose.yml's plugin services are (tools/gen_deploy.py
+writes those from ``container_kwargs`` below; a test holds the two equal): uid 10001, read-only
+root filesystem with a tmpfs /tmp, no capabilities, no-new-privileges, memory and pids limits. A
+plugin's memory limit and whether it may reach the internet come from its plugin.yaml
+(``resources.memory_limit``, ``egress: internet``), as its Kubernetes objects do
+(gateway/deploy/render.py). On a network (``APT_DOCKER_NETWORK``, in compose the internal network
+``apt``) an internet-using plugin is also attached to ``<network>-egress``.
 """
 
 from __future__ import annotations
@@ -21,51 +21,20 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import docker
-import yaml
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest
 
 from apt_model import errors
 from apt_model.runtime.settings import Settings
-from gateway.catalog import REPO_ROOT, CatalogEntry
+from gateway.catalog import CatalogEntry
 from gateway.deploy.base import Deployer, check_serving, wait_serving
+from gateway.deploy.render import PLUGIN_PORT, PLUGIN_UID
 
 log = logging.getLogger(__name__)
-PLUGIN_PORT = 50051  # APT_LISTEN inside every plugin container
-PLUGIN_USER = "10001:10001"  # the unprivileged user of every service image
-DEFAULT_MEMORY = 4 << 30  # bytes, for a plugin whose manifest declares no memory limit
+PLUGIN_USER = f"{PLUGIN_UID}:{PLUGIN_UID}"  # the unprivileged user of every service image
 PIDS_LIMIT = 1024  # processes + threads: torch starts one per core, gRPC up to 128
-_QUANTITY = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
-             "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
-
-
-@dataclass(frozen=True)
-class PluginNeeds:
-    memory: int     # bytes: the container's memory limit
-    internet: bool  # joins the egress network (hub, bucket and Ollama calls)
-
-
-def plugin_needs(plugin: str, manifests: Path) -> PluginNeeds:
-    """Memory limit and internet access of ``plugin``, from its Kubernetes manifest if it has one."""
-    path = manifests / "plugins" / plugin / "deployment.yaml"
-    if not path.exists():
-        return PluginNeeds(DEFAULT_MEMORY, False)
-    pod = yaml.safe_load(path.read_text())["spec"]["template"]
-    limit = pod["spec"]["containers"][0].get("resources", {}).get("limits", {}).get("memory")
-    memory = _bytes(str(limit), path) if limit else DEFAULT_MEMORY
-    return PluginNeeds(memory, pod["metadata"].get("labels", {}).get("apt.egress") == "internet")
-
-
-def _bytes(quantity: str, where: Path) -> int:
-    number = quantity.rstrip("kMGTi")
-    try:
-        return int(float(number) * _QUANTITY[quantity[len(number):]])
-    except (KeyError, ValueError):
-        raise errors.FailedPrecondition(f"{where}: memory limit {quantity!r} is not a Kubernetes quantity "
-                                        "such as 512Mi or 16Gi.") from None
 
 
 @dataclass(frozen=True)
@@ -75,7 +44,6 @@ class DockerConfig:
     network: str = ""              # APT_DOCKER_NETWORK: network shared with the gateway container
     store_volume: str = ""         # APT_STORE_VOLUME: named volume (or absolute host path) for /data
     host_ports: bool = False       # APT_DOCKER_HOST_PORTS: publish on 127.0.0.1 (gateway outside Docker)
-    manifests: Path = REPO_ROOT / "k8s" / "base"  # APT_K8S_MANIFESTS: plugins/<name>/ declare memory, egress
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "DockerConfig":
@@ -86,7 +54,6 @@ class DockerConfig:
             network=env.get("APT_DOCKER_NETWORK", ""),
             store_volume=env.get("APT_STORE_VOLUME", ""),
             host_ports=env.get("APT_DOCKER_HOST_PORTS", "").lower() in ("1", "true", "yes"),
-            manifests=Path(env.get("APT_K8S_MANIFESTS", str(REPO_ROOT / "k8s" / "base"))),
         )
         if not config.store_volume:
             raise errors.InvalidArgument(
@@ -115,6 +82,34 @@ class DockerConfig:
     def container_name(self, plugin: str, index: int) -> str:
         # network "apt" (docker-compose.yml) gives apt-cloud-storage-0, the names compose uses too
         return f"{self.network}-{plugin}-{index}" if self.network else f"apt-host-{plugin}-{index}"
+
+    def egress(self, entry: CatalogEntry) -> str:
+        """The egress network the plugin's containers join besides ``network``, or ""."""
+        return self.egress_network if entry.egress == "internet" else ""
+
+
+def container_kwargs(entry: CatalogEntry, index: int, env: dict[str, str], config: DockerConfig,
+                     gpu: bool) -> dict:
+    """Keyword arguments of ``containers.create`` for one replica; ``gpu``: the engine has the
+    nvidia runtime (all GPUs then go to a plugin that wants one). The egress network is joined
+    after creation (``DockerDeployer._run``)."""
+    spec = dict(
+        name=config.container_name(entry.name, index), detach=True, user=PLUGIN_USER,
+        environment={**env, "APT_HOME": "/data", "APT_LISTEN": f"0.0.0.0:{PLUGIN_PORT}", "HOME": "/tmp"},
+        labels={"apt.plugin": entry.name, "apt.replica": str(index), "apt.deployment": config.deployment,
+                "apt.version": entry.version},
+        volumes={config.store_volume: {"bind": "/data", "mode": "rw"}},
+        restart_policy={"Name": "unless-stopped"}, init=True,
+        read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+        mem_limit=entry.resources.memory_limit_bytes, pids_limit=PIDS_LIMIT,
+    )
+    if config.network:
+        spec["network"] = config.network
+    if config.host_ports:
+        spec["ports"] = {f"{PLUGIN_PORT}/tcp": ("127.0.0.1", None)}
+    if entry.wants_gpu and gpu:
+        spec["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return spec
 
 
 class DockerDeployer(Deployer):
@@ -150,9 +145,6 @@ class DockerDeployer(Deployer):
             return f"127.0.0.1:{bindings[0]['HostPort']}"
         return f"{container.name}:{PLUGIN_PORT}"
 
-    def needs(self, entry: CatalogEntry) -> PluginNeeds:
-        return plugin_needs(entry.name, self.config.manifests)
-
     def log_tail(self, name: str) -> str:
         return "\n".join(_logs(c, 10) for c in self._containers(name, running_only=False))
 
@@ -179,40 +171,22 @@ class DockerDeployer(Deployer):
             raise
 
     def container_spec(self, entry: CatalogEntry, index: int, env: dict[str, str]) -> dict:
-        """Keyword arguments of ``containers.create`` for one replica (docker-compose.yml's x-plugin)."""
-        needs = self.needs(entry)
-        spec = dict(
-            name=self.config.container_name(entry.name, index), detach=True, user=PLUGIN_USER,
-            environment={**env, "APT_HOME": "/data", "APT_LISTEN": f"0.0.0.0:{PLUGIN_PORT}", "HOME": "/tmp"},
-            labels={"apt.plugin": entry.name, "apt.replica": str(index), "apt.deployment": self.config.deployment,
-                    "apt.version": entry.version},
-            volumes={self.config.store_volume: {"bind": "/data", "mode": "rw"}},
-            restart_policy={"Name": "unless-stopped"}, init=True,
-            read_only=True, tmpfs={"/tmp": ""}, cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-            mem_limit=needs.memory, pids_limit=PIDS_LIMIT,
-        )
-        if self.config.network:
-            spec["network"] = self.config.network
-        if self.config.host_ports:
-            spec["ports"] = {f"{PLUGIN_PORT}/tcp": ("127.0.0.1", None)}
-        if entry.wants_gpu:
-            if self._gpu:
-                spec["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-            else:
-                log.warning("plugin %s wants a GPU but the Docker engine has no nvidia runtime: it runs on CPU",
-                            entry.name)
-        return spec
+        """Keyword arguments of ``containers.create`` for one replica on this engine."""
+        if entry.wants_gpu and not self._gpu:
+            log.warning("plugin %s wants a GPU but the Docker engine has no nvidia runtime: it runs on CPU",
+                        entry.name)
+        return container_kwargs(entry, index, env, self.config, self._gpu)
 
     def _run(self, entry: CatalogEntry, image: str, index: int, env: dict[str, str]):
         spec = self.container_spec(entry, index, env)
-        egress = self.config.egress_network if self.needs(entry).internet else ""
+        egress = self.config.egress(entry)
         if egress:
             try:
                 egress_net = self.client.networks.get(egress)
             except NotFound:
                 raise errors.FailedPrecondition(
-                    f"Plugin {entry.name!r} calls out to the internet (apt.egress: internet in its Kubernetes "
-                    f"manifest) but the network {egress} does not exist: docker-compose.yml creates it, or run "
+                    f"Plugin {entry.name!r} calls out to the internet (egress: internet in its plugin.yaml) "
+                    f"but the network {egress} does not exist: docker-compose.yml creates it, or run "
                     f"`docker network create {egress}`."
                 ) from None
         try:

@@ -1,23 +1,22 @@
-"""The kubernetes deployer: a plugin is a Deployment + Service made from k8s/base/plugins/<name>/.
+"""The kubernetes deployer: a plugin is a Deployment + Service rendered from its plugin.yaml.
 
-The deployer sends the same objects ``kubectl apply -k k8s/base`` would, with the namespace,
-replicas, image and extra environment filled in. Endpoints are the ready pods' addresses so the
-gateway's router balances calls over replicas (a ClusterIP would pin each gRPC connection to one
-pod). Tokens stay in the ``apt-tokens`` Secret: a variable the manifest already defines, itself or
-as ``<name>_FILE`` (the internal token is a mounted Secret file, APT_INTERNAL_TOKEN_FILE), is never
-set again with a plain value.
+The objects come from gateway/deploy/render.py, the renderer tools/gen_deploy.py also writes
+k8s/base/plugins/ with, so an install sends what ``kubectl apply -k k8s/base`` would, with the
+namespace, replicas, image and extra environment filled in; a plugin folder on APT_PLUGIN_PATH
+installs the same way without any file of this repository. Endpoints are the ready pods'
+addresses so the gateway's router balances calls over replicas (a ClusterIP would pin each gRPC
+connection to one pod). Tokens stay in the ``apt-tokens`` Secret: a variable the pod already
+defines, itself or as ``<name>_FILE`` (the internal token is a mounted Secret file,
+APT_INTERNAL_TOKEN_FILE), is never set again with a plain value.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +24,8 @@ from kubernetes.config.config_exception import ConfigException
 
 from apt_model import errors
 from apt_model.runtime.settings import Settings
-from gateway.catalog import REPO_ROOT, CatalogEntry
+from gateway.catalog import CatalogEntry
+from gateway.deploy import render as objects
 from gateway.deploy.base import Deployer, check_serving, wait_serving
 
 log = logging.getLogger(__name__)
@@ -34,15 +34,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class KubernetesConfig:
     namespace: str = "apt"                               # APT_K8S_NAMESPACE
-    manifests: Path = REPO_ROOT / "k8s" / "base"         # APT_K8S_MANIFESTS: holds plugins/<name>/
     image_prefix: str = "apt"                            # APT_IMAGE_PREFIX
     image_tag: str = "latest"                            # APT_IMAGE_TAG
+    plugin_port: int = objects.PLUGIN_PORT               # gRPC port inside plugin pods (tests move it)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "KubernetesConfig":
         env = dict(os.environ if env is None else env)
         return cls(namespace=env.get("APT_K8S_NAMESPACE", "apt"),
-                   manifests=Path(env.get("APT_K8S_MANIFESTS", str(REPO_ROOT / "k8s" / "base"))),
                    image_prefix=env.get("APT_IMAGE_PREFIX", "apt"), image_tag=env.get("APT_IMAGE_TAG", "latest"))
 
 
@@ -54,30 +53,18 @@ class PluginObjects:
 
 
 def render(entry: CatalogEntry, replicas: int, env: dict[str, str], config: KubernetesConfig) -> PluginObjects:
-    """The Deployment and Service for ``entry``, from its manifests with deploy-time values set."""
-    folder = config.manifests / "plugins" / entry.name
-    try:
-        deployment = yaml.safe_load((folder / "deployment.yaml").read_text())
-        service = yaml.safe_load((folder / "service.yaml").read_text())
-    except FileNotFoundError as exc:
-        raise errors.FailedPrecondition(
-            f"No Kubernetes manifests for plugin {entry.name!r} in {folder} (deployment.yaml and "
-            f"service.yaml); copy k8s/base/plugins/cloud-storage and rename it (APT_K8S_MANIFESTS)."
-        ) from exc
-    deployment, service = copy.deepcopy(deployment), copy.deepcopy(service)
+    """The Deployment and Service for ``entry`` (gateway/deploy/render.py) with deploy-time values set."""
+    image = f"{config.image_prefix}/{entry.name}:{config.image_tag}"
+    deployment = objects.deployment(entry, image, replicas, config.plugin_port)
+    service = objects.service(entry, config.plugin_port)
     for obj in (deployment, service):
         obj["metadata"]["namespace"] = config.namespace
-        obj["metadata"].setdefault("labels", {})["apt.version"] = entry.version
-    deployment["spec"]["replicas"] = replicas
+        obj["metadata"]["labels"]["apt.version"] = entry.version
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    container["image"] = f"{config.image_prefix}/{entry.name}:{config.image_tag}"
-    defined = {e["name"] for e in container.get("env", [])}
-    container.setdefault("env", []).extend({"name": k, "value": v} for k, v in sorted(env.items())
-                                           if k not in defined and f"{k}_FILE" not in defined)
-    ports = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == "grpc"]
-    if not ports:
-        raise errors.FailedPrecondition(f"{folder}/deployment.yaml declares no container port named 'grpc'.")
-    return PluginObjects(deployment, service, ports[0])
+    defined = {e["name"] for e in container["env"]}
+    container["env"].extend({"name": k, "value": v} for k, v in sorted(env.items())
+                            if k not in defined and f"{k}_FILE" not in defined)
+    return PluginObjects(deployment, service, config.plugin_port)
 
 
 class KubernetesDeployer(Deployer):
@@ -103,7 +90,7 @@ class KubernetesDeployer(Deployer):
         self.core = k8s.CoreV1Api(api_client)
 
     def _name(self, plugin: str) -> str:
-        return f"apt-{plugin}"
+        return objects.object_name(plugin)
 
     # -- Deployer ----------------------------------------------------------------------------
     def deploy(self, entry: CatalogEntry, replicas: int, env: dict[str, str]) -> list[str]:
@@ -185,5 +172,4 @@ class KubernetesDeployer(Deployer):
             if exc.status == 404:
                 return []
             raise errors.Unavailable(f"Kubernetes API error reading {self._name(entry.name)}: {exc.reason}") from exc
-        port = render(entry, 1, {}, self.config).port
-        return [e for e in self._ready_endpoints(entry.name, port) if check_serving(e)]
+        return [e for e in self._ready_endpoints(entry.name, self.config.plugin_port) if check_serving(e)]

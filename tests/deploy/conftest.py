@@ -39,11 +39,12 @@ def docker_client():
     return client
 
 
-def build_images(*names: str, plugin: tuple[Path, Path] | None = None) -> None:
-    """Build (or confirm up to date) these images with docker/images.py; fail the test if it cannot."""
+def build_images(*names: str, plugin: Path | None = None) -> None:
+    """Build (or confirm up to date) these images with docker/images.py; fail the test if it cannot.
+    ``plugin``: a plugin folder outside services/ to build as well (docker/plugin.Dockerfile)."""
     cmd = [sys.executable, str(ROOT / "docker/images.py"), "build", *names]
     if plugin is not None:
-        cmd += ["--plugin", str(plugin[0]), str(plugin[1])]
+        cmd += ["--plugin", str(plugin)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         pytest.fail(f"building {', '.join(names)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -52,7 +53,7 @@ def build_images(*names: str, plugin: tuple[Path, Path] | None = None) -> None:
 @pytest.fixture(scope="session")
 def echo_image(docker_client) -> str:
     """apt/echo:latest (tests/plugins/echo, no torch): about 2 min the first time, offline."""
-    build_images("echo", plugin=(ECHO_DIR, ROOT / "tests/deploy/echo.Dockerfile"))
+    build_images("echo", plugin=ECHO_DIR)
     return "apt/echo:latest"
 
 

@@ -1,5 +1,6 @@
 """k8s/: every object validates against the current Kubernetes schema, kustomize renders the base
-and the gpu overlay, and the security properties the design promises hold in what it renders."""
+and the gpu overlay, and the security properties the design promises hold in what it renders.
+k8s/base/plugins/ is generated from the plugin folders (tests/deploy/test_generated.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apt_model.runtime.manifest import PluginManifest
+
 from .conftest import ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 K8S = ROOT / "k8s"
 NOT_OBJECTS = {"kustomization.yaml", "gpu-patch.yaml", "gateway-tls.yaml"}  # patches
-TORCH_PLUGINS = {"huggingface-integration", "model-distillation", "model-pruning"}
+AVAILABLE = [m for m in (PluginManifest.load(p.parent) for p in sorted((ROOT / "services").glob("*/plugin.yaml")))
+             if m.available]
 
 
 def _validate(doc: dict, where: str) -> None:
@@ -45,7 +49,8 @@ def _render(k8s: Path, folder: str) -> list[dict]:
 
 def test_every_manifest_file_validates():
     files = [p for p in K8S.rglob("*.yaml") if p.name not in NOT_OBJECTS and "secrets" not in p.parts]
-    assert len(files) > 20
+    assert {p.stem for p in files if p.parent.name == "plugins"} == {m.name for m in AVAILABLE}
+    assert len(files) > 10
     for path in files:
         for doc in yaml.safe_load_all(path.read_text()):
             _validate(doc, str(path.relative_to(ROOT)))
@@ -79,13 +84,17 @@ def test_rendered_stack_validates_and_is_locked_down(folder, k8s_with_tokens):
     assert {d["kind"] for d in docs} >= {"Namespace", "Secret", "PersistentVolumeClaim", "ServiceAccount", "Role"}
 
 
-def test_gpu_overlay_requests_gpus_for_torch_services_only(k8s_with_tokens):
+def test_gpu_overlay_requests_gpus_for_the_plugins_that_want_one_only(k8s_with_tokens):
+    wants_gpu = {m.name for m in AVAILABLE if m.wants_gpu}
     docs = _render(k8s_with_tokens, "overlays/gpu")
-    for dep in (d for d in docs if d["kind"] == "Deployment"):
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    plugins = {d["metadata"]["labels"].get("apt.plugin") for d in deployments}
+    assert wants_gpu and plugins - wants_gpu, "both kinds are checked: with and without a GPU"
+    for dep in deployments:
         pod = dep["spec"]["template"]["spec"]
         limits = pod["containers"][0]["resources"]["limits"]
         plugin = dep["metadata"]["labels"].get("apt.plugin")
-        if plugin in TORCH_PLUGINS:
+        if plugin in wants_gpu:
             assert limits["nvidia.com/gpu"] == 1 and pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
         else:
             assert "nvidia.com/gpu" not in limits
@@ -93,12 +102,13 @@ def test_gpu_overlay_requests_gpus_for_torch_services_only(k8s_with_tokens):
     assert hpa["spec"]["scaleTargetRef"]["name"] == "apt-model-distillation"
 
 
-def test_every_available_plugin_has_image_and_manifests():
-    listed = yaml.safe_load((K8S / "base/kustomization.yaml").read_text())["resources"]
-    for plugin_dir in sorted((ROOT / "services").iterdir()):
-        manifest = yaml.safe_load((plugin_dir / "plugin.yaml").read_text()) if (plugin_dir / "plugin.yaml").exists() else {}
-        if not manifest.get("available"):
-            continue
-        assert (plugin_dir / "Dockerfile").exists(), f"{plugin_dir.name} has no Dockerfile"
-        assert (K8S / "base/plugins" / plugin_dir.name / "deployment.yaml").exists(), plugin_dir.name
-        assert f"plugins/{plugin_dir.name}" in listed, f"add plugins/{plugin_dir.name} to k8s/base/kustomization.yaml"
+def test_every_available_plugin_is_deployed_by_the_base(k8s_with_tokens):
+    docs = _render(k8s_with_tokens, "base")
+    deployed = {d["metadata"]["labels"]["apt.plugin"]: d for d in docs
+                if d["kind"] == "Deployment" and "apt.plugin" in d["metadata"]["labels"]}
+    assert set(deployed) == {m.name for m in AVAILABLE}
+    for m in AVAILABLE:  # what plugin.yaml says reaches the pod
+        container = deployed[m.name]["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"] == {"requests": {"cpu": m.resources.cpu, "memory": m.resources.memory},
+                                          "limits": {"memory": m.resources.memory_limit}}, m.name
+        assert container["image"] == f"apt/{m.name}:latest"

@@ -1,6 +1,8 @@
 """The kubernetes deployer through the official client, against LocalKubeApiServer: the objects
 it sends are checked against the Kubernetes schema, and the pod addresses it returns are real echo
-plugin servers on loopback (127.0.0.1 and 127.0.0.2)."""
+plugin servers on loopback (127.0.0.1 and 127.0.0.2). The echo plugin is installed from a copy of
+its folder outside the repository, as a folder on APT_PLUGIN_PATH would be: nothing in k8s/ is
+needed for it."""
 
 from __future__ import annotations
 
@@ -33,14 +35,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _echo_manifests(tmp_path: Path, port: int) -> Path:
-    """k8s/base/plugins/cloud-storage renamed to echo, its gRPC port moved to ``port``."""
-    folder = tmp_path / "manifests" / "plugins" / "echo"
-    shutil.copytree(ROOT / "k8s/base/plugins/cloud-storage", folder)
-    for f in ("deployment.yaml", "service.yaml"):
-        text = (folder / f).read_text().replace("cloud-storage", "echo").replace("50051", str(port))
-        (folder / f).write_text(text)
-    return tmp_path / "manifests"
+def _echo_outside(tmp_path: Path) -> PluginManifest:
+    """The echo plugin from a copy of its folder in ``tmp_path``, outside the repository."""
+    folder = tmp_path / "plugin-path" / "echo"
+    shutil.copytree(ECHO_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "requirements.txt").write_text("grpcio\n")  # its -r into the repository would not resolve
+    return PluginManifest.load(folder)
 
 
 @pytest.fixture
@@ -61,13 +61,13 @@ def echo_servers(tmp_path):
         app.stop(grace=0.5)
 
 
-def _deployer(api: LocalKubeApiServer, manifests: Path, tmp_path: Path, timeout: float = 20):
+def _deployer(api: LocalKubeApiServer, port: int, tmp_path: Path, timeout: float = 20):
     from gateway.deploy.kubernetes import KubernetesConfig, KubernetesDeployer
 
     cfg = k8s.Configuration()
     cfg.host = api.url
     return KubernetesDeployer(Settings(home=tmp_path, install_timeout=timeout),
-                              KubernetesConfig(namespace="apt-test", manifests=manifests, image_tag="1.0"),
+                              KubernetesConfig(namespace="apt-test", image_tag="1.0", plugin_port=port),
                               api_client=k8s.ApiClient(cfg))
 
 
@@ -77,9 +77,9 @@ def _sent(api: LocalKubeApiServer, method: str, fragment: str) -> list[dict]:
 
 def test_deploy_discover_replace_remove(tmp_path, echo_servers):
     port, token = echo_servers
-    entry = PluginManifest.load(ECHO_DIR)
+    entry = _echo_outside(tmp_path)
     with LocalKubeApiServer(["127.0.0.1", "127.0.0.2"]) as api:
-        dep = _deployer(api, _echo_manifests(tmp_path, port), tmp_path)
+        dep = _deployer(api, port, tmp_path)
         endpoints = dep.deploy(entry, 2, {"APT_INTERNAL_TOKEN": token, "APT_LOG_LEVEL": "DEBUG"})
         assert endpoints == [f"127.0.0.1:{port}", f"127.0.0.2:{port}"]
         for endpoint in endpoints:  # the router dials these: both answer
@@ -94,6 +94,8 @@ def test_deploy_discover_replace_remove(tmp_path, echo_servers):
         assert deployment["spec"]["replicas"] == 2
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == "apt/echo:1.0"
+        assert container["ports"] == [{"name": "grpc", "containerPort": port, "protocol": "TCP"}]
+        assert container["resources"]["limits"] == {"memory": entry.resources.memory_limit}
         env = {e["name"]: e for e in container["env"]}
         assert env["APT_LOG_LEVEL"]["value"] == "DEBUG"
         # the token stays in the Secret, mounted as a file; never a plain value beside it
@@ -118,26 +120,35 @@ def test_deploy_discover_replace_remove(tmp_path, echo_servers):
 def test_pods_that_never_serve_are_unavailable(tmp_path):
     entry = PluginManifest.load(ECHO_DIR)
     with LocalKubeApiServer(["127.0.0.3"]) as api:  # nothing listens there
-        dep = _deployer(api, _echo_manifests(tmp_path, _free_port()), tmp_path, timeout=2)
+        dep = _deployer(api, _free_port(), tmp_path, timeout=2)
         with pytest.raises(errors.Unavailable, match="does not answer gRPC health"):
             dep.deploy(entry, 1, {})
 
 
-def test_plugin_without_manifests_is_failed_precondition(tmp_path):
-    with LocalKubeApiServer(["127.0.0.1"]) as api:
-        dep = _deployer(api, tmp_path / "empty", tmp_path)
-        with pytest.raises(errors.FailedPrecondition, match="No Kubernetes manifests"):
-            dep.deploy(PluginManifest.load(ECHO_DIR), 1, {})
-        assert api.requests == []
-
-
-def test_rendered_objects_of_every_plugin_folder_validate(tmp_path):
+def test_rendered_objects_of_every_plugin_folder_validate():
     from gateway.deploy.kubernetes import KubernetesConfig, render
 
-    for folder in sorted((ROOT / "k8s/base/plugins").iterdir()):
-        manifest = yaml.safe_load((ROOT / "services" / folder.name / "plugin.yaml").read_text())
-        entry = PluginManifest.load(ROOT / "services" / folder.name)
+    folders = sorted(p.parent for p in (ROOT / "services").glob("*/plugin.yaml"))
+    assert len(folders) >= 10
+    for folder in folders:
+        entry = PluginManifest.load(folder)
         objs = render(entry, 3, {"APT_LOG_LEVEL": "INFO"}, KubernetesConfig())
         for obj in (objs.deployment, objs.service):
             kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
-        assert objs.deployment["spec"]["replicas"] == 3 and objs.port == 50051, manifest["name"]
+        assert objs.deployment["spec"]["replicas"] == 3 and objs.port == 50051, entry.name
+
+
+def test_install_sends_what_kubectl_apply_k8s_base_would():
+    """The deployer's objects are k8s/base/plugins/<name>.yaml's, with the deploy-time values set."""
+    from gateway.deploy.kubernetes import KubernetesConfig, render
+
+    for path in sorted((ROOT / "k8s/base/plugins").glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        committed = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        entry = PluginManifest.load(ROOT / "services" / path.stem)
+        objs = render(entry, 1, {}, KubernetesConfig(namespace="apt"))
+        for obj in committed:  # kustomize sets the namespace; the deployer adds the version label
+            obj["metadata"]["namespace"] = "apt"
+            obj["metadata"]["labels"]["apt.version"] = entry.version
+        assert committed == [objs.deployment, objs.service], path.name

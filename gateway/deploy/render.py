@@ -1,0 +1,97 @@
+"""A plugin folder's Kubernetes Deployment and Service, made from its plugin.yaml alone.
+
+The one renderer of a plugin's pod: the kubernetes deployer sends these objects when a plugin is
+installed (any folder of the catalogue: services/, APT_PLUGIN_PATH), and tools/gen_deploy.py
+writes the same objects into k8s/base/plugins/ for `kubectl apply -k k8s/base`. What differs
+between plugins comes from plugin.yaml: ``resources`` (requests and the memory limit), ``egress``
+(the pod label ``apt.egress: internet`` that k8s/base/networkpolicy.yaml lets out of the
+cluster), ``wants_gpu`` (the Deployment label ``apt.gpu: wanted`` that k8s/overlays/gpu patches)
+and ``base`` (how long the startup probe waits). Everything else is the same for every plugin
+and written once, here. The docker deployer reads the same plugin.yaml fields
+(gateway/deploy/docker.py), so compose, docker and Kubernetes agree by construction.
+"""
+
+from __future__ import annotations
+
+from apt_model.runtime.manifest import PluginManifest
+
+PLUGIN_PORT = 50051  # APT_LISTEN inside every plugin container and pod
+PLUGIN_UID = 10001   # the unprivileged user of every service image (docker/base.Dockerfile)
+TOKEN_DIR = "/run/secrets/apt"  # the apt-tokens Secret (internal token only) in a plugin pod
+# Startup probe failures allowed, every 2 s: torch plugins import torch and transformers' model
+# modules before they serve (about 10 s, far more on a loaded node); slim ones serve in a second.
+STARTUP_FAILURES = {"torch": 60, "slim": 30}
+GPU_LABEL = {"apt.gpu": "wanted"}  # k8s/overlays/gpu gives the Deployments carrying it a GPU
+
+
+def object_name(plugin: str) -> str:
+    """Name of the plugin's Deployment and Service."""
+    return f"apt-{plugin}"
+
+
+def labels(m: PluginManifest) -> dict[str, str]:
+    """Labels of both objects; ``apt.plugin`` selects the pods."""
+    return {"app.kubernetes.io/name": m.name, "app.kubernetes.io/part-of": "apt",
+            "app.kubernetes.io/component": "plugin", "apt.plugin": m.name}
+
+
+def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLUGIN_PORT) -> dict:
+    """The plugin's Deployment: locked down (uid 10001, read-only root, no capabilities), native
+    gRPC probes, the store PVC at /data and only the internal token mounted."""
+    probe = {"grpc": {"port": port}}
+    pod_labels = {**labels(m), **({"apt.egress": "internet"} if m.egress == "internet" else {})}
+    container = {
+        "name": "plugin", "image": image, "imagePullPolicy": "IfNotPresent",
+        "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
+        # the operator's trust settings (k8s/base/kustomization.yaml apt-settings)
+        "envFrom": [{"configMapRef": {"name": "apt-settings"}}],
+        "env": [{"name": "APT_HOME", "value": "/data"},
+                {"name": "APT_LISTEN", "value": f"0.0.0.0:{port}"},
+                {"name": "HOME", "value": "/tmp"},  # libraries' caches: the root filesystem is read-only
+                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{TOKEN_DIR}/internal_token"}],
+        "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": STARTUP_FAILURES[m.base]},
+        "readinessProbe": {**probe, "periodSeconds": 5},
+        "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "resources": {"requests": {"cpu": m.resources.cpu, "memory": m.resources.memory},
+                      "limits": {"memory": m.resources.memory_limit}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "store", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "tokens", "mountPath": TOKEN_DIR, "readOnly": True}],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": object_name(m.name), "labels": {**labels(m), **(GPU_LABEL if m.wants_gpu else {})}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"apt.plugin": m.name}},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "automountServiceAccountToken": False,  # plugins never talk to the Kubernetes API
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": PLUGIN_UID, "runAsGroup": PLUGIN_UID,
+                                        "fsGroup": PLUGIN_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": [
+                        {"name": "store", "persistentVolumeClaim": {"claimName": "apt-store"}},
+                        {"name": "tmp", "emptyDir": {}},
+                        # the internal token only: a plugin never holds the user or admin token;
+                        # 0440 root:10001 (fsGroup), so uid 10001 reads it and nobody else
+                        {"name": "tokens", "secret": {"secretName": "apt-tokens", "defaultMode": 0o440,
+                                                      "items": [{"key": "internal-token", "path": "internal_token"}]}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(m: PluginManifest, port: int = PLUGIN_PORT) -> dict:
+    """The plugin's in-cluster address; ClusterIP only: the NetworkPolicy admits just the gateway."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": object_name(m.name), "labels": labels(m)},
+        "spec": {"type": "ClusterIP", "selector": {"apt.plugin": m.name},
+                 "ports": [{"name": "grpc", "port": port, "targetPort": "grpc", "protocol": "TCP",
+                            "appProtocol": "grpc"}]},
+    }

@@ -1,0 +1,67 @@
+"""What docker/images.py builds, checked without an engine: one template for every plugin, FROM the
+base its plugin.yaml names, from a context holding only what the template copies."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+
+import pytest
+import yaml
+
+from .conftest import ECHO_DIR, ROOT
+
+import imagebuild as ib  # noqa: E402  (docker/ is put on sys.path by conftest)
+
+
+def _available():
+    return [p.parent for p in sorted((ROOT / "services").glob("*/plugin.yaml"))
+            if yaml.safe_load(p.read_text()).get("available")]
+
+
+def test_no_plugin_folder_carries_a_dockerfile_of_its_own():
+    assert not list((ROOT / "services").glob("*/Dockerfile")), "docker/plugin.Dockerfile builds every plugin"
+
+
+@pytest.mark.parametrize("folder", [*_available(), ECHO_DIR], ids=lambda p: p.name)
+def test_every_plugin_image_is_the_template_on_its_base(folder):
+    spec = ib.plugin_spec(folder)
+    base = yaml.safe_load((folder / "plugin.yaml").read_text())["base"]
+    rel = folder.relative_to(ROOT).as_posix()
+    assert spec.dockerfile == ib.PLUGIN_DOCKERFILE and spec.parent == f"{base}-base"
+    assert dict(spec.build_args) == {"PLUGIN_DIR": rel, "PLUGIN_NAME": folder.name}
+    # the context: the template, apt_model, the plugin folder (no tests) and requirements files only
+    files = {p.relative_to(ROOT).as_posix() for p in ib._context_files(spec)}
+    assert ib.PLUGIN_DOCKERFILE in files and f"{rel}/plugin.yaml" in files
+    stray = {f for f in files if not f.startswith(("apt_model/", f"{rel}/", "requirements/"))} - {ib.PLUGIN_DOCKERFILE}
+    assert stray == set()
+    assert not [f for f in files if "/tests/" in f.removeprefix(rel) or f.endswith(".pyc")]
+
+
+def test_the_catalogue_builds_both_bases_the_gateway_and_each_available_plugin():
+    specs = ib.all_specs()
+    assert [s.name for s in specs[:3]] == ["torch-base", "slim-base", "gateway"]
+    assert {s.name for s in specs[3:]} == {p.name for p in _available()}
+    for s in specs[:2]:
+        assert s.dockerfile == ib.BASE_DOCKERFILE and dict(s.build_args)["REQUIREMENTS"] == ib.BASE_REQUIREMENTS[s.name]
+    # the deployers render from plugin.yaml: no Kubernetes file (and never k8s/base/secrets) in the gateway
+    assert not [f for f in ib._context_files(specs[2]) if f.relative_to(ROOT).parts[0] == "k8s"]
+
+
+def test_a_context_streams_as_the_files_it_lists():
+    spec = ib.plugin_spec(ECHO_DIR)
+    ctx = ib.Context(spec, ib._context_files(spec), wheels=[])
+    buffer = io.BytesIO()
+    ctx.write_tar(buffer)
+    buffer.seek(0)
+    with tarfile.open(fileobj=buffer) as tar:
+        names = tar.getnames()
+    assert names == [p.relative_to(ROOT).as_posix() for p in ctx.files]
+
+
+def test_a_plugin_folder_outside_the_repository_is_refused_with_what_to_do(tmp_path):
+    folder = tmp_path / "echo"
+    shutil.copytree(ECHO_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    with pytest.raises(ib.BuildError, match="Copy the plugin folder under services/"):
+        ib.plugin_spec(folder)
