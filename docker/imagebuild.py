@@ -69,6 +69,14 @@ class ImageSpec:
     build_args: tuple[tuple[str, str], ...] = ()  # besides WHEELS and the parent image
     plugin_dir: str = ""         # repo-relative plugin folder ("" for the gateway and the bases)
     module: str = ""             # `python -m` module of a plugin
+    source: str = ""             # a plugin folder outside this repository: its absolute path, which
+                                 # the context holds at plugin_dir (plugins/<name>)
+
+    def arcname(self, path: Path) -> str:
+        """Where a file of this image's inputs sits in the build context."""
+        if self.source and path.is_relative_to(self.source):
+            return f"{self.plugin_dir}/{path.relative_to(self.source).as_posix()}"
+        return path.relative_to(ROOT).as_posix()
 
     def tag(self, prefix: str = "apt", version: str = "latest") -> str:
         return f"{prefix}/{self.name}:{version}"
@@ -96,13 +104,10 @@ def plugin_spec(plugin_dir: Path) -> ImageSpec | None:
         raise BuildError(exc.message) from None
     if not manifest.available:
         return None
-    try:
-        rel = manifest.dir.relative_to(ROOT).as_posix()
-    except ValueError:
-        raise BuildError(f"{manifest.dir} is outside {ROOT}: images are built from this repository's files. "
-                         "Copy the plugin folder under services/ (or build it yourself with "
-                         f"`docker build -f {PLUGIN_DOCKERFILE}` and the build arguments that file names).") from None
     parent = f"{manifest.base}-base"
+    if not manifest.dir.is_relative_to(ROOT):
+        return _outside_plugin_spec(manifest, parent)
+    rel = manifest.dir.relative_to(ROOT).as_posix()
     own = manifest.dir / "Dockerfile"
     requirements = requirement_files(f"{rel}/requirements.txt")
     if not own.exists():
@@ -117,6 +122,26 @@ def plugin_spec(plugin_dir: Path) -> ImageSpec | None:
         name=manifest.name, dockerfile=(own.relative_to(ROOT).as_posix() if own.exists() else PLUGIN_DOCKERFILE),
         requirements=(f"{rel}/requirements.txt",), files=("apt_model", *requirements, rel), parent=parent,
         build_args=(("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name)), plugin_dir=rel, module=manifest.module,
+    )
+
+
+def _outside_plugin_spec(manifest: PluginManifest, parent: str) -> ImageSpec:
+    """A plugin folder outside this repository (APT_PLUGIN_PATH, `apt-model plugin new`): the
+    template builds it from the folder as it is, placed at plugins/<name> in the context."""
+    req = manifest.dir / "requirements.txt"
+    if (manifest.dir / "Dockerfile").exists():
+        raise BuildError(f"{manifest.dir} has its own Dockerfile: a plugin outside {ROOT} is built with "
+                         f"{PLUGIN_DOCKERFILE} only; remove its Dockerfile or build it yourself with docker build.")
+    includes = [line for line in (req.read_text().splitlines() if req.exists() else []) if line.startswith("-")]
+    if not req.exists() or includes:
+        raise BuildError(f"{req}: a plugin outside {ROOT} needs a requirements.txt listing its own packages "
+                         f"(no -r or other options; found {includes or 'no file'}).")
+    rel = f"plugins/{manifest.name}"
+    return ImageSpec(
+        name=manifest.name, dockerfile=PLUGIN_DOCKERFILE, requirements=(str(req),),
+        files=("apt_model", *requirement_files(), str(manifest.dir)), parent=parent,
+        build_args=(("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name)), plugin_dir=rel, module=manifest.module,
+        source=str(manifest.dir),
     )
 
 
@@ -224,7 +249,7 @@ class Context:
         for pid in parent_ids:
             h.update(pid.encode())
         for p in self.files:
-            h.update(p.relative_to(ROOT).as_posix().encode())
+            h.update(self.spec.arcname(p).encode())
             h.update(hashlib.sha256(p.read_bytes()).digest())
         for w in self.wheels:  # wheel file names carry name+version+tags; content is immutable
             h.update(f"{w.name}:{w.stat().st_size}".encode())
@@ -243,7 +268,7 @@ class Context:
 
         with tarfile.open(fileobj=fileobj, mode="w|") as tar:
             for p in self.files:
-                add(p, p.relative_to(ROOT).as_posix())
+                add(p, self.spec.arcname(p))
 
 
 def make_context(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None) -> Context:

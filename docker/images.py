@@ -133,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--wheelhouse", type=Path, default=ib.DEFAULT_WHEELHOUSE,
                    help=f"wheels for offline builds, filled on demand (env APT_WHEELHOUSE; default {ib.DEFAULT_WHEELHOUSE})")
     b.add_argument("--plugin", action="append", default=[], metavar="DIR",
-                   help="also build a plugin folder of this repository outside services/ (e.g. the test "
-                        "echo plugin, tests/plugins/echo); its own Dockerfile if it has one, else the template")
+                   help="also build this plugin folder: one of this repository outside services/ (the test "
+                        "echo plugin, tests/plugins/echo) or one anywhere else (what `apt-model plugin new` "
+                        "writes); the template builds it (a folder in this repository may bring its own Dockerfile)")
     sub.add_parser("list", help="print every image, the apt base it builds on and its Dockerfile")
     args = parser.parse_args(argv)
     try:

@@ -22,6 +22,7 @@ from apt_model.sdk import protogen
 # (word-stats), @@snake@@ (word_stats), @@Camel@@ (WordStats), @@base@@ and @@gpu@@; a line marked
 # @@torch-only@@ is kept for --torch only, one marked @@slim-only@@ without it.
 TEMPLATE = Path(__file__).resolve().parent / "template"
+_TEMPLATE_MESSAGES = {"CountWordsRequest", "CountWordsResult", "WordFrequency"}  # the proto's own names
 
 
 def names(name: str) -> dict[str, str]:
@@ -35,6 +36,10 @@ def create(parent: Path | str, name: str, torch: bool = False) -> Path:
     if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", name):
         raise errors.InvalidArgument(f"Plugin name {name!r}: use words of lower-case letters and digits joined by "
                                      "single '-' (e.g. word-stats).")
+    service = names(name)["@@Camel@@"]
+    if service in _TEMPLATE_MESSAGES:
+        raise errors.InvalidArgument(f"Plugin name {name!r} makes the service name {service}, which the template's "
+                                     "messages already use; choose another name.")
     folder = Path(parent).resolve() / name
     if folder.exists():
         raise errors.AlreadyExists(f"{folder} already exists; choose another name or folder (--dir).")

@@ -60,8 +60,23 @@ def test_a_context_streams_as_the_files_it_lists():
     assert names == [p.relative_to(ROOT).as_posix() for p in ctx.files]
 
 
-def test_a_plugin_folder_outside_the_repository_is_refused_with_what_to_do(tmp_path):
-    folder = tmp_path / "echo"
-    shutil.copytree(ECHO_DIR, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    with pytest.raises(ib.BuildError, match="Copy the plugin folder under services/"):
+def test_a_plugin_folder_outside_the_repository_builds_from_the_folder_as_it_is(tmp_path):
+    """`apt-model plugin new` writes outside the repository: the template builds it, its folder at
+    plugins/<name> in the context; what the template cannot build is refused with the reason."""
+    from apt_model.sdk import scaffold
+
+    folder = scaffold.create(tmp_path, "word-count")
+    spec = ib.plugin_spec(folder)
+    assert (spec.dockerfile, spec.parent, spec.plugin_dir) == (ib.PLUGIN_DOCKERFILE, "slim-base", "plugins/word-count")
+    files = ib._context_files(spec)
+    names = {spec.arcname(p) for p in files}
+    assert "plugins/word-count/plugin.yaml" in names and "plugins/word-count/requirements.txt" in names
+    assert not any("tests/" in n.removeprefix("plugins/word-count/") for n in names if n.startswith("plugins/"))
+    copied = tmp_path / "echo"
+    shutil.copytree(ECHO_DIR, copied, ignore=shutil.ignore_patterns("__pycache__"))
+    (copied / "requirements.txt").write_text("-r ../../requirements/runtime.txt\n")
+    with pytest.raises(ib.BuildError, match="no -r or other options"):
+        ib.plugin_spec(copied)
+    (folder / "Dockerfile").write_text("FROM scratch\n")
+    with pytest.raises(ib.BuildError, match="has its own Dockerfile"):
         ib.plugin_spec(folder)

@@ -100,6 +100,7 @@ def test_torch_variant_asks_for_torch(tmp_path):
 @pytest.mark.parametrize("name, code, text", [
     ("Bad_Name", 3, "Invalid plugin name"),
     ("a--b", 3, "joined by single '-'"),
+    ("word-frequency", 3, "template's messages already use"),
 ])
 def test_bad_names_are_refused(tmp_path, name, code, text):
     out = _new(tmp_path, name)
