@@ -58,13 +58,13 @@ $CLI debug demo --data "$DATA/demo-eval.txt"
 
 if $CLI plugin describe model-pruning >/dev/null 2>&1; then
   step "structured pruning to half width, with a short recovery fine-tune"
-  $CLI prune demo --strategy structured --ratio 0.5 --output demo-pruned --recovery-steps 60 \
-    --recovery-file "$DATA/demo-train.jsonl" --eval-file "$DATA/demo-eval.txt" --overwrite
+  $CLI model-pruning prune --name demo --strategy structured --ratio 0.5 --output-name demo-pruned \
+    --recovery-steps 60 --recovery-path "$DATA/demo-train.jsonl" --eval-path "$DATA/demo-eval.txt" --overwrite
 fi
 if $CLI plugin describe model-distillation >/dev/null 2>&1; then
   step "distill a 1-layer student from the 2-layer model"
-  $CLI distill demo --student-layers 1 --output demo-student --corpus "$DATA/demo-train.jsonl" \
-    --steps 100 --seq-len 128 --batch-size 8 --overwrite
+  $CLI model-distillation distill --teacher demo --student-layers 1 --output-name demo-student \
+    --corpus-paths "$DATA/demo-train.jsonl" --max-steps 100 --seq-len 128 --batch-size 8 --overwrite
 fi
 COMPARE="demo"
 for m in demo-pruned demo-student; do $CLI info "$m" >/dev/null 2>&1 && COMPARE="$COMPARE $m"; done
@@ -73,14 +73,14 @@ $CLI compare $COMPARE --eval-file "$DATA/demo-eval.txt" --prompt "The Python lan
 
 if $CLI plugin describe ollama-export >/dev/null 2>&1; then
   step "export to GGUF q8_0 with a Modelfile; llama.cpp loads it and its logits are compared with PyTorch"
-  $CLI ollama export demo --outtype q8_0
+  $CLI ollama-export export --name demo --outtype q8_0
 fi
 if $CLI plugin describe cloud-storage >/dev/null 2>&1; then
   step "back up to a local destination, list, and restore under a new name (every sha256 checked)"
   BK="file://$APT_HOME/exports/backups"  # exports: the one store folder operations may write by path
-  $CLI storage backup demo "$BK" --tag demo
-  $CLI storage list "$BK"
-  $CLI storage restore "$BK" --backup demo --tag demo --name demo-restored --overwrite
+  $CLI cloud-storage backup --name demo --destination "$BK" --tag demo
+  $CLI cloud-storage list-backups --destination "$BK"
+  $CLI cloud-storage restore --source "$BK" --backup-name demo --tag demo --name demo-restored --overwrite
 fi
 step "the store now holds"
 $CLI list

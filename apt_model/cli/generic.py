@@ -153,13 +153,16 @@ def add_arguments(parser: argparse.ArgumentParser, op: plugin_pb2.Operation) -> 
         group.add_argument(flag, **kw)
 
 
-def request_of(args: argparse.Namespace, op: plugin_pb2.Operation, cls):
-    """The request message from the parsed flags (only given ones: the rest keep their zero)."""
+def request_of(args: argparse.Namespace, op: plugin_pb2.Operation, cls, ctx: Ctx | None = None):
+    """The request message from the parsed flags (only given ones: the rest keep their zero).
+    With ``ctx``, files on this machine named by a field with a ``local_files_dataset`` twin are
+    pushed into the store first and sent as that dataset (data.file_or_dataset)."""
     data = {}
     fields = cls.DESCRIPTOR.fields_by_name
+    pushed = _push_local_files(args, op, ctx) if ctx is not None else {}
     for arg in op.arguments:
-        value = getattr(args, f"field:{arg.name}")
-        if value is None or value is False:
+        value = pushed.get(arg.name, getattr(args, f"field:{arg.name}"))
+        if value is None or value is False or value == [] or value == "":
             continue
         if arg.type == "map":
             value = dict(_pair(arg.name, item, fields[arg.name]) for item in value)
@@ -170,6 +173,25 @@ def request_of(args: argparse.Namespace, op: plugin_pb2.Operation, cls):
         return json_format.ParseDict(data, cls())
     except json_format.ParseError as exc:
         raise CliError(f"{op.name}: {exc}", 2) from None
+
+
+def _push_local_files(args: argparse.Namespace, op: plugin_pb2.Operation, ctx: Ctx) -> dict:
+    """Field name -> the value to send instead, for fields whose files are on this machine."""
+    from apt_model.cli.data import file_or_dataset, files_or_dataset  # the push needs the core stubs
+
+    out = {}
+    for arg in op.arguments:
+        twin = arg.rules.local_files_dataset
+        value = getattr(args, f"field:{arg.name}")
+        if not twin or not value:
+            continue
+        flag, twin_flag = f"--{kebab(arg.name)}", f"--{kebab(twin)}"
+        dataset = out.get(twin, getattr(args, f"field:{twin}", None)) or ""
+        if arg.repeated:
+            out[arg.name], out[twin] = files_or_dataset(ctx, value, dataset, flag, twin_flag)
+        else:
+            out[arg.name], out[twin] = file_or_dataset(ctx, value, dataset, flag, twin_flag)
+    return out
 
 
 def _pair(name: str, item: str, fd: FieldDescriptor):
@@ -238,7 +260,7 @@ def run(argv: list[str], at: int) -> None:
 
 def call(ctx: Ctx, desc: plugin_pb2.PluginDescription, op: plugin_pb2.Operation, args) -> None:
     contract = Contract(desc)
-    request = request_of(args, op, contract.message(op.request_type))
+    request = request_of(args, op, contract.message(op.request_type), ctx)
     if op.client_streaming:
         raise CliError(f"{op.name} reads a stream of requests: call it from code through the proto "
                        "(docs/api.md), not from the command line.", 2)

@@ -25,7 +25,7 @@ from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 
 # Modules adding their own commands; each defines register(subparsers, common_parent).
-COMMAND_MODULES = ["core", "data", "hf", "storage", "ollama", "prune", "distill"]
+COMMAND_MODULES = ["core", "data", "hf"]
 
 PLUGIN_STATUS = {v: k.removeprefix("PLUGIN_STATUS_").replace("_", " ").lower()
                  for k, v in gateway_pb2.PluginStatus.items()}

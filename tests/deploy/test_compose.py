@@ -143,8 +143,9 @@ def test_make_up_pipeline_make_down(compose_stack, docker_client, tmp_path):
     try:
         # held-out text for the perplexity report: a file here, which the CLI pushes into the store
         # as a dataset (the services read no host paths: APT_DATA_ROOTS is unset in compose)
-        _cli(address, user, "prune", "smoke-tiny", "--strategy", "magnitude", "--ratio", "0.5",
-             "--output", "smoke-tiny-m50", "--overwrite", "--eval-file", str(ROOT / "services/model-pruning/README.md"))
+        _cli(address, user, "model-pruning", "prune", "--name", "smoke-tiny", "--strategy", "magnitude", "--ratio", "0.5",
+             "--output-name", "smoke-tiny-m50", "--overwrite",
+             "--eval-path", str(ROOT / "services/model-pruning/README.md"))
         with connect(address, user) as ch:
             info = gateway_pb2_grpc.CoreStub(ch).GetModelInfo(pb.GetModelInfoRequest(name="smoke-tiny-m50"))
         assert info.lineage["parent"] == "smoke-tiny"

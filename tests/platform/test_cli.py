@@ -6,11 +6,14 @@ import functools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from apt_model.cli.main import build_parser
 from gateway.testing import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 run_cli = functools.partial(run_cli, timeout=120)
@@ -96,3 +99,16 @@ def test_the_original_huggingface_spelling_is_an_alias_and_plugin_names_are_plug
     assert sub.choices["huggingface"] is sub.choices["hf"]
     for plugin in ("huggingface-integration", "cloud-storage", "ollama-export", "model-pruning", "model-distillation"):
         assert plugin not in sub.choices
+    # the hand-written modules left are those that add something (the core's, hf's local folders)
+    assert not {"prune", "distill", "ollama", "storage"} & set(sub.choices)
+
+
+def test_the_cli_reference_is_current():
+    """docs/cli.md is derived from the parsers and the built-in plugins' protos: a flag, help text
+    or operation that changes without `make docs` fails here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (ROOT / "docs" / "cli.md").read_text() == module.render(), "docs/cli.md is stale: run `make docs`"

@@ -67,6 +67,22 @@ def test_rules_and_help_come_from_the_proto():
     assert kinds["temperature"] == ("float", False) and kinds["max_steps"] == ("int", False)
 
 
+@pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.parent.name)
+def test_a_local_files_field_names_a_dataset_field_of_its_request(manifest):
+    """``local_files_dataset`` is where the generic CLI puts the dataset it pushed: a string
+    field of the same request that is not itself a path field."""
+    for op in contract.operations(_services(manifest)):
+        args = {a.name: a for a in op.arguments}
+        for a in op.arguments:
+            twin = a.rules.local_files_dataset
+            if not twin:
+                continue
+            assert a.type == "string", f"{op.name}.{a.name}: local_files_dataset on a {a.type} field"
+            assert twin in args, f"{op.name}.{a.name}: local_files_dataset names {twin!r}, not a field of the request"
+            assert args[twin].type == "string" and not args[twin].repeated, f"{op.name}.{twin}: not one string"
+            assert not args[twin].rules.local_files_dataset, f"{op.name}.{twin}: a path field as the twin"
+
+
 def test_the_comment_files_are_those_of_the_generated_modules():
     """Each ``.binpb`` holds the same file as its ``_pb2`` module, comments aside: make proto
     writes both, and a hand edit or a stale copy would make the help lie."""

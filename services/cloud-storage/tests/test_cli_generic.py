@@ -61,3 +61,9 @@ def test_rules_refuse_before_the_service_runs(cli):
     assert "concurrency must be between 1 and 64, got 100" in out.stderr and "[fields: concurrency]" in out.stderr
     out = cli("cloud-storage", "backup", "--name", "corpus", "--destination", "file:///x", "--kind", "models")
     assert out.returncode == 2 and "invalid choice: 'models'" in out.stderr
+
+
+def test_an_unsupported_scheme_is_invalid_argument(gw, cli):
+    out = cli("cloud-storage", "backup", "--name", "corpus", "--kind", "dataset", "--destination", "gs://x/y")
+    assert out.returncode == 3, out.stderr  # INVALID_ARGUMENT
+    assert "supported" in out.stderr and "Traceback" not in out.stderr

@@ -120,23 +120,3 @@ def test_describe(served):
     d = plugin_pb2_grpc.PluginStub(channel).Describe(plugin_pb2.DescribeRequest(), timeout=10)
     assert d.name == "cloud-storage" and not d.wants_gpu
     assert {o.name for o in d.operations} == {"StartBackup", "StartRestore", "StartUpload", "ListBackups"}
-
-
-def test_cli_backup_list_and_error_exit_code(served, capsys):
-    """The storage CLI commands, pointed straight at the plugin with its internal token."""
-    import json
-
-    from apt_model.cli.main import main
-
-    stub, channel, endpoint, tmp, app = served
-    conn = ["--gateway", f"127.0.0.1:{app.port}", "--token", app.settings.internal_token, "--json"]
-    main(["storage", "backup", "m1", f"file://{tmp}/local/cli", "--tag", "c1", *conn])
-    result = json.loads(capsys.readouterr().out)
-    assert result["state"] == "JOB_STATE_SUCCEEDED" and result["result"]["tag"] == "c1"
-    main(["storage", "list", f"file://{tmp}/local/cli", *conn])
-    [row] = json.loads(capsys.readouterr().out)
-    assert row["name"] == "m1" and row["tag"] == "c1" and row["complete"] is True
-    with pytest.raises(SystemExit) as exit_info:
-        main(["storage", "backup", "m1", "gs://x/y", *conn])
-    assert exit_info.value.code == 3  # INVALID_ARGUMENT
-    assert "supported" in capsys.readouterr().err

@@ -62,7 +62,7 @@ def check_spec_against_models(store: Store, spec: DistillSpec) -> Shapes:
         raise errors.FailedPrecondition(
             f"Response distillation needs identical tokenizers, and {spec.student!r} differs from "
             f"teacher {spec.teacher!r}: " + "; ".join(differences) + ". Use a student with the teacher's "
-            "tokenizer (--student-size or --student-layers build one), or distil with feature and/or "
+            "tokenizer (--student-preset-size or --student-layers build one), or distil with feature and/or "
             "relation only, which align the two tokenizations by character offsets.",
             reason="VOCABULARY_MISMATCH")
     for s, t in spec.layer_map:
@@ -194,7 +194,7 @@ def _block_list(model):
             return name, module
     raise errors.InvalidArgument(
         f"Cannot find the decoder blocks of this {type(model).__name__}; derive the student another "
-        "way (--student-size or --student NAME).")
+        "way (--student-preset-size or --student NAME).")
 
 
 def parameter_count(model) -> int:

@@ -87,7 +87,7 @@ class DistillSpec:
         sources = [bool(req.student), bool(req.student_preset_size), req.student_layers != 0]
         if sum(sources) != 1:
             raise errors.InvalidArgument(
-                "Give exactly one student: --student NAME (a store model), --student-size SIZE "
+                "Give exactly one student: --student NAME (a store model), --student-preset-size SIZE "
                 f"(an apt preset: {', '.join(SIZES)}) or --student-layers N (derived from the teacher).")
         if req.student:
             validate_name(req.student, "student model")
@@ -134,7 +134,7 @@ class DistillSpec:
             raise errors.InvalidArgument(f"Unknown layer mapping {bad[0][0]}:{bad[0][1]}: layers are 0-based block indices.")
 
         if not req.dataset and not req.corpus_paths:
-            raise errors.InvalidArgument("Give training text: --dataset NAME (a store dataset) or --corpus FILE.")
+            raise errors.InvalidArgument("Give training text: --dataset NAME (a store dataset) or --corpus-paths FILE.")
         if req.dataset:
             validate_name(req.dataset, "dataset")
         seq_len = _positive("seq_len", req.seq_len, 128)

@@ -128,7 +128,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
 
 
 NO_TEXT_NOTE = ("Perplexity was not measured: no text was given. Pass eval_path / eval_dataset "
-                "('apt-model prune … --eval-file FILE') to measure it before and after.")
+                "('apt-model model-pruning prune … --eval-path FILE') to measure it before and after.")
 
 
 def _summary(r: dict) -> str:

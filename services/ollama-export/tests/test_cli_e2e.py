@@ -25,28 +25,32 @@ def gateway_with_model(tmp_path, llama_model, ollama_server):
         stop_gateway(gw)
 
 
-def test_cli_export_and_modelfile(gateway_with_model, ollama_server):
+def test_cli_export_and_modelfile(gateway_with_model, ollama_server, tmp_path):
+    """The commands made from the proto: `apt-model ollama-export export|create-modelfile`,
+    map fields as KEY=VALUE, the job followed to its typed result."""
     gw = gateway_with_model
-    out = run_cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature=0.6",
-               "--ollama-url", ollama_server.url, "--json")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--outtype", "f16", "--parameters", "temperature=0.6",
+                  "--ollama-url", ollama_server.url, "--json", env_extra=env)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)["result"]
     assert result["verification"]["tokenization_mismatches"] == 0
     assert result["ollama"]["statuses"][-1] == "success"
     assert ollama_server.creates[-1]["parameters"]["temperature"] == 0.6
 
-    out = run_cli(gw, "ollama", "modelfile", "mini", "--system", "Hi")
+    out = run_cli(gw, "ollama-export", "create-modelfile", "--name", "mini", "--system", "Hi", env_extra=env)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("FROM ./model.gguf") and 'SYSTEM """Hi"""' in out.stdout
+    text = json.loads(out.stdout)["text"]
+    assert text.startswith("FROM ./model.gguf") and 'SYSTEM """Hi"""' in text
 
-    out = run_cli(gw, "ollama", "export", "mini", "--outtype", "f16", "--param", "temperature")
-    assert out.returncode == 2 and "NAME=VALUE" in out.stderr
-    out = run_cli(gw, "ollama", "export", "nobody")
+    out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--parameters", "temperature", env_extra=env)
+    assert out.returncode == 2 and "KEY=VALUE" in out.stderr
+    out = run_cli(gw, "ollama-export", "export", "--name", "nobody", env_extra=env)
     assert out.returncode != 0 and "nobody" in out.stderr
 
 
 def test_generic_cli_export_with_a_map_flag(gateway_with_model, ollama_server, tmp_path):
-    """The command made from the proto: `apt-model ollama-export export`, map fields as KEY=VALUE."""
+    """Several map entries, a folder name of the caller's and a choice the proto refuses."""
     gw = gateway_with_model
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--outtype", "f16", "--skip-verify",

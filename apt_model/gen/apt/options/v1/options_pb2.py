@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pt/options/v1/options.proto\x12\x0e\x61pt.options.v1\x1a google/protobuf/descriptor.proto\"\xcc\x01\n\nFieldRules\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\x10\n\x03min\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cgreater_than\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\tless_than\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x15\n\rdefault_value\x18\x07 \x01(\tB\x06\n\x04_minB\x06\n\x04_maxB\x0f\n\r_greater_thanB\x0c\n\n_less_than:J\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1a.apt.options.v1.FieldRules:5\n\x0bresult_type\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\tB5\n\x12\x63om.apt.options.v1B\x0cOptionsProtoP\x01\xaa\x02\x0e\x41pt.Options.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61pt/options/v1/options.proto\x12\x0e\x61pt.options.v1\x1a google/protobuf/descriptor.proto\"\xe9\x01\n\nFieldRules\x12\x10\n\x08required\x18\x01 \x01(\x08\x12\x10\n\x03min\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03max\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0cgreater_than\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\tless_than\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x15\n\rdefault_value\x18\x07 \x01(\t\x12\x1b\n\x13local_files_dataset\x18\x08 \x01(\tB\x06\n\x04_minB\x06\n\x04_maxB\x0f\n\r_greater_thanB\x0c\n\n_less_than:J\n\x05rules\x12\x1d.google.protobuf.FieldOptions\x18\xb9\x8e\x03 \x01(\x0b\x32\x1a.apt.options.v1.FieldRules:5\n\x0bresult_type\x12\x1e.google.protobuf.MethodOptions\x18\xba\x8e\x03 \x01(\tB5\n\x12\x63om.apt.options.v1B\x0cOptionsProtoP\x01\xaa\x02\x0e\x41pt.Options.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,5 +34,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\022com.apt.options.v1B\014OptionsProtoP\001\252\002\016Apt.Options.V1'
   _globals['_FIELDRULES']._serialized_start=83
-  _globals['_FIELDRULES']._serialized_end=287
+  _globals['_FIELDRULES']._serialized_end=316
 # @@protoc_insertion_point(module_scope)

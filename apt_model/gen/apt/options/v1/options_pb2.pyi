@@ -12,7 +12,7 @@ RESULT_TYPE_FIELD_NUMBER: _ClassVar[int]
 result_type: _descriptor.FieldDescriptor
 
 class FieldRules(_message.Message):
-    __slots__ = ("required", "min", "max", "greater_than", "less_than", "choices", "default_value")
+    __slots__ = ("required", "min", "max", "greater_than", "less_than", "choices", "default_value", "local_files_dataset")
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,7 @@ class FieldRules(_message.Message):
     LESS_THAN_FIELD_NUMBER: _ClassVar[int]
     CHOICES_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FILES_DATASET_FIELD_NUMBER: _ClassVar[int]
     required: bool
     min: float
     max: float
@@ -27,4 +28,5 @@ class FieldRules(_message.Message):
     less_than: float
     choices: _containers.RepeatedScalarFieldContainer[str]
     default_value: str
-    def __init__(self, required: _Optional[bool] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., greater_than: _Optional[float] = ..., less_than: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ..., default_value: _Optional[str] = ...) -> None: ...
+    local_files_dataset: str
+    def __init__(self, required: _Optional[bool] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., greater_than: _Optional[float] = ..., less_than: _Optional[float] = ..., choices: _Optional[_Iterable[str]] = ..., default_value: _Optional[str] = ..., local_files_dataset: _Optional[str] = ...) -> None: ...
