@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--torch", action="store_true", help="a plugin that needs torch (torch base image, GPU wish)")
     n.add_argument("--dir", default=".", help="folder to write the plugin folder into (default: here)")
     n.set_defaults(func=cmd_plugin_new)
+    pk = new_parser(pl_sub, "package", common,
+                    "build a plugin folder as a wheel; pip-installing it registers the plugin with the gateway",
+                    ["apt-model plugin package ~/plugins/word-stats --out dist",
+                     "pip install dist/apt_plugin_word_stats-0.1.0-py3-none-any.whl   # then restart the gateway"])
+    pk.add_argument("folder", help="the plugin folder (the one holding plugin.yaml)")
+    pk.add_argument("--out", default=".", help="folder to write the wheel into (default: here)")
+    pk.set_defaults(func=cmd_plugin_package)
 
     jb = new_parser(sub, "job", common, "list, watch and cancel long-running jobs",
                     ["apt-model job list", "apt-model job watch model-pruning:3f2a9c0d1e2b4a5c"])
@@ -192,6 +199,18 @@ def cmd_plugin_new(ctx: Ctx) -> None:
           f"apt-model plugin install {ctx.args.name}\n"
           f"  call it:    apt-model {ctx.args.name} count-words --dataset NAME\n"
           "  the guide:  docs/plugins.md")
+
+
+def cmd_plugin_package(ctx: Ctx) -> None:
+    from apt_model.sdk import package
+
+    wheel = package.build_wheel(Path(ctx.args.folder).expanduser(), Path(ctx.args.out).expanduser())
+    if ctx.as_json:
+        emit_json({"wheel": str(wheel)})
+        return
+    print(f"wrote {wheel}\n"
+          f"  install it where the gateway runs: python -m pip install {wheel}\n"
+          "  then restart the gateway: the catalogue lists it (entry point group apt.plugins)")
 
 
 def cmd_plugin_install(ctx: Ctx) -> None:

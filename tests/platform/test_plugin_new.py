@@ -89,6 +89,53 @@ def test_installed_from_the_plugin_path_and_called_by_cli_and_raw_grpc(plugin, t
         stop_gateway(gw)
 
 
+def test_packaged_as_a_wheel_and_found_through_its_entry_point(plugin, tmp_path, monkeypatch):
+    """`plugin package` makes a wheel; pip-installed, its apt.plugins entry point puts the plugin in
+    the catalogue with no APT_PLUGIN_PATH, located but never imported by the gateway."""
+    out = subprocess.run([sys.executable, "-m", "apt_model", "plugin", "package", str(plugin), "--out",
+                          str(tmp_path / "dist"), "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    wheel = Path(json.loads(out.stdout)["wheel"])
+    assert wheel.name == "apt_plugin_word_stats-0.1.0-py3-none-any.whl"
+    site = tmp_path / "site"
+    out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                          str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    monkeypatch.syspath_prepend(str(site))  # what `pip install` into the gateway's environment does
+    gw = start_gateway(tmp_path / "home")
+    cli = functools.partial(run_cli, gw, env_extra={"XDG_CACHE_HOME": str(tmp_path / "cache")}, timeout=180)
+    try:
+        entry = gw.app.catalog.get("word-stats")
+        assert entry.dir == site / "apt_plugin_word_stats" / "word-stats"
+        assert "apt_plugin_word_stats" not in sys.modules  # no code of the package ran in the gateway
+        with Store(gw.settings.home).create("datasets", "corpus", operation="test") as folder:
+            (folder / "a.txt").write_text("one two two\n")
+        out = cli("plugin", "install", "word-stats")
+        assert out.returncode == 0, out.stderr
+        out = cli("word-stats", "count-words", "--dataset", "corpus", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["result"]["words"] == 3
+        assert cli("plugin", "uninstall", "word-stats").returncode == 0
+    finally:
+        stop_gateway(gw)
+
+
+def test_an_entry_point_without_a_plugin_folder_is_reported_not_fatal(tmp_path, monkeypatch):
+    from gateway.catalog import Catalog
+
+    dist = tmp_path / "site" / "odd_plugins-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd-plugins\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[apt.plugins]\nghost = json\ndotted = os.path\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    catalog = Catalog()
+    assert "model-pruning" in catalog.entries  # the rest of the catalogue is there
+    for name, text in (("ghost", "no folder ghost/ with a plugin.yaml"), ("dotted", "top-level package name")):
+        with pytest.raises(Exception) as exc:
+            catalog.get(name)
+        assert type(exc.value).__name__ == "FailedPrecondition" and text in str(exc.value), exc.value
+
+
 def test_torch_variant_asks_for_torch(tmp_path):
     out = _new(tmp_path, "torch-thing", "--torch")
     assert out.returncode == 0, out.stderr
@@ -114,3 +161,10 @@ def test_an_existing_folder_is_never_overwritten(tmp_path):
     out = _new(tmp_path, "word-stats")
     assert out.returncode == 4 and "already exists" in out.stderr
     assert [p.name for p in (tmp_path / "word-stats").iterdir()] == ["keep.txt"]
+
+
+def test_packaging_a_folder_that_is_no_plugin_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "apt_model", "plugin", "package", str(tmp_path), "--out",
+                          str(tmp_path / "dist")], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 4 and "plugin.yaml is missing: not a plugin folder" in out.stderr, out.stderr
+    assert not (tmp_path / "dist").exists()
