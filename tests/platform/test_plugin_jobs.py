@@ -110,12 +110,18 @@ def test_cancel_of_a_plugin_job_through_the_gateway_and_the_cli(tmp_path):
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("APT_")}
         env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # the generic CLI's description cache
-        cli = subprocess.Popen(
-            [sys.executable, "-m", "apt_model", "model-pruning", "prune", "--name", "tiny", "--output-name", "by-cli",
-             "--strategy", "magnitude",
-             "--ratio", "0.5", "--recovery-steps", "100000", "--recovery-dataset", "corpus", "--batch-size", "2",
-             "--seq-len", "32", "--on-interrupt", "cancel", "--gateway", gw.address, "--home", str(home)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        # A CLI started from a terminal, where Ctrl-C is not ignored: a shell's background job
+        # (`make test &`) starts with SIGINT ignored, and Python keeps it so in every child.
+        inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "apt_model", "model-pruning", "prune", "--name", "tiny", "--output-name",
+                 "by-cli", "--strategy", "magnitude", "--ratio", "0.5", "--recovery-steps", "100000",
+                 "--recovery-dataset", "corpus", "--batch-size", "2", "--seq-len", "32", "--on-interrupt", "cancel",
+                 "--gateway", gw.address, "--home", str(home)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        finally:
+            signal.signal(signal.SIGINT, inherited)
         try:
             watched = _running_job(jobs, "model-pruning")
             cli.send_signal(signal.SIGINT)
