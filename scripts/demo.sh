@@ -63,7 +63,7 @@ if $CLI plugin describe model-pruning >/dev/null 2>&1; then
 fi
 if $CLI plugin describe model-distillation >/dev/null 2>&1; then
   step "distill a 1-layer student from the 2-layer model"
-  $CLI model-distillation distill --teacher demo --student-layers 1 --output-name demo-student \
+  $CLI model-distillation distill --teacher demo --student-layers 1 --output-name demo-student --strategies response \
     --corpus-paths "$DATA/demo-train.jsonl" --max-steps 100 --seq-len 128 --batch-size 8 --overwrite
 fi
 COMPARE="demo"

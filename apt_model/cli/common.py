@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, message_factory
 from google.protobuf.message import Message
 
 from apt_model.client import connect
@@ -220,14 +220,33 @@ def _watch_with_bar(stub, job_id: str) -> job_pb2.Job:
     return last
 
 
-def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None = None) -> None:
-    """Print a finished job's result (JSON or human) and raise on failure."""
+def typed_result(job: job_pb2.Job, pool) -> dict | None:
+    """The job's declared result message (``Job.response``) as JSON, every field shown, integers
+    as integers (int64 as strings, the proto3 JSON mapping); None when ``pool`` lacks its type."""
+    if not job.HasField("response"):
+        return None
+    try:
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(job.response.TypeName()))
+    except KeyError:
+        return None
+    message = cls()
+    job.response.Unpack(message)
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None = None, pool=None) -> None:
+    """Print a finished job's result (JSON or human) and raise on failure. With the plugin's
+    descriptor ``pool``, the result is the typed message, not its Struct view (``Job.result``)."""
     data = to_dict(job)
+    typed = typed_result(job, pool) if pool is not None else None
+    if typed is not None:
+        data["response"] = {"@type": job.response.type_url, **typed}
     if ctx.as_json:
         emit_json(data)
     if job.state == job_pb2.JOB_STATE_SUCCEEDED:
         if not ctx.as_json:
-            result = data.get("result", {})
+            result = typed if typed is not None else data.get("result", {})
             if render is not None:
                 render(result)
             else:
@@ -238,7 +257,7 @@ def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None
 
 
 def start_and_watch(ctx: Ctx, start: Callable, request: Message, args: argparse.Namespace,
-                    render: Callable[[dict], None] | None = None) -> None:
+                    render: Callable[[dict], None] | None = None, pool=None) -> None:
     """Start a job with ``start(request)``; then detach or follow it to the end."""
     job = start(request, timeout=ctx.timeout or 60)
     if getattr(args, "detach", False):
@@ -249,7 +268,7 @@ def start_and_watch(ctx: Ctx, start: Callable, request: Message, args: argparse.
         return
     if not ctx.as_json:
         print(f"job {job.id} started", file=sys.stderr)
-    finish_job(ctx, watch_job(ctx, job.id, getattr(args, "on_interrupt", "detach")), render)
+    finish_job(ctx, watch_job(ctx, job.id, getattr(args, "on_interrupt", "detach")), render, pool)
 
 
 def add_job_options(parser: argparse.ArgumentParser) -> None:

@@ -268,7 +268,7 @@ def call(ctx: Ctx, desc: plugin_pb2.PluginDescription, op: plugin_pb2.Operation,
     if op.long_running:
         start = ctx.channel().unary_unary(path, request_serializer=lambda m: m.SerializeToString(),
                                           response_deserializer=job_pb2.Job.FromString)
-        start_and_watch(ctx, start, request, args)
+        start_and_watch(ctx, start, request, args, pool=contract.pool)
         return
     response_cls = contract.message(op.response_type)
     kind = ctx.channel().unary_stream if op.server_streaming else ctx.channel().unary_unary

@@ -119,5 +119,12 @@ def test_long_running_operation_is_followed_to_its_typed_result(cli):
     assert out.returncode == 0, out.stderr
     job = json.loads(out.stdout)
     assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"]["text"] == "hi" and job["result"]["length"] == 2
+    assert job["response"] == {"@type": "type.googleapis.com/apt.plugins.echo.v1.EchoResult", "text": "hi",
+                               "steps": 2, "length": "2", "warnings": []}
+    # printed for a person: the declared message, integers as integers (int64 as a string, the
+    # proto3 JSON mapping), empty fields shown; not the Struct view's doubles
+    out = cli("echo", "start-echo", "--text", "hi", "--steps", "2")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['{', '"text":', '"hi",', '"steps":', '2,', '"length":', '"2",', '"warnings":', '[]', '}']
     out = cli("echo", "start-echo", "--text", "hi", "--undeclared-key", "x")
     assert out.returncode == 1 and "INTERNAL" in out.stderr, out.stderr
