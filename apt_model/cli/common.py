@@ -235,18 +235,26 @@ def typed_result(job: job_pb2.Job, pool) -> dict | None:
                                      always_print_fields_with_no_presence=True)
 
 
-def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None = None, pool=None) -> None:
-    """Print a finished job's result (JSON or human) and raise on failure. With the plugin's
-    descriptor ``pool``, the result is the typed message, not its Struct view (``Job.result``)."""
+def job_dict(job: job_pb2.Job, pool=None) -> dict[str, Any]:
+    """The job as JSON; with the descriptor ``pool`` of its service, plus its typed result as
+    ``response`` (``@type`` and the fields) beside the Struct view ``result``."""
     data = to_dict(job)
     typed = typed_result(job, pool) if pool is not None else None
     if typed is not None:
         data["response"] = {"@type": job.response.type_url, **typed}
+    return data
+
+
+def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None = None, pool=None) -> None:
+    """Print a finished job's result (JSON or human) and raise on failure. With the descriptor
+    ``pool`` of its service, the result is the typed message, not its Struct view."""
+    data = job_dict(job, pool)
     if ctx.as_json:
         emit_json(data)
     if job.state == job_pb2.JOB_STATE_SUCCEEDED:
         if not ctx.as_json:
-            result = typed if typed is not None else data.get("result", {})
+            typed = data.get("response")
+            result = {k: v for k, v in typed.items() if k != "@type"} if typed else data.get("result", {})
             if render is not None:
                 render(result)
             else:

@@ -114,6 +114,13 @@ class Contract:
         return message_factory.GetMessageClass(self.pool.FindMessageTypeByName(full_name))
 
 
+def result_pool(ctx: Ctx, job_id: str) -> descriptor_pool.DescriptorPool:
+    """The descriptors that decode a job's typed result: the CLI's own for the gateway's jobs,
+    the plugin's (Describe, cached) for a plugin's; the job id names its service."""
+    service = job_id.partition(":")[0]
+    return descriptor_pool.Default() if service == "gateway" else Contract(describe(ctx, service)).pool
+
+
 def _help(arg: plugin_pb2.Argument) -> str:
     text = arg.description
     r = arg.rules

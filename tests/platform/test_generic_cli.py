@@ -126,5 +126,15 @@ def test_long_running_operation_is_followed_to_its_typed_result(cli):
     out = cli("echo", "start-echo", "--text", "hi", "--steps", "2")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ['{', '"text":', '"hi",', '"steps":', '2,', '"length":', '"2",', '"warnings":', '[]', '}']
+    # a detached job, followed and fetched later by id: the same typed result
+    out = cli("echo", "start-echo", "--text", "hey", "--steps", "1", "--detach")
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.strip()
+    out = cli("job", "watch", job_id)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"text": "hey", "steps": 1, "length": "3", "warnings": []}
+    out = cli("job", "get", job_id)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["response"]["length"] == "3"
     out = cli("echo", "start-echo", "--text", "hi", "--undeclared-key", "x")
     assert out.returncode == 1 and "INTERNAL" in out.stderr, out.stderr
