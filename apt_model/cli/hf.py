@@ -1,4 +1,7 @@
-"""``apt-model hf``: Hub/local import, export, push, datasets, HF Trainer (huggingface-integration plugin)."""
+"""``apt-model hf import|dataset``: what the huggingface-integration plugin's generated commands
+cannot do alone — a local model folder sent as its absolute path, local data files pushed into
+the store first. Export, push and the Trainer are the generated commands
+(``apt-model huggingface-integration export-model|push-model|train``)."""
 
 from __future__ import annotations
 
@@ -19,8 +22,10 @@ def _local_or_repo(text: str) -> str:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
-    hf = new_parser(sub, "hf", common, "Hugging Face Hub / ModelScope import, export, push, datasets, Trainer",
-                    ["apt-model hf import Qwen/Qwen2.5-0.5B --name qwen", "apt-model hf push mymodel me/mymodel --private"],
+    hf = new_parser(sub, "hf", common, "Hugging Face Hub / ModelScope / local import and datasets "
+                    "(export, push, train: apt-model huggingface-integration --help)",
+                    ["apt-model hf import Qwen/Qwen2.5-0.5B --name qwen", "apt-model hf dataset ./corpus.jsonl --name c",
+                     "apt-model huggingface-integration push-model --name mymodel --repo-id me/mymodel --private"],
                     aliases=("huggingface",))
     hs = hf.add_subparsers(dest="action", required=True, metavar="ACTION")
 
@@ -35,26 +40,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store model")
     add_job_options(p)
     p.set_defaults(func=cmd_import)
-
-    p = new_parser(hs, "export", common, "write a store model as a plain HF folder with a model card",
-                   ["apt-model hf export mymodel", "apt-model hf export mymodel --output-dir mymodel-v2"])
-    p.add_argument("name", help="store model")
-    p.add_argument("--output-dir", default="",
-                   help="new folder name under APT_HOME/exports on the service (default NAME-hf)")
-    add_job_options(p)
-    p.set_defaults(func=cmd_export)
-
-    p = new_parser(hs, "push", common, "push a store model to a Hub repo (created when missing)",
-                   ["apt-model hf push mymodel me/mymodel --private",
-                    "apt-model hf push mymodel me/mymodel --revision dev --message 'after pruning'"])
-    p.add_argument("name", help="store model")
-    p.add_argument("repo_id", help="target repo 'org/name'")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--message", default="", help="commit message")
-    p.add_argument("--revision", default="", help="branch (default main; created when missing)")
-    p.add_argument("--hub", default="", choices=["", "huggingface"], help="default huggingface")
-    add_job_options(p)
-    p.set_defaults(func=cmd_push)
 
     p = new_parser(hs, "dataset", common, "load a hub dataset or local json/jsonl/csv/parquet/text files",
                    ["apt-model hf dataset ./corpus.jsonl --name corpus --tokenizer-from mymodel",
@@ -75,25 +60,6 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_job_options(p)
     p.set_defaults(func=cmd_dataset)
 
-    p = new_parser(hs, "train", common, "fine-tune a store model on a store dataset with the HF Trainer",
-                   ["apt-model hf train mymodel --dataset corpus --output tuned --epochs 2 --lr 2e-4",
-                    "apt-model hf train mymodel --dataset corpus --output tuned --max-steps 100 --seq-len 256"])
-    p.add_argument("model", help="store model to start from")
-    p.add_argument("--dataset", required=True, help="store dataset")
-    p.add_argument("--output", required=True, help="store name of the result")
-    p.add_argument("--text-field", default="")
-    p.add_argument("--seq-len", type=int, default=0, help="tokens per packed block (default 128)")
-    p.add_argument("--lr", type=float, default=0.0, help="peak learning rate (default 5e-4)")
-    p.add_argument("--epochs", type=float, default=0.0, help="passes over the data (default 1)")
-    p.add_argument("--batch-size", type=int, default=0, help="blocks per step (default 8)")
-    p.add_argument("--grad-accum", type=int, default=0, help="steps per update (default 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-fraction", type=float, default=0.0, help="documents held out (default 0.1)")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after N updates (overrides --epochs)")
-    p.add_argument("--overwrite", action="store_true")
-    add_job_options(p)
-    p.set_defaults(func=cmd_train)
-
 
 def _stub(ctx: Ctx):
     return huggingface_pb2_grpc.HuggingFaceStub(ctx.channel())
@@ -105,19 +71,6 @@ def cmd_import(ctx: Ctx) -> None:
     start_and_watch(ctx, _stub(ctx).StartImportModel, req, a, render=_render)
 
 
-def cmd_export(ctx: Ctx) -> None:
-    a = ctx.args
-    start_and_watch(ctx, _stub(ctx).StartExportModel, pb.ExportModelRequest(name=a.name, output_dir=a.output_dir),
-                    a, render=_render)
-
-
-def cmd_push(ctx: Ctx) -> None:
-    a = ctx.args
-    req = pb.PushModelRequest(name=a.name, repo_id=a.repo_id, private=a.private, commit_message=a.message,
-                              revision=a.revision, hub=a.hub)
-    start_and_watch(ctx, _stub(ctx).StartPushModel, req, a, render=_render)
-
-
 def cmd_dataset(ctx: Ctx) -> None:
     a = ctx.args
     source = a.source
@@ -127,15 +80,6 @@ def cmd_dataset(ctx: Ctx) -> None:
                                 tokenizer_from=a.tokenizer_from, text_field=a.text_field,
                                 preview_rows=a.preview_rows, overwrite=a.overwrite, revision=a.revision, hub=a.hub)
     start_and_watch(ctx, _stub(ctx).StartLoadDataset, req, a, render=_render_dataset)
-
-
-def cmd_train(ctx: Ctx) -> None:
-    a = ctx.args
-    req = pb.TrainRequest(model=a.model, dataset=a.dataset, output_name=a.output, text_field=a.text_field,
-                          seq_len=a.seq_len, learning_rate=a.lr, epochs=a.epochs, batch_size=a.batch_size,
-                          grad_accum=a.grad_accum, seed=a.seed, eval_fraction=a.eval_fraction,
-                          max_steps=a.max_steps, overwrite=a.overwrite)
-    start_and_watch(ctx, _stub(ctx).StartTrain, req, a, render=_render)
 
 
 def _render(result: dict) -> None:

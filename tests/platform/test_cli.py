@@ -101,6 +101,8 @@ def test_the_original_huggingface_spelling_is_an_alias_and_plugin_names_are_plug
         assert plugin not in sub.choices
     # the hand-written modules left are those that add something (the core's, hf's local folders)
     assert not {"prune", "distill", "ollama", "storage"} & set(sub.choices)
+    hf = next(a for a in sub.choices["hf"]._actions if hasattr(a, "choices") and a.choices)
+    assert set(hf.choices) == {"import", "dataset"}  # export, push, train: the generated commands
 
 
 def test_the_cli_reference_is_current():
@@ -125,8 +127,9 @@ def _documented_plugin_commands(parsers: dict) -> list[tuple[str, list[str]]]:
         parts = text.split("```")  # outside code blocks, an inline `span` may wrap: one line again
         parts[::2] = [re.sub(r"`[^`]*`", lambda m: m.group(0).replace("\n", " "), p) for p in parts[::2]]
         for line in "```".join(parts).splitlines():
-            for match in re.finditer(r"apt-model ([a-z-]+) [^`|;#]*", line):
-                if match.group(1) in parsers:
+            for match in re.finditer(r"apt-model ([a-z-]+) [^`|;#\\]*", line):
+                flags = re.findall(r"--[a-z-]+", match.group(0))
+                if match.group(1) in parsers and flags and "--help" not in flags:  # invocations, not mentions
                     words = [("X" if "$" in w else w) for w in shlex.split(match.group(0))]
                     found.append((f"{path.name}: {match.group(0).strip()}", words[1:]))
     return found

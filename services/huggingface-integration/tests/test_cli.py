@@ -1,4 +1,6 @@
-"""`apt-model hf ...` as a user runs it: a CLI process, a real in-process gateway, and the real
+"""`apt-model hf import|dataset` (hand-written: local folder paths and data files) and the
+commands made from the plugin's proto (`apt-model huggingface-integration export-model|push-model|
+train`) as a user runs them: a CLI process, a real in-process gateway, and the real
 huggingface-integration plugin process the gateway installs. Hub calls go to LocalHfHubServer, a
 local HTTP server speaking the subset of the Hugging Face Hub API these calls use (no internet here).
 """
@@ -55,6 +57,13 @@ def gw(hub, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def hfi(tmp_path_factory):
+    """The generic plugin command, with a description cache of its own."""
+    cache = str(tmp_path_factory.mktemp("cli-cache"))
+    return lambda gw, *args: hf(gw, "huggingface-integration", *args, env_extra={"XDG_CACHE_HOME": cache})
+
+
+@pytest.fixture(scope="module")
 def base(gw, llama_dir) -> str:
     """A store model imported from a local HF folder through the CLI."""
     result = ok(hf(gw, "hf", "import", str(llama_dir), "--name", "base", "--json"))
@@ -62,24 +71,25 @@ def base(gw, llama_dir) -> str:
     return "base"
 
 
-def test_export_writes_a_folder_transformers_loads(gw, base, tmp_path):
+def test_export_writes_a_folder_transformers_loads(gw, base, hfi, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out_dir = gw.settings.home / "exports" / "exported"  # exports go to APT_HOME/exports only
-    ok(hf(gw, "hf", "export", base, "--output-dir", "exported", "--json"))
+    ok(hfi(gw, "export-model", "--name", base, "--output-dir", "exported", "--json"))
     assert (out_dir / "README.md").is_file() and (out_dir / "model.safetensors").is_file()
     assert AutoModelForCausalLM.from_pretrained(out_dir).config.architectures == ["LlamaForCausalLM"]
     assert AutoTokenizer.from_pretrained(out_dir)("hello")["input_ids"]
     # exporting into a folder that now holds files refuses, and leaves them alone
-    out = hf(gw, "hf", "export", base, "--output-dir", "exported")
+    out = hfi(gw, "export-model", "--name", base, "--output-dir", "exported")
     assert out.returncode == 4 and "already exists" in out.stderr
-    out = hf(gw, "hf", "export", base, "--output-dir", str(tmp_path / "elsewhere"))
+    out = hfi(gw, "export-model", "--name", base, "--output-dir", str(tmp_path / "elsewhere"))
     assert out.returncode == 6 and "APT_HOME/exports" in out.stderr and not (tmp_path / "elsewhere").exists()
     assert (out_dir / "model.safetensors").is_file()
 
 
-def test_push_then_import_the_pushed_repo_back(gw, base, hub):
-    result = ok(hf(gw, "hf", "push", base, "alice/pushed", "--private", "--message", "from the CLI", "--json"))
+def test_push_then_import_the_pushed_repo_back(gw, base, hub, hfi):
+    result = ok(hfi(gw, "push-model", "--name", base, "--repo-id", "alice/pushed", "--private", "--commit-message",
+                    "from the CLI", "--json"))
     repo = hub.repos[("model", "alice/pushed")]
     assert repo.private and result["commit_sha"] == repo.branches["main"]
     assert "model.safetensors" in hub.files_at("alice/pushed")
@@ -106,10 +116,10 @@ def test_dataset_from_a_local_jsonl_with_token_stats(gw, base, corpus):
     assert table.returncode == 0 and "columns" in table.stdout and "preview" in table.stdout, table.stderr
 
 
-def test_train_lowers_eval_loss_and_records_lineage(gw, base, corpus):
+def test_train_lowers_eval_loss_and_records_lineage(gw, base, corpus, hfi):
     ok(hf(gw, "hf", "dataset", str(corpus), "--name", "train-corpus", "--json"))
-    result = ok(hf(gw, "hf", "train", base, "--dataset", "train-corpus", "--output", "tuned", "--max-steps", "20",
-                   "--seq-len", "32", "--batch-size", "8", "--lr", "3e-3", "--json"))
+    result = ok(hfi(gw, "train", "--model", base, "--dataset", "train-corpus", "--output-name", "tuned",
+                    "--max-steps", "20", "--seq-len", "32", "--batch-size", "8", "--learning-rate", "3e-3", "--json"))
     assert result["steps"] == 20 and result["eval_loss"] < result["eval_loss_before"], result
     out = hf(gw, "info", "tuned", "--json")
     assert out.returncode == 0, out.stderr
@@ -117,7 +127,7 @@ def test_train_lowers_eval_loss_and_records_lineage(gw, base, corpus):
     assert lineage["operation"] == "hf-train" and lineage["parent"] == base, lineage
 
 
-def test_bad_input_exit_codes_and_nothing_stored(gw, base, hub, llama_dir, tmp_path):
+def test_bad_input_exit_codes_and_nothing_stored(gw, base, hub, hfi, llama_dir, tmp_path):
     before = sorted(p.name for p in (gw.settings.home / "models").iterdir())
     out = hf(gw, "hf", "import", "alice/nothing-here", "--name", "x")
     assert out.returncode == 4 and "alice/nothing-here" in out.stderr  # NOT_FOUND
@@ -126,13 +136,13 @@ def test_bad_input_exit_codes_and_nothing_stored(gw, base, hub, llama_dir, tmp_p
     out = hf(gw, "hf", "import", "bob/secret", "--name", "x")
     assert out.returncode == 4 and "bob/secret" in out.stderr
     bobs = hub.add_repo("bob/public", llama_dir, owner="bob")
-    out = hf(gw, "hf", "push", base, "bob/public")
+    out = hfi(gw, "push-model", "--name", base, "--repo-id", "bob/public")
     assert out.returncode == 6 and "HF_TOKEN" in out.stderr, out.stderr  # PERMISSION_DENIED
     assert hub.repos[("model", "bob/public")].branches["main"] == bobs  # nothing committed
     bert = save_non_causal_model(tmp_path / "bert")
     out = hf(gw, "hf", "import", str(bert), "--name", "x")
     assert out.returncode == 3 and "causal" in out.stderr  # INVALID_ARGUMENT
-    out = hf(gw, "hf", "train", base, "--dataset", "no-such-dataset", "--output", "x")
+    out = hfi(gw, "train", "--model", base, "--dataset", "no-such-dataset", "--output-name", "x")
     assert out.returncode == 4 and "no-such-dataset" in out.stderr
     assert sorted(p.name for p in (gw.settings.home / "models").iterdir()) == before
 
