@@ -28,6 +28,11 @@ def entry_point_folders() -> tuple[dict[str, Path], dict[str, str]]:
     found, broken = {}, {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         where = f"entry point {ep.name} = {ep.value}" + (f" of {ep.dist.name}" if ep.dist else "")
+        try:
+            validate_plugin_name(ep.name)  # it becomes a folder name below: no '/', no '..'
+        except errors.AptError as exc:
+            broken[ep.name] = f"{where}: {exc.message}"
+            continue
         if not ep.value.isidentifier():
             broken[ep.name] = f"{where}: the value must be a top-level package name (the package carrying the folder)."
             continue

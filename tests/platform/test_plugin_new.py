@@ -126,10 +126,11 @@ def test_an_entry_point_without_a_plugin_folder_is_reported_not_fatal(tmp_path, 
     dist = tmp_path / "site" / "odd_plugins-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd-plugins\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[apt.plugins]\nghost = json\ndotted = os.path\n")
+    (dist / "entry_points.txt").write_text("[apt.plugins]\nghost = json\ndotted = os.path\n../up = json\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     catalog = Catalog()
     assert "model-pruning" in catalog.entries  # the rest of the catalogue is there
+    assert "Invalid plugin name" in catalog.broken["../up"]  # never used as a path
     for name, text in (("ghost", "no folder ghost/ with a plugin.yaml"), ("dotted", "top-level package name")):
         with pytest.raises(Exception) as exc:
             catalog.get(name)
