@@ -78,9 +78,10 @@ fi
 if $CLI plugin describe cloud-storage >/dev/null 2>&1; then
   step "back up to a local destination, list, and restore under a new name (every sha256 checked)"
   BK="file://$APT_HOME/exports/backups"  # exports: the one store folder operations may write by path
-  $CLI cloud-storage backup --name demo --destination "$BK" --tag demo
+  TAG="demo-$(date -u +%Y%m%d%H%M%S)"  # a backup is never replaced: each run of the demo adds its own
+  $CLI cloud-storage backup --name demo --destination "$BK" --tag "$TAG"
   $CLI cloud-storage list-backups --destination "$BK"
-  $CLI cloud-storage restore --source "$BK" --backup-name demo --tag demo --name demo-restored --overwrite
+  $CLI cloud-storage restore --source "$BK" --backup-name demo --tag "$TAG" --name demo-restored --overwrite
 fi
 step "the store now holds"
 $CLI list
