@@ -222,8 +222,8 @@ def _watch_with_bar(stub, job_id: str) -> job_pb2.Job:
 
 def typed_result(job: job_pb2.Job, pool) -> dict | None:
     """The job's declared result message (``Job.response``) as JSON, every field shown, integers
-    as integers (int64 as strings, the proto3 JSON mapping); None when ``pool`` lacks its type."""
-    if not job.HasField("response"):
+    as integers (int64 as strings, the proto3 JSON mapping); None without a ``pool`` that has its type."""
+    if pool is None or not job.HasField("response"):
         return None
     try:
         cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(job.response.TypeName()))
@@ -235,11 +235,10 @@ def typed_result(job: job_pb2.Job, pool) -> dict | None:
                                      always_print_fields_with_no_presence=True)
 
 
-def job_dict(job: job_pb2.Job, pool=None) -> dict[str, Any]:
-    """The job as JSON; with the descriptor ``pool`` of its service, plus its typed result as
-    ``response`` (``@type`` and the fields) beside the Struct view ``result``."""
+def job_dict(job: job_pb2.Job, typed: dict | None = None) -> dict[str, Any]:
+    """The job as JSON, plus its ``typed`` result (typed_result) as ``response`` (``@type`` and
+    the fields) beside the Struct view ``result``."""
     data = to_dict(job)
-    typed = typed_result(job, pool) if pool is not None else None
     if typed is not None:
         data["response"] = {"@type": job.response.type_url, **typed}
     return data
@@ -248,13 +247,13 @@ def job_dict(job: job_pb2.Job, pool=None) -> dict[str, Any]:
 def finish_job(ctx: Ctx, job: job_pb2.Job, render: Callable[[dict], None] | None = None, pool=None) -> None:
     """Print a finished job's result (JSON or human) and raise on failure. With the descriptor
     ``pool`` of its service, the result is the typed message, not its Struct view."""
-    data = job_dict(job, pool)
+    typed = typed_result(job, pool)
+    data = job_dict(job, typed)
     if ctx.as_json:
         emit_json(data)
     if job.state == job_pb2.JOB_STATE_SUCCEEDED:
         if not ctx.as_json:
-            typed = data.get("response")
-            result = {k: v for k, v in typed.items() if k != "@type"} if typed else data.get("result", {})
+            result = typed if typed is not None else data.get("result", {})
             if render is not None:
                 render(result)
             else:

@@ -27,6 +27,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from apt_model.cli.common import (CliError, Ctx, add_global_options, add_job_options, emit_json, examples_text,
                                   start_and_watch, to_dict)
+from apt_model.cli.data import file_or_dataset, files_or_dataset
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
@@ -168,8 +169,8 @@ def request_of(args: argparse.Namespace, op: plugin_pb2.Operation, cls, ctx: Ctx
     fields = cls.DESCRIPTOR.fields_by_name
     pushed = _push_local_files(args, op, ctx) if ctx is not None else {}
     for arg in op.arguments:
-        value = pushed.get(arg.name, getattr(args, f"field:{arg.name}"))
-        if value is None or value is False or value == [] or value == "":
+        value = pushed[arg.name] if arg.name in pushed else getattr(args, f"field:{arg.name}")
+        if value is None or value is False or (arg.name in pushed and not value):  # a local file went as its twin
             continue
         if arg.type == "map":
             value = dict(_pair(arg.name, item, fields[arg.name]) for item in value)
@@ -184,8 +185,6 @@ def request_of(args: argparse.Namespace, op: plugin_pb2.Operation, cls, ctx: Ctx
 
 def _push_local_files(args: argparse.Namespace, op: plugin_pb2.Operation, ctx: Ctx) -> dict:
     """Field name -> the value to send instead, for fields whose files are on this machine."""
-    from apt_model.cli.data import file_or_dataset, files_or_dataset  # the push needs the core stubs
-
     out = {}
     for arg in op.arguments:
         twin = arg.rules.local_files_dataset

@@ -19,7 +19,7 @@ from apt_model import errors
 from apt_model.client import error_details
 from apt_model.cli import generic
 from apt_model.cli.common import (EXIT_CODES, examples_text, new_parser, JOB_STATE, CliError, Ctx, add_global_options, emit_json,
-                                  finish_job, job_dict, print_table, to_dict, watch_job)
+                                  finish_job, job_dict, print_table, to_dict, typed_result, watch_job)
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
@@ -242,7 +242,7 @@ def cmd_job_list(ctx: Ctx) -> None:
 
 def cmd_job_get(ctx: Ctx) -> None:
     job = plugin_pb2_grpc.JobsStub(ctx.channel()).GetJob(job_pb2.GetJobRequest(id=ctx.args.id), timeout=ctx.timeout or 10)
-    emit_json(job_dict(job, generic.result_pool(ctx, job.id)))
+    emit_json(job_dict(job, typed_result(job, generic.result_pool(ctx, job.id))))
 
 
 def cmd_job_watch(ctx: Ctx) -> None:

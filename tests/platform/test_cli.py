@@ -105,14 +105,20 @@ def test_the_original_huggingface_spelling_is_an_alias_and_plugin_names_are_plug
     assert set(hf.choices) == {"import", "dataset"}  # export, push, train: the generated commands
 
 
-def test_the_cli_reference_is_current():
-    """docs/cli.md is derived from the parsers and the built-in plugins' protos: a flag, help text
-    or operation that changes without `make docs` fails here."""
+def _cli_reference():
+    """tools/cli_reference.py as a module (it is a script, not a package member)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cli_reference_is_current():
+    """docs/cli.md is derived from the parsers and the built-in plugins' protos: a flag, help text
+    or operation that changes without `make docs` fails here."""
+    module = _cli_reference()
     assert (ROOT / "docs" / "cli.md").read_text() == module.render(), "docs/cli.md is stale: run `make docs`"
 
 
@@ -139,11 +145,8 @@ def test_the_documented_plugin_commands_parse():
     """Every plugin command the README and `make demo` show is accepted by the command the CLI
     makes from that plugin's proto (a renamed or newly required field fails here, not in a demo)."""
     import argparse
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("cli_reference", ROOT / "tools" / "cli_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _cli_reference()
     parsers = dict(module.plugin_parsers())
     commands = _documented_plugin_commands(parsers)
     assert len(commands) >= 8, commands  # the README's examples and the demo's five steps
