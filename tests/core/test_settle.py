@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from apt_model import errors, store as store_mod
-from apt_model.store import Store, sha256_file
+from apt_model.store import Store, fs as store_fs, sha256_file
 
 
 def _write(store: Store, name: str, payload: bytes, src_dir: Path, overwrite: bool = False) -> None:
@@ -33,14 +33,14 @@ def _write(store: Store, name: str, payload: bytes, src_dir: Path, overwrite: bo
 def held(monkeypatch):
     """Hold every background settle before it hashes, until the test sets the event."""
     gate, entered = threading.Event(), threading.Event()
-    real = store_mod._hash_and_fsync
+    real = store_fs.hash_and_fsync
 
     def slow(folder):
         entered.set()
         assert gate.wait(30), "the test never released the settle"
         return real(folder)
 
-    monkeypatch.setattr(store_mod, "_hash_and_fsync", slow)
+    monkeypatch.setattr(store_fs, "hash_and_fsync", slow)
     yield gate, entered
     gate.set()
 
@@ -119,13 +119,12 @@ def _killed_while_settling(store: Store, tmp_path: Path, payload: bytes, kill_wr
     marker = tmp_path / "settling"
     script = textwrap.dedent(f"""
         import pathlib, time
-        from apt_model import store as store_mod
-        from apt_model.store import Store
+        from apt_model.store import Store, fs as store_fs
 
         def stuck(folder):
             pathlib.Path({str(marker)!r}).touch()
             time.sleep(60)
-        store_mod._hash_and_fsync = stuck
+        store_fs.hash_and_fsync = stuck
         store = Store({str(store.root)!r})
         src = pathlib.Path({str(tmp_path / "new")!r})
         src.mkdir()

@@ -39,7 +39,7 @@ def test_a_crash_at_the_swap_keeps_the_old_entry(store, tiny, monkeypatch):
             raise OSError("simulated crash at the rename of the new entry")
         return real_rename(src, dst)
 
-    monkeypatch.setattr("apt_model.store.os.rename", rename)
+    monkeypatch.setattr("apt_model.store.api.os.rename", rename)
     with pytest.raises(OSError, match="simulated crash"):
         with store.create("models", tiny, operation="test", overwrite=True) as staging:
             (staging / "config.json").write_text("{}")
