@@ -97,16 +97,24 @@ class GatewayApp(ServiceApp):
             drain.join()
 
 
-def build_settings(**overrides) -> Settings:
+def build_settings(env: dict[str, str] | None = None, **overrides) -> Settings:
     """Settings from the environment; refuses what must not start (see ``refuse_unsafe``).
+
+    Besides the shared variables the gateway tolerates the settings its catalogue's plugins
+    declare (plugin.yaml ``settings:``): it hands each plugin its own (Registry.plugin_env).
 
     Only the local deployer generates missing tokens (into the secrets folder beside APT_HOME).
     With docker or kubernetes APT_HOME is a volume every plugin mounts, so tokens must come from
     the environment or mounted secret files (APT_*_TOKEN_FILE), never be made there.
     """
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(env, declared=catalogue_settings, **overrides)
     refuse_unsafe(settings)
     return ensure_local_tokens(settings) if settings.deployer == "local" else settings
+
+
+def catalogue_settings(settings: Settings) -> set[str]:
+    """Every variable a plugin of the gateway's catalogue declares."""
+    return {name for entry in Catalog(settings.plugin_path).entries.values() for name in entry.setting_names}
 
 
 def refuse_unsafe(settings: Settings) -> None:

@@ -35,6 +35,7 @@ from apt_model.runtime.interceptors import AsyncServiceInterceptor, AuthPolicy, 
 from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import JobsServicer
 from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.plugin_settings import plugin_settings
 from apt_model.runtime.results import JOBS_SERVICE
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store
@@ -262,8 +263,11 @@ class PluginApp(ServiceApp):
     def __init__(self, settings: Settings, manifest: PluginManifest):
         policy = AuthPolicy(user_tokens=(settings.internal_token,) if settings.internal_token else (),
                             audience="plugin")
+        # its plugin.yaml's settings, typed: a bad value stops the service before it starts anything
+        own_settings = plugin_settings(manifest, settings.plugin_env)
         super().__init__(settings, manifest.name, policy)
         self.manifest = manifest
+        self.plugin_settings = own_settings  # variable name -> typed value
         self.add_servicer(plugin_pb2_grpc.add_PluginServicer_to_server, DescribeServicer(manifest), PLUGIN_SERVICE)
 
     @classmethod
@@ -275,7 +279,8 @@ class PluginApp(ServiceApp):
 
     @classmethod
     def from_env(cls, plugin_dir: Path | str, **overrides) -> "PluginApp":
-        settings = Settings.from_env(**overrides)
+        manifest = PluginManifest.load(plugin_dir)
+        settings = Settings.from_env(declared=manifest.setting_names, **overrides)
         logs.configure(Path(plugin_dir).name, settings.log_level, settings.log_json)
         if not settings.internal_token:
             raise errors.FailedPrecondition(
@@ -284,7 +289,7 @@ class PluginApp(ServiceApp):
             )
         if settings.threads:
             _set_torch_threads(settings.threads)
-        return cls(settings, PluginManifest.load(plugin_dir))
+        return cls(settings, manifest)
 
 
 def _set_torch_threads(n: int) -> None:

@@ -10,10 +10,11 @@ from typing import Any, Iterator
 import yaml
 
 from apt_model import errors
+from apt_model.runtime.plugin_settings import SettingSpec, declared_settings
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KEYS = {"name", "version", "description", "available", "module", "services", "wants_gpu",
-         "imports", "optional_requirements", "base", "egress", "resources"}
+         "imports", "optional_requirements", "base", "egress", "resources", "settings"}
 _REQ_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-\[\]]*)\s*(.*?)\s*(#.*)?$")
 
 
@@ -144,6 +145,7 @@ class PluginManifest:
     base: str = "slim"           # the image it builds FROM: "torch" or "slim" (BASES)
     egress: str = "none"         # "internet": may reach public addresses (EGRESS)
     resources: Resources = DEFAULT_RESOURCES["slim"]
+    settings: tuple[SettingSpec, ...] = ()  # the environment variables it reads (apt_model.runtime.plugin_settings)
 
     @classmethod
     def load(cls, plugin_dir: Path | str) -> "PluginManifest":
@@ -178,8 +180,13 @@ class PluginManifest:
             dir=plugin_dir,
             requirements=tuple(requirements),
             optional_requirements=optional,
+            settings=declared_settings(data.get("settings"), path),
             **_deployment_keys(data, path, requirements),
         )
+
+    @property
+    def setting_names(self) -> frozenset[str]:
+        return frozenset(s.name for s in self.settings)
 
     @property
     def requirement_lines(self) -> list[str]:

@@ -11,6 +11,7 @@ import secrets
 import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable, Iterable, Union
 
 from apt_model import errors
 
@@ -21,10 +22,13 @@ MiB = 1 << 20
 _OTHER_KNOWN = {
     "APT_IMAGE_PREFIX", "APT_IMAGE_TAG", "APT_DOCKER_NETWORK", "APT_STORE_VOLUME",
     "APT_DOCKER_HOST_PORTS", "APT_K8S_NAMESPACE", "APT_DEBUG",
-    "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON", "APT_OLLAMA_URL",
+    "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON",
     "APT_WHEELHOUSE", "APT_GATEWAY_PORT", "APT_DEMO_PORT", "APT_DEMO_STEPS", "APT_ROUTER_THREADS",
     "APT_PLUGIN_DIR", "APT_WHEEL_PORT",  # docker/run_plugin.py in plugin images; docker/imagebuild.py
 }
+
+# Settings.from_env(declared=...): plugin settings to tolerate, or how to find them from the settings
+Declared = Union[Iterable[str], Callable[["Settings"], Iterable[str]]]
 
 
 @dataclass(frozen=True)
@@ -59,62 +63,44 @@ class Settings:
     max_queued_jobs: int = 64                # APT_MAX_QUEUED_JOBS: jobs waiting per service before RESOURCE_EXHAUSTED
     max_uploads: int = 8                     # APT_MAX_UPLOADS: uploads the gateway receives at once
     upload_idle_seconds: float = 60.0        # APT_UPLOAD_IDLE_SECONDS: an upload silent this long is dropped
-    extra: dict[str, str] = field(default_factory=dict)
+    # Plugin settings (a plugin.yaml's ``settings:``) found in the environment, as given: a plugin's
+    # own, or in the gateway those of every catalogue plugin, which it passes on (Registry.plugin_env).
+    plugin_env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None, *, declared: Declared = (), **overrides) -> "Settings":
+        """``declared``: the plugin settings to tolerate besides the shared ones, or a function of
+        the settings parsed so far giving them (the gateway's catalogue depends on APT_PLUGIN_PATH)."""
         env = dict(os.environ if env is None else env)
-        parsers = {
-            "APT_HOME": ("home", Path),
-            "APT_LISTEN": ("listen", str),
-            "APT_TOKEN": ("token", str),
-            "APT_ADMIN_TOKEN": ("admin_token", str),
-            "APT_INTERNAL_TOKEN": ("internal_token", str),
-            "APT_TLS_CERT": ("tls_cert", str),
-            "APT_TLS_KEY": ("tls_key", str),
-            "APT_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
-            "APT_GRACE_SECONDS": ("grace_seconds", float),
-            "APT_JOB_WORKERS": ("job_workers", int),
-            "APT_DEPLOYER": ("deployer", str),
-            "APT_PLUGIN_PATH": ("plugin_path", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
-            "APT_LOG_LEVEL": ("log_level", str.upper),
-            "APT_LOG_JSON": ("log_json", lambda v: v.lower() not in ("0", "false", "no")),
-            "APT_HEALTH_INTERVAL": ("health_interval", float),
-            "APT_INSTALL_TIMEOUT": ("install_timeout", float),
-            "APT_THREADS": ("threads", int),
-            "APT_ROUTER": ("router", str.lower),
-            "APT_ROUTER_BIN": ("router_bin", str),
-            "APT_DATA_ROOTS": ("data_roots", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
-            "APT_ALLOWED_ENDPOINTS": ("allowed_endpoints", lambda v: tuple(u.strip() for u in v.split(",") if u.strip())),
-            "APT_SECRETS_DIR": ("secrets_dir", Path),
-            "APT_ALLOW_PLAINTEXT": ("allow_plaintext", _flag),
-            "APT_PUBLISH_ADDR": ("publish_addr", str.strip),
-            "APT_MAX_MODEL_PARAMS": ("max_model_params", _positive_int),
-            "APT_STORE_QUOTA": ("store_quota", _non_negative_int),
-            "APT_MAX_QUEUED_JOBS": ("max_queued_jobs", _positive_int),
-            "APT_MAX_UPLOADS": ("max_uploads", _positive_int),
-            "APT_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _positive_float),
-        }
         for attr, var in _TOKEN_FILES.items():  # mounted secret files (Kubernetes/compose secrets)
             if var in env:
                 if f"APT_{attr.upper()}" in env:
                     raise errors.InvalidArgument(f"Set APT_{attr.upper()} or {var}, not both.")
                 env[f"APT_{attr.upper()}"] = _read_secret_file(var, env.pop(var))
         values: dict = {}
+        unknown: list[str] = []
         for key, raw in env.items():
             if not key.startswith("APT_"):
                 continue
-            if key in parsers:
-                attr, parse = parsers[key]
+            if key in _PARSERS:
+                attr, parse = _PARSERS[key]
                 try:
                     values[attr] = parse(raw)
                 except ValueError as exc:
                     raise errors.InvalidArgument(f"{key}={raw!r} is not valid: {exc}") from exc
             elif key not in _OTHER_KNOWN:
-                known = ", ".join(sorted([*parsers, *_OTHER_KNOWN]))
-                raise errors.InvalidArgument(f"Unknown setting {key}; known APT_* variables: {known}.")
+                unknown.append(key)
         values.update(overrides)
         settings = cls(**values)
+        if unknown:
+            tolerated = set(declared(settings) if callable(declared) else declared)
+            rejected = sorted(k for k in unknown if k not in tolerated)
+            if rejected:
+                known = ", ".join(sorted([*_PARSERS, *_OTHER_KNOWN, *tolerated]))
+                raise errors.InvalidArgument(
+                    f"Unknown setting {rejected[0]}; known APT_* variables: {known}. A plugin's own settings "
+                    "are the ones its plugin.yaml declares (settings:).")
+            settings = settings.replace(plugin_env={k: env[k] for k in sorted(unknown)})
         if settings.deployer not in ("local", "docker", "kubernetes"):
             raise errors.InvalidArgument(
                 f"APT_DEPLOYER={settings.deployer!r}; use local, docker or kubernetes."
@@ -161,6 +147,43 @@ def _non_negative_int(value: str) -> int:
     if number < 0:
         raise ValueError("must be 0 or more")
     return number
+
+
+# variable -> (Settings field, parser of its text)
+_PARSERS = {
+    "APT_HOME": ("home", Path),
+    "APT_LISTEN": ("listen", str),
+    "APT_TOKEN": ("token", str),
+    "APT_ADMIN_TOKEN": ("admin_token", str),
+    "APT_INTERNAL_TOKEN": ("internal_token", str),
+    "APT_TLS_CERT": ("tls_cert", str),
+    "APT_TLS_KEY": ("tls_key", str),
+    "APT_MAX_MESSAGE_BYTES": ("max_message_bytes", int),
+    "APT_GRACE_SECONDS": ("grace_seconds", float),
+    "APT_JOB_WORKERS": ("job_workers", int),
+    "APT_DEPLOYER": ("deployer", str),
+    "APT_PLUGIN_PATH": ("plugin_path", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
+    "APT_LOG_LEVEL": ("log_level", str.upper),
+    "APT_LOG_JSON": ("log_json", lambda v: v.lower() not in ("0", "false", "no")),
+    "APT_HEALTH_INTERVAL": ("health_interval", float),
+    "APT_INSTALL_TIMEOUT": ("install_timeout", float),
+    "APT_THREADS": ("threads", int),
+    "APT_ROUTER": ("router", str.lower),
+    "APT_ROUTER_BIN": ("router_bin", str),
+    "APT_DATA_ROOTS": ("data_roots", lambda v: tuple(p for p in v.split(os.pathsep) if p)),
+    "APT_ALLOWED_ENDPOINTS": ("allowed_endpoints", lambda v: tuple(u.strip() for u in v.split(",") if u.strip())),
+    "APT_SECRETS_DIR": ("secrets_dir", Path),
+    "APT_ALLOW_PLAINTEXT": ("allow_plaintext", _flag),
+    "APT_PUBLISH_ADDR": ("publish_addr", str.strip),
+    "APT_MAX_MODEL_PARAMS": ("max_model_params", _positive_int),
+    "APT_STORE_QUOTA": ("store_quota", _non_negative_int),
+    "APT_MAX_QUEUED_JOBS": ("max_queued_jobs", _positive_int),
+    "APT_MAX_UPLOADS": ("max_uploads", _positive_int),
+    "APT_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _positive_float),
+}
+# The platform's own variables, tokens among them: no plugin.yaml may declare one (a declared
+# variable is passed to the plugin, so declaring APT_ADMIN_TOKEN would hand it the admin token).
+SHARED_VARIABLES = frozenset({*_PARSERS, *_OTHER_KNOWN, *_TOKEN_FILES.values()})
 
 
 def _read_secret_file(var: str, path: str) -> str:

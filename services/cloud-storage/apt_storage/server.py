@@ -1,16 +1,20 @@
 """Wiring of the cloud-storage service (``python -m apt_storage.server``)."""
 
+import os
 from pathlib import Path
 
 from apt_model.gen.apt.plugins.cloud_storage.v1 import cloud_storage_pb2_grpc
 from apt_model.runtime.app import PluginApp
 
 from apt_storage.config import StorageConfig
+from apt_storage.credentials import CredentialSource
 from apt_storage.service import CloudStorageServicer
 
 
 def build(app: PluginApp) -> None:
-    config = StorageConfig.from_env(app.store.root)  # credentials, APT_DATA_ROOTS, APT_ALLOWED_ENDPOINTS: once
+    # APT_DATA_ROOTS and APT_ALLOWED_ENDPOINTS as the runtime parsed them (app.paths, app.endpoints);
+    # credentials from the environment or mounted files, read by CredentialSource alone
+    config = StorageConfig(app.store.root, app.paths, app.endpoints, CredentialSource(os.environ))
     app.add_servicer(cloud_storage_pb2_grpc.add_CloudStorageServicer_to_server,
                      CloudStorageServicer(app, config))
 
