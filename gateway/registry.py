@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from apt_model import errors
-from apt_model.runtime.settings import Settings
+from apt_model.runtime.settings import SHARED_VARIABLES, Settings
 from apt_model.store import write_json_atomic
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.deploy.base import Deployer, check_serving
@@ -90,9 +90,12 @@ class Registry:
                 "endpoints": {n: e for n, e in endpoints.items() if e}}
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def plugin_env(self) -> dict[str, str]:
-        """What every plugin gets from the gateway: its token, and the operator's trust settings
-        (so a plugin allows exactly the paths and endpoints the gateway does)."""
+    def plugin_env(self, entry: CatalogEntry) -> dict[str, str]:
+        """What the gateway hands a plugin it deploys: its token, the operator's trust settings (so
+        a plugin allows exactly the paths and endpoints the gateway does), and the plugin's own
+        settings (its plugin.yaml ``settings:``) as set in the gateway's environment. Never one of
+        the platform's own variables that way: a plugin.yaml cannot declare one
+        (apt_model.runtime.plugin_settings), and none is taken here even if it did."""
         s = self.settings
         env = {"APT_INTERNAL_TOKEN": s.internal_token, "APT_LOG_LEVEL": s.log_level,
                "APT_MAX_MESSAGE_BYTES": str(s.max_message_bytes),
@@ -102,7 +105,8 @@ class Registry:
                "APT_MAX_QUEUED_JOBS": str(s.max_queued_jobs), "APT_STORE_QUOTA": str(s.store_quota)}
         if s.secrets_dir is not None:
             env["APT_SECRETS_DIR"] = str(s.secrets_dir)
-        return env
+        own = {k: v for k, v in s.plugin_env.items() if k in entry.setting_names and k not in SHARED_VARIABLES}
+        return {**env, **own}
 
     def restore(self) -> None:
         """Re-attach to the plugins recorded on disk (redeploying those no longer running)."""
@@ -117,7 +121,7 @@ class Registry:
             if not endpoints:
                 log.info("plugin %s is not running any more; redeploying", name)
                 try:
-                    endpoints = self.deployer.deploy(entry, rec.get("replicas", 1), self.plugin_env())
+                    endpoints = self.deployer.deploy(entry, rec.get("replicas", 1), self.plugin_env(entry))
                 except errors.AptError as exc:
                     log.error("cannot redeploy %s: %s", name, exc.message)
                     endpoints = rec.get("endpoints", [])
@@ -210,7 +214,7 @@ class Registry:
                 if current is not None or found:
                     self.deployer.remove(name)
                     self._installed.pop(name, None)
-                endpoints = self.deployer.deploy(entry, replicas, self.plugin_env())
+                endpoints = self.deployer.deploy(entry, replicas, self.plugin_env(entry))
             inst = Installed(name, endpoints, replicas, self.deployer.name,
                              dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
             inst.healthy = {e: True for e in endpoints}

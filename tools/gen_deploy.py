@@ -7,7 +7,8 @@ For every ``services/<name>/plugin.yaml`` that says ``available: true``:
   ``k8s/base/plugins/kustomization.yaml`` listing them, for `kubectl apply -k k8s/base`;
 - ``docker-compose.yml``, between the generated-plugins markers: one service each, with the
   container name, labels, memory limit and networks the docker deployer gives replica 0 on the
-  compose network (gateway/deploy/docker.py ``container_kwargs``);
+  compose network (gateway/deploy/docker.py ``container_kwargs``), and the plugin's declared
+  settings taken from compose's environment;
 - ``docker-compose.gpu.yml``: an NVIDIA reservation for each plugin with ``wants_gpu: true``.
 
 Nothing here is edited by hand: change plugin.yaml (or the renderer) and run this again.
@@ -102,8 +103,18 @@ def compose_service(m: PluginManifest) -> str:
             f"    container_name: {spec['name']}\n"
             f"    labels: {flow(labels)}\n"
             f"    mem_limit: {_compose_bytes(spec['mem_limit'])}\n"
-            f"    environment: *plugin-env\n"
+            f"{_compose_environment(m)}"
             f"    networks: {flow(networks)}\n")
+
+
+def _compose_environment(m: PluginManifest) -> str:
+    """The shared plugin environment, plus the plugin's own settings (plugin.yaml ``settings:``)
+    from the environment compose runs in, as the docker deployer passes them from the gateway's:
+    unset is empty, which the plugin reads as the setting's default."""
+    if not m.settings:
+        return "    environment: *plugin-env\n"
+    own = "".join(f"      {spec.name}: ${{{spec.name}:-}}\n" for spec in m.settings)
+    return "    environment:\n      <<: *plugin-env\n" + own
 
 
 def compose_files(root: Path, plugins: list[PluginManifest]) -> dict[str, str]:

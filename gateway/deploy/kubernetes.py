@@ -7,7 +7,9 @@ installs the same way without any file of this repository. Endpoints are the rea
 addresses so the gateway's router balances calls over replicas (a ClusterIP would pin each gRPC
 connection to one pod). Tokens stay in the ``apt-tokens`` Secret: a variable the pod already
 defines, itself or as ``<name>_FILE`` (the internal token is a mounted Secret file,
-APT_INTERNAL_TOKEN_FILE), is never set again with a plain value.
+APT_INTERNAL_TOKEN_FILE), is never set again with a plain value; nor is a plugin's own setting,
+which its pod reads from the apt-plugin-settings ConfigMap (the one place to set it on Kubernetes,
+for the plugins ``kubectl apply -k`` deploys and those the gateway installs alike).
 """
 
 from __future__ import annotations

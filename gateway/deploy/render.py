@@ -5,8 +5,9 @@ installed (any folder of the catalogue: services/, APT_PLUGIN_PATH), and tools/g
 writes the same objects into k8s/base/plugins/ for `kubectl apply -k k8s/base`. What differs
 between plugins comes from plugin.yaml: ``resources`` (requests and the memory limit), ``egress``
 (the pod label ``apt.egress: internet`` that k8s/base/networkpolicy.yaml lets out of the
-cluster), ``wants_gpu`` (the Deployment label ``apt.gpu: wanted`` that k8s/overlays/gpu patches)
-and ``base`` (how long the startup probe waits). Everything else is the same for every plugin
+cluster), ``settings`` (its keys of the apt-plugin-settings ConfigMap), ``wants_gpu`` (the
+Deployment label ``apt.gpu: wanted`` that k8s/overlays/gpu patches) and ``base`` (how long the
+startup probe waits). Everything else is the same for every plugin
 and written once, here. The docker deployer reads the same plugin.yaml fields
 (gateway/deploy/docker.py), so compose, docker and Kubernetes agree by construction.
 """
@@ -18,6 +19,10 @@ from apt_model.runtime.manifest import PluginManifest
 PLUGIN_PORT = 50051  # APT_LISTEN inside every plugin container and pod
 PLUGIN_UID = 10001   # the unprivileged user of every service image (docker/base.Dockerfile)
 TOKEN_DIR = "/run/secrets/apt"  # the apt-tokens Secret (internal token only) in a plugin pod
+# The ConfigMap holding plugins' own settings (k8s/base/kustomization.yaml). Each pod takes only
+# the keys its plugin.yaml declares (settings:), never the whole map: the map is shared by every
+# plugin, and a plugin's service refuses an APT_* variable that is neither shared nor its own.
+PLUGIN_SETTINGS = "apt-plugin-settings"
 # Startup probe failures allowed, every 2 s: torch plugins import torch and transformers' model
 # modules before they serve (about 10 s, far more on a loaded node); slim ones serve in a second.
 STARTUP_FAILURES = {"torch": 60, "slim": 30}
@@ -37,7 +42,8 @@ def labels(m: PluginManifest) -> dict[str, str]:
 
 def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLUGIN_PORT) -> dict:
     """The plugin's Deployment: locked down (uid 10001, read-only root, no capabilities), native
-    gRPC probes, the store PVC at /data and only the internal token mounted."""
+    gRPC probes, the store PVC at /data, only the internal token mounted, and the plugin's declared
+    settings from the apt-plugin-settings ConfigMap (a key left out there: the setting's default)."""
     probe = {"grpc": {"port": port}}
     pod_labels = {**labels(m), **({"apt.egress": "internet"} if m.egress == "internet" else {})}
     container = {
@@ -48,7 +54,10 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
         "env": [{"name": "APT_HOME", "value": "/data"},
                 {"name": "APT_LISTEN", "value": f"0.0.0.0:{port}"},
                 {"name": "HOME", "value": "/tmp"},  # libraries' caches: the root filesystem is read-only
-                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{TOKEN_DIR}/internal_token"}],
+                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{TOKEN_DIR}/internal_token"},
+                *({"name": spec.name, "valueFrom": {"configMapKeyRef": {"name": PLUGIN_SETTINGS, "key": spec.name,
+                                                                        "optional": True}}}
+                  for spec in m.settings)],
         "startupProbe": {**probe, "periodSeconds": 2, "failureThreshold": STARTUP_FAILURES[m.base]},
         "readinessProbe": {**probe, "periodSeconds": 5},
         "livenessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
