@@ -129,15 +129,6 @@ def _status_for(context, exc: BaseException, method: str) -> tuple[grpc.StatusCo
     return grpc.StatusCode.INTERNAL, message
 
 
-def _abort_status(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
-    """Abort the call with the status that ``exc`` maps to (always raises)."""
-    context.abort(*_status_for(context, exc, method))
-
-
-async def _abort_status_async(context, exc: BaseException, method: str) -> None:
-    await context.abort(*_status_for(context, exc, method))
-
-
 def _is_abort(exc: BaseException, context) -> bool:
     # context.abort() raises (a bare Exception in the sync server, AbortError in asyncio)
     # after recording the status: let it through untouched.
@@ -147,81 +138,78 @@ def _is_abort(exc: BaseException, context) -> bool:
     return type(exc) is Exception and code not in (None, grpc.StatusCode.OK)
 
 
-def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
-    """The same handler with request id, caller role, access log and error mapping around it
-    (auth is decided before, in ``_intercept``).
+class _CallScope:
+    """What every call gets around its behaviour, sync or async: request id and caller role
+    (set on entry), the access log line (on exit) and the one mapping point of its errors.
 
-    Works for sync behaviours (sync server, or asyncio server's migration thread pool) and
-    for async ones (coroutines and async generators on the asyncio server).
+    ``passes`` are the exceptions that end a call without being an error of it: a stream the
+    caller closed (GeneratorExit), a cancelled coroutine (CancelledError).
     """
 
-    def sync_unary(call):
-        def behaviour(request, context):
-            token, start = _begin(metadata, admin)
-            try:
-                validation.check(request)  # the rules on the request's fields, before the servicer
-                return call(request, context)
-            except BaseException as exc:  # noqa: BLE001 - the one mapping point
-                if _is_abort(exc, context):
-                    raise
-                _abort_status(context, exc, method)
-            finally:
-                _end(token, method, context, start)
-        return behaviour
+    def __init__(self, method: str, metadata: dict[str, str], admin: bool, context,
+                 passes: tuple[type[BaseException], ...]):
+        self._method, self._metadata, self._admin, self._context = method, metadata, admin, context
+        self._passes = passes
 
-    def sync_stream(call):
-        def behaviour(request, context):
-            token, start = _begin(metadata, admin)
-            try:
-                validation.check(request)
-                yield from call(request, context)
-            except BaseException as exc:  # noqa: BLE001
-                if isinstance(exc, GeneratorExit) or _is_abort(exc, context):
-                    raise
-                _abort_status(context, exc, method)
-            finally:
-                _end(token, method, context, start)
-        return behaviour
+    def __enter__(self) -> None:
+        self._token, self._start = _begin(self._metadata, self._admin)
 
-    def async_unary(call):
-        async def behaviour(request, context):
-            token, start = _begin(metadata, admin)
-            try:
-                validation.check(request)
-                return await call(request, context)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # noqa: BLE001
-                if _is_abort(exc, context):
-                    raise
-                await _abort_status_async(context, exc, method)
-            finally:
-                _end(token, method, context, start)
-        return behaviour
+    async def __aenter__(self) -> None:
+        self.__enter__()
 
-    def async_stream(call):
-        async def behaviour(request, context):
-            token, start = _begin(metadata, admin)
-            try:
-                validation.check(request)
-                async for item in call(request, context):
-                    yield item
-            except (asyncio.CancelledError, GeneratorExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001
-                if _is_abort(exc, context):
-                    raise
-                await _abort_status_async(context, exc, method)
-            finally:
-                _end(token, method, context, start)
-        return behaviour
+    def _maps(self, exc: BaseException | None) -> bool:
+        return exc is not None and not isinstance(exc, self._passes) and not _is_abort(exc, self._context)
+
+    def __exit__(self, _type, exc: BaseException | None, _tb) -> None:
+        try:
+            if self._maps(exc):
+                self._context.abort(*_status_for(self._context, exc, self._method))  # raises
+        finally:
+            _end(self._token, self._method, self._context, self._start)
+
+    async def __aexit__(self, _type, exc: BaseException | None, _tb) -> None:
+        try:
+            if self._maps(exc):
+                await self._context.abort(*_status_for(self._context, exc, self._method))  # raises
+        finally:
+            _end(self._token, self._method, self._context, self._start)
+
+
+def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
+    """The same handler with request id, caller role, access log and error mapping around it
+    (auth is decided before, in ``_intercept``; the request's field rules are checked first).
+
+    Works for sync behaviours (sync server, or asyncio server's migration thread pool) and
+    for async ones (coroutines and async generators on the asyncio server): the four shapes
+    differ only in how they call the behaviour; ``_CallScope`` does the rest.
+    """
+
+    def scope(context, *passes: type[BaseException]) -> _CallScope:
+        return _CallScope(method, metadata, admin, context, passes)
 
     def wrap(call, streaming: bool):
         if inspect.isasyncgenfunction(call):
-            return async_stream(call)
-        if inspect.iscoroutinefunction(call):
-            return async_unary(call)
-        return sync_stream(call) if streaming else sync_unary(call)
+            async def behaviour(request, context):
+                async with scope(context, asyncio.CancelledError, GeneratorExit):
+                    validation.check(request)
+                    async for item in call(request, context):
+                        yield item
+        elif inspect.iscoroutinefunction(call):
+            async def behaviour(request, context):
+                async with scope(context, asyncio.CancelledError):
+                    validation.check(request)
+                    return await call(request, context)
+        elif streaming:
+            def behaviour(request, context):
+                with scope(context, GeneratorExit):
+                    validation.check(request)
+                    yield from call(request, context)
+        else:
+            def behaviour(request, context):
+                with scope(context):
+                    validation.check(request)
+                    return call(request, context)
+        return behaviour
 
     des, ser = handler.request_deserializer, handler.response_serializer
     if handler.unary_unary:
