@@ -65,35 +65,17 @@ class ServiceApp:
         self.paths = PathPolicy.from_settings(settings)  # host paths callers may name
         self.endpoints = EndpointPolicy.from_settings(settings)  # URLs callers may pick
         self.jobs = JobManager(name, max_workers=settings.job_workers, max_queued=settings.max_queued_jobs)
-        self._pool = pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
-        self._loop: asyncio.AbstractEventLoop | None = None
-        if use_aio:
-            # asyncio server: async handlers (the gateway's router) run on the event loop,
-            # sync servicers in the migration thread pool.
-            self._loop = asyncio.new_event_loop()
-            self.server = self._on_loop(self._make_aio_server(pool, policy, settings))
-            self.health = _AioHealth(self)
-        else:
-            self.server = grpc.server(pool, interceptors=[ServiceInterceptor(policy)],
-                                      options=server_options(settings))
-            self.health = health.HealthServicer(experimental_non_blocking=True)
+        pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
+        # the two servers differ only in where handlers run and how they start and stop (below)
+        self._runner = (_AsyncioServer(name, pool, policy, settings) if use_aio
+                        else _ThreadServer(pool, policy, settings))
+        self.server, self.health = self._runner.server, self._runner.health
         self._service_names: list[str] = []
         self.port = 0
         self._stopped = threading.Event()
-        health_pb2_grpc.add_HealthServicer_to_server(getattr(self.health, "servicer", self.health), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._runner.health_servicer, self.server)
         if serve_jobs:
             self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs), JOBS_SERVICE)
-
-    async def _make_aio_server(self, pool, policy, settings):
-        return grpc.aio.server(migration_thread_pool=pool, interceptors=[AsyncServiceInterceptor(policy)],
-                               options=server_options(settings))
-
-    def _on_loop(self, coro):
-        """Run a coroutine on the server's event loop (started on first use) and wait for it."""
-        if not getattr(self, "_loop_thread", None):
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, name=f"{self.name}-loop", daemon=True)
-            self._loop_thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     def add_servicer(self, add_fn: Callable, servicer, service_name: str | None = None) -> None:
         """Register a generated ``add_XServicer_to_server`` with its servicer. A contract whose
@@ -121,10 +103,7 @@ class ServiceApp:
             self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise errors.Unavailable(f"Cannot bind {address}: the port is in use or the address is wrong.")
-        if self._loop is not None:
-            self._on_loop(self.server.start())
-        else:
-            self.server.start()
+        self._runner.start()
         for service in self._service_names:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         self.health.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -147,19 +126,7 @@ class ServiceApp:
         self.health.enter_graceful_shutdown()
         grace = self.settings.grace_seconds if grace is None else grace
         self.jobs.shutdown(cancel_running=True)
-        if self._loop is not None:
-            self._on_loop(self.server.stop(grace))
-            # Sync handlers in the pool finish their last write through the loop: let them end
-            # before the loop stops, or they wait on it for good (and the interpreter joins them).
-            # The calls were cancelled by the stop above, so this takes milliseconds; bounded so
-            # a SIGTERM still ends within the grace period (serve's hard exit at grace + 0.5 s).
-            drain = threading.Thread(target=self._pool.shutdown, kwargs={"cancel_futures": True}, daemon=True)
-            drain.start()
-            drain.join(1.0)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop_thread.join(5)
-        else:
-            self.server.stop(grace).wait(grace + 1)
+        self._runner.stop(grace)
         if not self.store.wait_settled(grace + 1):
             log.warning("%s: stopped while store entries were still settling; the next service to start "
                         "on this machine finishes them", self.name)
@@ -181,20 +148,72 @@ class ServiceApp:
         self.stop()
 
 
+class _ThreadServer:
+    """grpc's thread-pool server (plugins): every handler runs in the pool."""
+
+    def __init__(self, pool: ThreadPoolExecutor, policy: AuthPolicy, settings: Settings):
+        self.server = grpc.server(pool, interceptors=[ServiceInterceptor(policy)], options=server_options(settings))
+        self.health = self.health_servicer = health.HealthServicer(experimental_non_blocking=True)
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self, grace: float) -> None:
+        self.server.stop(grace).wait(grace + 1)
+
+
+class _AsyncioServer:
+    """grpc.aio's server (the gateway) on an event loop in a thread of its own: async handlers
+    (the gateway's router) run on the loop, sync servicers in the migration thread pool. Its
+    methods are called from ordinary threads, like ``_ThreadServer``'s."""
+
+    def __init__(self, name: str, pool: ThreadPoolExecutor, policy: AuthPolicy, settings: Settings):
+        self._pool = pool
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name=f"{name}-loop", daemon=True)
+        self._loop_thread.start()
+        self.server = self.run(self._make_server(policy, settings))
+        self.health = _AioHealth(self)
+        self.health_servicer = self.health.servicer
+
+    async def _make_server(self, policy: AuthPolicy, settings: Settings) -> grpc.aio.Server:
+        return grpc.aio.server(migration_thread_pool=self._pool, interceptors=[AsyncServiceInterceptor(policy)],
+                               options=server_options(settings))
+
+    def run(self, coro):
+        """Run a coroutine on the server's event loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def start(self) -> None:
+        self.run(self.server.start())
+
+    def stop(self, grace: float) -> None:
+        self.run(self.server.stop(grace))
+        # Sync handlers in the pool finish their last write through the loop: let them end
+        # before the loop stops, or they wait on it for good (and the interpreter joins them).
+        # The calls were cancelled by the stop above, so this takes milliseconds; bounded so
+        # a SIGTERM still ends within the grace period (serve's hard exit at grace + 0.5 s).
+        drain = threading.Thread(target=self._pool.shutdown, kwargs={"cancel_futures": True}, daemon=True)
+        drain.start()
+        drain.join(1.0)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(5)
+
+
 class _AioHealth:
     """grpc_health's asyncio servicer behind the two sync calls ServiceApp makes. Its Watch is a
     coroutine the server ends when the caller leaves or the server stops; the sync servicer's
     Watch, run in the migration pool, kept a thread waiting for a status change for good."""
 
-    def __init__(self, app: "ServiceApp"):
+    def __init__(self, runner: _AsyncioServer):
         self.servicer = health.aio.HealthServicer()
-        self._app = app
+        self._runner = runner
 
     def set(self, service: str, status) -> None:
-        self._app._on_loop(self.servicer.set(service, status))
+        self._runner.run(self.servicer.set(service, status))
 
     def enter_graceful_shutdown(self) -> None:
-        self._app._on_loop(self.servicer.enter_graceful_shutdown())
+        self._runner.run(self.servicer.enter_graceful_shutdown())
 
 
 def _exit_after(seconds: float, name: str) -> None:
