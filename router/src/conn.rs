@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::logs::{log, log_line};
-use crate::Caller;
+use crate::forward::Caller;
 
 // Flow-control windows offered to callers: large enough that an upload over a long link is not
 // window-bound; they also cap what a caller can make apt-router hold for it (32 MiB a connection).
