@@ -7,7 +7,16 @@ import shutil
 
 import pytest
 
+from gateway.server import build_settings
 from gateway.testing import run_cli, start_gateway, stop_gateway
+
+
+def _add_model(home, llama_model) -> None:
+    """The trained tiny model as the store model "mini"."""
+    shutil.copytree(llama_model, home / "models" / "mini")
+    meta = json.loads((home / "models" / "mini" / "apt.json").read_text())
+    meta["name"] = "mini"
+    (home / "models" / "mini" / "apt.json").write_text(json.dumps(meta))
 
 
 @pytest.fixture
@@ -15,12 +24,28 @@ def gateway_with_model(tmp_path, llama_model, ollama_server):
     # the operator allows the local Ollama server as a caller-picked endpoint
     gw = start_gateway(tmp_path / "home", allowed_endpoints=(ollama_server.url,))
     try:
-        shutil.copytree(llama_model, tmp_path / "home" / "models" / "mini")
-        meta = json.loads((tmp_path / "home" / "models" / "mini" / "apt.json").read_text())
-        meta["name"] = "mini"
-        (tmp_path / "home" / "models" / "mini" / "apt.json").write_text(json.dumps(meta))
+        _add_model(tmp_path / "home", llama_model)
         gw.app.registry.install("ollama-export")
         yield gw
+    finally:
+        stop_gateway(gw)
+
+
+def test_the_gateways_ollama_url_reaches_the_plugin(tmp_path, llama_model, ollama_server):
+    """APT_OLLAMA_URL in the gateway's environment (the operator's own server, so not on
+    APT_ALLOWED_ENDPOINTS) reaches the ollama-export process the local deployer starts: an export
+    naming no URL creates the model there."""
+    home = tmp_path / "home"
+    settings = build_settings({"APT_HOME": str(home), "APT_OLLAMA_URL": ollama_server.url})
+    gw = start_gateway(home, plugin_env=settings.plugin_env)
+    try:
+        _add_model(home, llama_model)
+        gw.app.registry.install("ollama-export")
+        out = run_cli(gw, "ollama-export", "export", "--name", "mini", "--outtype", "f16", "--skip-verify",
+                      "--json", env_extra={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["result"]["ollama"]["statuses"][-1] == "success"
+        assert [c["model"] for c in ollama_server.creates] == ["mini"]
     finally:
         stop_gateway(gw)
 
