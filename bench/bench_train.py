@@ -88,7 +88,7 @@ class StepClock:
 
 
 def run_ours(store, train_path, steps: int, batch: int, seq: int, threads: int, name: str) -> tuple[float, float]:
-    import gateway.core.train as train_mod
+    import apt_model.modeling.loop as loop_mod
     from apt_model.runtime.jobs import JobContext, JobManager
     from gateway.core.train import TrainSpec, run_train
 
@@ -100,7 +100,7 @@ def run_ours(store, train_path, steps: int, batch: int, seq: int, threads: int, 
                 clock.tick()
             super().report(progress, stage, message, eta_seconds, **metrics)
 
-    train_mod.REPORT_SECONDS = 0.0  # report (and so stamp) every step
+    loop_mod.REPORT_SECONDS = 0.0  # report (and so stamp) every step
     spec = TrainSpec(name=name, corpus_paths=(str(train_path),), tokenizer_from="tok", size="small", seq_len=seq,
                      batch_size=batch, max_steps=steps, eval_every=steps, checkpoint_every=0, threads=threads,
                      learning_rate=1e-3, overwrite=True).validate(store)

@@ -11,7 +11,7 @@ import array
 import torch
 
 from apt_model import errors
-
+from apt_model.modeling.heldout import held_out
 
 
 def tokenize_documents(tokenizer, documents: list[str], batch: int = 256) -> torch.Tensor:
@@ -28,17 +28,9 @@ def tokenize_documents(tokenizer, documents: list[str], batch: int = 256) -> tor
 
 
 def split_tokens(ids: torch.Tensor, eval_fraction: float, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, held-out): the held-out part is the last ``eval_fraction`` of the stream."""
+    """(train, held-out): the held-out part is the last ``eval_fraction`` of the stream
+    (``apt_model.modeling.heldout``), each part at least one sequence of ``seq_len`` + 1."""
     need = seq_len + 1
-    if ids.numel() < need:
-        raise errors.InvalidArgument(
-            f"The corpus has {ids.numel()} tokens, fewer than one training sequence of {need}; "
-            f"add text or lower --seq-len.")
-    n_eval = int(ids.numel() * eval_fraction)
-    if eval_fraction > 0:
-        n_eval = max(n_eval, need)
-    if ids.numel() - n_eval < need:
-        raise errors.InvalidArgument(
-            f"The corpus has {ids.numel()} tokens: too few for a training part and a held-out part of at "
-            f"least {need} tokens each; add text, lower --seq-len or --eval-fraction.")
+    n_eval = held_out(ids.numel(), eval_fraction, min_held=need, min_train=need,
+                      hint="add text, lower --seq-len or --eval-fraction")
     return ids[: ids.numel() - n_eval], ids[ids.numel() - n_eval:]

@@ -8,10 +8,10 @@ only on (seed, s), so a run resumed from a checkpoint continues the same loss cu
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -23,17 +23,18 @@ from apt_model.modeling.loss import can_fuse, causal_lm_loss
 from apt_model.modeling.memory import fused_loss_applies, training_estimate
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.modeling.tokenizer import train_tokenizer
 from apt_model.runtime.jobs import JobContext
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store, validate_name
-from gateway.core import checkpoint as ckpts
 from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
-REPORT_SECONDS = 0.5  # progress updates at most this often
+CHECKPOINT_KIND = "train"  # APT_HOME/checkpoints/train/<name>/ (apt_model.modeling.checkpoint)
 
 # Fields that may change between a run and its resume without changing the loss curve.
 RESUMABLE_CHANGES = {"resume", "device", "overwrite", "threads", "max_minutes", "checkpoint_every", "eval_every"}
@@ -111,14 +112,7 @@ class TrainSpec:
         if store.exists("models", self.name) and not self.overwrite:
             raise errors.AlreadyExists(
                 f"A model named {self.name!r} is already in the store; choose another name or pass --overwrite.")
-        if self.resume and not ckpts.exists(store, self.name):
-            raise errors.FailedPrecondition(
-                f"There is no checkpoint of {self.name!r} to resume; start without --resume.")
-        if not self.resume and ckpts.exists(store, self.name) and not self.overwrite:
-            step = ckpts.load(store, self.name).step
-            raise errors.FailedPrecondition(
-                f"An unfinished run of {self.name!r} has a checkpoint at step {step}; pass --resume to continue "
-                f"it, or --overwrite to start over.")
+        RunCheckpoint(store, CHECKPOINT_KIND, self.name).check_start(resume=self.resume, overwrite=self.overwrite)
         pick_device(self.device)
         return self
 
@@ -213,11 +207,11 @@ class _Run:
     optimizer: torch.optim.AdamW
     tokenizer: object
     step: int = 0
-    history: list = field(default_factory=list)
-    val_history: list = field(default_factory=list)
-    tokens_seen: int = 0
-    elapsed: float = 0.0
-    block_norms: list = field(default_factory=list)  # [step, [gradient norm of each block]]
+    log: list = field(default_factory=list)  # training_log.jsonl rows, one per step (apt_model.modeling.loop)
+
+
+def _checkpoints(store: Store, spec: TrainSpec) -> RunCheckpoint:
+    return RunCheckpoint(store, CHECKPOINT_KIND, spec.name)
 
 
 def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, list[str], dict]:
@@ -226,27 +220,22 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, li
     Returns the run, the corpus documents and extra lineage parameters.
     """
     corpus = load_corpus(list(spec.corpus_paths), store, spec.dataset, spec.text_field, ctx.warn)
+    ckpt = _checkpoints(store, spec)
     if spec.resume:
-        ck = ckpts.load(store, spec.name)
-        changed = {k for k, v in spec.curve_fields().items() if ck.spec.get(k) != v}
-        if changed:
-            raise errors.FailedPrecondition(
-                f"Cannot resume {spec.name!r}: these settings differ from the checkpointed run: "
-                f"{', '.join(sorted(changed))}. Use the same settings, or start over with --overwrite.")
-        tokenizer = ckpts.load_tokenizer(store, spec.name)
+        step, states, log = ckpt.load(spec.curve_fields())
+        tokenizer = ckpt.load_tokenizer()
         from transformers import AutoConfig
 
-        cfg = dict(ck.config)
+        cfg = dict(states["config"])
         config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
         model = create_model(config, seed=spec.seed)
-        model.load_state_dict(ck.model_state)
+        model.load_state_dict(states["model"])
         # on the training device before the optimizer state is loaded: load_state_dict puts each
         # moment tensor on its parameter's device, and fused AdamW needs them together
         model.to(pick_device(spec.device))
-        run = _Run(model, make_optimizer(model, spec), tokenizer, ck.step, ck.history, ck.val_history,
-                   ck.tokens_seen, ck.elapsed_seconds, ck.block_norms)
-        run.optimizer.load_state_dict(ck.optimizer_state)
-        ctx.report(message=f"resumed from the checkpoint at step {ck.step}")
+        run = _Run(model, make_optimizer(model, spec), tokenizer, step, log)
+        run.optimizer.load_state_dict(states["optimizer"])
+        ctx.report(message=f"resumed from the checkpoint at step {step}")
         return run, corpus.documents, {"corpus": corpus.sources}
     ctx.report(stage="tokenizer", message=f"{len(corpus.documents)} documents, {corpus.characters} characters")
     if spec.tokenizer_from:
@@ -255,28 +244,15 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, li
         tokenizer = load_tokenizer(store.model(spec.tokenizer_from).path)
     else:
         tokenizer = train_tokenizer(corpus.documents, vocab_size=spec.vocab_size)
-    ckpts.remove(store, spec.name)  # --overwrite of an older unfinished run
-    ckpts.save_tokenizer(store, spec.name, tokenizer)
+    ckpt.remove()  # --overwrite of an older unfinished run
+    ckpt.save_tokenizer(tokenizer)
     model = create_model(model_config(spec, tokenizer), seed=spec.seed)
     return _Run(model, make_optimizer(model, spec), tokenizer), corpus.documents, {"corpus": corpus.sources}
 
 
-def _checkpoint(store: Store, spec: TrainSpec, run: _Run) -> None:
-    spec_dict = spec.curve_fields()
-    ckpts.save(store, spec.name, ckpts.Checkpoint(
-        step=run.step, model_state=run.model.state_dict(), optimizer_state=run.optimizer.state_dict(),
-        config=run.model.config.to_dict(), spec=spec_dict, history=run.history, val_history=run.val_history,
-        tokens_seen=run.tokens_seen, elapsed_seconds=run.elapsed, block_norms=run.block_norms))
-
-
-def _log_rows(run: _Run, tokens_per_step: int):
-    """training_log.jsonl's rows: every step of the run, with its validation and block norms."""
-    val = {int(step): loss for step, loss in run.val_history}
-    blocks = {int(step): norms for step, norms in run.block_norms}
-    for step, loss, lr, dt, *rest in run.history:
-        step = int(step)
-        yield trainlog.row(step, loss, lr, rest[0] if rest else None, dt, tokens_per_step, blocks.get(step),
-                           **({"val_loss": val[step]} if step in val else {}))
+def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int) -> None:
+    _checkpoints(store, spec).save(step, {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+                                          "config": run.model.config.to_dict()}, spec.curve_fields(), run.log)
 
 
 def _return_freed_memory_to_os() -> None:
@@ -307,79 +283,48 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     ids = tokenize_documents(run.tokenizer, documents)
     train_ids, val_ids = split_tokens(ids, spec.eval_fraction, spec.seq_len)
     model = run.model.to(device)
-    model.train()
-    tokens_per_step = spec.batch_size * spec.seq_len * spec.grad_accum
-    deadline = time.monotonic() + spec.max_minutes * 60 if spec.max_minutes else math.inf
-    stopped_early, last_report, start_step = False, 0.0, run.step
     ctx.report(stage="train", message=f"{train_ids.numel()} training tokens, {val_ids.numel()} held out, "
                f"{lm.count_parameters(model)[0]} parameters on {device}")
-    try:
-        while run.step < spec.max_steps:
-            ctx.check_cancelled()
-            t0 = time.perf_counter()
-            lr = lr_at(spec, run.step)
-            for group in run.optimizer.param_groups:
-                group["lr"] = lr
-            loss_sum = 0.0
-            for micro in range(spec.grad_accum):
-                batch = lm.random_windows(train_ids, spec.batch_size, spec.seq_len, spec.seed,
-                                          run.step * spec.grad_accum + micro)
-                loss = batch_loss(model, batch, device) / spec.grad_accum
-                loss.backward()
-                loss_sum += float(loss.detach())
-            if not math.isfinite(loss_sum):
-                raise errors.FailedPrecondition(
-                    f"The training loss became {loss_sum} at step {run.step}; lower the learning rate "
-                    f"(now {spec.learning_rate}) or raise warmup_steps, then resume or start over.")
-            if trainlog.wants_block_norms(run.step + 1):
-                run.block_norms.append([run.step + 1, trainlog.block_grad_norms(model)])
-            # the total norm before clipping, for the log (an infinite limit clips nothing)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip or math.inf))
-            run.optimizer.step()
-            run.optimizer.zero_grad(set_to_none=True)
-            dt = time.perf_counter() - t0
-            run.step += 1
-            run.elapsed += dt
-            run.tokens_seen += tokens_per_step
-            run.history.append([run.step, loss_sum, lr, dt, grad_norm])
-            metrics = {"step": run.step, "loss": loss_sum, "lr": lr, "tokens_per_s": tokens_per_step / dt}
-            if val_ids.numel() and (run.step % spec.eval_every == 0 or run.step == spec.max_steps):
-                metrics["val_loss"] = validation_loss(model, val_ids, spec, device)
-                run.val_history.append([run.step, metrics["val_loss"]])
-            if spec.checkpoint_every and run.step % spec.checkpoint_every == 0 and run.step < spec.max_steps:
-                _checkpoint(store, spec, run)
-            now = time.monotonic()
-            if now - last_report >= REPORT_SECONDS or "val_loss" in metrics or run.step == spec.max_steps:
-                per_step = run.elapsed / max(1, run.step)
-                ctx.report(progress=run.step / spec.max_steps, eta_seconds=per_step * (spec.max_steps - run.step),
-                           message=f"step {run.step}/{spec.max_steps} loss {loss_sum:.4f}", **metrics)
-                last_report = now
-            if now >= deadline:
-                stopped_early = True
-                ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")
-                break
-    except errors.Cancelled:
-        if run.step > start_step:
-            _checkpoint(store, spec, run)
-        raise
-    return _finish(store, spec, run, val_ids, device, stopped_early, lineage_extra)
+
+    def forward(step: int, micro: int) -> dict:
+        batch = lm.random_windows(train_ids, spec.batch_size, spec.seq_len, spec.seed, step * spec.grad_accum + micro)
+        return {"loss": batch_loss(model, batch, device)}
+
+    def checkpoint(step: int) -> None:
+        run.step = step
+        _checkpoint(store, spec, run, step)
+
+    loop = Loop(ctx, model, run.optimizer, functools.partial(lr_at, spec), spec.max_steps,
+                spec.batch_size * spec.seq_len * spec.grad_accum, grad_accum=spec.grad_accum,
+                grad_clip=spec.grad_clip, device=device, eval_every=spec.eval_every if val_ids.numel() else 0,
+                evaluate=lambda: {"val_loss": validation_loss(model, val_ids, spec, device)},
+                checkpoint_every=spec.checkpoint_every, checkpoint=checkpoint,
+                max_seconds=spec.max_minutes * 60 if spec.max_minutes else math.inf,
+                nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
+                               f"then resume or start over", log=run.log)
+    run.step = loop.run(run.step, forward)
+    if loop.stopped_early:
+        ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")
+    return _finish(store, spec, run, val_ids, device, loop.stopped_early, lineage_extra)
 
 
 def _finish(store: Store, spec: TrainSpec, run: _Run, val_ids, device: str, stopped_early: bool,
             lineage_extra: dict) -> dict:
-    model = run.model
-    if val_ids.numel() and (not run.val_history or run.val_history[-1][0] != run.step):
-        run.val_history.append([run.step, validation_loss(model, val_ids, spec, device)])
+    model, log = run.model, run.log
+    if val_ids.numel() and log and "val_loss" not in log[-1]:  # stopped early between evaluations
+        log[-1]["val_loss"] = validation_loss(model, val_ids, spec, device)
     total, _ = lm.count_parameters(model)
     # Throughput over the steps after the first (which pays one-off allocation and warm-up costs).
-    steady = [h[3] for h in run.history[1:]] or [h[3] for h in run.history]
+    steady = [r["step_seconds"] for r in log[1:]] or [r["step_seconds"] for r in log]
     tokens_per_step = spec.batch_size * spec.seq_len * spec.grad_accum
     metrics = {
-        "train_loss": run.history[-1][1], "steps": run.step, "tokens_seen": run.tokens_seen, "train_seconds": round(run.elapsed, 3),
+        "train_loss": log[-1]["loss"], "steps": run.step, "tokens_seen": run.step * tokens_per_step,
+        "train_seconds": round(sum(r["step_seconds"] for r in log), 3),
         "tokens_per_s": tokens_per_step * len(steady) / sum(steady), "parameters": total,
     }
-    if run.val_history:  # none when --eval-fraction 0 holds nothing out
-        val_loss = run.val_history[-1][1]
+    val_curve = [{"step": r["step"], "loss": r["val_loss"]} for r in log if "val_loss" in r]
+    if val_curve:  # none when --eval-fraction 0 holds nothing out
+        val_loss = val_curve[-1]["loss"]
         metrics.update(val_loss=val_loss, val_perplexity=math.exp(min(val_loss, 50)))
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(spec).items()
               if k not in ("name", "overwrite", "resume")}
@@ -390,9 +335,8 @@ def _finish(store: Store, spec: TrainSpec, run: _Run, val_ids, device: str, stop
     with store.create("models", spec.name, operation="train", parent=parent, parameters=params,
                       metrics=metrics, overwrite=spec.overwrite) as tmp:
         save_model(model, run.tokenizer, tmp)
-        trainlog.write(tmp, _log_rows(run, tokens_per_step))
-    ckpts.remove(store, spec.name)
-    curve = [{"step": int(step), "loss": loss, "lr": lr, "step_seconds": dt, "grad_norm": rest[0] if rest else None}
-             for step, loss, lr, dt, *rest in run.history[:: max(1, len(run.history) // 200)]]
-    return {"model": spec.name, **metrics, "loss_curve": curve,
-            "val_curve": [{"step": int(step), "loss": loss} for step, loss in run.val_history]}
+        trainlog.write(tmp, log)
+    _checkpoints(store, spec).remove()
+    curve = [{k: r[k] for k in ("step", "loss", "lr", "step_seconds", "grad_norm")}
+             for r in log[:: max(1, len(log) // 200)]]
+    return {"model": spec.name, **metrics, "loss_curve": curve, "val_curve": val_curve}

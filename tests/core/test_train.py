@@ -13,7 +13,7 @@ from apt_model import errors
 from apt_model.gen.apt.gateway.v1 import gateway_pb2 as pb
 from apt_model.runtime.results import to_message
 from apt_model.testing import JobRecorder
-from gateway.core import checkpoint as ckpts
+from apt_model.modeling.checkpoint import RunCheckpoint
 from gateway.core.train import TrainSpec, lr_at, run_train
 
 SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=12, eval_every=6, checkpoint_every=0,
@@ -23,9 +23,9 @@ SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=12, eval_every=
 @pytest.fixture(autouse=True)
 def report_every_step(monkeypatch):
     """JobRecorder(cancel_at_step=N) acts on the step reports; make the loop report every step."""
-    import gateway.core.train as train_mod
+    import apt_model.modeling.loop as loop_mod
 
-    monkeypatch.setattr(train_mod, "REPORT_SECONDS", 0.0)
+    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)
 
 
 def test_resume_continues_the_same_loss_curve(store, corpus_file):
@@ -34,7 +34,7 @@ def test_resume_continues_the_same_loss_curve(store, corpus_file):
     spec = TrainSpec(name="split", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
     with pytest.raises(errors.Cancelled):
         run_train(store, spec, JobRecorder(cancel_at_step=5))
-    assert ckpts.load(store, "split").step == 5
+    assert RunCheckpoint(store, "train", "split").step() == 5
     assert not store.exists("models", "split")
     with pytest.raises(errors.FailedPrecondition, match="--resume"):
         TrainSpec(name="split", corpus_paths=(str(corpus_file),), **SMALL).validate(store)
@@ -45,7 +45,7 @@ def test_resume_continues_the_same_loss_curve(store, corpus_file):
     assert full["loss_curve"][-1]["loss"] < full["loss_curve"][0]["loss"]  # it learns
     typed = to_message(pb.TrainResult, resumed)  # what StartTrain's job sends: the declared TrainResult
     assert [p.step for p in typed.val_curve] == [6, 12] and typed.loss_curve[-1].HasField("grad_norm")
-    assert not ckpts.exists(store, "split")  # the checkpoint is gone once the model is stored
+    assert RunCheckpoint(store, "train", "split").step() is None  # the checkpoint is gone once the model is stored
 
 
 def test_resume_refuses_changed_settings(store, corpus_file):

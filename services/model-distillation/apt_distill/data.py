@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from apt_model import errors
 from apt_model.corpus import load_corpus
+from apt_model.modeling.heldout import held_out
 from apt_model.store import Store
 
 VAL_FRACTION = 0.1
@@ -56,14 +56,11 @@ class Corpus:
                           verbose=False)
         ids = np.asarray(enc["input_ids"], dtype=np.int64)
         n_blocks = len(ids) // seq_len
-        if n_blocks < 2:
-            raise errors.FailedPrecondition(
-                f"The training text gives {len(ids)} tokens: fewer than 2 blocks of seq_len={seq_len}. "
-                "Give more text or a smaller --seq-len.")
+        n_val = held_out(n_blocks, VAL_FRACTION, min_held=1, min_train=1, max_held=MAX_VAL_BLOCKS,
+                         unit=f"blocks of seq_len={seq_len}", hint="give more text or a smaller --seq-len")
         self.blocks = ids[: n_blocks * seq_len].reshape(n_blocks, seq_len)
         self.offsets = (np.asarray(enc["offset_mapping"], dtype=np.int64)[: n_blocks * seq_len]
                         .reshape(n_blocks, seq_len, 2) if not same_tokenizer else None)
-        n_val = min(MAX_VAL_BLOCKS, max(1, int(n_blocks * VAL_FRACTION)))
         self.train_index = np.arange(n_blocks - n_val)
         self.val_index = np.arange(n_blocks - n_val, n_blocks)
 

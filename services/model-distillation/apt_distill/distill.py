@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from apt_model import errors
 from apt_model.modeling import lm, trainlog
 from apt_model.modeling.io import pick_device, save_model
+from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
@@ -51,50 +51,39 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
     objective = Objective(spec, shapes).to(device)
     params = [p for p in [*student.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, functools.partial(warmup_cosine, warmup=spec.warmup_steps, total=spec.max_steps, floor=0.1))
+    ckpt = checkpoint.of(store, spec)
 
     step, log = 0, []  # log: training_log.jsonl's rows, every step
     if spec.resume:
-        step = checkpoint.load(store, spec, student, objective, optimizer, scheduler)
-        log = checkpoint.load_log(store, spec.output_name)[:step]
+        step, states, log = ckpt.load(checkpoint.settings(spec))
+        student.load_state_dict(states["student"])
+        objective.load_state_dict(states["objective"])
+        optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from step {step}")
     elif spec.overwrite:
-        checkpoint.remove(store, spec.output_name)
+        ckpt.remove()
 
     ctx.report(stage="eval", message="teacher validation perplexity")
     teacher_ppl = evaluate(teacher, corpus, device, align_teacher=True)
     ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(student),
                teacher_params=parameter_count(teacher))
 
-    last: dict[str, float] = {}
-    eval_ppl = float("nan")
-    started, first_step = time.monotonic(), step
-    try:
-        while step < spec.max_steps:
-            ctx.check_cancelled()
-            t0, lr = time.perf_counter(), scheduler.get_last_lr()[0]
-            blocks = trainlog.wants_block_norms(step + 1)
-            last = train_step(student, teacher, objective, corpus.train_batch(step).to(device), optimizer,
-                              scheduler, spec, shapes.same_vocabulary, block_norms=blocks)
-            step += 1
-            row = trainlog.row(step, last["loss"], lr, last["grad_norm"], time.perf_counter() - t0,
-                               spec.batch_size * spec.seq_len, last.pop("block_grad_norms", None),
-                               **{k: v for k, v in last.items() if k.endswith("_loss") and k != "loss"})
-            done_per_s = (step - first_step) / max(time.monotonic() - started, 1e-6)
-            if step % spec.eval_every == 0 or step == spec.max_steps:
-                eval_ppl = evaluate(student, corpus, device)
-                last["eval_ppl"] = row["eval_ppl"] = eval_ppl
-            log.append(row)
-            ctx.report(progress=step / spec.max_steps, stage="train", message=f"step {step}/{spec.max_steps}",
-                       eta_seconds=(spec.max_steps - step) / done_per_s, step=step, lr=scheduler.get_last_lr()[0],
-                       tokens_per_s=done_per_s * spec.batch_size * spec.seq_len, **last)
-            if step % spec.checkpoint_every == 0 and step < spec.max_steps:
-                checkpoint.save(store, spec, step, student, objective, optimizer, scheduler, log)
-    except errors.Cancelled:
-        if step > first_step:  # keep the work done so far; --resume picks it up
-            checkpoint.save(store, spec, step, student, objective, optimizer, scheduler, log)
-        raise
+    def forward(step: int, micro: int) -> dict:
+        return loss_terms(student, teacher, objective, corpus.train_batch(step).to(device), spec,
+                          shapes.same_vocabulary)
+
+    def save(step: int) -> None:
+        ckpt.save(step, {"student": student.state_dict(), "objective": objective.state_dict(),
+                         "optimizer": optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
+
+    loop = Loop(ctx, student, optimizer, functools.partial(_lr_at, spec), spec.max_steps,
+                spec.batch_size * spec.seq_len, device=device, eval_every=spec.eval_every,
+                evaluate=lambda: {"eval_ppl": evaluate(student, corpus, device)},
+                checkpoint_every=spec.checkpoint_every, checkpoint=save,
+                nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log)
+    step = loop.run(step, forward)
+    last = loop.last
+    eval_ppl = last.get("eval_ppl", float("nan"))
 
     ctx.check_cancelled()
     ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
@@ -106,16 +95,20 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
                       parameters=spec.lineage(), metrics=metrics, overwrite=spec.overwrite) as tmp:
         save_model(student, s_tok, tmp)
         trainlog.write(tmp, log)
-    checkpoint.remove(store, spec.output_name)
+    ckpt.remove()
     custom = {k: v for k, v in metrics.items() if k.endswith("_loss") and k not in BUILTIN_TERMS}
     return {"model": spec.output_name, **{k: v for k, v in metrics.items() if k not in custom},
             "custom_losses": custom}
 
 
-def train_step(student, teacher, objective: Objective, batch: Batch, optimizer, scheduler, spec: DistillSpec,
-               same_vocabulary: bool, block_norms: bool = False) -> dict:
-    """One optimiser step; the loss terms, the total gradient norm before clipping and, when
-    ``block_norms``, the student's per-block gradient norms (``block_grad_norms``)."""
+def _lr_at(spec: DistillSpec, step: int) -> float:
+    """Linear warm-up to the peak, then cosine down to a tenth of it at ``max_steps``."""
+    return spec.learning_rate * warmup_cosine(step, spec.warmup_steps, spec.max_steps, 0.1)
+
+
+def loss_terms(student, teacher, objective: Objective, batch: Batch, spec: DistillSpec,
+               same_vocabulary: bool) -> dict[str, torch.Tensor]:
+    """The objective's terms on one batch (``loss`` is their weighted sum); the teacher is frozen."""
     hidden = objective.needs_hidden
     with torch.no_grad():  # not inference_mode: its tensors cannot be saved for the student's backward
         t_out = teacher(input_ids=batch.teacher_ids, attention_mask=batch.teacher_mask,
@@ -129,23 +122,7 @@ def train_step(student, teacher, objective: Objective, batch: Batch, optimizer, 
         mask=batch.mask, input_ids=batch.input_ids, temperature=spec.temperature,
         same_vocabulary=same_vocabulary,
     )
-    terms = objective(inputs)
-    if not torch.isfinite(terms["loss"]):
-        raise errors.FailedPrecondition(
-            f"The loss became {terms['loss'].item()} (terms: "
-            + ", ".join(f"{k}={v.item():.4g}" for k, v in terms.items())
-            + "); lower --learning-rate or --temperature, or the custom loss weights.")
-    optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
-    blocks = trainlog.block_grad_norms(student) if block_norms else None
-    grad_norm = torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
-    optimizer.step()
-    scheduler.step()
-    out: dict = {k: float(v.detach()) for k, v in terms.items()}
-    out["grad_norm"] = float(grad_norm)
-    if blocks is not None:
-        out["block_grad_norms"] = blocks
-    return out
+    return objective(inputs)
 
 
 @torch.no_grad()

@@ -48,11 +48,4 @@ def check_output_free(store: Store, spec: DistillSpec) -> None:
     if store.exists("models", spec.output_name) and not spec.overwrite:
         raise errors.AlreadyExists(
             f"{spec.output_name!r} already exists in the store; choose another --output or pass --overwrite.")
-    step = checkpoint.existing_step(store, spec.output_name)
-    if spec.resume and step is None:
-        raise errors.FailedPrecondition(
-            f"There is no checkpoint of {spec.output_name!r} to resume; run without --resume.")
-    if step is not None and not spec.resume and not spec.overwrite:
-        raise errors.FailedPrecondition(
-            f"A checkpoint of {spec.output_name!r} at step {step} exists; pass --resume to continue it "
-            "or --overwrite to discard it and start over.")
+    checkpoint.of(store, spec).check_start(resume=spec.resume, overwrite=spec.overwrite)

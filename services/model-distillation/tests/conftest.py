@@ -68,3 +68,11 @@ def home(seeded_home, tmp_path):
 def recording_context():
     """A factory of job contexts that keep every report (apt_model.testing.JobRecorder)."""
     return JobRecorder
+
+
+@pytest.fixture(autouse=True)
+def report_every_step(monkeypatch):
+    """The tests read loss curves from the job's reports: make the training loop report every step."""
+    import apt_model.modeling.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)

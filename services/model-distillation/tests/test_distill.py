@@ -15,7 +15,7 @@ from apt_model.modeling.io import load_model
 from apt_model.store import Store
 
 from apt_distill.data import Corpus, read_texts
-from apt_distill.distill import run_distill, train_step
+from apt_distill.distill import loss_terms, run_distill
 from apt_distill.models import build_student, check_spec_against_models, derive_student, load_teacher
 from apt_distill.objective import Objective
 from apt_distill.spec import DistillSpec
@@ -110,9 +110,9 @@ def test_projection_maps_student_width_to_teacher_width_and_trains(home):
     corpus = Corpus(read_texts(store, "", spec.corpus_paths), s_tok, t_tok, seq_len=32, batch_size=4,
                     same_tokenizer=True, teacher_max_positions=512, seed=0)
     opt = torch.optim.AdamW([*student.parameters(), *objective.parameters()], lr=1e-2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     before = proj.weight.detach().clone()
-    train_step(student, teacher, objective, corpus.train_batch(0), opt, sched, spec, True)
+    loss_terms(student, teacher, objective, corpus.train_batch(0), spec, True)["loss"].backward()
+    opt.step()
     assert not torch.equal(before, proj.weight)
 
 
@@ -169,12 +169,10 @@ def test_resume_with_changed_settings_is_refused(home, changed):
 
     store = Store(home)
     first = DistillSpec.from_request(request(home))
-    folder = checkpoint.checkpoint_dir(store, first.output_name)
-    folder.mkdir(parents=True)
-    torch.save({"step": 5, "fingerprint": checkpoint.fingerprint(first)}, folder / "state.pt")
+    checkpoint.of(store, first).save(5, {}, checkpoint.settings(first), [])
     again = DistillSpec.from_request(request(home, **changed))
     with pytest.raises(errors.FailedPrecondition, match="different settings"):
-        checkpoint.load(store, again, None, None, None, None)
-    # what may change between the two runs does not change the fingerprint
+        checkpoint.of(store, again).load(checkpoint.settings(again))
+    # what may change between the two runs is not part of the settings a resume must repeat
     free = DistillSpec.from_request(request(home, eval_every=3, device="cpu"))
-    assert checkpoint.fingerprint(free) == checkpoint.fingerprint(first)
+    assert checkpoint.settings(free) == checkpoint.settings(first)

@@ -81,3 +81,11 @@ def custom_importance(tmp_path, monkeypatch):
     (info / "entry_points.txt").write_text("[apt.pruning.importance]\nreverse = apt_prune_reverse:reverse\n")
     monkeypatch.syspath_prepend(str(site))
     return "reverse"
+
+
+@pytest.fixture(autouse=True)
+def report_every_step(monkeypatch):
+    """The tests read loss curves from the job's reports: make the training loop report every step."""
+    import apt_model.modeling.loop as loop_mod
+
+    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)
