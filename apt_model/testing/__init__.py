@@ -1,7 +1,11 @@
-"""Helpers for tests and benchmarks: tiny real models built from a config, real text.
+"""The testing library, for tests and benchmarks only (never in a service image: see
+docker/imagebuild.py): tiny real models built from a config, real text, the tests' job context;
+``apt_model.testing.hubs``, local servers speaking the Hugging Face Hub and ModelScope HTTP APIs;
+``apt_model.testing.http_server``, the base of every local API server.
 
 Nothing here is a stand-in: the models are real transformers models with random or
-briefly trained weights, and the tokenizer is really trained on the given text.
+briefly trained weights, the tokenizer is really trained on the given text, and the real
+client libraries talk HTTP to the local servers.
 """
 
 from __future__ import annotations
