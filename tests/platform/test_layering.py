@@ -27,3 +27,17 @@ def test_apt_model_imports_no_gateway_and_no_plugin():
            for path in sorted((ROOT / "apt_model").rglob("*.py")) if "gen" not in path.parts
            for line, name in _imports(path) if name.split(".")[0] in FORBIDDEN]
     assert bad == [], "apt_model must not depend on the gateway or a plugin:\n" + "\n".join(bad)
+
+
+def test_the_hub_clients_import_no_hub_library():
+    """apt_model.hubs is in every image, most of which lack huggingface_hub and modelscope: the
+    clients import them inside their functions, never when the module is imported."""
+    import subprocess
+    import sys
+
+    libraries = ("huggingface_hub", "modelscope", "modelscope_hub", "httpx2", "requests")
+    code = ("import sys, apt_model.hubs, apt_model.hubs.errors, apt_model.hubs.hf, apt_model.hubs.modelscope\n"
+            f"print(' '.join(m for m in {libraries!r} if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [], f"importing apt_model.hubs imported {done.stdout.strip()}"

@@ -1,46 +1,25 @@
 """Model hubs behind one interface, so a new hub needs no change in the servicer.
 
 A hub downloads a repo snapshot (a subset chosen by glob patterns) into a local folder and
-uploads a folder as one commit. Each implementation turns its client library's errors
-into ``apt_model.errors`` with a sentence that names the next step; nothing above this
-module sees a huggingface_hub or modelscope exception.
+uploads a folder as one commit. The clients are apt_model.hubs' (shared with cloud-storage):
+they turn their client library's errors into ``apt_model.errors`` with a sentence that names
+the next step, so nothing above this module sees a huggingface_hub or modelscope exception.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from apt_model import errors
+from apt_model.hubs import ProgressFn, PushResult, Snapshot, valid_repo_id
 
 from apt_hf.settings import HubSettings
 
-# (bytes done, bytes expected or None when the hub does not say)
-ProgressFn = Callable[[int, "int | None"], None]
+__all__ = ["HUBS", "ModelHub", "ProgressFn", "PushResult", "Snapshot", "check_repo_id", "get_hub"]
 
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Files of one repo revision, on local disk."""
-
-    hub: str
-    repo_id: str
-    revision: str  # what was asked for (branch, tag or commit)
-    commit_sha: str  # what it resolved to; "" when the hub does not say
-    folder: Path
-
-
-@dataclass(frozen=True)
-class PushResult:
-    hub: str
-    repo_id: str
-    revision: str
-    commit_sha: str
-    commit_url: str
-    files: int
-    bytes: int  # size of the folder pushed; LFS objects the hub already held are not sent again
+# What the import suggests when a hub cannot be reached: the HF cache may hold the repo.
+OFFLINE_HINT = "Set HF_HUB_OFFLINE=1 to import from the local cache."
 
 
 class ModelHub(Protocol):
@@ -66,20 +45,22 @@ def get_hub(name: str, settings: HubSettings) -> ModelHub:
     """The hub called ``name`` ("" means huggingface)."""
     name = (name or "huggingface").strip().lower()
     if name in ("huggingface", "hf"):
-        from apt_hf.hub_hf import HuggingFaceHub
+        from apt_model.hubs.hf import HfClient
 
-        return HuggingFaceHub(settings)
+        return HfClient(settings.hf_endpoint, settings.hf_token, cache_dir=settings.hf_cache,
+                        offline=settings.offline, timeout_s=settings.timeout_s, retry_hint=OFFLINE_HINT)
     if name in ("modelscope", "ms"):
-        from apt_hf.hub_modelscope import ModelScopeHub
+        from apt_model.hubs.modelscope import ModelScopeClient
 
-        return ModelScopeHub(settings)
+        return ModelScopeClient(settings.modelscope_endpoint, settings.modelscope_token,
+                                cache_dir=settings.modelscope_cache, offline=settings.offline,
+                                retry_hint=OFFLINE_HINT)
     raise errors.InvalidArgument(f"Unknown hub {name!r}; choose one of: {', '.join(HUBS)}.")
 
 
 def check_repo_id(repo_id: str) -> str:
     """Accept 'name' or 'org/name' made of letters, digits, '-', '_', '.'."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?", repo_id or "") \
-            or ".." in repo_id:
+    if not valid_repo_id(repo_id):
         raise errors.InvalidArgument(
             f"{repo_id!r} is neither an existing local folder nor a valid repo id; "
             "give 'org/name' (letters, digits, '-', '_', '.') or the path of a Hugging Face model folder."

@@ -1,4 +1,4 @@
-"""Hugging Face Hub model repositories through ``huggingface_hub.HfApi``.
+"""Hugging Face Hub model repositories through apt_model.hubs.hf.HfClient (``huggingface_hub.HfApi``).
 
 A backup's files go up in one commit (large files through LFS/Xet as the Hub decides), the
 manifest in a later one. Resume: files already in the repo with the same content (LFS
@@ -13,15 +13,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd
 from huggingface_hub import errors as hx
 
 from apt_model import errors
-from apt_storage.backends import configured_endpoint
-from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
+from apt_model.hubs.hf import HfClient
+from apt_storage.backends.base import ObjectInfo, UploadItem
+from apt_storage.backends.hub import RESUME_HINT, HubBackend
 from apt_storage.progress import TransferProgress
-
 
 
 def git_blob_sha1(path: Path) -> str:
@@ -32,49 +31,13 @@ def git_blob_sha1(path: Path) -> str:
     return digest.hexdigest()
 
 
-class HfBackend(Backend):
-    repo_type = "model"
+class HfBackend(HubBackend):
+    scheme = "hf"
     token_var = "HF_TOKEN"
+    repo_type = "model"
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.repo_id = self.dest.container
-        self.endpoint = (self.options.endpoint_url or configured_endpoint("hf", self.source)).rstrip("/")
-        # False, not None: with None huggingface_hub would read HF_TOKEN itself, and send it to
-        # an endpoint the credentials were withheld from (apt_storage.backends.open_backend)
-        self.api = HfApi(endpoint=self.endpoint, token=self.creds.get(self.token_var) or False)
-
-    def describe(self) -> str:
-        return f"hf://{self.repo_id} at {self.endpoint}"
-
-    def _map(self, exc: Exception, action: str) -> errors.AptError:
-        where = self.describe()
-        if isinstance(exc, hx.RepositoryNotFoundError):
-            return errors.NotFound(
-                f"Repository {self.repo_id!r} does not exist at {self.endpoint}, or {self.token_var} "
-                "cannot see it; create it (e.g. 'hf repo create') or fix the URI.")
-        if isinstance(exc, hx.HfHubHTTPError) and exc.response is not None:
-            status = exc.response.status_code
-            if status in (401, 403):
-                return errors.PermissionDenied(
-                    f"Cannot {action}: {where} refused the token ({status}). Check {self.token_var} "
-                    "(its value is not shown) and that it may write to the repository.")
-            if status >= 500 or status == 429:
-                return errors.Unavailable(f"Cannot {action}: {where} answered {status}; try again later.")
-            return errors.FailedPrecondition(self.creds.redact(f"Cannot {action} at {where}: {exc}"))
-        if isinstance(exc, (httpx2.TransportError, ConnectionError)):
-            return errors.Unavailable(
-                f"Cannot {action}: {where} is unreachable ({type(exc).__name__}). Check the endpoint "
-                "and the network, then run the command again; backups resume.")
-        return errors.Unavailable(self.creds.redact(f"Cannot {action} at {where}: {exc}"))
-
-    def _call(self, fn, action: str):
-        try:
-            return fn()
-        except errors.AptError:
-            raise
-        except (hx.HfHubHTTPError, httpx2.HTTPError, OSError) as exc:
-            raise self._map(exc, action) from exc
+    def client(self, endpoint: str, token: str | None) -> HfClient:
+        return HfClient(endpoint, token, retry_hint=RESUME_HINT)
 
     def check(self) -> None:
         self._call(lambda: self.api.repo_info(self.repo_id, repo_type=self.repo_type), f"open {self.repo_id}")
@@ -104,7 +67,7 @@ class HfBackend(Backend):
         self._call(lambda: self.api.upload_file(path_or_fileobj=data, path_in_repo=key, repo_id=self.repo_id,
                                                 repo_type=self.repo_type,
                                                 commit_message=self.options.commit_message or f"Add {key}"),
-                   f"write {key}")
+                   f"write {key}", writing=True)
 
     def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         prefix = _common_prefix([i.key for i in items])
@@ -128,7 +91,8 @@ class HfBackend(Backend):
                                       "'apt-model verify' and recreate the entry before uploading it.")
         message = self.options.commit_message or f"Upload {len(todo)} files under {prefix or '/'}"
         self._call(lambda: self.api.create_commit(self.repo_id, operations=ops, commit_message=message,
-                                                  repo_type=self.repo_type), f"commit to {self.repo_id}")
+                                                  repo_type=self.repo_type), f"commit to {self.repo_id}",
+                   writing=True)
         progress.add_sent(sum(i.size for i in todo))
 
     def download(self, key: str, target: Path, progress: TransferProgress) -> None:

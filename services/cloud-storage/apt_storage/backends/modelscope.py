@@ -1,4 +1,5 @@
-"""ModelScope model repositories through ``modelscope_hub.HubApi`` (the hub package of modelscope).
+"""ModelScope model repositories through apt_model.hubs.modelscope.ModelScopeClient
+(``modelscope_hub.HubApi``, the hub package of modelscope).
 
 Files go up one commit each (large ones as LFS blobs, which the hub deduplicates by sha256);
 files already in the repository with the same sha256 are skipped, so an interrupted
@@ -11,56 +12,24 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import requests
-from modelscope_hub import HubApi
 from modelscope_hub import errors as mx
 
 from apt_model import errors
+from apt_model.hubs.modelscope import ModelScopeClient
 from apt_model.store import sha256_file
-from apt_storage.backends import configured_endpoint
-from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
+from apt_storage.backends.base import ObjectInfo, UploadItem
+from apt_storage.backends.hub import RESUME_HINT, HubBackend
 from apt_storage.progress import TransferProgress
 
 REPO_TYPE = "model"
 
 
-class ModelScopeBackend(Backend):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.repo_id = self.dest.container
-        self.endpoint = (self.options.endpoint_url or configured_endpoint("modelscope", self.source)).rstrip("/")
-        # "" and not None: with None the SDK takes MODELSCOPE_API_TOKEN or a saved login itself,
-        # and would send it to an endpoint the credentials were withheld from (open_backend)
-        self.api = HubApi(endpoint=self.endpoint, token=self.creds.get("MODELSCOPE_API_TOKEN") or "")
+class ModelScopeBackend(HubBackend):
+    scheme = "modelscope"
+    token_var = "MODELSCOPE_API_TOKEN"
 
-    def describe(self) -> str:
-        return f"modelscope://{self.repo_id} at {self.endpoint}"
-
-    def _map(self, exc: Exception, action: str) -> errors.AptError:
-        where = self.describe()
-        if isinstance(exc, (mx.AuthenticationError, mx.PermissionDeniedError)):
-            return errors.PermissionDenied(
-                f"Cannot {action}: {where} refused the token. Check MODELSCOPE_API_TOKEN (its value "
-                "is not shown) and that it may write to the repository.")
-        if isinstance(exc, mx.NotExistError):
-            return errors.NotFound(
-                f"Repository {self.repo_id!r} does not exist at {self.endpoint}, or the token cannot "
-                "see it; create it on ModelScope or fix the URI.")
-        if isinstance(exc, (mx.NetworkError, requests.ConnectionError, requests.Timeout)):
-            return errors.Unavailable(
-                f"Cannot {action}: {where} is unreachable. Check the endpoint and the network, then "
-                "run the command again; backups resume.")
-        if isinstance(exc, (mx.ServerError, mx.RateLimitError)):
-            return errors.Unavailable(f"Cannot {action}: {where} is failing; try again later.")
-        return errors.FailedPrecondition(self.creds.redact(f"Cannot {action} at {where}: {exc}"))
-
-    def _call(self, fn, action: str):
-        try:
-            return fn()
-        except errors.AptError:
-            raise
-        except (mx.HubError, requests.RequestException, OSError) as exc:
-            raise self._map(exc, action) from exc
+    def client(self, endpoint: str, token: str | None) -> ModelScopeClient:
+        return ModelScopeClient(endpoint, token, retry_hint=RESUME_HINT)
 
     def check(self) -> None:
         self._call(lambda: self.api.get_repo(self.repo_id, REPO_TYPE), f"open {self.repo_id}")
@@ -90,7 +59,7 @@ class ModelScopeBackend(Backend):
     def write_bytes(self, key: str, data: bytes) -> None:
         self._call(lambda: self.api.upload_file(self.repo_id, REPO_TYPE, data, key,
                                                 commit_message=self.options.commit_message or f"Add {key}",
-                                                disable_tqdm=True), f"write {key}")
+                                                disable_tqdm=True), f"write {key}", writing=True)
 
     def upload(self, items: list[UploadItem], progress: TransferProgress, replace: bool = False) -> None:
         remote = {f.path: f for f in self._call(lambda: self._files(""), f"list {self.repo_id}")}
@@ -106,7 +75,7 @@ class ModelScopeBackend(Backend):
             message = self.options.commit_message or f"Upload {item.key}"
             self._call(lambda: self.api.upload_file(self.repo_id, REPO_TYPE, str(item.path), item.key,
                                                     commit_message=message, disable_tqdm=True),
-                       f"upload {item.key}")
+                       f"upload {item.key}", writing=True)
             progress.add_sent(item.size)
 
     def download(self, key: str, target: Path, progress: TransferProgress) -> None:
