@@ -12,8 +12,8 @@ from apt_storage.config import StorageConfig
 from apt_storage.restore import run_restore
 from apt_storage.specs import BackupSpec, RestoreSpec, UploadSpec, transfer_options
 from apt_model.testing import JobRecorder
+from apt_model.testing.hubs import LocalHfHubServer, LocalModelScopeServer
 from apt_storage.testing import MiB, add_entry, dead_endpoint, random_bytes
-from apt_storage.testing.hf_server import LocalHfHubApiServer
 from apt_storage.upload import run_upload
 from apt_storage.uri import parse
 
@@ -36,7 +36,8 @@ def _config(store, endpoint: str, **env):
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    with LocalHfHubApiServer(HF_TOKEN, repos=["org/backups"]) as server:
+    with LocalHfHubServer(tokens={HF_TOKEN: ("org", True)}) as server:
+        server.add_repo("org/backups", private=True, owner="org")
         yield server
 
 
@@ -46,7 +47,7 @@ def test_hf_backup_restore_and_resume(hub, store):
     config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     spec = BackupSpec("m1", "models", parse("hf://org/backups/apt"), "v1", transfer_options(hub.url))
     result = run_backup(store, config, spec, JobRecorder())
-    repo = hub.repos["org/backups"]
+    repo = hub.branch_files("org/backups")
     assert repo["apt/models/m1/v1/files/model.safetensors"] == big
     assert "apt/models/m1/v1/manifest.json" in repo
     assert any(m == "PUT" and p.startswith("/lfs-upload/") for m, p in hub.requests)  # LFS path used
@@ -76,7 +77,7 @@ def test_hf_upload_and_errors(hub, store, tmp_path):
     config = _config(store, hub.url, HF_TOKEN=HF_TOKEN)
     out = run_upload(config, UploadSpec(("models/m1",), parse("hf://org/backups"),
                                         transfer_options(hub.url, commit_message="hello")), JobRecorder())
-    assert hub.repos["org/backups"]["m1/README.md"] == b"# hi\n"
+    assert hub.branch_files("org/backups")["m1/README.md"] == b"# hi\n"
     assert {u["key"] for u in out["uploaded"]} == {"m1/README.md", "m1/apt.json"}
 
     spec = BackupSpec("m1", "models", parse("hf://org/missing"), "", transfer_options(hub.url))
@@ -99,8 +100,8 @@ MS_TOKEN = "ms-local-test-token-abcdef"
 @pytest.fixture
 def ms(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms-cache"))
-    from apt_storage.testing.modelscope_server import LocalModelScopeApiServer
-    with LocalModelScopeApiServer(MS_TOKEN, repos=["org/backups"]) as server:
+    with LocalModelScopeServer(tokens={MS_TOKEN}) as server:
+        server.add_repo("org/backups", private=True)
         yield server
 
 
@@ -110,7 +111,7 @@ def test_modelscope_backup_restore_resume_and_errors(ms, store):
     config = _config(store, ms.url, MODELSCOPE_API_TOKEN=MS_TOKEN)
     spec = BackupSpec("m1", "models", parse("modelscope://org/backups/apt"), "v1", transfer_options(ms.url))
     result = run_backup(store, config, spec, JobRecorder())
-    repo = ms.repos["org/backups"]
+    repo = ms.branch_files("org/backups")
     assert repo["apt/models/m1/v1/files/model.safetensors"] == big
     assert "apt/models/m1/v1/manifest.json" in repo and result["bytes_sent"] == len(big) + 8
 

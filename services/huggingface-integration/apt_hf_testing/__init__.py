@@ -1,2 +1,2 @@
-"""Test support for the huggingface-integration plugin: local servers speaking the hubs' HTTP
-APIs (named as such) and small helpers. Used by tests and benchmarks only."""
+"""Test support for the huggingface-integration plugin: tokens, job runs and store checks (the
+local hub servers are apt_model.testing.hubs'). Used by tests and benchmarks only."""

@@ -9,10 +9,9 @@ import torch
 
 from apt_model.store import Store
 from apt_model.testing import make_tiny_model
+from apt_model.testing.hubs import LocalHfHubServer, LocalModelScopeServer
 
 from apt_hf_testing.helpers import HUB_TOKENS, JobRun
-from apt_hf_testing.local_hf_hub import LocalHfHubServer
-from apt_hf_testing.local_modelscope import LocalModelScopeServer
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -14,10 +14,10 @@ import pytest
 
 from apt_model.store import Store
 from apt_model.testing import SAMPLE_TEXT, write_sample_jsonl
+from apt_model.testing.hubs import LocalHfHubServer
 from gateway.testing import run_cli, start_gateway, stop_gateway
 
 from apt_hf_testing.helpers import HUB_TOKENS, WRITE_TOKEN, save_non_causal_model
-from apt_hf_testing.local_hf_hub import LocalHfHubServer
 
 pytestmark = pytest.mark.slow  # a gateway and a plugin process importing torch + transformers: about 30 s
 

@@ -1,5 +1,6 @@
-"""Test and benchmark helpers: store entries and local API servers for the backends (the job
-context the tests hand the logic is apt_model.testing.JobRecorder).
+"""Test and benchmark helpers: store entries, moto's request log and a local OSS server
+(``oss_server``). The job context the tests hand the logic is apt_model.testing.JobRecorder;
+the local hub servers are apt_model.testing.hubs'.
 
 Nothing here is used by the service itself.
 """

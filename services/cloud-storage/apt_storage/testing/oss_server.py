@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape
 
-from apt_storage.testing.http_base import LocalServer, QuietHandler
+from apt_model.testing.http_server import LocalServer, QuietHandler
 
 _SUBRESOURCES = {"acl", "uploadId", "uploads", "partNumber", "location", "bucketInfo", "delete",
                  "objectMeta", "continuation-token", "security-token"}

@@ -1,4 +1,4 @@
-"""A small threaded HTTP server base for the local API servers used by tests and benchmarks."""
+"""A small threaded HTTP server base for the local API servers (hubs, OSS) used by tests and benchmarks."""
 
 from __future__ import annotations
 
