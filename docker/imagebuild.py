@@ -50,9 +50,19 @@ BASE_REQUIREMENTS = {"torch-base": "requirements/torch.txt", "slim-base": "requi
 # Machine-level, like pip's cache: a fresh clone on the same machine reuses the 4 GB of wheels.
 DEFAULT_WHEELHOUSE = Path(os.environ.get("APT_WHEELHOUSE") or
                           Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "apt" / "wheelhouse")
-# Never shipped: tests and caches stay out of every image.
-_EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", "tests", ".mypy_cache"}
+# Never shipped: tests, caches and a plugin's tools (checks run from a checkout) stay out of every image.
+_EXCLUDED_PARTS = {"__pycache__", ".pytest_cache", "tests", "tools", ".mypy_cache"}
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
+# Test support is not shipped either: the testing library (apt_model/testing: fixtures, the local
+# hub and object-store servers) and any plugin's own (apt_storage/testing, apt_hf_testing), and
+# the gateway's attack drivers for the security tests, which import the testing library.
+_EXCLUDED_FILES = {"gateway/hostile.py"}
+
+
+def _is_test_support(rel: str) -> bool:
+    """``rel`` (a context path) is test support: under a folder named testing or *_testing."""
+    folders = rel.split("/")[:-1]
+    return rel in _EXCLUDED_FILES or any(f == "testing" or f.endswith("_testing") for f in folders)
 
 
 class BuildError(RuntimeError):
@@ -228,7 +238,7 @@ def _context_files(spec: ImageSpec) -> list[Path]:
         candidates = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
         for p in candidates:
             parts = set(p.relative_to(path).parts) if p != path else set()
-            if parts & _EXCLUDED_PARTS or p.suffix in _EXCLUDED_SUFFIXES:
+            if parts & _EXCLUDED_PARTS or p.suffix in _EXCLUDED_SUFFIXES or _is_test_support(spec.arcname(p)):
                 continue
             out.append(p)
     for req in spec.requirements:  # -r includes are under requirements/, listed in files

@@ -3,9 +3,11 @@ base its plugin.yaml names, from a context holding only what the template copies
 
 from __future__ import annotations
 
+import ast
 import io
 import shutil
 import tarfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -80,3 +82,37 @@ def test_a_plugin_folder_outside_the_repository_builds_from_the_folder_as_it_is(
     (folder / "Dockerfile").write_text("FROM scratch\n")
     with pytest.raises(ib.BuildError, match="has its own Dockerfile"):
         ib.plugin_spec(folder)
+
+
+def _repo_imports(path) -> list[str]:
+    """Absolute imports in ``path`` (every one: module level and inside functions)."""
+    tree = ast.parse(path.read_text(), str(path))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    return names + [n.module for n in ast.walk(tree)
+                    if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module]
+
+
+def _module_file(name: str, roots) -> "Path | None":
+    """The repository file module ``name`` is, under one of ``roots`` (the image's PYTHONPATH)."""
+    rel = Path(*name.split("."))
+    for root in roots:
+        for candidate in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@pytest.mark.parametrize("spec", ib.all_specs()[2:], ids=lambda s: s.name)
+def test_images_ship_no_test_support_and_every_repository_module_their_code_imports(spec):
+    """The testing library (apt_model/testing: fixtures, local hub servers) and plugins' test
+    packages are left out of every image, so no code an image holds may import them: each module
+    of this repository imported by a shipped file must be shipped too."""
+    files = ib._context_files(spec)
+    shipped = {p.resolve() for p in files}
+    names = {spec.arcname(p) for p in files}
+    assert not [n for n in names if "/testing/" in n or "_testing/" in n], spec.name
+    roots = [ROOT] + ([ROOT / spec.plugin_dir] if spec.plugin_dir and not spec.source else [])
+    missing = sorted(f"{spec.arcname(p)} imports {name}" for p in files if p.suffix == ".py"
+                     for name in _repo_imports(p)
+                     if (target := _module_file(name, roots)) is not None and target.resolve() not in shipped)
+    assert missing == [], f"image {spec.name} lacks modules its code imports:\n" + "\n".join(missing)
