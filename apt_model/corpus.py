@@ -126,13 +126,19 @@ def load_corpus(paths: list[str], store: Store | None = None, dataset: str = "",
     return Corpus(documents=docs, sources=[str(f) for f in files], bytes_read=total)
 
 
-def load_eval_text(text: str = "", path: str = "", dataset: str = "", store: Store | None = None,
-                   text_field: str = "text") -> str:
-    """One held-out text from exactly one of: inline text, a file, a store dataset."""
+def load_eval_documents(text: str = "", path: str = "", dataset: str = "", store: Store | None = None,
+                        text_field: str = "text") -> list[str]:
+    """The documents of one held-out text from exactly one of: inline text, a file, a store dataset."""
     given = [bool(text), bool(path), bool(dataset)]
     if sum(given) != 1:
         raise errors.InvalidArgument("Give exactly one evaluation text: inline text, a file path or a dataset.")
     if text:
-        return text
-    corpus = load_corpus([path] if path else [], store, dataset, text_field)
-    return "\n\n".join(corpus.documents)
+        return [text]
+    return load_corpus([path] if path else [], store, dataset, text_field).documents
+
+
+def load_eval_text(text: str = "", path: str = "", dataset: str = "", store: Store | None = None,
+                   text_field: str = "text") -> str:
+    """One held-out text from exactly one of: inline text, a file, a store dataset (its
+    documents joined by a blank line)."""
+    return "\n\n".join(load_eval_documents(text, path, dataset, store, text_field))

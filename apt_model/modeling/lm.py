@@ -5,10 +5,16 @@ reference computation (the "Perplexity of fixed-length models" recipe: windows o
 ``max_length`` tokens moved by ``stride``; each token is scored once, by the first window
 that holds it with the most context), but counts the scored tokens exactly and sums the
 negative log-likelihood in float64 so long texts add no rounding drift.
+
+``text_perplexity`` is the perplexity of a *text* every service reports (``test``, ``compare``,
+the pruning report): its documents as one token stream (``tokenize_documents``, what training
+reads), cut at ``MAX_EVAL_TOKENS``, in disjoint windows of the model's context — so the same
+model and text give the same number wherever it is printed.
 """
 
 from __future__ import annotations
 
+import array
 import time
 from dataclasses import dataclass, field
 
@@ -18,6 +24,7 @@ from apt_model import errors
 
 
 MAX_WINDOW = 2048  # default perplexity window cap, tokens
+MAX_EVAL_TOKENS = 16384  # a text's perplexity scores at most this many tokens (the rest is cut)
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,32 @@ def perplexity(model, ids: torch.Tensor, *, max_length: int | None = None,
         if end == n:
             break
     return _result(nll_sum, scored, windows, start)
+
+
+def tokenize_documents(tokenizer, documents: list[str], batch: int = 256) -> torch.Tensor:
+    """The platform's token stream of a text: one int64 tensor, each document's tokens (no
+    other special tokens) followed by the eos token."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise errors.FailedPrecondition("The tokenizer has no eos token to separate documents; add one.")
+    out = array.array("q")  # 8 bytes a token, not a Python int object each
+    for i in range(0, len(documents), batch):
+        for ids in tokenizer(documents[i:i + batch], add_special_tokens=False).input_ids:
+            out.extend(ids)
+            out.append(eos)
+    return torch.frombuffer(out, dtype=torch.long).clone() if out else torch.empty(0, dtype=torch.long)
+
+
+def text_perplexity(model, tokenizer, documents: list[str], *, max_tokens: int = MAX_EVAL_TOKENS,
+                    stride: int | None = None) -> PerplexityResult:
+    """Perplexity of a text (its documents), the one way every service measures it: the token
+    stream of ``tokenize_documents`` cut at ``max_tokens``, scored by ``perplexity`` in windows
+    of the model's context (at most ``MAX_WINDOW``)."""
+    ids = tokenize_documents(tokenizer, documents)[:max_tokens]
+    if ids.numel() and int(ids.max()) >= model.get_input_embeddings().num_embeddings:
+        raise errors.FailedPrecondition(
+            "The tokenizer produces ids beyond the model's embedding table; run 'apt-model debug' on the model.")
+    return perplexity(model, ids, stride=stride)
 
 
 @torch.no_grad()

@@ -1,30 +1,12 @@
-"""Token streams for training and evaluation (reading the text is ``apt_model.corpus``).
-
-Tokenized, documents are joined into one token stream with the end-of-sequence token
-between them.
-"""
+"""Token streams for training (reading the text is ``apt_model.corpus``; the stream itself,
+documents each followed by the end-of-sequence token, is ``apt_model.modeling.lm``)."""
 
 from __future__ import annotations
 
-import array
-
 import torch
 
-from apt_model import errors
 from apt_model.modeling.heldout import held_out
-
-
-def tokenize_documents(tokenizer, documents: list[str], batch: int = 256) -> torch.Tensor:
-    """One int64 token stream: each document's tokens followed by the eos token."""
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise errors.FailedPrecondition("The tokenizer has no eos token to separate documents; add one.")
-    out = array.array("q")  # 8 bytes a token, not a Python int object each
-    for i in range(0, len(documents), batch):
-        for ids in tokenizer(documents[i:i + batch], add_special_tokens=False).input_ids:
-            out.extend(ids)
-            out.append(eos)
-    return torch.frombuffer(out, dtype=torch.long).clone() if out else torch.empty(0, dtype=torch.long)
+from apt_model.modeling.lm import tokenize_documents  # noqa: F401 - the platform's token stream, used here
 
 
 def split_tokens(ids: torch.Tensor, eval_fraction: float, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:

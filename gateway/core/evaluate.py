@@ -13,7 +13,7 @@ from apt_model.modeling import lm
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
-from apt_model.corpus import load_eval_text
+from apt_model.corpus import load_eval_documents
 from gateway.core.inspect import weights_summary
 
 DEFAULT_PROMPTS = ("The", "机器学习")
@@ -28,7 +28,7 @@ class EvalSpec:
     eval_dataset: str = ""
     prompts: tuple[str, ...] = ()
     generation: lm.GenerationParams = field(default_factory=lm.GenerationParams)
-    max_eval_tokens: int = 16384  # tokens scored at most (the text is cut beyond)
+    max_eval_tokens: int = lm.MAX_EVAL_TOKENS  # tokens scored at most (the text is cut beyond)
     stride: int = 0  # perplexity window stride; 0 = the window (disjoint windows)
     device: str = "auto"
 
@@ -56,9 +56,10 @@ class EvalSpec:
         return bool(self.eval_text or self.eval_path or self.eval_dataset)
 
 
-def test_model(store: Store, spec: EvalSpec, name: str, text: str | None,
+def test_model(store: Store, spec: EvalSpec, name: str, text: list[str] | None,
                ctx: JobContext | None = None) -> dict[str, Any]:
-    """One model: perplexity on ``text`` (when given) and a generation per prompt."""
+    """One model: perplexity on ``text`` (its documents, when given; ``lm.text_perplexity``,
+    the number the pruning report gives for the same text) and a generation per prompt."""
     device = pick_device(spec.device)
     folder = store.model(name).path
     weights_summary(folder)  # a corrupt or truncated weights file fails here with a clear message
@@ -68,13 +69,12 @@ def test_model(store: Store, spec: EvalSpec, name: str, text: str | None,
     out: dict[str, Any] = {"name": name, "parameters": total, "size_bytes": store.model(name).size_bytes,
                            "device": device}
     if text:
-        ids = tokenizer(text, return_tensors="pt").input_ids[0][: spec.max_eval_tokens]
-        if ids.numel() > 0 and int(ids.max()) >= model.get_input_embeddings().num_embeddings:
-            raise errors.FailedPrecondition(
-                f"{name}: the tokenizer produces ids beyond the embedding table; run 'apt-model debug {name}'.")
         if ctx:
-            ctx.report(stage="perplexity", message=f"{name}: scoring {ids.numel()} tokens")
-        ppl = lm.perplexity(model, ids, stride=spec.stride or None)
+            ctx.report(stage="perplexity", message=f"{name}: scoring at most {spec.max_eval_tokens} tokens")
+        try:
+            ppl = lm.text_perplexity(model, tokenizer, text, max_tokens=spec.max_eval_tokens, stride=spec.stride or None)
+        except errors.FailedPrecondition as exc:
+            raise errors.FailedPrecondition(f"{name}: {exc}") from exc
         out.update(perplexity=ppl.perplexity, nll=ppl.nll, tokens_scored=ppl.tokens_scored,
                    eval_seconds=ppl.seconds, eval_tokens_per_s=ppl.tokens_scored / ppl.seconds)
     generations = []
@@ -118,7 +118,7 @@ def run_compare(store: Store, spec: EvalSpec, ctx: JobContext) -> dict[str, Any]
     return {"models": results, "generations": side_by_side, "best_perplexity": best}
 
 
-def _text(store: Store, spec: EvalSpec) -> str | None:
+def _text(store: Store, spec: EvalSpec) -> list[str] | None:
     if not spec.has_eval_text:
         return None
-    return load_eval_text(spec.eval_text, spec.eval_path, spec.eval_dataset, store)
+    return load_eval_documents(spec.eval_text, spec.eval_path, spec.eval_dataset, store)

@@ -132,9 +132,9 @@ def test_fused_linear_cross_entropy_matches_plain(model_and_tok):
 
 
 def test_one_estimator_test_pruning_and_distillation_agree(model_and_tok):
-    """The number 'apt-model test' prints (windows of S tokens), the pruning report's (held-out
-    (N, S) blocks) and the distillation report's (validation batches) for the same model and
-    tokens: one estimator, so equal to 1e-6 relative."""
+    """The number 'apt-model test' prints, the pruning report's (the held-out stream, in the same
+    windows as test) and the distillation report's (validation batches, windows of S) for the
+    same model and tokens: one estimator, so equal to 1e-6 relative."""
     from apt_distill.data import Batch
     from apt_distill.distill import evaluate
     from apt_prune.measure import perplexity as pruning_perplexity
@@ -150,10 +150,11 @@ def test_one_estimator_test_pruning_and_distillation_agree(model_and_tok):
 
     by_test = lm.perplexity(model, ids, max_length=s)
     assert by_test.tokens_scored == n_blocks * (s - 1)
-    by_prune = pruning_perplexity(model, blocks, batch_size=4)
+    by_prune = pruning_perplexity(model, ids).perplexity
+    assert by_prune == pytest.approx(lm.perplexity(model, ids).perplexity, rel=1e-6)
     by_distill = evaluate(model, HeldOut(), "cpu")
     by_blocks = lm.block_perplexity(model, blocks, batch_size=5).perplexity
-    for other in (by_prune, by_distill, by_blocks):
+    for other in (by_distill, by_blocks):
         assert other == pytest.approx(by_test.perplexity, rel=1e-6)
     # padding does not count: a masked-out tail scores fewer tokens and gives the unpadded number
     mask = torch.ones_like(blocks)

@@ -1,7 +1,7 @@
 """Text for calibration, training and evaluation, cut into fixed-length token blocks.
 
 Text comes from a store dataset (its .txt/.md/.jsonl files) or a file on the service's
-machine. When no held-out text is given, the last tenth of the blocks of the given text is
+machine. When no held-out text is given, the last tenth of the tokens of the given text is
 held out for perplexity and never used for calibration or training.
 """
 
@@ -14,10 +14,11 @@ import torch
 
 from apt_model import errors
 from apt_model.corpus import load_corpus
+from apt_model.modeling import lm
+from apt_model.modeling.heldout import held_out
 from apt_model.store import Store
 
 HELD_OUT_FRACTION = 0.1
-MAX_EVAL_BLOCKS = 32      # perplexity over at most this many blocks keeps a job's report quick
 MAX_CALIBRATION_BLOCKS = 32
 
 
@@ -26,68 +27,62 @@ def read_texts(store: Store, dataset: str, path: str) -> list[str]:
     return load_corpus([path] if path else [], store, dataset).documents
 
 
-def to_blocks(tokenizer, docs: list[str], seq_len: int) -> torch.Tensor:
-    """Documents joined with EOS and cut into (N, seq_len) blocks of token ids (the tail is dropped)."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for doc in docs:
-        ids += tokenizer(doc, add_special_tokens=False)["input_ids"]
-        if eos is not None:
-            ids.append(eos)
-    n = len(ids) // seq_len
-    return torch.tensor(ids[: n * seq_len], dtype=torch.long).view(n, seq_len)
+def to_blocks(stream: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """A token stream cut into (N, seq_len) blocks (the tail is dropped)."""
+    n = stream.numel() // seq_len
+    return stream[: n * seq_len].view(n, seq_len)
 
 
 @dataclass
 class TextSets:
     train: torch.Tensor        # (N, S) blocks for recovery / lottery training (may be empty)
     calibration: torch.Tensor  # (N, S) blocks for gradients (may be empty)
-    eval: torch.Tensor         # (N, S) held-out blocks for perplexity
+    eval: torch.Tensor         # 1-D held-out token stream for perplexity (``lm.perplexity``; may be empty)
     eval_source: str           # where the held-out text came from, for the report ("" = none given)
 
 
 def load_text_sets(store: Store, spec, tokenizer) -> TextSets:
-    """Tokenize every text source of ``spec`` and hold out evaluation blocks."""
+    """Tokenize every text source of ``spec`` (the platform's token stream, ``lm.tokenize_documents``)
+    and hold out the evaluation text: an eval text of its own, or the last tenth of the recovery
+    (else calibration) text (``apt_model.modeling.heldout``), never used for anything else."""
     s = spec.seq_len
-    empty = torch.zeros((0, s), dtype=torch.long)
-    train = _blocks(store, tokenizer, spec.recovery_dataset, spec.recovery_path, s, "recovery")
-    calib = _blocks(store, tokenizer, spec.calibration_dataset, spec.calibration_path, s, "calibration")
+    train = _stream(store, tokenizer, spec.recovery_dataset, spec.recovery_path, s, "recovery")
+    calib = _stream(store, tokenizer, spec.calibration_dataset, spec.calibration_path, s, "calibration")
     if spec.eval_dataset or spec.eval_path:
-        evals = _blocks(store, tokenizer, spec.eval_dataset, spec.eval_path, s, "evaluation")
+        evals = _stream(store, tokenizer, spec.eval_dataset, spec.eval_path, s, "evaluation")
         source = spec.eval_dataset or spec.eval_path
     elif train is None and calib is None:  # a strategy that needs no text, and none given
-        evals, source = empty, ""
+        evals, source = torch.zeros(0, dtype=torch.long), ""
     else:
         donor = "recovery" if train is not None else "calibration"
-        blocks = train if train is not None else calib
-        n_eval = max(1, round(len(blocks) * HELD_OUT_FRACTION))
-        if len(blocks) - n_eval < 1:
-            raise errors.InvalidArgument(
-                f"The {donor} text gives only {len(blocks)} blocks of {s} tokens: too little to hold out "
-                "evaluation text. Give more text, a shorter seq_len, or eval_path.")
-        evals, blocks = blocks[-n_eval:], blocks[:-n_eval]
+        stream = train if train is not None else calib
+        n_eval = held_out(stream.numel(), HELD_OUT_FRACTION, min_held=s, min_train=s, unit="tokens",
+                          hint=f"too little {donor} text to hold out evaluation text; give more text, a shorter "
+                               f"seq_len, or eval_path")
+        evals, stream = stream[-n_eval:], stream[:-n_eval]
         if train is not None:
-            train = blocks
+            train = stream
         else:
-            calib = blocks
-        source = f"the last {n_eval} blocks of the {donor} text (held out)"
+            calib = stream
+        source = f"the last {n_eval} tokens of the {donor} text (held out)"
     if calib is None:  # documented: gradients come from the training text when no calibration text is given
         calib = train
+    empty = torch.zeros((0, s), dtype=torch.long)
     return TextSets(
-        train=train if train is not None else empty,
-        calibration=(calib if calib is not None else empty)[:MAX_CALIBRATION_BLOCKS],
-        eval=evals[:MAX_EVAL_BLOCKS], eval_source=source,
+        train=to_blocks(train, s) if train is not None else empty,
+        calibration=(to_blocks(calib, s) if calib is not None else empty)[:MAX_CALIBRATION_BLOCKS],
+        eval=evals[:lm.MAX_EVAL_TOKENS], eval_source=source,
     )
 
 
-def _blocks(store: Store, tokenizer, dataset: str, path: str, seq_len: int, what: str) -> torch.Tensor | None:
+def _stream(store: Store, tokenizer, dataset: str, path: str, seq_len: int, what: str) -> torch.Tensor | None:
     if not dataset and not path:
         return None
-    blocks = to_blocks(tokenizer, read_texts(store, dataset, path), seq_len)
-    if len(blocks) == 0:
+    stream = lm.tokenize_documents(tokenizer, read_texts(store, dataset, path))
+    if stream.numel() < seq_len:
         raise errors.InvalidArgument(
             f"The {what} text ({dataset or path}) holds fewer than {seq_len} tokens; give more text or a shorter seq_len.")
-    return blocks
+    return stream
 
 
 def batches(blocks: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:

@@ -75,11 +75,11 @@ def cpu_latency_ms(model, batch_size: int, seq_len: int, vocab_size: int, seed: 
 
 
 @torch.inference_mode()
-def perplexity(model, blocks: torch.Tensor, batch_size: int = 8) -> float:
-    """Perplexity over held-out (N, S) blocks: the platform's one estimator (``lm.block_perplexity``),
-    so a block cut of the text that 'apt-model test' scores in windows of S gives its number."""
+def perplexity(model, ids: torch.Tensor) -> lm.PerplexityResult:
+    """Perplexity over the held-out token stream: ``lm.perplexity`` in windows of the model's
+    context — for an eval text of its own, the number 'apt-model test' prints for that text."""
     was_training = model.training
     try:
-        return lm.block_perplexity(model, blocks, batch_size).perplexity
+        return lm.perplexity(model, ids)
     finally:
         model.train(was_training)

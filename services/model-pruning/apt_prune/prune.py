@@ -34,14 +34,16 @@ def check_plan(store: Store, spec: PruneSpec):
     return plan_structured(config, spec.ratio, spec.prune_heads, spec.prune_mlp, spec.prune_hidden, spec.hidden_ratio)
 
 
-def _snapshot(model, blocks: torch.Tensor, spec: PruneSpec, vocab: int, seq_len: int) -> dict:
+def _snapshot(model, eval_ids: torch.Tensor, spec: PruneSpec, vocab: int, seq_len: int) -> tuple[dict, int]:
+    """The measurement of ``model``, and how many windows its perplexity scored."""
+    ppl = measure.perplexity(model, eval_ids) if eval_ids.numel() >= 2 else None
     return {
         "parameters": measure.count_parameters(model),
         "prunable_sparsity": round(measure.prunable_sparsity(model), 6),
         "latency_ms": round(measure.cpu_latency_ms(model, LATENCY_BATCH, seq_len, vocab, spec.seed), 3),
         # None without text: magnitude pruning needs none, and nothing is guessed in its place
-        "perplexity": round(measure.perplexity(model, blocks, spec.batch_size), 4) if len(blocks) else None,
-    }
+        "perplexity": round(ppl.perplexity, 4) if ppl else None,
+    }, ppl.windows if ppl else 0
 
 
 def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
@@ -60,7 +62,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
         raise errors.InvalidArgument(f"seq_len {spec.seq_len} exceeds the model's context of {seq_len} tokens.")
 
     ctx.report(progress=0.05, stage="measure", message="measuring the model before pruning")
-    before = _snapshot(model, texts.eval, spec, vocab, seq_len)
+    before, eval_windows = _snapshot(model, texts.eval, spec, vocab, seq_len)
     before["size_bytes"] = measure.folder_size(entry.path)
     ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
                **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
@@ -86,13 +88,14 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     unstructured.make_permanent(model)
 
     ctx.report(progress=0.86, stage="measure", message="measuring the pruned model")
-    after = _snapshot(model, texts.eval, spec, vocab, seq_len)
+    after, _ = _snapshot(model, texts.eval, spec, vocab, seq_len)
     layers = measure.sparsity_by_layer(model)
     report = {
         "model": spec.name, "output": spec.output_name, "strategy": spec.strategy, "importance": imp.name,
         "importance_source": imp.source, "ratio_requested": spec.ratio, "scope": spec.scope,
         "semi_structured_2_4": spec.semi_structured_2_4, "before": before, "after": after,
-        "sparsity_by_layer": layers, "eval_text": texts.eval_source, "eval_blocks": len(texts.eval),
+        "sparsity_by_layer": layers, "eval_text": texts.eval_source,
+        "eval_blocks": eval_windows, "eval_tokens": texts.eval.numel(),
         "seq_len": seq_len, "latency_batch": LATENCY_BATCH, "torch_threads": torch.get_num_threads(),
         "recovery_steps": spec.recovery_steps,
         "recovery_loss_last": round(recovery_losses[-1], 4) if recovery_losses else None,

@@ -79,7 +79,7 @@ class ListStrategiesResponse(_message.Message):
     def __init__(self, strategies: _Optional[_Iterable[str]] = ..., importances: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PruneResult(_message.Message):
-    __slots__ = ("model", "output", "strategy", "importance", "importance_source", "ratio_requested", "scope", "semi_structured_2_4", "before", "after", "sparsity_by_layer", "eval_text", "eval_blocks", "seq_len", "latency_batch", "torch_threads", "recovery_steps", "recovery_loss_last", "structured", "lottery", "note", "ratio_achieved", "speedup", "perplexity_ratio", "perplexity_note", "reload", "warnings")
+    __slots__ = ("model", "output", "strategy", "importance", "importance_source", "ratio_requested", "scope", "semi_structured_2_4", "before", "after", "sparsity_by_layer", "eval_text", "eval_blocks", "seq_len", "latency_batch", "torch_threads", "recovery_steps", "recovery_loss_last", "structured", "lottery", "note", "ratio_achieved", "speedup", "perplexity_ratio", "perplexity_note", "reload", "warnings", "eval_tokens")
     class SparsityByLayerEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class PruneResult(_message.Message):
     PERPLEXITY_NOTE_FIELD_NUMBER: _ClassVar[int]
     RELOAD_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     output: str
     strategy: str
@@ -141,7 +142,8 @@ class PruneResult(_message.Message):
     perplexity_note: str
     reload: ReloadCheck
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., output: _Optional[str] = ..., strategy: _Optional[str] = ..., importance: _Optional[str] = ..., importance_source: _Optional[str] = ..., ratio_requested: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., before: _Optional[_Union[PruneMeasurement, _Mapping]] = ..., after: _Optional[_Union[PruneMeasurement, _Mapping]] = ..., sparsity_by_layer: _Optional[_Mapping[str, LayerSparsity]] = ..., eval_text: _Optional[str] = ..., eval_blocks: _Optional[int] = ..., seq_len: _Optional[int] = ..., latency_batch: _Optional[int] = ..., torch_threads: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_loss_last: _Optional[float] = ..., structured: _Optional[_Union[StructuredReport, _Mapping]] = ..., lottery: _Optional[_Union[LotteryReport, _Mapping]] = ..., note: _Optional[str] = ..., ratio_achieved: _Optional[float] = ..., speedup: _Optional[float] = ..., perplexity_ratio: _Optional[float] = ..., perplexity_note: _Optional[str] = ..., reload: _Optional[_Union[ReloadCheck, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    eval_tokens: int
+    def __init__(self, model: _Optional[str] = ..., output: _Optional[str] = ..., strategy: _Optional[str] = ..., importance: _Optional[str] = ..., importance_source: _Optional[str] = ..., ratio_requested: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., before: _Optional[_Union[PruneMeasurement, _Mapping]] = ..., after: _Optional[_Union[PruneMeasurement, _Mapping]] = ..., sparsity_by_layer: _Optional[_Mapping[str, LayerSparsity]] = ..., eval_text: _Optional[str] = ..., eval_blocks: _Optional[int] = ..., seq_len: _Optional[int] = ..., latency_batch: _Optional[int] = ..., torch_threads: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_loss_last: _Optional[float] = ..., structured: _Optional[_Union[StructuredReport, _Mapping]] = ..., lottery: _Optional[_Union[LotteryReport, _Mapping]] = ..., note: _Optional[str] = ..., ratio_achieved: _Optional[float] = ..., speedup: _Optional[float] = ..., perplexity_ratio: _Optional[float] = ..., perplexity_note: _Optional[str] = ..., reload: _Optional[_Union[ReloadCheck, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., eval_tokens: _Optional[int] = ...) -> None: ...
 
 class PruneMeasurement(_message.Message):
     __slots__ = ("parameters", "prunable_sparsity", "latency_ms", "perplexity", "size_bytes")
