@@ -7,11 +7,12 @@ PIP := $(PY) -m pip
 REQS := requirements/*.txt gateway/requirements.txt services/*/requirements.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: venv sysdeps router client proto docs test test-fast bench demo demo-stop clean help
+.PHONY: venv sysdeps router client proto docs test test-fast bench mutate demo demo-stop clean help
 help:
 	@echo "make demo    - create .venv, install, start the local stack, run a real pipeline"
 	@echo "make test    - create .venv if needed and run every test"
 	@echo "make bench   - run the benchmarks (ratios against baselines measured in the same run)"
+	@echo "make mutate  - mutation testing, slow, not in CI (MUTATE=\"gateway-jobs prune-spec\" picks targets)"
 	@echo "make proto   - regenerate apt_model/gen from proto/"
 	@echo "make images | up | down | logs - containers (see docs/deployment.md)"
 	@echo "make deploy-files - k8s/base/plugins/ and compose plugin services from the plugin folders"
@@ -57,6 +58,15 @@ test-fast: venv router client
 
 bench: venv router
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Mutation testing (issue #17, docs/mutation.md): hours on 2 cores, so neither `make test` nor CI
+# runs it. mutmut is installed on demand, so a fresh `make venv` does not pay for it.
+# MUTATE names targets (tools/mutate.py --list), MUTATE_ARGS passes options (e.g. --commit HEAD).
+MUTATE ?=
+MUTATE_ARGS ?=
+mutate: venv router
+	$(PIP) install -q -r tools/mutate-requirements.txt
+	nice -n 15 $(PY) tools/mutate.py $(MUTATE) $(MUTATE_ARGS)
 
 demo: venv router
 	./scripts/demo.sh

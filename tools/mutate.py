@@ -1,0 +1,316 @@
+"""Mutation testing (issue #17): mutmut over the modules whose rules matter most, one target at a time.
+
+Run by `make mutate` (never by `make test` or CI: it takes minutes to hours on a 2-core machine).
+
+    make mutate                            # every target in TARGETS
+    make mutate MUTATE="gateway-jobs prune-spec"
+    .venv/bin/python tools/mutate.py --list
+
+Why not plain `mutmut run` in the repository: mutmut 3 forks one worker per mutant. Forked from a
+process in which gRPC already runs threads, workers die with SIGSEGV or hang, and a dead worker
+once counted as a "killed" mutant. Here every verdict must come from a test failing:
+
+* mutmut's ``forkserver`` isolation: the process that forks the workers never runs a test. It
+  only collects them (``forkserver_warmup = collect``) when that leaves it with one OS thread;
+  the preflight below measures that, and says so loudly when it falls back to ``none``.
+* Only exit code 1 (a test failed) is a kill. Timeouts, signals and pytest errors are counted
+  apart and listed; none of them raises the kill rate.
+* A sample of the kills (``--audit``, all of them with ``--audit -1``) is run again in a fresh
+  interpreter, with the mutant switched on by ``MUTANT_UNDER_TEST``: it must fail there too,
+  and the failing test is named in the report.
+
+Each target runs in its own copy of the working tree, ``build/mutate/<target>/`` (mutmut writes
+its ``mutants/`` folder there), so a run never touches the files other people edit. A plugin's
+package is moved to the top of that copy: mutmut names a mutant by the file's path, and that
+path must be the module's import name (``apt_prune/spec.py`` is ``apt_prune.spec``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "build" / "mutate"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str                 # what `make mutate MUTATE=...` names
+    package: str              # repository folder of the package that holds the modules
+    modules: tuple[str, ...]  # files mutated, relative to the repository root
+    tests: tuple[str, ...]    # the tests that exercise them (pytest paths or node ids)
+
+    @property
+    def top(self) -> str:
+        """The package's import name: its folder in the work copy's root."""
+        return Path(self.package).name
+
+
+PRUNE = "services/model-pruning"
+DISTILL = "services/model-distillation"
+RUNTIME = "apt_model/runtime"
+
+# Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
+# these that called the mutated function, but it collects that map by running all of them once.
+TARGETS = (
+    # the echo plugin's quick jobs; test_plugin_jobs' two pruning runs (UNAVAILABLE when a
+    # plugin dies mid-job) are left out: ~20 s per mutant on 2 cores
+    Target("gateway-jobs", "gateway", ("gateway/jobs.py",), (
+        "tests/platform/test_plugin_jobs.py::test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
+        "tests/platform/test_plugin_jobs.py::test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
+        "tests/platform/test_job_results.py",
+        "tests/core/test_gateway_core.py",
+        "tests/core/test_in_use.py",
+        "tests/platform/test_limits.py",
+        "tests/security/test_stalls.py",
+    )),
+    # the spec's rules, plus one real job of each kind that is quick on 2 cores (the 8-20 s
+    # structured and Taylor runs would multiply into hours over ~200 mutants)
+    Target("prune-spec", f"{PRUNE}/apt_prune", (f"{PRUNE}/apt_prune/spec.py",), (
+        f"{PRUNE}/tests/test_service.py::test_bad_input_is_refused_on_the_start_call",
+        f"{PRUNE}/tests/test_service.py::test_model_in_use_by_another_job_is_refused",
+        f"{PRUNE}/tests/test_service.py::test_list_strategies_includes_registered_importance",
+        f"{PRUNE}/tests/test_service.py::test_prune_job_end_to_end",
+        f"{PRUNE}/tests/test_unstructured.py::test_taylor_without_text_is_refused",
+        f"{PRUNE}/tests/test_unstructured.py::test_lottery_rewinds_surviving_weights_to_the_early_checkpoint",
+        f"{PRUNE}/tests/test_width.py::test_bad_hidden_ratio_is_refused",
+        f"{PRUNE}/tests/test_width.py::test_parts_named_explicitly_are_the_only_ones_pruned",
+        f"{PRUNE}/tests/test_width.py::test_default_width_is_what_reaches_the_ratio_and_none_when_heads_and_mlp_suffice",
+        f"{PRUNE}/tests/test_width.py::test_hidden_ratio_rounding_is_reported_and_extremes_refused",
+        f"{PRUNE}/tests/test_structured.py::test_ratio_that_splits_a_head_group_is_rounded_and_shown",
+        f"{PRUNE}/tests/test_structured.py::test_ratio_that_would_break_head_groups_is_refused",
+    )),
+    Target("distill-spec", f"{DISTILL}/apt_distill", (f"{DISTILL}/apt_distill/spec.py",), (
+        f"{DISTILL}/tests/test_service.py",
+        f"{DISTILL}/tests/test_losses.py",
+    )),
+)
+
+
+def tree_files() -> list[str]:
+    """The working tree as git sees it: tracked files plus untracked ones that are not ignored."""
+    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, check=True, capture_output=True).stdout
+    return [p for p in out.decode().split("\0") if p and (ROOT / p).is_file()]
+
+
+def make_workspace(target: Target, rev: str | None) -> Path:
+    """A fresh copy of the working tree (or of commit ``rev``) with the target's package at the
+    top, plus mutmut's config."""
+    work = WORK / target.name
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    if rev:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    else:
+        for rel in tree_files():
+            dest = work / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest)
+    # built outputs the tests run, which git does not carry: the gateway's apt-router
+    router = Path("router/target/release/apt-router")
+    if (ROOT / router).exists():
+        (work / router).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / router, work / router)
+    if target.package != target.top:
+        # a plugin package: out of its plugin folder, so that the conftest's sys.path entry for
+        # that folder cannot import the unmutated copy ahead of mutants/
+        shutil.move(work / target.package, work / target.top)
+    only = [str(Path(target.top) / Path(m).relative_to(target.package)) for m in target.modules]
+    also_copy = sorted(p.name for p in work.iterdir() if p.name != target.top)
+    (work / "setup.cfg").write_text("\n".join([
+        "[mutmut]",
+        f"source_paths = {target.top}",
+        "only_mutate =", *(f"    {m}" for m in only),
+        "also_copy =", *(f"    {p}" for p in also_copy),
+        "pytest_add_cli_args_test_selection =", *(f"    {t}" for t in target.tests),
+        "process_isolation = forkserver",
+        f"forkserver_warmup = {preflight_warmup(work, target)}",
+        "use_git_change_detection = false",
+        "",
+    ]))
+    return work
+
+
+THREADS_AFTER_COLLECT = """
+import os, sys, pytest
+code = pytest.main(["--rootdir=.", "--collect-only", "-qqq", *sys.argv[1:]])
+print("threads", len(os.listdir("/proc/self/task")), "exit", int(code))
+"""
+
+
+def preflight_warmup(work: Path, target: Target) -> str:
+    """``collect`` when collecting the target's tests leaves one OS thread (forking is then safe);
+    ``none`` otherwise: every worker then imports and collects for itself, which is slower."""
+    proc = subprocess.run([sys.executable, "-c", THREADS_AFTER_COLLECT, *target.tests], cwd=work,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(work)})
+    last = proc.stdout.strip().splitlines()[-1:] or [""]
+    words = last[0].split()
+    if words[:1] != ["threads"] or words[3] != "0":
+        sys.exit(f"{target.name}: collecting its tests failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    if words[1] == "1":
+        return "collect"
+    print(f"!! {target.name}: collecting its tests leaves {words[1]} OS threads; forking from that process "
+          "is unsafe, so every mutant's worker starts from a bare fork server (forkserver_warmup = none, "
+          "slower)", flush=True)
+    return "none"
+
+
+# mutmut's exit codes, as this report counts them: only 1 (a test failed) is a kill.
+SIGXCPU = 24  # mutmut's wall and CPU timeouts both end a worker with SIGXCPU
+
+
+def verdict(code: int | None) -> str:
+    if code == 1:
+        return "killed"
+    if code == 0:
+        return "survived"
+    if code == 33:
+        return "no tests"
+    if code is None:
+        return "not run"
+    if code in (SIGXCPU, -SIGXCPU, 128 + SIGXCPU):
+        return "timeout"
+    return "crash"  # a signal, a pytest internal error (3), an interrupted run (2), ...
+
+
+def results(work: Path) -> dict[str, dict[str, int | None]]:
+    """Exit code per mutant, per mutated file (repository-relative name of the file)."""
+    out = {}
+    for meta in sorted((work / "mutants").rglob("*.py.meta")):
+        rel = meta.relative_to(work / "mutants").with_suffix("")
+        out[str(rel)] = json.loads(meta.read_text())["exit_code_by_key"]
+    return out
+
+
+def tests_of(work: Path, mutant: str) -> list[str]:
+    stats = json.loads((work / "mutants" / "mutmut-stats.json").read_text())
+    return sorted(stats["tests_by_mangled_function_name"].get(mutant.partition("__mutmut_")[0], []))
+
+
+def audit(work: Path, mutant: str) -> tuple[bool, str]:
+    """Run a killed mutant's tests again in a fresh interpreter: (still fails by a test, the evidence)."""
+    env = {**os.environ, "MUTANT_UNDER_TEST": mutant, "PYTHONPATH": str(work / "mutants")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:randomly",
+                           "--tb=line", *tests_of(work, mutant)],
+                          cwd=work / "mutants", capture_output=True, text=True, env=env, timeout=1800)
+    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return proc.returncode == 1 and bool(failed), (failed[0] if failed else f"exit {proc.returncode}")
+
+
+def show(work: Path, mutant: str) -> str:
+    mutmut = Path(sys.executable).with_name("mutmut")
+    return subprocess.run([str(mutmut), "show", mutant], cwd=work, capture_output=True, text=True).stdout
+
+
+def report(target: Target, work: Path, audit_n: int, seed: int, rev: str | None) -> dict:
+    by_file = results(work)
+    rows, lines = [], [f"# {target.name}: survivors and unconfirmed kills\n"]
+    for path, codes in by_file.items():
+        counts = {v: 0 for v in ("killed", "survived", "timeout", "crash", "no tests", "not run")}
+        for code in codes.values():
+            counts[verdict(code)] += 1
+        total = len(codes)
+        killed = [m for m, c in codes.items() if verdict(c) == "killed"]
+        picked = killed if audit_n < 0 else random.Random(seed).sample(killed, min(audit_n, len(killed)))
+        checks = {m: audit(work, m) for m in picked}
+        unconfirmed = [m for m, (ok, _) in checks.items() if not ok]
+        # an unconfirmed kill is not a kill
+        counts["killed"] -= len(unconfirmed)
+        rows.append(dict(file=path, mutants=total, **counts, unconfirmed=len(unconfirmed), audited=len(picked),
+                         kill_rate=round(100 * counts["killed"] / total, 1) if total else None,
+                         audit={m: why for m, (_, why) in checks.items()}))
+        for m, code in sorted(codes.items()):
+            v = verdict(code)
+            if v != "killed" or m in unconfirmed:
+                why = "unconfirmed kill: " + checks[m][1] if m in unconfirmed else f"{v} (exit {code})"
+                lines += [f"## {m}: {why}\n", "```diff", show(work, m).strip(), "```\n"]
+    (work / "survivors.md").write_text("\n".join(lines))
+    summary = dict(target=target.name, date=str(date.today()), commit=commit(rev), cpus=os.cpu_count(), files=rows)
+    (work / "report.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def commit(rev: str | None) -> str:
+    """What was tested: the commit, marked when it was the working tree and that differed from HEAD."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev or "HEAD"], cwd=ROOT, capture_output=True,
+                         text=True).stdout.strip()
+    if rev:
+        return sha
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    return sha + ("+uncommitted" if dirty else "")
+
+
+def print_table(summaries: list[dict]) -> None:
+    print("| module | mutants | killed | survived | timeout | crash | no tests | kill rate | audited |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in summaries:
+        for r in s["files"]:
+            print(f"| {r['file']} | {r['mutants']} | {r['killed']} | {r['survived']} | {r['timeout']} "
+                  f"| {r['crash']} | {r['no tests']} | {r['kill_rate']}% | {r['audited']} "
+                  f"({r['unconfirmed']} unconfirmed) |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=(
+        "examples:\n  tools/mutate.py gateway-jobs --max-children 2\n  tools/mutate.py prune-spec --audit -1\n"
+        "  tools/mutate.py gateway-jobs --report-only"), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("targets", nargs="*", help="target names (default: all); see --list")
+    parser.add_argument("--list", action="store_true", help="print the targets and their tests, then exit")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--audit", type=int, default=10,
+                        help="killed mutants per file re-run in a fresh interpreter (-1: all; default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the audit sample")
+    parser.add_argument("--commit", metavar="REV",
+                        help="test this commit (git archive) instead of the working tree, e.g. HEAD")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep build/mutate/<target> and test only the mutants without a verdict")
+    parser.add_argument("--report-only", action="store_true", help="recount an earlier run, test nothing")
+    args = parser.parse_args(argv)
+
+    by_name = {t.name: t for t in TARGETS}
+    if args.list:
+        for t in TARGETS:
+            print(f"{t.name}: {', '.join(t.modules)}\n    tests: {' '.join(t.tests)}")
+        return 0
+    unknown = [n for n in args.targets if n not in by_name]
+    if unknown:
+        parser.error(f"unknown target(s) {unknown}; known: {', '.join(by_name)}")
+    mutmut = Path(sys.executable).with_name("mutmut")
+    if not mutmut.exists():
+        sys.exit(f"{mutmut} is missing: run 'make mutate' (it installs tools/mutate-requirements.txt) "
+                 f"or '{sys.executable} -m pip install -r tools/mutate-requirements.txt'.")
+
+    summaries = []
+    for target in [by_name[n] for n in args.targets] or list(TARGETS):
+        work = WORK / target.name
+        if not (args.resume or args.report_only) or not work.exists():
+            if args.report_only:
+                sys.exit(f"{target.name}: no earlier run in {work}; run it first.")
+            work = make_workspace(target, args.commit)
+        if not args.report_only:
+            print(f"== {target.name}: mutmut in {work.relative_to(ROOT)}", flush=True)
+            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children)], cwd=work)
+            if run.returncode != 0:
+                print(f"!! {target.name}: mutmut exited {run.returncode}; the counts below are partial", flush=True)
+        summaries.append(report(target, work, args.audit, args.seed, args.commit))
+        print(f"   {target.name}: survivors in {(work / 'survivors.md').relative_to(ROOT)}", flush=True)
+    print_table(summaries)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
