@@ -15,7 +15,9 @@ import pytest
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
+from apt_model.runtime.testing import wait_job
 from apt_model.store import Store
 from apt_model.testing import make_tiny_model
 from gateway.testing import start_gateway, stop_gateway
@@ -137,3 +139,57 @@ def test_cancel_of_a_plugin_job_through_the_gateway_and_the_cli(tmp_path):
         assert not store.exists("models", "tiny") and not store.exists("datasets", "corpus")
     finally:
         stop_gateway(gw)
+
+
+def _code_and_details(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as err:
+        call()
+    return err.value.code(), err.value.details()
+
+
+def test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first(echo_gateway):
+    """ListJobs at the gateway: its own jobs and the installed plugins', one list, newest first;
+    a service name keeps that service's jobs only."""
+    make_tiny_model(Store(echo_gateway.settings.home), "tiny", texts=[TEXT])
+    echo = echo_pb2_grpc.EchoStub(echo_gateway.channel())
+    core = gateway_pb2_grpc.CoreStub(echo_gateway.channel())
+    first = echo.StartEcho(echo_pb2.StartEchoRequest(text="a", steps=1), timeout=10)
+    own = core.StartTest(gateway_pb2.TestModelRequest(name="tiny", eval_text=TEXT[:400]), timeout=10)
+    last = echo.StartEcho(echo_pb2.StartEchoRequest(text="b", steps=1), timeout=10)
+    for job in (first, own, last):
+        assert wait_job(echo_gateway.channel(), job.id, 60).state == job_pb2.JOB_STATE_SUCCEEDED
+    gateway_service = own.id.partition(":")[0]
+    assert gateway_service != "echo"
+
+    jobs = plugin_pb2_grpc.JobsStub(echo_gateway.channel())
+
+    def listed(service: str) -> list[str]:
+        return [j.id for j in jobs.ListJobs(job_pb2.ListJobsRequest(service=service), timeout=10).jobs]
+
+    assert listed("") == [last.id, own.id, first.id]
+    assert listed("echo") == [last.id, first.id]
+    assert listed(gateway_service) == [own.id]
+    assert listed("no-such-plugin") == []
+
+
+def test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong(echo_gateway):
+    """GetJob, CancelJob and WatchJob reach the plugin that the id's prefix names; an id without
+    a prefix, an uninstalled plugin and a job the plugin does not know each get their own code."""
+    echo = echo_pb2_grpc.EchoStub(echo_gateway.channel())
+    jobs = plugin_pb2_grpc.JobsStub(echo_gateway.channel())
+    long = echo.StartEcho(echo_pb2.StartEchoRequest(text="x", steps=10000, interval_seconds=0.01), timeout=10)
+    got = jobs.GetJob(job_pb2.GetJobRequest(id=long.id), timeout=10)
+    assert got.id == long.id and got.operation == long.operation
+    jobs.CancelJob(job_pb2.CancelJobRequest(id=long.id), timeout=10)
+    assert _ends_cancelled(jobs, long.id).error.code == "CANCELLED"
+
+    for bad in ("no-colon", ":abc"):
+        code, details = _code_and_details(lambda: jobs.GetJob(job_pb2.GetJobRequest(id=bad), timeout=10))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and "is not a job id" in details, (bad, details)
+    code, details = _code_and_details(lambda: jobs.GetJob(job_pb2.GetJobRequest(id="ghost:1"), timeout=10))
+    assert code == grpc.StatusCode.NOT_FOUND and "'ghost' is not an installed plugin" in details
+    for call in (lambda: jobs.GetJob(job_pb2.GetJobRequest(id="echo:0ff"), timeout=10),
+                 lambda: jobs.CancelJob(job_pb2.CancelJobRequest(id="echo:0ff"), timeout=10),
+                 lambda: list(jobs.WatchJob(job_pb2.WatchJobRequest(id="echo:0ff"), timeout=10))):
+        code, details = _code_and_details(call)
+        assert code == grpc.StatusCode.NOT_FOUND and "echo:0ff" in details, details
