@@ -15,6 +15,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+# The fixtures every service's tests share (store, tiny, job_recorder, report_every_step, wait_job).
+pytest_plugins = ("apt_model.testing.fixtures",)
+
 
 def pytest_runtest_logstart(nodeid, location):
     """With APT_TEST_TRACE set (scripts/test.sh), the test that runs now is named in that file, so

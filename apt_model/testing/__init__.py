@@ -1,5 +1,6 @@
 """The testing library, for tests and benchmarks only (never in a service image: see
 docker/imagebuild.py): tiny real models built from a config, real text, the tests' job context;
+``apt_model.testing.fixtures``, the pytest plugin of the fixtures every service's tests share;
 ``apt_model.testing.hubs``, local servers speaking the Hugging Face Hub and ModelScope HTTP APIs;
 ``apt_model.testing.http_server``, the base of every local API server.
 
@@ -55,6 +56,30 @@ def make_tiny_model(store: Store, name: str, *, size: str = "tiny", vocab_size: 
     with store.create("models", name, operation=operation, parameters={"size": size, "seed": seed}) as tmp:
         save_model(model, tok, tmp)
     return store.model(name).path
+
+
+def pretrain(store: Store, name: str, texts: list[str], steps: int, *, seq_len: int = 32, batch_size: int = 8,
+             lr: float = 3e-3, seed: int = 0) -> None:
+    """Give store model ``name`` real structure: ``steps`` of next-token training on random
+    ``seq_len`` blocks of ``texts`` (seeded), stored back in place (operation ``test-pretrain``)."""
+    import torch
+
+    from apt_model.modeling.io import load_model, load_tokenizer, save_model
+
+    path = store.model(name).path
+    model, tok = load_model(path).train(), load_tokenizer(path)
+    ids = torch.tensor(tok("\n\n".join(texts))["input_ids"])
+    blocks = ids[: len(ids) // seq_len * seq_len].view(-1, seq_len)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        batch = blocks[torch.randint(len(blocks), (batch_size,), generator=gen)]
+        loss = model(input_ids=batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with store.create("models", name, operation="test-pretrain", overwrite=True) as tmp:
+        save_model(model.eval(), tok, tmp)
 
 
 class JobRecorder(JobContext):

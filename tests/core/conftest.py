@@ -12,21 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT, make_tiny_model
+from apt_model.testing import SAMPLE_TEXT
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(tmp_path / "home")
-
-
-@pytest.fixture
-def tiny(store) -> str:
-    make_tiny_model(store, "tiny", vocab_size=320)
-    return "tiny"
 
 
 @pytest.fixture

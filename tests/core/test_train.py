@@ -21,11 +21,8 @@ SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=12, eval_every=
 
 
 @pytest.fixture(autouse=True)
-def report_every_step(monkeypatch):
-    """JobRecorder(cancel_at_step=N) acts on the step reports; make the loop report every step."""
-    import apt_model.modeling.loop as loop_mod
-
-    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)
+def _every_step(report_every_step):
+    """JobRecorder(cancel_at_step=N) acts on the step reports (apt_model.testing.fixtures)."""
 
 
 def test_resume_continues_the_same_loss_curve(store, corpus_file):

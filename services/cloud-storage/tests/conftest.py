@@ -10,7 +10,6 @@ import boto3
 import pytest
 import requests
 
-from apt_model.store import Store
 from apt_storage.testing import S3_ENV
 
 
@@ -52,11 +51,6 @@ def s3(moto_server, tmp_path, monkeypatch):
     # the service as an operator sets it up: the keys are for this endpoint
     yield moto_server, client, {**S3_ENV, "AWS_ENDPOINT_URL": moto_server}
     client.close()
-
-
-@pytest.fixture
-def store(tmp_path) -> Store:
-    return Store(tmp_path / "home")
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ def served(tmp_path, monkeypatch, s3):
     (tmp_path / "local").mkdir()
     home = tmp_path / "home"
     add_entry(Store(home), "m1", {"config.json": b"{}", "model.safetensors": random_bytes(6 * MiB, 21)})
-    with serve_plugin(PLUGIN_DIR, home) as (channel, app):
+    # the runtime's settings, as Settings.from_env reads them in a plugin process
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(tmp_path / "local"),)) as (channel, app):
         yield cloud_storage_pb2_grpc.CloudStorageStub(channel), channel, endpoint, tmp_path, app
 
 

@@ -7,9 +7,8 @@ import shutil
 import pytest
 import torch
 
-from apt_model.modeling.io import load_model, load_tokenizer, save_model
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT, JobRecorder, make_tiny_model
+from apt_model.testing import SAMPLE_TEXT, make_tiny_model, pretrain
 
 torch.set_num_threads(1)
 
@@ -20,24 +19,6 @@ CORPUS = [
     "def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n",
     "机器学习是人工智能的一个分支。学生模型向教师模型学习。",
 ] * 12
-
-
-def pretrain(store: Store, name: str, texts: list[str], steps: int) -> None:
-    """Next-token training so the teacher has real structure to pass on."""
-    path = store.model(name).path
-    model, tok = load_model(path).train(), load_tokenizer(path)
-    ids = torch.tensor(tok("\n\n".join(texts))["input_ids"])
-    blocks = ids[: len(ids) // 32 * 32].view(-1, 32)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(steps):
-        batch = blocks[torch.randint(len(blocks), (8,), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with store.create("models", name, operation="test-pretrain", overwrite=True) as tmp:
-        save_model(model.eval(), tok, tmp)
 
 
 @pytest.fixture(scope="session")
@@ -64,15 +45,8 @@ def home(seeded_home, tmp_path):
     return dst
 
 
-@pytest.fixture
-def recording_context():
-    """A factory of job contexts that keep every report (apt_model.testing.JobRecorder)."""
-    return JobRecorder
 
 
 @pytest.fixture(autouse=True)
-def report_every_step(monkeypatch):
-    """The tests read loss curves from the job's reports: make the training loop report every step."""
-    import apt_model.modeling.loop as loop_mod
-
-    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)
+def _every_step(report_every_step):
+    """The tests read loss curves from the job's reports (apt_model.testing.fixtures)."""

@@ -30,11 +30,11 @@ def request(home, **kw) -> pb.DistillRequest:
 
 
 @pytest.fixture
-def distil(home, recording_context):
+def distil(home, job_recorder):
     def run(**kw):
         store = Store(home)
         spec = DistillSpec.from_request(request(home, **kw))
-        ctx = recording_context()
+        ctx = job_recorder()
         result = run_distill(store, spec, ctx)
         return store, result, ctx
     return run

@@ -8,10 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from apt_model.modeling.io import load_model, load_tokenizer, save_model
 from apt_model.runtime.jobs import JobContext, JobManager
 from apt_model.store import Store
-from apt_model.testing import SAMPLE_TEXT, make_tiny_model
+from apt_model.testing import SAMPLE_TEXT, make_tiny_model, pretrain
 
 torch.set_num_threads(1)
 
@@ -30,20 +29,7 @@ def seeded_home(tmp_path_factory):
     home = tmp_path_factory.mktemp("prune-home")
     store = Store(home)
     make_tiny_model(store, "tiny", size="tiny", texts=SAMPLE_TEXT + CORPUS, seed=1)
-    path = store.model("tiny").path
-    model, tok = load_model(path).train(), load_tokenizer(path)
-    ids = torch.tensor(tok("\n\n".join(CORPUS))["input_ids"])
-    blocks = ids[: len(ids) // 32 * 32].view(-1, 32)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(30):
-        batch = blocks[torch.randint(len(blocks), (8,), generator=gen)]
-        loss = model(input_ids=batch, labels=batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with store.create("models", "tiny", operation="test-pretrain", overwrite=True) as tmp:
-        save_model(model.eval(), tok, tmp)
+    pretrain(store, "tiny", CORPUS, steps=30)
     (home / "corpus.txt").write_text("\n\n".join(CORPUS), encoding="utf-8")
     return home
 
@@ -84,8 +70,5 @@ def custom_importance(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def report_every_step(monkeypatch):
-    """The tests read loss curves from the job's reports: make the training loop report every step."""
-    import apt_model.modeling.loop as loop_mod
-
-    monkeypatch.setattr(loop_mod, "REPORT_SECONDS", 0.0)
+def _every_step(report_every_step):
+    """The tests read loss curves from the job's reports (apt_model.testing.fixtures)."""
