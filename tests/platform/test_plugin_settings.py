@@ -174,14 +174,16 @@ def _interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def test_compose_passes_each_plugin_its_own_settings():
-    services = {s["labels"]["apt.plugin"]: s for s in yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-                ["services"].values() if "apt.plugin" in s.get("labels", {})}
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    services = {s["labels"]["apt.plugin"]: s for s in compose.values() if "apt.plugin" in s.get("labels", {})}
     assert _interpolate(services["ollama-export"]["environment"]["APT_OLLAMA_URL"], {"APT_OLLAMA_URL": URL}) == URL
     assert _interpolate(services["ollama-export"]["environment"]["APT_OLLAMA_URL"], {}) == ""
     for name, service in services.items():
         declared = PluginManifest.load(SERVICES_DIR / name).setting_names
         own = {k for k in service["environment"] if k not in SHARED_VARIABLES and k != "HOME"}
         assert own == declared, name
+        # the gateway holds them too, for the replicas its docker deployer starts (plugin install)
+        assert declared <= set(compose["gateway"]["environment"]), f"docker-compose.yml gateway lacks {declared}"
 
 
 def _configmap_refs(deployment: dict) -> dict[str, dict]:
