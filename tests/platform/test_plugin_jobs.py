@@ -193,3 +193,49 @@ def test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong(echo_gatewa
                  lambda: list(jobs.WatchJob(job_pb2.WatchJobRequest(id="echo:0ff"), timeout=10))):
         code, details = _code_and_details(call)
         assert code == grpc.StatusCode.NOT_FOUND and "echo:0ff" in details, details
+        if "Watch" not in str(call.__code__.co_names):
+            assert "here" in details, details  # the plugin's own answer, passed on as it came
+
+
+def test_a_job_is_found_on_whichever_replica_holds_it(gateway):
+    """With two replicas, a replica that does not know the job is not the answer: the next is asked."""
+    gateway.app.registry.install("echo", replicas=2)
+    echo = echo_pb2_grpc.EchoStub(gateway.channel())
+    jobs = plugin_pb2_grpc.JobsStub(gateway.channel())
+    started = [echo.StartEcho(echo_pb2.StartEchoRequest(text=str(i), steps=1), timeout=10) for i in range(4)]
+    for job in started:
+        assert jobs.GetJob(job_pb2.GetJobRequest(id=job.id), timeout=10).id == job.id
+    assert sorted(j.id for j in jobs.ListJobs(job_pb2.ListJobsRequest(service="echo"), timeout=10).jobs) == \
+        sorted(j.id for j in started)  # each replica lists its own
+
+
+def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped(tmp_path):
+    """UNAVAILABLE from a replica marks it unhealthy at once, not a health round later, and job
+    calls then go only to the replicas still healthy."""
+    gw = start_gateway(tmp_path / "home", health_interval=3600)
+    try:
+        inst = gw.app.registry.install("echo", replicas=2)
+        jobs = plugin_pb2_grpc.JobsStub(gw.channel())
+        echo = echo_pb2_grpc.EchoStub(gw.channel())
+        started = [echo.StartEcho(echo_pb2.StartEchoRequest(text=str(i), steps=1), timeout=10) for i in range(4)]
+        dead, live = inst.endpoints
+        port = int(dead.rpartition(":")[2])
+        plugin = [p for p in psutil.Process().children(recursive=True)
+                  if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in p.net_connections())]
+        assert plugin, f"no process listens on {dead}"
+        for p in plugin:  # killed behind the data plane's back: only the job call can notice
+            p.kill()
+        psutil.wait_procs(plugin, timeout=10)
+        assert inst.healthy_endpoints() == [dead, live]  # no health round has run
+        code, _ = _code_and_details(lambda: jobs.GetJob(job_pb2.GetJobRequest(id=started[0].id), timeout=10))
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert inst.healthy_endpoints() == [live]
+        found = []
+        for job in started:  # the live replica's jobs are still there; the dead one's are gone
+            try:
+                found.append(jobs.GetJob(job_pb2.GetJobRequest(id=job.id), timeout=10).id)
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
+        assert found, "no job was on the live replica"
+    finally:
+        stop_gateway(gw)
