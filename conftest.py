@@ -2,6 +2,7 @@
 
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -15,8 +16,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-# The fixtures every service's tests share (store, tiny, job_recorder, report_every_step, wait_job).
-pytest_plugins = ("apt_model.testing.fixtures",)
+# The fixtures every service's tests share (store, tiny, job_recorder, report_every_step, wait_job):
+# pytest loads them itself where apt-model is installed (its pytest11 entry point), else from here.
+if not any(ep.value == "apt_model.testing.fixtures" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ("apt_model.testing.fixtures",)
 
 
 def pytest_runtest_logstart(nodeid, location):

@@ -74,6 +74,10 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     t.add_argument("--threads", type=int, default=0, help="CPU threads (0: the gateway's setting)")
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop and save after this long")
+    t.add_argument("--workers", type=int, default=0,
+                   help="data-parallel ranks on the gateway's machine (torchrun; default 1); --batch-size is "
+                        "the global batch, split evenly over them")
+    t.add_argument("--nodes", type=int, default=0, help="machines (default 1; more needs the kubernetes deployer)")
     add_job_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -157,6 +161,7 @@ def cmd_train(ctx: Ctx) -> None:
         vocab_size=a.vocab_size, tokenizer_from=a.tokenizer_from, seq_len=a.seq_len, batch_size=a.batch_size,
         grad_accum=a.grad_accum, max_steps=a.max_steps, learning_rate=a.lr, eval_every=a.eval_every, seed=a.seed,
         resume=a.resume, device=a.device, overwrite=a.overwrite, threads=a.threads, max_minutes=a.max_minutes,
+        workers=a.workers, nodes=a.nodes,
         **optional)
     def render(r: dict) -> None:
         val = (f", validation loss {r['val_loss']:.4f} (perplexity {r['val_perplexity']:.2f})"

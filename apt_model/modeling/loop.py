@@ -12,6 +12,7 @@ then ``errors.Cancelled`` goes up).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import torch
 
 from apt_model import errors
 from apt_model.modeling import trainlog
+from apt_model.modeling.distributed import Ranks
 from apt_model.runtime.jobs import JobContext
 
 REPORT_SECONDS = 0.5  # progress updates at most this often (evaluations and the last step always)
@@ -60,6 +62,8 @@ class Loop:
     on_step: Callable[[int], None] | None = None  # after each step (1-based), e.g. a rewind point
     log: list[dict[str, Any]] = field(default_factory=list)  # training_log.jsonl rows, numbered on
     log_extra: dict[str, Any] = field(default_factory=dict)  # fields every row of this loop carries
+    ranks: Ranks = field(default_factory=Ranks)  # a data-parallel run: terms averaged, stops agreed
+    no_sync: Callable[[], Any] | None = None     # DDP's no_sync: skip the all-reduce of all but the last micro-batch
     stopped_early: bool = False
     last: dict[str, float] = field(default_factory=dict)     # the last step's terms and evaluation
 
@@ -71,12 +75,18 @@ class Loop:
         self.model.train()
         try:
             while step < self.max_steps:
-                self.ctx.check_cancelled()
+                if self.ranks.world == 1:  # ranks agree on a cancel after each step (below)
+                    self.ctx.check_cancelled()
                 t0 = time.perf_counter()
                 lr = self.lr_at(step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 terms, tokens = self._backward(step, forward)
+                # one small all-reduce: the global batch's terms, and whether any rank must stop
+                terms, stop = self.ranks.agree(terms, {
+                    "cancel": self.ranks.world > 1 and self.ctx.cancelled,
+                    "deadline": time.monotonic() >= deadline})
+                tokens *= self.ranks.world
                 blocks = trainlog.block_grad_norms(self.model) if trainlog.wants_block_norms(
                     len(self.log) + 1) else None
                 # the total norm before clipping, for the log (an infinite limit clips nothing)
@@ -105,7 +115,9 @@ class Loop:
                 if now - last_report >= REPORT_SECONDS or step == self.max_steps or evaluated:
                     self._report(step, first, now - started, lr, trained)
                     last_report = now
-                if now >= deadline and step < self.max_steps:
+                if stop["cancel"]:
+                    raise errors.Cancelled("The job was cancelled.")
+                if stop["deadline"] and step < self.max_steps:
                     self.stopped_early = True
                     break
         except errors.Cancelled:
@@ -120,16 +132,18 @@ class Loop:
         sums: dict[str, float] = {}
         tokens = 0
         for micro in range(self.grad_accum):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
-                terms = dict(forward(step, micro))
-            tokens += int(terms.pop("tokens", self.tokens_per_step // self.grad_accum))
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                parts = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items() if k != "loss")
-                raise errors.FailedPrecondition(
-                    f"{self.stage}: the loss became {float(loss)} at step {step + 1}"
-                    + (f" ({parts})" if parts else "") + f"; {self.nonfinite_hint}.")
-            (loss / self.grad_accum).backward()
+            last = micro == self.grad_accum - 1
+            with self.no_sync() if self.no_sync is not None and not last else contextlib.nullcontext():
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
+                    terms = dict(forward(step, micro))
+                tokens += int(terms.pop("tokens", self.tokens_per_step // self.grad_accum))
+                loss = terms["loss"]
+                if not torch.isfinite(loss):
+                    parts = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items() if k != "loss")
+                    raise errors.FailedPrecondition(
+                        f"{self.stage}: the loss became {float(loss)} at step {step + 1}"
+                        + (f" ({parts})" if parts else "") + f"; {self.nonfinite_hint}.")
+                (loss / self.grad_accum).backward()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) / self.grad_accum
         return sums, tokens

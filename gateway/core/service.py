@@ -49,7 +49,7 @@ def train_spec(r: pb.TrainRequest, paths: PathPolicy) -> train.TrainSpec:
         eval_fraction=r.eval_fraction if r.HasField("eval_fraction") else d.eval_fraction,
         seed=r.seed, checkpoint_every=r.checkpoint_every if r.HasField("checkpoint_every") else d.checkpoint_every,
         resume=r.resume, device=r.device or d.device, overwrite=r.overwrite, threads=r.threads,
-        max_minutes=r.max_minutes,
+        max_minutes=r.max_minutes, workers=r.workers or d.workers, nodes=r.nodes or d.nodes,
     )
 
 

@@ -23,7 +23,9 @@ from apt_model.modeling.loss import can_fuse, causal_lm_loss
 from apt_model.modeling.memory import fused_loss_applies, training_estimate
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
+from apt_model.modeling import distributed
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.modeling.tokenizer import train_tokenizer
@@ -34,10 +36,12 @@ from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
+MAX_WORKERS = 64
 CHECKPOINT_KIND = "train"  # APT_HOME/checkpoints/train/<name>/ (apt_model.modeling.checkpoint)
 
 # Fields that may change between a run and its resume without changing the loss curve.
-RESUMABLE_CHANGES = {"resume", "device", "overwrite", "threads", "max_minutes", "checkpoint_every", "eval_every"}
+RESUMABLE_CHANGES = {"resume", "device", "overwrite", "threads", "max_minutes", "checkpoint_every", "eval_every",
+                     "workers", "nodes"}  # a checkpoint of 2 ranks resumes on 1: the state is the same
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class TrainSpec:
     overwrite: bool = False  # replace a store model of the same name
     threads: int = 0  # torch CPU threads; 0 = leave as set
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0 = no limit
+    workers: int = 1  # data-parallel ranks on this machine (torchrun; apt_model.modeling.distributed)
+    nodes: int = 1  # machines; more than one needs the kubernetes deployer's training-operator jobs
 
     @property
     def warmup(self) -> int:
@@ -90,6 +96,11 @@ class TrainSpec:
         for attr in ("weight_decay", "grad_clip", "max_minutes", "threads", "checkpoint_every"):
             if getattr(self, attr) < 0:
                 bad.append((attr, f"{attr} must be >= 0"))
+        if not 1 <= self.workers <= MAX_WORKERS:
+            bad.append(("workers", f"workers must be in 1..{MAX_WORKERS}"))
+        elif self.batch_size % self.workers:
+            bad.append(("batch_size", f"batch_size ({self.batch_size}) must be a multiple of workers ({self.workers}): "
+                                      f"each rank trains an equal share of the global batch"))
         if self.warmup >= self.max_steps:
             bad.append(("warmup_steps", f"warmup_steps ({self.warmup}) must be smaller than max_steps ({self.max_steps})"))
         if not 8 <= self.vocab_size <= limits.CEILINGS["vocab"][0]:
@@ -102,6 +113,11 @@ class TrainSpec:
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
+        if self.nodes != 1:
+            raise errors.FailedPrecondition(
+                "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
+                "deployer, which is not built yet; train on one machine with --workers N.",
+                reason="MULTI_NODE_NOT_BUILT")
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")
@@ -214,8 +230,8 @@ def _checkpoints(store: Store, spec: TrainSpec) -> RunCheckpoint:
     return RunCheckpoint(store, CHECKPOINT_KIND, spec.name)
 
 
-def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, list[str], dict]:
-    """A new run (tokenizer trained, model initialised) or the checkpointed one resumed.
+def _start_run(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks) -> tuple[_Run, list[str], dict]:
+    """A new run (tokenizer trained by rank 0, model initialised) or the checkpointed one resumed.
 
     Returns the run, the corpus documents and extra lineage parameters.
     """
@@ -238,19 +254,25 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext) -> tuple[_Run, li
         ctx.report(message=f"resumed from the checkpoint at step {step}")
         return run, corpus.documents, {"corpus": corpus.sources}
     ctx.report(stage="tokenizer", message=f"{len(corpus.documents)} documents, {corpus.characters} characters")
-    if spec.tokenizer_from:
-        from apt_model.modeling.io import load_tokenizer
+    if ranks.main:
+        if spec.tokenizer_from:
+            from apt_model.modeling.io import load_tokenizer
 
-        tokenizer = load_tokenizer(store.model(spec.tokenizer_from).path)
-    else:
-        tokenizer = train_tokenizer(corpus.documents, vocab_size=spec.vocab_size)
-    ckpt.remove()  # --overwrite of an older unfinished run
-    ckpt.save_tokenizer(tokenizer)
+            tokenizer = load_tokenizer(store.model(spec.tokenizer_from).path)
+        else:
+            tokenizer = train_tokenizer(corpus.documents, vocab_size=spec.vocab_size)
+        ckpt.remove()  # --overwrite of an older unfinished run
+        ckpt.save_tokenizer(tokenizer)
+    ranks.barrier()
+    if not ranks.main:  # the tokenizer rank 0 made, not one of its own
+        tokenizer = ckpt.load_tokenizer()
     model = create_model(model_config(spec, tokenizer), seed=spec.seed)
     return _Run(model, make_optimizer(model, spec), tokenizer), corpus.documents, {"corpus": corpus.sources}
 
 
-def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int) -> None:
+def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int, ranks: Ranks) -> None:
+    if not ranks.main:  # every rank holds the same state: rank 0 writes it
+        return
     _checkpoints(store, spec).save(step, {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
                                           "config": run.model.config.to_dict()}, spec.curve_fields(), run.log)
 
@@ -271,40 +293,69 @@ def _return_freed_memory_to_os() -> None:
         libc.mallopt(-1, 1 << 20)  # M_TRIM_THRESHOLD
 
 
-def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
-    """The job: train, checkpoint, evaluate, then store the model with lineage and metrics."""
+class _BatchLoss(torch.nn.Module):
+    """The loss of a batch as a module, so DDP's forward wraps all of it (the fused loss reads the
+    output projection's weight outside the model's own forward)."""
+
+    def __init__(self, model, device: str):
+        super().__init__()
+        self.model, self.device = model, device
+
+    def forward(self, batch):
+        return batch_loss(self.model, batch, self.device)
+
+
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
+    """The job: train, checkpoint, evaluate, then store the model with lineage and metrics.
+
+    With ``workers`` > 1 the job runs ``spec.workers`` ranks under torchrun
+    (``gateway.core.train_rank``, each calling this with its ``ranks``) and follows them."""
+    if ranks is None and spec.workers > 1:
+        folder = store.root / ".runs" / f"{CHECKPOINT_KIND}-{spec.name}"
+        return distributed.launch("gateway.core.train_rank", {"home": str(store.root), "spec": asdict(spec)},
+                                  spec.workers, folder, ctx, threads=spec.threads or 1)
+    ranks = ranks or Ranks()
     _return_freed_memory_to_os()
     if spec.threads:
         torch.set_num_threads(spec.threads)
     device = pick_device(spec.device)
+    ranks.init(device)
     ctx.report(stage="data", progress=0.0)
-    run, documents, lineage_extra = _start_run(store, spec, ctx)
+    run, documents, lineage_extra = _start_run(store, spec, ctx, ranks)
     # On resume the token stream is rebuilt from the same corpus with the saved tokenizer.
     ids = tokenize_documents(run.tokenizer, documents)
     train_ids, val_ids = split_tokens(ids, spec.eval_fraction, spec.seq_len)
     model = run.model.to(device)
     ctx.report(stage="train", message=f"{train_ids.numel()} training tokens, {val_ids.numel()} held out, "
-               f"{lm.count_parameters(model)[0]} parameters on {device}")
+               f"{lm.count_parameters(model)[0]} parameters on {device}"
+               + (f", {ranks.world} ranks" if ranks.world > 1 else ""))
+    loss = ranks.wrap(_BatchLoss(model, device), device)
 
     def forward(step: int, micro: int) -> dict:
+        # every rank draws the same global batch and trains its share of the rows
         batch = lm.random_windows(train_ids, spec.batch_size, spec.seq_len, spec.seed, step * spec.grad_accum + micro)
-        return {"loss": batch_loss(model, batch, device)}
+        return {"loss": loss(ranks.shard(batch))}
 
     def checkpoint(step: int) -> None:
         run.step = step
-        _checkpoint(store, spec, run, step)
+        _checkpoint(store, spec, run, step, ranks)
+
+    def evaluate() -> dict:  # rank 0 evaluates; the others wait for it at the next step
+        return {"val_loss": validation_loss(model, val_ids, spec, device)} if ranks.main else {}
 
     loop = Loop(ctx, model, run.optimizer, functools.partial(lr_at, spec), spec.max_steps,
-                spec.batch_size * spec.seq_len * spec.grad_accum, grad_accum=spec.grad_accum,
+                spec.batch_size * spec.seq_len * spec.grad_accum // ranks.world, grad_accum=spec.grad_accum,
                 grad_clip=spec.grad_clip, device=device, eval_every=spec.eval_every if val_ids.numel() else 0,
-                evaluate=lambda: {"val_loss": validation_loss(model, val_ids, spec, device)},
-                checkpoint_every=spec.checkpoint_every, checkpoint=checkpoint,
+                evaluate=evaluate, checkpoint_every=spec.checkpoint_every, checkpoint=checkpoint,
                 max_seconds=spec.max_minutes * 60 if spec.max_minutes else math.inf,
                 nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
-                               f"then resume or start over", log=run.log)
+                               f"then resume or start over", log=run.log, ranks=ranks,
+                no_sync=getattr(loss, "no_sync", None))
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")
+    if not ranks.main:
+        return {}
     return _finish(store, spec, run, val_ids, device, loop.stopped_early, lineage_extra)
 
 

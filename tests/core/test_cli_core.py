@@ -17,6 +17,21 @@ def gw(gateway):
     return gateway
 
 
+def test_train_with_two_ranks_through_the_gateway(gw, tmp_path):
+    """`--workers 2`: the gateway runs the job as two torchrun ranks and the CLI sees one job."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(SAMPLE_TEXT), encoding="utf-8")
+    common = ["--corpus", str(corpus), "--vocab-size", "300", "--seq-len", "32", "--batch-size", "4",
+              "--max-steps", "6", "--eval-every", "3", "--threads", "1", "--json"]
+    one = json.loads(run_cli(gw, "train", "ranks-1", *common).stdout)["result"]
+    out = run_cli(gw, "train", "ranks-2", "--workers", "2", *common)
+    assert out.returncode == 0, out.stderr
+    two = json.loads(out.stdout)["result"]
+    assert two["steps"] == 6 and two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    out = run_cli(gw, "train", "ranks-3", "--workers", "3", *common)
+    assert out.returncode == 3 and "must be a multiple of workers" in out.stderr  # INVALID_ARGUMENT
+
+
 def test_info_list_size_debug(gw):
     out = run_cli(gw, "info", "cli-tiny", "--json")
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,278 @@
+"""Data-parallel training on ``torch.distributed``: a training job with ``workers`` > 1 runs
+its ranks under torchrun (``torch.distributed.run``: the elastic agent, c10d rendezvous on
+loopback), gloo on CPU and NCCL on CUDA, DDP over the service's own loss.
+
+The service process that owns the job (``launch``) writes the job's payload into a run folder,
+starts torchrun there and relays what rank 0 writes (progress, warnings, the result) to the
+job; a cancelled job leaves a ``cancel`` file that every rank sees at the same step (the flag
+is all-reduced), so the ranks checkpoint and stop together. A rank that fails leaves its error
+(``error-<rank>.json``) and the elastic agent stops the others; the job fails with that rank's
+error, or, for a rank that died without one (killed), with torchrun's account of it.
+
+Inside a rank, ``Ranks`` is this process's place in the run, and ``RankContext`` the job
+context the training loop talks to (``apt_model.modeling.loop.Loop`` takes ``ranks``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from apt_model import errors
+
+EVENTS = "events.jsonl"   # rank 0's reports and warnings, one JSON object a line
+RESULT = "result.json"    # rank 0's result
+PAYLOAD = "job.json"      # what the ranks run: written by the launcher
+CANCEL = "cancel"         # present once the job was cancelled
+STOP_GRACE_SECONDS = 20   # after a cancel, how long the ranks get to checkpoint before SIGKILL
+POLL_SECONDS = 0.2
+
+log = logging.getLogger("apt.distributed")
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a data-parallel run (one rank of one when not under torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Ranks":
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def init(self, device: str) -> None:
+        """Join the process group (torchrun's env:// rendezvous); nothing for one rank."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if device == "cuda":
+                import torch
+
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if device == "cuda" else "gloo")
+
+    def close(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+    def shard(self, batch):
+        """This rank's rows of a global batch that every rank drew the same (contiguous, equal)."""
+        if self.world == 1:
+            return batch
+        per = batch.shape[0] // self.world
+        return batch[self.rank * per:(self.rank + 1) * per]
+
+    def agree(self, values: dict[str, float], flags: dict[str, bool]) -> tuple[dict[str, float], dict[str, bool]]:
+        """In one all-reduce: the mean over the ranks of each value (the global batch's loss) and,
+        for each flag, whether it is set on any rank (so every rank takes the same branch)."""
+        if self.world == 1:
+            return values, flags
+        import torch
+        import torch.distributed as dist
+
+        keys, names = sorted(values), sorted(flags)
+        t = torch.tensor([values[k] for k in keys] + [1.0 if flags[n] else 0.0 for n in names], dtype=torch.float64)
+        dist.all_reduce(t)
+        out = t.tolist()
+        return ({k: v / self.world for k, v in zip(keys, out)},
+                {n: v > 0 for n, v in zip(names, out[len(keys):])})
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (so every rank takes the same branch)."""
+        if self.world == 1:
+            return flag
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def wrap(self, module, device: str):
+        """``module`` under DDP (gradients averaged over the ranks in backward); itself for one rank."""
+        if self.world == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        # bucket views: the gradients are the all-reduce buckets, not copied into them
+        return DistributedDataParallel(module, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))]
+                                       if device == "cuda" else None, gradient_as_bucket_view=True)
+
+
+class RankContext:
+    """The job context inside a rank: rank 0 reports and warns (into the run folder, for the
+    launcher to relay); every rank checks for cancel, agreeing on it with the others."""
+
+    def __init__(self, folder: Path, ranks: Ranks):
+        self.folder, self.ranks = Path(folder), ranks
+
+    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics) -> None:
+        if self.ranks.main:
+            self._write({"report": {"progress": progress, "stage": stage, "message": message,
+                                    "eta_seconds": eta_seconds, **metrics}})
+
+    def warn(self, text: str) -> None:
+        if self.ranks.main:
+            self._write({"warn": text})
+
+    def check_cancelled(self) -> None:
+        if self.ranks.any(self.ranks.main and (self.folder / CANCEL).exists()):
+            raise errors.Cancelled("The job was cancelled.")
+
+    @property
+    def cancelled(self) -> bool:
+        return (self.folder / CANCEL).exists()
+
+    def _write(self, event: dict) -> None:
+        with open(self.folder / EVENTS, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(event, default=float) + "\n")
+
+
+def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
+    """The body of a rank's ``__main__``: ``run(payload, ctx, ranks)`` in the run folder given as
+    the first argument; rank 0's result goes to ``result.json``, a rank's error to
+    ``error-<rank>.json`` (then it exits 1, and the elastic agent stops the others)."""
+    folder = Path(sys.argv[1])
+    ranks = Ranks.from_env()
+    payload = json.loads((folder / PAYLOAD).read_text())
+    try:
+        result = run(payload, RankContext(folder, ranks), ranks)
+        if ranks.main:
+            tmp = folder / f".{RESULT}.tmp"
+            tmp.write_text(json.dumps(result, default=float))
+            os.replace(tmp, folder / RESULT)
+    except BaseException as exc:  # noqa: BLE001 - every way a rank ends badly is the job's error
+        kind = type(exc).__name__ if isinstance(exc, errors.AptError) else "AptError"
+        message = exc.message if isinstance(exc, errors.AptError) else f"{type(exc).__name__}: {exc}"
+        (folder / f"error-{ranks.rank}.json").write_text(json.dumps(
+            {"type": kind, "message": message, "reason": getattr(exc, "reason", "INTERNAL")}))
+        ranks.close()
+        sys.exit(1)
+    ranks.close()
+
+
+def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx, *,
+           threads: int = 1, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run ``python -m module FOLDER`` as ``workers`` ranks under torchrun and follow it as the job
+    ``ctx``; returns rank 0's result, or raises the failed rank's error (``errors.Cancelled`` after
+    a cancel)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
+        (folder / stale).unlink(missing_ok=True)
+    (folder / PAYLOAD).write_text(json.dumps(payload))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
+           "--monitor-interval=0.5", "-m", module, str(folder)]
+    # the ranks import what this process imports (a plugin's own package is on its sys.path)
+    path = os.pathsep.join(p for p in [*sys.path, os.environ.get("PYTHONPATH", "")] if p)
+    run_env = {**os.environ, **(env or {}), "PYTHONPATH": path, "OMP_NUM_THREADS": str(max(threads, 1)),
+               "TORCHELASTIC_ERROR_FILE": str(folder / "torchrun-error.json")}
+    out = open(folder / "torchrun.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
+    relay = _Relay(folder / EVENTS, ctx)
+    cancelled_at = None
+    try:
+        while proc.poll() is None:
+            relay.pump()
+            if cancelled_at is None and ctx.cancelled:
+                (folder / CANCEL).touch()
+                cancelled_at = time.monotonic()
+            elif cancelled_at is not None and time.monotonic() - cancelled_at > STOP_GRACE_SECONDS:
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        _stop(proc)
+        raise
+    finally:
+        out.close()
+    relay.pump()
+    if proc.returncode == 0 and (folder / RESULT).is_file():
+        return json.loads((folder / RESULT).read_text())
+    raise _failure(folder, workers, proc.returncode)
+
+
+class _Relay:
+    """Hands rank 0's events to the job as they are appended."""
+
+    def __init__(self, path: Path, ctx):
+        self.path, self.ctx, self.offset = path, ctx, 0
+
+    def pump(self) -> None:
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            event = json.loads(line)
+            if "warn" in event:
+                self.ctx.warn(event["warn"])
+            else:
+                report = event["report"]
+                self.ctx.report(report.pop("progress"), report.pop("stage"), report.pop("message"),
+                                report.pop("eta_seconds"), **report)
+
+
+_EXIT = re.compile(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+).*?(?:\n\s*error_file.*?)?\n\s*traceback\s*:\s*([^\n]*)")
+
+
+def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
+    """The error the job fails with. A rank killed by a signal (not torchrun's own SIGTERM to the
+    survivors) is the cause: the errors the others then raise (a peer's connection reset) are its
+    consequences. Otherwise the lowest rank's own error; a cancel, when that is what they saw."""
+    output = (folder / "torchrun.log").read_text(errors="replace")
+    own = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("error-*.json")}
+    died = {int(rank): why.strip() for rank, exit_code, why in _EXIT.findall(output)
+            if int(exit_code) < 0 and int(exit_code) != -signal.SIGTERM and int(rank) not in own}
+    if died:
+        rank = min(died)
+        log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-40:]))
+        return errors.AptError(f"Rank {rank} of the {workers}-rank run died: {died[rank]} (torchrun exit {code}); "
+                               "the service's log has torchrun's output.", reason="RANK_FAILED")
+    failed = {rank: err for rank, err in own.items() if err["type"] != "Cancelled"}
+    if not failed and own:
+        return errors.Cancelled("The job was cancelled.")
+    if failed:
+        rank = min(failed)
+        err = failed[rank]
+        cls = getattr(errors, err["type"], errors.AptError)
+        return cls(f"rank {rank} of {workers}: {err['message']}", reason=err["reason"])
+    log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-40:]))
+    return errors.AptError(f"The {workers}-rank run ended (torchrun exit {code}) without an error from any rank; "
+                           "the service's log has torchrun's output.", reason="RANK_FAILED")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(5)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()

@@ -1,0 +1,120 @@
+"""Data-parallel `train` (#18): ranks under torchrun, gloo on CPU (apt_model.modeling.distributed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from apt_model import errors
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.testing import JobRecorder
+from gateway.core.train import TrainSpec, run_train
+
+SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=20, eval_every=10, checkpoint_every=0,
+             learning_rate=3e-3, threads=1)
+
+
+def _spec(store, corpus_file, name, **kw) -> TrainSpec:
+    return TrainSpec(name=name, corpus_paths=(str(corpus_file),), **{**SMALL, **kw}).validate(store)
+
+
+class CancelAtStep(JobRecorder):
+    """Cancels the job (as CancelJob does) once a relayed report reaches ``step``."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.at, self.cancelled_at = step, None
+
+    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
+        super().report(progress, stage, message, eta_seconds, **metrics)
+        if metrics.get("step", 0) >= self.at and self.cancelled_at is None:
+            self.cancelled_at = time.monotonic()
+            self._cancel.set()
+
+
+def _rank_pids(folder: Path) -> dict[int, int]:
+    """{rank: pid} of the rank processes of the run in ``folder`` (not torchrun's agent)."""
+    pids = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+        except (OSError, ValueError):
+            continue
+        if b"gateway.core.train_rank" in cmd and str(folder).encode() in cmd and b"torch.distributed.run" not in cmd:
+            pids[int(env.get(b"RANK", b"-1"))] = int(proc.name)
+    return pids
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_two_ranks_train_the_same_curve_as_one(store, corpus_file, grad_accum):
+    one = run_train(store, _spec(store, corpus_file, "one", grad_accum=grad_accum), JobRecorder())
+    recorder = JobRecorder()
+    two = run_train(store, _spec(store, corpus_file, "two", workers=2, grad_accum=grad_accum), recorder)
+    assert [p["step"] for p in two["loss_curve"]] == list(range(1, 21))
+    for a, b in zip(one["loss_curve"], two["loss_curve"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+    assert store.exists("models", "two") and recorder.series("step")[-1] == 20  # rank 0's reports reach the job
+    assert not _rank_pids(store.root / ".runs" / "train-two")
+
+
+def test_cancel_stops_both_ranks_and_the_checkpoint_resumes_on_one(store, corpus_file):
+    ctx = CancelAtStep(5)
+    with pytest.raises(errors.Cancelled):
+        run_train(store, _spec(store, corpus_file, "cut", workers=2, max_steps=400, eval_every=400), ctx)
+    assert time.monotonic() - ctx.cancelled_at < 5  # both ranks stopped (checkpoint written) within 5 s
+    assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
+    reached = RunCheckpoint(store, "train", "cut").step()
+    assert reached is not None and 5 <= reached < 400
+    # the 2-rank checkpoint continues on one rank: the same curve as a run never interrupted
+    resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400, resume=True),
+                        JobRecorder())
+    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
+    assert resumed["steps"] == 400
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+
+
+def test_a_killed_rank_fails_the_job_with_that_ranks_end(store, corpus_file):
+    folder = store.root / ".runs" / "train-killed"
+    killed: list[float] = []
+
+    def kill_rank_one():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            if (folder / "events.jsonl").is_file() and b'"step"' in (folder / "events.jsonl").read_bytes():
+                ranks = _rank_pids(folder)
+                if 1 in ranks:
+                    os.kill(ranks[1], signal.SIGKILL)
+                    killed.append(time.monotonic())
+            time.sleep(0.1)
+
+    threading.Thread(target=kill_rank_one, daemon=True).start()
+    with pytest.raises(errors.AptError) as info:
+        run_train(store, _spec(store, corpus_file, "killed", workers=2, max_steps=5000, eval_every=5000),
+                  JobRecorder())
+    assert killed and time.monotonic() - killed[0] < 10
+    assert info.value.reason == "RANK_FAILED" and "SIGKILL" in info.value.message, info.value.message
+    assert not _rank_pids(folder) and not store.exists("models", "killed")
+
+
+def test_a_rank_that_fails_fails_the_job_with_its_own_error(store, corpus_file):
+    spec = _spec(store, corpus_file, "gone", workers=2)
+    corpus_file.unlink()  # after the checks, before the ranks read it
+    with pytest.raises(errors.AptError, match=r"^rank 0 of 2: .*corpus\.txt") as info:
+        run_train(store, spec, JobRecorder())
+    assert info.value.reason != "RANK_FAILED" and not store.exists("models", "gone")
+
+
+def test_workers_and_nodes_are_checked(store, corpus_file):
+    with pytest.raises(errors.InvalidArgument, match="must be a multiple of workers"):
+        _spec(store, corpus_file, "m", workers=3)
+    with pytest.raises(errors.InvalidArgument, match="workers must be in 1..64"):
+        _spec(store, corpus_file, "m", workers=0)
+    with pytest.raises(errors.FailedPrecondition, match="Multi-node training"):
+        _spec(store, corpus_file, "m", nodes=2)
