@@ -68,8 +68,11 @@ TARGETS = (
     # the echo plugin's quick jobs; test_plugin_jobs' two pruning runs (UNAVAILABLE when a
     # plugin dies mid-job) are left out: ~20 s per mutant on 2 cores
     Target("gateway-jobs", "gateway", ("gateway/jobs.py",), (
-        "tests/platform/test_plugin_jobs.py::test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
-        "tests/platform/test_plugin_jobs.py::test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
+        *(f"tests/platform/test_plugin_jobs.py::{t}" for t in (
+            "test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
+            "test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
+            "test_a_job_is_found_on_whichever_replica_holds_it",
+            "test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped")),
         "tests/platform/test_job_results.py",
         "tests/core/test_gateway_core.py",
         "tests/core/test_in_use.py",
@@ -83,7 +86,10 @@ TARGETS = (
         f"{PRUNE}/tests/test_service.py::test_model_in_use_by_another_job_is_refused",
         f"{PRUNE}/tests/test_service.py::test_list_strategies_includes_registered_importance",
         f"{PRUNE}/tests/test_service.py::test_prune_job_end_to_end",
+        f"{PRUNE}/tests/test_service.py::test_host_paths_are_resolved_field_by_field_and_a_bad_one_is_named",
         f"{PRUNE}/tests/test_unstructured.py::test_taylor_without_text_is_refused",
+        f"{PRUNE}/tests/test_unstructured.py::test_missing_or_misplaced_text_is_refused_saying_what_to_give",
+        f"{PRUNE}/tests/test_unstructured.py::test_each_source_of_text_is_enough_where_it_is_used",
         f"{PRUNE}/tests/test_unstructured.py::test_lottery_rewinds_surviving_weights_to_the_early_checkpoint",
         f"{PRUNE}/tests/test_width.py::test_bad_hidden_ratio_is_refused",
         f"{PRUNE}/tests/test_width.py::test_parts_named_explicitly_are_the_only_ones_pruned",
@@ -100,6 +106,32 @@ TARGETS = (
         f"{DISTILL}/tests/test_service.py::test_unknown_teacher_is_not_found",
         f"{DISTILL}/tests/test_service.py::test_unregistered_custom_loss_is_invalid",
         f"{DISTILL}/tests/test_service.py::test_a_run_streams_losses_and_lands_in_the_store",
+    )),
+    # apt_model/runtime: app.py and interceptors.py join once their refactor has landed
+    Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
+        "tests/platform/test_validation.py",
+    )),
+    Target("runtime-results", "apt_model", (f"{RUNTIME}/results.py",), (
+        "tests/platform/test_job_results.py",
+    )),
+    Target("runtime-contract", "apt_model", (f"{RUNTIME}/contract.py",), (
+        "tests/platform/test_plugin_manifests.py",
+    )),
+    Target("runtime-jobs", "apt_model", (f"{RUNTIME}/jobs.py", f"{RUNTIME}/jobs_grpc.py"), (
+        "tests/platform/test_job_results.py",
+        "tests/platform/test_plugin_jobs.py::test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
+        "tests/platform/test_plugin_jobs.py::test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
+        "tests/platform/test_limits.py",
+        "tests/core/test_in_use.py",
+        "tests/security/test_bounds.py",
+        "tests/security/test_stalls.py",
+    )),
+    Target("store", "apt_model", tuple(f"apt_model/store/{m}.py" for m in ("api", "entry", "fs", "locks", "settle")), (
+        "tests/core/test_atomicity.py",
+        "tests/core/test_store_guards.py",
+        "tests/core/test_settle.py",
+        "tests/core/test_in_use.py",
+        "tests/security/test_store_race.py",
     )),
 )
 

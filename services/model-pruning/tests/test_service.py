@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from apt_model import errors
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2_grpc
@@ -18,7 +20,9 @@ from apt_model.runtime.jobs_grpc import job_result
 from apt_model.runtime.results import typed_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
+from apt_model.trust import PathPolicy
 from apt_prune.service import START_PRUNE
+from apt_prune.spec import PruneSpec
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
@@ -115,3 +119,23 @@ def test_list_strategies_includes_registered_importance(home, custom_importance)
         resp = pruning_pb2_grpc.PruningStub(channel).ListStrategies(pb.ListStrategiesRequest())
     assert list(resp.strategies) == ["magnitude", "taylor", "lottery", "structured", "reverse"]
     assert "reverse" in resp.importances and "taylor" in resp.importances
+
+
+def test_host_paths_are_resolved_field_by_field_and_a_bad_one_is_named(tmp_path):
+    """with_host_paths, which the service applies before a job starts: each text file field becomes
+    its real path inside the data roots, and a path that is refused names its own field."""
+    fields = ("calibration_path", "recovery_path", "eval_path")
+    root = tmp_path / "data"
+    root.mkdir()
+    (tmp_path / "via").symlink_to(root, target_is_directory=True)
+    for field in fields:
+        (root / f"{field}.txt").write_text("text")
+    spec = PruneSpec(name="tiny", output_name="out", strategy="magnitude", ratio=0.5,
+                     **{f: str(tmp_path / "via" / f"{f}.txt") for f in fields})
+    paths = PathPolicy.create(tmp_path / "home", roots=[str(root)])
+    resolved = spec.with_host_paths(paths)
+    assert [getattr(resolved, f) for f in fields] == [str(root / f"{f}.txt") for f in fields]
+    for field in fields:
+        with pytest.raises(errors.InvalidArgument, match=f"^The {field} 'rel.txt' is not absolute"):
+            dataclasses.replace(spec, **{field: "rel.txt"}).with_host_paths(paths)
+    assert dataclasses.replace(spec, eval_path="").with_host_paths(paths).eval_path == ""

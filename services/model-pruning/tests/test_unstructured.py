@@ -74,6 +74,36 @@ def test_taylor_without_text_is_refused(home):
         PruneSpec.from_request(pb.PruneRequest(name="tiny", strategy="taylor", ratio=0.5, eval_path="x.txt"))
 
 
+@pytest.mark.parametrize("fields, message", [
+    (dict(strategy="lottery"),
+     "Give training text for lottery training: recovery_dataset (a store dataset) or recovery_path (a file)."),
+    (dict(recovery_steps=5),
+     "Give training text for the recovery fine-tune: recovery_dataset (a store dataset) or recovery_path (a file)."),
+    (dict(strategy="taylor"),
+     "Taylor importance needs calibration text for its gradients: give calibration_dataset or calibration_path "
+     "(or recovery text, which is then used)."),
+    (dict(strategy="lottery", recovery_path="/data/c.txt", lottery_steps=4, rewind_step=4),
+     "rewind_step (4) must come before the end of a round (4 steps)."),
+    (dict(calibration_dataset="../c"), "Invalid dataset name '../c'"),
+])
+def test_missing_or_misplaced_text_is_refused_saying_what_to_give(fields, message):
+    with pytest.raises(errors.InvalidArgument) as err:
+        PruneSpec.from_request(pb.PruneRequest(name="tiny", ratio=0.5, **{"strategy": "magnitude", **fields}))
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_each_source_of_text_is_enough_where_it_is_used():
+    def spec_of(**fields) -> PruneSpec:
+        return PruneSpec.from_request(pb.PruneRequest(name="tiny", ratio=0.5, **fields))
+
+    assert spec_of(strategy="taylor", calibration_path="/data/c.txt").calibration_path == "/data/c.txt"
+    assert spec_of(strategy="taylor", calibration_dataset="corpus").calibration_dataset == "corpus"
+    assert spec_of(strategy="taylor", recovery_steps=1, recovery_dataset="corpus").recovery_dataset == "corpus"
+    assert spec_of(strategy="magnitude", rewind_step=60).rewind_step == 60  # rewinding is the lottery's rule
+    lottery = spec_of(strategy="lottery", recovery_path="/data/c.txt", lottery_steps=4, rewind_step=3)
+    assert (lottery.rewind_step, lottery.lottery_steps) == (3, 4)
+
+
 def test_lottery_rewinds_surviving_weights_to_the_early_checkpoint(home, ctx):
     store = Store(home)
     s = spec(home, strategy="lottery", ratio=0.5, lottery_rounds=2, lottery_steps=4, rewind_step=2,
