@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,7 +77,7 @@ class Ranks:
         """This rank's rows of a global batch that every rank drew the same (contiguous, equal)."""
         if self.world == 1:
             return batch
-        per = batch.shape[0] // self.world
+        per = len(batch) // self.world
         return batch[self.rank * per:(self.rank + 1) * per]
 
     def agree(self, values: dict[str, float], flags: dict[str, bool]) -> tuple[dict[str, float], dict[str, bool]]:
@@ -88,22 +89,12 @@ class Ranks:
         import torch.distributed as dist
 
         keys, names = sorted(values), sorted(flags)
-        t = torch.tensor([values[k] for k in keys] + [1.0 if flags[n] else 0.0 for n in names], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys] + [1.0 if flags[n] else 0.0 for n in names], dtype=torch.float64,
+                         device=_collective_device())
         dist.all_reduce(t)
         out = t.tolist()
         return ({k: v / self.world for k, v in zip(keys, out)},
                 {n: v > 0 for n, v in zip(names, out[len(keys):])})
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on one (so every rank takes the same branch)."""
-        if self.world == 1:
-            return flag
-        import torch
-        import torch.distributed as dist
-
-        t = torch.tensor([1 if flag else 0], dtype=torch.int32)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        return bool(t.item())
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -111,20 +102,44 @@ class Ranks:
 
             dist.barrier()
 
-    def wrap(self, module, device: str):
-        """``module`` under DDP (gradients averaged over the ranks in backward); itself for one rank."""
+    def wrap(self, module, device: str, find_unused: bool = False):
+        """``module`` under DDP (gradients averaged over the ranks in backward); itself for one rank.
+        ``find_unused``: some parameters may get no gradient in a step (an objective's unused term)."""
         if self.world == 1:
             return module
         from torch.nn.parallel import DistributedDataParallel
 
         # bucket views: the gradients are the all-reduce buckets, not copied into them
         return DistributedDataParallel(module, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))]
-                                       if device == "cuda" else None, gradient_as_bucket_view=True)
+                                       if device == "cuda" else None, gradient_as_bucket_view=True,
+                                       find_unused_parameters=find_unused)
+
+
+def _collective_device() -> str:
+    """Where a collective's tensor must live: NCCL reduces CUDA tensors, gloo CPU ones."""
+    import torch.distributed as dist
+
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"
+
+
+def global_masked_mean(values, mask):
+    """The mean of ``values`` where ``mask`` is set, over the global batch of a data-parallel run
+    (summed over the ranks; this rank's alone otherwise). For statistics that need no gradient
+    (a frozen teacher's scale): the all-reduce does not carry one."""
+    import torch
+    import torch.distributed as dist
+
+    m = mask.to(values.dtype)
+    parts = torch.stack([(values.detach() * m).sum(), m.sum()]).double()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        parts = parts.to(_collective_device())
+        dist.all_reduce(parts)
+    return (parts[0] / parts[1].clamp_min(1.0)).to(device=values.device, dtype=values.dtype)
 
 
 class RankContext:
     """The job context inside a rank: rank 0 reports and warns (into the run folder, for the
-    launcher to relay); every rank checks for cancel, agreeing on it with the others."""
+    launcher to relay); every rank sees a cancel (the launcher's file in the run folder)."""
 
     def __init__(self, folder: Path, ranks: Ranks):
         self.folder, self.ranks = Path(folder), ranks
@@ -139,7 +154,9 @@ class RankContext:
             self._write({"warn": text})
 
     def check_cancelled(self) -> None:
-        if self.ranks.any(self.ranks.main and (self.folder / CANCEL).exists()):
+        """Local, never a collective (rank 0 may call it alone, after the others are done); in
+        the training loop the ranks agree on ``cancelled`` instead (``Ranks.agree``)."""
+        if self.cancelled:
             raise errors.Cancelled("The job was cancelled.")
 
     @property
@@ -168,7 +185,7 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
         kind = type(exc).__name__ if isinstance(exc, errors.AptError) else "AptError"
         message = exc.message if isinstance(exc, errors.AptError) else f"{type(exc).__name__}: {exc}"
         (folder / f"error-{ranks.rank}.json").write_text(json.dumps(
-            {"type": kind, "message": message, "reason": getattr(exc, "reason", "INTERNAL")}))
+            {"type": kind, "message": message, "reason": getattr(exc, "reason", "INTERNAL"), "time": time.time()}))
         ranks.close()
         sys.exit(1)
     ranks.close()
@@ -209,7 +226,9 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
         out.close()
     relay.pump()
     if proc.returncode == 0 and (folder / RESULT).is_file():
-        return json.loads((folder / RESULT).read_text())
+        result = json.loads((folder / RESULT).read_text())
+        shutil.rmtree(folder, ignore_errors=True)  # a failed run's folder stays, with torchrun's log
+        return result
     raise _failure(folder, workers, proc.returncode)
 
 
@@ -243,7 +262,8 @@ _EXIT = re.compile(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+).*?(?:\n\s*er
 def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
     """The error the job fails with. A rank killed by a signal (not torchrun's own SIGTERM to the
     survivors) is the cause: the errors the others then raise (a peer's connection reset) are its
-    consequences. Otherwise the lowest rank's own error; a cancel, when that is what they saw."""
+    consequences. Otherwise the first rank's own error (the others' follow from it); a cancel,
+    when that is what they saw."""
     output = (folder / "torchrun.log").read_text(errors="replace")
     own = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("error-*.json")}
     died = {int(rank): why.strip() for rank, exit_code, why in _EXIT.findall(output)
@@ -257,7 +277,7 @@ def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
     if not failed and own:
         return errors.Cancelled("The job was cancelled.")
     if failed:
-        rank = min(failed)
+        rank = min(failed, key=lambda r: (failed[r].get("time", 0.0), r))
         err = failed[rank]
         cls = getattr(errors, err["type"], errors.AptError)
         return cls(f"rank {rank} of {workers}: {err['message']}", reason=err["reason"])

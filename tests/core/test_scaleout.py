@@ -106,7 +106,7 @@ def test_a_killed_rank_fails_the_job_with_that_ranks_end(store, corpus_file):
 def test_a_rank_that_fails_fails_the_job_with_its_own_error(store, corpus_file):
     spec = _spec(store, corpus_file, "gone", workers=2)
     corpus_file.unlink()  # after the checks, before the ranks read it
-    with pytest.raises(errors.AptError, match=r"^rank 0 of 2: .*corpus\.txt") as info:
+    with pytest.raises(errors.AptError, match=r"^rank [01] of 2: Corpus file .*corpus\.txt does not exist") as info:
         run_train(store, spec, JobRecorder())
     assert info.value.reason != "RANK_FAILED" and not store.exists("models", "gone")
 
@@ -118,3 +118,15 @@ def test_workers_and_nodes_are_checked(store, corpus_file):
         _spec(store, corpus_file, "m", workers=0)
     with pytest.raises(errors.FailedPrecondition, match="Multi-node training"):
         _spec(store, corpus_file, "m", nodes=2)
+
+
+def test_each_rank_trains_its_own_share_of_the_global_batch():
+    import torch
+
+    from apt_model.modeling.distributed import Ranks
+
+    batch = torch.arange(8).view(4, 2)
+    assert Ranks(0, 2).shard(batch).tolist() == [[0, 1], [2, 3]]
+    assert Ranks(1, 2).shard(batch).tolist() == [[4, 5], [6, 7]]
+    assert Ranks().shard(batch) is batch
+    assert Ranks().agree({"loss": 2.0}, {"cancel": True}) == ({"loss": 2.0}, {"cancel": True})

@@ -14,7 +14,7 @@ from apt_distill.spec import DistillSpec
 
 KIND = "distill"
 # Settings that may change between the interrupted run and its resume.
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every")
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "workers")  # 2 ranks' state resumes on 1
 
 
 def of(store: Store, spec: DistillSpec) -> RunCheckpoint:

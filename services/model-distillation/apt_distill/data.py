@@ -38,6 +38,14 @@ class Batch:
     def mask(self) -> torch.Tensor:          # every student position is real (packed blocks, no padding)
         return torch.ones_like(self.input_ids, dtype=torch.bool)
 
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def __getitem__(self, rows: slice) -> "Batch":
+        """Some rows of the batch (a rank's share of the global batch)."""
+        return Batch(self.input_ids[rows], self.teacher_ids[rows], self.teacher_mask[rows],
+                     None if self.align is None else self.align[rows])
+
     def to(self, device: str) -> "Batch":
         return Batch(self.input_ids.to(device), self.teacher_ids.to(device), self.teacher_mask.to(device),
                      None if self.align is None else self.align.to(device))

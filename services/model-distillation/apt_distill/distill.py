@@ -17,6 +17,8 @@ import torch
 from apt_model import errors
 from apt_model.modeling import lm, trainlog
 from apt_model.modeling.io import pick_device, save_model
+from apt_model.modeling import distributed
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -26,16 +28,36 @@ from apt_distill import checkpoint
 from apt_distill.data import Batch, Corpus, read_texts
 from apt_distill.models import build_student, check_spec_against_models, load_teacher, parameter_count
 from apt_distill.objective import BUILTIN_TERMS, LossInputs, Objective, gather_teacher
-from apt_distill.spec import DistillSpec
+from apt_distill.spec import DistillSpec, spec_payload
 
 OPERATION = "distill"
 MAX_EVAL_BATCHES = 16
 
 
-def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, Any]:
+class _DistillLoss(torch.nn.Module):
+    """The objective's terms as one module over the student and the learned projections, so
+    DDP's forward wraps all of it; the frozen teacher is held outside the module's parameters."""
+
+    def __init__(self, student, objective: Objective, teacher, spec: DistillSpec, same_vocabulary: bool):
+        super().__init__()
+        self.student, self.objective = student, objective
+        self._teacher, self._spec, self._same = [teacher], spec, same_vocabulary
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return loss_terms(self.student, self._teacher[0], self.objective, batch, self._spec, self._same)
+
+
+def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
+    """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
+    (``apt_distill.distill_rank``, each calling this with its ``ranks``) and follows them."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch("apt_distill.distill_rank", {"home": str(store.root), "spec": spec_payload(spec)},
+                                  spec.workers, store.root / ".runs" / f"{checkpoint.KIND}-{spec.output_name}", ctx)
+    ranks = ranks or Ranks()
     ctx.report(progress=0.0, stage="load", message=f"loading teacher {spec.teacher!r}")
     shapes = check_spec_against_models(store, spec)  # again: the store may have changed since Start
     device = pick_device(spec.device)
+    ranks.init(device)
     torch.manual_seed(spec.seed)
     teacher, t_tok = load_teacher(store, spec.teacher, device)
     student, s_tok = build_student(store, spec, teacher, t_tok, device)
@@ -60,28 +82,38 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, A
         objective.load_state_dict(states["objective"])
         optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite:
+    elif spec.overwrite and ranks.main:
         ckpt.remove()
 
-    ctx.report(stage="eval", message="teacher validation perplexity")
-    teacher_ppl = evaluate(teacher, corpus, device, align_teacher=True)
-    ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(student),
-               teacher_params=parameter_count(teacher))
+    teacher_ppl = float("nan")
+    if ranks.main:  # rank 0 evaluates; the others wait for it at the first step
+        ctx.report(stage="eval", message="teacher validation perplexity")
+        teacher_ppl = evaluate(teacher, corpus, device, align_teacher=True)
+        ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(student),
+                   teacher_params=parameter_count(teacher))
+    # every rank draws the same global batch and trains its share of the rows
+    loss = ranks.wrap(_DistillLoss(student, objective, teacher, spec, shapes.same_vocabulary), device,
+                      find_unused=True)
 
     def forward(step: int, micro: int) -> dict:
-        return loss_terms(student, teacher, objective, corpus.train_batch(step).to(device), spec,
-                          shapes.same_vocabulary)
+        return loss(ranks.shard(corpus.train_batch(step)).to(device))
 
     def save(step: int) -> None:
-        ckpt.save(step, {"student": student.state_dict(), "objective": objective.state_dict(),
-                         "optimizer": optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
+        if ranks.main:  # every rank holds the same state: rank 0 writes it
+            ckpt.save(step, {"student": student.state_dict(), "objective": objective.state_dict(),
+                             "optimizer": optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
+
+    def evaluate_student() -> dict:
+        return {"eval_ppl": evaluate(student, corpus, device)} if ranks.main else {}
 
     loop = Loop(ctx, student, optimizer, functools.partial(_lr_at, spec), spec.max_steps,
-                spec.batch_size * spec.seq_len, device=device, eval_every=spec.eval_every,
-                evaluate=lambda: {"eval_ppl": evaluate(student, corpus, device)},
-                checkpoint_every=spec.checkpoint_every, checkpoint=save,
-                nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log)
+                spec.batch_size * spec.seq_len // ranks.world, device=device, eval_every=spec.eval_every,
+                evaluate=evaluate_student, checkpoint_every=spec.checkpoint_every, checkpoint=save,
+                nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log,
+                ranks=ranks, no_sync=getattr(loss, "no_sync", None))
     step = loop.run(step, forward)
+    if not ranks.main:
+        return {}
     last = loop.last
     eval_ppl = last.get("eval_ppl", float("nan"))
 

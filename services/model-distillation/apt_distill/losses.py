@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from apt_model.modeling.distributed import global_masked_mean
+
 
 def response_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, *,
                 temperature: float, direction: str = "forward", top_k: int = 0) -> torch.Tensor:
@@ -47,7 +49,8 @@ def feature_loss(student_h: torch.Tensor, teacher_h: torch.Tensor, mask: torch.T
     """
     s, t = student_h.float(), teacher_h.float()  # (B, S, D_teacher)
     if kind == "mse":
-        scale = masked_mean(t.pow(2).mean(-1), mask).clamp_min(1e-8)
+        # over the global batch, so that 2 ranks of 4 rows scale as 1 rank of 8 does
+        scale = global_masked_mean(t.pow(2).mean(-1), mask).clamp_min(1e-8)
         return masked_mean((s - t).pow(2).mean(-1), mask) / scale
     if kind == "cosine":
         return masked_mean(1.0 - F.cosine_similarity(s, t, dim=-1, eps=1e-8), mask)

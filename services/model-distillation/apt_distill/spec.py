@@ -51,6 +51,7 @@ class DistillSpec:
     eval_every: int = 50
     checkpoint_every: int = 100
     custom_losses: tuple[str, ...] = field(default=())  # the strategies that are entry points
+    workers: int = 1                  # data-parallel ranks (apt_model.modeling.distributed)
 
     @property
     def student_source(self) -> str:
@@ -153,6 +154,16 @@ class DistillSpec:
             raise errors.InvalidArgument(f"warmup_steps must be in [0, max_steps), got {req.warmup_steps}.")
         device = req.device or "auto"
         _choice("device", device, DEVICES)
+        workers = req.workers or 1
+        if batch_size % workers:
+            raise errors.InvalidArgument(
+                f"batch_size ({batch_size}) must be a multiple of workers ({workers}): each rank trains an "
+                "equal share of the global batch.", violations=[("batch_size", "must be a multiple of workers")])
+        if req.nodes > 1:
+            raise errors.FailedPrecondition(
+                "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
+                "deployer, which is not built yet; distil on one machine with --workers N.",
+                reason="MULTI_NODE_NOT_BUILT")
 
         extra_terms = {"feature", "relation", *custom}
         weights = tuple(sorted(req.loss_weights.items()))
@@ -174,7 +185,7 @@ class DistillSpec:
             seed=int(req.seed), resume=req.resume, overwrite=req.overwrite, loss_weights=weights,
             device=device, eval_every=_positive("eval_every", req.eval_every, 50),
             checkpoint_every=_positive("checkpoint_every", req.checkpoint_every, 100),
-            custom_losses=custom,
+            custom_losses=custom, workers=workers,
         )
 
 
@@ -187,3 +198,15 @@ def _positive(name: str, value: int, default: int) -> int:
     if value < 0:
         raise errors.InvalidArgument(f"{name} must be > 0 (0 = default {default}), got {value}.")
     return value or default
+
+
+def spec_payload(spec: DistillSpec) -> dict:
+    """The spec as JSON, for the ranks of a data-parallel run (``spec_from_payload`` reads it)."""
+    return asdict(spec)
+
+
+def spec_from_payload(data: dict) -> DistillSpec:
+    def tuples(v):
+        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+    return DistillSpec(**{k: tuples(v) for k, v in data.items()})

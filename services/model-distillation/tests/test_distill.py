@@ -176,3 +176,19 @@ def test_resume_with_changed_settings_is_refused(home, changed):
     # what may change between the two runs is not part of the settings a resume must repeat
     free = DistillSpec.from_request(request(home, eval_every=3, device="cpu"))
     assert checkpoint.settings(free) == checkpoint.settings(first)
+
+
+@pytest.mark.parametrize("strategies", [["response"], ["response", "feature"]])
+def test_two_ranks_distil_the_same_curve_as_one(home, distil, strategies):
+    """--workers 2 (torchrun ranks, gloo): the same loss at every step as one rank (#18)."""
+    from apt_model.modeling import trainlog
+
+    kw = dict(strategies=strategies, max_steps=20, eval_every=10, seed=3)
+    store, one, _ = distil(output_name="one", **kw)
+    store, two, ctx = distil(output_name="two", workers=2, **kw)
+    rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert [r["step"] for r in rows2] == list(range(1, 21))
+    for a, b in zip(rows1, rows2):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert two["eval_ppl"] == pytest.approx(one["eval_ppl"], rel=1e-4)
+    assert ctx.series("step")[-1] == 20  # rank 0's reports reached the job
