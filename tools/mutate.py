@@ -98,14 +98,13 @@ TARGETS = (
         f"{PRUNE}/tests/test_structured.py::test_ratio_that_splits_a_head_group_is_rounded_and_shown",
         f"{PRUNE}/tests/test_structured.py::test_ratio_that_would_break_head_groups_is_refused",
     )),
-    # the spec's unit tests (test_losses.py), the service's refusals and one real run
+    # the spec's unit tests (test_losses.py) and the service's refusals
     Target("distill-spec", f"{DISTILL}/apt_distill", (f"{DISTILL}/apt_distill/spec.py",), (
         f"{DISTILL}/tests/test_losses.py",
         f"{DISTILL}/tests/test_service.py::test_bad_input_is_invalid_argument_on_the_start_call",
         f"{DISTILL}/tests/test_service.py::test_vocabulary_mismatch_is_failed_precondition_saying_what_differs",
         f"{DISTILL}/tests/test_service.py::test_unknown_teacher_is_not_found",
         f"{DISTILL}/tests/test_service.py::test_unregistered_custom_loss_is_invalid",
-        f"{DISTILL}/tests/test_service.py::test_a_run_streams_losses_and_lands_in_the_store",
     )),
     # apt_model/runtime: app.py and interceptors.py join once their refactor has landed
     Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
