@@ -209,9 +209,10 @@ def test_a_job_is_found_on_whichever_replica_holds_it(gateway):
         sorted(j.id for j in started)  # each replica lists its own
 
 
-def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped(tmp_path):
+def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped(tmp_path, caplog):
     """UNAVAILABLE from a replica marks it unhealthy at once, not a health round later, and job
-    calls then go only to the replicas still healthy."""
+    calls then go only to the replicas still healthy. ListJobs lists what the others hold and
+    logs the one it could not ask."""
     gw = start_gateway(tmp_path / "home", health_interval=3600)
     try:
         inst = gw.app.registry.install("echo", replicas=2)
@@ -227,6 +228,12 @@ def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skippe
             p.kill()
         psutil.wait_procs(plugin, timeout=10)
         assert inst.healthy_endpoints() == [dead, live]  # no health round has run
+        with caplog.at_level("WARNING", logger="gateway.jobs"):
+            listed = jobs.ListJobs(job_pb2.ListJobsRequest(service="echo"), timeout=10).jobs
+        assert 0 < len(listed) < len(started)
+        prefix = f"cannot list jobs of echo at {dead}: "
+        warned = [m for m in caplog.messages if m.startswith(prefix)]
+        assert len(warned) == 1 and warned[0].removeprefix(prefix) not in ("", "None"), caplog.messages
         code, _ = _code_and_details(lambda: jobs.GetJob(job_pb2.GetJobRequest(id=started[0].id), timeout=10))
         assert code == grpc.StatusCode.UNAVAILABLE
         assert inst.healthy_endpoints() == [live]
