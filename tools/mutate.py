@@ -87,6 +87,8 @@ TARGETS = (
         f"{PRUNE}/tests/test_service.py::test_list_strategies_includes_registered_importance",
         f"{PRUNE}/tests/test_service.py::test_prune_job_end_to_end",
         f"{PRUNE}/tests/test_service.py::test_host_paths_are_resolved_field_by_field_and_a_bad_one_is_named",
+        f"{PRUNE}/tests/test_service.py::test_each_refusal_of_the_spec_names_the_field_and_the_fix",
+        f"{PRUNE}/tests/test_service.py::test_a_spec_fills_the_documented_defaults_and_keeps_what_was_given",
         f"{PRUNE}/tests/test_unstructured.py::test_taylor_without_text_is_refused",
         f"{PRUNE}/tests/test_unstructured.py::test_missing_or_misplaced_text_is_refused_saying_what_to_give",
         f"{PRUNE}/tests/test_unstructured.py::test_each_source_of_text_is_enough_where_it_is_used",

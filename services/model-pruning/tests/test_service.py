@@ -139,3 +139,81 @@ def test_host_paths_are_resolved_field_by_field_and_a_bad_one_is_named(tmp_path)
         with pytest.raises(errors.InvalidArgument, match=f"^The {field} 'rel.txt' is not absolute"):
             dataclasses.replace(spec, **{field: "rel.txt"}).with_host_paths(paths)
     assert dataclasses.replace(spec, eval_path="").with_host_paths(paths).eval_path == ""
+
+
+def _spec(**fields) -> PruneSpec:
+    fields = {"name": "tiny", "strategy": "magnitude", "ratio": 0.5, **fields}
+    return PruneSpec.from_request(pb.PruneRequest(**fields))
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"name": "../x"}, "Invalid model name '../x'"),
+    ({"output_name": "../o"}, "Invalid model name '../o'"),
+    ({"strategy": " "}, "Give a strategy: magnitude, taylor, lottery or structured."),
+    ({"strategy": "random"}, "Unknown strategy 'random'; choose one of: magnitude, taylor, lottery, structured."),
+    ({"ratio": 1.5}, "ratio must be a fraction strictly between 0 and 1 (the share removed), got 1.5; "
+                     "e.g. 0.5 removes half."),
+    ({"ratio": float("nan")}, "ratio must be a fraction strictly between 0 and 1"),
+    ({"output_name": "tiny"}, "output_name must differ from the pruned model's name; the input is never modified."),
+    ({"scope": "wide"}, "Unknown scope 'wide'; use global or layer."),
+    ({"importance": "taylor"},
+     "importance applies to the structured strategy; strategy 'magnitude' already names its score."),
+    ({"strategy": "lottery", "importance": "taylor"},
+     "The lottery strategy ranks by magnitude; leave importance empty."),
+    ({"strategy": "structured", "importance": "fancy"},
+     "Unknown importance 'fancy'; choose one of: magnitude, taylor."),
+    ({"strategy": "structured", "semi_structured_2_4": True},
+     "The 2:4 pattern is unstructured sparsity; it does not combine with structured."),
+    ({"semi_structured_2_4": True, "ratio": 0.4},
+     "The 2:4 pattern removes exactly half the weights; use ratio 0.5, not 0.4."),
+    ({"hidden_ratio": 0.25}, "hidden_ratio applies to the structured strategy only."),
+    ({"strategy": "structured", "prune_heads": True, "hidden_ratio": 0.25},
+     "hidden_ratio is set but the width is not pruned: set prune_hidden too (or leave all of prune_heads, "
+     "prune_mlp and prune_hidden unset to prune all three)."),
+    ({"strategy": "structured", "hidden_ratio": 1.5},
+     "hidden_ratio must be a fraction strictly between 0 and 1, got 1.5; leave it 0 to use ratio."),
+    ({"strategy": "structured", "hidden_ratio": float("nan")}, "hidden_ratio must be a fraction strictly between"),
+    ({"lottery_round_ratio": 1.5}, "lottery_round_ratio must be in (0, 1), got 1.5."),
+    ({"lottery_round_ratio": 0.2, "lottery_rounds": 2},
+     "Give lottery_rounds or lottery_round_ratio, not both: one sets the other."),
+    ({"lottery_round_ratio": 0.6},
+     "lottery_round_ratio 0.6 exceeds the final ratio 0.5; the first round would overshoot."),
+    ({"learning_rate": 2.0}, "learning_rate must be in (0, 1), got 2.0."),
+])
+def test_each_refusal_of_the_spec_names_the_field_and_the_fix(fields, message):
+    """PruneSpec.from_request alone (the service runs it on every start): the whole message, as a
+    caller reads it."""
+    with pytest.raises(errors.InvalidArgument) as err:
+        _spec(**fields)
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_a_spec_fills_the_documented_defaults_and_keeps_what_was_given():
+    spec = _spec(strategy="  Magnitude ", scope=" LAYER ")
+    assert (spec.output_name, spec.strategy, spec.scope, spec.importance) == \
+        ("tiny-magnitude50", "magnitude", "layer", "magnitude")
+    assert (spec.lottery_rounds, spec.lottery_round_ratio, spec.lottery_steps, spec.rewind_step) == (3, 0.0, 50, 5)
+    assert (spec.learning_rate, spec.batch_size, spec.seq_len, spec.seed, spec.overwrite) == (3e-4, 8, 128, 0, False)
+    assert (spec.prune_heads, spec.prune_mlp, spec.prune_hidden, spec.hidden_ratio) == (True, True, True, 0.0)
+    assert (spec.scope, _spec().scope) == ("layer", "global")
+    given = _spec(output_name="out", ratio=0.25, semi_structured_2_4=False, lottery_rounds=2, lottery_steps=9,
+                  rewind_step=3, recovery_steps=4, recovery_dataset="corpus", eval_dataset="evalset",
+                  eval_path="/data/e.txt", learning_rate=0.01, batch_size=2, seq_len=16, seed=7, overwrite=True)
+    assert (given.output_name, given.ratio, given.lottery_rounds, given.lottery_steps, given.rewind_step) == \
+        ("out", 0.25, 2, 9, 3)
+    assert (given.recovery_steps, given.recovery_dataset, given.eval_dataset, given.eval_path) == \
+        (4, "corpus", "evalset", "/data/e.txt")
+    assert (given.learning_rate, given.batch_size, given.seq_len, given.seed, given.overwrite) == \
+        (0.01, 2, 16, 7, True)
+    two_four = _spec(semi_structured_2_4=True)
+    assert two_four.semi_structured_2_4 and two_four.importance == "magnitude"
+    structured = _spec(strategy="structured", importance="taylor", calibration_path="/data/c.txt",
+                       prune_hidden=True, hidden_ratio=0.25)
+    assert (structured.importance, structured.prune_heads, structured.prune_hidden, structured.hidden_ratio) == \
+        ("taylor", False, True, 0.25)
+    assert _spec(strategy="structured").importance == "magnitude"
+    by_ratio = _spec(strategy="lottery", recovery_path="/data/c.txt", lottery_round_ratio=0.2)
+    assert (by_ratio.lottery_round_ratio, by_ratio.lottery_rounds) == (0.2, 3)
+    assert _spec(strategy="lottery", importance="magnitude", recovery_path="/data/c.txt").importance == "magnitude"
+    lineage = given.lineage()
+    assert not {"name", "output_name", "overwrite"} & set(lineage) and lineage["ratio"] == 0.25
