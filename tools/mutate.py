@@ -65,14 +65,15 @@ RUNTIME = "apt_model/runtime"
 # Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
 # these that called the mutated function, but it collects that map by running all of them once.
 TARGETS = (
-    # the echo plugin's quick jobs; test_plugin_jobs' two pruning runs (UNAVAILABLE when a
-    # plugin dies mid-job) are left out: ~20 s per mutant on 2 cores
+    # the echo plugin's quick jobs; test_plugin_jobs' two pruning runs are left out (~20 s per
+    # mutant on 2 cores): the echo tests cover the same paths
     Target("gateway-jobs", "gateway", ("gateway/jobs.py",), (
         *(f"tests/platform/test_plugin_jobs.py::{t}" for t in (
             "test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
             "test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
             "test_a_job_is_found_on_whichever_replica_holds_it",
-            "test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped")),
+            "test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped",
+            "test_a_watch_through_the_gateway_ends_unavailable_when_the_plugin_dies")),
         "tests/platform/test_job_results.py",
         "tests/core/test_gateway_core.py",
         "tests/core/test_in_use.py",

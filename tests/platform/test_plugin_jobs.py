@@ -205,6 +205,7 @@ def test_a_job_is_found_on_whichever_replica_holds_it(gateway):
     started = [echo.StartEcho(echo_pb2.StartEchoRequest(text=str(i), steps=1), timeout=10) for i in range(4)]
     for job in started:
         assert jobs.GetJob(job_pb2.GetJobRequest(id=job.id), timeout=10).id == job.id
+        assert wait_job(gateway.channel(), job.id, 60).state == job_pb2.JOB_STATE_SUCCEEDED  # WatchJob too
     assert sorted(j.id for j in jobs.ListJobs(job_pb2.ListJobsRequest(service="echo"), timeout=10).jobs) == \
         sorted(j.id for j in started)  # each replica lists its own
 
@@ -244,5 +245,28 @@ def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skippe
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
         assert found, "no job was on the live replica"
+    finally:
+        stop_gateway(gw)
+
+
+def test_a_watch_through_the_gateway_ends_unavailable_when_the_plugin_dies(tmp_path):
+    """The echo plugin killed while a watched job runs: the watch ends at once with UNAVAILABLE
+    saying what was lost and where to look, and the endpoint is marked unhealthy by it."""
+    gw = start_gateway(tmp_path / "home", health_interval=3600)
+    try:
+        inst = gw.app.registry.install("echo")
+        plugin = [p for p in psutil.Process().children(recursive=True) if p.name() != "apt-router"]
+        job = echo_pb2_grpc.EchoStub(gw.channel()).StartEcho(
+            echo_pb2.StartEchoRequest(text="x", steps=10000, interval_seconds=0.01), timeout=10)
+        with pytest.raises(grpc.RpcError) as err:
+            for update in plugin_pb2_grpc.JobsStub(gw.channel()).WatchJob(job_pb2.WatchJobRequest(id=job.id),
+                                                                          timeout=60):
+                if update.progress > 0 and plugin[0].is_running():
+                    for p in plugin:
+                        p.kill()
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details() == (f"Plugin 'echo' stopped answering while job {job.id} was running; "
+                                       "the job is lost with it. See 'apt-model plugin list'.")
+        assert inst.healthy_endpoints() == []
     finally:
         stop_gateway(gw)
