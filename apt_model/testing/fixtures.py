@@ -9,10 +9,14 @@ in ``pyproject.toml``. A test folder's own ``conftest.py`` may override any of t
 - ``job_recorder``: ``JobRecorder``, the job context that keeps every report (call it for one);
 - ``report_every_step``: the training loop reports every step, not twice a second (tests that
   read loss curves or cancel at a step ask for it);
-- ``wait_job``: follow a job over gRPC to its end (``apt_model.runtime.testing.wait_job``).
+- ``wait_job``: follow a job over gRPC to its end (``apt_model.runtime.testing.wait_job``);
+- ``home``: a private copy, for one test, of the store folder the test folder's own
+  ``seeded_home`` fixture built once per session (models trained once, copied per test).
 """
 
 from __future__ import annotations
+
+import shutil
 
 import pytest
 
@@ -48,3 +52,10 @@ def wait_job():
     from apt_model.runtime.testing import wait_job as follow
 
     return follow
+
+
+@pytest.fixture
+def home(seeded_home, tmp_path):
+    dst = tmp_path / "home"
+    shutil.copytree(seeded_home, dst)
+    return dst

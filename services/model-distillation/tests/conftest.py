@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch
@@ -35,14 +34,6 @@ def seeded_home(tmp_path_factory):
     corpus = home / "corpus.txt"
     corpus.write_text("\n\n".join(CORPUS), encoding="utf-8")
     return home
-
-
-@pytest.fixture
-def home(seeded_home, tmp_path):
-    """A private copy of the seeded store for one test."""
-    dst = tmp_path / "home"
-    shutil.copytree(seeded_home, dst)
-    return dst
 
 
 

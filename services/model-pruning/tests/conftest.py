@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 
 import pytest
@@ -32,14 +31,6 @@ def seeded_home(tmp_path_factory):
     pretrain(store, "tiny", CORPUS, steps=30)
     (home / "corpus.txt").write_text("\n\n".join(CORPUS), encoding="utf-8")
     return home
-
-
-@pytest.fixture
-def home(seeded_home, tmp_path):
-    """A private copy of the seeded store for one test."""
-    dst = tmp_path / "home"
-    shutil.copytree(seeded_home, dst)
-    return dst
 
 
 @pytest.fixture

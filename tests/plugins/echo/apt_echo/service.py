@@ -61,16 +61,18 @@ class EchoServicer(echo_pb2_grpc.EchoServicer):
         return echo_pb2.EchoResponse(text=request.text, metadata=_metadata(context))
 
     def Count(self, request, context):
-        for i in range(request.n):
-            if request.crash_after and i == request.crash_after:
-                os._exit(4)
-            if request.interval_seconds:
-                try:
+        try:
+            for i in range(request.n):
+                if request.crash_after and i == request.crash_after:
+                    os._exit(4)
+                if request.interval_seconds:
                     _sleep(request.interval_seconds, context)
-                except errors.Cancelled:
-                    self.cancelled_calls += 1
-                    raise
-            yield echo_pb2.EchoResponse(text=str(i), index=i)
+                yield echo_pb2.EchoResponse(text=str(i), index=i)
+        except (errors.Cancelled, GeneratorExit):
+            # cancelled while sleeping, or closed by the server while waiting at a yield (a busy
+            # machine delays the next pull): either way this call saw its end
+            self.cancelled_calls += 1
+            raise
 
     def GetStats(self, request, context):
         return echo_pb2.Stats(cancelled_calls=self.cancelled_calls)
