@@ -36,6 +36,7 @@ class TrainSpec:
     eval_fraction: float = 0.1  # of documents, held out before packing
     max_steps: int = 0  # > 0 overrides epochs
     overwrite: bool = False
+    workers: int = 1  # data-parallel ranks (torchrun; apt_model.modeling.distributed)
 
     @classmethod
     def from_request(cls, req) -> "TrainSpec":
@@ -54,6 +55,7 @@ class TrainSpec:
             eval_fraction=req.eval_fraction or d["eval_fraction"].default,
             max_steps=req.max_steps,
             overwrite=req.overwrite,
+            workers=req.workers or 1,
         )
         if spec.output_name == spec.model:
             raise errors.InvalidArgument("output_name must differ from model: training writes a new model.")
@@ -66,6 +68,9 @@ class TrainSpec:
             (0 < spec.eval_fraction < 0.5, "eval_fraction must be in (0, 0.5)"),
             (spec.max_steps >= 0, "max_steps must be >= 0"),
             (spec.seed >= 0, "seed must be >= 0"),
+            (spec.batch_size % spec.workers == 0,
+             f"batch_size ({spec.batch_size}) must be a multiple of workers ({spec.workers}): each rank trains an "
+             "equal share of the global batch"),
         ]
         for ok, message in checks:
             if not ok:
@@ -159,13 +164,20 @@ def _log_callback(rows: list[dict], tokens_per_step: int):
     return LogCallback()
 
 
-def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dict:
+    """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
+    (``apt_hf.train_rank``); the Trainer finds them from torchrun's environment and runs DDP
+    itself (each rank ``batch_size / workers`` blocks a step); rank 0 stores the model."""
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
-    from apt_model.modeling import trainlog
+    from apt_model.modeling import distributed, trainlog
     from apt_model.modeling.io import load_model, load_tokenizer, save_model
 
+    if ranks is None and spec.workers > 1:
+        return distributed.launch("apt_hf.train_rank", {"home": str(store.root), "spec": asdict(spec)},
+                                  spec.workers, store.root / ".runs" / f"hf-train-{spec.output_name}", ctx)
+    ranks = ranks or distributed.Ranks()
     started = time.monotonic()
     if not spec.overwrite and store.exists("models", spec.output_name):
         raise errors.AlreadyExists(f"Model {spec.output_name!r} already exists; pass overwrite or choose another name.")
@@ -194,12 +206,13 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
         args = TrainingArguments(
             output_dir=str(Path(work) / "out"), learning_rate=spec.learning_rate,
             num_train_epochs=spec.epochs, max_steps=spec.max_steps or -1,
-            per_device_train_batch_size=spec.batch_size, per_device_eval_batch_size=spec.batch_size,
+            per_device_train_batch_size=spec.batch_size // ranks.world, per_device_eval_batch_size=spec.batch_size,
             gradient_accumulation_steps=spec.grad_accum, seed=spec.seed, data_seed=spec.seed,
             lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
             logging_strategy="steps", logging_steps=1, eval_strategy="no", save_strategy="no",
             report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
             dataloader_num_workers=0, dataloader_pin_memory=cuda,
+            **({"ddp_backend": "nccl" if cuda else "gloo"} if ranks.world > 1 else {}),
         )
         log: list[dict] = []
         trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
@@ -219,6 +232,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
             "steps": out.global_step, "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
             "train_tokens": len(train_blocks) * spec.seq_len, "bf16": bf16,
         }
+        if not ranks.main:  # every rank holds the same weights: rank 0 stores them
+            return {}
         trained = trainer.model.to("cpu").float().eval()
         with store.create("models", spec.output_name, operation="hf-train", parent=spec.model,
                           overwrite=spec.overwrite, metrics=metrics,

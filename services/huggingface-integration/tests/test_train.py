@@ -57,12 +57,29 @@ def test_finetune_lowers_eval_loss(model_and_data, run_job):
     assert trainlog.summary(rows)["steps"] == 30
 
 
+def test_two_ranks_finetune_through_the_trainers_own_ddp(model_and_data, run_job):
+    """--workers 2: torchrun ranks, the Trainer's DDP (gloo), rank 0 stores; the job looks the same."""
+    store = model_and_data
+    spec = TrainSpec(model="base", dataset="corpus", output_name="tuned2", seq_len=32, learning_rate=3e-3,
+                     batch_size=8, grad_accum=1, max_steps=30, seed=0, eval_fraction=0.2, workers=2)
+    run = run_job("StartTrain", lambda ctx: run_train(store, spec, ctx), timeout=300)
+    assert run.ok, run.final.error_message
+    res = run.final.result
+    assert res["steps"] == 30 and res["eval_loss"] < res["eval_loss_before"] - 0.5, res
+    assert len(run.metric_values("loss")) >= 5  # rank 0's progress reached the job
+    rows = trainlog.read(store.model("tuned2").path)
+    assert [r["step"] for r in rows] == list(range(1, 31))
+    assert not (store.root / ".runs" / "hf-train-tuned2").exists()  # removed after a run that succeeded
+
+
 def test_train_validation(model_and_data, run_job):
     store = model_and_data
     base = dict(model="base", dataset="corpus", output_name="t2", text_field="", seq_len=0, learning_rate=0,
-                epochs=0, batch_size=0, grad_accum=0, seed=0, eval_fraction=0, max_steps=0, overwrite=False)
+                epochs=0, batch_size=0, grad_accum=0, seed=0, eval_fraction=0, max_steps=0, overwrite=False,
+                workers=0)
     for bad, match in [({"learning_rate": 2.0}, "learning_rate"), ({"output_name": "base"}, "differ"),
-                       ({"eval_fraction": 0.9}, "eval_fraction"), ({"seq_len": 4}, "seq_len")]:
+                       ({"eval_fraction": 0.9}, "eval_fraction"), ({"seq_len": 4}, "seq_len"),
+                       ({"batch_size": 3, "workers": 2}, "multiple of workers")]:
         with pytest.raises(errors.InvalidArgument, match=match):
             TrainSpec.from_request(type("R", (), {**base, **bad})())
     too_long = TrainSpec(model="base", dataset="corpus", output_name="t3", seq_len=32768, max_steps=1)

@@ -72,7 +72,7 @@ class LoadDatasetRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., format: _Optional[str] = ..., split: _Optional[str] = ..., name: _Optional[str] = ..., tokenizer_from: _Optional[str] = ..., text_field: _Optional[str] = ..., preview_rows: _Optional[int] = ..., overwrite: _Optional[bool] = ..., revision: _Optional[str] = ..., hub: _Optional[str] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "text_field", "seq_len", "learning_rate", "epochs", "batch_size", "grad_accum", "seed", "eval_fraction", "max_steps", "overwrite")
+    __slots__ = ("model", "dataset", "output_name", "text_field", "seq_len", "learning_rate", "epochs", "batch_size", "grad_accum", "seed", "eval_fraction", "max_steps", "overwrite", "workers")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class TrainRequest(_message.Message):
     EVAL_FRACTION_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -99,7 +100,8 @@ class TrainRequest(_message.Message):
     eval_fraction: float
     max_steps: int
     overwrite: bool
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., text_field: _Optional[str] = ..., seq_len: _Optional[int] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[float] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., seed: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., max_steps: _Optional[int] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    workers: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., text_field: _Optional[str] = ..., seq_len: _Optional[int] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[float] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., seed: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., max_steps: _Optional[int] = ..., overwrite: _Optional[bool] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class ImportModelResult(_message.Message):
     __slots__ = ("name", "hub", "repo_id", "revision", "commit_sha", "architecture", "model_type", "weights_format", "tensors", "parameters", "bytes", "seconds", "warnings")
