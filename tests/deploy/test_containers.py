@@ -149,3 +149,21 @@ def test_install_call_restart_kill_mid_job_uninstall(stack, docker_client, store
         gateway_pb2_grpc.PluginRegistryStub(ch).UninstallPlugin(
             gateway_pb2.UninstallPluginRequest(name="model-pruning"), timeout=60)
     assert docker_client.containers.list(all=True, filters={"label": f"apt.deployment={network.name}"}) == []
+
+
+def test_train_with_two_ranks_inside_the_gateway_container(stack, store_dir):
+    """--workers 2 in a container (#18): torchrun's ranks run inside the gateway's image, as its
+    unprivileged user, and rank 0 writes the model into the mounted store."""
+    gw, address, tokens, network = stack
+    with connect(address, tokens["APT_TOKEN"]) as ch:
+        job = gateway_pb2_grpc.CoreStub(ch).StartTrain(gateway_pb2.TrainRequest(
+            name="ranked", dataset="corpus", vocab_size=300, seq_len=32, batch_size=4, max_steps=6, eval_every=3,
+            threads=1, workers=2), timeout=60)
+        final = None
+        for update in plugin_pb2_grpc.JobsStub(ch).WatchJob(job_pb2.WatchJobRequest(id=job.id), timeout=600):
+            final = update
+            if update.state in FINAL_STATES:
+                break
+    assert final is not None and final.state == job_pb2.JOB_STATE_SUCCEEDED, final
+    entry = Store(store_dir).model("ranked")
+    assert entry.meta["lineage"]["parameters"]["workers"] == 2 and entry.meta["metrics"]["steps"] == 6
