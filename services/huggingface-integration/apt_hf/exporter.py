@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apt_model import errors
 from apt_model.runtime.jobs import JobContext
-from apt_model.store import META_FILE, Store, validate_name
+from apt_model.store import Store, validate_name
 from apt_model.trust import PathPolicy
 
 from apt_hf import checkpoint as ckpt
@@ -69,14 +69,16 @@ class PushSpec:
 
 
 def write_hf_folder(store: Store, name: str, dest: Path, ctx: JobContext, share: float = 0.9) -> dict:
-    """Copy a store model's HF files (not apt.json) into ``dest`` and add a model card.
+    """Copy a store model's recorded files (not apt.json) into ``dest`` and add a model card.
 
     Progress runs from 0 to ``share`` of the job.
     """
     entry = store.model(name)
     config = ckpt.read_json(entry.path / "config.json", "model")
     ckpt.check_causal_lm(config, f"store model {name!r}")
-    files = sorted(p for p in entry.path.rglob("*") if p.is_file() and p.name != META_FILE)
+    # The files apt.json records, not whatever the folder holds: right after an import the
+    # settle thread rewrites apt.json through a temporary file beside it.
+    files = [entry.path / rel for rel in sorted(entry.meta["files"])]
     total = sum(p.stat().st_size for p in files)
     done = 0
 
