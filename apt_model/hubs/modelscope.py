@@ -13,6 +13,10 @@ from apt_model.hubs import ProgressFn, PushResult, Snapshot, check_repo_id
 from apt_model.hubs.errors import HubCall, modelscope_error
 
 
+# ModelScope's default branch; "main", the default our callers send, means it.
+DEFAULT_BRANCH = "master"
+
+
 def _callback_class(progress: ProgressFn):
     """A modelscope ProgressCallback (one instance per file) summing bytes over all files."""
     from modelscope.hub.callback import ProgressCallback
@@ -80,8 +84,7 @@ class ModelScopeClient:
         from modelscope.hub.snapshot_download import dataset_snapshot_download, snapshot_download
 
         check_repo_id(repo_id)
-        # ModelScope's default branch is "master"; "main" is what our callers default to.
-        revision = "master" if revision in ("", "main") else revision
+        revision = DEFAULT_BRANCH if revision in ("", "main") else revision
         cache = str(self.cache_dir) if self.cache_dir else None
         with self.errors(repo_id, revision=revision, repo_type=repo_type):
             if repo_type == "dataset":
@@ -96,9 +99,56 @@ class ModelScopeClient:
         # The SDK names the snapshot folder by revision and does not report a commit id.
         return Snapshot(hub=self.name, repo_id=repo_id, revision=revision, commit_sha="", folder=Path(folder))
 
+    # -- push ------------------------------------------------------------------------------------
     def upload(self, folder: Path, repo_id: str, *, private: bool, commit_message: str,
                revision: str, progress: ProgressFn) -> PushResult:
-        raise errors.Unimplemented(
-            "Pushing a model folder to ModelScope is not supported yet; push to the Hugging Face Hub "
-            "(hub=huggingface) or upload with 'modelscope upload'."
-        )
+        """Create the model repo when missing and commit ``folder``'s files to its default branch."""
+        check_repo_id(repo_id)
+        if "/" not in repo_id:
+            raise errors.InvalidArgument(f"{repo_id!r} has no owner; ModelScope repo ids are 'owner/name'.")
+        if revision not in ("", "main", DEFAULT_BRANCH):
+            # the SDK has no call that creates a branch, and a commit does not create one either
+            raise errors.InvalidArgument(
+                f"ModelScope pushes go to the default branch {DEFAULT_BRANCH!r}; drop --revision {revision!r} "
+                "(the modelscope SDK cannot create branches).")
+        if self.offline:
+            raise errors.FailedPrecondition("HF_HUB_OFFLINE is set, so nothing can be pushed; unset it to push.")
+        if not self.token:
+            raise errors.PermissionDenied(
+                f"Pushing to {repo_id!r} needs a token with write access: set MODELSCOPE_API_TOKEN in the "
+                "service's environment.")
+        api = self.api
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        total = sum(p.stat().st_size for p in files)
+
+        # The SDK logs and swallows what its callback raises, so a cancel is honoured before the
+        # upload starts, not during it.
+        def on_batch(event: dict) -> None:
+            if event.get("event") == "batch_committed":
+                progress(int(event.get("committed_bytes") or 0), total)
+
+        with self.errors(repo_id, writing=True):
+            missing = not api.repo_exists(repo_id, "model")
+        if missing:
+            # upload_folder would create a missing repo itself, public and with every error
+            # swallowed; creating it here first keeps the private flag and a refusal's status.
+            try:
+                with self.errors(repo_id, writing=True, action=f"create the model repo {repo_id!r}"):
+                    api.create_repo(repo_id, "model", visibility="private" if private else "public")
+            except errors.PermissionDenied as exc:
+                raise errors.PermissionDenied(
+                    f"{exc.message} The token cannot create repos under {repo_id.split('/')[0]!r}: push under "
+                    f"your own user or an organization you may create repos in, or create {repo_id!r} on "
+                    "ModelScope first.") from exc
+        with self.errors(repo_id, revision=DEFAULT_BRANCH, writing=True):
+            progress(0, total)
+            # Large files go up as LFS blobs, which ModelScope deduplicates by sha256: a push
+            # that was interrupted resends only the blobs the hub does not hold yet.
+            commits = api.upload_folder(repo_id, "model", folder, commit_message=commit_message,
+                                        revision=DEFAULT_BRANCH, use_cache=False, disable_tqdm=True,
+                                        progress_callback=on_batch)
+        # one dict per commit (the SDK splits big folders into batches); None when nothing changed
+        last = (commits[-1] if isinstance(commits, list) and commits else commits) or {}
+        sha = str(last.get("CommitId") or last.get("commit_id") or "") if isinstance(last, dict) else ""
+        return PushResult(hub=self.name, repo_id=repo_id, revision=DEFAULT_BRANCH, commit_sha=sha,
+                          commit_url=f"{self.endpoint}/models/{repo_id}/files", files=len(files), bytes=total)

@@ -1,9 +1,10 @@
 """LocalModelScopeServer: a local HTTP server implementing the subset of the ModelScope Hub HTTP
-API that the modelscope SDK uses in both hub plugins (huggingface-integration: snapshot download;
-cloud-storage: ``modelscope_hub.HubApi`` repo info, listing, download and upload):
+API that the modelscope SDK uses in both hub plugins (huggingface-integration: snapshot download
+and folder push; cloud-storage: ``modelscope_hub.HubApi`` repo info, listing, download and upload):
 
 - ``GET  /openapi/v1/models/{owner}/{name}``                  repo info (OpenAPI envelope)
 - ``GET  /api/v1/models/{owner}/{name}``                       repo info (legacy envelope)
+- ``POST /api/v1/models``                                      create a model repo (Path, Name, Visibility)
 - ``GET  /api/v1/models/{repo}/repo/files``                    recursive file listing with Sha256
 - ``HEAD|GET /api/v1/models/{repo}/repo?FilePath=...``         file download (Range honoured)
 - ``POST /api/v1/repos/models/{repo}/info/lfs/objects/batch``  blob validation (no action = stored)
@@ -13,7 +14,8 @@ cloud-storage: ``modelscope_hub.HubApi`` repo info, listing, download and upload
 Answers come in ModelScope's JSON envelope (``{"Code", "Message", "Success", "Data"}``). Tokens
 are accepted as ``Authorization: Bearer`` or the ``m_session_id`` cookie, as the service does: an
 unknown token gets 401, a private repo 401 without a valid token, an unknown repo or revision
-404; writing needs a valid token. It is not ModelScope; the real client talks HTTP to it.
+404; writing needs a valid token, and creating a repo one whose ``namespaces`` name its owner
+(403 otherwise; 400 with ModelScope's "already exists" code for an existing repo). It is not ModelScope; the real client talks HTTP to it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class MsRepo:
     private: bool
     revisions: dict[str, dict[str, bytes]] = field(default_factory=dict)  # branch -> {path: content}
     commits: dict[str, str] = field(default_factory=dict)  # branch -> id of its last commit
+    messages: dict[str, str] = field(default_factory=dict)  # branch -> message of its last commit
 
     def branch_of(self, revision: str) -> str | None:
         """The branch ``revision`` names, directly or by its last commit id."""
@@ -71,6 +74,8 @@ class _MsHandler(QuietHandler):
         token = self._token()
         if token is None:
             return self._envelope(401, message="Invalid access token; log in again.")
+        if self.command == "POST" and path == "/api/v1/models":
+            return self._create(token, json.loads(data or b"{}"))
         if self.command == "PUT" and path.startswith("/ms-lfs/"):
             if not token:
                 return self._envelope(401, message="Uploading needs an access token.")
@@ -99,6 +104,20 @@ class _MsHandler(QuietHandler):
         if branch is None:
             self._envelope(404, message=f"Revision {revision} not found")
         return branch
+
+    def _create(self, token: str, body: dict) -> None:
+        repo_id = f"{body.get('Path', '')}/{body.get('Name', '')}"
+        if not token:
+            return self._envelope(401, message="Unauthorized: a valid access token is required")
+        if body.get("Path") not in self.api.namespaces.get(token, ()):
+            return self._envelope(403, message=f"No permission to create a model under {body.get('Path')!r}")
+        with self.api.lock:
+            if repo_id in self.api.repos:
+                # ModelScope's business code for "model already exists" (the SDK's AlreadyExistsError)
+                return self._json(400, {"Code": 10010101001, "Message": "Model already exists", "Success": False})
+            self.api.repos[repo_id] = MsRepo(private=int(body.get("Visibility", 5)) == 1,
+                                             revisions={"master": {}}, commits={"master": uuid.uuid4().hex})
+        self._envelope(200, {"Path": body["Path"], "Name": body["Name"]})
 
     def _openapi_info(self, m, repo: MsRepo, data, query) -> None:
         owner, name = m["repo"].split("/")
@@ -164,6 +183,7 @@ class _MsHandler(QuietHandler):
                 staged[action["path"]] = base64.b64decode(action["content"])
         repo.revisions.setdefault(branch, {}).update(staged)
         repo.commits[branch] = uuid.uuid4().hex
+        repo.messages[branch] = json.loads(data).get("commit_message", "")
         self._envelope(200, {"CommitId": repo.commits[branch]})
 
 
@@ -178,13 +198,17 @@ _ROUTES = [  # (method, path pattern, handler, whether it writes); HEAD is route
 
 
 class LocalModelScopeServer(LocalServer):
-    """``with LocalModelScopeServer(tokens={token}) as ms: HubApi(endpoint=ms.url, token=token)``."""
+    """``with LocalModelScopeServer(tokens={token}) as ms: HubApi(endpoint=ms.url, token=token)``.
+
+    ``namespaces`` maps a token to the owners it may create repos under (none when absent).
+    """
 
     handler_cls = _MsHandler
 
-    def __init__(self, tokens: set[str] | None = None):
+    def __init__(self, tokens: set[str] | None = None, namespaces: dict[str, set[str]] | None = None):
         super().__init__()
         self.tokens = set(tokens or ())
+        self.namespaces = {token: set(owners) for token, owners in (namespaces or {}).items()}
         self.repos: dict[str, MsRepo] = {}
         self.blobs: dict[str, bytes] = {}  # sha256 -> content of the blobs uploaded
 

@@ -12,6 +12,9 @@ from apt_model.store import Store
 READ_TOKEN, WRITE_TOKEN = "hf_read_alice", "hf_write_alice"
 # LocalHfHubServer's tokens in the tests: alice may read with one and write with the other
 HUB_TOKENS = {READ_TOKEN: ("alice", False), WRITE_TOKEN: ("alice", True)}
+# LocalModelScopeServer's token in the tests: alice's, which may create repos under "alice" only
+MS_TOKEN = "ms-alice-write-7f3a9c"
+MS_NAMESPACES = {MS_TOKEN: {"alice"}}
 
 
 def save_non_causal_model(folder: Path) -> Path:

@@ -11,7 +11,7 @@ from apt_model.store import Store
 from apt_model.testing import make_tiny_model
 from apt_model.testing.hubs import LocalHfHubServer, LocalModelScopeServer
 
-from apt_hf_testing.helpers import HUB_TOKENS, JobRun
+from apt_hf_testing.helpers import HUB_TOKENS, MS_NAMESPACES, MS_TOKEN, JobRun
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -53,7 +53,7 @@ def hf_hub():
 
 @pytest.fixture
 def ms_hub():
-    with LocalModelScopeServer(tokens={"ms_token"}) as hub:
+    with LocalModelScopeServer(tokens={MS_TOKEN}, namespaces=MS_NAMESPACES) as hub:
         yield hub
 
 
