@@ -29,7 +29,7 @@ def run_backup(store: Store, config: StorageConfig, spec: BackupSpec, ctx: JobLi
             f"{spec.name} is missing {', '.join(missing[:3])} recorded in its apt.json; "
             "run 'apt-model verify' and recreate it before backing it up.")
     config.check_local_destination(spec.destination)
-    backend = open_backend(spec.destination, spec.options, config.credentials)
+    backend = open_backend(spec.destination, spec.options, config.credentials, config.state_dir)
     try:
         ctx.report(progress=0.0, stage="connect", message=f"Opening {backend.describe()}")
         backend.check()

@@ -30,6 +30,11 @@ class StorageConfig:
         return cls(Path(store_root).resolve(), PathPolicy.from_env(store_root, env),
                    EndpointPolicy.from_env(env), CredentialSource(env))
 
+    @property
+    def state_dir(self) -> Path:
+        """The service's transfer state (Drive upload sessions), private to it, next to the store."""
+        return self.store_root / ".cloud-storage"
+
     def check_local_destination(self, dest: Destination) -> None:
         """A file:// destination is written into: only inside APT_DATA_ROOTS or APT_HOME/exports."""
         if dest.scheme == "file":

@@ -25,6 +25,8 @@ VARIABLES = {
     "oss": ("OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN"),
     "hf": ("HF_TOKEN",),
     "modelscope": ("MODELSCOPE_API_TOKEN",),
+    # a service-account or authorized-user JSON file (Google's variable), or an OAuth access token
+    "gdrive": ("GOOGLE_APPLICATION_CREDENTIALS", "GDRIVE_ACCESS_TOKEN"),
     "file": (),
 }
 SECRET_VARIABLES = frozenset(v for names in VARIABLES.values() for v in names if not v.endswith("_ID"))

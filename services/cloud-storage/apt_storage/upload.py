@@ -31,7 +31,7 @@ def collect(config: StorageConfig, spec: UploadSpec) -> list[tuple[str, Path]]:
 def run_upload(config: StorageConfig, spec: UploadSpec, ctx: JobLike) -> dict[str, Any]:
     pairs = collect(config, spec)
     config.check_local_destination(spec.destination)
-    backend = open_backend(spec.destination, spec.options, config.credentials)
+    backend = open_backend(spec.destination, spec.options, config.credentials, config.state_dir)
     try:
         ctx.report(progress=0.0, stage="connect", message=f"Opening {backend.describe()}")
         backend.check()

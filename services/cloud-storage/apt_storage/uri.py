@@ -19,9 +19,11 @@ SCHEMES = {
     "oss": "oss://bucket/prefix",
     "hf": "hf://owner/repo[/path]",
     "modelscope": "modelscope://owner/repo[/path]",
+    "gdrive": "gdrive://folder-id[/path]",
     "file": "file:///absolute/path",
 }
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DRIVE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{4,200}$")  # Drive ids; 'root' is My Drive
 _REPO_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
@@ -86,6 +88,12 @@ def parse(uri: str) -> Destination:
                 f"{uri!r}: {bucket!r} is not a valid bucket name (3-63 characters of a-z, 0-9, '.', '-')."
             )
         return Destination(scheme, bucket, _clean_prefix(parts.path, uri))
+    if scheme == "gdrive":
+        if not _DRIVE_ID_RE.match(parts.netloc):
+            raise errors.InvalidArgument(
+                f"{uri!r}: {parts.netloc!r} is not a Drive folder id (the last part of the folder's "
+                "URL, letters, digits, '-' and '_').")
+        return Destination(scheme, parts.netloc, _clean_prefix(parts.path, uri))
     owner = parts.netloc
     path = [p for p in parts.path.split("/") if p]
     if not path or not _REPO_PART_RE.match(owner) or not _REPO_PART_RE.match(path[0]):

@@ -57,6 +57,7 @@ def s3(moto_server, tmp_path, monkeypatch):
 def no_secrets_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CLOUD_STORAGE_SECRETS_DIR", str(tmp_path / "no-secrets"))
     for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
-                "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "HF_TOKEN", "MODELSCOPE_API_TOKEN"):
+                "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "HF_TOKEN", "MODELSCOPE_API_TOKEN",
+                "GOOGLE_APPLICATION_CREDENTIALS", "GDRIVE_ACCESS_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     return os.environ

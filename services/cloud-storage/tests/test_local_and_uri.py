@@ -152,7 +152,8 @@ def test_service_imports_no_torch():
 
     root = Path(__file__).resolve().parents[3]
     code = ("import sys; import apt_storage.server, apt_storage.backends.s3, apt_storage.backends.oss, "
-            "apt_storage.backends.hf, apt_storage.backends.modelscope, apt_storage.backends.local; "
+            "apt_storage.backends.hf, apt_storage.backends.modelscope, apt_storage.backends.local, "
+            "apt_storage.backends.gdrive; "
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     env = {"PYTHONPATH": f"{root}:{root / 'services' / 'cloud-storage'}", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)

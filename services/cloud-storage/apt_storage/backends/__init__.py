@@ -7,6 +7,7 @@ S3 backups.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from apt_model.trust import same_endpoint
 from apt_storage.backends.base import Backend, TransferOptions
@@ -19,6 +20,7 @@ _BACKENDS = {
     "oss": ("apt_storage.backends.oss", "OssBackend"),
     "hf": ("apt_storage.backends.hf", "HfBackend"),
     "modelscope": ("apt_storage.backends.modelscope", "ModelScopeBackend"),
+    "gdrive": ("apt_storage.backends.gdrive", "GDriveBackend"),
     "file": ("apt_storage.backends.local", "LocalBackend"),
 }
 
@@ -29,6 +31,7 @@ ENDPOINT_SETTINGS = {
     "oss": (("OSS_ENDPOINT",), ""),
     "hf": (("HF_ENDPOINT",), "https://huggingface.co"),
     "modelscope": (("MODELSCOPE_ENDPOINT",), "https://www.modelscope.cn"),
+    "gdrive": (("GDRIVE_ENDPOINT",), "https://www.googleapis.com"),
     "file": ((), ""),
 }
 
@@ -39,7 +42,8 @@ def configured_endpoint(scheme: str, source: CredentialSource) -> str:
     return next((source.env(n) for n in names if source.env(n)), default)
 
 
-def open_backend(dest: Destination, options: TransferOptions, source: CredentialSource) -> Backend:
+def open_backend(dest: Destination, options: TransferOptions, source: CredentialSource,
+                 state_dir: Path | None = None) -> Backend:
     """The backend for ``dest``. A caller-picked ``endpoint_url`` other than the configured one
     must be on APT_ALLOWED_ENDPOINTS, and gets no credentials: they are sent only to the
     endpoint they are configured for (a caller could otherwise collect them)."""
@@ -49,4 +53,4 @@ def open_backend(dest: Destination, options: TransferOptions, source: Credential
     if options.endpoint_url and not same_endpoint(options.endpoint_url, configured_endpoint(dest.scheme, source)):
         source.endpoints.check(options.endpoint_url, "endpoint_url")
         creds = Credentials()
-    return backend_cls(dest, options, creds, source)
+    return backend_cls(dest, options, creds, source, state_dir)

@@ -45,11 +45,14 @@ class Backend(abc.ABC):
     """A destination: a bucket, a hub repository or a local folder."""
 
     def __init__(self, dest: Destination, options: TransferOptions, creds: Credentials,
-                 source: CredentialSource):
+                 source: CredentialSource, state_dir: Path | None = None):
         self.dest = dest
         self.options = options
         self.creds = creds
         self.source = source
+        # the service's own folder for transfer state that must outlive a job (Drive's upload
+        # session URIs); None: nothing is remembered and an interrupted upload starts again
+        self.state_dir = state_dir
 
     @abc.abstractmethod
     def check(self) -> None:
