@@ -14,8 +14,9 @@ and folder push; cloud-storage: ``modelscope_hub.HubApi`` repo info, listing, do
 Answers come in ModelScope's JSON envelope (``{"Code", "Message", "Success", "Data"}``). Tokens
 are accepted as ``Authorization: Bearer`` or the ``m_session_id`` cookie, as the service does: an
 unknown token gets 401, a private repo 401 without a valid token, an unknown repo or revision
-404; writing needs a valid token, and creating a repo one whose ``namespaces`` name its owner
-(403 otherwise; 400 with ModelScope's "already exists" code for an existing repo). It is not ModelScope; the real client talks HTTP to it.
+404; writing needs a valid token, and creating a repo a token whose ``namespaces`` entry names
+the repo's owner (403 otherwise; an existing repo gets 400 with ModelScope's "already exists"
+code). It is not ModelScope; the real client talks HTTP to it.
 """
 
 from __future__ import annotations

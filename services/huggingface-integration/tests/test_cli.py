@@ -1,8 +1,9 @@
 """`apt-model hf import|dataset` (hand-written: local folder paths and data files) and the
 commands made from the plugin's proto (`apt-model huggingface-integration export-model|push-model|
 train`) as a user runs them: a CLI process, a real in-process gateway, and the real
-huggingface-integration plugin process the gateway installs. Hub calls go to LocalHfHubServer, a
-local HTTP server speaking the subset of the Hugging Face Hub API these calls use (no internet here).
+huggingface-integration plugin process the gateway installs. Hub calls go to LocalHfHubServer and
+LocalModelScopeServer, local HTTP servers speaking the subset of the Hugging Face Hub and ModelScope
+APIs these calls use (no internet here).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import pytest
 
 from apt_model.store import Store
 from apt_model.testing import SAMPLE_TEXT, write_sample_jsonl
-from apt_model.testing.hubs import LocalHfHubServer
+from apt_model.testing.hubs import LocalHfHubServer, LocalModelScopeServer
 from gateway.testing import run_cli, start_gateway, stop_gateway
 
-from apt_hf_testing.helpers import HUB_TOKENS, WRITE_TOKEN, save_non_causal_model
+from apt_hf_testing.helpers import HUB_TOKENS, MS_NAMESPACES, MS_TOKEN, WRITE_TOKEN, save_non_causal_model
 
 pytestmark = pytest.mark.slow  # a gateway and a plugin process importing torch + transformers: about 30 s
 
@@ -39,9 +40,18 @@ def hub():
 
 
 @pytest.fixture(scope="module")
-def gw(hub, tmp_path_factory):
-    """A gateway whose environment (inherited by the plugin process it starts) points at the local hub."""
+def ms():
+    with LocalModelScopeServer(tokens={MS_TOKEN}, namespaces=MS_NAMESPACES) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gw(hub, ms, tmp_path_factory):
+    """A gateway whose environment (inherited by the plugin process it starts) points at the local hubs."""
     with pytest.MonkeyPatch.context() as env:
+        env.setenv("MODELSCOPE_ENDPOINT", ms.url)
+        env.setenv("MODELSCOPE_API_TOKEN", MS_TOKEN)  # alice's: creates repos under "alice" only
+        env.setenv("MODELSCOPE_CACHE", str(tmp_path_factory.mktemp("ms-cache")))
         env.setenv("HF_ENDPOINT", hub.url)
         env.setenv("HF_TOKEN", WRITE_TOKEN)  # alice's: reads and writes her own repos only
         env.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("hf-cache")))
@@ -97,6 +107,25 @@ def test_push_then_import_the_pushed_repo_back(gw, base, hub, hfi):
     assert back["commit_sha"] == result["commit_sha"]
     assert Store(gw.settings.home).model("back").meta["source"] == {
         "hub": "huggingface", "repo_id": "alice/pushed", "revision": "main", "commit_sha": result["commit_sha"]}
+
+
+def test_push_to_modelscope_then_import_it_back(gw, base, ms, hfi):
+    result = ok(hfi(gw, "push-model", "--name", base, "--repo-id", "alice/ms-pushed", "--hub", "modelscope",
+                    "--private", "--commit-message", "from the CLI", "--json"))
+    repo = ms.repos["alice/ms-pushed"]
+    assert repo.private and repo.messages["master"].startswith("from the CLI")
+    assert (result["hub"], result["revision"], result["commit_sha"]) == ("modelscope", "master", repo.commits["master"])
+    stored = Store(gw.settings.home).model(base)
+    pushed = ms.branch_files("alice/ms-pushed")
+    assert all(pushed[rel] == (stored.path / rel).read_bytes() for rel in stored.meta["files"])
+    ok(hf(gw, "hf", "import", "alice/ms-pushed", "--hub", "modelscope", "--name", "back-ms", "--json"))
+    back = Store(gw.settings.home).model("back-ms")
+    assert back.meta["source"]["hub"] == "modelscope"
+    assert all((back.path / rel).read_bytes() == (stored.path / rel).read_bytes() for rel in stored.meta["files"])
+    # a repo the token may not create: PERMISSION_DENIED (exit 6), saying what to do, never showing the token
+    out = hfi(gw, "push-model", "--name", base, "--repo-id", "bob/ms-pushed", "--hub", "modelscope")
+    assert out.returncode == 6 and "cannot create repos under 'bob'" in out.stderr, out.stderr
+    assert MS_TOKEN not in out.stdout + out.stderr and "bob/ms-pushed" not in ms.repos
 
 
 @pytest.fixture(scope="module")
