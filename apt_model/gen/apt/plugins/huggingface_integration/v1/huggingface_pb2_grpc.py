@@ -80,7 +80,7 @@ class HuggingFaceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartPushModel(self, request, context):
-        """Export a store model and commit it to a Hub repo (created when missing); LFS objects already on the Hub are not sent again.
+        """Export a store model and commit it to a Hugging Face Hub or ModelScope repo (created when missing); LFS objects the hub already holds are not sent again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
