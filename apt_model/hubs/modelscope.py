@@ -107,7 +107,7 @@ class ModelScopeClient:
         if "/" not in repo_id:
             raise errors.InvalidArgument(f"{repo_id!r} has no owner; ModelScope repo ids are 'owner/name'.")
         if revision not in ("", "main", DEFAULT_BRANCH):
-            # the SDK has no call that creates a branch, and a commit does not create one either
+            # the SDK has no call that creates a branch from master, as the Hub push does from main
             raise errors.InvalidArgument(
                 f"ModelScope pushes go to the default branch {DEFAULT_BRANCH!r}; drop --revision {revision!r} "
                 "(the modelscope SDK cannot create branches).")
