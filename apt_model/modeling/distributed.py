@@ -141,8 +141,8 @@ class RankContext:
     """The job context inside a rank: rank 0 reports and warns (into the run folder, for the
     launcher to relay); every rank sees a cancel (the launcher's file in the run folder)."""
 
-    def __init__(self, folder: Path, ranks: Ranks):
-        self.folder, self.ranks = Path(folder), ranks
+    def __init__(self, folder: Path, ranks: Ranks, owner: int | None = None):
+        self.folder, self.ranks, self.owner = Path(folder), ranks, owner
 
     def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics) -> None:
         if self.ranks.main:
@@ -161,7 +161,9 @@ class RankContext:
 
     @property
     def cancelled(self) -> bool:
-        return (self.folder / CANCEL).exists()
+        """The job was cancelled, or the process that owns it is gone (a killed service must not
+        leave its ranks training for no one: they checkpoint and stop as on a cancel)."""
+        return (self.folder / CANCEL).exists() or (self.owner is not None and not _alive(self.owner))
 
     def _write(self, event: dict) -> None:
         with open(self.folder / EVENTS, "a", encoding="utf-8") as fh:
@@ -176,7 +178,7 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
     try:
-        result = run(payload, RankContext(folder, ranks), ranks)
+        result = run(payload, RankContext(folder, ranks, payload.get("owner_pid")), ranks)
         if ranks.main:
             tmp = folder / f".{RESULT}.tmp"
             tmp.write_text(json.dumps(result, default=float))
@@ -199,7 +201,7 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
         (folder / stale).unlink(missing_ok=True)
-    (folder / PAYLOAD).write_text(json.dumps(payload))
+    (folder / PAYLOAD).write_text(json.dumps({**payload, "owner_pid": os.getpid()}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
            "--monitor-interval=0.5", "-m", module, str(folder)]
     # the ranks import what this process imports (a plugin's own package is on its sys.path)
@@ -230,6 +232,16 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
         shutil.rmtree(folder, ignore_errors=True)  # a failed run's folder stays, with torchrun's log
         return result
     raise _failure(folder, workers, proc.returncode)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's (not ours: a reused pid)
+        return False
+    return True
 
 
 class _Relay:

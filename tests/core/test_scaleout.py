@@ -130,3 +130,35 @@ def test_each_rank_trains_its_own_share_of_the_global_batch():
     assert Ranks(1, 2).shard(batch).tolist() == [[4, 5], [6, 7]]
     assert Ranks().shard(batch) is batch
     assert Ranks().agree({"loss": 2.0}, {"cancel": True}) == ({"loss": 2.0}, {"cancel": True})
+
+
+def test_ranks_stop_and_checkpoint_when_the_service_that_owns_them_dies(store, corpus_file):
+    """A killed gateway (or plugin service) must not leave its ranks training for no one."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    script = (f"from apt_model.store import Store\nfrom apt_model.testing import JobRecorder\n"
+              f"from gateway.core.train import TrainSpec, run_train\n"
+              f"store = Store({str(store.root)!r})\n"
+              f"spec = TrainSpec(name='orphan', corpus_paths=({str(corpus_file)!r},), vocab_size=300, seq_len=32,"
+              f" batch_size=4, max_steps=100000, eval_every=100000, checkpoint_every=0, threads=1, workers=2)\n"
+              f"run_train(store, spec.validate(store), JobRecorder())\n")
+    owner = subprocess.Popen([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+    folder = store.root / ".runs" / "train-orphan"
+    try:
+        deadline = time.monotonic() + 120
+        while not ((folder / "events.jsonl").is_file() and b'"step"' in (folder / "events.jsonl").read_bytes()):
+            assert time.monotonic() < deadline and owner.poll() is None, "the run never started"
+            time.sleep(0.2)
+        assert len(_rank_pids(folder)) == 2
+        owner.kill()
+        owner.wait()
+        killed = time.monotonic()
+        while _rank_pids(folder):
+            assert time.monotonic() - killed < 15, "the ranks outlived the service that owned them"
+            time.sleep(0.2)
+    finally:
+        owner.kill()
+    assert RunCheckpoint(store, "train", "orphan").step() is not None  # the work done is kept
+    assert not store.exists("models", "orphan")
