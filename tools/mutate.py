@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -257,7 +258,8 @@ def rerun(work: Path, mutant: str, tests: list[str]) -> tuple[int, bool, str]:
                               env=env, timeout=900)
     except subprocess.TimeoutExpired:
         return -1, False, "no verdict within 900 s"
-    failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    # pytest's summary lines ("FAILED tests/x.py::test - ..."), not captured log lines ("ERROR    logger:...")
+    failed = [line for line in proc.stdout.splitlines() if re.match(r"(FAILED|ERROR) [^ ]+\.py(::| |$)", line)]
     if failed:
         return proc.returncode, True, failed[0]
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]

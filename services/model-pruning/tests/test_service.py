@@ -154,6 +154,8 @@ def _spec(**fields) -> PruneSpec:
     ({"ratio": 1.5}, "ratio must be a fraction strictly between 0 and 1 (the share removed), got 1.5; "
                      "e.g. 0.5 removes half."),
     ({"ratio": float("nan")}, "ratio must be a fraction strictly between 0 and 1"),
+    ({"ratio": 1.0}, "ratio must be a fraction strictly between 0 and 1 (the share removed), got 1.0"),
+    ({"ratio": 0.0}, "ratio must be a fraction strictly between 0 and 1 (the share removed), got 0.0"),
     ({"output_name": "tiny"}, "output_name must differ from the pruned model's name; the input is never modified."),
     ({"scope": "wide"}, "Unknown scope 'wide'; use global or layer."),
     ({"importance": "taylor"},
@@ -173,12 +175,16 @@ def _spec(**fields) -> PruneSpec:
     ({"strategy": "structured", "hidden_ratio": 1.5},
      "hidden_ratio must be a fraction strictly between 0 and 1, got 1.5; leave it 0 to use ratio."),
     ({"strategy": "structured", "hidden_ratio": float("nan")}, "hidden_ratio must be a fraction strictly between"),
+    ({"strategy": "structured", "hidden_ratio": 1.0}, "hidden_ratio must be a fraction strictly between 0 and 1, got 1.0"),
     ({"lottery_round_ratio": 1.5}, "lottery_round_ratio must be in (0, 1), got 1.5."),
+    ({"lottery_round_ratio": 1.0}, "lottery_round_ratio must be in (0, 1), got 1.0."),
     ({"lottery_round_ratio": 0.2, "lottery_rounds": 2},
      "Give lottery_rounds or lottery_round_ratio, not both: one sets the other."),
     ({"lottery_round_ratio": 0.6},
      "lottery_round_ratio 0.6 exceeds the final ratio 0.5; the first round would overshoot."),
     ({"learning_rate": 2.0}, "learning_rate must be in (0, 1), got 2.0."),
+    ({"learning_rate": 1.0}, "learning_rate must be in (0, 1), got 1.0."),
+    ({"learning_rate": 1.5}, "learning_rate must be in (0, 1), got 1.5."),
 ])
 def test_each_refusal_of_the_spec_names_the_field_and_the_fix(fields, message):
     """PruneSpec.from_request alone (the service runs it on every start): the whole message, as a
@@ -196,6 +202,8 @@ def test_a_spec_fills_the_documented_defaults_and_keeps_what_was_given():
     assert (spec.learning_rate, spec.batch_size, spec.seq_len, spec.seed, spec.overwrite) == (3e-4, 8, 128, 0, False)
     assert (spec.prune_heads, spec.prune_mlp, spec.prune_hidden, spec.hidden_ratio) == (True, True, True, 0.0)
     assert (spec.scope, _spec().scope) == ("layer", "global")
+    assert _spec(ratio=0.9).output_name == "tiny-magnitude90"
+    assert _spec(strategy="lottery", recovery_path="/data/c.txt", lottery_round_ratio=0.5).lottery_round_ratio == 0.5
     given = _spec(output_name="out", ratio=0.25, semi_structured_2_4=False, lottery_rounds=2, lottery_steps=9,
                   rewind_step=3, recovery_steps=4, recovery_dataset="corpus", eval_dataset="evalset",
                   eval_path="/data/e.txt", learning_rate=0.01, batch_size=2, seq_len=16, seed=7, overwrite=True)
