@@ -297,7 +297,9 @@ def report(target: Target, work: Path, audit_n: int, seed: int) -> dict:
         for v in verdicts.values():
             counts[v] += 1
         total = len(codes)
-        rows.append(dict(file=path, mutants=total, **counts, audited=len(picked),
+        # the repository's path: a plugin package was moved to the top of the work copy
+        repo_path = str(Path(target.package).parent / path) if target.package != target.top else path
+        rows.append(dict(file=repo_path, mutants=total, **counts, audited=len(picked),
                          kill_rate=round(100 * counts["killed"] / total, 1) if total else None,
                          evidence=evidence))
         for m, v in sorted(verdicts.items()):
