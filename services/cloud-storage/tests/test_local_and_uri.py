@@ -158,3 +158,24 @@ def test_service_imports_no_torch():
     env = {"PYTHONPATH": f"{root}:{root / 'services' / 'cloud-storage'}", "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_failed_download_takes_back_the_bytes_it_counted(tmp_path):
+    """backends.base.write_chunks (the S3, OSS and Drive downloads): a retry starts the file again,
+    so the progress of a download that broke off mid-way must not keep its bytes."""
+    from apt_model.testing import JobRecorder
+    from apt_storage.backends.base import write_chunks
+    from apt_storage.progress import TransferProgress
+
+    def broken():
+        yield b"a" * 10
+        yield b"b" * 5
+        raise ConnectionError("reset by peer")
+
+    progress = TransferProgress(JobRecorder(), 30, "download")
+    seen = []
+    with pytest.raises(ConnectionError):
+        write_chunks(broken(), tmp_path / "f", progress, seen.append)
+    assert progress.sent == 0 and seen == [b"a" * 10, b"b" * 5]
+    write_chunks(iter([b"x" * 7, b"y" * 3]), tmp_path / "f", progress)
+    assert progress.sent == 10 and (tmp_path / "f").read_bytes() == b"x" * 7 + b"y" * 3

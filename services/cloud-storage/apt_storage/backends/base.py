@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
 from apt_storage.credentials import Credentials, CredentialSource
 from apt_storage.progress import TransferProgress
@@ -39,6 +40,26 @@ class UploadItem:
     path: Path
     size: int
     sha256: str  # expected content hash; the upload fails with DATA_LOSS if the file differs
+
+
+def write_chunks(chunks: Iterable[bytes], target: Path, progress: TransferProgress,
+                 on_chunk: Callable[[bytes], None] | None = None) -> None:
+    """Write a download's chunks to ``target``, counting each in ``progress`` (and checking for
+    cancel between chunks); ``on_chunk`` sees each one too (a digest). On any failure the bytes
+    counted are taken back: a retry starts the file again."""
+    written = 0
+    try:
+        with open(target, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                written += len(chunk)
+                progress.add_sent(len(chunk))
+                progress.check_cancelled()
+    except BaseException:
+        progress.add_sent(-written)
+        raise
 
 
 class Backend(abc.ABC):

@@ -28,7 +28,7 @@ from google.oauth2 import credentials as oauth2_credentials
 from google.oauth2 import service_account
 
 from apt_model import errors
-from apt_storage.backends.base import Backend, ObjectInfo, UploadItem
+from apt_storage.backends.base import Backend, ObjectInfo, UploadItem, write_chunks
 from apt_storage.progress import TransferProgress
 from apt_storage.retry import with_retries
 
@@ -275,18 +275,9 @@ class GDriveBackend(Backend):
                 raise errors.NotFound(f"{key} is missing from {self.describe()}.")
             resp = self._send("GET", f"{self.endpoint}/drive/v3/files/{meta['id']}",
                               params={"alt": "media", **_SHARED}, stream=True)
-            md5, written = hashlib.md5(usedforsecurity=False), 0
-            try:
-                with resp, open(target, "wb") as fh:
-                    for chunk in resp.iter_content(_DOWNLOAD_CHUNK):
-                        fh.write(chunk)
-                        md5.update(chunk)
-                        written += len(chunk)
-                        progress.add_sent(len(chunk))
-                        progress.check_cancelled()
-            except BaseException:
-                progress.add_sent(-written)  # a retry starts the file again
-                raise
+            md5 = hashlib.md5(usedforsecurity=False)
+            with resp:
+                write_chunks(resp.iter_content(_DOWNLOAD_CHUNK), target, progress, md5.update)
             if md5.hexdigest() != meta.get("md5Checksum"):
                 raise errors.DataLoss(
                     f"{key} from {self.describe()} does not match the md5 Drive recorded for it "

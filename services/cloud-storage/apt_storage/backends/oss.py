@@ -15,7 +15,7 @@ from oss2 import exceptions as ox
 from oss2.models import PartInfo
 
 from apt_model import errors
-from apt_storage.backends.base import ObjectInfo
+from apt_storage.backends.base import ObjectInfo, write_chunks
 from apt_storage.backends.multipart import MultipartBackend, RemotePart, md5_b64
 from apt_storage.progress import TransferProgress
 
@@ -105,17 +105,7 @@ class OssBackend(MultipartBackend):
     def download(self, key: str, target: Path, progress: TransferProgress) -> None:
         def run() -> None:
             stream = self.bucket.get_object(key)
-            written = 0
-            try:
-                with open(target, "wb") as fh:
-                    while chunk := stream.read(_CHUNK):
-                        fh.write(chunk)
-                        written += len(chunk)
-                        progress.add_sent(len(chunk))
-                        progress.check_cancelled()
-            except BaseException:
-                progress.add_sent(-written)  # a retry starts the file again
-                raise
+            write_chunks(iter(lambda: stream.read(_CHUNK), b""), target, progress)
         self._call(run, f"download {key}")
 
     # --- multipart primitives ---------------------------------------------------------

@@ -16,7 +16,7 @@ from botocore import exceptions as bx
 from botocore.config import Config
 
 from apt_model import errors
-from apt_storage.backends.base import ObjectInfo
+from apt_storage.backends.base import ObjectInfo, write_chunks
 from apt_storage.backends.multipart import MultipartBackend, RemotePart, md5_b64
 from apt_storage.progress import TransferProgress
 
@@ -138,17 +138,7 @@ class S3Backend(MultipartBackend):
     def download(self, key: str, target: Path, progress: TransferProgress) -> None:
         def run() -> None:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            written = 0
-            try:
-                with open(target, "wb") as fh:
-                    for chunk in body.iter_chunks(_CHUNK):
-                        fh.write(chunk)
-                        written += len(chunk)
-                        progress.add_sent(len(chunk))
-                        progress.check_cancelled()
-            except BaseException:
-                progress.add_sent(-written)  # a retry starts the file again
-                raise
+            write_chunks(body.iter_chunks(_CHUNK), target, progress)
         self._call(run, f"download {key}")
 
     # --- multipart primitives ---------------------------------------------------------
