@@ -37,7 +37,30 @@ CANCEL = "cancel"         # present once the job was cancelled
 STOP_GRACE_SECONDS = 20   # after a cancel, how long the ranks get to checkpoint before SIGKILL
 POLL_SECONDS = 0.2
 
+MAX_WORKERS = 64
+
 log = logging.getLogger("apt.distributed")
+
+
+def check_layout(batch_size: int, workers: int) -> list[tuple[str, str]]:
+    """The violations of a data-parallel request's ``workers`` and ``batch_size`` (each rank
+    trains an equal share of the global batch), as (field, why) pairs for the caller's
+    INVALID_ARGUMENT: the same rule for every training operation."""
+    if not 1 <= workers <= MAX_WORKERS:
+        return [("workers", f"workers must be in 1..{MAX_WORKERS}")]
+    if batch_size % workers:
+        return [("batch_size", f"batch_size ({batch_size}) must be a multiple of workers ({workers}): "
+                               "each rank trains an equal share of the global batch")]
+    return []
+
+
+def refuse_multi_node(nodes: int, verb: str = "train") -> None:
+    """Multi-node runs are not built: FAILED_PRECONDITION saying what to do instead."""
+    if nodes > 1:
+        raise errors.FailedPrecondition(
+            "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
+            f"deployer, which is not built yet; {verb} on one machine with --workers N.",
+            reason="MULTI_NODE_NOT_BUILT")
 
 
 @dataclass(frozen=True)

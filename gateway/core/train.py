@@ -36,7 +36,6 @@ from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
-MAX_WORKERS = 64
 CHECKPOINT_KIND = "train"  # APT_HOME/checkpoints/train/<name>/ (apt_model.modeling.checkpoint)
 
 # Fields that may change between a run and its resume without changing the loss curve.
@@ -96,11 +95,6 @@ class TrainSpec:
         for attr in ("weight_decay", "grad_clip", "max_minutes", "threads", "checkpoint_every"):
             if getattr(self, attr) < 0:
                 bad.append((attr, f"{attr} must be >= 0"))
-        if not 1 <= self.workers <= MAX_WORKERS:
-            bad.append(("workers", f"workers must be in 1..{MAX_WORKERS}"))
-        elif self.batch_size % self.workers:
-            bad.append(("batch_size", f"batch_size ({self.batch_size}) must be a multiple of workers ({self.workers}): "
-                                      f"each rank trains an equal share of the global batch"))
         if self.warmup >= self.max_steps:
             bad.append(("warmup_steps", f"warmup_steps ({self.warmup}) must be smaller than max_steps ({self.max_steps})"))
         if not 8 <= self.vocab_size <= limits.CEILINGS["vocab"][0]:
@@ -110,14 +104,11 @@ class TrainSpec:
                 bad.append(("preset", f"unknown preset {self.preset!r} (only 'apt'; or pass a config)"))
             elif self.size not in SIZES:
                 bad.append(("size", f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}"))
+        bad += distributed.check_layout(self.batch_size, self.workers)
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
-        if self.nodes != 1:
-            raise errors.FailedPrecondition(
-                "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
-                "deployer, which is not built yet; train on one machine with --workers N.",
-                reason="MULTI_NODE_NOT_BUILT")
+        distributed.refuse_multi_node(self.nodes)
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")

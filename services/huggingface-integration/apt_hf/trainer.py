@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from apt_model import errors
+from apt_model.modeling import distributed
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store, validate_name
 
@@ -68,10 +69,7 @@ class TrainSpec:
             (0 < spec.eval_fraction < 0.5, "eval_fraction must be in (0, 0.5)"),
             (spec.max_steps >= 0, "max_steps must be >= 0"),
             (spec.seed >= 0, "seed must be >= 0"),
-            (spec.batch_size % spec.workers == 0,
-             f"batch_size ({spec.batch_size}) must be a multiple of workers ({spec.workers}): each rank trains an "
-             "equal share of the global batch"),
-        ]
+        ] + [(False, why) for _, why in distributed.check_layout(spec.batch_size, spec.workers)]
         for ok, message in checks:
             if not ok:
                 raise errors.InvalidArgument(message + ".")
@@ -171,7 +169,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dic
     import torch
     from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
 
-    from apt_model.modeling import distributed, trainlog
+    from apt_model.modeling import trainlog
     from apt_model.modeling.io import load_model, load_tokenizer, save_model
 
     if ranks is None and spec.workers > 1:

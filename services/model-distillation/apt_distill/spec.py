@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from apt_model import errors
+from apt_model.modeling import distributed
 from apt_model.modeling.preset import SIZES
 from apt_model.store import validate_name
 
@@ -155,15 +156,9 @@ class DistillSpec:
         device = req.device or "auto"
         _choice("device", device, DEVICES)
         workers = req.workers or 1
-        if batch_size % workers:
-            raise errors.InvalidArgument(
-                f"batch_size ({batch_size}) must be a multiple of workers ({workers}): each rank trains an "
-                "equal share of the global batch.", violations=[("batch_size", "must be a multiple of workers")])
-        if req.nodes > 1:
-            raise errors.FailedPrecondition(
-                "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
-                "deployer, which is not built yet; distil on one machine with --workers N.",
-                reason="MULTI_NODE_NOT_BUILT")
+        for field_name, why in distributed.check_layout(batch_size, workers):
+            raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+        distributed.refuse_multi_node(req.nodes, "distil")
 
         extra_terms = {"feature", "relation", *custom}
         weights = tuple(sorted(req.loss_weights.items()))
