@@ -66,7 +66,9 @@ def test_two_ranks_finetune_through_the_trainers_own_ddp(model_and_data, run_job
     assert run.ok, run.final.error_message
     res = run.final.result
     assert res["steps"] == 30 and res["eval_loss"] < res["eval_loss_before"] - 0.5, res
-    assert len(run.metric_values("loss")) >= 5  # rank 0's progress reached the job
+    # rank 0's progress reached the job (the launcher relays it in bursts every 0.2 s, and a
+    # watcher sees the latest of a burst, so how many distinct values arrive depends on speed)
+    assert run.metric_values("loss")
     rows = trainlog.read(store.model("tuned2").path)
     assert [r["step"] for r in rows] == list(range(1, 31))
     assert not (store.root / ".runs" / "hf-train-tuned2").exists()  # removed after a run that succeeded
