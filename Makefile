@@ -17,11 +17,14 @@ help:
 	@echo "make images | up | down | logs - containers (see docs/deployment.md)"
 	@echo "make deploy-files - k8s/base/plugins/ and compose plugin services from the plugin folders"
 
-# Debian packages the build needs (cmake + a C++ compiler build llama-cpp-python from source).
+# Debian packages the build and the tests need: cmake + a C++ compiler build llama-cpp-python
+# from source; espeak-ng speaks multimodal-training's test audio; chromium + chromium-driver open
+# advanced-visualization's HTML in a real browser (Selenium, no downloaded driver).
+SYSDEPS := cmake:cmake g++:g++ espeak-ng:espeak-ng chromium:chromium chromedriver:chromium-driver
 sysdeps:
-	@if ! command -v cmake >/dev/null || ! command -v g++ >/dev/null; then \
-	  echo "installing cmake and g++ from Debian's archive"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null; fi
+	@missing=""; for pair in $(SYSDEPS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing from Debian's archive"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 # llama.cpp (ollama-export's verification) is built for a portable x86-64 baseline: built for
 # the build machine ("native") it enables AMX on Xeons that have it, and its q8_0 decode then

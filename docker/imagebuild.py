@@ -131,8 +131,14 @@ def plugin_spec(plugin_dir: Path) -> ImageSpec | None:
     return ImageSpec(
         name=manifest.name, dockerfile=(own.relative_to(ROOT).as_posix() if own.exists() else PLUGIN_DOCKERFILE),
         requirements=(f"{rel}/requirements.txt",), files=("apt_model", *requirements, rel), parent=parent,
-        build_args=(("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name)), plugin_dir=rel, module=manifest.module,
+        build_args=_plugin_build_args(manifest, rel), plugin_dir=rel, module=manifest.module,
     )
+
+
+def _plugin_build_args(manifest: PluginManifest, rel: str) -> tuple[tuple[str, str], ...]:
+    """The template's arguments: where the folder is, its name, and the Debian packages it installs."""
+    args = (("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name))
+    return (*args, ("SYSTEM_PACKAGES", " ".join(manifest.system_packages))) if manifest.system_packages else args
 
 
 def _outside_plugin_spec(manifest: PluginManifest, parent: str) -> ImageSpec:
@@ -150,7 +156,7 @@ def _outside_plugin_spec(manifest: PluginManifest, parent: str) -> ImageSpec:
     return ImageSpec(
         name=manifest.name, dockerfile=PLUGIN_DOCKERFILE, requirements=(str(req),),
         files=("apt_model", *requirement_files(), str(manifest.dir)), parent=parent,
-        build_args=(("PLUGIN_DIR", rel), ("PLUGIN_NAME", manifest.name)), plugin_dir=rel, module=manifest.module,
+        build_args=_plugin_build_args(manifest, rel), plugin_dir=rel, module=manifest.module,
         source=str(manifest.dir),
     )
 

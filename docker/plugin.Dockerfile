@@ -4,6 +4,8 @@
 #                the venv, user 10001, entry point, health check and CMD every plugin image shares)
 #   PLUGIN_DIR   the plugin folder, relative to the repository root (services/<name>, tests/plugins/echo)
 #   PLUGIN_NAME  its name: the folder lands at /app/services/<name>, where docker/run_plugin.py runs it
+#   SYSTEM_PACKAGES  the Debian packages its plugin.yaml lists under system_packages: (e.g. chromium for
+#                advanced-visualization's PNG export), installed with apt-get from Debian's archive
 # A plugin folder that carries its own Dockerfile is built with that one instead (images.py passes it
 # the same build arguments); none of the plugins in services/ needs one.
 # The plugin's requirements.txt may include -r files only from requirements/ that its base holds
@@ -15,10 +17,13 @@
 ARG APT_BASE=apt/torch-base:latest
 
 FROM ${APT_BASE}
-ARG WHEELS= PLUGIN_DIR PLUGIN_NAME
+ARG WHEELS= PLUGIN_DIR PLUGIN_NAME SYSTEM_PACKAGES=
 COPY ${PLUGIN_DIR}/requirements.txt /src/${PLUGIN_DIR}/requirements.txt
-# pip's additions for this plugin become one layer on top of the base.
-RUN /opt/venv/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links $WHEELS} -r /src/${PLUGIN_DIR}/requirements.txt \
+# apt's and pip's additions for this plugin become one layer on top of the base.
+RUN if [ -n "${SYSTEM_PACKAGES}" ]; then apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${SYSTEM_PACKAGES} \
+      && rm -rf /var/lib/apt/lists/*; fi \
+ && /opt/venv/bin/pip install --no-cache-dir ${WHEELS:+--no-index --find-links $WHEELS} -r /src/${PLUGIN_DIR}/requirements.txt \
  && /opt/venv/bin/pip check
 COPY apt_model /app/apt_model
 COPY ${PLUGIN_DIR} /app/services/${PLUGIN_NAME}

@@ -14,13 +14,15 @@ from apt_model.runtime.plugin_settings import SettingSpec, declared_settings
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KEYS = {"name", "version", "description", "available", "module", "services", "wants_gpu",
-         "imports", "optional_requirements", "base", "egress", "resources", "settings"}
+         "imports", "optional_requirements", "base", "egress", "resources", "settings", "system_packages"}
 _REQ_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-\[\]]*)\s*(.*?)\s*(#.*)?$")
 
 
 # -- what a plugin's deployment needs: base image, network, resources ----------------------------
 BASES = ("torch", "slim")  # apt/torch-base (the shared torch layer) or apt/slim-base (no torch)
 EGRESS = ("none", "internet")  # internet: may reach public addresses (hubs, buckets, Ollama)
+# Debian package names (policy 5.6.1): what an image installs with apt-get besides its pip packages.
+_DEBIAN_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,62}$")
 # Kubernetes quantities: cpu in cores or millicores, memory in bytes with an SI or binary suffix.
 _CPU_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m?)$")
 _MEMORY_RE = re.compile(r"^([0-9]+)(k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -91,7 +93,11 @@ def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]
     if not 0 < request <= limit:
         raise bad(f"resources.memory {resources.memory} must be above 0 and at most "
                   f"memory_limit {resources.memory_limit}.")
-    return {"wants_gpu": wants_gpu, "base": base, "egress": egress, "resources": resources}
+    packages = data.get("system_packages", [])
+    if not isinstance(packages, list) or not all(isinstance(p, str) and _DEBIAN_PACKAGE_RE.match(p) for p in packages):
+        raise bad(f"system_packages must be a list of Debian package names such as [chromium], not {packages!r}.")
+    return {"wants_gpu": wants_gpu, "base": base, "egress": egress, "resources": resources,
+            "system_packages": tuple(packages)}
 
 
 def validate_plugin_name(name: str) -> str:
@@ -146,6 +152,7 @@ class PluginManifest:
     egress: str = "none"         # "internet": may reach public addresses (EGRESS)
     resources: Resources = DEFAULT_RESOURCES["slim"]
     settings: tuple[SettingSpec, ...] = ()  # the environment variables it reads (apt_model.runtime.plugin_settings)
+    system_packages: tuple[str, ...] = ()  # Debian packages its image installs (chromium for PNG export, ...)
 
     @classmethod
     def load(cls, plugin_dir: Path | str) -> "PluginManifest":

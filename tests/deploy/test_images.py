@@ -32,7 +32,9 @@ def test_every_plugin_image_is_the_template_on_its_base(folder):
     base = yaml.safe_load((folder / "plugin.yaml").read_text())["base"]
     rel = folder.relative_to(ROOT).as_posix()
     assert spec.dockerfile == ib.PLUGIN_DOCKERFILE and spec.parent == f"{base}-base"
-    assert dict(spec.build_args) == {"PLUGIN_DIR": rel, "PLUGIN_NAME": folder.name}
+    packages = " ".join(yaml.safe_load((folder / "plugin.yaml").read_text()).get("system_packages", []))
+    assert dict(spec.build_args) == {"PLUGIN_DIR": rel, "PLUGIN_NAME": folder.name,
+                                     **({"SYSTEM_PACKAGES": packages} if packages else {})}
     # the context: the template, apt_model, the plugin folder (no tests) and requirements files only
     files = {p.relative_to(ROOT).as_posix() for p in ib._context_files(spec)}
     assert ib.PLUGIN_DOCKERFILE in files and f"{rel}/plugin.yaml" in files
@@ -116,3 +118,15 @@ def test_images_ship_no_test_support_and_every_repository_module_their_code_impo
                      for name in _repo_imports(p)
                      if (target := _module_file(name, roots)) is not None and target.resolve() not in shipped)
     assert missing == [], f"image {spec.name} lacks modules its code imports:\n" + "\n".join(missing)
+
+
+def test_system_packages_reach_the_template_as_one_build_argument(tmp_path):
+    folder = tmp_path / "browser-plugin"
+    shutil.copytree(ECHO_DIR, folder)
+    manifest = yaml.safe_load((folder / "plugin.yaml").read_text())
+    (folder / "plugin.yaml").write_text(yaml.safe_dump({**manifest, "name": folder.name,
+                                                        "system_packages": ["chromium", "fonts-noto-cjk"]}))
+    (folder / "requirements.txt").write_text("grpcio==1.85.1\n")  # outside the repository: no -r
+    assert dict(ib.plugin_spec(folder).build_args)["SYSTEM_PACKAGES"] == "chromium fonts-noto-cjk"
+    template = (ROOT / ib.PLUGIN_DOCKERFILE).read_text()
+    assert "apt-get install -y -qq --no-install-recommends ${SYSTEM_PACKAGES}" in template

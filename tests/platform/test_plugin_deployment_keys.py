@@ -72,3 +72,12 @@ def test_slim_base_with_torch_in_the_requirements_is_refused(tmp_path):
                                                 ("1000", 1000), ("2Ti", 2 << 40)])
 def test_memory_quantities(quantity, expected):
     assert memory_bytes(quantity) == expected
+
+
+def test_system_packages_are_debian_package_names(tmp_path):
+    assert PluginManifest.load(_plugin(tmp_path, system_packages=["chromium", "libsndfile1"])).system_packages == (
+        "chromium", "libsndfile1")
+    assert PluginManifest.load(_plugin(tmp_path)).system_packages == ()
+    for bad in ("chromium; rm -rf /", ["chromium; rm -rf /"], ["Chromium"], [""], [7]):
+        with pytest.raises(errors.FailedPrecondition, match="system_packages must be a list of Debian package names"):
+            PluginManifest.load(_plugin(tmp_path, system_packages=bad))
