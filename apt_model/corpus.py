@@ -95,6 +95,15 @@ def read_corpus_file(path: Path, text_field: str, warn: Callable[[str], None]) -
         f"(convert other formats with the data-processors plugin).")
 
 
+def dataset_text_files(folder: Path, meta: dict) -> list[Path]:
+    """The text files of a dataset entry: those its apt.json lists under ``text_files`` (a
+    dataset that also holds reports, e.g. data-processors' rejected.jsonl), else every
+    .txt/.jsonl file in it, sorted."""
+    if "text_files" in meta:
+        return [folder / rel for rel in meta["text_files"]]
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
+
+
 def load_corpus(paths: list[str], store: Store | None = None, dataset: str = "", text_field: str = "text",
                 warn: Callable[[str], None] = lambda _: None) -> Corpus:
     """Documents from corpus files and/or a store dataset (its .txt/.jsonl files, sorted).
@@ -107,8 +116,7 @@ def load_corpus(paths: list[str], store: Store | None = None, dataset: str = "",
         if store is None:
             raise errors.FailedPrecondition("A dataset was named but no store is available.")
         entry = store.dataset(dataset)
-        found = sorted(p for p in entry.path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
+        found = dataset_text_files(entry.path, entry.meta)
         if not found:
             raise errors.FailedPrecondition(f"Dataset {dataset!r} holds no .txt or .jsonl file to read.")
         files.extend(found)

@@ -9,6 +9,7 @@ import torch
 
 from apt_model import errors
 from apt_model.corpus import load_corpus, load_eval_text
+from apt_model.store import Store
 from gateway.core.data import split_tokens, tokenize_documents
 
 
@@ -94,3 +95,12 @@ def test_demo_corpus_is_real_english_and_chinese(tmp_path):
     assert len(re.findall(r"\b(the|and|of)\b", joined)) > 200  # English
     assert "/v" not in joined[:2000] and "人民" in joined  # POS tags stripped, newspaper text kept
     assert held_out and all(doc not in held_out for doc in train[:20])
+
+
+def test_a_dataset_listing_its_text_files_is_read_from_those_only(tmp_path):
+    """A dataset whose apt.json names ``text_files`` keeps reports (rejected.jsonl) beside its text."""
+    store = Store(tmp_path / "home")
+    with store.create("datasets", "clean", operation="test", extra={"text_files": ["data.jsonl"]}) as folder:
+        (folder / "data.jsonl").write_text('{"text": "kept"}\n', encoding="utf-8")
+        (folder / "rejected.jsonl").write_text('{"reason": "too_short", "excerpt": "x"}\n', encoding="utf-8")
+    assert load_corpus([], store, "clean").documents == ["kept"]
