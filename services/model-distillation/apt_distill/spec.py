@@ -86,107 +86,125 @@ class DistillSpec:
         """Validate a ``DistillRequest``; raises InvalidArgument naming the bad field."""
         validate_name(req.teacher, "teacher model")
         validate_name(req.output_name, "output model")
-        sources = [bool(req.student), bool(req.student_preset_size), req.student_layers != 0]
-        if sum(sources) != 1:
-            raise errors.InvalidArgument(
-                "Give exactly one student: --student NAME (a store model), --student-preset-size SIZE "
-                f"(an apt preset: {', '.join(SIZES)}) or --student-layers N (derived from the teacher).")
-        if req.student:
-            validate_name(req.student, "student model")
-            if req.student == req.teacher:
-                raise errors.InvalidArgument("The student must differ from the teacher.")
-        if req.student_preset_size and req.student_preset_size not in SIZES:
-            raise errors.InvalidArgument(
-                f"Unknown student preset size {req.student_preset_size!r}; choose one of {', '.join(SIZES)}.")
-        if req.student_layers < 0:
-            raise errors.InvalidArgument(f"student_layers must be positive, got {req.student_layers}.")
-
-        strategies = tuple(dict.fromkeys(req.strategies))  # de-duplicated, order kept
-        if not strategies:
-            raise errors.InvalidArgument(
-                "Choose at least one strategy: response, feature, relation"
-                + (f" or a registered loss ({', '.join(sorted(registered_losses))})." if registered_losses else "."))
-        unknown = [s for s in strategies if s not in BUILTIN_STRATEGIES and s not in registered_losses]
-        if unknown:
-            known = [*BUILTIN_STRATEGIES, *sorted(registered_losses)]
-            raise errors.InvalidArgument(
-                f"Unknown strategy {unknown[0]!r}; choose from {', '.join(known)} (custom losses are "
-                "registered in the 'apt.distillation.loss' entry-point group).")
-        custom = tuple(s for s in strategies if s not in BUILTIN_STRATEGIES)
-
-        temperature = req.temperature if req.HasField("temperature") else 1.0
-        if not math.isfinite(temperature) or temperature <= 0:
-            raise errors.InvalidArgument(f"temperature must be > 0, got {req.temperature}.")
-        alpha = req.alpha if req.HasField("alpha") else 0.5
-        if not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
-            raise errors.InvalidArgument(f"alpha must be in [0, 1], got {req.alpha}.")
-        kl_direction = req.kl_direction or "forward"
-        _choice("kl_direction", kl_direction, KL_DIRECTIONS)
-        if req.top_k < 0:
-            raise errors.InvalidArgument(f"top_k must be >= 0 (0 = the whole vocabulary), got {req.top_k}.")
-        feature_loss = req.feature_loss or "mse"
-        _choice("feature_loss", feature_loss, FEATURE_LOSSES)
-        relation = req.relation or "sample"
-        _choice("relation", relation, RELATIONS)
-        layer_map = tuple(sorted((int(s), int(t)) for s, t in req.layer_map.items()))
-        if layer_map and "feature" not in strategies:
-            raise errors.InvalidArgument("layer_map is only used by the 'feature' strategy; add it or drop the map.")
-        bad = [(s, t) for s, t in layer_map if s < 0 or t < 0]
-        if bad:
-            raise errors.InvalidArgument(f"Unknown layer mapping {bad[0][0]}:{bad[0][1]}: layers are 0-based block indices.")
-
-        if not req.dataset and not req.corpus_paths:
-            raise errors.InvalidArgument("Give training text: --dataset NAME (a store dataset) or --corpus-paths FILE.")
-        if req.dataset:
-            validate_name(req.dataset, "dataset")
-        seq_len = _positive("seq_len", req.seq_len, 128)
-        if seq_len < 2:
-            raise errors.InvalidArgument(f"seq_len must be at least 2 tokens, got {seq_len}.")
-        batch_size = _positive("batch_size", req.batch_size, 8)
-        if "relation" in strategies and relation == "sample" and batch_size < 3:
-            raise errors.InvalidArgument(
-                f"Sample relations (RKD) compare the samples of a batch: batch_size must be >= 3, got {batch_size}.")
-        max_steps = _positive("max_steps", req.max_steps, 200)
-        lr = req.learning_rate if req.learning_rate != 0 else 1e-3
-        if not math.isfinite(lr) or lr <= 0:
-            raise errors.InvalidArgument(f"learning_rate must be > 0, got {req.learning_rate}.")
-        warmup = req.warmup_steps if req.warmup_steps > 0 else max(1, max_steps // 20)
-        if req.warmup_steps < 0 or warmup >= max_steps and max_steps > 1:
-            raise errors.InvalidArgument(f"warmup_steps must be in [0, max_steps), got {req.warmup_steps}.")
-        device = req.device or "auto"
-        _choice("device", device, DEVICES)
-        workers = req.workers or 1
-        for field_name, why in distributed.check_layout(batch_size, workers):
-            raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
-        distributed.refuse_multi_node(req.nodes, "distil")
-
-        extra_terms = {"feature", "relation", *custom}
-        weights = tuple(sorted(req.loss_weights.items()))
-        for name, w in weights:
-            if name not in extra_terms:
-                raise errors.InvalidArgument(
-                    f"loss_weights has {name!r}; weights apply to feature, relation and custom losses "
-                    "(the response term is weighted by alpha).")
-            if not math.isfinite(w) or w < 0:
-                raise errors.InvalidArgument(f"loss weight {name}={w} must be a finite number >= 0.")
-
+        student = _student(req)
+        strategies = _strategies(req, registered_losses)
+        losses = _losses(req, strategies)
         return cls(
             teacher=req.teacher, output_name=req.output_name, strategies=strategies,
-            student=req.student, student_preset_size=req.student_preset_size,
-            student_layers=req.student_layers, temperature=float(temperature), alpha=float(alpha),
-            kl_direction=kl_direction, top_k=req.top_k, layer_map=layer_map, feature_loss=feature_loss,
-            relation=relation, dataset=req.dataset, corpus_paths=tuple(req.corpus_paths), seq_len=seq_len,
-            batch_size=batch_size, max_steps=max_steps, learning_rate=float(lr), warmup_steps=warmup,
-            seed=int(req.seed), resume=req.resume, overwrite=req.overwrite, loss_weights=weights,
-            device=device, eval_every=_positive("eval_every", req.eval_every, 50),
-            checkpoint_every=_positive("checkpoint_every", req.checkpoint_every, 100),
-            custom_losses=custom, workers=workers,
+            **student, **losses, **_training(req, strategies),
+            seed=int(req.seed), resume=req.resume, overwrite=req.overwrite,
+            custom_losses=tuple(s for s in strategies if s not in BUILTIN_STRATEGIES),
         )
 
 
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def _student(req) -> dict:
+    """Exactly one of a store model, a preset size or a layer count derived from the teacher."""
+    if sum([bool(req.student), bool(req.student_preset_size), req.student_layers != 0]) != 1:
+        raise errors.InvalidArgument(
+            "Give exactly one student: --student NAME (a store model), --student-preset-size SIZE "
+            f"(an apt preset: {', '.join(SIZES)}) or --student-layers N (derived from the teacher).")
+    if req.student:
+        validate_name(req.student, "student model")
+        if req.student == req.teacher:
+            raise errors.InvalidArgument("The student must differ from the teacher.")
+    if req.student_preset_size and req.student_preset_size not in SIZES:
+        raise errors.InvalidArgument(
+            f"Unknown student preset size {req.student_preset_size!r}; choose one of {', '.join(SIZES)}.")
+    if req.student_layers < 0:
+        raise errors.InvalidArgument(f"student_layers must be positive, got {req.student_layers}.")
+    return {"student": req.student, "student_preset_size": req.student_preset_size,
+            "student_layers": req.student_layers}
+
+
+def _strategies(req, registered_losses: frozenset[str]) -> tuple[str, ...]:
+    """The strategies, de-duplicated in the given order: built-in ones and registered losses."""
+    strategies = tuple(dict.fromkeys(req.strategies))
+    if not strategies:
+        raise errors.InvalidArgument(
+            "Choose at least one strategy: response, feature, relation"
+            + (f" or a registered loss ({', '.join(sorted(registered_losses))})." if registered_losses else "."))
+    unknown = [s for s in strategies if s not in BUILTIN_STRATEGIES and s not in registered_losses]
+    if unknown:
+        known = [*BUILTIN_STRATEGIES, *sorted(registered_losses)]
+        raise errors.InvalidArgument(
+            f"Unknown strategy {unknown[0]!r}; choose from {', '.join(known)} (custom losses are "
+            "registered in the 'apt.distillation.loss' entry-point group).")
+    return strategies
+
+
+def _losses(req, strategies: tuple[str, ...]) -> dict:
+    """The loss settings: temperature, alpha, KL direction, top-k, feature and relation terms, weights."""
+    temperature = req.temperature if req.HasField("temperature") else 1.0
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise errors.InvalidArgument(f"temperature must be > 0, got {req.temperature}.")
+    alpha = req.alpha if req.HasField("alpha") else 0.5
+    if not math.isfinite(alpha) or not 0.0 <= alpha <= 1.0:
+        raise errors.InvalidArgument(f"alpha must be in [0, 1], got {req.alpha}.")
+    if req.top_k < 0:
+        raise errors.InvalidArgument(f"top_k must be >= 0 (0 = the whole vocabulary), got {req.top_k}.")
+    layer_map = tuple(sorted((int(s), int(t)) for s, t in req.layer_map.items()))
+    if layer_map and "feature" not in strategies:
+        raise errors.InvalidArgument("layer_map is only used by the 'feature' strategy; add it or drop the map.")
+    bad = [(s, t) for s, t in layer_map if s < 0 or t < 0]
+    if bad:
+        raise errors.InvalidArgument(f"Unknown layer mapping {bad[0][0]}:{bad[0][1]}: layers are 0-based block indices.")
+    return {"temperature": float(temperature), "alpha": float(alpha),
+            "kl_direction": _choice("kl_direction", req.kl_direction or "forward", KL_DIRECTIONS),
+            "top_k": req.top_k, "layer_map": layer_map,
+            "feature_loss": _choice("feature_loss", req.feature_loss or "mse", FEATURE_LOSSES),
+            "relation": _choice("relation", req.relation or "sample", RELATIONS),
+            "loss_weights": _loss_weights(req, strategies)}
+
+
+def _loss_weights(req, strategies: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
+    """Weights of the extra terms (feature, relation, custom losses); the response term has alpha."""
+    extra_terms = {"feature", "relation", *(s for s in strategies if s not in BUILTIN_STRATEGIES)}
+    weights = tuple(sorted(req.loss_weights.items()))
+    for name, w in weights:
+        if name not in extra_terms:
+            raise errors.InvalidArgument(
+                f"loss_weights has {name!r}; weights apply to feature, relation and custom losses "
+                "(the response term is weighted by alpha).")
+        if not math.isfinite(w) or w < 0:
+            raise errors.InvalidArgument(f"loss weight {name}={w} must be a finite number >= 0.")
+    return weights
+
+
+def _training(req, strategies: tuple[str, ...]) -> dict:
+    """Data, batch, schedule, device and data-parallel layout."""
+    if not req.dataset and not req.corpus_paths:
+        raise errors.InvalidArgument("Give training text: --dataset NAME (a store dataset) or --corpus-paths FILE.")
+    if req.dataset:
+        validate_name(req.dataset, "dataset")
+    seq_len = _positive("seq_len", req.seq_len, 128)
+    if seq_len < 2:
+        raise errors.InvalidArgument(f"seq_len must be at least 2 tokens, got {seq_len}.")
+    batch_size = _positive("batch_size", req.batch_size, 8)
+    if "relation" in strategies and (req.relation or "sample") == "sample" and batch_size < 3:
+        raise errors.InvalidArgument(
+            f"Sample relations (RKD) compare the samples of a batch: batch_size must be >= 3, got {batch_size}.")
+    max_steps = _positive("max_steps", req.max_steps, 200)
+    lr = req.learning_rate if req.learning_rate != 0 else 1e-3
+    if not math.isfinite(lr) or lr <= 0:
+        raise errors.InvalidArgument(f"learning_rate must be > 0, got {req.learning_rate}.")
+    warmup = req.warmup_steps if req.warmup_steps > 0 else max(1, max_steps // 20)
+    if req.warmup_steps < 0 or warmup >= max_steps and max_steps > 1:
+        raise errors.InvalidArgument(f"warmup_steps must be in [0, max_steps), got {req.warmup_steps}.")
+    workers = req.workers or 1
+    for field_name, why in distributed.check_layout(batch_size, workers):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    distributed.refuse_multi_node(req.nodes, "distil")
+    return {"dataset": req.dataset, "corpus_paths": tuple(req.corpus_paths), "seq_len": seq_len,
+            "batch_size": batch_size, "max_steps": max_steps, "learning_rate": float(lr), "warmup_steps": warmup,
+            "device": _choice("device", req.device or "auto", DEVICES),
+            "eval_every": _positive("eval_every", req.eval_every, 50),
+            "checkpoint_every": _positive("checkpoint_every", req.checkpoint_every, 100), "workers": workers}
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise errors.InvalidArgument(f"{name} {value!r} is not one of: {', '.join(choices)}.")
+    return value
 
 
 def _positive(name: str, value: int, default: int) -> int:
