@@ -82,18 +82,8 @@ class PruneSpec:
     @classmethod
     def from_request(cls, r) -> "PruneSpec":
         name = validate_name(r.name, "model")
-        strategy = r.strategy.strip().lower()
         custom = registered_importances()
-        if not strategy:
-            raise errors.InvalidArgument("Give a strategy: magnitude, taylor, lottery or structured.")
-        if strategy not in STRATEGIES and strategy not in custom:
-            known = ", ".join(STRATEGIES + tuple(sorted(custom)))
-            raise errors.InvalidArgument(f"Unknown strategy {strategy!r}; choose one of: {known}.")
-        ratio = float(r.ratio)
-        if not (0.0 < ratio < 1.0) or math.isnan(ratio):
-            raise errors.InvalidArgument(
-                f"ratio must be a fraction strictly between 0 and 1 (the share removed), got {r.ratio}; "
-                "e.g. 0.5 removes half.")
+        strategy, ratio = _strategy_and_ratio(r, custom)
         output = r.output_name or f"{name}-{strategy}{round(ratio * 100)}"
         validate_name(output, "model")
         if output == name:
@@ -101,51 +91,16 @@ class PruneSpec:
         scope = r.scope.strip().lower() or "global"
         if scope not in SCOPES:
             raise errors.InvalidArgument(f"Unknown scope {r.scope!r}; use global or layer.")
-        importance = r.importance.strip().lower()
-        if strategy in UNSTRUCTURED or strategy in custom:
-            if importance and importance != strategy:
-                raise errors.InvalidArgument(
-                    f"importance applies to the structured strategy; strategy {strategy!r} already names its score.")
-            importance = strategy
-        elif strategy == "lottery":
-            if importance and importance != "magnitude":
-                raise errors.InvalidArgument("The lottery strategy ranks by magnitude; leave importance empty.")
-            importance = "magnitude"
-        else:
-            importance = importance or "magnitude"
-            if importance not in BUILTIN_IMPORTANCES and importance not in custom:
-                known = ", ".join(tuple(BUILTIN_IMPORTANCES) + tuple(sorted(custom)))
-                raise errors.InvalidArgument(f"Unknown importance {importance!r}; choose one of: {known}.")
+        importance = _importance(r, strategy, custom)
         if r.semi_structured_2_4:
             if strategy == "structured":
                 raise errors.InvalidArgument("The 2:4 pattern is unstructured sparsity; it does not combine with structured.")
             if abs(ratio - 0.5) > 1e-9:
                 raise errors.InvalidArgument(f"The 2:4 pattern removes exactly half the weights; use ratio 0.5, not {ratio}.")
-        heads, mlp, hidden = bool(r.prune_heads), bool(r.prune_mlp), bool(r.prune_hidden)
-        if not (heads or mlp or hidden):
-            heads = mlp = hidden = True  # none named: prune all three, as the docs say
-        hidden_ratio = float(r.hidden_ratio)
-        if hidden_ratio:
-            if strategy != "structured":
-                raise errors.InvalidArgument("hidden_ratio applies to the structured strategy only.")
-            if not hidden:
-                raise errors.InvalidArgument(
-                    "hidden_ratio is set but the width is not pruned: set prune_hidden too (or leave all of "
-                    "prune_heads, prune_mlp and prune_hidden unset to prune all three).")
-            if not (0.0 < hidden_ratio < 1.0) or math.isnan(hidden_ratio):
-                raise errors.InvalidArgument(
-                    f"hidden_ratio must be a fraction strictly between 0 and 1, got {r.hidden_ratio}; "
-                    "leave it 0 to use ratio.")
+        parts = _structured_parts(r, strategy)
         # the ranges of lottery_rounds, lottery_steps, rewind_step, recovery_steps, batch_size and
         # seq_len are rules on PruneRequest's fields (pruning.proto), checked before this runs
-        round_ratio = float(r.lottery_round_ratio)
-        if round_ratio and not (0.0 < round_ratio < 1.0):
-            raise errors.InvalidArgument(f"lottery_round_ratio must be in (0, 1), got {round_ratio}.")
-        if round_ratio and r.lottery_rounds:
-            raise errors.InvalidArgument("Give lottery_rounds or lottery_round_ratio, not both: one sets the other.")
-        if round_ratio and round_ratio > ratio:
-            raise errors.InvalidArgument(
-                f"lottery_round_ratio {round_ratio} exceeds the final ratio {ratio}; the first round would overshoot.")
+        round_ratio = _lottery_round_ratio(r, ratio)
         lr = float(r.learning_rate) or 3e-4
         if not (0.0 < lr < 1.0):
             raise errors.InvalidArgument(f"learning_rate must be in (0, 1), got {r.learning_rate}.")
@@ -157,8 +112,7 @@ class PruneSpec:
             lottery_steps=r.lottery_steps or 50, rewind_step=r.rewind_step if r.rewind_step else 5,
             recovery_steps=r.recovery_steps, recovery_dataset=_dataset(r.recovery_dataset),
             recovery_path=r.recovery_path, eval_dataset=_dataset(r.eval_dataset), eval_path=r.eval_path,
-            prune_heads=heads, prune_mlp=mlp, prune_hidden=hidden, hidden_ratio=hidden_ratio,
-            learning_rate=lr, batch_size=r.batch_size or 8,
+            **parts, learning_rate=lr, batch_size=r.batch_size or 8,
             seq_len=r.seq_len or 128, seed=int(r.seed), overwrite=bool(r.overwrite),
         )
         spec.check_text_sources()
@@ -186,6 +140,75 @@ class PruneSpec:
             raise errors.InvalidArgument(
                 f"rewind_step ({self.rewind_step}) must come before the end of a round ({self.lottery_steps} steps).")
 
+
+
+def _strategy_and_ratio(r, custom) -> tuple[str, float]:
+    """A known strategy (built-in or a registered importance) and the share of weights it removes."""
+    strategy = r.strategy.strip().lower()
+    if not strategy:
+        raise errors.InvalidArgument("Give a strategy: magnitude, taylor, lottery or structured.")
+    if strategy not in STRATEGIES and strategy not in custom:
+        known = ", ".join(STRATEGIES + tuple(sorted(custom)))
+        raise errors.InvalidArgument(f"Unknown strategy {strategy!r}; choose one of: {known}.")
+    ratio = float(r.ratio)
+    if not (0.0 < ratio < 1.0) or math.isnan(ratio):
+        raise errors.InvalidArgument(
+            f"ratio must be a fraction strictly between 0 and 1 (the share removed), got {r.ratio}; "
+            "e.g. 0.5 removes half.")
+    return strategy, ratio
+
+
+def _importance(r, strategy: str, custom) -> str:
+    """The score that ranks weights: the strategy's own for unstructured and lottery pruning; for
+    structured pruning the one the request names (magnitude by default)."""
+    importance = r.importance.strip().lower()
+    if strategy in UNSTRUCTURED or strategy in custom:
+        if importance and importance != strategy:
+            raise errors.InvalidArgument(
+                f"importance applies to the structured strategy; strategy {strategy!r} already names its score.")
+        return strategy
+    if strategy == "lottery":
+        if importance and importance != "magnitude":
+            raise errors.InvalidArgument("The lottery strategy ranks by magnitude; leave importance empty.")
+        return "magnitude"
+    importance = importance or "magnitude"
+    if importance not in BUILTIN_IMPORTANCES and importance not in custom:
+        known = ", ".join(tuple(BUILTIN_IMPORTANCES) + tuple(sorted(custom)))
+        raise errors.InvalidArgument(f"Unknown importance {importance!r}; choose one of: {known}.")
+    return importance
+
+
+def _structured_parts(r, strategy: str) -> dict:
+    """Which parts structured pruning cuts (all three when none is named) and the width's own ratio."""
+    heads, mlp, hidden = bool(r.prune_heads), bool(r.prune_mlp), bool(r.prune_hidden)
+    if not (heads or mlp or hidden):
+        heads = mlp = hidden = True  # none named: prune all three, as the docs say
+    hidden_ratio = float(r.hidden_ratio)
+    if hidden_ratio:
+        if strategy != "structured":
+            raise errors.InvalidArgument("hidden_ratio applies to the structured strategy only.")
+        if not hidden:
+            raise errors.InvalidArgument(
+                "hidden_ratio is set but the width is not pruned: set prune_hidden too (or leave all of "
+                "prune_heads, prune_mlp and prune_hidden unset to prune all three).")
+        if not (0.0 < hidden_ratio < 1.0) or math.isnan(hidden_ratio):
+            raise errors.InvalidArgument(
+                f"hidden_ratio must be a fraction strictly between 0 and 1, got {r.hidden_ratio}; "
+                "leave it 0 to use ratio.")
+    return {"prune_heads": heads, "prune_mlp": mlp, "prune_hidden": hidden, "hidden_ratio": hidden_ratio}
+
+
+def _lottery_round_ratio(r, ratio: float) -> float:
+    """The share each lottery round removes; 0 = derived from lottery_rounds."""
+    round_ratio = float(r.lottery_round_ratio)
+    if round_ratio and not (0.0 < round_ratio < 1.0):
+        raise errors.InvalidArgument(f"lottery_round_ratio must be in (0, 1), got {round_ratio}.")
+    if round_ratio and r.lottery_rounds:
+        raise errors.InvalidArgument("Give lottery_rounds or lottery_round_ratio, not both: one sets the other.")
+    if round_ratio and round_ratio > ratio:
+        raise errors.InvalidArgument(
+            f"lottery_round_ratio {round_ratio} exceeds the final ratio {ratio}; the first round would overshoot.")
+    return round_ratio
 
 def _dataset(name: str) -> str:
     return validate_name(name, "dataset") if name else ""
