@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,6 +48,18 @@ class _DistillLoss(torch.nn.Module):
         return loss_terms(self.student, self._teacher[0], self.objective, batch, self._spec, self._same)
 
 
+@dataclass
+class _Run:
+    """What a run trains with: the frozen teacher, the student and its objective, the text."""
+    teacher: Any
+    student: Any
+    student_tokenizer: Any
+    corpus: Corpus
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    same_vocabulary: bool
+
+
 def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
     """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
     (``apt_distill.distill_rank``, each calling this with its ``ranks``) and follows them."""
@@ -54,9 +67,58 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
         return distributed.launch("apt_distill.distill_rank", {"home": str(store.root), "spec": spec_payload(spec)},
                                   spec.workers, store.root / ".runs" / f"{checkpoint.KIND}-{spec.output_name}", ctx)
     ranks = ranks or Ranks()
-    ctx.report(progress=0.0, stage="load", message=f"loading teacher {spec.teacher!r}")
-    shapes = check_spec_against_models(store, spec)  # again: the store may have changed since Start
     device = pick_device(spec.device)
+    run = _prepare(store, spec, ctx, ranks, device)
+    ckpt = checkpoint.of(store, spec)
+    step, log = 0, []  # log: training_log.jsonl's rows, every step
+    if spec.resume:
+        step, states, log = ckpt.load(checkpoint.settings(spec))
+        run.student.load_state_dict(states["student"])
+        run.objective.load_state_dict(states["objective"])
+        run.optimizer.load_state_dict(states["optimizer"])
+        ctx.report(message=f"resumed from step {step}")
+    elif spec.overwrite and ranks.main:
+        ckpt.remove()
+
+    teacher_ppl = float("nan")
+    if ranks.main:  # rank 0 evaluates; the others wait for it at the first step
+        ctx.report(stage="eval", message="teacher validation perplexity")
+        teacher_ppl = evaluate(run.teacher, run.corpus, device, align_teacher=True)
+        ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(run.student),
+                   teacher_params=parameter_count(run.teacher))
+    # every rank draws the same global batch and trains its share of the rows
+    loss = ranks.wrap(_DistillLoss(run.student, run.objective, run.teacher, spec, run.same_vocabulary), device,
+                      find_unused=True)
+
+    def forward(step: int, micro: int) -> dict:
+        return loss(ranks.shard(run.corpus.train_batch(step)).to(device))
+
+    def save(step: int) -> None:
+        if ranks.main:  # every rank holds the same state: rank 0 writes it
+            ckpt.save(step, {"student": run.student.state_dict(), "objective": run.objective.state_dict(),
+                             "optimizer": run.optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
+
+    def evaluate_student() -> dict:
+        return {"eval_ppl": evaluate(run.student, run.corpus, device)} if ranks.main else {}
+
+    loop = Loop(ctx, run.student, run.optimizer, functools.partial(_lr_at, spec), spec.max_steps,
+                spec.batch_size * spec.seq_len // ranks.world, device=device, eval_every=spec.eval_every,
+                evaluate=evaluate_student, checkpoint_every=spec.checkpoint_every, checkpoint=save,
+                nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log,
+                ranks=ranks, no_sync=getattr(loss, "no_sync", None))
+    step = loop.run(step, forward)
+    if not ranks.main:
+        return {}
+    result = _store_student(store, spec, ctx, run, step, loop.last, teacher_ppl, log)
+    ckpt.remove()
+    return result
+
+
+def _prepare(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks, device: str) -> _Run:
+    """Teacher, student, text and objective, checked against the store again (it may have
+    changed since Start)."""
+    ctx.report(progress=0.0, stage="load", message=f"loading teacher {spec.teacher!r}")
+    shapes = check_spec_against_models(store, spec)
     ranks.init(device)
     torch.manual_seed(spec.seed)
     teacher, t_tok = load_teacher(store, spec.teacher, device)
@@ -73,61 +135,22 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
     objective = Objective(spec, shapes).to(device)
     params = [p for p in [*student.parameters(), *objective.parameters()] if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
-    ckpt = checkpoint.of(store, spec)
+    return _Run(teacher, student, s_tok, corpus, objective, optimizer, shapes.same_vocabulary)
 
-    step, log = 0, []  # log: training_log.jsonl's rows, every step
-    if spec.resume:
-        step, states, log = ckpt.load(checkpoint.settings(spec))
-        student.load_state_dict(states["student"])
-        objective.load_state_dict(states["objective"])
-        optimizer.load_state_dict(states["optimizer"])
-        ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite and ranks.main:
-        ckpt.remove()
 
-    teacher_ppl = float("nan")
-    if ranks.main:  # rank 0 evaluates; the others wait for it at the first step
-        ctx.report(stage="eval", message="teacher validation perplexity")
-        teacher_ppl = evaluate(teacher, corpus, device, align_teacher=True)
-        ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(student),
-                   teacher_params=parameter_count(teacher))
-    # every rank draws the same global batch and trains its share of the rows
-    loss = ranks.wrap(_DistillLoss(student, objective, teacher, spec, shapes.same_vocabulary), device,
-                      find_unused=True)
-
-    def forward(step: int, micro: int) -> dict:
-        return loss(ranks.shard(corpus.train_batch(step)).to(device))
-
-    def save(step: int) -> None:
-        if ranks.main:  # every rank holds the same state: rank 0 writes it
-            ckpt.save(step, {"student": student.state_dict(), "objective": objective.state_dict(),
-                             "optimizer": optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
-
-    def evaluate_student() -> dict:
-        return {"eval_ppl": evaluate(student, corpus, device)} if ranks.main else {}
-
-    loop = Loop(ctx, student, optimizer, functools.partial(_lr_at, spec), spec.max_steps,
-                spec.batch_size * spec.seq_len // ranks.world, device=device, eval_every=spec.eval_every,
-                evaluate=evaluate_student, checkpoint_every=spec.checkpoint_every, checkpoint=save,
-                nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log,
-                ranks=ranks, no_sync=getattr(loss, "no_sync", None))
-    step = loop.run(step, forward)
-    if not ranks.main:
-        return {}
-    last = loop.last
-    eval_ppl = last.get("eval_ppl", float("nan"))
-
+def _store_student(store: Store, spec: DistillSpec, ctx: JobContext, run: _Run, step: int, last: dict,
+                   teacher_ppl: float, log: list) -> dict[str, Any]:
+    """The trained student as a store model (atomically, with lineage and training log); the job's result."""
     ctx.check_cancelled()
     ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
-    metrics = {"eval_ppl": eval_ppl, "teacher_eval_ppl": teacher_ppl, "steps": step,
+    metrics = {"eval_ppl": last.get("eval_ppl", float("nan")), "teacher_eval_ppl": teacher_ppl, "steps": step,
                "tokens_seen": step * spec.batch_size * spec.seq_len,
-               "student_params": parameter_count(student), "teacher_params": parameter_count(teacher),
+               "student_params": parameter_count(run.student), "teacher_params": parameter_count(run.teacher),
                **{k: v for k, v in last.items() if k.endswith("_loss") or k == "loss"}}
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.teacher,
                       parameters=spec.lineage(), metrics=metrics, overwrite=spec.overwrite) as tmp:
-        save_model(student, s_tok, tmp)
+        save_model(run.student, run.student_tokenizer, tmp)
         trainlog.write(tmp, log)
-    ckpt.remove()
     custom = {k: v for k, v in metrics.items() if k.endswith("_loss") and k not in BUILTIN_TERMS}
     return {"model": spec.output_name, **{k: v for k, v in metrics.items() if k not in custom},
             "custom_losses": custom}
