@@ -26,7 +26,7 @@ from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job
 from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"7\n\x10\x44\x61shboardRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x13\n\x0boutput_path\x18\x02 \x01(\t\"V\n\x13\x41ttentionMapRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x13\n\x0boutput_path\x18\x04 \x01(\t\"Q\n\x17\x43omparisonReportRequest\x12\x0e\n\x06models\x18\x01 \x03(\t\x12\x11\n\teval_path\x18\x02 \x01(\t\x12\x13\n\x0boutput_path\x18\x03 \x01(\t\"#\n\x0f\x44\x61shboardResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"&\n\x12\x41ttentionMapResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"*\n\x16\x43omparisonReportResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xfe\x03\n\rVisualization\x12\x98\x01\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\"9\xd2\xf3\x18\x35\x61pt.plugins.advanced_visualization.v1.DashboardResult\x12\xa1\x01\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_visualization.v1.AttentionMapResult\x12\xad\x01\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.Job\"@\xd2\xf3\x18<apt.plugins.advanced_visualization.v1.ComparisonReportResultBh\n)com.apt.plugins.advanced_visualization.v1B\x12VisualizationProtoP\x01\xaa\x02$Apt.Plugins.AdvancedVisualization.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n9apt/plugins/advanced_visualization/v1/visualization.proto\x12%apt.plugins.advanced_visualization.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xa5\x01\n\x10\x44\x61shboardRequest\x12\x16\n\x06models\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x17\n\x0boutput_path\x18\x02 \x01(\tB\x02\x18\x01\x12\x1b\n\x0boutput_name\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x11\n\toverwrite\x18\x04 \x01(\x08\x12\x30\n\nmax_points\x18\x05 \x01(\x05\x42\x1c\xca\xf3\x18\x18\x11\x00\x00\x00\x00\x00\x00Y@\x19\x00\x00\x00\x00\x00j\xf8@:\x04\x32\x30\x30\x30\"\xda\x01\n\x13\x41ttentionMapRequest\x12\x14\n\x04name\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x14\n\x04text\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0e\n\x06layers\x18\x03 \x03(\x05\x12\x17\n\x0boutput_path\x18\x04 \x01(\tB\x02\x18\x01\x12\x1b\n\x0boutput_name\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12\r\n\x05heads\x18\x07 \x03(\x05\x12/\n\nmax_tokens\x18\x08 \x01(\x05\x42\x1b\xca\xf3\x18\x17\x11\x00\x00\x00\x00\x00\x00\x00@\x19\x00\x00\x00\x00\x00\x00\x90@:\x03\x32\x35\x36\"\xe4\x02\n\x17\x43omparisonReportRequest\x12\x16\n\x06models\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x01\x12%\n\teval_path\x18\x02 \x01(\tB\x12\xca\xf3\x18\x0e\x42\x0c\x65val_dataset\x12\x17\n\x0boutput_path\x18\x03 \x01(\tB\x02\x18\x01\x12\x14\n\x0c\x65val_dataset\x18\x04 \x01(\t\x12\x1b\n\x0boutput_name\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x11\n\toverwrite\x18\x06 \x01(\x08\x12-\n\x0fmax_eval_tokens\x18\x07 \x01(\x05\x42\x14\xca\xf3\x18\x10\x11\x00\x00\x00\x00\x00\x00\x00@:\x05\x31\x36\x33\x38\x34\x12\x37\n\x11\x62ootstrap_samples\x18\x08 \x01(\x05\x42\x1c\xca\xf3\x18\x18\x11\x00\x00\x00\x00\x00\x00Y@\x19\x00\x00\x00\x00\x00j\xf8@:\x04\x31\x30\x30\x30\x12\x0f\n\x07prompts\x18\t \x03(\t\x12\x32\n\x0emax_new_tokens\x18\n \x01(\x05\x42\x1a\xca\xf3\x18\x16\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00\x80@:\x02\x33\x32\"\xa5\x01\n\x0f\x44\x61shboardResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x12\n\nhtml_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06models\x18\x05 \x01(\x05\x12\x11\n\tpoints_in\x18\x06 \x01(\x05\x12\x14\n\x0cpoints_drawn\x18\x07 \x01(\x05\x12\x15\n\rlineage_edges\x18\x08 \x01(\x05\"\x88\x01\n\tHeadStats\x12\r\n\x05layer\x18\x01 \x01(\x05\x12\x0c\n\x04head\x18\x02 \x01(\x05\x12\x0f\n\x07kv_head\x18\x03 \x01(\x05\x12\x0f\n\x07\x65ntropy\x18\x04 \x01(\x01\x12\x11\n\tsink_mass\x18\x05 \x01(\x01\x12\x16\n\x0eprevious_token\x18\x06 \x01(\x01\x12\x11\n\tinduction\x18\x07 \x01(\x01\"\x92\x02\n\x12\x41ttentionMapResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x12\n\nhtml_bytes\x18\x04 \x01(\x03\x12\x0e\n\x06tokens\x18\x05 \x01(\x05\x12\x11\n\ttruncated\x18\x06 \x01(\x08\x12\x0e\n\x06layers\x18\x07 \x03(\x05\x12\r\n\x05heads\x18\x08 \x03(\x05\x12\x10\n\x08kv_heads\x18\t \x01(\x05\x12\x1e\n\x16max_quantization_error\x18\n \x01(\x01\x12\x44\n\nhead_stats\x18\x0b \x03(\x0b\x32\x30.apt.plugins.advanced_visualization.v1.HeadStats\"\xe9\x02\n\nModelScore\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nperplexity\x18\x02 \x01(\x01\x12\x0b\n\x03nll\x18\x03 \x01(\x01\x12\x15\n\rtokens_scored\x18\x04 \x01(\x03\x12\x15\n\rbits_per_byte\x18\x05 \x01(\x01\x12\x12\n\nparameters\x18\x06 \x01(\x03\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x16\n\x0e\x66irst_token_ms\x18\x08 \x01(\x01\x12\x14\n\x0cper_token_ms\x18\t \x01(\x01\x12k\n\x16perplexity_by_language\x18\n \x03(\x0b\x32K.apt.plugins.advanced_visualization.v1.ModelScore.PerplexityByLanguageEntry\x1a;\n\x19PerplexityByLanguageEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"U\n\nDifference\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0b\n\x03low\x18\x04 \x01(\x01\x12\x0c\n\x04high\x18\x05 \x01(\x01\"\x97\x02\n\x16\x43omparisonReportResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0c\n\x04html\x18\x03 \x01(\t\x12\x12\n\nhtml_bytes\x18\x04 \x01(\x03\x12\x41\n\x06models\x18\x05 \x03(\x0b\x32\x31.apt.plugins.advanced_visualization.v1.ModelScore\x12\x46\n\x0b\x64ifferences\x18\x06 \x03(\x0b\x32\x31.apt.plugins.advanced_visualization.v1.Difference\x12\x16\n\x0esame_tokenizer\x18\x07 \x01(\x08\x12\x16\n\x0eper_token_note\x18\x08 \x01(\t2\xfe\x03\n\rVisualization\x12\x98\x01\n\x0eStartDashboard\x12\x37.apt.plugins.advanced_visualization.v1.DashboardRequest\x1a\x12.apt.common.v1.Job\"9\xd2\xf3\x18\x35\x61pt.plugins.advanced_visualization.v1.DashboardResult\x12\xa1\x01\n\x11StartAttentionMap\x12:.apt.plugins.advanced_visualization.v1.AttentionMapRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_visualization.v1.AttentionMapResult\x12\xad\x01\n\x15StartComparisonReport\x12>.apt.plugins.advanced_visualization.v1.ComparisonReportRequest\x1a\x12.apt.common.v1.Job\"@\xd2\xf3\x18<apt.plugins.advanced_visualization.v1.ComparisonReportResultBh\n)com.apt.plugins.advanced_visualization.v1B\x12VisualizationProtoP\x01\xaa\x02$Apt.Plugins.AdvancedVisualization.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,66 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_visual
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n)com.apt.plugins.advanced_visualization.v1B\022VisualizationProtoP\001\252\002$Apt.Plugins.AdvancedVisualization.V1'
+  _globals['_DASHBOARDREQUEST'].fields_by_name['models']._loaded_options = None
+  _globals['_DASHBOARDREQUEST'].fields_by_name['models']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_DASHBOARDREQUEST'].fields_by_name['output_path']._loaded_options = None
+  _globals['_DASHBOARDREQUEST'].fields_by_name['output_path']._serialized_options = b'\030\001'
+  _globals['_DASHBOARDREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_DASHBOARDREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_DASHBOARDREQUEST'].fields_by_name['max_points']._loaded_options = None
+  _globals['_DASHBOARDREQUEST'].fields_by_name['max_points']._serialized_options = b'\312\363\030\030\021\000\000\000\000\000\000Y@\031\000\000\000\000\000j\370@:\0042000'
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['text']._loaded_options = None
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['text']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['output_path']._loaded_options = None
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['output_path']._serialized_options = b'\030\001'
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['max_tokens']._loaded_options = None
+  _globals['_ATTENTIONMAPREQUEST'].fields_by_name['max_tokens']._serialized_options = b'\312\363\030\027\021\000\000\000\000\000\000\000@\031\000\000\000\000\000\000\220@:\003256'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['models']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['models']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['eval_path']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['eval_path']._serialized_options = b'\312\363\030\016B\014eval_dataset'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['output_path']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['output_path']._serialized_options = b'\030\001'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['max_eval_tokens']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['max_eval_tokens']._serialized_options = b'\312\363\030\020\021\000\000\000\000\000\000\000@:\00516384'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['bootstrap_samples']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['bootstrap_samples']._serialized_options = b'\312\363\030\030\021\000\000\000\000\000\000Y@\031\000\000\000\000\000j\370@:\0041000'
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['max_new_tokens']._loaded_options = None
+  _globals['_COMPARISONREPORTREQUEST'].fields_by_name['max_new_tokens']._serialized_options = b'\312\363\030\026\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000\200@:\00232'
+  _globals['_MODELSCORE_PERPLEXITYBYLANGUAGEENTRY']._loaded_options = None
+  _globals['_MODELSCORE_PERPLEXITYBYLANGUAGEENTRY']._serialized_options = b'8\001'
   _globals['_VISUALIZATION'].methods_by_name['StartDashboard']._loaded_options = None
   _globals['_VISUALIZATION'].methods_by_name['StartDashboard']._serialized_options = b'\322\363\0305apt.plugins.advanced_visualization.v1.DashboardResult'
   _globals['_VISUALIZATION'].methods_by_name['StartAttentionMap']._loaded_options = None
   _globals['_VISUALIZATION'].methods_by_name['StartAttentionMap']._serialized_options = b'\322\363\0308apt.plugins.advanced_visualization.v1.AttentionMapResult'
   _globals['_VISUALIZATION'].methods_by_name['StartComparisonReport']._loaded_options = None
   _globals['_VISUALIZATION'].methods_by_name['StartComparisonReport']._serialized_options = b'\322\363\030<apt.plugins.advanced_visualization.v1.ComparisonReportResult'
-  _globals['_DASHBOARDREQUEST']._serialized_start=155
-  _globals['_DASHBOARDREQUEST']._serialized_end=210
-  _globals['_ATTENTIONMAPREQUEST']._serialized_start=212
-  _globals['_ATTENTIONMAPREQUEST']._serialized_end=298
-  _globals['_COMPARISONREPORTREQUEST']._serialized_start=300
-  _globals['_COMPARISONREPORTREQUEST']._serialized_end=381
-  _globals['_DASHBOARDRESULT']._serialized_start=383
-  _globals['_DASHBOARDRESULT']._serialized_end=418
-  _globals['_ATTENTIONMAPRESULT']._serialized_start=420
-  _globals['_ATTENTIONMAPRESULT']._serialized_end=458
-  _globals['_COMPARISONREPORTRESULT']._serialized_start=460
-  _globals['_COMPARISONREPORTRESULT']._serialized_end=502
-  _globals['_VISUALIZATION']._serialized_start=505
-  _globals['_VISUALIZATION']._serialized_end=1015
+  _globals['_DASHBOARDREQUEST']._serialized_start=156
+  _globals['_DASHBOARDREQUEST']._serialized_end=321
+  _globals['_ATTENTIONMAPREQUEST']._serialized_start=324
+  _globals['_ATTENTIONMAPREQUEST']._serialized_end=542
+  _globals['_COMPARISONREPORTREQUEST']._serialized_start=545
+  _globals['_COMPARISONREPORTREQUEST']._serialized_end=901
+  _globals['_DASHBOARDRESULT']._serialized_start=904
+  _globals['_DASHBOARDRESULT']._serialized_end=1069
+  _globals['_HEADSTATS']._serialized_start=1072
+  _globals['_HEADSTATS']._serialized_end=1208
+  _globals['_ATTENTIONMAPRESULT']._serialized_start=1211
+  _globals['_ATTENTIONMAPRESULT']._serialized_end=1485
+  _globals['_MODELSCORE']._serialized_start=1488
+  _globals['_MODELSCORE']._serialized_end=1849
+  _globals['_MODELSCORE_PERPLEXITYBYLANGUAGEENTRY']._serialized_start=1790
+  _globals['_MODELSCORE_PERPLEXITYBYLANGUAGEENTRY']._serialized_end=1849
+  _globals['_DIFFERENCE']._serialized_start=1851
+  _globals['_DIFFERENCE']._serialized_end=1936
+  _globals['_COMPARISONREPORTRESULT']._serialized_start=1939
+  _globals['_COMPARISONREPORTRESULT']._serialized_end=2218
+  _globals['_VISUALIZATION']._serialized_start=2221
+  _globals['_VISUALIZATION']._serialized_end=2731
 # @@protoc_insertion_point(module_scope)

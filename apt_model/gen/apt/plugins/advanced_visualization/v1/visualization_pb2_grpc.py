@@ -56,21 +56,29 @@ class VisualizationServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartDashboard(self, request, context):
-        """an HTML dashboard of models and their metrics
+        """One self-contained HTML dashboard of store models: training curves (training_log.jsonl)
+        against step, tokens and wall time, min/max-preserving downsampled so spikes survive,
+        the lineage graph from apt.json with metric deltas on its edges, and the training settings
+        as parallel coordinates. Lands in the store as dataset OUTPUT_NAME.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartAttentionMap(self, request, context):
-        """attention maps of a text
+        """Attention maps of a text on a store model: eager attention weights of every layer and head
+        (GQA-aware), per-head statistics (entropy, sink mass, previous-token and induction scores),
+        canvas heatmaps stored as uint8 base64. Lands in the store as dataset OUTPUT_NAME.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartComparisonReport(self, request, context):
-        """an HTML report comparing models
+        """An HTML report comparing store models on a text: perplexity overall and per language (the
+        same estimator and numbers as core 'compare'), bits per byte, paired-bootstrap 95% intervals
+        of the differences, the text coloured by per-token log-probability difference, size,
+        latency and sample generations. Lands in the store as dataset OUTPUT_NAME.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

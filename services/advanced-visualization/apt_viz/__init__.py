@@ -1,0 +1,1 @@
+"""advanced-visualization: self-contained HTML dashboards, attention maps and comparison reports."""

@@ -1,0 +1,218 @@
+"""StartDashboard: the training history of store models as one self-contained HTML page.
+
+Curves of ``training_log.jsonl`` against step, tokens seen and wall time (min/max-preserving
+downsampled), the lineage graph of ``apt.json`` with the metric deltas of each operation on its
+edges, and the models' numeric training settings as parallel coordinates: brushing an axis hides
+the curves of the models outside the brushed range (TensorBoard HParams cannot relate settings to
+curves, tensorflow/tensorboard#2465).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from apt_model.modeling import trainlog
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store
+from apt_model.store.entry import Entry
+
+from apt_viz.downsample import minmax_indices
+from apt_viz.page import Page, script_json, write_dataset
+
+HTML_FILE = "dashboard.html"
+AXES = (("step", "step"), ("tokens", "tokens seen"), ("wall", "wall time (s)"))
+MAX_ANCESTORS = 64  # lineage walked upwards at most this far (a cycle cannot hang the job)
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    models: tuple[str, ...]
+    output_name: str
+    overwrite: bool = False
+    max_points: int = 2000
+
+
+@dataclass
+class Curves:
+    """One model's log as arrays: x per axis, loss, validation points."""
+
+    name: str
+    x: dict[str, np.ndarray]
+    loss: np.ndarray
+    val: list[tuple[int, float]]  # (row index, val_loss)
+
+
+def read_curves(entry: Entry) -> Curves | None:
+    rows = trainlog.read(entry.path)
+    if not rows:
+        return None
+    seconds = np.array([r.get("step_seconds") or 0.0 for r in rows], dtype=np.float64)
+    tokens = np.array([(r.get("tokens_per_s") or 0.0) * s for r, s in zip(rows, seconds)], dtype=np.float64)
+    x = {"step": np.array([r["step"] for r in rows], dtype=np.float64),
+         "tokens": np.round(np.cumsum(tokens)), "wall": np.cumsum(seconds)}
+    loss = np.array([r["loss"] if r.get("loss") is not None else math.nan for r in rows], dtype=np.float64)
+    val = [(i, float(r["val_loss"])) for i, r in enumerate(rows) if r.get("val_loss") is not None]
+    return Curves(entry.name, x, loss, val)
+
+
+def curve_figure(curves: list[Curves], axis: str, label: str, max_points: int) -> tuple[go.Figure, int]:
+    """Loss against one x axis, one trace per model (``meta`` = model name, for brushing)."""
+    fig, drawn = go.Figure(), 0
+    for i, c in enumerate(curves):
+        keep = minmax_indices(c.loss, max_points)
+        drawn += len(keep)
+        color = f"hsl({(i * 67) % 360},65%,45%)"
+        fig.add_trace(go.Scattergl(x=c.x[axis][keep], y=_finite(c.loss[keep]), mode="lines", name=c.name,
+                                   meta=c.name, line={"color": color, "width": 1.4}, legendgroup=c.name))
+        if c.val:
+            idx = [i for i, _ in c.val]
+            fig.add_trace(go.Scatter(x=c.x[axis][idx], y=[v for _, v in c.val], mode="markers",
+                                     name=f"{c.name} val_loss", meta=c.name, legendgroup=c.name,
+                                     marker={"color": color, "symbol": "diamond", "size": 7}))
+    fig.update_layout(xaxis_title=label, yaxis_title="loss", height=380, margin={"t": 30},
+                      hovermode="closest", legend={"orientation": "h"})
+    return fig, drawn
+
+
+def _finite(y: np.ndarray) -> list[float | None]:
+    """JSON has no NaN/inf: a non-finite loss becomes a gap in the line."""
+    return [float(v) if math.isfinite(v) else None for v in y]
+
+
+def lineage(store: Store, names: tuple[str, ...]) -> tuple[dict[str, Entry], list[dict[str, Any]]]:
+    """The models and their stored ancestors, and one edge per (parent -> child) operation."""
+    nodes: dict[str, Entry] = {}
+    for name in names:
+        entry, hops = store.model(name), 0
+        while entry.name not in nodes and hops < MAX_ANCESTORS:
+            nodes[entry.name] = entry
+            if not entry.parent or not store.exists("models", entry.parent):
+                break
+            entry, hops = store.model(entry.parent), hops + 1
+    edges = [{"parent": e.parent, "child": e.name, "operation": e.meta.get("lineage", {}).get("operation", ""),
+              "deltas": metric_deltas(nodes[e.parent].meta, e.meta)}
+             for e in nodes.values() if e.parent in nodes]
+    return nodes, edges
+
+
+def metric_deltas(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, float]:
+    """child - parent for each numeric metric both records hold."""
+    a, b = parent.get("metrics", {}), child.get("metrics", {})
+    return {k: b[k] - a[k] for k in sorted(set(a) & set(b))
+            if _number(a[k]) and _number(b[k])}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def lineage_figure(nodes: dict[str, Entry], edges: list[dict[str, Any]]) -> go.Figure:
+    """Generations left to right (roots at x=0), edges labelled with operation and deltas."""
+    depth: dict[str, int] = {}
+
+    def depth_of(name: str) -> int:
+        if name not in depth:
+            parent = nodes[name].parent
+            depth[name] = 0  # guards a cycle while it is being resolved
+            depth[name] = depth_of(parent) + 1 if parent in nodes else 0
+        return depth[name]
+
+    rows: dict[int, int] = {}
+    pos = {}
+    for name in sorted(nodes, key=lambda n: (depth_of(n), n)):
+        d = depth_of(name)
+        pos[name] = (d, -rows.get(d, 0))
+        rows[d] = rows.get(d, 0) + 1
+    fig = go.Figure()
+    for e in edges:
+        (x0, y0), (x1, y1) = pos[e["parent"]], pos[e["child"]]
+        fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", line={"color": "#999"},
+                                 hoverinfo="skip", showlegend=False))
+        label = e["operation"] + "".join(f"<br>{k} {v:+.4g}" for k, v in e["deltas"].items())
+        fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False,
+                           font={"size": 10}, bgcolor="rgba(255,255,255,.8)")
+    fig.add_trace(go.Scatter(
+        x=[p[0] for p in pos.values()], y=[p[1] for p in pos.values()], mode="markers+text",
+        text=list(pos), textposition="top center", marker={"size": 14, "color": "#3b6fb6"}, showlegend=False,
+        hovertext=[f"{n}<br>{nodes[n].meta.get('lineage', {}).get('operation', '')}" for n in pos],
+        hoverinfo="text"))
+    fig.update_layout(height=120 + 90 * max(rows.values(), default=1), margin={"t": 30},
+                      xaxis={"visible": False}, yaxis={"visible": False})
+    return fig
+
+
+def settings_figure(entries: list[Entry], curves: dict[str, Curves]) -> go.Figure | None:
+    """Parallel coordinates: one line per model with a log, its numeric lineage parameters held
+    by every such model, and its last and lowest loss."""
+    drawn = [e for e in entries if e.name in curves]
+    if not drawn:
+        return None
+    params = [e.meta.get("lineage", {}).get("parameters", {}) for e in drawn]
+    keys = sorted(k for k in set().union(*params) if all(_number(p.get(k)) for p in params))
+    dims = [{"label": k, "values": [float(p[k]) for p in params]} for k in keys]
+    for label, pick in (("last loss", lambda c: c.loss[np.isfinite(c.loss)][-1]),
+                        ("lowest loss", lambda c: np.nanmin(np.where(np.isfinite(c.loss), c.loss, np.nan)))):
+        dims.append({"label": label, "values": [float(pick(curves[e.name])) for e in drawn]})
+    return go.Figure(go.Parcoords(dimensions=dims, line={"color": list(range(len(drawn))),
+                                                         "colorscale": "Viridis"}),
+                     layout={"height": 360, "margin": {"t": 50, "l": 60, "r": 60}})
+
+
+BRUSH_JS = """
+(function(){const P=document.getElementById('settings');if(!P)return;const M=%s;
+P.on('plotly_restyle',function(){const dims=P.data[0].dimensions;
+ const ok=M.map((m,i)=>dims.every(d=>{const r=d.constraintrange;if(!r)return true;
+  const rs=Array.isArray(r[0])?r:[r];return rs.some(([a,b])=>d.values[i]>=a&&d.values[i]<=b);}));
+ const keep=new Set(M.filter((m,i)=>ok[i]));
+ ['curves-step','curves-tokens','curves-wall'].forEach(id=>{const g=document.getElementById(id);
+  Plotly.restyle(g,{visible:g.data.map(t=>keep.has(t.meta))});});
+ document.getElementById('brushed').textContent=keep.size+' of '+M.length+' models shown';});})();
+"""
+
+
+def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[str, Any]:
+    curves: dict[str, Curves] = {}
+    points_in = 0
+    for i, name in enumerate(spec.models):
+        ctx.check_cancelled()
+        ctx.report(progress=i / (len(spec.models) + 1), stage="read", message=name)
+        c = read_curves(store.model(name))
+        if c is None:
+            ctx.warn(f"{name} has no training_log.jsonl (it was not trained by the platform): "
+                     "only its lineage is shown.")
+            continue
+        curves[name] = c
+        points_in += len(c.loss)
+    page = Page(f"Training dashboard: {', '.join(spec.models)}")
+    drawn = 0
+    if curves:
+        page.heading("Loss curves")
+        page.note(f"Each curve keeps at most {spec.max_points} points: the lowest and highest loss of each "
+                  "bucket of steps, so spikes stay visible. Click a legend entry to hide a curve.")
+        for axis, label in AXES:
+            fig, drawn = curve_figure(list(curves.values()), axis, label, spec.max_points)
+            page.figure(f"curves-{axis}", fig)
+    nodes, edges = lineage(store, spec.models)
+    page.heading("Lineage")
+    page.note("Each edge is the operation that made the model on its right, with the change of every metric "
+              "both models record.")
+    page.figure("lineage", lineage_figure(nodes, edges))
+    settings = settings_figure([nodes[n] for n in spec.models], curves)
+    if settings is not None:
+        page.heading("Training settings")
+        page.raw('<p class="note">Drag along an axis to brush: the curves of models outside the range hide. '
+                 '<span id="brushed"></span></p>')
+        page.figure("settings", settings)
+        page.scripts.append(BRUSH_JS % script_json([n for n in spec.models if n in curves]))
+    ctx.report(progress=0.9, stage="write", message=spec.output_name)
+    html_text = page.render()
+    write_dataset(store, spec.output_name, {HTML_FILE: html_text}, operation="visualize-dashboard",
+                  parent=spec.models[0], parameters={"models": list(spec.models), "max_points": spec.max_points},
+                  overwrite=spec.overwrite)
+    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(html_text.encode()),
+            "models": len(curves), "points_in": points_in, "points_drawn": drawn, "lineage_edges": len(edges)}

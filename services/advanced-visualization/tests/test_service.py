@@ -1,0 +1,159 @@
+"""The real service in-process on a loopback port: the three operations end to end, and every guard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import grpc
+import pytest
+
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.gen.apt.plugins.advanced_visualization.v1 import visualization_pb2 as pb
+from apt_model.gen.apt.plugins.advanced_visualization.v1 import visualization_pb2_grpc
+from apt_model.modeling import lm
+from apt_model.modeling.io import load_model, load_tokenizer
+from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.testing import serve_plugin, wait_job
+from apt_model.store import Store
+from apt_model.corpus import load_eval_documents
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def service(home):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):
+        yield visualization_pb2_grpc.VisualizationStub(channel), plugin_pb2_grpc.JobsStub(channel), channel
+
+
+def run(channel, job) -> dict:
+    done = wait_job(channel, job.id, timeout=240)
+    assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+    return job_result(done)
+
+
+def code_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def html_of(home, name: str, file: str) -> str:
+    return (Store(home).dataset(name).path / file).read_text(encoding="utf-8")
+
+
+def test_dashboard_draws_curves_lineage_and_settings(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartDashboard(pb.DashboardRequest(
+        models=["run-a", "run-b", "run-a-half"], output_name="dash")))
+    assert result["models"] == 2 and result["points_in"] == 48  # two logs of 24 steps
+    assert result["lineage_edges"] == 2  # run-a -> run-b (its tokenizer), run-a -> run-a-half (prune)
+    assert any("run-a-half has no training_log.jsonl" in w for w in result["warnings"])
+    page = html_of(home, "dash", "dashboard.html")
+    assert page.count('Plotly.newPlot("') == 5  # 3 curve axes, lineage, settings
+    assert page.count("get_plotlyjs") == 0 and page.count("plotly.js v") == 1  # embedded once
+    assert '"prune<br>parameters +0<br>val_loss +0.25"' in page  # the prune edge with its metric deltas
+    assert '"label": "learning_rate"' in page  # a parallel-coordinates axis
+    entry = Store(home).dataset("dash")
+    assert entry.meta["lineage"]["operation"] == "visualize-dashboard"
+
+
+def test_comparison_report_numbers_are_lm_text_perplexity(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartComparisonReport(pb.ComparisonReportRequest(
+        models=["run-a", "run-b"], eval_path=str(home.parent / "eval.txt"), output_name="cmp",
+        bootstrap_samples=200, max_new_tokens=4)))
+    docs = load_eval_documents(path=str(home.parent / "eval.txt"))
+    for row in result["models"]:
+        folder = Store(home).model(row["name"]).path
+        expected = lm.text_perplexity(load_model(folder), load_tokenizer(folder), docs)
+        assert math.isclose(row["perplexity"], expected.perplexity, rel_tol=1e-9)
+        assert set(row["perplexity_by_language"]) == {"en", "zh"}
+        assert row["bits_per_byte"] > 0
+    assert result["same_tokenizer"] is True
+    diffs = {d["metric"]: d for d in result["differences"]}
+    assert set(diffs) == {"perplexity", "bits_per_byte"}
+    p = diffs["perplexity"]
+    assert p["low"] <= p["value"] <= p["high"]
+    assert math.isclose(p["value"], result["models"][1]["perplexity"] - result["models"][0]["perplexity"],
+                        rel_tol=1e-6)
+    page = html_of(home, "cmp", "report.html")
+    assert 'class="tok"' in page and page.count('Plotly.newPlot("') == 2
+
+
+def test_different_tokenizers_turn_the_per_token_view_off_and_use_bits_per_byte(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartComparisonReport(pb.ComparisonReportRequest(
+        models=["run-a", "other-tok"], eval_path=str(home.parent / "eval.txt"), output_name="cmp2",
+        bootstrap_samples=100, max_new_tokens=2)))
+    assert result["same_tokenizer"] is False and "tokenizers differ" in result["per_token_note"]
+    assert [d["metric"] for d in result["differences"]] == ["bits_per_byte"]
+    assert 'class="tok"' not in html_of(home, "cmp2", "report.html")
+
+
+def test_attention_map_is_gqa_aware_and_compact(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartAttentionMap(pb.AttentionMapRequest(
+        name="run-a", text="Attention maps show tokens. 注意力图显示词。 Attention maps show tokens.",
+        output_name="att")))
+    assert result["layers"] == [0, 1] and result["heads"] == [0, 1, 2, 3] and result["kv_heads"] == 2
+    assert [s["kv_head"] for s in result["head_stats"][:4]] == [0, 0, 1, 1]
+    assert result["max_quantization_error"] < 1 / 255
+    for s in result["head_stats"]:
+        assert 0 <= s["sink_mass"] <= 1 and 0 <= s["previous_token"] <= 1 and s["entropy"] >= 0
+    page = html_of(home, "att", "attention.html")
+    assert "plotly.js v" not in page  # canvas only: no 4.8 MB of plotly.js
+    tokens = json.loads(page.split("const ATT=", 1)[1].split(";// Canvas views", 1)[0])["tokens"]
+    assert "力" in "".join(tokens) and "\ufffd" not in "".join(tokens)  # characters drawn whole
+
+
+def test_over_long_text_is_cut_with_a_note(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartAttentionMap(pb.AttentionMapRequest(
+        name="run-a", text="word " * 200, max_tokens=16, layers=[1], heads=[3], output_name="att-cut")))
+    assert result["tokens"] == 16 and result["truncated"] is True
+    assert any("the map shows the first 16" in w for w in result["warnings"])
+    assert [(s["layer"], s["head"]) for s in result["head_stats"]] == [(1, 3)]
+
+
+@pytest.mark.parametrize("call, code, needle", [
+    (lambda s, h: s.StartDashboard(pb.DashboardRequest(models=["run-c"], output_name="x")),
+     grpc.StatusCode.NOT_FOUND, "Did you mean 'run-b', 'run-a'"),
+    (lambda s, h: s.StartAttentionMap(pb.AttentionMapRequest(name="run-a", text="hi", layers=[2], output_name="x")),
+     grpc.StatusCode.INVALID_ARGUMENT, "valid indices are 0..1"),
+    (lambda s, h: s.StartAttentionMap(pb.AttentionMapRequest(name="run-a", text="hi", heads=[4, -1], output_name="x")),
+     grpc.StatusCode.INVALID_ARGUMENT, "valid indices are 0..3"),
+    (lambda s, h: s.StartDashboard(pb.DashboardRequest(models=["run-a"], output_name="x", output_path="/tmp/x.html")),
+     grpc.StatusCode.INVALID_ARGUMENT, "outputs are store datasets"),
+    (lambda s, h: s.StartComparisonReport(pb.ComparisonReportRequest(models=["run-a", "run-a"], output_name="x",
+                                                                     eval_dataset="d")),
+     grpc.StatusCode.INVALID_ARGUMENT, "two or more different models"),
+    (lambda s, h: s.StartComparisonReport(pb.ComparisonReportRequest(models=["run-a", "run-b"], output_name="x")),
+     grpc.StatusCode.INVALID_ARGUMENT, "exactly one of --eval-path or --eval-dataset"),
+    (lambda s, h: s.StartComparisonReport(pb.ComparisonReportRequest(models=["run-a", "run-b"], output_name="x",
+                                                                     eval_path="/etc/passwd")),
+     grpc.StatusCode.PERMISSION_DENIED, "outside the folders"),
+    (lambda s, h: s.StartComparisonReport(pb.ComparisonReportRequest(models=["run-a", "run-b"], output_name="x",
+                                                                     eval_dataset="nothing")),
+     grpc.StatusCode.NOT_FOUND, "nothing"),
+])
+def test_bad_input_fails_the_start_call_and_starts_no_job(service, home, call, code, needle):
+    stub, jobs, _ = service
+    got, details = code_of(lambda: call(stub, home))
+    assert got == code and needle in details, details
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
+
+
+def test_an_existing_output_is_refused_without_overwrite(service, home):
+    stub, jobs, channel = service
+    request = pb.DashboardRequest(models=["run-a"], output_name="dash1")
+    run(channel, stub.StartDashboard(request))
+    before = (Store(home).dataset("dash1").path / "dashboard.html").read_bytes()
+    got, details = code_of(lambda: stub.StartDashboard(request))
+    assert got == grpc.StatusCode.ALREADY_EXISTS and "--overwrite" in details
+    assert (Store(home).dataset("dash1").path / "dashboard.html").read_bytes() == before
+    request.overwrite, request.max_points = True, 100
+    assert run(channel, stub.StartDashboard(request))["output"] == "dash1"
