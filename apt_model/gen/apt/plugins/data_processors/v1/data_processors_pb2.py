@@ -26,7 +26,7 @@ from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job
 from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/data_processors/v1/data_processors.proto\x12\x1e\x61pt.plugins.data_processors.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"b\n\x0eProcessRequest\x12\r\n\x05paths\x18\x01 \x03(\t\x12\x12\n\ntext_field\x18\x02 \x01(\t\x12\x10\n\x08\x63leaning\x18\x03 \x01(\t\x12\r\n\x05\x64\x65\x64up\x18\x04 \x01(\x08\x12\x0c\n\x04name\x18\x05 \x01(\t\"3\n\x10\x43leanTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\"\"\n\x11\x43leanTextResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"^\n\x0e\x41ugmentRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x0e\n\x06\x63opies\x18\x03 \x01(\x05\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"!\n\rProcessResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"!\n\rAugmentResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\x90\x03\n\x0e\x44\x61taProcessors\x12\x84\x01\n\x0cStartProcess\x12..apt.plugins.data_processors.v1.ProcessRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.ProcessResult\x12p\n\tCleanText\x12\x30.apt.plugins.data_processors.v1.CleanTextRequest\x1a\x31.apt.plugins.data_processors.v1.CleanTextResponse\x12\x84\x01\n\x0cStartAugment\x12..apt.plugins.data_processors.v1.AugmentRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.AugmentResultB[\n\"com.apt.plugins.data_processors.v1B\x13\x44\x61taProcessorsProtoP\x01\xaa\x02\x1d\x41pt.Plugins.DataProcessors.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4apt/plugins/data_processors/v1/data_processors.proto\x12\x1e\x61pt.plugins.data_processors.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xca\x03\n\x0eProcessRequest\x12\x1c\n\x05paths\x18\x01 \x03(\tB\r\xca\xf3\x18\tB\x07\x64\x61taset\x12\x1e\n\ntext_field\x18\x02 \x01(\tB\n\xca\xf3\x18\x06:\x04text\x12\x1d\n\x08\x63leaning\x18\x03 \x01(\tB\x0b\xca\xf3\x18\x07:\x05\x62\x61sic\x12\r\n\x05\x64\x65\x64up\x18\x04 \x01(\x08\x12\x14\n\x04name\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x0f\n\x07\x64\x61taset\x18\x06 \x01(\t\x12.\n\tthreshold\x18\x07 \x01(\x02\x42\x1b\xca\xf3\x18\x17!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?:\x03\x30.8\x12-\n\x08num_perm\x18\x08 \x01(\x05\x42\x1b\xca\xf3\x18\x17\x11\x00\x00\x00\x00\x00\x00\x30@\x19\x00\x00\x00\x00\x00\x00\x90@:\x03\x31\x32\x38\x12-\n\reval_fraction\x18\t \x01(\x02\x42\x16\xca\xf3\x18\x12\x11\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00\xf0?\x12\x1a\n\x12no_quality_filters\x18\n \x01(\x08\x12\x17\n\x0ftokenizer_model\x18\x0b \x01(\t\x12\x0c\n\x04seed\x18\x0c \x01(\x03\x12-\n\x0ehtml_extractor\x18\r \x01(\tB\x15\xca\xf3\x18\x11\x32\x04main2\x03\x61ll:\x04main\x12\x11\n\toverwrite\x18\x0e \x01(\x08\x12\x12\n\nno_confirm\x18\x0f \x01(\x08\"k\n\x10\x43leanTextRequest\x12\x15\n\x05texts\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x01\x12\x1d\n\x08strategy\x18\x02 \x01(\tB\x0b\xca\xf3\x18\x07:\x05\x62\x61sic\x12!\n\x19traditional_to_simplified\x18\x03 \x01(\x08\"\"\n\x11\x43leanTextResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"^\n\x0e\x41ugmentRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0f\n\x07methods\x18\x02 \x03(\t\x12\x0e\n\x06\x63opies\x18\x03 \x01(\x05\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x0c\n\x04seed\x18\x05 \x01(\x03\"*\n\tDropCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xc1\x02\n\rProcessResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\teval_name\x18\x03 \x01(\t\x12\x16\n\x0e\x64ocuments_read\x18\x04 \x01(\x03\x12\x16\n\x0e\x64ocuments_kept\x18\x05 \x01(\x03\x12\x16\n\x0e\x65val_documents\x18\x06 \x01(\x03\x12\x18\n\x10\x65xact_duplicates\x18\x07 \x01(\x03\x12\x17\n\x0fnear_duplicates\x18\x08 \x01(\x03\x12\x1a\n\x12\x64uplicate_clusters\x18\t \x01(\x03\x12:\n\x07\x64ropped\x18\n \x03(\x0b\x32).apt.plugins.data_processors.v1.DropCount\x12\x19\n\x11\x63ross_split_pairs\x18\x0b \x01(\x03\x12\x0f\n\x07seconds\x18\x0c \x01(\x01\"!\n\rAugmentResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\x90\x03\n\x0e\x44\x61taProcessors\x12\x84\x01\n\x0cStartProcess\x12..apt.plugins.data_processors.v1.ProcessRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.ProcessResult\x12p\n\tCleanText\x12\x30.apt.plugins.data_processors.v1.CleanTextRequest\x1a\x31.apt.plugins.data_processors.v1.CleanTextResponse\x12\x84\x01\n\x0cStartAugment\x12..apt.plugins.data_processors.v1.AugmentRequest\x1a\x12.apt.common.v1.Job\"0\xd2\xf3\x18,apt.plugins.data_processors.v1.AugmentResultB[\n\"com.apt.plugins.data_processors.v1B\x13\x44\x61taProcessorsProtoP\x01\xaa\x02\x1d\x41pt.Plugins.DataProcessors.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.data_processors
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\"com.apt.plugins.data_processors.v1B\023DataProcessorsProtoP\001\252\002\035Apt.Plugins.DataProcessors.V1'
+  _globals['_PROCESSREQUEST'].fields_by_name['paths']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['paths']._serialized_options = b'\312\363\030\tB\007dataset'
+  _globals['_PROCESSREQUEST'].fields_by_name['text_field']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['text_field']._serialized_options = b'\312\363\030\006:\004text'
+  _globals['_PROCESSREQUEST'].fields_by_name['cleaning']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['cleaning']._serialized_options = b'\312\363\030\007:\005basic'
+  _globals['_PROCESSREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['name']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_PROCESSREQUEST'].fields_by_name['threshold']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['threshold']._serialized_options = b'\312\363\030\027!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?:\0030.8'
+  _globals['_PROCESSREQUEST'].fields_by_name['num_perm']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['num_perm']._serialized_options = b'\312\363\030\027\021\000\000\000\000\000\0000@\031\000\000\000\000\000\000\220@:\003128'
+  _globals['_PROCESSREQUEST'].fields_by_name['eval_fraction']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['eval_fraction']._serialized_options = b'\312\363\030\022\021\000\000\000\000\000\000\000\000)\000\000\000\000\000\000\360?'
+  _globals['_PROCESSREQUEST'].fields_by_name['html_extractor']._loaded_options = None
+  _globals['_PROCESSREQUEST'].fields_by_name['html_extractor']._serialized_options = b'\312\363\030\0212\004main2\003all:\004main'
+  _globals['_CLEANTEXTREQUEST'].fields_by_name['texts']._loaded_options = None
+  _globals['_CLEANTEXTREQUEST'].fields_by_name['texts']._serialized_options = b'\312\363\030\002\010\001'
+  _globals['_CLEANTEXTREQUEST'].fields_by_name['strategy']._loaded_options = None
+  _globals['_CLEANTEXTREQUEST'].fields_by_name['strategy']._serialized_options = b'\312\363\030\007:\005basic'
   _globals['_DATAPROCESSORS'].methods_by_name['StartProcess']._loaded_options = None
   _globals['_DATAPROCESSORS'].methods_by_name['StartProcess']._serialized_options = b'\322\363\030,apt.plugins.data_processors.v1.ProcessResult'
   _globals['_DATAPROCESSORS'].methods_by_name['StartAugment']._loaded_options = None
   _globals['_DATAPROCESSORS'].methods_by_name['StartAugment']._serialized_options = b'\322\363\030,apt.plugins.data_processors.v1.AugmentResult'
-  _globals['_PROCESSREQUEST']._serialized_start=143
-  _globals['_PROCESSREQUEST']._serialized_end=241
-  _globals['_CLEANTEXTREQUEST']._serialized_start=243
-  _globals['_CLEANTEXTREQUEST']._serialized_end=294
-  _globals['_CLEANTEXTRESPONSE']._serialized_start=296
-  _globals['_CLEANTEXTRESPONSE']._serialized_end=330
-  _globals['_AUGMENTREQUEST']._serialized_start=332
-  _globals['_AUGMENTREQUEST']._serialized_end=426
-  _globals['_PROCESSRESULT']._serialized_start=428
-  _globals['_PROCESSRESULT']._serialized_end=461
-  _globals['_AUGMENTRESULT']._serialized_start=463
-  _globals['_AUGMENTRESULT']._serialized_end=496
-  _globals['_DATAPROCESSORS']._serialized_start=499
-  _globals['_DATAPROCESSORS']._serialized_end=899
+  _globals['_PROCESSREQUEST']._serialized_start=144
+  _globals['_PROCESSREQUEST']._serialized_end=602
+  _globals['_CLEANTEXTREQUEST']._serialized_start=604
+  _globals['_CLEANTEXTREQUEST']._serialized_end=711
+  _globals['_CLEANTEXTRESPONSE']._serialized_start=713
+  _globals['_CLEANTEXTRESPONSE']._serialized_end=747
+  _globals['_AUGMENTREQUEST']._serialized_start=749
+  _globals['_AUGMENTREQUEST']._serialized_end=843
+  _globals['_DROPCOUNT']._serialized_start=845
+  _globals['_DROPCOUNT']._serialized_end=887
+  _globals['_PROCESSRESULT']._serialized_start=890
+  _globals['_PROCESSRESULT']._serialized_end=1211
+  _globals['_AUGMENTRESULT']._serialized_start=1213
+  _globals['_AUGMENTRESULT']._serialized_end=1246
+  _globals['_DATAPROCESSORS']._serialized_start=1249
+  _globals['_DATAPROCESSORS']._serialized_end=1649
 # @@protoc_insertion_point(module_scope)

@@ -3,32 +3,54 @@ from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessRequest(_message.Message):
-    __slots__ = ("paths", "text_field", "cleaning", "dedup", "name")
+    __slots__ = ("paths", "text_field", "cleaning", "dedup", "name", "dataset", "threshold", "num_perm", "eval_fraction", "no_quality_filters", "tokenizer_model", "seed", "html_extractor", "overwrite", "no_confirm")
     PATHS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_FIELD_NUMBER: _ClassVar[int]
     CLEANING_FIELD_NUMBER: _ClassVar[int]
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    NUM_PERM_FIELD_NUMBER: _ClassVar[int]
+    EVAL_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    NO_QUALITY_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    HTML_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    NO_CONFIRM_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedScalarFieldContainer[str]
     text_field: str
     cleaning: str
     dedup: bool
     name: str
-    def __init__(self, paths: _Optional[_Iterable[str]] = ..., text_field: _Optional[str] = ..., cleaning: _Optional[str] = ..., dedup: _Optional[bool] = ..., name: _Optional[str] = ...) -> None: ...
+    dataset: str
+    threshold: float
+    num_perm: int
+    eval_fraction: float
+    no_quality_filters: bool
+    tokenizer_model: str
+    seed: int
+    html_extractor: str
+    overwrite: bool
+    no_confirm: bool
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., text_field: _Optional[str] = ..., cleaning: _Optional[str] = ..., dedup: _Optional[bool] = ..., name: _Optional[str] = ..., dataset: _Optional[str] = ..., threshold: _Optional[float] = ..., num_perm: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., no_quality_filters: _Optional[bool] = ..., tokenizer_model: _Optional[str] = ..., seed: _Optional[int] = ..., html_extractor: _Optional[str] = ..., overwrite: _Optional[bool] = ..., no_confirm: _Optional[bool] = ...) -> None: ...
 
 class CleanTextRequest(_message.Message):
-    __slots__ = ("texts", "strategy")
+    __slots__ = ("texts", "strategy", "traditional_to_simplified")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    TRADITIONAL_TO_SIMPLIFIED_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     strategy: str
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ...) -> None: ...
+    traditional_to_simplified: bool
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., traditional_to_simplified: _Optional[bool] = ...) -> None: ...
 
 class CleanTextResponse(_message.Message):
     __slots__ = ("texts",)
@@ -50,11 +72,41 @@ class AugmentRequest(_message.Message):
     seed: int
     def __init__(self, dataset: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., copies: _Optional[int] = ..., name: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
 
+class DropCount(_message.Message):
+    __slots__ = ("reason", "count")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    count: int
+    def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
 class ProcessResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "name", "eval_name", "documents_read", "documents_kept", "eval_documents", "exact_duplicates", "near_duplicates", "duplicate_clusters", "dropped", "cross_split_pairs", "seconds")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVAL_NAME_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_READ_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    EVAL_DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    NEAR_DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_CLUSTERS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    CROSS_SPLIT_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    name: str
+    eval_name: str
+    documents_read: int
+    documents_kept: int
+    eval_documents: int
+    exact_duplicates: int
+    near_duplicates: int
+    duplicate_clusters: int
+    dropped: _containers.RepeatedCompositeFieldContainer[DropCount]
+    cross_split_pairs: int
+    seconds: float
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., eval_name: _Optional[str] = ..., documents_read: _Optional[int] = ..., documents_kept: _Optional[int] = ..., eval_documents: _Optional[int] = ..., exact_duplicates: _Optional[int] = ..., near_duplicates: _Optional[int] = ..., duplicate_clusters: _Optional[int] = ..., dropped: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., cross_split_pairs: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AugmentResult(_message.Message):
     __slots__ = ("warnings",)

@@ -56,7 +56,8 @@ class DataProcessorsServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartProcess(self, request, context):
-        """ingest and clean files into a store dataset
+        """ingest files (csv, tsv, json, jsonl, xlsx, html, txt), clean, filter, deduplicate and split
+        them into a store dataset (data.jsonl, stats.json, rejected.jsonl, duplicates.jsonl)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -70,7 +71,7 @@ class DataProcessorsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartAugment(self, request, context):
-        """augment a store dataset
+        """augment a store dataset (not built yet: answers UNIMPLEMENTED)
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

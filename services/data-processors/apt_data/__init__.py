@@ -1,0 +1,1 @@
+"""data-processors: ingest, clean, filter, deduplicate and split text into store datasets."""
