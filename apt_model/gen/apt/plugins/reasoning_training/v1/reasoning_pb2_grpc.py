@@ -50,27 +50,45 @@ class ReasoningStub:
                 request_serializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.TreeSearchRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartGenerateTasks = channel.unary_unary(
+                '/apt.plugins.reasoning_training.v1.Reasoning/StartGenerateTasks',
+                request_serializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class ReasoningServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartCotTraining(self, request, context):
-        """chain-of-thought supervised fine-tuning
+        """Fine-tune a causal LM on (question, reasoning, answer) rows of a generated dataset, the
+        question masked out of the loss; optionally an answer-only model from the same start at equal
+        steps, both scored by exact match on the dataset's held-out-template eval split.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartVerifierTraining(self, request, context):
-        """train a verifier model
+        """Train a verifier model. Not built yet: answers UNIMPLEMENTED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartTreeSearch(self, request, context):
-        """tree-search inference guided by a verifier
+        """Answer questions with a search strategy under one generated-token budget per question
+        (greedy, self-consistency); branches share the prompt's KV cache. The search trees and
+        per-question results land in a store dataset as JSON.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartGenerateTasks(self, request, context):
+        """Write a seeded dataset of English and Chinese arithmetic word problems (1-4 steps, optional
+        distractor sentences) with programmatic chain-of-thought and exact answers; the train and eval
+        splits share no template.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -92,6 +110,11 @@ def add_ReasoningServicer_to_server(servicer, server):
             'StartTreeSearch': grpc.unary_unary_rpc_method_handler(
                     servicer.StartTreeSearch,
                     request_deserializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.TreeSearchRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartGenerateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartGenerateTasks,
+                    request_deserializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
@@ -175,6 +198,33 @@ class Reasoning:
             target,
             '/apt.plugins.reasoning_training.v1.Reasoning/StartTreeSearch',
             apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.TreeSearchRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartGenerateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.reasoning_training.v1.Reasoning/StartGenerateTasks',
+            apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,

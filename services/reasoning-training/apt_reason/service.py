@@ -1,0 +1,59 @@
+"""The Reasoning servicer: proto -> checked spec -> job. No logic of its own."""
+
+from __future__ import annotations
+
+from apt_model import errors
+from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
+from apt_model.modeling import limits
+from apt_model.runtime.jobs import entries
+from apt_model.runtime.jobs_grpc import job_to_proto
+
+from apt_reason import cot, data, treesearch
+
+_SERVICE = "/apt.plugins.reasoning_training.v1.Reasoning"
+
+
+class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
+    def __init__(self, app):
+        self.jobs, self.store = app.jobs, app.store
+        self.max_params = app.settings.max_model_params
+
+    def StartGenerateTasks(self, request, context):
+        spec = data.GenerateSpec.from_request(request)
+        if self.store.exists("datasets", spec.output_name) and not spec.overwrite:
+            raise errors.AlreadyExists(f"Dataset {spec.output_name!r} already exists; choose another "
+                                       "--output-name or pass --overwrite.")
+        snap = self.jobs.start(f"{_SERVICE}/StartGenerateTasks", lambda ctx: data.generate_dataset(self.store, spec, ctx),
+                               labels={"dataset": spec.output_name}, writes=entries("datasets", spec.output_name))
+        return job_to_proto(snap)
+
+    def StartCotTraining(self, request, context):
+        spec = cot.CotSpec.from_request(request)
+        limits.check_loadable(self.store, spec.model, self.max_params)
+        for split in data.SPLITS:  # refuse uncheckable rows before a job starts
+            data.read_split(self.store, spec.dataset, split, need_reasoning=split == "train" and (
+                spec.target == "cot" or spec.ablation))
+        cot.check_outputs_free(self.store, spec)
+        snap = self.jobs.start(f"{_SERVICE}/StartCotTraining", lambda ctx: cot.run_cot(self.store, spec, ctx),
+                               labels={"model": spec.output_name}, reads=entries("models", spec.model)
+                               + entries("datasets", spec.dataset), writes=entries("models", *cot.outputs(spec)))
+        return job_to_proto(snap)
+
+    def StartTreeSearch(self, request, context):
+        spec = treesearch.SearchSpec.from_request(request)
+        limits.check_loadable(self.store, spec.model, self.max_params)
+        if spec.dataset:
+            data.read_split(self.store, spec.dataset, "eval", need_reasoning=False)
+        if self.store.exists("datasets", spec.output_name) and not spec.overwrite:
+            raise errors.AlreadyExists(f"Dataset {spec.output_name!r} already exists; choose another "
+                                       "--output-name or pass --overwrite.")
+        treesearch.check_budget(self.store, spec)
+        snap = self.jobs.start(f"{_SERVICE}/StartTreeSearch", lambda ctx: treesearch.run_search(self.store, spec, ctx),
+                               labels={"model": spec.model}, reads=entries("models", spec.model)
+                               + entries("datasets", spec.dataset), writes=entries("datasets", spec.output_name))
+        return job_to_proto(snap)
+
+    def StartVerifierTraining(self, request, context):
+        raise errors.Unimplemented(
+            "StartVerifierTraining is not built yet: outcome and process verifiers are planned (issue 23); "
+            "search with --strategy self_consistency meanwhile.")

@@ -1,0 +1,52 @@
+"""Fixtures: a real store with a generated problem dataset and a tiny model whose tokenizer was
+trained on the problems (it spells digits and Chinese) and briefly pretrained on them."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from apt_model.store import Store
+from apt_model.testing import make_tiny_model, pretrain
+from apt_reason import data, tasks
+
+torch.set_num_threads(1)
+
+
+def problem_texts(n: int = 200) -> list[str]:
+    train_t, _ = tasks.split_templates(["en", "zh"], 2, 0)
+    rng = random.Random(7)
+    return [f"{p.question}\n{tasks.completion(p.reasoning, p.answer, 'cot')}"
+            for p in tasks.generate(train_t, n, 1, 3, 20, 0.3, rng)]
+
+
+@pytest.fixture(scope="session")
+def seeded_home(tmp_path_factory):
+    """A store holding dataset 'probs' (generated: 200 train, 20 eval rows) and model 'lm'."""
+    home = tmp_path_factory.mktemp("reason-home")
+    store = Store(home)
+    from apt_model.testing import JobRecorder
+
+    data.generate_dataset(store, data.GenerateSpec("probs", train_size=200, eval_size=20, max_steps=2),
+                          JobRecorder())
+    texts = problem_texts()
+    make_tiny_model(store, "lm", texts=texts, vocab_size=400, seed=1)
+    pretrain(store, "lm", texts, steps=30, seq_len=48)
+    return home
+
+
+@pytest.fixture
+def push_rows():
+    """Write a dataset as a user would push it: raw lines, as given."""
+    return _push_rows
+
+
+def _push_rows(store: Store, name: str, train: list, evals: list) -> None:
+    with store.create("datasets", name, operation="test") as folder:
+        for split, rows in (("train", train), ("eval", evals)):
+            (folder / f"{split}.jsonl").write_text(
+                "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
+                encoding="utf-8")
