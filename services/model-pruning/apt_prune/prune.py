@@ -66,19 +66,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     before["size_bytes"] = measure.folder_size(entry.path)
     ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
                **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
-
-    details: dict = {}
-    if spec.strategy == "structured":
-        details["structured"] = apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx,
-                                                 (0.1, 0.3))
-    elif spec.strategy == "lottery":
-        out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6),
-                                   log=log)
-        details["lottery"] = {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
-                              "rewind_step": spec.rewind_step, "schedule": out["schedule"]}
-    else:
-        scores = unstructured.weight_scores(model, imp, texts.calibration, spec.batch_size, ctx)
-        unstructured.apply_masks(model, scores, spec.ratio, spec.scope, spec.semi_structured_2_4)
+    details = _prune(model, spec, plan, imp, texts, ctx, log)
     ctx.check_cancelled()
 
     recovery_losses = []
@@ -89,31 +77,57 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
 
     ctx.report(progress=0.86, stage="measure", message="measuring the pruned model")
     after, _ = _snapshot(model, texts.eval, spec, vocab, seq_len)
-    layers = measure.sparsity_by_layer(model)
     report = {
         "model": spec.name, "output": spec.output_name, "strategy": spec.strategy, "importance": imp.name,
         "importance_source": imp.source, "ratio_requested": spec.ratio, "scope": spec.scope,
         "semi_structured_2_4": spec.semi_structured_2_4, "before": before, "after": after,
-        "sparsity_by_layer": layers, "eval_text": texts.eval_source,
+        "sparsity_by_layer": measure.sparsity_by_layer(model), "eval_text": texts.eval_source,
         "eval_blocks": eval_windows, "eval_tokens": texts.eval.numel(),
         "seq_len": seq_len, "latency_batch": LATENCY_BATCH, "torch_threads": torch.get_num_threads(),
         "recovery_steps": spec.recovery_steps,
         "recovery_loss_last": round(recovery_losses[-1], 4) if recovery_losses else None,
-        **details,
+        **details, **_outcome(spec, before, after),
     }
+    _store_pruned(store, spec, ctx, model, tok, report, log)
+    ctx.report(progress=1.0, stage="done", message=_summary(report))
+    return report
+
+
+def _prune(model, spec: PruneSpec, plan, imp, texts, ctx: JobContext, log: list[dict]) -> dict:
+    """Prune ``model`` in place by the spec's strategy; what the report says about how."""
+    if spec.strategy == "structured":
+        return {"structured": apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx, (0.1, 0.3))}
+    if spec.strategy == "lottery":
+        out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6),
+                                   log=log)
+        return {"lottery": {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
+                            "rewind_step": spec.rewind_step, "schedule": out["schedule"]}}
+    scores = unstructured.weight_scores(model, imp, texts.calibration, spec.batch_size, ctx)
+    unstructured.apply_masks(model, scores, spec.ratio, spec.scope, spec.semi_structured_2_4)
+    return {}
+
+
+def _outcome(spec: PruneSpec, before: dict, after: dict) -> dict:
+    """The ratio achieved, the speed-up and the perplexity ratio (or why there is none)."""
+    out: dict = {}
     if spec.unstructured:
-        report["note"] = unstructured.SPEED_NOTE
-        report["ratio_achieved"] = after["prunable_sparsity"]
+        out["note"] = unstructured.SPEED_NOTE
+        out["ratio_achieved"] = after["prunable_sparsity"]
     else:
         p0, p1 = before["parameters"]["total"], after["parameters"]["total"]
-        report["ratio_achieved"] = round(1 - p1 / p0, 6)
-    report["speedup"] = round(before["latency_ms"] / after["latency_ms"], 3)
+        out["ratio_achieved"] = round(1 - p1 / p0, 6)
+    out["speedup"] = round(before["latency_ms"] / after["latency_ms"], 3)
     if before["perplexity"] is not None:
-        report["perplexity_ratio"] = round(after["perplexity"] / before["perplexity"], 4)
+        out["perplexity_ratio"] = round(after["perplexity"] / before["perplexity"], 4)
     else:
-        report["perplexity_note"] = NO_TEXT_NOTE
+        out["perplexity_note"] = NO_TEXT_NOTE
+    return out
 
+
+def _store_pruned(store: Store, spec: PruneSpec, ctx: JobContext, model, tok, report: dict, log: list[dict]) -> None:
+    """The pruned model as a store entry (atomically): weights, training log, report, reload check."""
     ctx.report(progress=0.9, stage="save", message=f"saving {spec.output_name} and checking it reloads")
+    before, after = report["before"], report["after"]
     metrics = {**({"perplexity": after["perplexity"], "perplexity_before": before["perplexity"]}
                   if before["perplexity"] is not None else {}),
                "parameters": after["parameters"]["total"], "latency_ms": after["latency_ms"],
@@ -126,8 +140,6 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
         report["after"]["size_bytes"] = measure.folder_size(tmp)
         report["reload"] = verify_reload(tmp)
         (Path(tmp) / REPORT_FILE).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    ctx.report(progress=1.0, stage="done", message=_summary(report))
-    return report
 
 
 NO_TEXT_NOTE = ("Perplexity was not measured: no text was given. Pass eval_path / eval_dataset "
