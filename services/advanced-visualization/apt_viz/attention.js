@@ -50,7 +50,7 @@
   ATT.layers.forEach(l => {
     const row = document.createElement('div'); row.textContent = 'layer ' + l + ' ';
     ATT.heads.forEach(h => {
-      const c = document.createElement('canvas'); c.width = 96; c.height = 96; c.className = 'thumb';
+      const c = document.createElement('canvas'); c.width = 128; c.height = 128; c.className = 'thumb';
       c.title = 'layer ' + l + ', head ' + h; c.style.margin = '2px'; c.style.cursor = 'pointer';
       c.onclick = () => select(l + ',' + h); row.appendChild(c); draw(c, M[l + ',' + h]);
     });

@@ -67,7 +67,7 @@ def curve_figure(curves: list[Curves], axis: str, label: str, max_points: int) -
         keep = minmax_indices(c.loss, max_points)
         drawn += len(keep)
         color = f"hsl({(i * 67) % 360},65%,45%)"
-        fig.add_trace(go.Scattergl(x=c.x[axis][keep], y=_finite(c.loss[keep]), mode="lines", name=c.name,
+        fig.add_trace(go.Scatter(x=c.x[axis][keep], y=_finite(c.loss[keep]), mode="lines", name=c.name,
                                    meta=c.name, line={"color": color, "width": 1.4}, legendgroup=c.name))
         if c.val:
             idx = [i for i, _ in c.val]
@@ -107,6 +107,16 @@ def metric_deltas(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, fl
             if _number(a[k]) and _number(b[k])}
 
 
+EDGE_KEYS = ("val_loss", "val_perplexity", "perplexity", "eval_ppl", "parameters", "size_bytes")
+
+
+def edge_label_deltas(deltas: dict[str, float], most: int = 4) -> list[tuple[str, float]]:
+    """The deltas an edge label shows: the quality and size metrics first, unchanged ones left out
+    (the hover of the edge's model keeps them all)."""
+    ranked = sorted(deltas, key=lambda k: (EDGE_KEYS.index(k) if k in EDGE_KEYS else len(EDGE_KEYS), k))
+    return [(k, deltas[k]) for k in ranked if deltas[k] != 0][:most]
+
+
 def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -133,7 +143,7 @@ def lineage_figure(nodes: dict[str, Entry], edges: list[dict[str, Any]]) -> go.F
         (x0, y0), (x1, y1) = pos[e["parent"]], pos[e["child"]]
         fig.add_trace(go.Scatter(x=[x0, x1], y=[y0, y1], mode="lines", line={"color": "#999"},
                                  hoverinfo="skip", showlegend=False))
-        label = e["operation"] + "".join(f"<br>{k} {v:+.4g}" for k, v in e["deltas"].items())
+        label = e["operation"] + "".join(f"<br>{k} {v:+.4g}" for k, v in edge_label_deltas(e["deltas"]))
         fig.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=label, showarrow=False,
                            font={"size": 10}, bgcolor="rgba(255,255,255,.8)")
     fig.add_trace(go.Scatter(

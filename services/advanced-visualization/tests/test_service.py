@@ -55,7 +55,7 @@ def test_dashboard_draws_curves_lineage_and_settings(service, home):
     page = html_of(home, "dash", "dashboard.html")
     assert page.count('Plotly.newPlot("') == 5  # 3 curve axes, lineage, settings
     assert page.count("get_plotlyjs") == 0 and page.count("plotly.js v") == 1  # embedded once
-    assert '"prune<br>parameters +0<br>val_loss +0.25"' in page  # the prune edge with its metric deltas
+    assert '"prune<br>val_loss +0.25"' in page  # the prune edge with its metric deltas
     assert '"label": "learning_rate"' in page  # a parallel-coordinates axis
     entry = Store(home).dataset("dash")
     assert entry.meta["lineage"]["operation"] == "visualize-dashboard"
