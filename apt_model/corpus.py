@@ -100,7 +100,12 @@ def dataset_text_files(folder: Path, meta: dict) -> list[Path]:
     dataset that also holds reports, e.g. data-processors' rejected.jsonl), else every
     .txt/.jsonl file in it, sorted."""
     if "text_files" in meta:
-        return [folder / rel for rel in meta["text_files"]]
+        files = [(folder / str(rel)).resolve() for rel in meta["text_files"]]
+        outside = [str(rel) for rel, f in zip(meta["text_files"], files) if not f.is_relative_to(folder.resolve())]
+        if outside:  # apt.json is the store's own record, but a record is never trusted with the host
+            raise errors.DataLoss(f"The record of dataset {folder.name!r} lists text files outside the dataset "
+                                  f"({', '.join(outside[:3])}); remove the dataset and store it again.")
+        return files
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES + JSONL_SUFFIXES)
 
 

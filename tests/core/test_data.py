@@ -104,3 +104,13 @@ def test_a_dataset_listing_its_text_files_is_read_from_those_only(tmp_path):
         (folder / "data.jsonl").write_text('{"text": "kept"}\n', encoding="utf-8")
         (folder / "rejected.jsonl").write_text('{"reason": "too_short", "excerpt": "x"}\n', encoding="utf-8")
     assert load_corpus([], store, "clean").documents == ["kept"]
+
+
+def test_text_files_outside_the_dataset_are_refused(tmp_path):
+    store = Store(tmp_path / "home")
+    (tmp_path / "home" / "secret.txt").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "home" / "secret.txt").write_text("not yours", encoding="utf-8")
+    with store.create("datasets", "sneaky", operation="test", extra={"text_files": ["../../secret.txt"]}) as folder:
+        (folder / "data.jsonl").write_text('{"text": "kept"}\n', encoding="utf-8")
+    with pytest.raises(errors.DataLoss, match="outside the dataset"):
+        load_corpus([], store, "sneaky")
