@@ -47,6 +47,7 @@ class CompareSpec:
     bootstrap_samples: int = 1000
     prompts: tuple[str, ...] = ()
     max_new_tokens: int = 32
+    png: bool = False  # also each figure as png/<id>.png
 
     @classmethod
     def from_request(cls, request) -> "CompareSpec":
@@ -58,7 +59,7 @@ class CompareSpec:
                    eval_dataset=request.eval_dataset, overwrite=request.overwrite,
                    max_eval_tokens=request.max_eval_tokens or lm.MAX_EVAL_TOKENS,
                    bootstrap_samples=request.bootstrap_samples or 1000, prompts=tuple(request.prompts),
-                   max_new_tokens=request.max_new_tokens or 32)
+                   max_new_tokens=request.max_new_tokens or 32, png=request.png)
 
 
 @torch.no_grad()
@@ -236,18 +237,18 @@ def build_comparison_report(store: Store, spec: CompareSpec, eval_path: str, ctx
         for metric in (("perplexity",) if same else ()) + ("bits_per_byte",):
             differences += paired_bootstrap(scored, unit_bytes, keep, metric, spec.bootstrap_samples)
     ctx.report(progress=0.9, stage="write", message=spec.output_name)
-    html_text = render_report(spec, scored, differences, same, note, int(keep.sum()))
-    write_dataset(store, spec.output_name, {HTML_FILE: html_text}, operation="visualize-compare",
+    files = render_report(spec, scored, differences, same, note, int(keep.sum())).files(HTML_FILE, spec.png)
+    write_dataset(store, spec.output_name, files, operation="visualize-compare",
                   parent=spec.models[0], parameters={"models": list(spec.models), "eval_dataset": spec.eval_dataset,
                                                      "max_eval_tokens": spec.max_eval_tokens},
                   overwrite=spec.overwrite)
-    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(html_text.encode()),
+    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(files[HTML_FILE].encode()),
             "models": [s.row for s in scored], "differences": differences, "same_tokenizer": same,
-            "per_token_note": note}
+            "per_token_note": note, "png_files": sorted(k for k in files if k != HTML_FILE)}
 
 
 def render_report(spec: CompareSpec, scored: list[Scored], differences: list[dict[str, Any]], same: bool,
-                  note: str, n_docs: int) -> str:
+                  note: str, n_docs: int) -> Page:
     page = Page(f"Comparison: {' vs '.join(spec.models)}")
     page.heading("Models")
     page.raw(models_table(scored))
@@ -277,7 +278,7 @@ def render_report(spec: CompareSpec, scored: list[Scored], differences: list[dic
         page.note(note)
     page.heading("Sample generations")
     page.raw(generations_table(scored))
-    return page.render()
+    return page
 
 
 def models_table(scored: list[Scored]) -> str:

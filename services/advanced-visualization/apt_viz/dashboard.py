@@ -35,6 +35,7 @@ class DashboardSpec:
     output_name: str
     overwrite: bool = False
     max_points: int = 2000
+    png: bool = False  # also each figure as png/<id>.png
 
 
 @dataclass
@@ -220,9 +221,10 @@ def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[
         page.figure("settings", settings)
         page.scripts.append(BRUSH_JS % script_json([n for n in spec.models if n in curves]))
     ctx.report(progress=0.9, stage="write", message=spec.output_name)
-    html_text = page.render()
-    write_dataset(store, spec.output_name, {HTML_FILE: html_text}, operation="visualize-dashboard",
+    files = page.files(HTML_FILE, spec.png)
+    write_dataset(store, spec.output_name, files, operation="visualize-dashboard",
                   parent=spec.models[0], parameters={"models": list(spec.models), "max_points": spec.max_points},
                   overwrite=spec.overwrite)
-    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(html_text.encode()),
-            "models": len(curves), "points_in": points_in, "points_drawn": drawn, "lineage_edges": len(edges)}
+    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(files[HTML_FILE].encode()),
+            "models": len(curves), "points_in": points_in, "points_drawn": drawn, "lineage_edges": len(edges),
+            "png_files": sorted(k for k in files if k != HTML_FILE)}

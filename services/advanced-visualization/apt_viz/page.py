@@ -61,6 +61,12 @@ class Page:
         """plotly.js, once, and only on a page that draws a plotly figure (~4.8 MB)."""
         return f"<script>{get_plotlyjs()}</script>" if self.figures else ""
 
+    def files(self, html_name: str, png: bool) -> dict[str, str | bytes]:
+        """The page as ``html_name``, plus each figure as ``png/<id>.png`` when ``png``."""
+        from apt_viz.png import figures_png  # kaleido only when asked
+
+        return {html_name: self.render(), **(figures_png(self.figures) if png else {})}
+
     def render(self) -> str:
         draw = "".join(
             f"Plotly.newPlot({json.dumps(k)},FIGS[{json.dumps(k)}].data,FIGS[{json.dumps(k)}].layout,"
@@ -82,6 +88,7 @@ def write_dataset(store: Store, name: str, files: dict[str, str | bytes], *, ope
                       overwrite=overwrite) as folder:
         for rel, content in files.items():
             path = Path(folder) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(content, str):
                 path.write_text(content, encoding="utf-8")
             else:

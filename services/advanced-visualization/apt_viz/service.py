@@ -10,6 +10,7 @@ from apt_viz import checks
 from apt_viz.attention import AttentionSpec, build_attention_map
 from apt_viz.compare import CompareSpec, build_comparison_report
 from apt_viz.dashboard import DashboardSpec, build_dashboard
+from apt_viz.png import require_chromium
 
 _SERVICE = "/apt.plugins.advanced_visualization.v1.Visualization"
 
@@ -20,9 +21,11 @@ class VisualizationServicer(visualization_pb2_grpc.VisualizationServicer):
 
     def StartDashboard(self, request, context):
         spec = DashboardSpec(models=tuple(request.models), output_name=request.output_name,
-                             overwrite=request.overwrite, max_points=request.max_points or 2000)
+                             overwrite=request.overwrite, max_points=request.max_points or 2000, png=request.png)
         checks.check_models(self.store, list(spec.models))
         checks.check_output(self.store, spec.output_name, spec.overwrite, request.output_path)
+        if spec.png:
+            require_chromium()
         return self._start("StartDashboard", lambda ctx: build_dashboard(self.store, spec, ctx),
                            spec.models, spec.output_name)
 
@@ -43,6 +46,8 @@ class VisualizationServicer(visualization_pb2_grpc.VisualizationServicer):
         eval_path = str(self.paths.resolve(request.eval_path, "evaluation text")) if request.eval_path else ""
         if spec.eval_dataset:
             self.store.dataset(spec.eval_dataset)
+        if spec.png:
+            require_chromium()
         return self._start("StartComparisonReport",
                            lambda ctx: build_comparison_report(self.store, spec, eval_path, ctx),
                            spec.models, spec.output_name, datasets=(spec.eval_dataset,))

@@ -157,3 +157,27 @@ def test_an_existing_output_is_refused_without_overwrite(service, home):
     assert (Store(home).dataset("dash1").path / "dashboard.html").read_bytes() == before
     request.overwrite, request.max_points = True, 100
     assert run(channel, stub.StartDashboard(request))["output"] == "dash1"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_png_export_draws_every_figure_with_debian_chromium(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartDashboard(pb.DashboardRequest(models=["run-a", "run-b"], output_name="dpng",
+                                                                  png=True)))
+    assert result["png_files"] == sorted(f"png/{k}.png" for k in
+                                         ("curves-step", "curves-tokens", "curves-wall", "lineage", "settings"))
+    for rel in result["png_files"]:
+        data = (Store(home).dataset("dpng").path / rel).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_png_export_without_chromium_is_refused_before_a_job(service, home, monkeypatch):
+    from apt_viz import png
+
+    monkeypatch.setattr(png, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(png.require_chromium, "__defaults__", ("/nonexistent/chromium",))
+    stub, jobs, _ = service
+    got, details = code_of(lambda: stub.StartDashboard(pb.DashboardRequest(models=["run-a"], output_name="x",
+                                                                           png=True)))
+    assert got == grpc.StatusCode.FAILED_PRECONDITION and "apt-get install chromium" in details
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []

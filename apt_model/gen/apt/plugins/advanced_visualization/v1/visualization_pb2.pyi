@@ -9,18 +9,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DashboardRequest(_message.Message):
-    __slots__ = ("models", "output_path", "output_name", "overwrite", "max_points")
+    __slots__ = ("models", "output_path", "output_name", "overwrite", "max_points", "png")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PATH_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     MAX_POINTS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedScalarFieldContainer[str]
     output_path: str
     output_name: str
     overwrite: bool
     max_points: int
-    def __init__(self, models: _Optional[_Iterable[str]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., max_points: _Optional[int] = ...) -> None: ...
+    png: bool
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., max_points: _Optional[int] = ..., png: _Optional[bool] = ...) -> None: ...
 
 class AttentionMapRequest(_message.Message):
     __slots__ = ("name", "text", "layers", "output_path", "output_name", "overwrite", "heads", "max_tokens")
@@ -43,7 +45,7 @@ class AttentionMapRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., text: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., heads: _Optional[_Iterable[int]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
 
 class ComparisonReportRequest(_message.Message):
-    __slots__ = ("models", "eval_path", "output_path", "eval_dataset", "output_name", "overwrite", "max_eval_tokens", "bootstrap_samples", "prompts", "max_new_tokens")
+    __slots__ = ("models", "eval_path", "output_path", "eval_dataset", "output_name", "overwrite", "max_eval_tokens", "bootstrap_samples", "prompts", "max_new_tokens", "png")
     MODELS_FIELD_NUMBER: _ClassVar[int]
     EVAL_PATH_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +56,7 @@ class ComparisonReportRequest(_message.Message):
     BOOTSTRAP_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     PROMPTS_FIELD_NUMBER: _ClassVar[int]
     MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedScalarFieldContainer[str]
     eval_path: str
     output_path: str
@@ -64,10 +67,11 @@ class ComparisonReportRequest(_message.Message):
     bootstrap_samples: int
     prompts: _containers.RepeatedScalarFieldContainer[str]
     max_new_tokens: int
-    def __init__(self, models: _Optional[_Iterable[str]] = ..., eval_path: _Optional[str] = ..., output_path: _Optional[str] = ..., eval_dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., max_eval_tokens: _Optional[int] = ..., bootstrap_samples: _Optional[int] = ..., prompts: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+    png: bool
+    def __init__(self, models: _Optional[_Iterable[str]] = ..., eval_path: _Optional[str] = ..., output_path: _Optional[str] = ..., eval_dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., max_eval_tokens: _Optional[int] = ..., bootstrap_samples: _Optional[int] = ..., prompts: _Optional[_Iterable[str]] = ..., max_new_tokens: _Optional[int] = ..., png: _Optional[bool] = ...) -> None: ...
 
 class DashboardResult(_message.Message):
-    __slots__ = ("warnings", "output", "html", "html_bytes", "models", "points_in", "points_drawn", "lineage_edges")
+    __slots__ = ("warnings", "output", "html", "html_bytes", "models", "points_in", "points_drawn", "lineage_edges", "png_files")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     HTML_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +80,7 @@ class DashboardResult(_message.Message):
     POINTS_IN_FIELD_NUMBER: _ClassVar[int]
     POINTS_DRAWN_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_EDGES_FIELD_NUMBER: _ClassVar[int]
+    PNG_FILES_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     output: str
     html: str
@@ -84,7 +89,8 @@ class DashboardResult(_message.Message):
     points_in: int
     points_drawn: int
     lineage_edges: int
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., models: _Optional[int] = ..., points_in: _Optional[int] = ..., points_drawn: _Optional[int] = ..., lineage_edges: _Optional[int] = ...) -> None: ...
+    png_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., models: _Optional[int] = ..., points_in: _Optional[int] = ..., points_drawn: _Optional[int] = ..., lineage_edges: _Optional[int] = ..., png_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class HeadStats(_message.Message):
     __slots__ = ("layer", "head", "kv_head", "entropy", "sink_mass", "previous_token", "induction")
@@ -176,7 +182,7 @@ class Difference(_message.Message):
     def __init__(self, model: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
 
 class ComparisonReportResult(_message.Message):
-    __slots__ = ("warnings", "output", "html", "html_bytes", "models", "differences", "same_tokenizer", "per_token_note")
+    __slots__ = ("warnings", "output", "html", "html_bytes", "models", "differences", "same_tokenizer", "per_token_note", "png_files")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     HTML_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +191,7 @@ class ComparisonReportResult(_message.Message):
     DIFFERENCES_FIELD_NUMBER: _ClassVar[int]
     SAME_TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     PER_TOKEN_NOTE_FIELD_NUMBER: _ClassVar[int]
+    PNG_FILES_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     output: str
     html: str
@@ -193,4 +200,5 @@ class ComparisonReportResult(_message.Message):
     differences: _containers.RepeatedCompositeFieldContainer[Difference]
     same_tokenizer: bool
     per_token_note: str
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., differences: _Optional[_Iterable[_Union[Difference, _Mapping]]] = ..., same_tokenizer: _Optional[bool] = ..., per_token_note: _Optional[str] = ...) -> None: ...
+    png_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelScore, _Mapping]]] = ..., differences: _Optional[_Iterable[_Union[Difference, _Mapping]]] = ..., same_tokenizer: _Optional[bool] = ..., per_token_note: _Optional[str] = ..., png_files: _Optional[_Iterable[str]] = ...) -> None: ...
