@@ -294,6 +294,13 @@ class _Relay:
 _EXIT = re.compile(r"rank\s*:\s*(\d+).*?\n\s*exitcode\s*:\s*(-?\d+).*?(?:\n\s*error_file.*?)?\n\s*traceback\s*:\s*([^\n]*)")
 
 
+# What a rank that failed before rank_main printed: the last line of a Python traceback
+# ("ModuleNotFoundError: No module named 'x'") or the interpreter's own complaint
+# ("/venv/bin/python: No module named x"). torchrun's ChildFailedError report is not the cause.
+_RAISED = re.compile(r"^(?:\[[^\]]*\]:?)?\s*((?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception): .+"
+                     r"|\S*python[\d.]*: .+)$", re.MULTILINE)
+
+
 def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
     """The error the job fails with. A rank killed by a signal (not torchrun's own SIGTERM to the
     survivors) is the cause: the errors the others then raise (a peer's connection reset) are its
@@ -317,8 +324,10 @@ def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
         cls = getattr(errors, err["type"], errors.AptError)
         return cls(f"rank {rank} of {workers}: {err['message']}", reason=err["reason"])
     log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-40:]))
-    return errors.AptError(f"The {workers}-rank run ended (torchrun exit {code}) without an error from any rank; "
-                           "the service's log has torchrun's output.", reason="RANK_FAILED")
+    raised = [r for r in _RAISED.findall(output) if "ChildFailedError" not in r]  # failed before rank_main
+    said = f"; its last error: {raised[-1].strip()[:300]}" if raised else ""
+    return errors.AptError(f"The {workers}-rank run ended (torchrun exit {code}) without an error from any rank"
+                           f"{said}; the service's log has torchrun's output.", reason="RANK_FAILED")
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -111,6 +111,15 @@ def test_a_rank_that_fails_fails_the_job_with_its_own_error(store, corpus_file):
     assert info.value.reason != "RANK_FAILED" and not store.exists("models", "gone")
 
 
+def test_a_rank_that_cannot_start_names_its_error(tmp_path):
+    """A rank module that fails before rank_main can record an error (here: it does not exist)."""
+    from apt_model.modeling import distributed
+
+    with pytest.raises(errors.AptError, match=r"its last error: .*No module named '?apt_no_such_rank_module") as info:
+        distributed.launch("apt_no_such_rank_module", {}, 2, tmp_path / "run", JobRecorder())
+    assert info.value.reason == "RANK_FAILED"
+
+
 def test_workers_and_nodes_are_checked(store, corpus_file):
     with pytest.raises(errors.InvalidArgument, match="must be a multiple of workers"):
         _spec(store, corpus_file, "m", workers=3)
