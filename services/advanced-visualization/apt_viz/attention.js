@@ -1,16 +1,19 @@
 // Canvas views of the attention maps in ATT (embedded by attention.py): a thumbnail per
 // layer x head, a large map with the weight under the mouse, and a head view (lines from the
-// hovered query token to the keys it attends to). Weights: lower triangle, uint8 per row scale.
+// hovered query token to the keys it attends to). Weights: see attention.py quantize.
 (function () {
   const T = ATT.tokens.length;
-  function decode(m) {
-    const q = Uint8Array.from(atob(m.q), c => c.charCodeAt(0));
-    const sb = Uint8Array.from(atob(m.s), c => c.charCodeAt(0));
-    return {q: q, s: new Float32Array(sb.buffer)};
+  const bytes = b => Uint8Array.from(atob(b), c => c.charCodeAt(0));
+  function decode(m) {  // attention.py quantize: uint8 rest, per-row scale, exact top weight
+    return {q: bytes(m.q), s: new Float32Array(bytes(m.s).buffer), t: new Uint16Array(bytes(m.t).buffer),
+            v: new Float32Array(bytes(m.v).buffer)};
   }
   const M = {};
   for (const k in ATT.mats) M[k] = decode(ATT.mats[k]);
-  function weight(m, i, j) { return j > i ? 0 : m.q[i * (i + 1) / 2 + j] / 255 * m.s[i]; }
+  function weight(m, i, j) {
+    if (j > i) return 0;
+    return j === m.t[i] ? m.v[i] : m.q[i * (i + 1) / 2 + j] / 255 * m.s[i];
+  }
   function draw(canvas, m) {
     const ctx = canvas.getContext('2d'), img = ctx.createImageData(T, T);
     for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) {
