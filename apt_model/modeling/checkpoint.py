@@ -58,6 +58,12 @@ class RunCheckpoint:
         """Refuse a start that would resume nothing or silently discard a checkpoint."""
         step = self.step()
         if resume and step is None:
+            earlier = self.folder.parent.parent / self.name  # checkpoints/<name>/: before they were per kind
+            if earlier.is_dir() and any(earlier.glob("*.pt")):
+                raise errors.FailedPrecondition(
+                    f"There is no checkpoint of {self.name!r} to resume: APT_HOME/checkpoints/{self.name}/ holds one "
+                    "written by an earlier version (before checkpoints were kept per operation), which this "
+                    "version cannot continue. Start again without --resume (delete that folder to free its space).")
             raise errors.FailedPrecondition(
                 f"There is no checkpoint of {self.name!r} to resume; start without --resume.")
         if step is not None and not resume and not overwrite:

@@ -114,6 +114,16 @@ def test_checkpoint_start_rules(tmp_path):
         ck.load({"lr": 0.1, "seq": [1, 2], "extra": 1})
 
 
+def test_a_checkpoint_of_an_earlier_version_is_named_not_ignored(tmp_path):
+    from apt_model.store import Store
+
+    earlier = tmp_path / "checkpoints" / "old"  # where core train kept checkpoints before 2026-12-04
+    earlier.mkdir(parents=True)
+    torch.save({"step": 3}, earlier / "state.pt")
+    with pytest.raises(errors.FailedPrecondition, match=r"APT_HOME/checkpoints/old/ holds one written by an earlier"):
+        RunCheckpoint(Store(tmp_path), "train", "old").check_start(resume=True, overwrite=False)
+
+
 def test_a_checkpoint_restores_the_rng_and_a_torn_one_is_data_loss(tmp_path):
     from apt_model.store import Store
 
