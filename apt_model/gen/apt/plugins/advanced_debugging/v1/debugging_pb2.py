@@ -26,7 +26,7 @@ from apt_model.gen.apt.common.v1 import job_pb2 as apt_dot_common_dot_v1_dot_job
 from apt_model.gen.apt.options.v1 import options_pb2 as apt_dot_options_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"C\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdata_path\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x03 \x01(\x05\"J\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07tracker\x18\x02 \x01(\t\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\"+\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t\"&\n\x12GradientFlowResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\",\n\x18\x41\x63tivationAnalysisResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\"*\n\x16\x41nomalyDetectionResult\x12\x10\n\x08warnings\x18\x01 \x03(\t2\xf2\x04\n\tDebugging\x12\x95\x01\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"8\xd2\xf3\x18\x34\x61pt.plugins.advanced_debugging.v1.GradientFlowResult\x12\xa1\x01\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\">\xd2\xf3\x18:apt.plugins.advanced_debugging.v1.ActivationAnalysisResult\x12\x9d\x01\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_debugging.v1.AnomalyDetectionResult\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseB\\\n%com.apt.plugins.advanced_debugging.v1B\x0e\x44\x65\x62uggingProtoP\x01\xaa\x02 Apt.Plugins.AdvancedDebugging.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n1apt/plugins/advanced_debugging/v1/debugging.proto\x12!apt.plugins.advanced_debugging.v1\x1a\x17\x61pt/common/v1/job.proto\x1a\x1c\x61pt/options/v1/options.proto\"\xc6\x04\n\x0f\x41nalysisRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12 \n\tdata_path\x18\x02 \x01(\tB\r\xca\xf3\x18\tB\x07\x64\x61taset\x12*\n\x07\x62\x61tches\x18\x03 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00@\x8f@:\x01\x33\x12@\n\x0boutput_name\x18\x04 \x01(\tB+\xca\xf3\x18\':%<name or metrics dataset>-<operation>\x12+\n\x07seq_len\x18\x05 \x01(\x05\x42\x1a\xca\xf3\x18\x16\x11\x00\x00\x00\x00\x00\x00 @\x19\x00\x00\x00\x00\x00\x00\xe0@:\x02\x36\x34\x12-\n\nbatch_size\x18\x06 \x01(\x05\x42\x19\xca\xf3\x18\x15\x11\x00\x00\x00\x00\x00\x00\xf0?\x19\x00\x00\x00\x00\x00\x00\x90@:\x01\x34\x12\x15\n\x04seed\x18\x07 \x01(\x03\x42\x07\xca\xf3\x18\x03:\x01\x30\x12\x0f\n\x07\x64\x61taset\x18\x08 \x01(\t\x12+\n\x0cmetrics_path\x18\t \x01(\tB\x15\xca\xf3\x18\x11\x42\x0fmetrics_dataset\x12\x17\n\x0fmetrics_dataset\x18\n \x01(\t\x12\x33\n\rlearning_rate\x18\x0b \x01(\x01\x42\x1c\xca\xf3\x18\x18!\x00\x00\x00\x00\x00\x00\x00\x00)\x00\x00\x00\x00\x00\x00$@:\x04\x31\x65-3\x12+\n\x06\x64\x65vice\x18\x0c \x01(\tB\x1b\xca\xf3\x18\x17\x32\x04\x61uto2\x03\x63pu2\x04\x63uda:\x04\x61uto\x12\x11\n\toverwrite\x18\r \x01(\x08\x12*\n\x07spike_z\x18\x0e \x01(\x01\x42\x19\xca\xf3\x18\x15\x19\x00\x00\x00\x00\x00@\x8f@!\x00\x00\x00\x00\x00\x00\x00\x00:\x01\x38\x12*\n\x06window\x18\x0f \x01(\x05\x42\x1a\xca\xf3\x18\x16\x11\x00\x00\x00\x00\x00\x00\x00\x00\x19\x00\x00\x00\x00\x00\x88\xc3@:\x02\x32\x30\"\x9c\x02\n\x16\x45xportToTrackerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x36\n\x07tracker\x18\x02 \x01(\tB%\xca\xf3\x18!2\x0btensorboard2\x05wandb:\x0btensorboard\x12\x13\n\x07log_dir\x18\x03 \x01(\tB\x02\x18\x01\x12\x0c\n\x04name\x18\x04 \x01(\t\x12+\n\x0cmetrics_path\x18\x05 \x01(\tB\x15\xca\xf3\x18\x11\x42\x0fmetrics_dataset\x12\x17\n\x0fmetrics_dataset\x18\x06 \x01(\t\x12>\n\x0boutput_name\x18\x07 \x01(\tB)\xca\xf3\x18%:#<name or metrics dataset>-<tracker>\x12\x11\n\toverwrite\x18\x08 \x01(\x08\"z\n\x17\x45xportToTrackerResponse\x12\x10\n\x08location\x18\x01 \x01(\t\x12\r\n\x05steps\x18\x02 \x01(\x05\x12\x0f\n\x07scalars\x18\x03 \x01(\x05\x12\x0c\n\x04tags\x18\x04 \x03(\t\x12\r\n\x05\x66iles\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\"\xa6\x02\n\x12GradientFlowResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x01(\x05\x12<\n\x06\x62locks\x18\x05 \x03(\x0b\x32,.apt.plugins.advanced_debugging.v1.BlockFlow\x12\x0e\n\x06\x66rozen\x18\x06 \x03(\t\x12\x15\n\rnever_updated\x18\x07 \x03(\t\x12\x0c\n\x04tied\x18\x08 \x03(\t\x12\x0f\n\x07verdict\x18\t \x01(\t\x12\x17\n\nfirst_loss\x18\n \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tlast_loss\x18\x0b \x01(\x01H\x01\x88\x01\x01\x42\r\n\x0b_first_lossB\x0c\n\n_last_loss\"\xe3\x02\n\tBlockFlow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\tgrad_norm\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0bweight_norm\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x1e\n\x11grad_weight_ratio\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12 \n\x13update_weight_ratio\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x1c\n\x0fzero_grad_share\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x0f\n\x07verdict\x18\x07 \x01(\t\x12\x45\n\x06groups\x18\x08 \x03(\x0b\x32\x35.apt.plugins.advanced_debugging.v1.ParameterGroupFlowB\x0c\n\n_grad_normB\x0e\n\x0c_weight_normB\x14\n\x12_grad_weight_ratioB\x16\n\x14_update_weight_ratioB\x12\n\x10_zero_grad_share\"\xea\x01\n\x12ParameterGroupFlow\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\tgrad_norm\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11grad_weight_ratio\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12 \n\x13update_weight_ratio\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x1c\n\x0fzero_grad_share\x18\x05 \x01(\x01H\x03\x88\x01\x01\x42\x0c\n\n_grad_normB\x14\n\x12_grad_weight_ratioB\x16\n\x14_update_weight_ratioB\x12\n\x10_zero_grad_share\"\xdd\x01\n\x18\x41\x63tivationAnalysisResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x05\x12\x44\n\x07modules\x18\x05 \x03(\x0b\x32\x33.apt.plugins.advanced_debugging.v1.ModuleActivation\x12\x1e\n\x16\x66irst_nonfinite_module\x18\x06 \x01(\t\x12\x19\n\x11nonfinite_modules\x18\x07 \x01(\x05\"\xf1\x01\n\x10ModuleActivation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x04mean\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x10\n\x03std\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x14\n\x07\x61\x62s_max\x18\x04 \x01(\x01H\x02\x88\x01\x01\x12\x15\n\x08kurtosis\x18\x05 \x01(\x01H\x03\x88\x01\x01\x12\x17\n\ndead_share\x18\x06 \x01(\x01H\x04\x88\x01\x01\x12\x18\n\x10massive_channels\x18\x07 \x03(\x05\x12\x11\n\tnonfinite\x18\x08 \x01(\x08\x42\x07\n\x05_meanB\x06\n\x04_stdB\n\n\x08_abs_maxB\x0b\n\t_kurtosisB\r\n\x0b_dead_share\"\xc6\x02\n\x16\x41nomalyDetectionResult\x12\x10\n\x08warnings\x18\x01 \x03(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0e\n\x06output\x18\x03 \x01(\t\x12\r\n\x05steps\x18\x04 \x01(\x05\x12\x16\n\x0erepeated_steps\x18\x05 \x01(\x05\x12<\n\x08\x66indings\x18\x06 \x03(\x0b\x32*.apt.plugins.advanced_debugging.v1.Finding\x12U\n\x06\x63ounts\x18\x07 \x03(\x0b\x32\x45.apt.plugins.advanced_debugging.v1.AnomalyDetectionResult.CountsEntry\x12\x0f\n\x07metrics\x18\x08 \x03(\t\x1a-\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xab\x01\n\x07\x46inding\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12\x10\n\x08\x65nd_step\x18\x03 \x01(\x03\x12\x10\n\x08severity\x18\x04 \x01(\t\x12\x0e\n\x06metric\x18\x05 \x01(\t\x12\x12\n\x05value\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x65xpected\x18\x07 \x01(\x01H\x01\x88\x01\x01\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\tB\x08\n\x06_valueB\x0b\n\t_expected2\xf2\x04\n\tDebugging\x12\x95\x01\n\x11StartGradientFlow\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"8\xd2\xf3\x18\x34\x61pt.plugins.advanced_debugging.v1.GradientFlowResult\x12\xa1\x01\n\x17StartActivationAnalysis\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\">\xd2\xf3\x18:apt.plugins.advanced_debugging.v1.ActivationAnalysisResult\x12\x9d\x01\n\x15StartAnomalyDetection\x12\x32.apt.plugins.advanced_debugging.v1.AnalysisRequest\x1a\x12.apt.common.v1.Job\"<\xd2\xf3\x18\x38\x61pt.plugins.advanced_debugging.v1.AnomalyDetectionResult\x12\x88\x01\n\x0f\x45xportToTracker\x12\x39.apt.plugins.advanced_debugging.v1.ExportToTrackerRequest\x1a:.apt.plugins.advanced_debugging.v1.ExportToTrackerResponseB\\\n%com.apt.plugins.advanced_debugging.v1B\x0e\x44\x65\x62uggingProtoP\x01\xaa\x02 Apt.Plugins.AdvancedDebugging.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,24 +34,66 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'apt.plugins.advanced_debugg
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n%com.apt.plugins.advanced_debugging.v1B\016DebuggingProtoP\001\252\002 Apt.Plugins.AdvancedDebugging.V1'
+  _globals['_ANALYSISREQUEST'].fields_by_name['data_path']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['data_path']._serialized_options = b'\312\363\030\tB\007dataset'
+  _globals['_ANALYSISREQUEST'].fields_by_name['batches']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['batches']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000@\217@:\0013'
+  _globals['_ANALYSISREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030\':%<name or metrics dataset>-<operation>'
+  _globals['_ANALYSISREQUEST'].fields_by_name['seq_len']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['seq_len']._serialized_options = b'\312\363\030\026\021\000\000\000\000\000\000 @\031\000\000\000\000\000\000\340@:\00264'
+  _globals['_ANALYSISREQUEST'].fields_by_name['batch_size']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['batch_size']._serialized_options = b'\312\363\030\025\021\000\000\000\000\000\000\360?\031\000\000\000\000\000\000\220@:\0014'
+  _globals['_ANALYSISREQUEST'].fields_by_name['seed']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['seed']._serialized_options = b'\312\363\030\003:\0010'
+  _globals['_ANALYSISREQUEST'].fields_by_name['metrics_path']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['metrics_path']._serialized_options = b'\312\363\030\021B\017metrics_dataset'
+  _globals['_ANALYSISREQUEST'].fields_by_name['learning_rate']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['learning_rate']._serialized_options = b'\312\363\030\030!\000\000\000\000\000\000\000\000)\000\000\000\000\000\000$@:\0041e-3'
+  _globals['_ANALYSISREQUEST'].fields_by_name['device']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['device']._serialized_options = b'\312\363\030\0272\004auto2\003cpu2\004cuda:\004auto'
+  _globals['_ANALYSISREQUEST'].fields_by_name['spike_z']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['spike_z']._serialized_options = b'\312\363\030\025\031\000\000\000\000\000@\217@!\000\000\000\000\000\000\000\000:\0018'
+  _globals['_ANALYSISREQUEST'].fields_by_name['window']._loaded_options = None
+  _globals['_ANALYSISREQUEST'].fields_by_name['window']._serialized_options = b'\312\363\030\026\021\000\000\000\000\000\000\000\000\031\000\000\000\000\000\210\303@:\00220'
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['tracker']._loaded_options = None
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['tracker']._serialized_options = b'\312\363\030!2\013tensorboard2\005wandb:\013tensorboard'
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['log_dir']._loaded_options = None
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['log_dir']._serialized_options = b'\030\001'
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['metrics_path']._loaded_options = None
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['metrics_path']._serialized_options = b'\312\363\030\021B\017metrics_dataset'
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['output_name']._loaded_options = None
+  _globals['_EXPORTTOTRACKERREQUEST'].fields_by_name['output_name']._serialized_options = b'\312\363\030%:#<name or metrics dataset>-<tracker>'
+  _globals['_ANOMALYDETECTIONRESULT_COUNTSENTRY']._loaded_options = None
+  _globals['_ANOMALYDETECTIONRESULT_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_DEBUGGING'].methods_by_name['StartGradientFlow']._loaded_options = None
   _globals['_DEBUGGING'].methods_by_name['StartGradientFlow']._serialized_options = b'\322\363\0304apt.plugins.advanced_debugging.v1.GradientFlowResult'
   _globals['_DEBUGGING'].methods_by_name['StartActivationAnalysis']._loaded_options = None
   _globals['_DEBUGGING'].methods_by_name['StartActivationAnalysis']._serialized_options = b'\322\363\030:apt.plugins.advanced_debugging.v1.ActivationAnalysisResult'
   _globals['_DEBUGGING'].methods_by_name['StartAnomalyDetection']._loaded_options = None
   _globals['_DEBUGGING'].methods_by_name['StartAnomalyDetection']._serialized_options = b'\322\363\0308apt.plugins.advanced_debugging.v1.AnomalyDetectionResult'
-  _globals['_ANALYSISREQUEST']._serialized_start=143
-  _globals['_ANALYSISREQUEST']._serialized_end=210
-  _globals['_EXPORTTOTRACKERREQUEST']._serialized_start=212
-  _globals['_EXPORTTOTRACKERREQUEST']._serialized_end=286
-  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_start=288
-  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_end=331
-  _globals['_GRADIENTFLOWRESULT']._serialized_start=333
-  _globals['_GRADIENTFLOWRESULT']._serialized_end=371
-  _globals['_ACTIVATIONANALYSISRESULT']._serialized_start=373
-  _globals['_ACTIVATIONANALYSISRESULT']._serialized_end=417
-  _globals['_ANOMALYDETECTIONRESULT']._serialized_start=419
-  _globals['_ANOMALYDETECTIONRESULT']._serialized_end=461
-  _globals['_DEBUGGING']._serialized_start=464
-  _globals['_DEBUGGING']._serialized_end=1090
+  _globals['_ANALYSISREQUEST']._serialized_start=144
+  _globals['_ANALYSISREQUEST']._serialized_end=726
+  _globals['_EXPORTTOTRACKERREQUEST']._serialized_start=729
+  _globals['_EXPORTTOTRACKERREQUEST']._serialized_end=1013
+  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_start=1015
+  _globals['_EXPORTTOTRACKERRESPONSE']._serialized_end=1137
+  _globals['_GRADIENTFLOWRESULT']._serialized_start=1140
+  _globals['_GRADIENTFLOWRESULT']._serialized_end=1434
+  _globals['_BLOCKFLOW']._serialized_start=1437
+  _globals['_BLOCKFLOW']._serialized_end=1792
+  _globals['_PARAMETERGROUPFLOW']._serialized_start=1795
+  _globals['_PARAMETERGROUPFLOW']._serialized_end=2029
+  _globals['_ACTIVATIONANALYSISRESULT']._serialized_start=2032
+  _globals['_ACTIVATIONANALYSISRESULT']._serialized_end=2253
+  _globals['_MODULEACTIVATION']._serialized_start=2256
+  _globals['_MODULEACTIVATION']._serialized_end=2497
+  _globals['_ANOMALYDETECTIONRESULT']._serialized_start=2500
+  _globals['_ANOMALYDETECTIONRESULT']._serialized_end=2826
+  _globals['_ANOMALYDETECTIONRESULT_COUNTSENTRY']._serialized_start=2781
+  _globals['_ANOMALYDETECTIONRESULT_COUNTSENTRY']._serialized_end=2826
+  _globals['_FINDING']._serialized_start=2829
+  _globals['_FINDING']._serialized_end=3000
+  _globals['_DEBUGGING']._serialized_start=3003
+  _globals['_DEBUGGING']._serialized_end=3629
 # @@protoc_insertion_point(module_scope)

@@ -3,51 +3,222 @@ from apt_model.gen.apt.options.v1 import options_pb2 as _options_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AnalysisRequest(_message.Message):
-    __slots__ = ("name", "data_path", "batches")
+    __slots__ = ("name", "data_path", "batches", "output_name", "seq_len", "batch_size", "seed", "dataset", "metrics_path", "metrics_dataset", "learning_rate", "device", "overwrite", "spike_z", "window")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_PATH_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    SEQ_LEN_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    METRICS_PATH_FIELD_NUMBER: _ClassVar[int]
+    METRICS_DATASET_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    SPIKE_Z_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     name: str
     data_path: str
     batches: int
-    def __init__(self, name: _Optional[str] = ..., data_path: _Optional[str] = ..., batches: _Optional[int] = ...) -> None: ...
+    output_name: str
+    seq_len: int
+    batch_size: int
+    seed: int
+    dataset: str
+    metrics_path: str
+    metrics_dataset: str
+    learning_rate: float
+    device: str
+    overwrite: bool
+    spike_z: float
+    window: int
+    def __init__(self, name: _Optional[str] = ..., data_path: _Optional[str] = ..., batches: _Optional[int] = ..., output_name: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., dataset: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., spike_z: _Optional[float] = ..., window: _Optional[int] = ...) -> None: ...
 
 class ExportToTrackerRequest(_message.Message):
-    __slots__ = ("job_id", "tracker", "log_dir")
+    __slots__ = ("job_id", "tracker", "log_dir", "name", "metrics_path", "metrics_dataset", "output_name", "overwrite")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TRACKER_FIELD_NUMBER: _ClassVar[int]
     LOG_DIR_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METRICS_PATH_FIELD_NUMBER: _ClassVar[int]
+    METRICS_DATASET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tracker: str
     log_dir: str
-    def __init__(self, job_id: _Optional[str] = ..., tracker: _Optional[str] = ..., log_dir: _Optional[str] = ...) -> None: ...
+    name: str
+    metrics_path: str
+    metrics_dataset: str
+    output_name: str
+    overwrite: bool
+    def __init__(self, job_id: _Optional[str] = ..., tracker: _Optional[str] = ..., log_dir: _Optional[str] = ..., name: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class ExportToTrackerResponse(_message.Message):
-    __slots__ = ("location",)
+    __slots__ = ("location", "steps", "scalars", "tags", "files", "warnings")
     LOCATION_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    SCALARS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     location: str
-    def __init__(self, location: _Optional[str] = ...) -> None: ...
+    steps: int
+    scalars: int
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    files: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, location: _Optional[str] = ..., steps: _Optional[int] = ..., scalars: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., files: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GradientFlowResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "model", "output", "steps", "blocks", "frozen", "never_updated", "tied", "verdict", "first_loss", "last_loss")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    FROZEN_FIELD_NUMBER: _ClassVar[int]
+    NEVER_UPDATED_FIELD_NUMBER: _ClassVar[int]
+    TIED_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOSS_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    output: str
+    steps: int
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockFlow]
+    frozen: _containers.RepeatedScalarFieldContainer[str]
+    never_updated: _containers.RepeatedScalarFieldContainer[str]
+    tied: _containers.RepeatedScalarFieldContainer[str]
+    verdict: str
+    first_loss: float
+    last_loss: float
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., output: _Optional[str] = ..., steps: _Optional[int] = ..., blocks: _Optional[_Iterable[_Union[BlockFlow, _Mapping]]] = ..., frozen: _Optional[_Iterable[str]] = ..., never_updated: _Optional[_Iterable[str]] = ..., tied: _Optional[_Iterable[str]] = ..., verdict: _Optional[str] = ..., first_loss: _Optional[float] = ..., last_loss: _Optional[float] = ...) -> None: ...
+
+class BlockFlow(_message.Message):
+    __slots__ = ("name", "grad_norm", "weight_norm", "grad_weight_ratio", "update_weight_ratio", "zero_grad_share", "verdict", "groups")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_NORM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_WEIGHT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_WEIGHT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ZERO_GRAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    grad_norm: float
+    weight_norm: float
+    grad_weight_ratio: float
+    update_weight_ratio: float
+    zero_grad_share: float
+    verdict: str
+    groups: _containers.RepeatedCompositeFieldContainer[ParameterGroupFlow]
+    def __init__(self, name: _Optional[str] = ..., grad_norm: _Optional[float] = ..., weight_norm: _Optional[float] = ..., grad_weight_ratio: _Optional[float] = ..., update_weight_ratio: _Optional[float] = ..., zero_grad_share: _Optional[float] = ..., verdict: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[ParameterGroupFlow, _Mapping]]] = ...) -> None: ...
+
+class ParameterGroupFlow(_message.Message):
+    __slots__ = ("name", "grad_norm", "grad_weight_ratio", "update_weight_ratio", "zero_grad_share")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    GRAD_WEIGHT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_WEIGHT_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ZERO_GRAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    grad_norm: float
+    grad_weight_ratio: float
+    update_weight_ratio: float
+    zero_grad_share: float
+    def __init__(self, name: _Optional[str] = ..., grad_norm: _Optional[float] = ..., grad_weight_ratio: _Optional[float] = ..., update_weight_ratio: _Optional[float] = ..., zero_grad_share: _Optional[float] = ...) -> None: ...
 
 class ActivationAnalysisResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "model", "output", "batches", "modules", "first_nonfinite_module", "nonfinite_modules")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NONFINITE_MODULE_FIELD_NUMBER: _ClassVar[int]
+    NONFINITE_MODULES_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    output: str
+    batches: int
+    modules: _containers.RepeatedCompositeFieldContainer[ModuleActivation]
+    first_nonfinite_module: str
+    nonfinite_modules: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., output: _Optional[str] = ..., batches: _Optional[int] = ..., modules: _Optional[_Iterable[_Union[ModuleActivation, _Mapping]]] = ..., first_nonfinite_module: _Optional[str] = ..., nonfinite_modules: _Optional[int] = ...) -> None: ...
+
+class ModuleActivation(_message.Message):
+    __slots__ = ("name", "mean", "std", "abs_max", "kurtosis", "dead_share", "massive_channels", "nonfinite")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    STD_FIELD_NUMBER: _ClassVar[int]
+    ABS_MAX_FIELD_NUMBER: _ClassVar[int]
+    KURTOSIS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_SHARE_FIELD_NUMBER: _ClassVar[int]
+    MASSIVE_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    NONFINITE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mean: float
+    std: float
+    abs_max: float
+    kurtosis: float
+    dead_share: float
+    massive_channels: _containers.RepeatedScalarFieldContainer[int]
+    nonfinite: bool
+    def __init__(self, name: _Optional[str] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., abs_max: _Optional[float] = ..., kurtosis: _Optional[float] = ..., dead_share: _Optional[float] = ..., massive_channels: _Optional[_Iterable[int]] = ..., nonfinite: _Optional[bool] = ...) -> None: ...
 
 class AnomalyDetectionResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "source", "output", "steps", "repeated_steps", "findings", "counts", "metrics")
+    class CountsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    REPEATED_STEPS_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    source: str
+    output: str
+    steps: int
+    repeated_steps: int
+    findings: _containers.RepeatedCompositeFieldContainer[Finding]
+    counts: _containers.ScalarMap[str, int]
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., output: _Optional[str] = ..., steps: _Optional[int] = ..., repeated_steps: _Optional[int] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., counts: _Optional[_Mapping[str, int]] = ..., metrics: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Finding(_message.Message):
+    __slots__ = ("kind", "step", "end_step", "severity", "metric", "value", "expected", "action")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    END_STEP_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    step: int
+    end_step: int
+    severity: str
+    metric: str
+    value: float
+    expected: float
+    action: str
+    def __init__(self, kind: _Optional[str] = ..., step: _Optional[int] = ..., end_step: _Optional[int] = ..., severity: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., expected: _Optional[float] = ..., action: _Optional[str] = ...) -> None: ...

@@ -61,28 +61,37 @@ class DebuggingServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartGradientFlow(self, request, context):
-        """per-layer gradient norms over a few batches
+        """Gradient flow of a store model: `batches` optimiser steps (AdamW) on a copy of it, then per
+        block and parameter group the gradient norm, grad/weight and update/weight ratios and the share
+        of zero gradients, frozen / never-updated / tied parameters and a verdict per block; a PNG and
+        JSON land in store dataset `output_name`. The stored model is never changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartActivationAnalysis(self, request, context):
-        """activation statistics per layer
+        """Activation statistics of a store model over `batches` forward passes: mean, std, abs-max,
+        kurtosis, massive channels and dead-unit share per module, and the first module that produces
+        a NaN/Inf from finite inputs; JSON in store dataset `output_name`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartAnomalyDetection(self, request, context):
-        """find NaN/Inf and exploding values
+        """Training anomalies in a metrics series (a store model's training_log.jsonl, or a CSV,
+        JSON-lines file or TensorBoard folder given by `metrics_path`): NaN/Inf, loss and gradient
+        spikes, divergence, plateaus, learning rate off its schedule, throughput drops and the onset
+        of a validation/train gap, each with its step, severity and the action to take.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportToTracker(self, request, context):
-        """write a job's metrics to TensorBoard or W&B offline
+        """Write a training log (a store model's, or a metrics file's) as TensorBoard event files into
+        store dataset `output_name`, then read them back and check every scalar arrived.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

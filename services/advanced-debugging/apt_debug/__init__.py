@@ -1,0 +1,1 @@
+"""advanced-debugging: gradient flow, activation statistics, training anomalies, TensorBoard export."""

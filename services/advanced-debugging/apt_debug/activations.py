@@ -1,0 +1,180 @@
+"""Activation statistics by forward hooks: per module mean, std, abs-max, excess kurtosis,
+massive-activation channels and the share of dead units, and a NaN/Inf guard.
+
+The guard names the module that *produces* the first non-finite value: a module whose output
+holds a NaN/Inf while every tensor it received was finite. Hooks run child-first, so the
+first such module is the innermost producer; every module the NaN then flows through has a
+non-finite input and is only counted. (``torch.autograd.detect_anomaly`` checks the backward
+pass and can blame the wrong line, pytorch/pytorch#160016.) The hooks are removed in a
+``finally``: a failed or cancelled run leaves the model as it found it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import torch
+
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store
+
+from apt_debug.probe import ProbeSpec, dump_json, finite_only, load_probe, write_report
+
+OPERATION = "activation-analysis"
+MASSIVE = 100.0     # a channel whose abs-max is this many times the median magnitude is massive
+MAX_MASSIVE = 8     # massive channels listed per module
+
+
+@dataclass
+class _Moments:
+    """Running raw moments of one module's outputs (float64: sums over many values)."""
+
+    n: int = 0
+    s1: float = 0.0
+    s2: float = 0.0
+    s3: float = 0.0
+    s4: float = 0.0
+    abs_max: float = 0.0
+    median_abs: list[float] = field(default_factory=list)
+    channel_abs_max: torch.Tensor | None = None
+    nonfinite: bool = False
+
+    def add(self, out: torch.Tensor) -> None:
+        x = out.detach().double()
+        if not bool(torch.isfinite(x).all()):
+            self.nonfinite = True
+            x = x[torch.isfinite(x)]
+            if x.numel() == 0:
+                return
+        self.n += x.numel()
+        self.s1 += float(x.sum())
+        x2 = x * x
+        self.s2 += float(x2.sum())
+        self.s3 += float((x2 * x).sum())
+        self.s4 += float((x2 * x2).sum())
+        a = x.abs()
+        self.abs_max = max(self.abs_max, float(a.max()))
+        self.median_abs.append(float(a.flatten()[:65536].median()))
+        if out.dim() >= 2 and a.dim() == out.dim():
+            per_channel = a.reshape(-1, out.shape[-1]).amax(0)
+            self.channel_abs_max = per_channel if self.channel_abs_max is None else torch.maximum(
+                self.channel_abs_max, per_channel)
+
+    def summary(self, name: str) -> dict[str, Any]:
+        n = max(self.n, 1)
+        mean = self.s1 / n
+        var = max(self.s2 / n - mean ** 2, 0.0)
+        m4 = self.s4 / n - 4 * mean * self.s3 / n + 6 * mean ** 2 * self.s2 / n - 3 * mean ** 4
+        kurtosis = m4 / var ** 2 - 3.0 if var > 0 else math.nan
+        dead, massive = 0.0, []
+        if self.channel_abs_max is not None:
+            dead = float((self.channel_abs_max == 0).double().mean())
+            median = sorted(self.median_abs)[len(self.median_abs) // 2] if self.median_abs else 0.0
+            if median > 0:
+                big = torch.nonzero(self.channel_abs_max > MASSIVE * median).flatten()
+                order = self.channel_abs_max[big].argsort(descending=True)
+                massive = [int(c) for c in big[order][:MAX_MASSIVE]]
+        return {"name": name, "mean": mean, "std": math.sqrt(var), "abs_max": self.abs_max,
+                "kurtosis": kurtosis, "dead_share": dead, "massive_channels": massive,
+                "nonfinite": self.nonfinite}
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value if value.is_floating_point() else None
+    if isinstance(value, (tuple, list)):
+        return next((t for t in map(_first_tensor, value) if t is not None), None)
+    return None
+
+
+def _all_finite(values: Iterable[Any]) -> bool:
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            return False
+        if isinstance(v, (tuple, list)) and not _all_finite(v):
+            return False
+    return True
+
+
+class ActivationRecorder:
+    """Forward hooks on every named module of ``model`` while the ``with`` block runs."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        self.moments: dict[str, _Moments] = {}
+        self.order: list[str] = []
+        self.first_nonfinite = ""
+        self.nonfinite_modules: set[str] = set()
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> "ActivationRecorder":
+        try:
+            for name, module in self.model.named_modules():
+                if name and not isinstance(module, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+                    self._handles.append(module.register_forward_hook(self._hook(name), with_kwargs=True))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, name: str):
+        def record(module, args, kwargs, output):
+            out = _first_tensor(output)
+            if out is None:
+                return
+            if name not in self.moments:
+                self.moments[name] = _Moments()
+                self.order.append(name)
+            self.moments[name].add(out)
+            if not bool(torch.isfinite(out).all()):
+                self.nonfinite_modules.add(name)
+                if not self.first_nonfinite and _all_finite(args) and _all_finite(kwargs.values()):
+                    self.first_nonfinite = name
+        return record
+
+    def report(self) -> dict[str, Any]:
+        return {"modules": [self.moments[n].summary(n) for n in self.order],
+                "first_nonfinite_module": self.first_nonfinite,
+                "nonfinite_modules": len(self.nonfinite_modules)}
+
+
+def analyse(model: torch.nn.Module, batch_of, batches: int, device: str, ctx: JobContext) -> dict[str, Any]:
+    """``batches`` forward passes of ``batch_of(i)`` under the recorder."""
+    model.eval()
+    with ActivationRecorder(model) as recorder, torch.no_grad():
+        for i in range(max(batches, 1)):
+            ctx.check_cancelled()
+            model(input_ids=batch_of(i).to(device))
+            ctx.report(progress=(i + 1) / max(batches, 1), stage="forward", message=f"batch {i + 1}/{batches}")
+    out = recorder.report()
+    out["batches"] = max(batches, 1)
+    out["warnings"] = []
+    if out["first_nonfinite_module"]:
+        out["warnings"].append(f"{out['first_nonfinite_module']} produces a non-finite value from finite inputs; "
+                               f"{out['nonfinite_modules']} module(s) carried one.")
+    elif out["nonfinite_modules"]:
+        out["warnings"].append("Non-finite values appeared but no module produced them from finite inputs "
+                               "(the embeddings' inputs are token ids): check the embedding weights.")
+    return out
+
+
+def run_activation_analysis(store: Store, spec: ProbeSpec, ctx: JobContext) -> dict[str, Any]:
+    """The job: analyse, then activations.json into store dataset ``spec.output_name``."""
+    ctx.report(progress=0.0, stage="load", message=f"loading {spec.model!r}")
+    model, data = load_probe(store, spec)
+    report = analyse(model, data.batch, spec.batches, spec.device, ctx)
+    report.update(model=spec.model, output=spec.output_name)
+    write_report(store, spec.output_name, operation=OPERATION, parent=spec.model, overwrite=spec.overwrite,
+                 parameters={"batches": spec.batches, "seq_len": spec.seq_len, "batch_size": spec.batch_size,
+                             "seed": spec.seed}, files=lambda folder: dump_json(folder / "activations.json", report))
+    return finite_only(report)

@@ -1,0 +1,198 @@
+"""The real service in-process on a loopback port: jobs end to end, status codes, path attacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2 as pb
+from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2_grpc
+from apt_model.runtime.results import typed_result
+from apt_model.runtime.testing import serve_plugin, wait_job
+from apt_model.store import Store
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def service(home, data):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(data),)) as (channel, app):
+        yield debugging_pb2_grpc.DebuggingStub(channel), plugin_pb2_grpc.JobsStub(channel), channel
+
+
+def code_of(call) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def finished(channel, job) -> job_pb2.Job:
+    done = wait_job(channel, job.id, timeout=180)
+    assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+    return done
+
+
+def probe(data, **kw) -> pb.AnalysisRequest:
+    base = dict(name="tiny", data_path=str(data / "corpus.txt"), batches=2, seq_len=32, batch_size=2, device="cpu")
+    base.update(kw)
+    return pb.AnalysisRequest(**base)
+
+
+def test_gradient_flow_of_a_healthy_model_writes_png_and_json(service, home, data):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartGradientFlow(probe(data, output_name="gf"))))
+    blocks = {b.name: b for b in result.blocks}
+    assert {"block 0", "block 1", "embed_tokens", "lm_head"} <= set(blocks)
+    assert blocks["block 0"].verdict == blocks["block 1"].verdict == "healthy"
+    assert all(b.grad_norm > 0 and 0 < b.update_weight_ratio < 1 for b in result.blocks)
+    assert {g.name for g in blocks["block 0"].groups} >= {"self_attn", "mlp"}
+    assert result.verdict == "healthy" and result.first_loss > 0 and result.last_loss > 0
+    folder = Store(home).dataset("gf").path
+    assert (folder / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((folder / "gradient_flow.json").read_text())["verdict"] == "healthy"
+    assert Store(home).dataset("gf").meta["lineage"]["parent"] == "tiny"
+
+
+@pytest.mark.parametrize("model,verdict", [("zero-block", "dead"), ("hot-block", "exploding")])
+def test_gradient_flow_locates_the_planted_block(service, data, model, verdict):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartGradientFlow(probe(data, name=model))))
+    blocks = {b.name: b.verdict for b in result.blocks}
+    assert blocks["block 1"] == verdict, blocks
+    assert result.verdict == verdict
+
+
+def test_activation_guard_names_the_module_that_produces_the_nan(service, home, data):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartActivationAnalysis(probe(data, name="nan-block"))))
+    assert result.first_nonfinite_module == "model.layers.1.mlp.up_proj"
+    assert result.nonfinite_modules > 1  # it flowed on; only the producer is named
+    assert Store(home).exists("datasets", "nan-block-activation-analysis")
+
+
+def test_activation_statistics_of_a_healthy_model(service, data):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartActivationAnalysis(probe(data))))
+    assert result.first_nonfinite_module == "" and result.nonfinite_modules == 0
+    mods = {m.name: m for m in result.modules}
+    assert mods["model.layers.0.mlp.down_proj"].std > 0 and mods["model.layers.0.mlp.down_proj"].abs_max > 0
+
+
+def test_anomaly_detection_on_a_store_models_training_log(service, home, lr_fault_steps):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartAnomalyDetection(pb.AnalysisRequest(name="logged"))))
+    lr = [f for f in result.findings if f.kind == "lr_off_schedule"]
+    assert [(f.step, f.end_step) for f in lr] == [(lr_fault_steps[0], lr_fault_steps[-1])]
+    assert lr[0].action and lr[0].severity == "warning"
+    assert result.steps == 40 and "loss" in result.metrics
+    folder = Store(home).dataset("logged-anomalies").path
+    assert json.loads((folder / "anomalies.json").read_text())["counts"]["lr_off_schedule"] == 1
+    assert (folder / "anomalies.png").is_file()
+
+
+def test_anomaly_detection_on_a_csv_with_nan_strings_and_a_resumed_run(service, data):
+    stub, _, channel = service
+    lines = ["step,loss,lr"] + [f"{s},{2.0 - s * 0.01:.3f},0.001" for s in range(1, 31)]
+    lines[16] = "16,NaN,0.001"
+    lines += [f"{s},{1.9:.3f},0.001" for s in range(20, 26)]  # resumed from step 19: logged again
+    (data / "run.csv").write_text("\n".join(lines) + "\n")
+    result = typed_result(finished(channel, stub.StartAnomalyDetection(
+        pb.AnalysisRequest(metrics_path=str(data / "run.csv")))))
+    assert [(f.kind, f.step) for f in result.findings if f.kind == "nonfinite"] == [("nonfinite", 16)]
+    assert result.repeated_steps == 6 and result.steps == 30
+    assert any("last occurrence" in w for w in result.warnings)
+
+
+def test_export_to_tensorboard_round_trips_every_scalar(service, home):
+    stub, _, _ = service
+    out = stub.ExportToTracker(pb.ExportToTrackerRequest(name="logged", tracker="tensorboard"))
+    assert out.location == "logged-tensorboard" and out.steps == 40
+    assert {"loss", "lr", "grad_norm"} <= set(out.tags)
+    folder = Store(home).dataset("logged-tensorboard").path / "tensorboard"
+    from tensorboard.backend.event_processing import event_accumulator
+
+    acc = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.SCALARS: 0})
+    acc.Reload()
+    assert len(acc.Scalars("loss")) == 40
+
+
+def test_anomaly_detection_on_the_exported_tensorboard_folder(service, lr_fault_steps):
+    stub, _, channel = service
+    stub.ExportToTracker(pb.ExportToTrackerRequest(name="logged", output_name="tb"))
+    result = typed_result(finished(channel, stub.StartAnomalyDetection(pb.AnalysisRequest(metrics_dataset="tb"))))
+    assert [f.step for f in result.findings if f.kind == "lr_off_schedule"] == [lr_fault_steps[0]]
+
+
+# --- bad input -------------------------------------------------------------------------------------
+
+def test_unknown_model_is_not_found(service, data):
+    stub, jobs, _ = service
+    for call in (lambda: stub.StartGradientFlow(probe(data, name="nobody")),
+                 lambda: stub.StartActivationAnalysis(probe(data, name="nobody")),
+                 lambda: stub.StartAnomalyDetection(pb.AnalysisRequest(name="nobody")),
+                 lambda: stub.ExportToTracker(pb.ExportToTrackerRequest(name="nobody"))):
+        assert code_of(call)[0] == grpc.StatusCode.NOT_FOUND
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
+
+
+@pytest.mark.parametrize("field", ["data_path", "metrics_path"])
+def test_a_path_outside_the_data_roots_is_permission_denied(service, field):
+    stub, jobs, _ = service
+    kw = {"name": "tiny", "data_path": "/etc/hostname"} if field == "data_path" else {"metrics_path": "/etc/passwd"}
+    start = stub.StartGradientFlow if field == "data_path" else stub.StartAnomalyDetection
+    code, details = code_of(lambda: start(pb.AnalysisRequest(**kw)))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "APT_DATA_ROOTS" in details
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
+
+
+def test_export_metrics_path_outside_the_roots_is_permission_denied(service):
+    stub, _, _ = service
+    code, _ = code_of(lambda: stub.ExportToTracker(pb.ExportToTrackerRequest(metrics_path="/etc/hostname")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_an_empty_series_is_invalid_argument(service, data):
+    stub, _, channel = service
+    (data / "empty.jsonl").write_text("")
+    job = wait_job(channel, stub.StartAnomalyDetection(pb.AnalysisRequest(metrics_path=str(data / "empty.jsonl"))).id)
+    assert job.state == job_pb2.JOB_STATE_FAILED and job.error.code == "INVALID_ARGUMENT"
+    assert "no numeric metric series" in job.error.message
+
+
+def test_a_model_without_a_training_log_is_invalid_argument(service):
+    stub, _, channel = service
+    job = wait_job(channel, stub.StartAnomalyDetection(pb.AnalysisRequest(name="tiny")).id)
+    assert job.state == job_pb2.JOB_STATE_FAILED and "training_log.jsonl" in job.error.message
+
+
+def test_an_existing_output_is_refused_before_any_work(service, home, data):
+    stub, jobs, channel = service
+    finished(channel, stub.StartAnomalyDetection(pb.AnalysisRequest(name="logged", output_name="rep")))
+    before = (Store(home).dataset("rep").path / "anomalies.json").read_text()
+    code, details = code_of(lambda: stub.StartAnomalyDetection(pb.AnalysisRequest(name="logged", output_name="rep")))
+    assert code == grpc.StatusCode.ALREADY_EXISTS and "--overwrite" in details
+    assert len(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == 1
+    assert (Store(home).dataset("rep").path / "anomalies.json").read_text() == before
+
+
+@pytest.mark.parametrize("kw,code,needle", [
+    (dict(name="logged", log_dir="/tmp/x"), grpc.StatusCode.INVALID_ARGUMENT, "caller-chosen path"),
+    (dict(name="logged", tracker="wandb"), grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
+    (dict(job_id="j-1"), grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
+    (dict(name="logged", metrics_dataset="x"), grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
+])
+def test_export_refusals(service, kw, code, needle):
+    stub, _, _ = service
+    got, details = code_of(lambda: stub.ExportToTracker(pb.ExportToTrackerRequest(**kw)))
+    assert got == code and needle in details
+
+
+def test_probe_without_text_is_invalid_argument(service):
+    stub, _, _ = service
+    code, details = code_of(lambda: stub.StartGradientFlow(pb.AnalysisRequest(name="tiny")))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "--data-path" in details
