@@ -34,8 +34,8 @@ from apt_model.store import Store  # noqa: E402
 from apt_model.testing import SAMPLE_TEXT, JobRecorder, make_tiny_model, pretrain  # noqa: E402
 from apt_viz.attention import AttentionSpec, build_attention_map, eager_attentions, read_ids  # noqa: E402
 from apt_viz.compare import CompareSpec, build_comparison_report  # noqa: E402
-from apt_viz.dashboard import AXES, DashboardSpec, build_dashboard, curve_figure, read_curves  # noqa: E402
-from apt_viz.downsample import minmax_indices, stride_indices  # noqa: E402
+from apt_viz.dashboard import AXES, DashboardSpec, build_dashboard, curve_figure, drawn_indices, read_curves  # noqa: E402
+from apt_viz.downsample import stride_indices  # noqa: E402
 
 TARGETS = {"dashboard_mb": 8.0, "render_s": 3.0, "spikes_kept": 1.0, "attention_mb": 3.0, "attention_error": 1e-3,
            "ppl_rel": 1e-6}
@@ -110,8 +110,9 @@ def bench_dashboard(work: Path, models: int, steps: int, repeats: int) -> dict:
         driver.quit()
     kept = stride_kept = total = 0
     for name in names:
-        loss = read_curves(store.model(name)).loss
-        idx = set(minmax_indices(loss, 2000).tolist())
+        c = read_curves(store.model(name))
+        loss = c.loss
+        idx = set(drawn_indices(c, 2000).tolist())  # what curve_figure draws
         stride = set(stride_indices(len(loss), 2000).tolist())
         kept += sum(s in idx for s in spikes[name])
         stride_kept += sum(s in stride for s in spikes[name])

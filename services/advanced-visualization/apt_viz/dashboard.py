@@ -46,6 +46,7 @@ class Curves:
     x: dict[str, np.ndarray]
     loss: np.ndarray
     val: list[tuple[int, float]]  # (row index, val_loss)
+    spikes: np.ndarray  # row indices of the loss spikes 'apt-model info --log' reports
 
 
 def read_curves(entry: Entry) -> Curves | None:
@@ -58,14 +59,16 @@ def read_curves(entry: Entry) -> Curves | None:
          "tokens": np.round(np.cumsum(tokens)), "wall": np.cumsum(seconds)}
     loss = np.array([r["loss"] if r.get("loss") is not None else math.nan for r in rows], dtype=np.float64)
     val = [(i, float(r["val_loss"])) for i, r in enumerate(rows) if r.get("val_loss") is not None]
-    return Curves(entry.name, x, loss, val)
+    index = {r["step"]: i for i, r in enumerate(rows)}
+    spikes = np.array([index[s["step"]] for s in trainlog.summary(rows)["spikes"]], dtype=np.int64)
+    return Curves(entry.name, x, loss, val, spikes)
 
 
 def curve_figure(curves: list[Curves], axis: str, label: str, max_points: int) -> tuple[go.Figure, int]:
     """Loss against one x axis, one trace per model (``meta`` = model name, for brushing)."""
     fig, drawn = go.Figure(), 0
     for i, c in enumerate(curves):
-        keep = minmax_indices(c.loss, max_points)
+        keep = drawn_indices(c, max_points)
         drawn += len(keep)
         color = f"hsl({(i * 67) % 360},65%,45%)"
         fig.add_trace(go.Scatter(x=c.x[axis][keep], y=_finite(c.loss[keep]), mode="lines", name=c.name,
@@ -78,6 +81,12 @@ def curve_figure(curves: list[Curves], axis: str, label: str, max_points: int) -
     fig.update_layout(xaxis_title=label, yaxis_title="loss", height=380, margin={"t": 30},
                       hovermode="closest", legend={"orientation": "h"})
     return fig, drawn
+
+
+def drawn_indices(c: Curves, max_points: int) -> np.ndarray:
+    """The rows a curve draws: each bucket's extremes, and every spike (of two spikes in one
+    bucket min/max keeps only the higher one)."""
+    return np.union1d(minmax_indices(c.loss, max_points), c.spikes)
 
 
 def _finite(y: np.ndarray) -> list[float | None]:
@@ -203,8 +212,9 @@ def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[
     drawn = 0
     if curves:
         page.heading("Loss curves")
-        page.note(f"Each curve keeps at most {spec.max_points} points: the lowest and highest loss of each "
-                  "bucket of steps, so spikes stay visible. Click a legend entry to hide a curve.")
+        page.note(f"Each curve keeps about {spec.max_points} points: the lowest and highest loss of each "
+                  "bucket of steps, and every loss spike (above 3x the median of the 20 steps before), so "
+                  "spikes stay visible. Click a legend entry to hide a curve.")
         for axis, label in AXES:
             fig, drawn = curve_figure(list(curves.values()), axis, label, spec.max_points)
             page.figure(f"curves-{axis}", fig)
