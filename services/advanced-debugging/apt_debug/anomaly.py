@@ -210,9 +210,13 @@ def plateaus(metric: str, steps: list[int], values: list[float], window: int) ->
     for i in range(span, len(medians)):
         before, now = medians[i - span + window - 1], medians[i]
         if math.isfinite(before) and math.isfinite(now) and before > 0 and (before - now) / before < PLATEAU_GAIN:
-            hits.append((steps[i - span + window - 1], now, before))
-    found = merge_runs("plateau", metric, hits, "info", gap=1)
-    return [f for f in found if f.end_step - f.step >= window]  # a stall, not a wobble
+            hits.append((steps[i], now, before))
+    found = [f for f in merge_runs("plateau", metric, hits, "info") if f.end_step - f.step >= window]
+    first_index = {s: i for i, s in enumerate(steps)}
+    for f in found:  # the stall began where the flat span that revealed it began
+        f.step = steps[first_index[f.step] - span + window - 1]
+        f.action = ACTIONS["plateau"].format(step=f.step)
+    return found
 
 
 def lr_off_schedule(metric: str, steps: list[int], values: list[float]) -> list[Finding]:
