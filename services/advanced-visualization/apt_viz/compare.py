@@ -163,6 +163,9 @@ def score_model(store: Store, name: str, docs: list[str], units: list[Unit], spe
     if len(unit_of) != stream.numel():
         raise RuntimeError(f"{name}: {len(unit_of)} token offsets for a stream of {stream.numel()} tokens.")
     ids = stream[:spec.max_eval_tokens]
+    if stream.numel() > ids.numel():
+        ctx.warn(f"{name}: the text is {stream.numel()} tokens; the first {ids.numel()} were scored "
+                 "(max_eval_tokens, as core compare).")
     nll = token_nll(model, ids)
     mean = float(np.nansum(nll) / np.count_nonzero(~np.isnan(nll)))
     if abs(math.exp(mean) - ppl.perplexity) > CONSISTENCY * ppl.perplexity:

@@ -90,6 +90,7 @@ def test_different_tokenizers_turn_the_per_token_view_off_and_use_bits_per_byte(
         models=["run-a", "other-tok"], eval_path=str(home.parent / "eval.txt"), output_name="cmp2",
         bootstrap_samples=100, max_new_tokens=2)))
     assert result["same_tokenizer"] is False and "tokenizers differ" in result["per_token_note"]
+    assert not any("were scored" in w for w in result["warnings"])  # nothing was cut
     assert [d["metric"] for d in result["differences"]] == ["bits_per_byte"]
     assert 'class="tok"' not in html_of(home, "cmp2", "report.html")
 
@@ -181,3 +182,12 @@ def test_png_export_without_chromium_is_refused_before_a_job(service, home, monk
                                                                            png=True)))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and "apt-get install chromium" in details
     assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
+
+
+def test_an_over_long_evaluation_text_is_cut_with_a_note(service, home):
+    stub, _, channel = service
+    result = run(channel, stub.StartComparisonReport(pb.ComparisonReportRequest(
+        models=["run-a", "run-b"], eval_path=str(home.parent / "eval.txt"), output_name="cmp-cut",
+        max_eval_tokens=40, bootstrap_samples=100, max_new_tokens=2)))
+    assert any("the first 40 were scored" in w for w in result["warnings"])
+    assert all(m["tokens_scored"] <= 39 for m in result["models"])
