@@ -12,7 +12,6 @@ pass and can blame the wrong line, pytorch/pytorch#160016.) The hooks are remove
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import torch
@@ -23,62 +22,80 @@ from apt_model.store import Store
 from apt_debug.probe import ProbeSpec, dump_json, finite_only, load_probe, write_report
 
 OPERATION = "activation-analysis"
-MASSIVE = 100.0     # a channel whose abs-max is this many times the median magnitude is massive
+MASSIVE = 100.0     # a channel whose abs-max is this many times the mean magnitude is massive
 MAX_MASSIVE = 8     # massive channels listed per module
+SAMPLE = 16384      # values per output the moments are estimated from
 
 
-@dataclass
 class _Moments:
-    """Running raw moments of one module's outputs (float64: sums over many values)."""
+    """Running statistics of one module's outputs. Exact: the abs-max, the per-channel abs-max
+    (dead and massive channels) and whether every value is finite (a NaN or Inf becomes the
+    abs-max). Estimated from at most SAMPLE values per call, strided across channels: the mean,
+    variance and fourth central moment, so a hook costs about two passes over the output."""
 
-    n: int = 0
-    s1: float = 0.0
-    s2: float = 0.0
-    s3: float = 0.0
-    s4: float = 0.0
-    abs_max: float = 0.0
-    median_abs: list[float] = field(default_factory=list)
-    channel_abs_max: torch.Tensor | None = None
-    nonfinite: bool = False
+    def __init__(self):
+        self.calls: list[torch.Tensor] = []  # per call: [n, mean, var, m4, mean |x|]
+        self.abs_max: torch.Tensor | None = None
+        self.channel_abs_max: torch.Tensor | None = None
+        self.nonfinite = False
 
-    def add(self, out: torch.Tensor) -> None:
-        x = out.detach().double()
-        if not bool(torch.isfinite(x).all()):
+    def add(self, out: torch.Tensor) -> bool:
+        """Record one output; whether all its values were finite."""
+        x = out.detach()
+        a = x.abs()
+        per_channel = a.reshape(-1, x.shape[-1]).amax(0) if x.dim() >= 1 and x.numel() else a.reshape(1)
+        top = per_channel.max()
+        finite = bool(torch.isfinite(top))
+        if not finite:
             self.nonfinite = True
             x = x[torch.isfinite(x)]
             if x.numel() == 0:
-                return
-        self.n += x.numel()
-        self.s1 += float(x.sum())
-        x2 = x * x
-        self.s2 += float(x2.sum())
-        self.s3 += float((x2 * x).sum())
-        self.s4 += float((x2 * x2).sum())
-        a = x.abs()
-        self.abs_max = max(self.abs_max, float(a.max()))
-        self.median_abs.append(float(a.flatten()[:65536].median()))
-        if out.dim() >= 2 and a.dim() == out.dim():
-            per_channel = a.reshape(-1, out.shape[-1]).amax(0)
-            self.channel_abs_max = per_channel if self.channel_abs_max is None else torch.maximum(
-                self.channel_abs_max, per_channel)
+                return False
+            a, top = x.abs(), x.abs().max()
+        else:
+            self.channel_abs_max = per_channel.float() if self.channel_abs_max is None or \
+                self.channel_abs_max.shape != per_channel.shape else torch.maximum(self.channel_abs_max, per_channel.float())
+        self.abs_max = top.float() if self.abs_max is None else torch.maximum(self.abs_max, top.float())
+        sample = x.reshape(-1)[::_stride(x.numel(), x.shape[-1] if x.dim() else 1)].float()
+        mean = sample.mean()
+        d2 = (sample - mean).square()
+        self.calls.append(torch.stack([torch.tensor(float(x.numel()), device=sample.device), mean, d2.mean(),
+                                       d2.square().mean(), sample.abs().mean()]))
+        return finite
 
     def summary(self, name: str) -> dict[str, Any]:
-        n = max(self.n, 1)
-        mean = self.s1 / n
-        var = max(self.s2 / n - mean ** 2, 0.0)
-        m4 = self.s4 / n - 4 * mean * self.s3 / n + 6 * mean ** 2 * self.s2 / n - 3 * mean ** 4
-        kurtosis = m4 / var ** 2 - 3.0 if var > 0 else math.nan
+        """The calls pooled: the overall mean and variance exactly, the fourth moment as the
+        count-weighted mean of the calls' (exact when the calls share a mean)."""
+        if not self.calls:
+            return {"name": name, "mean": math.nan, "std": math.nan, "abs_max": math.nan, "kurtosis": math.nan,
+                    "dead_share": 0.0, "massive_channels": [], "nonfinite": self.nonfinite}
+        n, mean, var, m4, mean_abs = torch.stack(self.calls).double().cpu().unbind(1)
+        w = n / n.sum()
+        total_mean = float((w * mean).sum())
+        total_var = float((w * (var + (mean - total_mean) ** 2)).sum())
+        m4_pooled = float((w * m4).sum())
+        kurtosis = m4_pooled / total_var ** 2 - 3.0 if total_var > 0 else math.nan
         dead, massive = 0.0, []
         if self.channel_abs_max is not None:
-            dead = float((self.channel_abs_max == 0).double().mean())
-            median = sorted(self.median_abs)[len(self.median_abs) // 2] if self.median_abs else 0.0
-            if median > 0:
-                big = torch.nonzero(self.channel_abs_max > MASSIVE * median).flatten()
-                order = self.channel_abs_max[big].argsort(descending=True)
+            channels = self.channel_abs_max.cpu()
+            dead = float((channels == 0).double().mean())
+            typical = float((w * mean_abs).sum())
+            if typical > 0:
+                big = torch.nonzero(channels > MASSIVE * typical).flatten()
+                order = channels[big].argsort(descending=True)
                 massive = [int(c) for c in big[order][:MAX_MASSIVE]]
-        return {"name": name, "mean": mean, "std": math.sqrt(var), "abs_max": self.abs_max,
+        return {"name": name, "mean": total_mean, "std": math.sqrt(total_var), "abs_max": float(self.abs_max),
                 "kurtosis": kurtosis, "dead_share": dead, "massive_channels": massive,
                 "nonfinite": self.nonfinite}
+
+
+def _stride(numel: int, channels: int) -> int:
+    """A step through the flat values that keeps at most SAMPLE of them and, being coprime to
+    the channel count, visits every channel rather than one column."""
+    step = max(1, numel // SAMPLE)
+    while math.gcd(step, channels) != 1:
+        step += 1
+    return step
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -135,8 +152,7 @@ class ActivationRecorder:
             if name not in self.moments:
                 self.moments[name] = _Moments()
                 self.order.append(name)
-            self.moments[name].add(out)
-            if not bool(torch.isfinite(out).all()):
+            if not self.moments[name].add(out):
                 self.nonfinite_modules.add(name)
                 if not self.first_nonfinite and _all_finite(args) and _all_finite(kwargs.values()):
                     self.first_nonfinite = name
