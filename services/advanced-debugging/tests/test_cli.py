@@ -1,0 +1,61 @@
+"""`apt-model advanced-debugging ...` as a user runs it: a CLI process, a real in-process gateway
+and the real plugin process the gateway installs. Local files given to path fields are pushed
+into the store as datasets first (local_files_dataset); reports come back with `data pull`."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+
+import pytest
+
+from apt_model.store import Store
+from gateway.testing import run_cli, start_gateway, stop_gateway
+
+
+@pytest.fixture(scope="module")
+def cli_home(seeded_home, tmp_path_factory):
+    """One store copy for the module: starting a gateway and the plugin process is the slow part."""
+    root = tmp_path_factory.mktemp("cli")
+    shutil.copytree(seeded_home, root / "home")
+    shutil.copytree(seeded_home.parent / "data", root / "data")
+    return root / "home"
+
+
+@pytest.fixture(scope="module")
+def cli(cli_home, tmp_path_factory):
+    gw = start_gateway(cli_home)
+    try:
+        gw.app.registry.install("advanced-debugging")
+        cache = str(tmp_path_factory.mktemp("cli-cache"))
+        yield functools.partial(run_cli, gw, timeout=240, env_extra={"XDG_CACHE_HOME": cache})
+    finally:
+        stop_gateway(gw)
+
+
+def test_gradient_flow_with_a_local_text_file(cli, cli_home):
+    corpus = cli_home.parent / "data" / "corpus.txt"
+    out = cli("advanced-debugging", "gradient-flow", "--name", "zero-block", "--data-path", str(corpus),
+              "--batches", "2", "--seq-len", "32", "--batch-size", "2", "--device", "cpu", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED" and job["result"]["verdict"] == "dead"
+    assert (Store(cli_home).dataset("zero-block-gradient-flow").path / "gradient_flow.png").is_file()
+
+
+def test_anomaly_detection_on_a_local_metrics_file_and_pull_the_report(cli, cli_home, tmp_path):
+    metrics = cli_home.parent / "data" / "metrics.jsonl"
+    out = cli("advanced-debugging", "anomaly-detection", "--metrics-path", str(metrics), "--output-name", "scan",
+              "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)["result"]
+    assert any(f["kind"] == "lr_off_schedule" for f in result["findings"])
+    pulled = cli("data", "pull", "scan", "--output", str(tmp_path / "scan"))
+    assert pulled.returncode == 0, pulled.stderr[-2000:]
+    assert json.loads((tmp_path / "scan" / "anomalies.json").read_text())["counts"]["lr_off_schedule"] == 1
+
+
+def test_an_unknown_model_is_not_found_with_exit_code(cli):
+    out = cli("advanced-debugging", "anomaly-detection", "--name", "nobody")
+    assert out.returncode != 0 and "nobody" in out.stderr and "Traceback" not in out.stderr
