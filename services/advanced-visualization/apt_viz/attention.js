@@ -54,7 +54,8 @@
     const row = document.createElement('div'); row.textContent = 'layer ' + l + ' ';
     ATT.heads.forEach(h => {
       const c = document.createElement('canvas'); c.width = 128; c.height = 128; c.className = 'thumb';
-      c.title = 'layer ' + l + ', head ' + h; c.style.margin = '2px'; c.style.cursor = 'pointer';
+      const kv = ATT.stats.find(x => x.layer === l && x.head === h).kv_head;
+      c.title = 'layer ' + l + ', head ' + h + ' (key/value head ' + kv + ')'; c.style.margin = '2px'; c.style.cursor = 'pointer';
       c.onclick = () => select(l + ',' + h); row.appendChild(c); draw(c, M[l + ',' + h]);
     });
     grid.appendChild(row);

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import torch
 
 from apt_model import errors
@@ -266,11 +267,7 @@ def render_report(spec: CompareSpec, scored: list[Scored], differences: list[dic
                                    "yaxis_title": "perplexity", "xaxis_title": "language (dominant script)"}))
     if differences:
         page.heading(f"Differences against {spec.models[0]} (paired bootstrap, 95%)")
-        page.figure("differences", go.Figure(
-            [go.Bar(x=[d["value"]], y=[f"{d['model']} {d['metric']}"], orientation="h", name=d["metric"],
-                    error_x={"type": "data", "symmetric": False, "array": [d["high"] - d["value"]],
-                             "arrayminus": [d["value"] - d["low"]]}, showlegend=False) for d in differences],
-            layout={"height": 120 + 40 * len(differences), "margin": {"t": 30, "l": 200}}))
+        page.figure("differences", differences_figure(differences))
     page.heading("Per-token log-probability difference")
     if same:
         for s in scored[1:]:
@@ -282,6 +279,21 @@ def render_report(spec: CompareSpec, scored: list[Scored], differences: list[dic
     page.heading("Sample generations")
     page.raw(generations_table(scored))
     return page
+
+
+def differences_figure(differences: list[dict[str, Any]]) -> go.Figure:
+    """One panel per metric (perplexity and bits per byte have different scales): a bar per
+    model with its interval."""
+    metrics = list(dict.fromkeys(d["metric"] for d in differences))
+    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[m.replace("_", " ") for m in metrics])
+    for col, metric in enumerate(metrics, 1):
+        mine = [d for d in differences if d["metric"] == metric]
+        fig.add_trace(go.Bar(
+            x=[d["value"] for d in mine], y=[d["model"] for d in mine], orientation="h", showlegend=False,
+            error_x={"type": "data", "symmetric": False, "array": [d["high"] - d["value"] for d in mine],
+                     "arrayminus": [d["value"] - d["low"] for d in mine]}), row=1, col=col)
+    fig.update_layout(height=160 + 40 * len(differences), margin={"t": 40, "l": 120})
+    return fig
 
 
 def models_table(scored: list[Scored]) -> str:
