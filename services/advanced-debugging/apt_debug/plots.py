@@ -30,10 +30,10 @@ def gradient_flow_png(report: dict[str, Any], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_xticks(range(len(rows)), names, rotation=45, ha="right")
     axes[0].set_title(f"gradient flow of {report.get('model', '')} over {report['steps']} step(s): "
-                      f"{report['verdict']}")
+                      f"{report['verdict']}", fontsize=9)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in VERDICT_COLOURS.values()]
-    axes[0].legend(handles, list(VERDICT_COLOURS), fontsize=7, loc="upper right")
-    fig.tight_layout()
+    fig.legend(handles, list(VERDICT_COLOURS), fontsize=7, loc="lower center", ncol=len(VERDICT_COLOURS))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
