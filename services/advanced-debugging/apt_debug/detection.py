@@ -11,7 +11,7 @@ from apt_model import errors
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
-from apt_debug import anomaly, plots, tracker
+from apt_debug import anomaly, plots, tracker, wandb_offline
 from apt_debug.probe import dump_json, finite_only, write_report
 from apt_debug.series import Series, read_model_log, read_path
 
@@ -95,4 +95,21 @@ def export_tensorboard(store: Store, source: SeriesSource, output: str, overwrit
     write_report(store, output, operation="export-tensorboard", parent=source.parent(), overwrite=overwrite,
                  parameters={"source": series.source}, files=files)
     result["location"] = output
+    result["next_step"] = result["next_step"].replace("NAME", output)
+    return result
+
+
+def export_wandb(store: Store, source: SeriesSource, output: str, overwrite: bool) -> dict[str, Any]:
+    """The series as a W&B offline run in store dataset ``output``, verified."""
+    wandb_offline.require_wandb()
+    series = source.read(store)
+    result: dict[str, Any] = {}
+
+    def files(folder: Path) -> None:
+        result.update(wandb_offline.export(series, folder, source.stem()))
+
+    write_report(store, output, operation="export-wandb-offline", parent=source.parent(), overwrite=overwrite,
+                 parameters={"source": series.source}, files=files)
+    result["location"] = output
+    result["next_step"] = result["next_step"].replace("NAME", output)
     return result

@@ -13,7 +13,7 @@ from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 
 from apt_debug import activations, anomaly, gradflow
-from apt_debug.detection import SeriesSource, export_tensorboard, run_anomaly_detection
+from apt_debug.detection import SeriesSource, export_tensorboard, export_wandb, run_anomaly_detection
 from apt_debug.probe import ProbeSpec
 
 _SERVICE = "/apt.plugins.advanced_debugging.v1.Debugging"
@@ -53,12 +53,11 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
         if request.job_id:
             raise errors.FailedPrecondition(
                 "Exporting by job id is not built yet; name the trained model with --name instead.")
-        if (request.tracker or "tensorboard") == "wandb":
-            raise errors.FailedPrecondition(
-                "The W&B offline export is not built yet; use --tracker tensorboard.")
+        tracker = request.tracker or "tensorboard"
         source = self._source(request.name, request.metrics_path, request.metrics_dataset)
-        output = output_name(self.store, request.output_name or f"{source.stem()}-tensorboard", request.overwrite)
-        return pb.ExportToTrackerResponse(**export_tensorboard(self.store, source, output, request.overwrite))
+        output = output_name(self.store, request.output_name or f"{source.stem()}-{tracker}", request.overwrite)
+        export = export_wandb if tracker == "wandb" else export_tensorboard
+        return pb.ExportToTrackerResponse(**export(self.store, source, output, request.overwrite))
 
     def _source(self, model: str, path: str, dataset: str) -> SeriesSource:
         source = SeriesSource.checked(model, self.paths.resolve_optional(path, "metrics path"), dataset)

@@ -71,6 +71,7 @@ def export(series: Series, folder: Path) -> dict[str, Any]:
         raise errors.DataLoss("The TensorBoard export is incomplete: " + "; ".join(problems[:5]))
     return {"steps": len(series.steps()), "scalars": written, "tags": series.metrics(),
             "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+            "next_step": "apt-model data pull NAME, then: tensorboard --logdir NAME/tensorboard",
             "warnings": [] if not series.repeated_steps else [
                 f"{series.repeated_steps} step values were logged more than once (a resumed run); "
                 "the last occurrence of each step was exported."]}

@@ -128,6 +128,42 @@ def test_anomaly_detection_on_the_exported_tensorboard_folder(service, lr_fault_
     assert [f.step for f in result.findings if f.kind == "lr_off_schedule"] == [lr_fault_steps[0]]
 
 
+def test_export_to_wandb_offline_holds_every_value(service, home, data):
+    stub, _, _ = service
+    lines = ["step,loss,lr"] + [f"{s},{1.0 / s!r},0.001" for s in range(1, 51)]
+    lines[7] = "7,NaN,0.001"
+    (data / "run.csv").write_text("\n".join(lines) + "\n")
+    out = stub.ExportToTracker(pb.ExportToTrackerRequest(metrics_path=str(data / "run.csv"), tracker="wandb"))
+    assert out.location == "run-wandb" and out.steps == 50 and out.scalars == 100
+    assert "wandb sync run-wandb/wandb/offline-run-" in out.next_step
+    from apt_debug.series import from_rows
+    from apt_debug.wandb_offline import check_offline_run, records
+
+    folder = Store(home).dataset("run-wandb").path
+    (log,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    series = from_rows([{"step": s, "loss": 1.0 / s if s != 7 else float("nan"), "lr": 0.001} for s in range(1, 51)], "t")
+    assert check_offline_run(series, log) == []
+    series.values["loss"][3] = 0.3  # the check sees a value that differs
+    assert check_offline_run(series, log) == ["loss at step 3: wrote 0.3, the log holds 0.3333333333333333"]
+    assert sum(r.WhichOneof("record_type") == "history" for r in records(log)) == 50
+
+
+def test_a_missing_tracker_package_is_failed_precondition(service, monkeypatch):
+    stub, _, _ = service
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wandb(name, *args, **kwargs):
+        if name == "wandb" or name.startswith("wandb."):
+            raise ImportError("No module named 'wandb'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wandb)
+    code, details = code_of(lambda: stub.ExportToTracker(pb.ExportToTrackerRequest(name="logged", tracker="wandb")))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "requirements.txt" in details
+
+
 # --- bad input -------------------------------------------------------------------------------------
 
 def test_unknown_model_is_not_found(service, data):
@@ -182,7 +218,6 @@ def test_an_existing_output_is_refused_before_any_work(service, home, data):
 
 @pytest.mark.parametrize("kw,code,needle", [
     (dict(name="logged", log_dir="/tmp/x"), grpc.StatusCode.INVALID_ARGUMENT, "caller-chosen path"),
-    (dict(name="logged", tracker="wandb"), grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
     (dict(job_id="j-1"), grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
     (dict(name="logged", metrics_dataset="x"), grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
 ])

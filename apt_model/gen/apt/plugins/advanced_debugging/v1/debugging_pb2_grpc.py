@@ -90,8 +90,8 @@ class DebuggingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportToTracker(self, request, context):
-        """Write a training log (a store model's, or a metrics file's) as TensorBoard event files into
-        store dataset `output_name`, then read them back and check every scalar arrived.
+        """Write a training log (a store model's, or a metrics file's) as TensorBoard event files or a
+        W&B offline run into store dataset `output_name`, then read it back and check every value arrived.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
