@@ -12,7 +12,7 @@ from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 
-from apt_debug import activations, anomaly, gradflow
+from apt_debug import activations, anomaly, gradflow, profile
 from apt_debug.detection import SeriesSource, export_tensorboard, export_wandb, run_anomaly_detection
 from apt_debug.probe import ProbeSpec
 
@@ -32,6 +32,10 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
         spec = self._probe_spec(request, activations.OPERATION)
         return self._start("StartActivationAnalysis",
                            lambda ctx: activations.run_activation_analysis(self.store, spec, ctx), spec)
+
+    def StartProfile(self, request, context):
+        spec = self._probe_spec(request, profile.OPERATION)
+        return self._start("StartProfile", lambda ctx: profile.run_profile(self.store, spec, ctx), spec)
 
     def StartAnomalyDetection(self, request, context):
         source = self._source(request.name, request.metrics_path, request.metrics_dataset)

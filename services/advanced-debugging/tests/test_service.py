@@ -170,6 +170,7 @@ def test_unknown_model_is_not_found(service, data):
     stub, jobs, _ = service
     for call in (lambda: stub.StartGradientFlow(probe(data, name="nobody")),
                  lambda: stub.StartActivationAnalysis(probe(data, name="nobody")),
+                 lambda: stub.StartProfile(probe(data, name="nobody")),
                  lambda: stub.StartAnomalyDetection(pb.AnalysisRequest(name="nobody")),
                  lambda: stub.ExportToTracker(pb.ExportToTrackerRequest(name="nobody"))):
         assert code_of(call)[0] == grpc.StatusCode.NOT_FOUND
@@ -231,3 +232,14 @@ def test_probe_without_text_is_invalid_argument(service):
     stub, _, _ = service
     code, details = code_of(lambda: stub.StartGradientFlow(pb.AnalysisRequest(name="tiny")))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "--data-path" in details
+
+
+def test_profile_lists_top_operators_and_writes_a_chrome_trace(service, home, data):
+    stub, _, channel = service
+    result = typed_result(finished(channel, stub.StartProfile(probe(data, batches=2))))
+    names = [op.name for op in result.top_operators]
+    assert result.steps == 2 and result.device == "cpu" and len(names) > 3
+    assert any("mm" in n or "linear" in n for n in names), names
+    assert all(op.calls > 0 and op.self_cpu_ms >= 0 for op in result.top_operators)
+    trace = json.loads((Store(home).dataset("tiny-profile").path / "trace.json").read_text())
+    assert trace["traceEvents"]

@@ -224,3 +224,37 @@ class Finding(_message.Message):
     expected: float
     action: str
     def __init__(self, kind: _Optional[str] = ..., step: _Optional[int] = ..., end_step: _Optional[int] = ..., severity: _Optional[str] = ..., metric: _Optional[str] = ..., value: _Optional[float] = ..., expected: _Optional[float] = ..., action: _Optional[str] = ...) -> None: ...
+
+class ProfileResult(_message.Message):
+    __slots__ = ("warnings", "model", "output", "steps", "device", "top_operators", "peak_memory_bytes")
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    TOP_OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    PEAK_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    output: str
+    steps: int
+    device: str
+    top_operators: _containers.RepeatedCompositeFieldContainer[OperatorTime]
+    peak_memory_bytes: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., output: _Optional[str] = ..., steps: _Optional[int] = ..., device: _Optional[str] = ..., top_operators: _Optional[_Iterable[_Union[OperatorTime, _Mapping]]] = ..., peak_memory_bytes: _Optional[int] = ...) -> None: ...
+
+class OperatorTime(_message.Message):
+    __slots__ = ("name", "calls", "self_cpu_ms", "cpu_total_ms", "self_device_ms", "self_cpu_memory_bytes")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    SELF_CPU_MS_FIELD_NUMBER: _ClassVar[int]
+    CPU_TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    SELF_DEVICE_MS_FIELD_NUMBER: _ClassVar[int]
+    SELF_CPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    calls: int
+    self_cpu_ms: float
+    cpu_total_ms: float
+    self_device_ms: float
+    self_cpu_memory_bytes: int
+    def __init__(self, name: _Optional[str] = ..., calls: _Optional[int] = ..., self_cpu_ms: _Optional[float] = ..., cpu_total_ms: _Optional[float] = ..., self_device_ms: _Optional[float] = ..., self_cpu_memory_bytes: _Optional[int] = ...) -> None: ...

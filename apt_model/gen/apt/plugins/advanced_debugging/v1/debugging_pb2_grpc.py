@@ -50,6 +50,11 @@ class DebuggingStub:
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartProfile = channel.unary_unary(
+                '/apt.plugins.advanced_debugging.v1.Debugging/StartProfile',
+                request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
         self.ExportToTracker = channel.unary_unary(
                 '/apt.plugins.advanced_debugging.v1.Debugging/ExportToTracker',
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ExportToTrackerRequest.SerializeToString,
@@ -89,6 +94,15 @@ class DebuggingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartProfile(self, request, context):
+        """torch.profiler over `batches` training steps (forward, backward, AdamW) of a copy of store
+        model `name`: the top operators by self time, peak CUDA memory, and a Chrome trace
+        (trace.json) with profile.json in store dataset `output_name`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportToTracker(self, request, context):
         """Write a training log (a store model's, or a metrics file's) as TensorBoard event files or a
         W&B offline run into store dataset `output_name`, then read it back and check every value arrived.
@@ -112,6 +126,11 @@ def add_DebuggingServicer_to_server(servicer, server):
             ),
             'StartAnomalyDetection': grpc.unary_unary_rpc_method_handler(
                     servicer.StartAnomalyDetection,
+                    request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartProfile,
                     request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
@@ -200,6 +219,33 @@ class Debugging:
             request,
             target,
             '/apt.plugins.advanced_debugging.v1.Debugging/StartAnomalyDetection',
+            apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.advanced_debugging.v1.Debugging/StartProfile',
             apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
