@@ -6,13 +6,13 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2 as pb
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import limits, trainlog
 from apt_model.modeling.io import pick_device
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 
-from apt_debug import activations, anomaly, gradflow, profile
+from apt_debug import activations, anomaly, gradflow, profile, replay
 from apt_debug.detection import SeriesSource, export_tensorboard, export_wandb, run_anomaly_detection
 from apt_debug.probe import ProbeSpec
 
@@ -47,6 +47,23 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
                                labels={"source": source.stem(), "output": output},
                                reads=entries("models", source.model) + entries("datasets", source.dataset),
                                writes=entries("datasets", output))
+        return job_to_proto(snap)
+
+    def StartReplay(self, request, context):
+        params = replay.training_settings(self.store, request.name)
+        steps = len(trainlog.read(self.store.model(request.name).path))
+        if request.step > steps:
+            raise errors.InvalidArgument(f"Step {request.step} is past the {steps} steps of {request.name!r}'s training log.")
+        paths, warnings = replay.check_corpus(self.store, params, lambda p: str(self.paths.resolve(p, "corpus path")))
+        spec = replay.ReplaySpec(model=request.name, step=request.step, top=request.top or 10,
+                                 output_name=output_name(self.store, request.output_name
+                                                         or f"{request.name}-replay-{request.step}", request.overwrite),
+                                 device=pick_device(request.device or "auto"), overwrite=request.overwrite)
+        snap = self.jobs.start(f"{_SERVICE}/StartReplay",
+                               lambda ctx: replay.run_replay(self.store, spec, params, paths, warnings, ctx),
+                               labels={"model": spec.model, "output": spec.output_name},
+                               reads=entries("models", spec.model) + entries("datasets", params.get("dataset", "")),
+                               writes=entries("datasets", spec.output_name))
         return job_to_proto(snap)
 
     def ExportToTracker(self, request, context):

@@ -61,6 +61,26 @@ def trained_with_log(store: Store, name: str) -> None:
         trainlog.write(folder, loop.log)
 
 
+GARBAGE_DOC = 20  # index of the garbage document in dataset 'corp'
+
+
+def core_trained(store: Store) -> None:
+    """'core': trained by the gateway's core train on store dataset 'corp' (JSON lines, one
+    document a line, document GARBAGE_DOC random characters), as a user's `apt-model train` does."""
+    import random
+
+    from gateway.core.train import TrainSpec, run_train
+
+    rng = random.Random(0)
+    docs = [CORPUS[i % len(CORPUS)] + f" Note {i}." for i in range(40)]
+    docs[GARBAGE_DOC] = "".join(rng.choice("qxzjkvw0123456789#%&@") for _ in range(300))
+    with store.create("datasets", "corp", operation="test-corpus") as folder:
+        (folder / "corpus.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    spec = TrainSpec(name="core", dataset="corp", size="tiny", vocab_size=384, seq_len=32, batch_size=4,
+                     max_steps=40, eval_every=40, checkpoint_every=0, device="cpu").validate(store)
+    run_train(store, spec, JobRecorder())
+
+
 @pytest.fixture(scope="session")
 def seeded_home(tmp_path_factory):
     """Models: 'tiny' (briefly trained), 'logged' (trained by the Loop, with a log), 'nan-block'
@@ -77,6 +97,7 @@ def seeded_home(tmp_path_factory):
     fault_model(store, "tiny", "zero-block", lambda m: [p.zero_() for p in m.model.layers[1].parameters()])
     fault_model(store, "tiny", "hot-block", lambda m: [p.mul_(1000) for n, p in m.model.layers[1].named_parameters()
                                                        if "proj" in n])
+    core_trained(store)
     data = root / "data"
     data.mkdir()
     (data / "corpus.txt").write_text("\n\n".join(CORPUS), encoding="utf-8")
@@ -96,3 +117,8 @@ def data(seeded_home, home):
 @pytest.fixture
 def lr_fault_steps() -> tuple[int, ...]:
     return LR_FAULT_STEPS
+
+
+@pytest.fixture
+def garbage_doc() -> int:
+    return GARBAGE_DOC

@@ -243,3 +243,43 @@ def test_profile_lists_top_operators_and_writes_a_chrome_trace(service, home, da
     assert all(op.calls > 0 and op.self_cpu_ms >= 0 for op in result.top_operators)
     trace = json.loads((Store(home).dataset("tiny-profile").path / "trace.json").read_text())
     assert trace["traceEvents"]
+
+
+def test_replay_ranks_the_garbage_document_of_a_step_first(service, home, garbage_doc):
+    from apt_debug import replay
+    from apt_model.modeling.io import load_tokenizer
+
+    store = Store(home)
+    params = replay.training_settings(store, "core")
+    tokenizer = load_tokenizer(store.model("core").path)
+    steps_with_garbage = []
+    for step in range(1, 41):  # which steps of the run drew a window over the garbage document
+        batches, _, starts = replay.rebuild(store, params, [], tokenizer, step)
+        covered = {d for _, offsets in batches for o in offsets for d in replay._documents_in(starts, o, o + 33)}
+        if garbage_doc in covered:
+            steps_with_garbage.append(step)
+    assert steps_with_garbage, "the fixture's run never drew the garbage document"
+    stub, _, channel = service
+    step = steps_with_garbage[0]
+    result = typed_result(finished(channel, stub.StartReplay(pb.ReplayRequest(name="core", step=step, device="cpu"))))
+    assert result.documents[0].index == garbage_doc, [(d.index, d.loss) for d in result.documents]
+    assert result.step == step and len(result.windows) == 4 and result.micro_batches == 1
+    assert Store(home).exists("datasets", f"core-replay-{step}")
+
+
+def test_replay_refuses_a_corpus_that_changed_since_training(service, home):
+    stub, jobs, _ = service
+    corpus = Store(home).dataset("corp").path / "corpus.jsonl"
+    corpus.write_text(corpus.read_text().replace("Note 3.", "Note three."))
+    code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="core", step=5)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "Replay refused" in details
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
+
+
+def test_replay_of_a_model_not_made_by_core_train_or_past_its_log(service):
+    stub, _, _ = service
+    code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="tiny", step=1)))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "core 'train'" in details
+    code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="core", step=41)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "past the 40 steps" in details
+    assert code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="nobody", step=1)))[0] == grpc.StatusCode.NOT_FOUND

@@ -42,6 +42,22 @@ class AnalysisRequest(_message.Message):
     window: int
     def __init__(self, name: _Optional[str] = ..., data_path: _Optional[str] = ..., batches: _Optional[int] = ..., output_name: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., dataset: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., spike_z: _Optional[float] = ..., window: _Optional[int] = ...) -> None: ...
 
+class ReplayRequest(_message.Message):
+    __slots__ = ("name", "step", "output_name", "top", "device", "overwrite")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    step: int
+    output_name: str
+    top: int
+    device: str
+    overwrite: bool
+    def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., output_name: _Optional[str] = ..., top: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
 class ExportToTrackerRequest(_message.Message):
     __slots__ = ("job_id", "tracker", "log_dir", "name", "metrics_path", "metrics_dataset", "output_name", "overwrite")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -258,3 +274,45 @@ class OperatorTime(_message.Message):
     self_device_ms: float
     self_cpu_memory_bytes: int
     def __init__(self, name: _Optional[str] = ..., calls: _Optional[int] = ..., self_cpu_ms: _Optional[float] = ..., cpu_total_ms: _Optional[float] = ..., self_device_ms: _Optional[float] = ..., self_cpu_memory_bytes: _Optional[int] = ...) -> None: ...
+
+class ReplayResult(_message.Message):
+    __slots__ = ("warnings", "model", "output", "step", "micro_batches", "windows", "documents")
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    MICRO_BATCHES_FIELD_NUMBER: _ClassVar[int]
+    WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    output: str
+    step: int
+    micro_batches: int
+    windows: _containers.RepeatedCompositeFieldContainer[ReplayWindow]
+    documents: _containers.RepeatedCompositeFieldContainer[ReplayDocument]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., output: _Optional[str] = ..., step: _Optional[int] = ..., micro_batches: _Optional[int] = ..., windows: _Optional[_Iterable[_Union[ReplayWindow, _Mapping]]] = ..., documents: _Optional[_Iterable[_Union[ReplayDocument, _Mapping]]] = ...) -> None: ...
+
+class ReplayWindow(_message.Message):
+    __slots__ = ("micro_batch", "row", "start_token", "loss", "documents")
+    MICRO_BATCH_FIELD_NUMBER: _ClassVar[int]
+    ROW_FIELD_NUMBER: _ClassVar[int]
+    START_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    micro_batch: int
+    row: int
+    start_token: int
+    loss: float
+    documents: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, micro_batch: _Optional[int] = ..., row: _Optional[int] = ..., start_token: _Optional[int] = ..., loss: _Optional[float] = ..., documents: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ReplayDocument(_message.Message):
+    __slots__ = ("index", "loss", "preview")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    loss: float
+    preview: str
+    def __init__(self, index: _Optional[int] = ..., loss: _Optional[float] = ..., preview: _Optional[str] = ...) -> None: ...

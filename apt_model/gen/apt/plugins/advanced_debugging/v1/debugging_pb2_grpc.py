@@ -55,6 +55,11 @@ class DebuggingStub:
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartReplay = channel.unary_unary(
+                '/apt.plugins.advanced_debugging.v1.Debugging/StartReplay',
+                request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
         self.ExportToTracker = channel.unary_unary(
                 '/apt.plugins.advanced_debugging.v1.Debugging/ExportToTracker',
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ExportToTrackerRequest.SerializeToString,
@@ -103,6 +108,15 @@ class DebuggingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartReplay(self, request, context):
+        """Replay one step of a core `train` run: its batch is a function of (seed, step), so the
+        windows behind a logged spike are rebuilt from the lineage, scored by the stored model, and
+        the documents they cover ranked by loss; replay.json in store dataset `output_name`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportToTracker(self, request, context):
         """Write a training log (a store model's, or a metrics file's) as TensorBoard event files or a
         W&B offline run into store dataset `output_name`, then read it back and check every value arrived.
@@ -132,6 +146,11 @@ def add_DebuggingServicer_to_server(servicer, server):
             'StartProfile': grpc.unary_unary_rpc_method_handler(
                     servicer.StartProfile,
                     request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartReplay': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartReplay,
+                    request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
             'ExportToTracker': grpc.unary_unary_rpc_method_handler(
@@ -247,6 +266,33 @@ class Debugging:
             target,
             '/apt.plugins.advanced_debugging.v1.Debugging/StartProfile',
             apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.AnalysisRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartReplay(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.advanced_debugging.v1.Debugging/StartReplay',
+            apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
