@@ -15,7 +15,9 @@ Other strategies register a ``Callable[[str], str]`` under the entry-point group
 from __future__ import annotations
 
 import functools
+import io
 import re
+import tokenize
 import unicodedata
 from importlib.metadata import entry_points
 from typing import Callable
@@ -86,9 +88,27 @@ def chinese(text: str, traditional_to_simplified: bool = False) -> str:
 
 
 def code(text: str) -> str:
-    """Line endings to \\n, trailing whitespace and a leading BOM removed; nothing else touched."""
+    """Line endings to \\n, trailing whitespace and a leading BOM removed; nothing else touched.
+
+    Trailing whitespace inside a multi-line string literal is part of the program's data: for
+    Python source (anything ``tokenize`` reads) those lines are left as they are.
+    """
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return "\n".join(line.rstrip() for line in text.split("\n")).rstrip("\n") + "\n"
+    keep = _lines_inside_strings(text)
+    lines = text.split("\n")
+    return "\n".join(line if i in keep else line.rstrip() for i, line in enumerate(lines, 1)).rstrip("\n") + "\n"
+
+
+def _lines_inside_strings(source: str) -> set[int]:
+    """1-based numbers of the lines whose end lies inside a multi-line string token."""
+    inside: set[int] = set()
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.STRING and tok.end[0] > tok.start[0]:
+                inside.update(range(tok.start[0], tok.end[0]))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        return set()  # not Python: every line is stripped
+    return inside
 
 
 BUILT_IN: dict[str, Callable[[str], str]] = {"basic": basic, "aggressive": aggressive, "chinese": chinese,

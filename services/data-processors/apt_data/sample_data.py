@@ -74,8 +74,11 @@ def planted_corpus(n_originals: int, n_exact: int, n_near: int, seed: int = 0) -
 
 
 def mojibake(text: str) -> str:
-    """UTF-8 bytes read as cp1252: what a mis-set editor saves ("café" -> "cafÃ©")."""
-    return text.encode("utf-8").decode("cp1252", errors="ignore")
+    """UTF-8 bytes read as Windows-1252 and saved again ("café" -> "cafÃ©"); the five bytes cp1252
+    leaves undefined pass through as the C1 controls Windows itself maps them to."""
+    import ftfy.bad_codecs  # noqa: F401  (registers sloppy-windows-1252)
+
+    return text.encode("utf-8").decode("sloppy-windows-1252")
 
 
 def html_page(title: str, paragraphs: list[str]) -> str:

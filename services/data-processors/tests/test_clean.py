@@ -50,3 +50,8 @@ def test_code_strategy_keeps_the_ast_of_stdlib_files(path):
 def test_unknown_strategy_names_the_ones_there_are():
     with pytest.raises(errors.InvalidArgument, match="aggressive, basic, chinese, code"):
         cleaner("fancy")
+
+
+def test_code_keeps_trailing_space_inside_multiline_strings():
+    before = 'def f():\n    """Doc.   \n    more"""   \n    return 1\t\n'
+    assert code(before) == 'def f():\n    """Doc.   \n    more"""\n    return 1\n'
