@@ -106,10 +106,18 @@ def read_model_log(model_folder: Path, name: str) -> Series:
 
 
 def read_path(path: Path) -> Series:
-    """A metrics file (.csv, .jsonl/.json) or a TensorBoard folder (event files inside)."""
+    """A metrics file (.csv, .jsonl/.json), a TensorBoard folder (event files inside) or a W&B
+    offline run (a folder holding one run-*.wandb log, or that file)."""
+    if path.suffix == ".wandb" and path.is_file():
+        return read_wandb(path)
     if path.is_dir():
         if any(path.rglob("events.out.tfevents.*")):
             return read_tensorboard(path)
+        runs = sorted(path.rglob("run-*.wandb"))
+        if len(runs) > 1:
+            raise errors.InvalidArgument(f"{path.name!r} holds {len(runs)} W&B runs; give the folder of one.")
+        if runs:
+            return read_wandb(runs[0])
         files = sorted(p for p in path.rglob("*") if p.suffix in (".csv", ".jsonl", ".json") and p.name != "apt.json")
         if len(files) != 1:
             raise errors.InvalidArgument(
@@ -156,3 +164,10 @@ def read_tensorboard(folder: Path) -> Series:
                     series.repeated_steps += 1
                 by_step[event.step] = float(event.value)
     return _checked(series)
+
+
+def read_wandb(log: Path) -> Series:
+    """The history of a W&B offline run log (every logged number by step)."""
+    from apt_debug.wandb_offline import history
+
+    return from_rows([{"step": step, **values} for step, values in history(log).items()], log.parent.name)

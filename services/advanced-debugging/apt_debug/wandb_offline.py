@@ -108,19 +108,26 @@ def records(path: Path) -> Iterator[Any]:
             pending = (pending if kind == _MIDDLE else b"") + data
 
 
-def check_offline_run(series: Series, path: Path) -> list[str]:
-    """What differs between the series and the run's history ([] when complete)."""
-    history: dict[int, dict[str, float]] = {}
+def history(path: Path) -> dict[int, dict[str, Any]]:
+    """The logged values of a run by step (wandb's own _step/_runtime/_timestamp left out); a
+    step logged twice keeps its last values."""
+    out: dict[int, dict[str, Any]] = {}
     for record in records(path):
         if record.WhichOneof("record_type") != "history":
             continue
         items = {(i.key or ".".join(i.nested_key)): json.loads(i.value_json) for i in record.history.item}
-        step = int(items.pop("_step"))
-        history[step] = {k: v for k, v in items.items() if not k.startswith("_")}
+        step = int(items.pop("_step", len(out)))
+        out[step] = {k: v for k, v in items.items() if not k.startswith("_")}
+    return out
+
+
+def check_offline_run(series: Series, path: Path) -> list[str]:
+    """What differs between the series and the run's history ([] when complete)."""
+    logged = history(path)
     problems = []
     for metric in series.metrics():
         for step, value in zip(*series.get(metric)):
-            got = history.get(step, {}).get(metric)
+            got = logged.get(step, {}).get(metric)
             if got is None:
                 problems.append(f"{metric} at step {step} is missing")
             elif not (float(got) == value or (math.isnan(value) and math.isnan(float(got)))):

@@ -129,7 +129,7 @@ def test_anomaly_detection_on_the_exported_tensorboard_folder(service, lr_fault_
 
 
 def test_export_to_wandb_offline_holds_every_value(service, home, data):
-    stub, _, _ = service
+    stub, _, channel = service
     lines = ["step,loss,lr"] + [f"{s},{1.0 / s!r},0.001" for s in range(1, 51)]
     lines[7] = "7,NaN,0.001"
     (data / "run.csv").write_text("\n".join(lines) + "\n")
@@ -146,6 +146,10 @@ def test_export_to_wandb_offline_holds_every_value(service, home, data):
     series.values["loss"][3] = 0.3  # the check sees a value that differs
     assert check_offline_run(series, log) == ["loss at step 3: wrote 0.3, the log holds 0.3333333333333333"]
     assert sum(r.WhichOneof("record_type") == "history" for r in records(log)) == 50
+    # and the offline run is itself a source for anomaly detection
+    job = stub.StartAnomalyDetection(pb.AnalysisRequest(metrics_dataset="run-wandb"))
+    result = typed_result(finished(channel, job))
+    assert result.steps == 50 and [f.step for f in result.findings if f.kind == "nonfinite"] == [7]
 
 
 def test_a_missing_tracker_package_is_failed_precondition(service, monkeypatch):
