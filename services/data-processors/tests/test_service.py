@@ -97,3 +97,36 @@ def test_clean_text_rpc(served):
     with pytest.raises(grpc.RpcError) as err:
         stub.CleanText(pb.CleanTextRequest(texts=["x"], strategy="fancy"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "basic" in err.value.details()
+
+
+def _byte_level_tokenizer(store: Store, name: str, texts: list[str]) -> None:
+    """A store model holding only a real byte-level BPE tokenizer.json, trained here."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    with store.create("models", name, operation="test") as folder:
+        tok.save(str(folder / "tokenizer.json"))
+
+
+def test_tokens_per_byte_drops_garbage_under_a_store_tokenizer(served, data_root, sample_files):
+    _, _, store = served
+    english = [r["text"] for r in map(json.loads, sample_files["jsonl"].read_text(encoding="utf-8").splitlines())
+               if " " in r["text"]]
+    _byte_level_tokenizer(store, "tok", english)
+    path = data_root / "mixed.jsonl"
+    garbage = "Qx7 vZ9k Wq2 Jm8p Xk3 Zr5t Vb1 Ny6w Hq4 Pl0"  # passes the word rules, tokenizes byte by byte
+    path.write_text("\n".join(json.dumps({"text": t}) for t in english[:5] + [garbage]), encoding="utf-8")
+    job = run(served, paths=[str(path)], name="dense", tokenizer_model="tok")
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    rejected = rows(store, "dense", "rejected.jsonl")
+    assert [r["reason"] for r in rejected] == ["tokens_per_byte"] and rejected[0]["text"] == garbage
+    assert len(rows(store, "dense")) == 5
+
+
+def test_an_unknown_tokenizer_model_is_not_found(served, sample_files):
+    stub, _, _ = served
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartProcess(pb.ProcessRequest(paths=[str(sample_files["jsonl"])], name="x", tokenizer_model="nope"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
