@@ -133,7 +133,7 @@ def run_replay(store: Store, spec: ReplaySpec, params: dict[str, Any], paths: li
     for micro, (batch, offsets) in enumerate(batches):
         ctx.check_cancelled()
         for row, (loss, start) in enumerate(zip(window_losses(model, batch, spec.device), offsets)):
-            covered = _documents_in(starts, start, start + seq_len + 1)
+            covered = documents_in(starts, start, start + seq_len + 1)
             windows.append({"micro_batch": micro, "row": row, "start_token": start, "loss": loss,
                             "documents": covered})
             for doc in covered:
@@ -148,7 +148,7 @@ def run_replay(store: Store, spec: ReplaySpec, params: dict[str, Any], paths: li
     return finite_only(report)
 
 
-def _documents_in(starts: list[int], begin: int, end: int) -> list[int]:
+def documents_in(starts: list[int], begin: int, end: int) -> list[int]:
     """Indexes of the documents overlapping tokens [begin, end) of the stream."""
     first = bisect.bisect_right(starts, begin) - 1
     last = bisect.bisect_left(starts, end) - 1

@@ -259,7 +259,7 @@ def test_replay_ranks_the_garbage_document_of_a_step_first(service, home, garbag
     steps_with_garbage = []
     for step in range(1, 41):  # which steps of the run drew a window over the garbage document
         batches, _, starts = replay.rebuild(store, params, [], tokenizer, step)
-        covered = {d for _, offsets in batches for o in offsets for d in replay._documents_in(starts, o, o + 33)}
+        covered = {d for _, offsets in batches for o in offsets for d in replay.documents_in(starts, o, o + 33)}
         if garbage_doc in covered:
             steps_with_garbage.append(step)
     assert steps_with_garbage, "the fixture's run never drew the garbage document"
