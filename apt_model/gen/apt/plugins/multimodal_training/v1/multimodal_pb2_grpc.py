@@ -45,20 +45,37 @@ class MultimodalStub:
                 request_serializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.TrainRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartEvaluate = channel.unary_unary(
+                '/apt.plugins.multimodal_training.v1.Multimodal/StartEvaluate',
+                request_serializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class MultimodalServicer:
     """Missing associated documentation comment in .proto file."""
 
     def StartCreateDataset(self, request, context):
-        """build a multimodal dataset from a manifest
+        """Build a multimodal store dataset from a JSON-lines manifest or a folder with metadata.csv /
+        metadata.jsonl. Every file is decoded and every row checked before anything is stored: a
+        missing or corrupt file, a placeholder count that does not match the media, an unknown
+        column or a path outside the data folder fails the job with INVALID_ARGUMENT naming the rows.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StartTrain(self, request, context):
-        """train a model on a multimodal dataset
+        """Train a store causal LM with from-scratch ViT encoders and MLP projectors on a multimodal
+        dataset (stage align: LM frozen; stage full: everything); the model lands in the store.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartEvaluate(self, request, context):
+        """Caption retrieval by the LM's log-likelihood over the dataset's distinct captions, with the
+        same LM without the media (text-only baseline) in the same call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,6 +92,11 @@ def add_MultimodalServicer_to_server(servicer, server):
             'StartTrain': grpc.unary_unary_rpc_method_handler(
                     servicer.StartTrain,
                     request_deserializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.TrainRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartEvaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartEvaluate,
+                    request_deserializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
@@ -131,6 +153,33 @@ class Multimodal:
             target,
             '/apt.plugins.multimodal_training.v1.Multimodal/StartTrain',
             apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.TrainRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartEvaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.multimodal_training.v1.Multimodal/StartEvaluate',
+            apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,

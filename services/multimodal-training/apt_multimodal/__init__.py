@@ -1,0 +1,1 @@
+"""multimodal-training: text + image + audio datasets and training, checked up front."""

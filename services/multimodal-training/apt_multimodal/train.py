@@ -1,0 +1,190 @@
+"""The work of a StartTrain job: a store causal LM plus from-scratch encoders and projectors,
+trained on a stored multimodal dataset on the platform's Loop, checkpointed for resume, and
+written into the store (atomically) with its lineage and ``training_log.jsonl``."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from apt_model import errors
+from apt_model.modeling import trainlog
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.io import load_model, load_tokenizer, pick_device, save_model
+from apt_model.modeling.loop import Loop
+from apt_model.modeling.schedule import warmup_cosine
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store
+
+from apt_multimodal import model as mm
+from apt_multimodal import shards
+from apt_multimodal.batches import make_batch
+
+OPERATION = "multimodal-train"
+KIND = "multimodal"
+FREE_FIELDS = ("device", "checkpoint_every")  # may change between a run and its resume
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    model: str
+    dataset: str
+    output_name: str
+    max_steps: int = 200
+    learning_rate: float = 1e-3
+    stage: str = "align"
+    batch_size: int = 16
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    device: str = "auto"
+    module_learning_rates: dict[str, float] = field(default_factory=dict)
+    freeze: tuple[str, ...] = ()
+    encoder_width: int = 64
+    encoder_layers: int = 2
+    patch_size: int = 8
+    checkpoint_every: int = 100
+    warmup_steps: int = 0
+
+    def lineage(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("resume", "overwrite")}
+
+    def settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.lineage().items() if k not in FREE_FIELDS}
+
+
+class ScaledAdamW(torch.optim.AdamW):
+    """AdamW whose parameter groups keep their own learning rate as a multiple (``lr_scale``) of
+    the schedule's, which the Loop writes into every group each step."""
+
+    def step(self, closure=None):
+        base = [g["lr"] for g in self.param_groups]
+        for g in self.param_groups:
+            g["lr"] = g["lr"] * g.get("lr_scale", 1.0)
+        try:
+            return super().step(closure)
+        finally:
+            for g, lr in zip(self.param_groups, base):
+                g["lr"] = lr
+
+
+def checkpoint_of(store: Store, spec: TrainSpec) -> RunCheckpoint:
+    return RunCheckpoint(store, KIND, spec.output_name)
+
+
+def build(store: Store, spec: TrainSpec, data: shards.ShardSet, device: str, ctx: JobContext | None = None):
+    """(model, tokenizer, added placeholder tokens): a stored multimodal model continued, or a
+    store causal LM with new encoders and its placeholder tokens added (embeddings resized)."""
+    folder = store.model(spec.model).path
+    modalities = data.modalities()
+    if "video" in modalities:
+        raise errors.Unimplemented(
+            f"Dataset {spec.dataset!r} holds videos; training on video is not built yet in multimodal-training.")
+    if mm.is_multimodal(folder):
+        model, tok = mm.load(folder)
+        missing = [m for m in modalities if m not in model.encoders]
+        if missing:
+            raise errors.FailedPrecondition(
+                f"Model {spec.model!r} has no {', '.join(missing)} encoder, which dataset {spec.dataset!r} needs.")
+        return model.to(device), tok, []
+    torch.manual_seed(spec.seed)
+    lm, tok = load_model(folder), load_tokenizer(folder)
+    added = [mm.PLACEHOLDERS[m] for m in modalities if mm.PLACEHOLDERS[m] not in tok.get_vocab()]
+    if added:
+        tok.add_tokens(added, special_tokens=True)
+        lm.resize_token_embeddings(len(tok))
+    token_ids = {m: tok.convert_tokens_to_ids(mm.PLACEHOLDERS[m]) for m in modalities}
+    return mm.MultimodalLM(lm, tower_configs(data, spec), token_ids).to(device), tok, added
+
+
+def tower_configs(data: shards.ShardSet, spec: TrainSpec) -> dict[str, mm.TowerConfig]:
+    media = data.meta["media"]
+    p, w, n = spec.patch_size, spec.encoder_width, spec.encoder_layers
+    out = {}
+    for modality in data.modalities():
+        if modality == "image":
+            out["image"] = mm.TowerConfig(3, media["image_size"], media["image_size"], p, w, n)
+        elif modality == "audio":
+            frames = data.shards[0]["audios"].shape[-1] // p * p  # the tail frames past the last patch are cut
+            out["audio"] = mm.TowerConfig(1, media["n_mels"], frames, p, w, n)
+    return out
+
+
+def optimizer_for(model: mm.MultimodalLM, spec: TrainSpec) -> ScaledAdamW:
+    """One parameter group per trainable module, with its own learning rate; align freezes the LM."""
+    frozen = set(spec.freeze) | ({"lm"} if spec.stage == "align" else set())
+    for name in set(spec.freeze) | set(spec.module_learning_rates):
+        model.module(name)  # unknown names are InvalidArgument, listing the real ones
+    model.requires_grad_(False)
+    groups = []
+    for name in model.module_names():
+        if name in frozen:
+            continue
+        params = list(model.module(name).parameters())
+        for p in params:
+            p.requires_grad_(True)
+        lr = spec.module_learning_rates.get(name, spec.learning_rate)
+        groups.append({"params": params, "lr": lr, "lr_scale": lr / spec.learning_rate, "module": name})
+    if not groups:
+        raise errors.InvalidArgument("Every module is frozen: nothing would train. Unfreeze at least one.")
+    return ScaledAdamW(groups, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+
+
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
+    ctx.report(progress=0.0, stage="load", message=f"loading {spec.model!r} and {spec.dataset!r}")
+    device = pick_device(spec.device)
+    data = shards.read(store.dataset(spec.dataset).path)
+    model, tok, added = build(store, spec, data, device, ctx)
+    if added:
+        ctx.warn(f"Added placeholder token(s) {', '.join(added)} to {spec.model!r}'s vocabulary "
+                 f"and resized its embeddings to {len(tok)}.")
+    tokens = {m: c.tokens for m, c in model.tower_configs.items()}
+    optimizer = optimizer_for(model, spec)
+    ckpt = checkpoint_of(store, spec)
+    step, log = 0, []
+    if spec.resume:
+        step, states, log = ckpt.load(spec.settings())
+        model.load_state_dict(states["model"])
+        optimizer.load_state_dict(states["optimizer"])
+        ctx.report(message=f"resumed from step {step}")
+    elif spec.overwrite:
+        ckpt.remove()
+
+    def rows_of(step: int) -> list[shards.StoredRow]:
+        gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # a function of (seed, step)
+        return [data.rows[i] for i in torch.randint(len(data.rows), (spec.batch_size,), generator=gen)]
+
+    def forward(step: int, micro: int) -> dict:
+        batch = make_batch(data, rows_of(step), tok, model.token_ids, tokens).to(device)
+        out = model(batch.input_ids, batch.attention_mask, batch.labels, batch.media)
+        return {"loss": out.loss, "tokens": int(batch.attention_mask.sum())}
+
+    def save(step: int) -> None:
+        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(), loop.log)
+
+    loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec), spec.max_steps, spec.batch_size * 32,
+                device=device, checkpoint_every=spec.checkpoint_every, checkpoint=save,
+                nonfinite_hint="lower --learning-rate", log=log)
+    step = loop.run(step, forward)
+    ctx.check_cancelled()
+    ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
+    trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
+    metrics = {"loss": loop.last.get("loss", float("nan")), "first_loss": log[0]["loss"] if log else float("nan"),
+               "steps": step, "tokens_seen": int(sum(r.get("tokens_per_s", 0) * r.get("step_seconds", 0) for r in log)),
+               "trainable_params": trainable}
+    with store.create("models", spec.output_name, operation=OPERATION, parent=spec.model,
+                      parameters={**spec.lineage(), "dataset": spec.dataset, "added_tokens": added},
+                      metrics=metrics, overwrite=spec.overwrite) as tmp:
+        save_model(model.lm, tok, tmp)
+        model.save_towers(tmp)
+        trainlog.write(tmp, log)
+    ckpt.remove()
+    return {"model": spec.output_name, **metrics, "added_tokens": added}
+
+
+def _lr_at(spec: TrainSpec, step: int) -> float:
+    warmup = spec.warmup_steps or max(1, spec.max_steps // 20)
+    return spec.learning_rate * warmup_cosine(step, warmup, spec.max_steps, 0.1)

@@ -1,0 +1,112 @@
+"""StartCreateDataset through the real server: every up-front check and what gets stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from safetensors.torch import load_file
+
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugins.multimodal_training.v1 import multimodal_pb2 as pb
+from apt_model.gen.apt.plugins.multimodal_training.v1 import multimodal_pb2_grpc
+from apt_model.runtime.jobs_grpc import job_result
+from apt_model.runtime.testing import serve_plugin, wait_job
+from apt_model.store import Store
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def service(home, data):
+    with serve_plugin(PLUGIN_DIR, home, data_roots=(str(data),)) as (channel, app):
+        yield multimodal_pb2_grpc.MultimodalStub(channel), channel
+
+
+def create(service, manifest: Path, name: str = "ds", **kw) -> job_pb2.Job:
+    stub, channel = service
+    return wait_job(channel, stub.StartCreateDataset(pb.CreateDatasetRequest(
+        name=name, manifest_path=str(manifest), **kw)).id)
+
+
+def failed_with(job, code: str, *needles: str) -> None:
+    assert job.state == job_pb2.JOB_STATE_FAILED, job.error.message
+    assert job.error.code == code, job.error
+    for needle in needles:
+        assert needle in job.error.message, job.error.message
+
+
+def test_digits_become_one_shard_of_uint8_images_with_a_report(service, home, data, write_manifest):
+    job = create(service, data / "digits" / "manifest.jsonl", image_size=16)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    result = job_result(job)
+    assert (result["rows"], result["images"], result["rejected"]) == (24, 24, 0)
+    folder = Store(home).dataset("ds").path
+    shard = load_file(str(folder / "shard-00000.safetensors"))
+    assert shard["images"].shape == (24, 3, 16, 16) and str(shard["images"].dtype) == "torch.uint8"
+    rows = [json.loads(line) for line in (folder / "rows.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["media"] == {"image": [0]}  # the manifest's string path became a one-element list
+    assert "手写数字" in rows[0]["text"]
+    assert json.loads((folder / "report.json").read_text())["images"] == 24
+    assert (folder / "rejected.jsonl").read_text() == ""
+
+
+def test_stereo_off_rate_audio_is_downmixed_resampled_and_counted(service, home, data, write_manifest):
+    manifest = write_manifest(data, [
+        {"text": "<audio> a tone", "audios": "odd/stereo.wav"},
+        {"text": "<audio> seven", "audios": ["spoken/s0.wav"]}])
+    job = create(service, manifest)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    result = job_result(job)
+    assert (result["audios"], result["downmixed"], result["resampled"]) == (2, 1, 2)
+    shard = load_file(str(Store(home).dataset("ds").path / "shard-00000.safetensors"))
+    assert shard["audios"].shape[:2] == (2, 32) and shard["audio_frames"][0] == 101  # 1 s at 10 ms hops
+
+
+def test_over_long_audio_is_rejected_and_listed_or_truncated_when_asked(service, home, data, write_manifest):
+    rows = [{"text": "<audio> long", "audios": "odd/long.wav"}, {"text": "<audio> x", "audios": "spoken/s1.wav"}]
+    manifest = write_manifest(data, rows)
+    job = create(service, manifest)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert job_result(job)["rejected"] == 1 and "row 1 rejected" in " ".join(job.response and job_result(job)["warnings"])
+    rejected = (Store(home).dataset("ds").path / "rejected.jsonl").read_text().splitlines()
+    assert len(rejected) == 1 and "too long" in json.loads(rejected[0])["reason"]
+    job = create(service, manifest, name="cut", truncate_audio=True)
+    assert job_result(job)["truncated"] == 1 and job_result(job)["rejected"] == 0
+
+
+@pytest.mark.parametrize("rows,needles", [
+    ([{"text": "<image> a", "images": "odd/broken.png"}], ["row 1", "broken.png", "does not decode"]),
+    ([{"text": "<image> a", "images": "nowhere.png"}], ["row 1", "nowhere.png", "missing"]),
+    ([{"text": "a digit", "images": "digits/d0.png"}], ["row 1", "0 <image> placeholder(s) and 1 images"]),
+    ([{"text": "<image> <image>", "images": ["digits/d0.png"]}], ["2 <image> placeholder(s) and 1 images"]),
+    ([{"text": "<image> a", "images": "digits/d0.png", "caption": "x"}], ["unknown column(s) caption",
+                                                                          "accepted: audios, images, text"]),
+    ([{"text": "<image> a", "images": "../../home/models/lm/config.json"}], ["outside the data folder"]),
+])
+def test_a_bad_row_fails_the_job_naming_it_and_stores_nothing(service, home, data, rows, needles, write_manifest):
+    rows = [{"text": "<image> fine", "images": "digits/d1.png"}] + rows  # the bad row is row 2
+    needles = [n.replace("row 1", "row 2") for n in needles]
+    job = create(service, write_manifest(data, rows), modalities=["image", "audio"])
+    failed_with(job, "INVALID_ARGUMENT", "nothing was stored", *needles)
+    assert not Store(home).exists("datasets", "ds")
+
+
+def test_a_manifest_outside_the_data_roots_is_permission_denied(service, home, data, write_manifest):
+    stub, _ = service
+    outside = write_manifest(home.parent, [{"text": "<image> a", "images": "data/digits/d0.png"}])
+    with pytest.raises(grpc.RpcError) as info:
+        stub.StartCreateDataset(pb.CreateDatasetRequest(name="ds", manifest_path=str(outside)))
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_csv_folder_with_a_list_cell_is_read(service, home, data, write_manifest):
+    folder = data / "digits"
+    (folder / "metadata.csv").write_text('text,images\n"<image> <image> two digits","[""d0.png"", ""d1.png""]"\n',
+                                         encoding="utf-8")
+    (folder / "manifest.jsonl").unlink()
+    job = create(service, folder)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert job_result(job)["images"] == 2
