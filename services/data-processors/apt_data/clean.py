@@ -47,9 +47,17 @@ _HALF_WIDTH = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F) if chr(cp) not in
 _HALF_WIDTH[0x3000] = 0x20  # ideographic space
 
 
+def _ftfy_cannot_change(text: str) -> bool:
+    """ASCII text without an HTML entity or a terminal escape is already what ftfy would return
+    (no mojibake, ligature, curly quote or width to fix; NFC of ASCII is itself; line breaks and
+    control characters are handled below): skipping ftfy there is most of basic's speed."""
+    return text.isascii() and "&" not in text and "\x1b" not in text
+
+
 def basic(text: str) -> str:
     """Repair mojibake and entities, compose (NFC), drop control characters, squeeze spaces."""
-    text = ftfy.fix_text(text, normalization="NFC", fix_character_width=False, uncurl_quotes=False)
+    if not _ftfy_cannot_change(text):
+        text = ftfy.fix_text(text, normalization="NFC", fix_character_width=False, uncurl_quotes=False)
     text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()

@@ -18,6 +18,7 @@ from apt_model import errors
 
 SAMPLE_BYTES = 64 << 10  # detection reads the first 64 KiB
 CHUNK_BYTES = 1 << 20
+FALLBACK_ENCODINGS = ("gb18030", "big5", "cp1252")  # the legacy encodings of the corpora we expect, most common first
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
@@ -46,12 +47,25 @@ def detect(path: Path) -> str:
             return name
     if _is_utf8(sample, whole):
         return "utf-8"
-    found = candidates(sample)
+    found = candidates(sample) or _strict_fallbacks(sample, whole)
     if not found:
         raise errors.InvalidArgument(
             f"{path.name}: no text encoding fits its first {len(sample)} bytes; it looks like a binary "
             "file. Give text files (csv, json, jsonl, xlsx, html, txt).")
     return found[0]
+
+
+def _strict_fallbacks(sample: bytes, whole: bool) -> list[str]:
+    """charset-normalizer gives up on some short texts (a list of names has no language for it
+    to recognise): then the first of FALLBACK_ENCODINGS that decodes every byte of the sample."""
+    fits = []
+    for name in FALLBACK_ENCODINGS:
+        try:
+            codecs.getincrementaldecoder(name)(errors="strict").decode(sample, final=whole)
+            fits.append(name)
+        except UnicodeDecodeError:
+            continue
+    return fits
 
 
 def _undecodable(path: Path, encoding: str, offset: int, line: int, raw: bytes) -> errors.InvalidArgument:

@@ -55,3 +55,13 @@ def test_unknown_strategy_names_the_ones_there_are():
 def test_code_keeps_trailing_space_inside_multiline_strings():
     before = 'def f():\n    """Doc.   \n    more"""   \n    return 1\t\n'
     assert code(before) == 'def f():\n    """Doc.   \n    more"""\n    return 1\n'
+
+
+def test_basic_skips_ftfy_only_where_ftfy_would_change_nothing(sample_files):
+    import ftfy
+
+    texts = sample_files["jsonl"].read_text(encoding="utf-8").splitlines()
+    texts += ["Tom &amp; Jerry", "plain ascii\r\nline\x0c", "\x1b[31mred\x1b[0m text"]
+    for text in texts:
+        via_ftfy = basic(ftfy.fix_text(text, normalization="NFC", fix_character_width=False, uncurl_quotes=False))
+        assert basic(text) == via_ftfy, text
