@@ -8,7 +8,7 @@ from apt_model.modeling import limits
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
-from apt_reason import cot, data, treesearch
+from apt_reason import cot, data, rl, treesearch
 
 _SERVICE = "/apt.plugins.reasoning_training.v1.Reasoning"
 
@@ -51,6 +51,19 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
         snap = self.jobs.start(f"{_SERVICE}/StartTreeSearch", lambda ctx: treesearch.run_search(self.store, spec, ctx),
                                labels={"model": spec.model}, reads=entries("models", spec.model)
                                + entries("datasets", spec.dataset), writes=entries("datasets", spec.output_name))
+        return job_to_proto(snap)
+
+    def StartRLTraining(self, request, context):
+        spec = rl.RLSpec.from_request(request)
+        limits.check_loadable(self.store, spec.model, self.max_params)
+        for split in data.SPLITS:
+            data.read_split(self.store, spec.dataset, split, need_reasoning=False)
+        if self.store.exists("models", spec.output_name) and not spec.overwrite:
+            raise errors.AlreadyExists(f"{spec.output_name!r} already exists in the store; choose another "
+                                       "--output-name or pass --overwrite.")
+        snap = self.jobs.start(f"{_SERVICE}/StartRLTraining", lambda ctx: rl.run_rl(self.store, spec, ctx),
+                               labels={"model": spec.output_name}, reads=entries("models", spec.model)
+                               + entries("datasets", spec.dataset), writes=entries("models", spec.output_name))
         return job_to_proto(snap)
 
     def StartVerifierTraining(self, request, context):

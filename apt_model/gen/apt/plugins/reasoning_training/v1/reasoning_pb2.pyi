@@ -191,3 +191,71 @@ class GenerateTasksResult(_message.Message):
     train_templates: _containers.RepeatedScalarFieldContainer[str]
     eval_templates: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., train_templates: _Optional[_Iterable[str]] = ..., eval_templates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RLTrainingRequest(_message.Message):
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    QUESTIONS_PER_STEP_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_TYPE_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_LOW_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_HIGH_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PATIENCE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    dataset: str
+    output_name: str
+    max_steps: int
+    questions_per_step: int
+    group: int
+    loss_type: str
+    beta: float
+    epsilon_low: float
+    epsilon_high: float
+    learning_rate: float
+    temperature: float
+    max_new_tokens: int
+    patience: int
+    eval_questions: int
+    seed: int
+    device: str
+    overwrite: bool
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
+class RLTrainingResult(_message.Message):
+    __slots__ = ("warnings", "model", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "stopped", "reward_mean", "frac_reward_zero_std", "entropy", "kl", "completion_length")
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    EVAL_QUESTIONS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_UNPARSEABLE_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    REWARD_MEAN_FIELD_NUMBER: _ClassVar[int]
+    FRAC_REWARD_ZERO_STD_FIELD_NUMBER: _ClassVar[int]
+    ENTROPY_FIELD_NUMBER: _ClassVar[int]
+    KL_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    steps: int
+    eval_exact_match: float
+    eval_questions: int
+    eval_unparseable: int
+    stopped: str
+    reward_mean: float
+    frac_reward_zero_std: float
+    entropy: float
+    kl: float
+    completion_length: float
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., steps: _Optional[int] = ..., eval_exact_match: _Optional[float] = ..., eval_questions: _Optional[int] = ..., eval_unparseable: _Optional[int] = ..., stopped: _Optional[str] = ..., reward_mean: _Optional[float] = ..., frac_reward_zero_std: _Optional[float] = ..., entropy: _Optional[float] = ..., kl: _Optional[float] = ..., completion_length: _Optional[float] = ...) -> None: ...

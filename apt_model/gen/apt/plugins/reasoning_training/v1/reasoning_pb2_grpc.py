@@ -55,6 +55,11 @@ class ReasoningStub:
                 request_serializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartRLTraining = channel.unary_unary(
+                '/apt.plugins.reasoning_training.v1.Reasoning/StartRLTraining',
+                request_serializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.RLTrainingRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class ReasoningServicer:
@@ -94,6 +99,16 @@ class ReasoningServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartRLTraining(self, request, context):
+        """GRPO with the exact-match reward: groups of sampled answers per question (sharing the prompt's
+        KV cache), grpo / dr_grpo / dapo losses, dynamic sampling that drops groups with equal rewards;
+        stops with a diagnosis when the signal is gone for --patience steps or outputs degenerate,
+        keeping the weights of the last step that learned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ReasoningServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +130,11 @@ def add_ReasoningServicer_to_server(servicer, server):
             'StartGenerateTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.StartGenerateTasks,
                     request_deserializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartRLTraining': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRLTraining,
+                    request_deserializer=apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.RLTrainingRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
@@ -225,6 +245,33 @@ class Reasoning:
             target,
             '/apt.plugins.reasoning_training.v1.Reasoning/StartGenerateTasks',
             apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.GenerateTasksRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRLTraining(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.reasoning_training.v1.Reasoning/StartRLTraining',
+            apt_dot_plugins_dot_reasoning__training_dot_v1_dot_reasoning__pb2.RLTrainingRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,71 @@
+"""StartRLTraining through the real server: a run with signal stores a model and logs the GRPO
+metrics; no signal from the start is refused with sample completions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2 as pb
+from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
+from apt_model.modeling import trainlog
+from apt_model.runtime.testing import serve_plugin
+from apt_model.store import Store
+
+PLUGIN = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def svc(home):
+    with serve_plugin(PLUGIN, home) as (channel, _):
+        yield reasoning_pb2_grpc.ReasoningStub(channel), channel
+
+
+def _coin_rows(n: int) -> list[dict]:
+    """Questions whose answer is 1 or 2, with no way to tell which: a model that learned the
+    format answers each right about half the time, so groups get differing rewards."""
+    return [{"question": f"Guess the coin number {i}.", "reasoning": "Guess.", "answer": str(1 + i % 2)}
+            for i in range(n)]
+
+
+def test_grpo_with_signal_stores_the_model_and_logs_its_metrics(svc, wait_job, home, push_rows):
+    stub, channel = svc
+    push_rows(Store(home), "coin", _coin_rows(40), _coin_rows(6))
+    sft = wait_job(channel, stub.StartCotTraining(pb.CotTrainingRequest(
+        model="lm", dataset="coin", output_name="coin-sft", target="answer_only", max_steps=40, batch_size=8,
+        learning_rate=0.003, eval_questions=2, max_new_tokens=8, device="cpu")).id, timeout=240)
+    assert sft.state == job_pb2.JOB_STATE_SUCCEEDED, sft.error
+    done = wait_job(channel, stub.StartRLTraining(pb.RLTrainingRequest(
+        model="coin-sft", dataset="coin", output_name="coin-rl", max_steps=3, group=6, questions_per_step=2,
+        max_new_tokens=8, learning_rate=1e-4, eval_questions=4, beta=0.04, loss_type="dapo", device="cpu",
+        patience=3)).id, timeout=240)
+    assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error
+    out = json_format.MessageToDict(done.result)
+    assert out["model"] == "coin-rl" and out["eval_questions"] == 4
+    rows = trainlog.read(Store(home).model("coin-rl").path)
+    assert len(rows) == out["steps"] >= 1
+    for key in ("reward_mean", "frac_reward_zero_std", "entropy", "kl", "completion_length", "clip_ratio"):
+        assert key in rows[-1], key
+    assert 0 <= rows[-1]["frac_reward_zero_std"] <= 1 and rows[-1]["completion_length"] > 0
+
+
+def test_no_reward_signal_from_the_start_is_refused_with_samples(svc, wait_job, home):
+    stub, channel = svc
+    done = wait_job(channel, stub.StartRLTraining(pb.RLTrainingRequest(
+        model="lm", dataset="probs", output_name="rl0", max_steps=5, group=4, questions_per_step=2,
+        max_new_tokens=12, patience=2, device="cpu")).id, timeout=240)
+    assert done.state == job_pb2.JOB_STATE_FAILED
+    assert done.error.code == "FAILED_PRECONDITION"
+    assert "No learning signal" in done.error.message and "Sample completions" in done.error.message
+    assert not Store(home).exists("models", "rl0")
+
+
+def test_group_of_one_is_refused(svc):
+    stub, _ = svc
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartRLTraining(pb.RLTrainingRequest(model="lm", dataset="probs", output_name="x", group=1))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--group" in err.value.details()
