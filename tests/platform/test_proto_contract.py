@@ -140,7 +140,8 @@ def test_every_long_running_method_declares_a_result_message():
     # every Start* written in proto/, none of the job service's own (GetJob, CancelJob)
     starts = [m for p in PROTOS for m in re.findall(r"rpc (Start\w+)\(\w+\) returns \(apt\.common\.v1\.Job\)",
                                                    (ROOT / "proto" / p).read_text())]
-    assert sorted(m.rsplit(".", 1)[1] for m in declared) == sorted(starts) and len(starts) == 28
+    # (at least the 28 of the first five plugins and the core: the pattern still finds them)
+    assert sorted(m.rsplit(".", 1)[1] for m in declared) == sorted(starts) and len(starts) >= 28
 
 
 
