@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.data_processors.v1 import data_processors_pb2, data_processors_pb2_grpc
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
-from apt_model.store import Store
+from apt_model.store import Store, validate_name
 from apt_model.store.entry import entry_files
 
+from apt_data.augment import run_augment
 from apt_data.clean import cleaner
 from apt_data.ingest import SUPPORTED, check_file
 from apt_data.pipeline import run_process
 from apt_data.spec import ProcessSpec
 
 START_PROCESS = "/apt.plugins.data_processors.v1.DataProcessors/StartProcess"
+START_AUGMENT = "/apt.plugins.data_processors.v1.DataProcessors/StartAugment"
 MAX_CLEAN_CHARS = 16 << 20  # CleanText answers in one message; larger inputs go through StartProcess
 
 
@@ -50,9 +53,17 @@ class DataProcessorsServicer(data_processors_pb2_grpc.DataProcessorsServicer):
         return data_processors_pb2.CleanTextResponse(texts=[clean(t) for t in request.texts])
 
     def StartAugment(self, request, context):
-        raise errors.Unimplemented(
-            "StartAugment is not built yet in data-processors 0.1.0; process the dataset with 'process' "
-            "(cleaning, filters, dedup, split) meanwhile.")
+        name = validate_name(request.name, "dataset")
+        self.store.dataset(validate_name(request.dataset, "dataset"))  # NOT_FOUND before the job
+        if self.store.exists("datasets", name) and not request.overwrite:
+            raise errors.AlreadyExists(f"Dataset {name!r} already exists in the store; choose another --name "
+                                       "or pass --overwrite.")
+        methods = tuple(request.methods) or ("word_drop",)
+        work = functools.partial(run_augment, self.store, request.dataset, methods, request.copies or 1, name,
+                                 request.seed, request.overwrite)
+        snap = self.jobs.start(START_AUGMENT, work, labels={"dataset": name},
+                               reads=entries("datasets", request.dataset), writes=entries("datasets", name))
+        return job_to_proto(snap)
 
 
 def input_files(store: Store, spec: ProcessSpec) -> list[Path]:

@@ -127,10 +127,3 @@ def test_an_existing_dataset_is_not_replaced_without_overwrite(served, root):
         stub.StartProcess(pb.ProcessRequest(paths=[str(path)], name="out"))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert (store.dataset("out").path / "keep.txt").read_text() == "old"
-
-
-def test_augment_is_not_built_yet(served):
-    stub, _, _ = served
-    with pytest.raises(grpc.RpcError) as err:
-        stub.StartAugment(pb.AugmentRequest(dataset="x", name="y"))
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not built yet" in err.value.details()

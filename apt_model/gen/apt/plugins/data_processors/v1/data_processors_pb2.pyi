@@ -59,18 +59,20 @@ class CleanTextResponse(_message.Message):
     def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AugmentRequest(_message.Message):
-    __slots__ = ("dataset", "methods", "copies", "name", "seed")
+    __slots__ = ("dataset", "methods", "copies", "name", "seed", "overwrite")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
     COPIES_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     methods: _containers.RepeatedScalarFieldContainer[str]
     copies: int
     name: str
     seed: int
-    def __init__(self, dataset: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., copies: _Optional[int] = ..., name: _Optional[str] = ..., seed: _Optional[int] = ...) -> None: ...
+    overwrite: bool
+    def __init__(self, dataset: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., copies: _Optional[int] = ..., name: _Optional[str] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class DropCount(_message.Message):
     __slots__ = ("reason", "count")
@@ -109,7 +111,13 @@ class ProcessResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., eval_name: _Optional[str] = ..., documents_read: _Optional[int] = ..., documents_kept: _Optional[int] = ..., eval_documents: _Optional[int] = ..., exact_duplicates: _Optional[int] = ..., near_duplicates: _Optional[int] = ..., duplicate_clusters: _Optional[int] = ..., dropped: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., cross_split_pairs: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AugmentResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "name", "originals", "copies_written")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ORIGINALS_FIELD_NUMBER: _ClassVar[int]
+    COPIES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    name: str
+    originals: int
+    copies_written: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., originals: _Optional[int] = ..., copies_written: _Optional[int] = ...) -> None: ...

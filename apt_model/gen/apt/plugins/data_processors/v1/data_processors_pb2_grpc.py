@@ -71,7 +71,7 @@ class DataProcessorsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartAugment(self, request, context):
-        """augment a store dataset (not built yet: answers UNIMPLEMENTED)
+        """seeded augmented copies of a store dataset's documents into a new dataset
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
