@@ -89,8 +89,10 @@ def export_tensorboard(store: Store, source: SeriesSource, output: str, overwrit
     series = source.read(store)
     result: dict[str, Any] = {}
 
+    hparams = store.model(source.model).meta.get("lineage", {}).get("parameters", {}) if source.model else {}
+
     def files(folder: Path) -> None:
-        result.update(tracker.export(series, folder / "tensorboard"))
+        result.update(tracker.export(series, folder / "tensorboard", hparams))
 
     write_report(store, output, operation="export-tensorboard", parent=source.parent(), overwrite=overwrite,
                  parameters={"source": series.source}, files=files)

@@ -29,6 +29,8 @@ class Series:
     source: str
     values: dict[str, dict[int, float]] = field(default_factory=dict)
     repeated_steps: int = 0
+    vectors: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # e.g. block_grad_norms
+    histogram_tags: set[str] = field(default_factory=set)  # a TensorBoard folder's histogram tags
 
     def steps(self) -> list[int]:
         return sorted({s for by_step in self.values.values() for s in by_step})
@@ -69,6 +71,9 @@ def from_rows(rows: Iterable[dict[str, Any]], source: str) -> Series:
             series.repeated_steps += 1
         seen.add(step)
         for key, raw in row.items():
+            if isinstance(raw, list) and raw and all(to_float(v) is not None for v in raw):
+                series.vectors.setdefault(key, {})[step] = [to_float(v) for v in raw]
+                continue
             value = to_float(raw)
             if key in STEP_KEYS or value is None:
                 continue
@@ -157,6 +162,7 @@ def read_tensorboard(folder: Path) -> Series:
     for events in sorted({p.parent for p in folder.rglob("events.out.tfevents.*")}):
         acc = event_accumulator.EventAccumulator(str(events), size_guidance={event_accumulator.SCALARS: 0})
         acc.Reload()
+        series.histogram_tags.update(acc.Tags()["histograms"])
         for tag in acc.Tags()["scalars"]:
             by_step = series.values.setdefault(tag, {})
             for event in acc.Scalars(tag):

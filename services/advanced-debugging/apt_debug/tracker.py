@@ -24,26 +24,42 @@ def require_tensorboard() -> None:
             "requirements.txt.") from exc
 
 
-def write_tensorboard(series: Series, folder: Path) -> int:
-    """Every metric as a scalar tag, one event per step; returns the scalars written."""
+MAX_HISTOGRAM_STEPS = 100  # histograms per vector tag, evenly spaced over the run
+
+
+def write_tensorboard(series: Series, folder: Path, hparams: dict[str, Any] | None = None) -> dict[str, int]:
+    """Every metric as a scalar tag, one event per step; every vector metric (per-block
+    gradient norms) as a histogram at up to MAX_HISTOGRAM_STEPS steps; the run's settings as
+    hparams. Returns what was written."""
     from torch.utils.tensorboard import SummaryWriter
 
-    written = 0
+    counts = {"scalars": 0, "histograms": 0, "hparams": 0}
     writer = SummaryWriter(log_dir=str(folder), max_queue=1000, flush_secs=3600)
     try:
         for metric in series.metrics():
             for step, value in zip(*series.get(metric)):
                 writer.add_scalar(metric, value, global_step=step)
-                written += 1
+                counts["scalars"] += 1
+        for tag, by_step in sorted(series.vectors.items()):
+            steps = sorted(by_step)
+            for step in steps[:: max(1, -(-len(steps) // MAX_HISTOGRAM_STEPS))]:
+                writer.add_histogram(tag, np.asarray(by_step[step], dtype=np.float64), global_step=step)
+                counts["histograms"] += 1
+        kept = {k: v for k, v in (hparams or {}).items() if isinstance(v, (int, float, str, bool))}
+        if kept:
+            loss = series.get("loss")[1]
+            final = {"hparam/final_loss": loss[-1]} if loss else {}
+            writer.add_hparams(kept, final, run_name="hparams")
+            counts["hparams"] = len(kept)
     finally:
         writer.close()
-    return written
+    return counts
 
 
 def check_round_trip(series: Series, folder: Path) -> list[str]:
     """What differs between the series and the event files read back ([] when complete)."""
     back = read_tensorboard(folder)
-    problems = []
+    problems = [f"{tag}: no histogram came back" for tag in series.vectors if tag not in back.histogram_tags]
     for metric in series.metrics():
         steps, values = series.get(metric)
         got_steps, got = back.get(metric)
@@ -62,14 +78,15 @@ def _equal_nan_aware(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
-def export(series: Series, folder: Path) -> dict[str, Any]:
+def export(series: Series, folder: Path, hparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write and verify; DataLoss when the files do not hold everything."""
     require_tensorboard()
-    written = write_tensorboard(series, folder)
+    written = write_tensorboard(series, folder, hparams)
     problems = check_round_trip(series, folder)
     if problems:
         raise errors.DataLoss("The TensorBoard export is incomplete: " + "; ".join(problems[:5]))
-    return {"steps": len(series.steps()), "scalars": written, "tags": series.metrics(),
+    return {"steps": len(series.steps()), "scalars": written["scalars"], "histograms": written["histograms"],
+            "hparams": written["hparams"], "tags": series.metrics(),
             "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
             "next_step": "apt-model data pull NAME, then: tensorboard --logdir NAME/tensorboard",
             "warnings": [] if not series.repeated_steps else [

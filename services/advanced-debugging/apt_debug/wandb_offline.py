@@ -17,6 +17,7 @@ import os
 import struct
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +29,7 @@ _ENV_LOCK = threading.Lock()  # wandb reads its folders from the environment: on
 _BLOCK = 32768                # the log's block size (LevelDB's)
 _HEADER = 7                   # file header ":W&B" + magic + version; also each record's header size
 _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+EXIT_WAIT_S = 30.0
 
 
 def require_wandb():
@@ -78,7 +80,18 @@ def write_offline_run(series: Series, folder: Path, run_name: str) -> Path:
     found = sorted(folder.glob("wandb/offline-run-*/run-*.wandb"))
     if len(found) != 1:
         raise errors.DataLoss(f"wandb wrote {len(found)} offline run files instead of one.")
+    _wait_for_exit_record(found[0])
     return found[0]
+
+
+def _wait_for_exit_record(path: Path) -> None:
+    """wandb's core process may still be writing the log when ``finish()`` returns (seen under
+    load): wait for the run's closing ``exit`` record, DataLoss after EXIT_WAIT_S."""
+    deadline = time.monotonic() + EXIT_WAIT_S
+    while not any(r.WhichOneof("record_type") == "exit" for r in records(path)):
+        if time.monotonic() > deadline:
+            raise errors.DataLoss(f"The W&B run log {path.name} was not closed within {EXIT_WAIT_S:.0f} s.")
+        time.sleep(0.1)
 
 
 def records(path: Path) -> Iterator[Any]:

@@ -119,6 +119,14 @@ def test_export_to_tensorboard_round_trips_every_scalar(service, home):
     acc = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.SCALARS: 0})
     acc.Reload()
     assert len(acc.Scalars("loss")) == 40
+    assert acc.Tags()["histograms"] == ["block_grad_norms"] and out.histograms == 5  # steps 1, 10, 20, 30, 40
+
+
+def test_export_of_a_core_train_model_carries_its_settings_as_hparams(service, home):
+    stub, _, _ = service
+    out = stub.ExportToTracker(pb.ExportToTrackerRequest(name="core"))
+    assert out.hparams > 5 and out.steps == 40
+    assert (Store(home).dataset("core-tensorboard").path / "tensorboard" / "hparams").is_dir()
 
 
 def test_anomaly_detection_on_the_exported_tensorboard_folder(service, lr_fault_steps):

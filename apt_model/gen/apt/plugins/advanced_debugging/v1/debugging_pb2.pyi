@@ -79,7 +79,7 @@ class ExportToTrackerRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., tracker: _Optional[str] = ..., log_dir: _Optional[str] = ..., name: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class ExportToTrackerResponse(_message.Message):
-    __slots__ = ("location", "steps", "scalars", "tags", "files", "warnings", "next_step")
+    __slots__ = ("location", "steps", "scalars", "tags", "files", "warnings", "next_step", "histograms", "hparams")
     LOCATION_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     SCALARS_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,8 @@ class ExportToTrackerResponse(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     NEXT_STEP_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    HPARAMS_FIELD_NUMBER: _ClassVar[int]
     location: str
     steps: int
     scalars: int
@@ -94,7 +96,9 @@ class ExportToTrackerResponse(_message.Message):
     files: _containers.RepeatedScalarFieldContainer[str]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     next_step: str
-    def __init__(self, location: _Optional[str] = ..., steps: _Optional[int] = ..., scalars: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., files: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., next_step: _Optional[str] = ...) -> None: ...
+    histograms: int
+    hparams: int
+    def __init__(self, location: _Optional[str] = ..., steps: _Optional[int] = ..., scalars: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., files: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ..., next_step: _Optional[str] = ..., histograms: _Optional[int] = ..., hparams: _Optional[int] = ...) -> None: ...
 
 class GradientFlowResult(_message.Message):
     __slots__ = ("warnings", "model", "output", "steps", "blocks", "frozen", "never_updated", "tied", "verdict", "first_loss", "last_loss")
