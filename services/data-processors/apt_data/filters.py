@@ -77,8 +77,10 @@ def chinese_rules(text: str) -> Drop:
     cjk = len(_CJK.findall(text))
     if cjk < MIN_CJK_CHARS:
         return "too_few_cjk_chars", float(cjk)
-    chars = [c for c in text if not c.isspace()]
-    top = Counter(chars).most_common(1)[0][1] / len(chars)
+    counts = Counter(text)
+    for space in [c for c in counts if c.isspace()]:
+        del counts[space]
+    top = counts.most_common(1)[0][1] / sum(counts.values())
     if top > MAX_TOP_CHAR_SHARE:
         return "repeated_character", round(top, 3)
     dup = _duplicate_lines(text)

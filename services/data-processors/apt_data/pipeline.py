@@ -83,7 +83,6 @@ class Counts:
     read: int = 0
     dropped: Counter = field(default_factory=Counter)
     examples: dict = field(default_factory=lambda: defaultdict(list))
-    flagged: Counter = field(default_factory=Counter)   # would be dropped; kept by --no-quality-filters
     encodings: dict = field(default_factory=dict)
     near_pairs: list = field(default_factory=list)      # (doc, earlier doc, jaccard)
 
@@ -111,6 +110,8 @@ class Processor:
                      if spec.needs_families else None)
         self.counts = Counts()
         self.batch: list[Record] = []
+        self.direct: IO[str] | None = None   # data.jsonl itself when no family is needed
+        self.written = 0
 
     def run(self, files: list[Path]) -> None:
         options = ReadOptions(self.spec.text_field, self.spec.html_extractor,
@@ -137,12 +138,10 @@ class Processor:
         if not text.strip():
             self.counts.drop("empty_after_cleaning", 0.0, record, self.rejected)
             return
-        verdict = quality_check(text, self.spec.cleaning, self.density)
+        verdict = quality_check(text, self.spec.cleaning, self.density) if self.spec.quality_filters else None
         if verdict is not None:
-            if self.spec.quality_filters:
-                self.counts.drop(verdict[0], verdict[1], record, self.rejected)
-                return
-            self.counts.flagged[verdict[0]] += 1
+            self.counts.drop(verdict[0], verdict[1], record, self.rejected)
+            return
         if self.spec.dedup:
             first = self.exact.seen(text, self.counts.read)
             if first >= 0:
@@ -154,6 +153,13 @@ class Processor:
 
     def flush_batch(self) -> None:
         if not self.batch:
+            return
+        if self.direct is not None:  # no family to find: straight into data.jsonl, no staging
+            self.direct.writelines(json.dumps({"text": r.text, "source": r.source, "where": r.where},
+                                              ensure_ascii=False) + "\n" for r in self.batch)
+            self.written += len(self.batch)
+            self.batch = []
+            self.ctx.check_cancelled()
             return
         ids = [self.staging.append(r) for r in self.batch]
         if self.near is not None:
@@ -231,12 +237,15 @@ def run_process(store: Store, spec: ProcessSpec, files: list[Path], ctx, max_fil
     started = time.monotonic()
     with store.create("datasets", spec.name, operation=OPERATION, parent=spec.dataset, parameters=spec.lineage(),
                       overwrite=spec.overwrite, extra={"text_files": ["data.jsonl"]}) as folder:
-        with open(folder / "rejected.jsonl", "w", encoding="utf-8") as rejected:
+        with open(folder / "rejected.jsonl", "w", encoding="utf-8") as rejected, \
+                (open(folder / "data.jsonl", "w", encoding="utf-8") if not spec.needs_families
+                 else contextlib.nullcontext()) as direct:
             p = Processor(store, spec, folder / ".staging" / "docs.jsonl", rejected, ctx, max_file_bytes)
+            p.direct = direct
             p.run(files)
         ctx.report(progress=0.92, stage="write", message="splitting and writing")
         eval_tmp = folder / ".staging" / "eval.jsonl" if spec.eval_name else None
-        n_train, n_eval = write_splits(p, folder, eval_tmp)
+        n_train, n_eval = write_splits(p, folder, eval_tmp) if spec.needs_families else (p.written, 0)
         if n_train + n_eval == 0:
             raise nothing_left(p.counts)
         if spec.eval_name and n_eval == 0:
@@ -276,6 +285,5 @@ def summary(p: Processor, spec: ProcessSpec, n_train: int, n_eval: int, clusters
 def stats(p: Processor, result: dict) -> dict:
     """stats.json: the result plus examples of every drop, the would-be drops and the encodings."""
     index = p.near
-    return {**result, "examples": dict(p.counts.examples), "flagged_but_kept": dict(p.counts.flagged),
-            "encodings": p.counts.encodings, "spec": p.spec.lineage(),
+    return {**result, "examples": dict(p.counts.examples), "encodings": p.counts.encodings, "spec": p.spec.lineage(),
             "lsh": {"bands": index.bands, "rows": index.rows, "confirmations": index.comparisons} if index else None}
