@@ -12,6 +12,7 @@ from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 from apt_model.store.entry import entry_files
+from apt_model.trust import check_contained
 
 from apt_data.augment import run_augment
 from apt_data.clean import cleaner
@@ -68,7 +69,9 @@ class DataProcessorsServicer(data_processors_pb2_grpc.DataProcessorsServicer):
 
 def input_files(store: Store, spec: ProcessSpec) -> list[Path]:
     """The resolved paths, then the dataset's files (its text_files when it lists them)."""
-    files = [Path(p) for p in spec.paths]
+    files: list[Path] = []
+    for path in map(Path, spec.paths):
+        files += folder_files(path) if path.is_dir() else [path]
     if spec.dataset:
         entry = store.dataset(spec.dataset)
         if "text_files" in entry.meta:
@@ -81,6 +84,17 @@ def input_files(store: Store, spec: ProcessSpec) -> list[Path]:
                     f"({', '.join(sorted(SUPPORTED - {'.xls'}))}).")
             files += found
     return files
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The supported files under a folder a caller named (inside the data roots), sorted; links
+    leading out of it are refused."""
+    found = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED)
+    check_contained(folder, found, "input folder")
+    if not found:
+        raise errors.FailedPrecondition(f"{folder} holds no file of a kind this plugin reads "
+                                        f"({', '.join(sorted(SUPPORTED - {'.xls'}))}).")
+    return found
 
 
 def check_outputs_free(store: Store, spec: ProcessSpec) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from pathlib import Path
 
 import grpc
@@ -33,11 +32,17 @@ def served(tmp_path, root):
         yield data_processors_pb2_grpc.DataProcessorsStub(ch), ch, Store(home)
 
 
+def fingerprint(path: Path) -> list[tuple[str, str]]:
+    """sha256 of the file, or of every file under the folder."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+
+
 def failure(served, path: Path, **fields) -> tuple[str, str]:
     """(status code name, message) of a process run on ``path`` that must fail, with nothing stored
     and the input file unchanged."""
     stub, channel, store = served
-    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    before = fingerprint(path)
     try:
         job = wait_job(channel, stub.StartProcess(pb.ProcessRequest(paths=[str(path)], name="out", **fields)).id)
     except grpc.RpcError as err:
@@ -46,7 +51,7 @@ def failure(served, path: Path, **fields) -> tuple[str, str]:
         assert job.state == job_pb2.JOB_STATE_FAILED
         code, message = job.error.code, job.error.message
     assert not store.exists("datasets", "out") and not store.exists("datasets", "out-eval")
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert fingerprint(path) == before
     return code, message
 
 
@@ -127,3 +132,20 @@ def test_an_existing_dataset_is_not_replaced_without_overwrite(served, root):
         stub.StartProcess(pb.ProcessRequest(paths=[str(path)], name="out"))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert (store.dataset("out").path / "keep.txt").read_text() == "old"
+
+
+def test_a_folder_is_read_whole_but_a_link_out_of_it_is_refused(served, root, tmp_path):
+    stub, channel, store = served
+    folder = root / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("A sentence with enough words to pass every filter here.", encoding="utf-8")
+    (folder / "b.jsonl").write_text('{"text": "Another sentence, long enough to pass every filter too."}\n',
+                                    encoding="utf-8")
+    job = wait_job(channel, stub.StartProcess(pb.ProcessRequest(paths=[str(folder)], name="folder")).id)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert len((store.dataset("folder").path / "data.jsonl").read_text().splitlines()) == 2
+    secret = tmp_path / "secret.txt"
+    secret.write_text("Outside the data roots, and it must stay unread by the service.", encoding="utf-8")
+    (folder / "link.txt").symlink_to(secret)
+    code, message = failure(served, folder)
+    assert code == "PERMISSION_DENIED" and "link" in message
