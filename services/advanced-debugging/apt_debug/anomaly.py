@@ -29,7 +29,8 @@ LR_TOLERANCE = 1.5          # a step-to-step learning-rate change beyond this fa
 LR_WINDOW = 10              # steps within which an override must end to be one
 DIVERGENCE_RATIO = 1.25     # rolling median this much above the best rolling median so far
 PLATEAU_GAIN = 0.01         # relative loss improvement over 3 windows below which training has stalled
-THROUGHPUT_RATIO = 0.5      # throughput below this share of its rolling median
+THROUGHPUT_RATIO = 0.5      # throughput below this share of its rolling median ...
+THROUGHPUT_STEPS = 3        # ... for at least this many steps in a row (one slow step is noise)
 VAL_GAP_RISE = 0.02         # validation loss this much above its minimum while train still falls
 
 ACTIONS = {
@@ -45,7 +46,7 @@ ACTIONS = {
                "data, or stop here.",
     "lr_off_schedule": "The learning rate at step {step} is off the schedule around it: check schedule "
                        "code, resumed optimiser state or a manual override.",
-    "throughput_drop": "Throughput fell from step {step}: look for other jobs on the machine, data "
+    "throughput_drop": "Throughput fell from step {step} for 3 or more steps: look for other jobs on the machine, data "
                        "loading stalls, checkpoint writes or memory swapping.",
     "val_gap": "Validation loss rises from step {step} while training loss still falls (overfitting): "
                "keep the checkpoint of the lowest validation loss, add data or regularisation.",
@@ -253,8 +254,8 @@ def _jump(before: float, after: float) -> int:
 
 
 def throughput_drops(metric: str, steps: list[int], values: list[float], window: int) -> list[Finding]:
-    """Steps whose throughput is below THROUGHPUT_RATIO of the rolling median before them (the
-    first step, which pays for warm-up, is never a baseline)."""
+    """Runs of at least THROUGHPUT_STEPS steps whose throughput is below THROUGHPUT_RATIO of the
+    rolling median before them (the first step, which pays for warm-up, is never a baseline)."""
     window = max(window, MIN_HISTORY)
     history: list[float] = []
     hits = []
@@ -267,7 +268,9 @@ def throughput_drops(metric: str, steps: list[int], values: list[float], window:
                 hits.append((step, value, median))
                 continue
         history.append(value)
-    return merge_runs("throughput_drop", metric, hits, "warning")
+    runs = merge_runs("throughput_drop", metric, hits, "warning")
+    index = {s: i for i, s in enumerate(steps)}
+    return [f for f in runs if index[f.end_step] - index[f.step] + 1 >= THROUGHPUT_STEPS]
 
 
 def val_gap(metric: str, val_steps: list[int], val_values: list[float], train_steps: list[int],

@@ -78,8 +78,8 @@ def run_anomaly_detection(store: Store, source: SeriesSource, output: str, setti
     write_report(store, output, operation=OPERATION, parent=source.parent(), overwrite=overwrite,
                  parameters={"spike_z": settings.spike_z, "window": settings.window, "source": series.source},
                  files=files)
-    for kind, n in sorted(report["counts"].items()):
-        ctx.report(message=f"{kind}: {n}")
+    counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report["counts"].items()))
+    ctx.report(progress=1.0, stage="done", message=f"{len(findings)} finding(s)" + (f": {counts}" if counts else ""))
     return finite_only(report)
 
 
