@@ -14,8 +14,9 @@ from apt_model import errors
 from apt_model.store import META_FILE, Kind, sha256_file
 
 CHUNK_BYTES = 1 << 20  # about 1 MiB per message, as the gRPC maintainers suggest for files
-# Plain data files a dataset may hold: what apt_model.corpus and the HF plugin's loader read.
-DATASET_SUFFIXES = (".txt", ".md", ".text", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
+# Plain data files a dataset may hold: what apt_model.corpus, the HF plugin's loader and data-processors read.
+DATASET_SUFFIXES = (".txt", ".md", ".text", ".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet",
+                    ".xlsx", ".html", ".htm")  # the last three: raw inputs of the data-processors plugin
 NOUN = {"models": "model", "datasets": "dataset"}
 
 
