@@ -47,3 +47,11 @@ def test_clean_text_through_the_gateway(cli):
     out = cli("data-processors", "clean-text", "--texts", "The cafÃ©  is open.", "--strategy", "basic", "--json")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["texts"] == ["The café is open."]
+
+
+def test_a_local_workbook_is_pushed_and_read(cli, gw, sample_files):
+    out = cli("data-processors", "process", "--paths", str(sample_files["xlsx"]), "--name", "from-xlsx", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED", job
+    assert job["result"]["documents_read"] == 200
