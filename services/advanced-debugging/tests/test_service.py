@@ -295,3 +295,17 @@ def test_replay_of_a_model_not_made_by_core_train_or_past_its_log(service):
     code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="core", step=41)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "past the 40 steps" in details
     assert code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="nobody", step=1)))[0] == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("kw,code", [
+    (dict(output_name="../escape"), grpc.StatusCode.INVALID_ARGUMENT),
+    (dict(device="cuda"), grpc.StatusCode.FAILED_PRECONDITION),
+])
+def test_bad_output_name_or_missing_gpu_refused_at_start(service, data, kw, code):
+    import torch
+
+    if kw.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    stub, jobs, _ = service
+    assert code_of(lambda: stub.StartGradientFlow(probe(data, **kw)))[0] == code
+    assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
