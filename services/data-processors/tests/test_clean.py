@@ -60,8 +60,12 @@ def test_code_keeps_trailing_space_inside_multiline_strings():
 def test_basic_skips_ftfy_only_where_ftfy_would_change_nothing(sample_files):
     import ftfy
 
-    texts = sample_files["jsonl"].read_text(encoding="utf-8").splitlines()
-    texts += ["Tom &amp; Jerry", "plain ascii\r\nline\x0c", "\x1b[31mred\x1b[0m text"]
+    from apt_data.sample_data import mojibake, short_documents
+
+    texts = short_documents()[::7]
+    texts += [mojibake(t) for t in texts[::5]]
+    texts += ["Tom &amp; Jerry", "plain ascii\r\nline\x0c", "\x1b[31mred\x1b[0m text", "the \ufb01rst", "e\u0301t\u00e9",
+              "caf\u00c3\u00a9 au lait", "line\u2028break", "\u6a5f\u5668 &lt;b&gt;"]
     for text in texts:
         via_ftfy = basic(ftfy.fix_text(text, normalization="NFC", fix_character_width=False, uncurl_quotes=False))
         assert basic(text) == via_ftfy, text
