@@ -22,7 +22,7 @@ import torch
 
 from apt_model import errors
 from apt_model.corpus import load_corpus
-from apt_model.modeling import lm
+from apt_model.modeling import lm, trainlog
 from apt_model.modeling.heldout import held_out
 from apt_model.modeling.io import load_model, load_tokenizer
 from apt_model.runtime.jobs import JobContext
@@ -56,6 +56,13 @@ def training_settings(store: Store, model: str) -> dict[str, Any]:
             + (f", lineage lacks {', '.join(missing)}" if missing else "")
             + "): its batches cannot be rebuilt from (seed, step).")
     return params
+
+
+def check_step(store: Store, model: str, step: int) -> None:
+    """A step the model's training log holds."""
+    steps = len(trainlog.read(store.model(model).path))
+    if not 1 <= step <= steps:
+        raise errors.InvalidArgument(f"Step {step} is outside the {steps} steps of {model!r}'s training log.")
 
 
 def check_corpus(store: Store, params: dict[str, Any], resolve: Callable[[str], str]) -> tuple[list[str], list[str]]:

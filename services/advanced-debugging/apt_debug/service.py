@@ -6,7 +6,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2 as pb
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2_grpc
-from apt_model.modeling import limits, trainlog
+from apt_model.modeling import limits
 from apt_model.modeling.io import pick_device
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
@@ -51,9 +51,7 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
 
     def StartReplay(self, request, context):
         params = replay.training_settings(self.store, request.name)
-        steps = len(trainlog.read(self.store.model(request.name).path))
-        if request.step > steps:
-            raise errors.InvalidArgument(f"Step {request.step} is past the {steps} steps of {request.name!r}'s training log.")
+        replay.check_step(self.store, request.name, request.step)
         paths, warnings = replay.check_corpus(self.store, params, lambda p: str(self.paths.resolve(p, "corpus path")))
         spec = replay.ReplaySpec(model=request.name, step=request.step, top=request.top or 10,
                                  output_name=output_name(self.store, request.output_name

@@ -293,7 +293,7 @@ def test_replay_of_a_model_not_made_by_core_train_or_past_its_log(service):
     code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="tiny", step=1)))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "core 'train'" in details
     code, details = code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="core", step=41)))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "past the 40 steps" in details
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "outside the 40 steps" in details
     assert code_of(lambda: stub.StartReplay(pb.ReplayRequest(name="nobody", step=1)))[0] == grpc.StatusCode.NOT_FOUND
 
 
