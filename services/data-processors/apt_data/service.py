@@ -7,6 +7,7 @@ import functools
 from pathlib import Path
 
 from apt_model import errors
+from apt_model.corpus import dataset_text_files
 from apt_model.gen.apt.plugins.data_processors.v1 import data_processors_pb2, data_processors_pb2_grpc
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
@@ -74,8 +75,8 @@ def input_files(store: Store, spec: ProcessSpec) -> list[Path]:
         files += folder_files(path) if path.is_dir() else [path]
     if spec.dataset:
         entry = store.dataset(spec.dataset)
-        if "text_files" in entry.meta:
-            files += [entry.path / rel for rel in entry.meta["text_files"]]
+        if "text_files" in entry.meta:  # a processed dataset: its text, not its reports (checked inside it)
+            files += dataset_text_files(entry.path, entry.meta)
         else:
             found = [p for _, p in entry_files(entry.path) if p.suffix.lower() in SUPPORTED]
             if not found:

@@ -149,3 +149,14 @@ def test_a_folder_is_read_whole_but_a_link_out_of_it_is_refused(served, root, tm
     (folder / "link.txt").symlink_to(secret)
     code, message = failure(served, folder)
     assert code == "PERMISSION_DENIED" and "link" in message
+
+
+def test_a_dataset_record_listing_text_files_outside_it_is_data_loss(served, root):
+    stub, channel, store = served
+    secret = root.parent / "secret.jsonl"
+    secret.write_text('{"text": "not for this caller"}\n', encoding="utf-8")
+    with store.create("datasets", "forged", operation="test", extra={"text_files": ["../../../secret.jsonl"]}) as f:
+        (f / "data.jsonl").write_text('{"text": "fine"}\n', encoding="utf-8")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.StartProcess(pb.ProcessRequest(dataset="forged", name="out"))
+    assert err.value.code() == grpc.StatusCode.DATA_LOSS
