@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import grpc
@@ -110,3 +111,57 @@ def test_a_csv_folder_with_a_list_cell_is_read(service, home, data, write_manife
     job = create(service, folder)
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
     assert job_result(job)["images"] == 2
+
+
+def write_clip(path: Path) -> Path:
+    """An 8-frame 32-px clip getting brighter frame by frame (MPEG-4 part 2, in the av wheel's FFmpeg)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=8)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for i in range(8):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 30, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_video_is_stored_as_evenly_spaced_frames_and_training_on_it_is_not_built_yet(service, home, data,
+                                                                                         write_manifest):
+    write_clip(data / "clip.mp4")
+    job = create(service, write_manifest(data, [{"text": "<video> getting brighter", "videos": "clip.mp4"}]),
+                 image_size=16)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    frames = load_file(str(Store(home).dataset("ds").path / "shard-00000.safetensors"))["videos"]
+    assert frames.shape == (1, 8, 3, 16, 16) and frames[0, :, 0, 0, 0].tolist() == sorted(frames[0, :, 0, 0, 0].tolist())
+    stub, channel = service
+    job = wait_job(channel, stub.StartTrain(pb.TrainRequest(model="lm", dataset="ds", output_name="v", device="cpu")).id)
+    assert job.error.code == "UNIMPLEMENTED" and "video" in job.error.message
+
+
+def test_video_without_av_is_failed_precondition_naming_it(home, data, write_manifest, monkeypatch, job_recorder):
+    from apt_model import errors
+    from apt_multimodal.create import CreateSpec, create_dataset
+    from apt_multimodal.media import MediaSpec
+
+    monkeypatch.setitem(sys.modules, "av", None)  # an image built without the optional package
+    (data / "clip.mp4").write_bytes(b"\0")  # never opened: the missing package is found first
+    manifest = write_manifest(data, [{"text": "<video> x", "videos": "clip.mp4"}])
+    with pytest.raises(errors.FailedPrecondition, match="`av` package"):
+        create_dataset(Store(home), CreateSpec("ds", manifest, ("video",), MediaSpec()), job_recorder())
+    assert not Store(home).exists("datasets", "ds")
+
+
+def test_cancel_during_the_checks_leaves_no_dataset(home, data, job_recorder):
+    from apt_model import errors
+    from apt_multimodal.create import CreateSpec, create_dataset
+    from apt_multimodal.media import MediaSpec
+
+    spec = CreateSpec("ds", data / "digits" / "manifest.jsonl", ("image",), MediaSpec())
+    with pytest.raises(errors.Cancelled):
+        create_dataset(Store(home), spec, job_recorder(cancel_after=5))
+    assert not Store(home).exists("datasets", "ds")
+    assert not list((home / "datasets").glob(".tmp-*"))
