@@ -45,7 +45,10 @@ class ShardSet:
         idx = row.media.get(modality)
         if not idx:
             return None
-        return self.shards[row.shard][KEYS[modality]][torch.tensor(idx)]
+        held = self.shards[row.shard][KEYS[modality]]
+        if idx == list(range(idx[0], idx[0] + len(idx))):  # as pack() writes them: a view, no copy
+            return held[idx[0]:idx[0] + len(idx)]
+        return held[torch.tensor(idx)]
 
     def modalities(self) -> list[str]:
         return sorted({m for r in self.rows for m in r.media})
