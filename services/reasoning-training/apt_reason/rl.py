@@ -104,6 +104,9 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
         return grpo_step(model, reference, chat, [train[i] for i in picked], spec, gen, state, step)
 
     def remember(step: int) -> None:
+        if step == 1 and state["silent"]:
+            ctx.warn("Step 1: every group's answers got equal rewards, so it taught nothing; training stops "
+                     f"if that lasts {spec.patience} steps.")
         if state["silent"] == 0:  # this step learned: its weights are the last good ones
             state["good"], state["good_step"] = copy.deepcopy(model.state_dict()), step
 
