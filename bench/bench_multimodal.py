@@ -5,7 +5,7 @@
 - data: a second epoch's inputs read from the pre-decoded shards vs decoding the files again;
 - step time: a training step with the images vs a text-only step over the same token count.
 
-    .venv/bin/python bench/bench_multimodal.py [--steps 300] [--train 1200] [--eval 200]
+    .venv/bin/python bench/bench_multimodal.py [--steps 1000] [--train 1200] [--eval 100]
 """
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ def _seconds(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--train", type=int, default=1200)
-    parser.add_argument("--eval", type=int, default=200)
+    parser.add_argument("--eval", type=int, default=100)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     root = Path(tempfile.mkdtemp(prefix="bench-mm-"))
