@@ -48,8 +48,17 @@ step "demo corpus: English (Python language reference) + Chinese (People's Daily
 $PY -m apt_model.data "$DATA" >/dev/null
 ls -l "$DATA"
 
+TRAIN_TEXT=(--corpus "$DATA/demo-train.jsonl")
+if $CLI plugin describe data-processors >/dev/null 2>&1; then
+  step "data-processors: clean, filter, deduplicate and split the demo corpus before training"
+  $CLI data-processors process --paths "$DATA/demo-train.jsonl" --name demo-clean --cleaning basic \
+    --dedup --eval-fraction 0.05 --overwrite
+  $CLI data-processors clean-text --strategy chinese --texts "ＡＰＴ　模型 训练，很 好！"
+  TRAIN_TEXT=(--dataset demo-clean)
+fi
+
 step "train a tiny apt model from scratch ($STEPS steps)"
-$CLI train demo --corpus "$DATA/demo-train.jsonl" --size tiny --vocab-size 2048 --seq-len 128 \
+$CLI train demo "${TRAIN_TEXT[@]}" --size tiny --vocab-size 2048 --seq-len 128 \
   --batch-size 16 --lr 1e-2 --warmup-steps 10 --max-steps "$STEPS" --max-minutes 3 --eval-every 100 --overwrite
 $CLI info demo
 $CLI size demo
@@ -71,6 +80,35 @@ for m in demo-pruned demo-student; do $CLI info "$m" >/dev/null 2>&1 && COMPARE=
 step "compare: $COMPARE"
 $CLI compare $COMPARE --eval-file "$DATA/demo-eval.txt" --prompt "The Python language" --max-new-tokens 16
 
+if $CLI plugin describe advanced-debugging >/dev/null 2>&1; then
+  step "advanced-debugging: gradient flow and training anomalies of the demo model"
+  $CLI advanced-debugging gradient-flow --name demo --data-path "$DATA/demo-eval.txt" \
+    --batches 2 --seq-len 64 --batch-size 2 --output-name demo-gradient-flow --overwrite
+  $CLI advanced-debugging anomaly-detection --name demo --output-name demo-anomalies --overwrite
+fi
+if $CLI plugin describe advanced-visualization >/dev/null 2>&1; then
+  step "advanced-visualization: a self-contained dashboard of the demo's models (HTML, offline)"
+  VIZ=(--models demo); for m in demo-pruned demo-student; do $CLI info "$m" >/dev/null 2>&1 && VIZ+=(--models "$m"); done
+  $CLI advanced-visualization dashboard "${VIZ[@]}" --output-name demo-dashboard --overwrite >/dev/null
+  $CLI data pull demo-dashboard --output "$APT_HOME-viz/demo-dashboard" --overwrite
+  echo "open $APT_HOME-viz/demo-dashboard/dashboard.html in a browser"
+fi
+if $CLI plugin describe multimodal-training >/dev/null 2>&1; then
+  step "multimodal-training: digits + captions checked into shards, a short image-caption training, retrieval vs text-only"
+  PYTHONPATH=services/multimodal-training $PY -m apt_multimodal.sample_data "$DATA/mm" --digits 48 >/dev/null
+  $CLI multimodal-training create-dataset --name demo-digits --manifest-path "$DATA/mm/digits/manifest.jsonl" --overwrite
+  $CLI multimodal-training train --model demo --dataset demo-digits --output-name demo-mm --max-steps 20 \
+    --batch-size 8 --encoder-width 32 --encoder-layers 1 --device cpu --overwrite
+  $CLI multimodal-training evaluate --model demo-mm --dataset demo-digits --max-rows 10 --device cpu
+fi
+if $CLI plugin describe reasoning-training >/dev/null 2>&1; then
+  step "reasoning-training: generated word problems, a short CoT SFT (with its answer-only ablation), self-consistency search"
+  $CLI reasoning-training generate-tasks --output-name demo-probs --train-size 400 --eval-size 20 --max-steps 2 --overwrite >/dev/null
+  $CLI reasoning-training cot-training --model demo --dataset demo-probs --output-name demo-cot \
+    --max-steps 30 --batch-size 8 --eval-questions 5 --max-new-tokens 32 --ablation --overwrite
+  $CLI reasoning-training tree-search --model demo-cot --dataset demo-probs --output-name demo-search \
+    --strategy self_consistency --token-budget 96 --max-new-tokens 32 --max-questions 5 --overwrite >/dev/null
+fi
 if $CLI plugin describe ollama-export >/dev/null 2>&1; then
   step "export to GGUF q8_0 with a Modelfile; llama.cpp loads it and its logits are compared with PyTorch"
   $CLI ollama-export export --name demo --outtype q8_0
