@@ -88,8 +88,12 @@ if $CLI plugin describe advanced-debugging >/dev/null 2>&1; then
 fi
 if $CLI plugin describe advanced-visualization >/dev/null 2>&1; then
   step "advanced-visualization: a self-contained dashboard of the demo's models (HTML, offline)"
-  VIZ=(--models demo); for m in demo-pruned demo-student; do $CLI info "$m" >/dev/null 2>&1 && VIZ+=(--models "$m"); done
-  $CLI advanced-visualization dashboard "${VIZ[@]}" --output-name demo-dashboard --overwrite >/dev/null
+  if $CLI info demo-pruned >/dev/null 2>&1 && $CLI info demo-student >/dev/null 2>&1; then
+    $CLI advanced-visualization dashboard --models demo --models demo-pruned --models demo-student \
+      --output-name demo-dashboard --overwrite
+  else
+    $CLI advanced-visualization dashboard --models demo --output-name demo-dashboard --overwrite
+  fi
   $CLI data pull demo-dashboard --output "$APT_HOME-viz/demo-dashboard" --overwrite
   echo "open $APT_HOME-viz/demo-dashboard/dashboard.html in a browser"
 fi
@@ -103,11 +107,11 @@ if $CLI plugin describe multimodal-training >/dev/null 2>&1; then
 fi
 if $CLI plugin describe reasoning-training >/dev/null 2>&1; then
   step "reasoning-training: generated word problems, a short CoT SFT (with its answer-only ablation), self-consistency search"
-  $CLI reasoning-training generate-tasks --output-name demo-probs --train-size 400 --eval-size 20 --max-steps 2 --overwrite >/dev/null
+  $CLI reasoning-training generate-tasks --output-name demo-probs --train-size 400 --eval-size 20 --max-steps 2 --overwrite
   $CLI reasoning-training cot-training --model demo --dataset demo-probs --output-name demo-cot \
     --max-steps 30 --batch-size 8 --eval-questions 5 --max-new-tokens 32 --ablation --overwrite
   $CLI reasoning-training tree-search --model demo-cot --dataset demo-probs --output-name demo-search \
-    --strategy self_consistency --token-budget 96 --max-new-tokens 32 --max-questions 5 --overwrite >/dev/null
+    --strategy self_consistency --token-budget 96 --max-new-tokens 32 --max-questions 5 --overwrite
 fi
 if $CLI plugin describe ollama-export >/dev/null 2>&1; then
   step "export to GGUF q8_0 with a Modelfile; llama.cpp loads it and its logits are compared with PyTorch"

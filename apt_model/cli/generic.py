@@ -234,7 +234,7 @@ def build_parser(plugin: str, desc: plugin_pb2.PluginDescription, common: argpar
         if word != kebab(op.name):
             continue  # the short word is an alias of the full one below
         aliases = [w for w, o in words.items() if o is op and w != word]
-        p = sub.add_parser(word, aliases=aliases, parents=[common], help=op.description,
+        p = sub.add_parser(word, aliases=aliases, parents=[common], help=op.description.replace("%", "%%"),
                            description=op.description, formatter_class=argparse.RawDescriptionHelpFormatter)
         add_arguments(p, op)
         if op.long_running:

@@ -23,7 +23,7 @@ def test_plugin_list_json(gateway):
     out = run_cli(gateway, "plugin", "list", "--json")
     assert out.returncode == 0, out.stderr
     names = {p["name"] for p in json.loads(out.stdout)}
-    assert "echo" in names and "reasoning-training" in names
+    assert "echo" in names and "reasoning-training" in names and "data-processors" in names
 
 
 def test_install_needs_admin_token_and_exit_code_says_so(gateway):

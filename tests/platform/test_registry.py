@@ -25,18 +25,39 @@ def _status(gw, name):
     return _registry(gw.channel()).GetPlugin(gateway_pb2.GetPluginRequest(name=name)).status
 
 
-def test_catalogue_lists_all_ten_plugins_and_marks_unbuilt_ones(gateway):
+@pytest.fixture
+def unbuilt_gateway(tmp_path):
+    """A gateway whose catalogue also holds a plugin folder that says ``available: false`` (all
+    ten in services/ are built now; the rule for one that is not still holds)."""
+    import shutil
+
+    import yaml
+
+    from gateway.testing import start_gateway, stop_gateway
+
+    folder = tmp_path / "plugins" / "not-built-yet"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "plugins" / "echo", folder)
+    manifest = yaml.safe_load((folder / "plugin.yaml").read_text())
+    (folder / "plugin.yaml").write_text(yaml.safe_dump({**manifest, "name": "not-built-yet", "available": False}))
+    gw = start_gateway(tmp_path / "home", extra_plugins=(str(folder.parent),))
+    yield gw
+    stop_gateway(gw)
+
+
+def test_catalogue_lists_all_ten_plugins_and_marks_unbuilt_ones(unbuilt_gateway):
+    gateway = unbuilt_gateway
     plugins = {p.name: p for p in _registry(gateway.channel()).ListPlugins(gateway_pb2.ListPluginsRequest()).plugins}
     for name in ("huggingface-integration", "cloud-storage", "ollama-export", "model-distillation",
                  "model-pruning", "multimodal-training", "data-processors", "advanced-debugging",
                  "advanced-visualization", "reasoning-training"):
         assert name in plugins, f"{name}: {gateway.app.catalog.broken.get(name, 'no plugin.yaml')}"
-    assert plugins["reasoning-training"].status == gateway_pb2.PLUGIN_STATUS_NOT_AVAILABLE_YET
+        assert plugins[name].status == gateway_pb2.PLUGIN_STATUS_AVAILABLE, name
+    assert plugins["not-built-yet"].status == gateway_pb2.PLUGIN_STATUS_NOT_AVAILABLE_YET
 
 
-def test_unbuilt_plugin_cannot_be_installed(gateway):
+def test_unbuilt_plugin_cannot_be_installed(unbuilt_gateway):
     with pytest.raises(grpc.RpcError) as err:
-        _registry(gateway.admin_channel()).InstallPlugin(gateway_pb2.InstallPluginRequest(name="reasoning-training"))
+        _registry(unbuilt_gateway.admin_channel()).InstallPlugin(gateway_pb2.InstallPluginRequest(name="not-built-yet"))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "not available yet" in err.value.details()
 

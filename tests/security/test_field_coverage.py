@@ -36,6 +36,23 @@ ATTACKED_ELSEWHERE = {
     "CloudStorage.StartUpload.region": "same transfer_options() as ListBackups",
     "CloudStorage.StartRestore.region": "same transfer_options() as ListBackups",
     "CloudStorage.ListBackups.region": "test_endpoints.py::test_a_region_cannot_steer_the_endpoint",
+    # the new plugins' fields, attacked in their own test folders
+    "DataProcessors.StartProcess.paths": "services/data-processors/tests/test_bad_input.py::test_a_path_outside_the_data_roots_is_refused (and ...link_out_of_it_is_refused)",
+    "Multimodal.StartCreateDataset.manifest_path": "services/multimodal-training/tests/test_dataset.py::test_a_manifest_outside_the_data_roots_is_permission_denied",
+    "Debugging.StartGradientFlow.data_path": "services/advanced-debugging/tests/test_service.py::test_a_path_outside_the_data_roots_is_permission_denied",
+    "Debugging.StartAnomalyDetection.metrics_path": "services/advanced-debugging/tests/test_service.py::test_a_path_outside_the_data_roots_is_permission_denied",
+    "Debugging.StartGradientFlow.metrics_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.StartActivationAnalysis.data_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.StartActivationAnalysis.metrics_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.StartAnomalyDetection.data_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.StartProfile.data_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.StartProfile.metrics_path": "the same AnalysisRequest, resolved by one function for every method",
+    "Debugging.ExportToTracker.metrics_path": "services/advanced-debugging/tests/test_service.py::test_export_metrics_path_outside_the_roots_is_permission_denied",
+    "Debugging.ExportToTracker.log_dir": "services/advanced-debugging/tests/test_service.py (bad-input table: any log_dir is refused, outputs are datasets)",
+    "Visualization.StartComparisonReport.eval_path": "services/advanced-visualization/tests/test_service.py (bad-input table: /etc/passwd is PERMISSION_DENIED)",
+    "Visualization.StartDashboard.output_path": "services/advanced-visualization/tests/test_service.py (bad-input table: deprecated, any value refused)",
+    "Visualization.StartComparisonReport.output_path": "deprecated, refused by the same check as StartDashboard's",
+    "Visualization.StartAttentionMap.output_path": "deprecated, refused by the same check as StartDashboard's",
 }
 # Not a place the service reads, writes or calls — why, for each.
 NOT_A_PLACE = {
