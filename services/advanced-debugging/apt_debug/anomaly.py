@@ -24,6 +24,7 @@ LR_NAMES = ("lr", "learning_rate", "train/lr")
 GRAD_NAMES = ("grad_norm", "train/grad_norm")
 SPEED_NAMES = ("tokens_per_s", "samples_per_s", "throughput")
 MIN_HISTORY = 5             # steps a spike detector needs before it judges one
+SPIKE_EXIT_SHARE = 0.5      # a spike event goes on while the z stays above this share of --spike-z
 MAD_TO_SIGMA = 1.4826       # MAD * this = the standard deviation of a normal series
 LR_TOLERANCE = 1.5          # a step-to-step learning-rate change beyond this factor is a jump
 LR_WINDOW = 10              # steps within which an override must end to be one
@@ -140,10 +141,13 @@ def spikes(kind: str, metric: str, steps: list[int], values: list[float], settin
            log_scale: bool) -> list[Finding]:
     """Robust z of each step's residual from the rolling median of the ``window`` accepted
     steps before it, against the residuals of those steps: on a falling curve every residual
-    is negative by about the same amount, so the trend cancels and only the noise sets the scale."""
+    is negative by about the same amount, so the trend cancels and only the noise sets the scale.
+    Once a step is a spike, the steps right after it stay in the same event while their z is
+    above SPIKE_EXIT_SHARE x ``spike_z`` (hysteresis), so one event is one finding."""
     history: list[float] = []    # accepted values (a spike is replaced by its median)
     residuals: list[float] = []  # each accepted step's residual from its own rolling median
-    hits = []
+    hits: list[tuple[int, float, float]] = []
+    previous = None  # the last step judged
     for step, value in zip(steps, values):
         if not math.isfinite(value) or (log_scale and value <= 0):
             continue
@@ -158,7 +162,12 @@ def spikes(kind: str, metric: str, steps: list[int], values: list[float], settin
             centre = statistics.median(past)
             mad = statistics.median(abs(r - centre) for r in past)
             scale = max(MAD_TO_SIGMA * mad, 1e-3 * abs(median), 1e-12)
-            if (x - median - centre) / scale > settings.spike_z:
+            # hysteresis: right after a spike, a step still far above the baseline is the same
+            # event (a knocked-out model's gradient norm stays high), not a new one
+            inside = bool(hits) and hits[-1][0] == previous
+            threshold = settings.spike_z * (SPIKE_EXIT_SHARE if inside else 1.0)
+            previous = step
+            if (x - median - centre) / scale > threshold:
                 hits.append((step, value, math.exp(median + centre) if log_scale else median + centre))
                 history.append(median + centre)  # keep the spike out of the windows after it
                 residuals.append(centre)

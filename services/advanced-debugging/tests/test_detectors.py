@@ -40,6 +40,18 @@ def test_a_moderate_spike_is_found_at_its_step_where_a_fixed_threshold_misses_it
     assert trainlog.summary(rows(loss))["spikes"] == []
 
 
+def test_a_knocked_out_gradient_norm_is_one_spike_event_not_several():
+    """Real runs: after the learning rate x50, the gradient norm stays high for 20 steps with one
+    step a little less extreme; that step must not split the event into two findings."""
+    gen = torch.Generator().manual_seed(0)
+    grad = torch.exp(0.05 * torch.randn(200, generator=gen, dtype=torch.float64)).tolist()
+    grad[99] *= 10   # step 100: a spike
+    grad[100] *= 1.4  # step 101: z about 6, under --spike-z 8 but far above the baseline
+    grad[101] *= 10  # step 102: high again
+    found = anomaly.detect(from_rows(rows(curve().tolist(), grad_norm=grad), "t"))
+    assert kinds(found, "grad_spike") == [(100, 102)]
+
+
 def test_a_clean_noisy_curve_has_no_spike():
     for seed in range(5):
         assert kinds(anomaly.detect(from_rows(rows(curve(noise=0.05, seed=seed).tolist()), "t")), "loss_spike") == []
