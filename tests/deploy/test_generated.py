@@ -21,7 +21,7 @@ from gateway.deploy.kubernetes import KubernetesConfig, render
 from .conftest import ECHO_DIR, ROOT
 
 TOOL = ROOT / "tools" / "gen_deploy.py"
-GENERATED = ("k8s/base/plugins", "docker-compose.yml", "docker-compose.gpu.yml")
+GENERATED = ("k8s/base/plugins", "k8s/base/kustomization.yaml", "docker-compose.yml", "docker-compose.gpu.yml")
 
 
 def _tool(*args: str) -> subprocess.CompletedProcess:
@@ -44,6 +44,7 @@ def scratch(tmp_path) -> Path:
             shutil.copy(plugin_yaml.parent / name, folder / name)
     shutil.copytree(ROOT / "requirements", root / "requirements")
     shutil.copytree(ROOT / "k8s/base/plugins", root / "k8s/base/plugins")
+    shutil.copy(ROOT / "k8s/base/kustomization.yaml", root / "k8s/base/kustomization.yaml")
     for name in ("docker-compose.yml", "docker-compose.gpu.yml"):
         shutil.copy(ROOT / name, root / name)
     assert _tool("--check", "--root", str(root)).returncode == 0
@@ -66,6 +67,39 @@ def test_a_changed_plugin_yaml_is_noticed_and_rendered(scratch):
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {"memory": "3Gi"}
     compose = yaml.safe_load((scratch / "docker-compose.yml").read_text())
     assert compose["services"]["cloud-storage"]["mem_limit"] == "3g"
+
+
+def test_a_new_setting_reaches_the_gateway_and_the_kubernetes_settings_map(scratch):
+    """The gateway hands each plugin it installs its declared settings from its own environment
+    (compose) or the apt-plugin-settings ConfigMap (Kubernetes): both lists follow plugin.yaml."""
+    path = scratch / "services/cloud-storage/plugin.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["settings"] = [{"name": "APT_STORAGE_PART_MB", "type": "int", "default": 8, "help": "Part size (MiB)."}]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert _check(scratch) == (1, {"k8s/base/kustomization.yaml", "k8s/base/plugins/cloud-storage.yaml",
+                                   "docker-compose.yml"})  # the pod takes its key from the map
+    assert _tool("--root", str(scratch)).returncode == 0
+    compose = yaml.safe_load((scratch / "docker-compose.yml").read_text())
+    assert compose["services"]["gateway"]["environment"]["APT_STORAGE_PART_MB"] == "${APT_STORAGE_PART_MB:-}"
+    assert compose["services"]["cloud-storage"]["environment"]["APT_STORAGE_PART_MB"] == "${APT_STORAGE_PART_MB:-}"
+    kustomization = yaml.safe_load((scratch / "k8s/base/kustomization.yaml").read_text())
+    [settings_map] = [g for g in kustomization["configMapGenerator"] if g["name"] == "apt-plugin-settings"]
+    assert "APT_STORAGE_PART_MB=" in settings_map["literals"]
+    assert "APT_OLLAMA_URL=" in settings_map["literals"]  # the other plugins' keys stay
+
+    spec.pop("settings")  # declared no more: gone from both lists
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert _tool("--root", str(scratch)).returncode == 0
+    assert "APT_STORAGE_PART_MB" not in (scratch / "docker-compose.yml").read_text()
+    assert "APT_STORAGE_PART_MB" not in (scratch / "k8s/base/kustomization.yaml").read_text()
+
+
+def test_a_file_without_its_markers_is_refused_with_the_markers_named(scratch):
+    path = scratch / "k8s/base/kustomization.yaml"
+    path.write_text(path.read_text().replace("# -- end of the generated plugin settings --", ""))
+    done = _tool("--root", str(scratch))
+    assert done.returncode == 1 and "k8s/base/kustomization.yaml" in done.stderr
+    assert "end of the generated plugin settings" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_adding_a_plugin_folder_is_all_it_takes(scratch):
