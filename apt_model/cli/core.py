@@ -41,6 +41,14 @@ def _generation(a) -> pb.GenerationOptions:
 
 
 def register(sub, common: argparse.ArgumentParser) -> None:
+    """The core commands, in the order ``--help`` lists them."""
+    _register_train(sub, common)
+    _register_inspection(sub, common)
+    _register_evaluation(sub, common)
+    _register_model(sub, common)
+
+
+def _register_train(sub, common: argparse.ArgumentParser) -> None:
     t = new_parser(sub, "train", common, "train a model from scratch on .txt/.jsonl text (a job)",
                    ["apt-model train demo --corpus demo-train.jsonl --size small --max-steps 600",
                     "apt-model train demo --resume --corpus demo-train.jsonl --size small --max-steps 600",
@@ -81,6 +89,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     add_job_options(t)
     t.set_defaults(func=cmd_train)
 
+
+def _register_inspection(sub, common: argparse.ArgumentParser) -> None:
+    """info, list and size: read-only looks at the store."""
     i = new_parser(sub, "info", common, "architecture, config, parameters, files, tokenizer, lineage, metrics",
                    ["apt-model info demo", "apt-model info demo --json", "apt-model info demo --log"])
     i.add_argument("name")
@@ -102,6 +113,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--seq-len", type=int, default=0, help="default: the context, at most 512")
     s.set_defaults(func=cmd_size)
 
+
+def _register_evaluation(sub, common: argparse.ArgumentParser) -> None:
+    """test, compare and debug: commands that load a model and run it."""
     te = new_parser(sub, "test", common, "perplexity on held-out text, generations, prefill/decode tokens/s",
                     ["apt-model test demo --eval-file demo-eval.txt --prompt 'The' --prompt '中国'",
                      "apt-model test demo --prompt 'def ' --sample --temperature 0.8 --top-p 0.9"])
@@ -124,6 +138,9 @@ def register(sub, common: argparse.ArgumentParser) -> None:
     d.add_argument("--data-dataset", default="", help="a store dataset to check instead")
     d.set_defaults(func=cmd_debug)
 
+
+def _register_model(sub, common: argparse.ArgumentParser) -> None:
+    """model push/pull/rm: move models between this machine and the store."""
     m = new_parser(sub, "model", common, "move models in and out of the store",
                    ["apt-model model push ./my-hf-model --name mine", "apt-model model pull mine -o ./mine",
                     "apt-model model rm mine"])

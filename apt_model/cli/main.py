@@ -32,6 +32,22 @@ PLUGIN_STATUS = {v: k.removeprefix("PLUGIN_STATUS_").replace("_", " ").lower()
 
 
 def build_parser() -> argparse.ArgumentParser:
+    parser = _root_parser()
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, suppress=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _register_gateway(sub, common)
+    _register_plugin(sub, common)
+    _register_job(sub, common)
+    for module in COMMAND_MODULES:
+        name = f"apt_model.cli.{module}"
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(sub, common)
+    return parser
+
+
+def _root_parser() -> argparse.ArgumentParser:
+    """``apt-model`` itself: its description, examples and global options."""
     parser = argparse.ArgumentParser(
         prog="apt-model", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="APT platform: an LLM toolkit whose plugins are gRPC services behind one gateway.",
@@ -41,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "apt-model model-pruning prune --name base --strategy magnitude --ratio 0.5"),
     )
     add_global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
-    add_global_options(common, suppress=True)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    return parser
 
+
+def _register_gateway(sub, common: argparse.ArgumentParser) -> None:
+    """gateway serve and status: run the gateway, or ask it how it is."""
     gw = new_parser(sub, "gateway", common, "run the gateway", ["apt-model gateway serve --listen 127.0.0.1:50051",
                      "APT_TLS_CERT=cert.pem APT_TLS_KEY=key.pem apt-model gateway serve --listen 0.0.0.0:50051"])
     gw_sub = gw.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -57,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                     ["apt-model status", "apt-model status --json"])
     st.set_defaults(func=cmd_status)
 
+
+def _register_plugin(sub, common: argparse.ArgumentParser) -> None:
+    """plugin list/describe/install/uninstall (the catalogue) and new/package (writing one)."""
     pl = new_parser(sub, "plugin", common, "list, describe, install and uninstall plugins",
                     ["apt-model plugin list", "apt-model plugin install cloud-storage --replicas 2"])
     pl_sub = pl.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -92,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--out", default=".", help="folder to write the wheel into (default: here)")
     pk.set_defaults(func=cmd_plugin_package)
 
+
+def _register_job(sub, common: argparse.ArgumentParser) -> None:
+    """job list/get/watch/cancel: the long-running operations of the gateway and every plugin."""
     jb = new_parser(sub, "job", common, "list, watch and cancel long-running jobs",
                     ["apt-model job list", "apt-model job watch model-pruning:3f2a9c0d1e2b4a5c"])
     jb_sub = jb.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -106,12 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = new_parser(jb_sub, action, common, text, [f"apt-model job {action} gateway:0123456789abcdef"])
         p.add_argument("id")
         p.set_defaults(func=func)
-
-    for module in COMMAND_MODULES:
-        name = f"apt_model.cli.{module}"
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(sub, common)
-    return parser
 
 
 # -- commands ----------------------------------------------------------------------------------
