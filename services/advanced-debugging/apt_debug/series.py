@@ -155,20 +155,18 @@ def _json_lines(text: str, name: str) -> list[dict[str, Any]]:
 
 
 def read_tensorboard(folder: Path) -> Series:
-    """Every scalar tag of a TensorBoard folder (all its runs), read with EventAccumulator."""
-    from tensorboard.backend.event_processing import event_accumulator
+    """Every scalar tag of a TensorBoard folder (all its runs), CRC-checked (apt_debug.tfevents)."""
+    from apt_debug import tfevents
 
     series = Series(folder.name)
     for events in sorted({p.parent for p in folder.rglob("events.out.tfevents.*")}):
-        acc = event_accumulator.EventAccumulator(str(events), size_guidance={event_accumulator.SCALARS: 0})
-        acc.Reload()
-        series.histogram_tags.update(acc.Tags()["histograms"])
-        for tag in acc.Tags()["scalars"]:
-            by_step = series.values.setdefault(tag, {})
-            for event in acc.Scalars(tag):
-                if event.step in by_step:
-                    series.repeated_steps += 1
-                by_step[event.step] = float(event.value)
+        run = tfevents.read_run(events)
+        series.histogram_tags |= run.histogram_tags
+        series.repeated_steps += run.repeated
+        for tag, by_step in run.values.items():
+            merged = series.values.setdefault(tag, {})
+            series.repeated_steps += len(merged.keys() & by_step.keys())
+            merged.update(by_step)
     return _checked(series)
 
 
