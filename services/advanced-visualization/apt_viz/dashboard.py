@@ -4,13 +4,15 @@ Curves of ``training_log.jsonl`` against step, tokens seen and wall time (min/ma
 downsampled), the lineage graph of ``apt.json`` with the metric deltas of each operation on its
 edges, and the models' numeric training settings as parallel coordinates: brushing an axis hides
 the curves of the models outside the brushed range (TensorBoard HParams cannot relate settings to
-curves, tensorflow/tensorboard#2465).
+curves, tensorflow/tensorboard#2465), and HParams-style filters on the settings' values and the
+final metrics (filters.py, #4121) hide the runs that do not pass from the curves and the axes.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,12 @@ from apt_model.store import Store
 from apt_model.store.entry import Entry
 
 from apt_viz.downsample import minmax_indices
+from apt_viz.filters import final_metrics, run_filters
 from apt_viz.page import Page, script_json, write_dataset
 
 HTML_FILE = "dashboard.html"
 AXES = (("step", "step"), ("tokens", "tokens seen"), ("wall", "wall time (s)"))
+RUN_JS = Path(__file__).with_name("dashboard.js")  # filters and brushing
 MAX_ANCESTORS = 64  # lineage walked upwards at most this far (a cycle cannot hang the job)
 
 
@@ -168,31 +172,47 @@ def lineage_figure(nodes: dict[str, Entry], edges: list[dict[str, Any]]) -> go.F
 
 def settings_figure(entries: list[Entry], curves: dict[str, Curves]) -> go.Figure | None:
     """Parallel coordinates: one line per model with a log, its numeric lineage parameters held
-    by every such model, and its last and lowest loss."""
+    by every such model that differ between them, and its final losses (filters.final_metrics). Each axis keeps the range
+    of all the runs, so a filter that hides some runs does not rescale it."""
     drawn = [e for e in entries if e.name in curves]
     if not drawn:
         return None
-    params = [e.meta.get("lineage", {}).get("parameters", {}) for e in drawn]
-    keys = sorted(k for k in set().union(*params) if all(_number(p.get(k)) for p in params))
+    params = [settings_of(e) for e in drawn]
+    keys = sorted(k for k in set().union(*params)  # numeric, and not the same in every run
+                  if all(_number(p.get(k)) for p in params) and len({p[k] for p in params}) > 1)
     dims = [{"label": k, "values": [float(p[k]) for p in params]} for k in keys]
-    for label, pick in (("last loss", lambda c: c.loss[np.isfinite(c.loss)][-1]),
-                        ("lowest loss", lambda c: np.nanmin(np.where(np.isfinite(c.loss), c.loss, np.nan)))):
-        dims.append({"label": label, "values": [float(pick(curves[e.name])) for e in drawn]})
-    return go.Figure(go.Parcoords(dimensions=dims, line={"color": list(range(len(drawn))),
-                                                         "colorscale": "Viridis"}),
+    metrics = [final_metrics(curves[e.name].loss, curves[e.name].val) for e in drawn]
+    for label in ("last loss", "lowest loss"):
+        if all(label in m for m in metrics):
+            dims.append({"label": label, "values": [m[label] for m in metrics]})
+    for d in dims:
+        d["range"] = [min(d["values"]), max(d["values"])]
+    line = {"color": list(range(len(drawn))), "colorscale": "Viridis", "cmin": 0, "cmax": max(1, len(drawn) - 1)}
+    return go.Figure(go.Parcoords(dimensions=dims, line=line),
                      layout={"height": 360, "margin": {"t": 50, "l": 60, "r": 60}})
 
 
-BRUSH_JS = """
-(function(){const P=document.getElementById('settings');if(!P)return;const M=%s;
-P.on('plotly_restyle',function(){const dims=P.data[0].dimensions;
- const ok=M.map((m,i)=>dims.every(d=>{const r=d.constraintrange;if(!r)return true;
-  const rs=Array.isArray(r[0])?r:[r];return rs.some(([a,b])=>d.values[i]>=a&&d.values[i]<=b);}));
- const keep=new Set(M.filter((m,i)=>ok[i]));
- ['curves-step','curves-tokens','curves-wall'].forEach(id=>{const g=document.getElementById(id);
-  Plotly.restyle(g,{visible:g.data.map(t=>keep.has(t.meta))});});
- document.getElementById('brushed').textContent=keep.size+' of '+M.length+' models shown';});})();
-"""
+def settings_of(entry: Entry) -> dict[str, Any]:
+    return entry.meta.get("lineage", {}).get("parameters", {})
+
+
+def settings_section(page: Page, entries: list[Entry], curves: dict[str, Curves]) -> None:
+    """The run filters, then the parallel coordinates brushed with the curves (dashboard.js)."""
+    settings = settings_figure(entries, curves)
+    if settings is None:
+        return
+    drawn = [e for e in entries if e.name in curves]
+    runs = run_filters([e.name for e in drawn], [settings_of(e) for e in drawn],
+                       [final_metrics(curves[e.name].loss, curves[e.name].val) for e in drawn])
+    page.heading("Training settings")
+    page.raw('<p class="note">Filter the runs by the settings that differ between them and by their final '
+             'metrics (an empty box bounds nothing): the curves and the parallel coordinates keep the runs '
+             'that pass. <span id="filtered"></span></p><table id="filters"><tr><th>setting or metric</th>'
+             '<th>kind</th><th>keep</th></tr></table>')
+    page.raw('<p class="note">Drag along an axis to brush: the curves of models outside the range hide. '
+             '<span id="brushed"></span></p>')
+    page.figure("settings", settings)
+    page.scripts.append(f"const RUNS={script_json(runs)};" + RUN_JS.read_text(encoding="utf-8"))
 
 
 def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[str, Any]:
@@ -223,13 +243,7 @@ def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[
     page.note("Each edge is the operation that made the model on its right, with the change of every metric "
               "both models record.")
     page.figure("lineage", lineage_figure(nodes, edges))
-    settings = settings_figure([nodes[n] for n in spec.models], curves)
-    if settings is not None:
-        page.heading("Training settings")
-        page.raw('<p class="note">Drag along an axis to brush: the curves of models outside the range hide. '
-                 '<span id="brushed"></span></p>')
-        page.figure("settings", settings)
-        page.scripts.append(BRUSH_JS % script_json([n for n in spec.models if n in curves]))
+    settings_section(page, [nodes[n] for n in spec.models], curves)
     ctx.report(progress=0.9, stage="write", message=spec.output_name)
     files = page.files(HTML_FILE, spec.png)
     write_dataset(store, spec.output_name, files, operation="visualize-dashboard",

@@ -131,14 +131,71 @@ def test_dashboard_renders_offline_and_reacts(browser, pages):
     browser.find_elements(By.CSS_SELECTOR, "#curves-step .legendtoggle")[0].click()
     WebDriverWait(browser, 5).until(  # plotly waits out a double-click first
         lambda d: d.execute_script("return document.getElementById('curves-step').data[0].visible") == "legendonly")
-    # brush the learning_rate axis to run-a's value (3e-3): run-b's curves hide
-    k = browser.execute_script(
-        "return document.getElementById('settings').data[0].dimensions.findIndex(d=>d.label=='learning_rate')")
-    browser.execute_script(f"Plotly.restyle('settings', {{'dimensions[{k}].constraintrange': [[0.002, 0.004]]}})")
-    visible = browser.execute_script(
-        "return document.getElementById('curves-tokens').data.map(t=>[t.meta, t.visible])")
-    assert {m for m, v in visible if v is True} == {"run-a"} and {m for m, v in visible if v is False} == {"run-b"}
+    # brush the learning_rate axis with the mouse around run-a's value (3e-3): run-b's curves hide
+    drag_axis(browser, "learning_rate", start=0.125, by=-0.85)
+    low, high = browser.execute_script(
+        "return document.getElementById('settings').data[0].dimensions.find(d=>d.label=='learning_rate')"
+        ".constraintrange")
+    assert 1e-3 < low < 3e-3 <= high
+    assert curves_visible(browser) == {"run-a"}
     assert browser.find_element(By.ID, "brushed").text == "1 of 2 models shown"
+    assert_clean(browser)
+
+
+def drag_axis(driver, label: str, start: float, by: float) -> None:
+    """A real mouse drag along a parallel-coordinates axis: press at ``start`` (fraction of the
+    axis height from its middle, down positive), move by ``by`` of its height in small steps, release."""
+    k = driver.execute_script(
+        f"return document.getElementById('settings').data[0].dimensions.findIndex(d=>d.label=={label!r})")
+    axis = driver.find_elements(By.CSS_SELECTOR, "#settings .axis-brush rect.background")[k]
+    height = axis.size["height"]
+    ActionChains(driver).move_to_element_with_offset(axis, 0, int(height * start)).click_and_hold().perform()
+    for _ in range(10):
+        ActionChains(driver).move_by_offset(0, int(height * by / 10)).perform()
+    ActionChains(driver).release().perform()
+
+
+def curves_visible(driver) -> set[str]:
+    """The models whose curves show on every curve plot (asserting the plots agree)."""
+    shown = [{t["meta"] for t in driver.execute_script(f"return document.getElementById('{pid}').data")
+              if t.get("visible", True) is True} for pid in ("curves-step", "curves-tokens", "curves-wall")]
+    assert shown[0] == shown[1] == shown[2], shown
+    return shown[0]
+
+
+def filter_row(driver, key: str):
+    return next(r for r in driver.find_elements(By.CSS_SELECTOR, "#filters tr[data-filter]")
+                if r.find_elements(By.TAG_NAME, "td")[0].text == key)
+
+
+def settings_runs(driver) -> int:
+    """How many runs the parallel coordinates draw."""
+    return driver.execute_script("return document.getElementById('settings').data[0].dimensions[0].values.length")
+
+
+def test_dashboard_filters_hide_the_excluded_runs(browser, pages):
+    open_page(browser, pages["dashboard"], "window.Plotly && document.querySelectorAll('.js-plotly-plot').length==5")
+    assert browser.find_element(By.ID, "filtered").text == "2 of 2 runs pass the filters"
+    keys = [r.find_elements(By.TAG_NAME, "td")[0].text
+            for r in browser.find_elements(By.CSS_SELECTOR, "#filters tr[data-filter]")]
+    assert keys == ["learning_rate", "tokenizer_from", "last loss", "lowest loss", "last val_loss"]
+    # a setting's range: learning_rate at least 2e-3 keeps run-a (3e-3), drops run-b (1e-3)
+    filter_row(browser, "learning_rate").find_element(By.CSS_SELECTOR, "input.lo").send_keys("0.002")
+    assert curves_visible(browser) == {"run-a"} and settings_runs(browser) == 1
+    assert browser.find_element(By.ID, "filtered").text == "1 of 2 runs pass the filters"
+    filter_row(browser, "learning_rate").find_element(By.CSS_SELECTOR, "input.lo").clear()
+    assert curves_visible(browser) == {"run-a", "run-b"} and settings_runs(browser) == 2
+    # a setting's values: untick run-b's tokenizer_from ("run-a"); run-a's is unset
+    boxes = filter_row(browser, "tokenizer_from").find_elements(By.CSS_SELECTOR, "input.opt")
+    assert [b.get_attribute("value") for b in boxes] == ["(unset)", "run-a"]
+    boxes[1].click()
+    assert curves_visible(browser) == {"run-a"} and settings_runs(browser) == 1
+    boxes[1].click()
+    # a final metric's range: at most the lower of the two last losses keeps only that run
+    last = browser.execute_script("return RUNS.filters.find(f=>f.key=='last loss').values")
+    best = ["run-a", "run-b"][last.index(min(last))]
+    filter_row(browser, "last loss").find_element(By.CSS_SELECTOR, "input.hi").send_keys(repr(min(last)))
+    assert curves_visible(browser) == {best} and settings_runs(browser) == 1
     assert_clean(browser)
 
 
