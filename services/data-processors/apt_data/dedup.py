@@ -163,17 +163,25 @@ class NearDuplicateIndex:
     def add(self, texts: Iterable[str], shingle_sets: list[np.ndarray] | None = None) -> list[tuple[int, float]]:
         texts = list(texts)
         sets = shingle_sets if shingle_sets is not None else [shingles(t) for t in texts]
-        keys = band_hashes(self.hasher.signatures(sets), self.bands, self.rows)
-        return [self._insert(doc_keys, sets[k]) for k, doc_keys in enumerate(keys)]
+        keys = self.keys(sets)
+        return [self.insert(self.families.add(), doc_keys, lambda s=sets[k]: s) for k, doc_keys in enumerate(keys)]
 
-    def _insert(self, keys: np.ndarray, own: np.ndarray) -> tuple[int, float]:
-        doc = self.families.add()
-        match, score = -1, 0.0
+    def keys(self, shingle_sets: list[np.ndarray]) -> np.ndarray:
+        """(D, bands) band hashes of the documents: what a shard computes and the index holds."""
+        return band_hashes(self.hasher.signatures(shingle_sets), self.bands, self.rows)
+
+    def insert(self, doc: int, keys: np.ndarray, own_of: Callable[[], np.ndarray]) -> tuple[int, float]:
+        """Put document ``doc`` (already in ``families``) into its band buckets; the first earlier
+        document of another family it duplicates (or -1) and the Jaccard. ``own_of`` gives its
+        shingles, asked only when a candidate is to be confirmed."""
+        match, score, own = -1, 0.0, None
         for band, key in zip(self.buckets, keys.tolist()):
             members = band.setdefault(key, [])
             for other in members:
                 if self.families.find(other) == self.families.find(doc):
                     continue
+                if own is None and self._shingles_of is not None:
+                    own = own_of()
                 similarity = self._confirm(own, other)
                 if similarity >= self.threshold:
                     self.families.union(doc, other)
@@ -190,6 +198,11 @@ class NearDuplicateIndex:
         return jaccard(own, self._shingles_of(other))
 
 
+def digest(text: str) -> bytes:
+    """xxh3-128 of the text's UTF-8: the exact-duplicate key."""
+    return xxhash.xxh3_128_digest(text.encode("utf-8"))
+
+
 class ExactIndex:
     """xxh3-128 digests of the texts seen; 16 bytes a document."""
 
@@ -198,5 +211,9 @@ class ExactIndex:
 
     def seen(self, text: str, doc: int) -> int:
         """The earlier document with exactly this text, or -1 (and remember this one)."""
-        first = self.first.setdefault(xxhash.xxh3_128_digest(text.encode("utf-8")), doc)
+        return self.seen_digest(digest(text), doc)
+
+    def seen_digest(self, key: bytes, doc: int) -> int:
+        """``seen`` for a digest computed elsewhere (a shard)."""
+        first = self.first.setdefault(key, doc)
         return -1 if first == doc else first

@@ -76,13 +76,15 @@ def _undecodable(path: Path, encoding: str, offset: int, line: int, raw: bytes) 
         f"Convert the file to UTF-8 first, e.g. 'iconv -f <encoding> -t UTF-8 {path.name}'.")
 
 
-def decoded_chunks(path: Path, encoding: str) -> Iterator[str]:
-    """The file's text in chunks of about CHUNK_BYTES, decoded strictly."""
+def decoded_chunks(path: Path, encoding: str, start: int = 0, end: int = -1, first_line: int = 1) -> Iterator[str]:
+    """The file's text (bytes ``start``..``end``, -1: to the end) in chunks of about CHUNK_BYTES,
+    decoded strictly; ``first_line`` numbers the line at ``start`` in error messages."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    offset, lines = 0, 1
+    offset, lines = start, first_line
     with open(path, "rb") as f:
+        f.seek(start)
         while True:
-            raw = f.read(CHUNK_BYTES)
+            raw = f.read(CHUNK_BYTES if end < 0 else max(0, min(CHUNK_BYTES, end - offset)))
             try:
                 text = decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as exc:
@@ -97,10 +99,10 @@ def decoded_chunks(path: Path, encoding: str) -> Iterator[str]:
                 return
 
 
-def decoded_lines(path: Path, encoding: str) -> Iterator[str]:
-    """The file's lines (without their line ending), decoded in chunks."""
+def decoded_lines(path: Path, encoding: str, start: int = 0, end: int = -1, first_line: int = 1) -> Iterator[str]:
+    """The file's lines (without their line ending), decoded in chunks (bytes ``start``..``end``)."""
     pending = ""
-    for chunk in decoded_chunks(path, encoding):
+    for chunk in decoded_chunks(path, encoding, start, end, first_line):
         parts = (pending + chunk).split("\n")
         pending = parts.pop()
         for line in parts:

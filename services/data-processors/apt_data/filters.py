@@ -92,6 +92,16 @@ def code_rules(text: str) -> Drop:
     return ("empty", 0.0) if not text.strip() else None
 
 
+def tokenizer_file(store: Store, name: str) -> Path:
+    """A store model's tokenizer.json, or FailedPrecondition when it has none."""
+    path = Path(store.model(name).path) / "tokenizer.json"
+    if not path.is_file():
+        raise errors.FailedPrecondition(
+            f"Model {name!r} has no tokenizer.json (a fast tokenizer) to count tokens with; "
+            "name a model that has one, or leave --tokenizer-model out.")
+    return path
+
+
 @dataclass
 class TokenDensity:
     """Tokens per UTF-8 byte under a store model's tokenizer (the ``tokenizers`` library, no torch)."""
@@ -100,13 +110,13 @@ class TokenDensity:
 
     @classmethod
     def of_model(cls, store: Store, name: str) -> "TokenDensity":
+        return cls.of_file(tokenizer_file(store, name))
+
+    @classmethod
+    def of_file(cls, path: Path | str) -> "TokenDensity":
+        """From a tokenizer.json already found (a shard worker gets the path from its job)."""
         from tokenizers import Tokenizer
 
-        path = Path(store.model(name).path) / "tokenizer.json"
-        if not path.is_file():
-            raise errors.FailedPrecondition(
-                f"Model {name!r} has no tokenizer.json (a fast tokenizer) to count tokens with; "
-                "name a model that has one, or leave --tokenizer-model out.")
         tok = Tokenizer.from_file(str(path))
         return cls(lambda text: tok.encode(text, add_special_tokens=False).ids)
 

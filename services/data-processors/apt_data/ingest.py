@@ -34,6 +34,8 @@ class Record:
     text: str
     source: str   # the file's name
     where: str    # "row 12", "line 4", "sheet S row 3", "paragraph 2", ""
+    id: str | None = None               # the row's "id" (json/jsonl), as augment writes it for originals
+    augmented_from: str | None = None   # the "id" of the row this one was augmented from (json/jsonl)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class ReadOptions:
     html_extractor: str = "main"
     whole_files: bool = False   # txt as one document per file (the code strategy) instead of per paragraph
     max_file_bytes: int = 1 << 30
+    start: int = 0              # a byte range of a jsonl file (a shard of it); other kinds are read whole
+    end: int = -1
+    first_line: int = 1         # the number of the line at ``start``
 
 
 def check_file(path: Path, max_bytes: int) -> None:
@@ -71,7 +76,7 @@ def read_records(path: Path, options: ReadOptions) -> tuple[str, Iterator[Record
     if suffix in (".csv", ".tsv"):
         return encoding, _csv(path, encoding, options.text_field, "\t" if suffix == ".tsv" else ",")
     if suffix in (".jsonl", ".ndjson"):
-        return encoding, _jsonl(path, encoding, options.text_field)
+        return encoding, _jsonl(path, encoding, options)
     if suffix == ".json":
         return encoding, _json(path, encoding, options.text_field)
     if suffix in (".html", ".htm"):
@@ -128,15 +133,24 @@ def _record_text(path: Path, record: object, field: str, where: str) -> str:
     return value
 
 
-def _jsonl(path: Path, encoding: str, field: str) -> Iterator[Record]:
-    for lineno, line in enumerate(decoded_lines(path, encoding), 1):
+def _lineage(record: dict) -> dict:
+    """The row's ``id`` and ``augmented_from`` (written by augment), as text, when it has them."""
+    return {key: str(record[key]) for key in ("id", "augmented_from")
+            if isinstance(record.get(key), (int, str)) and not isinstance(record.get(key), bool)}
+
+
+def _jsonl(path: Path, encoding: str, options: ReadOptions) -> Iterator[Record]:
+    field = options.text_field
+    lines = decoded_lines(path, encoding, options.start, options.end, options.first_line)
+    for lineno, line in enumerate(lines, options.first_line):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise errors.InvalidArgument(f"{path.name} line {lineno} is not valid JSON ({exc.msg}).") from exc
-        yield Record(_record_text(path, record, field, f"line {lineno}"), path.name, f"line {lineno}")
+        text = _record_text(path, record, field, f"line {lineno}")
+        yield Record(text, path.name, f"line {lineno}", **_lineage(record))
 
 
 def _json(path: Path, encoding: str, field: str) -> Iterator[Record]:
@@ -150,7 +164,7 @@ def _json(path: Path, encoding: str, field: str) -> Iterator[Record]:
         raise errors.InvalidArgument(
             f"{path.name} holds a JSON {type(data).__name__}; give an array of objects (or use .jsonl).")
     for i, record in enumerate(data, 1):
-        yield Record(_record_text(path, record, field, f"item {i}"), path.name, f"item {i}")
+        yield Record(_record_text(path, record, field, f"item {i}"), path.name, f"item {i}", **_lineage(record))
 
 
 def _paragraphs(path: Path, encoding: str) -> Iterator[Record]:

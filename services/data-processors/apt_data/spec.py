@@ -10,6 +10,7 @@ from apt_model.store import validate_name
 from apt_data.clean import cleaner
 
 EVAL_SUFFIX = "-eval"
+MAX_WORKERS = 64  # the proto's rule; a pool larger than the machine's cores only adds start-up time
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class ProcessSpec:
     html_extractor: str = "main"
     overwrite: bool = False
     confirm: bool = True               # exact-Jaccard confirmation of MinHash candidates
+    workers: int = 1                   # processes reading the shards (never changes what is written)
 
     @property
     def eval_name(self) -> str:
@@ -40,7 +42,7 @@ class ProcessSpec:
 
     def lineage(self) -> dict:
         data = asdict(self)
-        for key in ("name", "overwrite"):
+        for key in ("name", "overwrite", "workers"):
             data.pop(key)
         data["paths"] = list(self.paths)
         return data
@@ -55,12 +57,15 @@ class ProcessSpec:
                    eval_fraction=request.eval_fraction, quality_filters=not request.no_quality_filters,
                    tokenizer_model=request.tokenizer_model, seed=request.seed,
                    html_extractor=request.html_extractor or "main", overwrite=request.overwrite,
-                   confirm=not request.no_confirm)
+                   confirm=not request.no_confirm, workers=request.workers or 1)
         if not spec.paths and not spec.dataset:
             raise errors.InvalidArgument("Nothing to process: pass --paths FILE (repeatable) or --dataset NAME.")
         if spec.dataset:
             validate_name(spec.dataset, "dataset")
         if spec.eval_name:
             validate_name(spec.eval_name, "dataset")
+        if not 1 <= spec.workers <= MAX_WORKERS:
+            raise errors.InvalidArgument(f"workers must be between 1 and {MAX_WORKERS}; got {spec.workers}.",
+                                         field="workers")
         cleaner(spec.cleaning)  # an unknown strategy is refused before the job starts
         return spec

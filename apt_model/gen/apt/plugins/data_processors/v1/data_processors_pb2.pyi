@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessRequest(_message.Message):
-    __slots__ = ("paths", "text_field", "cleaning", "dedup", "name", "dataset", "threshold", "num_perm", "eval_fraction", "no_quality_filters", "tokenizer_model", "seed", "html_extractor", "overwrite", "no_confirm")
+    __slots__ = ("paths", "text_field", "cleaning", "dedup", "name", "dataset", "threshold", "num_perm", "eval_fraction", "no_quality_filters", "tokenizer_model", "seed", "html_extractor", "overwrite", "no_confirm", "workers")
     PATHS_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_FIELD_NUMBER: _ClassVar[int]
     CLEANING_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class ProcessRequest(_message.Message):
     HTML_EXTRACTOR_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     NO_CONFIRM_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     paths: _containers.RepeatedScalarFieldContainer[str]
     text_field: str
     cleaning: str
@@ -40,7 +41,8 @@ class ProcessRequest(_message.Message):
     html_extractor: str
     overwrite: bool
     no_confirm: bool
-    def __init__(self, paths: _Optional[_Iterable[str]] = ..., text_field: _Optional[str] = ..., cleaning: _Optional[str] = ..., dedup: _Optional[bool] = ..., name: _Optional[str] = ..., dataset: _Optional[str] = ..., threshold: _Optional[float] = ..., num_perm: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., no_quality_filters: _Optional[bool] = ..., tokenizer_model: _Optional[str] = ..., seed: _Optional[int] = ..., html_extractor: _Optional[str] = ..., overwrite: _Optional[bool] = ..., no_confirm: _Optional[bool] = ...) -> None: ...
+    workers: int
+    def __init__(self, paths: _Optional[_Iterable[str]] = ..., text_field: _Optional[str] = ..., cleaning: _Optional[str] = ..., dedup: _Optional[bool] = ..., name: _Optional[str] = ..., dataset: _Optional[str] = ..., threshold: _Optional[float] = ..., num_perm: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., no_quality_filters: _Optional[bool] = ..., tokenizer_model: _Optional[str] = ..., seed: _Optional[int] = ..., html_extractor: _Optional[str] = ..., overwrite: _Optional[bool] = ..., no_confirm: _Optional[bool] = ..., workers: _Optional[int] = ...) -> None: ...
 
 class CleanTextRequest(_message.Message):
     __slots__ = ("texts", "strategy", "traditional_to_simplified")
@@ -83,7 +85,7 @@ class DropCount(_message.Message):
     def __init__(self, reason: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class ProcessResult(_message.Message):
-    __slots__ = ("warnings", "name", "eval_name", "documents_read", "documents_kept", "eval_documents", "exact_duplicates", "near_duplicates", "duplicate_clusters", "dropped", "cross_split_pairs", "seconds")
+    __slots__ = ("warnings", "name", "eval_name", "documents_read", "documents_kept", "eval_documents", "exact_duplicates", "near_duplicates", "duplicate_clusters", "dropped", "cross_split_pairs", "seconds", "augmented_copies")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     EVAL_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +98,7 @@ class ProcessResult(_message.Message):
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     CROSS_SPLIT_PAIRS_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUGMENTED_COPIES_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     name: str
     eval_name: str
@@ -108,7 +111,8 @@ class ProcessResult(_message.Message):
     dropped: _containers.RepeatedCompositeFieldContainer[DropCount]
     cross_split_pairs: int
     seconds: float
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., eval_name: _Optional[str] = ..., documents_read: _Optional[int] = ..., documents_kept: _Optional[int] = ..., eval_documents: _Optional[int] = ..., exact_duplicates: _Optional[int] = ..., near_duplicates: _Optional[int] = ..., duplicate_clusters: _Optional[int] = ..., dropped: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., cross_split_pairs: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
+    augmented_copies: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., name: _Optional[str] = ..., eval_name: _Optional[str] = ..., documents_read: _Optional[int] = ..., documents_kept: _Optional[int] = ..., eval_documents: _Optional[int] = ..., exact_duplicates: _Optional[int] = ..., near_duplicates: _Optional[int] = ..., duplicate_clusters: _Optional[int] = ..., dropped: _Optional[_Iterable[_Union[DropCount, _Mapping]]] = ..., cross_split_pairs: _Optional[int] = ..., seconds: _Optional[float] = ..., augmented_copies: _Optional[int] = ...) -> None: ...
 
 class AugmentResult(_message.Message):
     __slots__ = ("warnings", "name", "originals", "copies_written")
