@@ -65,7 +65,7 @@ def create_dataset(store: Store, spec: CreateSpec, ctx: JobContext) -> dict[str,
     for r in rejected:
         ctx.warn(f"row {r['row']} rejected: {r['reason']}")
     return {"dataset": spec.name, "rows": len(stored), "rejected": len(rejected), "bytes": size,
-            **{k: v for k, v in asdict(counts).items() if k != "videos"}}
+            **asdict(counts)}
 
 
 def decode_all(rows: list[Row], spec: CreateSpec, ctx: JobContext):

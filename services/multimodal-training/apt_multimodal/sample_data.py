@@ -1,5 +1,7 @@
-"""Offline demo and test data: scikit-learn's handwritten digits as PNGs with English and
-Chinese captions, and spoken digits from espeak-ng, each with a JSON-lines manifest.
+"""Offline demo and test data, each with a JSON-lines manifest: scikit-learn's handwritten
+digits as PNGs with English and Chinese captions, spoken digits from espeak-ng, and 8-frame
+clips of a ball moving in one of four directions (encoded with ``av``; the middle frame of each
+clip is also written as a PNG, the single-frame baseline).
 
 ``python -m apt_multimodal.sample_data FOLDER [--digits N] [--spoken N]`` writes
 ``FOLDER/digits/manifest.jsonl`` (and ``FOLDER/spoken/manifest.jsonl`` when espeak-ng is there).
@@ -55,8 +57,55 @@ def spoken(folder: Path, count: int, *, voices=VOICES, speeds=(140, 175), seed: 
     return _manifest(folder, rows)
 
 
-def _manifest(folder: Path, rows: list[dict]) -> Path:
-    path = folder / "manifest.jsonl"
+DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
+COLOURS = [(230, 60, 60), (60, 200, 60), (70, 110, 240), (240, 220, 60), (230, 230, 230)]
+
+
+def motion(folder: Path, count: int, *, size: int = 32, frames: int = 8, speed: float = 2.0, seed: int = 0) -> Path:
+    """``count`` clips of a ball moving left/right/up/down; its position in the middle of the clip
+    is drawn from one distribution whatever the direction, so a single frame cannot tell it.
+    Writes ``v{i}.mp4``, ``m{i}.png`` (the middle frame), ``manifest.jsonl`` (the clips) and
+    ``middle.jsonl`` (the middle frames with the same captions)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    radius, half = max(2, size // 10), speed * (frames - 1) / 2
+    low, high = radius + half + 1, size - radius - half - 1
+    clips, middles = [], []
+    for i in range(count):
+        name = list(DIRECTIONS)[int(rng.integers(4))]
+        (dx, dy), mid = DIRECTIONS[name], rng.uniform(low, high, 2)
+        colour = COLOURS[int(rng.integers(len(COLOURS)))]
+        pictures = [_ball(size, mid + speed * (t - (frames - 1) / 2) * np.array([dx, dy]), radius, colour)
+                    for t in range(frames)]
+        with av.open(str(folder / f"v{i}.mp4"), "w") as container:
+            stream = container.add_stream("mpeg4", rate=frames)
+            stream.width = stream.height = size
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"qscale": "2"}
+            for picture in pictures:
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+            container.mux(stream.encode())
+        from PIL import Image
+
+        Image.fromarray(pictures[frames // 2]).save(folder / f"m{i}.png")
+        clips.append({"text": f"<video> a ball moving {name}", "videos": f"v{i}.mp4"})
+        middles.append({"text": f"<image> a ball moving {name}", "images": f"m{i}.png"})
+    _manifest(folder, middles, "middle.jsonl")
+    return _manifest(folder, clips)
+
+
+def _ball(size: int, centre, radius: int, colour) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    inside = (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius ** 2
+    picture = np.full((size, size, 3), 20, np.uint8)
+    picture[inside] = colour
+    return picture
+
+
+def _manifest(folder: Path, rows: list[dict], name: str = "manifest.jsonl") -> Path:
+    path = folder / name
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
 
@@ -66,10 +115,13 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--digits", type=int, default=200)
     parser.add_argument("--spoken", type=int, default=0)
+    parser.add_argument("--motion", type=int, default=0)
     args = parser.parse_args()
     print(digits(args.folder / "digits", args.digits))
     if args.spoken:
         print(spoken(args.folder / "spoken", args.spoken))
+    if args.motion:
+        print(motion(args.folder / "motion", args.motion))
 
 
 if __name__ == "__main__":

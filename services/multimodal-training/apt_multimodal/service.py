@@ -9,6 +9,7 @@ from apt_model.runtime.jobs_grpc import job_to_proto
 
 from apt_multimodal.create import CreateSpec, all_modalities, create_dataset
 from apt_multimodal.evaluate import EvaluateSpec, run_evaluate
+from apt_multimodal.export import ExportSpec, run_export
 from apt_multimodal.media import MediaSpec
 from apt_multimodal.train import TrainSpec, checkpoint_of, run_train
 
@@ -58,10 +59,22 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
         return job_to_proto(snap)
 
     def StartEvaluate(self, request, context):
-        spec = EvaluateSpec(request.model, request.dataset, request.max_rows, request.device or "auto")
+        spec = EvaluateSpec(request.model, request.dataset, request.max_rows, request.device or "auto",
+                            request.max_new_tokens or EvaluateSpec("", "").max_new_tokens)
         self.store.model(spec.model)
         self.store.dataset(spec.dataset)
         snap = self.jobs.start(f"{_SERVICE}/StartEvaluate", lambda ctx: run_evaluate(self.store, spec, ctx),
                                labels={"model": spec.model},
                                reads=entries("models", spec.model) + entries("datasets", spec.dataset))
+        return job_to_proto(snap)
+
+    def StartExportLlava(self, request, context):
+        spec = ExportSpec(request.model, request.output_name, request.overwrite)
+        self.store.model(spec.model)
+        if self.store.exists("models", spec.output_name) and not spec.overwrite:
+            raise errors.AlreadyExists(f"Model {spec.output_name!r} already exists; choose another --output-name "
+                                       f"or pass --overwrite.")
+        snap = self.jobs.start(f"{_SERVICE}/StartExportLlava", lambda ctx: run_export(self.store, spec, ctx),
+                               labels={"model": spec.output_name}, reads=entries("models", spec.model),
+                               writes=entries("models", spec.output_name))
         return job_to_proto(snap)

@@ -13,7 +13,7 @@ import torch
 from apt_model import errors
 from apt_model.modeling import trainlog
 from apt_model.modeling.checkpoint import RunCheckpoint
-from apt_model.modeling.io import load_model, load_tokenizer, pick_device, save_model
+from apt_model.modeling.io import load_model, load_tokenizer, pick_device
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -80,12 +80,9 @@ def build(store: Store, spec: TrainSpec, data: shards.ShardSet, device: str, ctx
     store causal LM with new encoders and its placeholder tokens added (embeddings resized)."""
     folder = store.model(spec.model).path
     modalities = data.modalities()
-    if "video" in modalities:
-        raise errors.Unimplemented(
-            f"Dataset {spec.dataset!r} holds videos; training on video is not built yet in multimodal-training.")
     if mm.is_multimodal(folder):
         model, tok = mm.load(folder)
-        missing = [m for m in modalities if m not in model.encoders]
+        missing = [m for m in modalities if m not in model.config.modalities()]
         if missing:
             raise errors.FailedPrecondition(
                 f"Model {spec.model!r} has no {', '.join(missing)} encoder, which dataset {spec.dataset!r} needs.")
@@ -97,33 +94,22 @@ def build(store: Store, spec: TrainSpec, data: shards.ShardSet, device: str, ctx
         tok.add_tokens(added, special_tokens=True)
         lm.resize_token_embeddings(len(tok))
     token_ids = {m: tok.convert_tokens_to_ids(mm.PLACEHOLDERS[m]) for m in modalities}
-    return mm.MultimodalLM(lm, tower_configs(data, spec), token_ids).to(device), tok, added
-
-
-def tower_configs(data: shards.ShardSet, spec: TrainSpec) -> dict[str, mm.TowerConfig]:
-    media = data.meta["media"]
-    p, w, n = spec.patch_size, spec.encoder_width, spec.encoder_layers
-    out = {}
-    for modality in data.modalities():
-        if modality == "image":
-            out["image"] = mm.TowerConfig(3, media["image_size"], media["image_size"], p, w, n)
-        elif modality == "audio":
-            frames = data.shards[0]["audios"].shape[-1] // p * p  # the tail frames past the last patch are cut
-            out["audio"] = mm.TowerConfig(1, media["n_mels"], frames, p, w, n)
-    return out
+    audio_frames = data.shards[0]["audios"].shape[-1] if "audio" in modalities else 0
+    towers = mm.TowerSpec(spec.encoder_width, spec.encoder_layers, spec.patch_size)
+    return mm.create(lm, token_ids, data.meta["media"], audio_frames, towers).to(device), tok, added
 
 
 def optimizer_for(model: mm.MultimodalLM, spec: TrainSpec) -> ScaledAdamW:
     """One parameter group per trainable module, with its own learning rate; align freezes the LM."""
     frozen = set(spec.freeze) | ({"lm"} if spec.stage == "align" else set())
     for name in set(spec.freeze) | set(spec.module_learning_rates):
-        model.module(name)  # unknown names are InvalidArgument, listing the real ones
+        mm.module(model, name)  # unknown names are InvalidArgument, listing the real ones
     model.requires_grad_(False)
     groups = []
-    for name in model.module_names():
+    for name in mm.module_names(model):
         if name in frozen:
             continue
-        params = list(model.module(name).parameters())
+        params = list(mm.module(model, name).parameters())
         for p in params:
             p.requires_grad_(True)
         lr = spec.module_learning_rates.get(name, spec.learning_rate)
@@ -141,7 +127,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
     if added:
         ctx.warn(f"Added placeholder token(s) {', '.join(added)} to {spec.model!r}'s vocabulary "
                  f"and resized its embeddings to {len(tok)}.")
-    tokens = {m: c.tokens for m, c in model.tower_configs.items()}
+    tokens = model.tokens_per_item()
     optimizer = optimizer_for(model, spec)
     ckpt = checkpoint_of(store, spec)
     step, log = 0, []
@@ -158,7 +144,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
         return [data.rows[i] for i in torch.randint(len(data.rows), (spec.batch_size,), generator=gen)]
 
     def forward(step: int, micro: int) -> dict:
-        batch = make_batch(data, rows_of(step), tok, model.token_ids, tokens).to(device)
+        batch = make_batch(data, rows_of(step), tok, model.config.token_ids(), tokens).to(device)
         out = model(batch.input_ids, batch.attention_mask, batch.labels, batch.media)
         return {"loss": out.loss, "tokens": int(batch.attention_mask.sum())}
 
@@ -178,8 +164,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.model,
                       parameters={**spec.lineage(), "dataset": spec.dataset, "added_tokens": added},
                       metrics=metrics, overwrite=spec.overwrite) as tmp:
-        save_model(model.lm, tok, tmp)
-        model.save_towers(tmp)
+        mm.save(model, tok, tmp)
         trainlog.write(tmp, log)
     ckpt.remove()
     return {"model": spec.output_name, **metrics, "added_tokens": added}

@@ -43,13 +43,46 @@ def run_json(cli, *args) -> dict:
     return job["result"]
 
 
-def test_create_train_evaluate_through_the_gateway(cli, home):
+@pytest.fixture(scope="module")
+def trained(cli, home):
+    """Dataset 'digits' and model 'mm' made through the CLI, once for the module."""
     manifest = home.parent / "data" / "digits" / "manifest.jsonl"
-    assert run_json(cli, "create-dataset", "--name", "digits", "--manifest-path", str(manifest),
-                    "--image-size", "16")["rows"] == 24
-    result = run_json(cli, "train", "--model", "lm", "--dataset", "digits", "--output-name", "mm",
-                      "--max-steps", "3", "--batch-size", "4", "--encoder-width", "32", "--encoder-layers", "1",
-                      "--device", "cpu")
-    assert result["steps"] == 3 and Store(home).exists("models", "mm")
-    result = run_json(cli, "evaluate", "--model", "mm", "--dataset", "digits", "--max-rows", "3", "--device", "cpu")
-    assert result["rows"] == 3 and "text_only_accuracy" in result
+    created = run_json(cli, "create-dataset", "--name", "digits", "--manifest-path", str(manifest),
+                       "--image-size", "16")
+    trained = run_json(cli, "train", "--model", "lm", "--dataset", "digits", "--output-name", "mm",
+                       "--max-steps", "3", "--batch-size", "4", "--encoder-width", "32", "--encoder-layers", "1",
+                       "--device", "cpu")
+    return created, trained
+
+
+def test_create_train_evaluate_through_the_gateway(cli, home, trained):
+    created, result = trained
+    assert created["rows"] == 24 and result["steps"] == 3 and Store(home).exists("models", "mm")
+    result = run_json(cli, "evaluate", "--model", "mm", "--dataset", "digits", "--max-rows", "3", "--device", "cpu",
+                      "--max-new-tokens", "4")
+    assert result["rows"] == 3 and "text_only_accuracy" in result and 0 <= result.get("exact_match", 0) <= 1
+
+
+def test_the_core_info_size_and_test_read_the_model_as_its_own_model_type(cli, home, trained):
+    out = cli("info", "mm", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout)
+    assert info["model_type"] == "apt_multimodal"
+    assert info["architecture"] == "AptMultimodalForConditionalGeneration"
+    out = cli("size", "mm", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    size = json.loads(out.stdout)
+    # the count built from the config (towers included) equals the stored tensors' count
+    assert int(size["total_parameters"]) == int(info["parameters"]) > 0 and int(size["training_bytes"]) > 0
+    out = cli("test", "mm", "--prompt", "a handwritten", "--max-new-tokens", "3",
+              "--eval-text", "a handwritten seven. a handwritten one. 手写数字七.", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    job = json.loads(out.stdout)
+    assert job["state"] == "JOB_STATE_SUCCEEDED", job
+
+
+def test_export_llava_through_the_gateway(cli, home, trained):
+    result = run_json(cli, "export-llava", "--model", "mm", "--output-name", "mm-llava")
+    assert result["architecture"] == "LlavaForConditionalGeneration" and result["model"] == "mm-llava"
+    out = cli("info", "mm-llava", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["model_type"] == "llava"

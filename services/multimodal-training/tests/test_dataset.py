@@ -17,6 +17,8 @@ from apt_model.runtime.jobs_grpc import job_result
 from apt_model.runtime.testing import serve_plugin, wait_job
 from apt_model.store import Store
 
+from apt_multimodal import model as mm
+
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 
 
@@ -129,17 +131,29 @@ def write_clip(path: Path) -> Path:
     return path
 
 
-def test_a_video_is_stored_as_evenly_spaced_frames_and_training_on_it_is_not_built_yet(service, home, data,
-                                                                                         write_manifest):
+def test_a_video_is_stored_as_evenly_spaced_frames_and_trains_through_the_image_tower(service, home, data,
+                                                                                     write_manifest):
     write_clip(data / "clip.mp4")
-    job = create(service, write_manifest(data, [{"text": "<video> getting brighter", "videos": "clip.mp4"}]),
-                 image_size=16)
+    write_clip(data / "clip2.mp4")
+    rows = [{"text": "<video> getting brighter", "videos": "clip.mp4"},
+            {"text": "<video> also brighter", "videos": ["clip2.mp4"]}]
+    job = create(service, write_manifest(data, rows), image_size=16)
     assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert job_result(job)["videos"] == 2
     frames = load_file(str(Store(home).dataset("ds").path / "shard-00000.safetensors"))["videos"]
-    assert frames.shape == (1, 8, 3, 16, 16) and frames[0, :, 0, 0, 0].tolist() == sorted(frames[0, :, 0, 0, 0].tolist())
+    assert frames.shape == (2, 8, 3, 16, 16) and frames[0, :, 0, 0, 0].tolist() == sorted(frames[0, :, 0, 0, 0].tolist())
     stub, channel = service
-    job = wait_job(channel, stub.StartTrain(pb.TrainRequest(model="lm", dataset="ds", output_name="v", device="cpu")).id)
-    assert job.error.code == "UNIMPLEMENTED" and "video" in job.error.message
+    job = wait_job(channel, stub.StartTrain(pb.TrainRequest(
+        model="lm", dataset="ds", output_name="v", device="cpu", max_steps=3, batch_size=2, encoder_width=32,
+        encoder_layers=1, freeze=["image_encoder"])).id)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert job_result(job)["added_tokens"] == ["<video>"]
+    model, _ = mm.load(Store(home).model("v").path)
+    assert mm.module_names(model) == ["lm", "image_encoder", "video_encoder", "video_projector"]
+    assert model.tokens_per_item() == {"video": 8 * 4}  # 8 frames of (16 / 8)^2 patches
+    job = wait_job(channel, stub.StartEvaluate(pb.EvaluateRequest(model="v", dataset="ds", device="cpu")).id)
+    assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.error.message
+    assert set(job_result(job)["per_modality_accuracy"]) == {"video"}
 
 
 def test_video_without_av_is_failed_precondition_naming_it(home, data, write_manifest, monkeypatch, job_recorder):

@@ -78,19 +78,31 @@ class TrainRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., stage: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., module_learning_rates: _Optional[_Mapping[str, float]] = ..., freeze: _Optional[_Iterable[str]] = ..., encoder_width: _Optional[int] = ..., encoder_layers: _Optional[int] = ..., patch_size: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("model", "dataset", "max_rows", "device")
+    __slots__ = ("model", "dataset", "max_rows", "device", "max_new_tokens")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     MAX_ROWS_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     max_rows: int
     device: str
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., max_rows: _Optional[int] = ..., device: _Optional[str] = ...) -> None: ...
+    max_new_tokens: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., max_rows: _Optional[int] = ..., device: _Optional[str] = ..., max_new_tokens: _Optional[int] = ...) -> None: ...
+
+class ExportLlavaRequest(_message.Message):
+    __slots__ = ("model", "output_name", "overwrite")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    output_name: str
+    overwrite: bool
+    def __init__(self, model: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class CreateDatasetResult(_message.Message):
-    __slots__ = ("warnings", "dataset", "rows", "rejected", "images", "audios", "resampled", "downmixed", "truncated", "audio_seconds", "bytes")
+    __slots__ = ("warnings", "dataset", "rows", "rejected", "images", "audios", "resampled", "downmixed", "truncated", "audio_seconds", "bytes", "videos")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +114,7 @@ class CreateDatasetResult(_message.Message):
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     BYTES_FIELD_NUMBER: _ClassVar[int]
+    VIDEOS_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     dataset: str
     rows: int
@@ -113,7 +126,8 @@ class CreateDatasetResult(_message.Message):
     truncated: int
     audio_seconds: float
     bytes: int
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., rows: _Optional[int] = ..., rejected: _Optional[int] = ..., images: _Optional[int] = ..., audios: _Optional[int] = ..., resampled: _Optional[int] = ..., downmixed: _Optional[int] = ..., truncated: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., bytes: _Optional[int] = ...) -> None: ...
+    videos: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., rows: _Optional[int] = ..., rejected: _Optional[int] = ..., images: _Optional[int] = ..., audios: _Optional[int] = ..., resampled: _Optional[int] = ..., downmixed: _Optional[int] = ..., truncated: _Optional[int] = ..., audio_seconds: _Optional[float] = ..., bytes: _Optional[int] = ..., videos: _Optional[int] = ...) -> None: ...
 
 class TrainResult(_message.Message):
     __slots__ = ("warnings", "model", "steps", "loss", "first_loss", "tokens_seen", "trainable_params", "added_tokens")
@@ -136,8 +150,15 @@ class TrainResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., steps: _Optional[int] = ..., loss: _Optional[float] = ..., first_loss: _Optional[float] = ..., tokens_seen: _Optional[int] = ..., trainable_params: _Optional[int] = ..., added_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EvaluateResult(_message.Message):
-    __slots__ = ("warnings", "rows", "candidates", "retrieval_accuracy", "text_only_accuracy", "per_modality_accuracy")
+    __slots__ = ("warnings", "rows", "candidates", "retrieval_accuracy", "text_only_accuracy", "per_modality_accuracy", "exact_match", "per_modality_exact_match")
     class PerModalityAccuracyEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class PerModalityExactMatchEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -150,10 +171,28 @@ class EvaluateResult(_message.Message):
     RETRIEVAL_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     TEXT_ONLY_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     PER_MODALITY_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
+    PER_MODALITY_EXACT_MATCH_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     rows: int
     candidates: int
     retrieval_accuracy: float
     text_only_accuracy: float
     per_modality_accuracy: _containers.ScalarMap[str, float]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., candidates: _Optional[int] = ..., retrieval_accuracy: _Optional[float] = ..., text_only_accuracy: _Optional[float] = ..., per_modality_accuracy: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    exact_match: float
+    per_modality_exact_match: _containers.ScalarMap[str, float]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., rows: _Optional[int] = ..., candidates: _Optional[int] = ..., retrieval_accuracy: _Optional[float] = ..., text_only_accuracy: _Optional[float] = ..., per_modality_accuracy: _Optional[_Mapping[str, float]] = ..., exact_match: _Optional[float] = ..., per_modality_exact_match: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ExportLlavaResult(_message.Message):
+    __slots__ = ("warnings", "model", "architecture", "parameters", "dropped_towers")
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_TOWERS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    model: str
+    architecture: str
+    parameters: int
+    dropped_towers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., architecture: _Optional[str] = ..., parameters: _Optional[int] = ..., dropped_towers: _Optional[_Iterable[str]] = ...) -> None: ...

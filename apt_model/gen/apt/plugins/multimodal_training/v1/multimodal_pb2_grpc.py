@@ -50,6 +50,11 @@ class MultimodalStub:
                 request_serializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartExportLlava = channel.unary_unary(
+                '/apt.plugins.multimodal_training.v1.Multimodal/StartExportLlava',
+                request_serializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.ExportLlavaRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class MultimodalServicer:
@@ -81,6 +86,15 @@ class MultimodalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartExportLlava(self, request, context):
+        """Export an image-text model of this plugin as a plain LlavaForConditionalGeneration + processor
+        folder, a new store model that AutoModelForImageTextToText loads without this project
+        (audio and video towers are left out, with a warning).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MultimodalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +111,11 @@ def add_MultimodalServicer_to_server(servicer, server):
             'StartEvaluate': grpc.unary_unary_rpc_method_handler(
                     servicer.StartEvaluate,
                     request_deserializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartExportLlava': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartExportLlava,
+                    request_deserializer=apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.ExportLlavaRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
@@ -180,6 +199,33 @@ class Multimodal:
             target,
             '/apt.plugins.multimodal_training.v1.Multimodal/StartEvaluate',
             apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.EvaluateRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartExportLlava(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.multimodal_training.v1.Multimodal/StartExportLlava',
+            apt_dot_plugins_dot_multimodal__training_dot_v1_dot_multimodal__pb2.ExportLlavaRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
