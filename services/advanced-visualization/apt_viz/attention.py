@@ -12,12 +12,16 @@ error that costs against the eager weights.
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 import torch
+from plotly.subplots import make_subplots
 
 from apt_model import errors
 from apt_model.modeling.io import load_model, load_tokenizer, read_config
@@ -40,6 +44,7 @@ class AttentionSpec:
     heads: tuple[int, ...] = ()  # () = all
     overwrite: bool = False
     max_tokens: int = 256
+    png: bool = False  # also png/heads.png (every head) and png/head.png (the first, with its tokens)
 
     def check_indices(self, store: Store) -> None:
         """Layer and head indices inside the model's ranges, else INVALID_ARGUMENT naming the ranges."""
@@ -143,24 +148,56 @@ def build_attention_map(store: Store, spec: AttentionSpec, ctx: JobContext) -> d
     layers = list(spec.layers) or list(range(n_layers))
     heads = list(spec.heads) or list(range(n_heads))
     group = max(1, n_heads // kv_heads)
-    mats, stats, worst = {}, [], 0.0
+    mats, stats, worst, exact = {}, [], 0.0, {}
     for layer in layers:
         ctx.check_cancelled()
         for head in heads:
-            a = attentions[layer][head].double().numpy()
+            a = exact[layer, head] = attentions[layer][head].double().numpy()
             parts, error = quantize(a)
             worst = max(worst, error)
             mats[f"{layer},{head}"] = {k: base64.b64encode(v).decode() for k, v in parts.items()}
             stats.append({"layer": layer, "head": head, "kv_head": head // group, **head_stats(a, ids)})
-    ctx.report(progress=0.8, stage="write", message=spec.output_name)
+    ctx.report(progress=0.7, stage="write", message=spec.output_name)
     data = {"tokens": token_labels(tok, ids), "layers": layers, "heads": heads, "mats": mats, "stats": stats}
-    html_text = render_page(spec, data, kv_heads, n_heads)
-    write_dataset(store, spec.output_name, {HTML_FILE: html_text}, operation="visualize-attention",
+    files = {HTML_FILE: render_page(spec, data, kv_heads, n_heads)}
+    if spec.png:
+        from apt_viz.png import figures_png  # kaleido only when asked
+
+        files.update(figures_png(attention_figures(exact, data["tokens"])))
+    ctx.check_cancelled()
+    write_dataset(store, spec.output_name, files, operation="visualize-attention",
                   parent=spec.name, parameters={"layers": layers, "heads": heads, "tokens": len(ids)},
                   overwrite=spec.overwrite)
-    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(html_text.encode()),
+    return {"output": spec.output_name, "html": HTML_FILE, "html_bytes": len(files[HTML_FILE].encode()),
             "tokens": len(ids), "truncated": total > len(ids), "layers": layers, "heads": heads,
-            "kv_heads": kv_heads, "max_quantization_error": worst, "head_stats": stats}
+            "kv_heads": kv_heads, "max_quantization_error": worst, "head_stats": stats,
+            "png_files": sorted(k for k in files if k != HTML_FILE)}
+
+
+def attention_figures(exact: dict[tuple[int, int], np.ndarray], tokens: list[str]) -> dict[str, Any]:
+    """The maps as plotly figures for PNG export (the page draws them on canvas): ``heads``, every
+    (layer, head) map in a grid, and ``head``, the first one large with its tokens on the axes.
+    Colour is the square root of the weight, as on the page, so faint weights stay visible."""
+    keys = list(exact)
+    layers, heads = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
+    rows, cols = len(layers), len(heads)
+    grid = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=min(0.04, 1 / rows),
+                         subplot_titles=[f"L{l} H{h}" for l in layers for h in heads])
+    for (layer, head), a in exact.items():
+        grid.add_trace(go.Heatmap(z=np.sqrt(a), zmin=0, zmax=1, colorscale="Blues", showscale=False),
+                       row=layers.index(layer) + 1, col=heads.index(head) + 1)
+    grid.update_xaxes(visible=False)
+    grid.update_yaxes(visible=False, autorange="reversed")
+    grid.update_layout(height=80 + int(1040 / cols) * rows, margin={"t": 40, "l": 10, "r": 10, "b": 10})
+    (layer, head), a = keys[0], exact[keys[0]]
+    ticks = {"tickmode": "array", "tickvals": list(range(len(tokens))),
+             "ticktext": [(t.strip() or "·")[:12] for t in tokens], "automargin": False} if len(tokens) <= 64 else {}
+    big = go.Figure(go.Heatmap(z=np.sqrt(a), zmin=0, zmax=1, colorscale="Blues",
+                               colorbar={"title": {"text": "√weight"}}))
+    big.update_layout(title=f"layer {layer}, head {head}", height=900, margin={"l": 130, "b": 130, "t": 60},
+                      xaxis={"title": "key", **ticks},
+                      yaxis={"title": "query", "autorange": "reversed", **ticks})
+    return {name: json.loads(pio.to_json(fig, validate=True)) for name, fig in (("heads", grid), ("head", big))}
 
 
 def render_page(spec: AttentionSpec, data: dict[str, Any], kv_heads: int, n_heads: int) -> str:

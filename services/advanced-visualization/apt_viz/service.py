@@ -32,10 +32,12 @@ class VisualizationServicer(visualization_pb2_grpc.VisualizationServicer):
     def StartAttentionMap(self, request, context):
         spec = AttentionSpec(name=request.name, text=request.text, layers=tuple(request.layers),
                              heads=tuple(request.heads), output_name=request.output_name,
-                             overwrite=request.overwrite, max_tokens=request.max_tokens or 256)
+                             overwrite=request.overwrite, max_tokens=request.max_tokens or 256, png=request.png)
         checks.check_models(self.store, [spec.name])
         checks.check_output(self.store, spec.output_name, spec.overwrite, request.output_path)
         spec.check_indices(self.store)
+        if spec.png:
+            require_chromium()
         return self._start("StartAttentionMap", lambda ctx: build_attention_map(self.store, spec, ctx),
                            (spec.name,), spec.output_name)
 

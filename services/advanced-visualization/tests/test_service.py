@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from apt_model.gen.apt.common.v1 import job_pb2
@@ -172,14 +173,37 @@ def test_png_export_draws_every_figure_with_debian_chromium(service, home):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
-def test_png_export_without_chromium_is_refused_before_a_job(service, home, monkeypatch):
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium")
+def test_png_export_of_the_attention_map(service, home):
+    from PIL import Image
+
+    stub, _, channel = service
+    result = run(channel, stub.StartAttentionMap(pb.AttentionMapRequest(
+        name="run-a", text="Attention maps show tokens. 注意力图显示词。", output_name="apng", png=True)))
+    assert result["png_files"] == ["png/head.png", "png/heads.png"]
+    folder = Store(home).dataset("apng").path
+    # 2 layers x 4 heads: 80 px of titles + 2 rows of 1040/4 px; the large map 900 px; 1100 wide
+    for rel, size in (("png/heads.png", (1100, 600)), ("png/head.png", (1100, 900))):
+        image = Image.open(folder / rel).convert("RGB")
+        assert image.size == size, rel
+        pixels = np.asarray(image, dtype=np.int32)
+        inked = (pixels.sum(axis=2) < 750).mean()  # not white: the maps' lower triangles, text
+        assert inked > 0.15, f"{rel}: {inked:.3f} of the pixels inked"
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, f"{rel}: a flat image"
+    assert "attention.html" in {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("start", [
+    lambda s: s.StartDashboard(pb.DashboardRequest(models=["run-a"], output_name="x", png=True)),
+    lambda s: s.StartAttentionMap(pb.AttentionMapRequest(name="run-a", text="hi", output_name="x", png=True)),
+])
+def test_png_export_without_chromium_is_refused_before_a_job(service, home, monkeypatch, start):
     from apt_viz import png
 
     monkeypatch.setattr(png, "CHROMIUM", "/nonexistent/chromium")
     monkeypatch.setattr(png.require_chromium, "__defaults__", ("/nonexistent/chromium",))
     stub, jobs, _ = service
-    got, details = code_of(lambda: stub.StartDashboard(pb.DashboardRequest(models=["run-a"], output_name="x",
-                                                                           png=True)))
+    got, details = code_of(lambda: start(stub))
     assert got == grpc.StatusCode.FAILED_PRECONDITION and "apt-get install chromium" in details
     assert list(jobs.ListJobs(job_pb2.ListJobsRequest()).jobs) == []
 

@@ -25,7 +25,7 @@ class DashboardRequest(_message.Message):
     def __init__(self, models: _Optional[_Iterable[str]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., max_points: _Optional[int] = ..., png: _Optional[bool] = ...) -> None: ...
 
 class AttentionMapRequest(_message.Message):
-    __slots__ = ("name", "text", "layers", "output_path", "output_name", "overwrite", "heads", "max_tokens")
+    __slots__ = ("name", "text", "layers", "output_path", "output_name", "overwrite", "heads", "max_tokens", "png")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     LAYERS_FIELD_NUMBER: _ClassVar[int]
@@ -34,6 +34,7 @@ class AttentionMapRequest(_message.Message):
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     HEADS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
     name: str
     text: str
     layers: _containers.RepeatedScalarFieldContainer[int]
@@ -42,7 +43,8 @@ class AttentionMapRequest(_message.Message):
     overwrite: bool
     heads: _containers.RepeatedScalarFieldContainer[int]
     max_tokens: int
-    def __init__(self, name: _Optional[str] = ..., text: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., heads: _Optional[_Iterable[int]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    png: bool
+    def __init__(self, name: _Optional[str] = ..., text: _Optional[str] = ..., layers: _Optional[_Iterable[int]] = ..., output_path: _Optional[str] = ..., output_name: _Optional[str] = ..., overwrite: _Optional[bool] = ..., heads: _Optional[_Iterable[int]] = ..., max_tokens: _Optional[int] = ..., png: _Optional[bool] = ...) -> None: ...
 
 class ComparisonReportRequest(_message.Message):
     __slots__ = ("models", "eval_path", "output_path", "eval_dataset", "output_name", "overwrite", "max_eval_tokens", "bootstrap_samples", "prompts", "max_new_tokens", "png")
@@ -111,7 +113,7 @@ class HeadStats(_message.Message):
     def __init__(self, layer: _Optional[int] = ..., head: _Optional[int] = ..., kv_head: _Optional[int] = ..., entropy: _Optional[float] = ..., sink_mass: _Optional[float] = ..., previous_token: _Optional[float] = ..., induction: _Optional[float] = ...) -> None: ...
 
 class AttentionMapResult(_message.Message):
-    __slots__ = ("warnings", "output", "html", "html_bytes", "tokens", "truncated", "layers", "heads", "kv_heads", "max_quantization_error", "head_stats")
+    __slots__ = ("warnings", "output", "html", "html_bytes", "tokens", "truncated", "layers", "heads", "kv_heads", "max_quantization_error", "head_stats", "png_files")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     HTML_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +125,7 @@ class AttentionMapResult(_message.Message):
     KV_HEADS_FIELD_NUMBER: _ClassVar[int]
     MAX_QUANTIZATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     HEAD_STATS_FIELD_NUMBER: _ClassVar[int]
+    PNG_FILES_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
     output: str
     html: str
@@ -134,7 +137,8 @@ class AttentionMapResult(_message.Message):
     kv_heads: int
     max_quantization_error: float
     head_stats: _containers.RepeatedCompositeFieldContainer[HeadStats]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., layers: _Optional[_Iterable[int]] = ..., heads: _Optional[_Iterable[int]] = ..., kv_heads: _Optional[int] = ..., max_quantization_error: _Optional[float] = ..., head_stats: _Optional[_Iterable[_Union[HeadStats, _Mapping]]] = ...) -> None: ...
+    png_files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., output: _Optional[str] = ..., html: _Optional[str] = ..., html_bytes: _Optional[int] = ..., tokens: _Optional[int] = ..., truncated: _Optional[bool] = ..., layers: _Optional[_Iterable[int]] = ..., heads: _Optional[_Iterable[int]] = ..., kv_heads: _Optional[int] = ..., max_quantization_error: _Optional[float] = ..., head_stats: _Optional[_Iterable[_Union[HeadStats, _Mapping]]] = ..., png_files: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelScore(_message.Message):
     __slots__ = ("name", "perplexity", "nll", "tokens_scored", "bits_per_byte", "parameters", "size_bytes", "first_token_ms", "per_token_ms", "perplexity_by_language")
