@@ -32,8 +32,10 @@ def load_model(folder: Path | str, device: str = "cpu", dtype=None):
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    from apt_model.modeling.model_types import ensure_registered
+
     folder = Path(folder)
-    read_config(folder)
+    ensure_registered(read_config(folder).get("model_type"))  # a plugin's own model type, when it is one
     try:
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:

@@ -113,6 +113,9 @@ def hf_config(raw: dict, where: str = "the model config"):
     """The transformers config object for a checked dict (no model is built)."""
     from transformers import AutoConfig
 
+    from apt_model.modeling.model_types import ensure_registered
+
+    ensure_registered(raw.get("model_type"))  # a plugin's own model type, when it is one
     data = {k: v for k, v in raw.items() if k != "model_type"}
     try:
         return AutoConfig.for_model(raw["model_type"], **data)

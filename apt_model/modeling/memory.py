@@ -16,6 +16,8 @@ from apt_model.modeling.loss import DEFAULT_CHUNK, FUSABLE_MODEL_TYPES
 
 def _shape(config: dict[str, Any]) -> dict[str, int]:
     """Decoder dimensions under the names different architectures use."""
+    if not config.get("hidden_size") and isinstance(config.get("text_config"), dict):
+        config = config["text_config"]  # a multimodal model: its decoder is the text model's
     d = config.get("hidden_size") or config.get("n_embd") or config.get("d_model")
     layers = config.get("num_hidden_layers") or config.get("n_layer")
     heads = config.get("num_attention_heads") or config.get("n_head")
