@@ -242,6 +242,7 @@ def build_comparison_report(store: Store, spec: CompareSpec, eval_path: str, ctx
             differences += paired_bootstrap(scored, unit_bytes, keep, metric, spec.bootstrap_samples)
     ctx.report(progress=0.9, stage="write", message=spec.output_name)
     files = render_report(spec, scored, differences, same, note, int(keep.sum())).files(HTML_FILE, spec.png)
+    ctx.check_cancelled()  # a cancel during rendering leaves no dataset
     write_dataset(store, spec.output_name, files, operation="visualize-compare",
                   parent=spec.models[0], parameters={"models": list(spec.models), "eval_dataset": spec.eval_dataset,
                                                      "max_eval_tokens": spec.max_eval_tokens},

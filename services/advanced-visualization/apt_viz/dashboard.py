@@ -246,6 +246,7 @@ def build_dashboard(store: Store, spec: DashboardSpec, ctx: JobContext) -> dict[
     settings_section(page, [nodes[n] for n in spec.models], curves)
     ctx.report(progress=0.9, stage="write", message=spec.output_name)
     files = page.files(HTML_FILE, spec.png)
+    ctx.check_cancelled()  # a cancel during rendering leaves no dataset
     write_dataset(store, spec.output_name, files, operation="visualize-dashboard",
                   parent=spec.models[0], parameters={"models": list(spec.models), "max_points": spec.max_points},
                   overwrite=spec.overwrite)
