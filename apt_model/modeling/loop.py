@@ -64,6 +64,7 @@ class Loop:
     log_extra: dict[str, Any] = field(default_factory=dict)  # fields every row of this loop carries
     ranks: Ranks = field(default_factory=Ranks)  # a data-parallel run: terms averaged, stops agreed
     no_sync: Callable[[], Any] | None = None     # DDP's no_sync: skip the all-reduce of all but the last micro-batch
+    job_log: trainlog.JobLog | None = None       # the job's running log (rank 0's): every row as its step ends
     stopped_early: bool = False
     last: dict[str, float] = field(default_factory=dict)     # the last step's terms and evaluation
 
@@ -73,6 +74,8 @@ class Loop:
         deadline = time.monotonic() + self.max_seconds
         first, started, last_report, trained = step, time.monotonic(), 0.0, 0
         self.model.train()
+        if self.job_log is not None and self.ranks.main:
+            self.job_log.start(self.log)
         try:
             while step < self.max_steps:
                 if self.ranks.world == 1:  # ranks agree on a cancel after each step (below)
@@ -105,7 +108,7 @@ class Loop:
                     values = self.evaluate()
                     row.update(values)
                     self.last.update(values)
-                self.log.append(row)
+                self._keep(row)
                 if self.checkpoint is not None and self.checkpoint_every and step % self.checkpoint_every == 0 \
                         and step < self.max_steps:
                     self.checkpoint(step)
@@ -125,6 +128,12 @@ class Loop:
                 self.checkpoint(step)
             raise
         return step
+
+    def _keep(self, row: dict[str, Any]) -> None:
+        """A finished step's row: into the log, and the job's running log when there is one."""
+        self.log.append(row)
+        if self.job_log is not None and self.ranks.main:
+            self.job_log.append(row)
 
     def _backward(self, step: int, forward: Callable[[int, int], Terms]) -> tuple[dict[str, float], int]:
         """The gradients of one optimiser step, accumulated over its micro-batches; the mean

@@ -296,14 +296,18 @@ class _BatchLoss(torch.nn.Module):
         return batch_loss(self.model, batch, self.device)
 
 
-def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None, job_id: str = "") -> dict:
     """The job: train, checkpoint, evaluate, then store the model with lineage and metrics.
+    Every step's log row also goes to the job's running log (``trainlog.job_log_path``), which
+    advanced-debugging reads by job id while the job runs and after.
 
     With ``workers`` > 1 the job runs ``spec.workers`` ranks under torchrun
     (``gateway.core.train_rank``, each calling this with its ``ranks``) and follows them."""
+    job_id = job_id or getattr(ctx, "job_id", "")
     if ranks is None and spec.workers > 1:
         folder = store.root / ".runs" / f"{CHECKPOINT_KIND}-{spec.name}"
-        return distributed.launch("gateway.core.train_rank", {"home": str(store.root), "spec": asdict(spec)},
+        return distributed.launch("gateway.core.train_rank",
+                                  {"home": str(store.root), "spec": asdict(spec), "job_id": job_id},
                                   spec.workers, folder, ctx, threads=spec.threads or 1)
     ranks = ranks or Ranks()
     _return_freed_memory_to_os()
@@ -341,7 +345,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                 max_seconds=spec.max_minutes * 60 if spec.max_minutes else math.inf,
                 nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
                                f"then resume or start over", log=run.log, ranks=ranks,
-                no_sync=getattr(loss, "no_sync", None))
+                no_sync=getattr(loss, "no_sync", None),
+                job_log=trainlog.JobLog(trainlog.job_log_path(store.root, job_id)) if job_id else None)
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")

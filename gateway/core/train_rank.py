@@ -11,7 +11,7 @@ from gateway.core.train import TrainSpec, run_train
 def _run(payload: dict, ctx, ranks) -> dict:
     spec = payload["spec"]
     spec = TrainSpec(**{**spec, "corpus_paths": tuple(spec["corpus_paths"])})  # validated by the job's owner
-    return run_train(Store(payload["home"]), spec, ctx, ranks)
+    return run_train(Store(payload["home"]), spec, ctx, ranks, job_id=payload.get("job_id", ""))
 
 
 if __name__ == "__main__":

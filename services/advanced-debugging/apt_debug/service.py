@@ -38,7 +38,7 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
         return self._start("StartProfile", lambda ctx: profile.run_profile(self.store, spec, ctx), spec)
 
     def StartAnomalyDetection(self, request, context):
-        source = self._source(request.name, request.metrics_path, request.metrics_dataset)
+        source = self._source(request.name, request.metrics_path, request.metrics_dataset, request.job_id)
         output = output_name(self.store, request.output_name or f"{source.stem()}-anomalies", request.overwrite)
         settings = anomaly.Settings(spike_z=request.spike_z or 8.0, window=request.window or 20)
         snap = self.jobs.start(f"{_SERVICE}/StartAnomalyDetection",
@@ -69,17 +69,14 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
             raise errors.InvalidArgument(
                 "--log-dir is refused: the service never writes to a caller-chosen path. The event files go "
                 "into store dataset --output-name; fetch them with 'apt-model data pull NAME'.")
-        if request.job_id:
-            raise errors.FailedPrecondition(
-                "Exporting by job id is not built yet; name the trained model with --name instead.")
         tracker = request.tracker or "tensorboard"
-        source = self._source(request.name, request.metrics_path, request.metrics_dataset)
+        source = self._source(request.name, request.metrics_path, request.metrics_dataset, request.job_id)
         output = output_name(self.store, request.output_name or f"{source.stem()}-{tracker}", request.overwrite)
         export = export_wandb if tracker == "wandb" else export_tensorboard
         return pb.ExportToTrackerResponse(**export(self.store, source, output, request.overwrite))
 
-    def _source(self, model: str, path: str, dataset: str) -> SeriesSource:
-        source = SeriesSource.checked(model, self.paths.resolve_optional(path, "metrics path"), dataset)
+    def _source(self, model: str, path: str, dataset: str, job: str = "") -> SeriesSource:
+        source = SeriesSource.checked(model, self.paths.resolve_optional(path, "metrics path"), dataset, job)
         source.check_exists(self.store)
         return source
 

@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from apt_model.modeling import trainlog
 from apt_model.store import Store
 from gateway.testing import run_cli, start_gateway, stop_gateway
 
@@ -59,3 +60,26 @@ def test_anomaly_detection_on_a_local_metrics_file_and_pull_the_report(cli, cli_
 def test_an_unknown_model_is_not_found_with_exit_code(cli):
     out = cli("advanced-debugging", "anomaly-detection", "--name", "nobody")
     assert out.returncode != 0 and "nobody" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_core_train_job_is_scanned_and_exported_by_its_job_id(cli, cli_home):
+    """The trust boundary: the plugin never asks the gateway about the job; it reads the log
+    that core train keeps in the store under the job's id."""
+    out = cli("train", "by-job", "--dataset", "corp", "--size", "tiny", "--vocab-size", "384", "--seq-len", "32",
+              "--batch-size", "4", "--max-steps", "12", "--eval-every", "12", "--checkpoint-every", "0",
+              "--device", "cpu", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    job_id = json.loads(out.stdout)["id"]
+    assert job_id.startswith("gateway:")
+    out = cli("advanced-debugging", "anomaly-detection", "--job-id", job_id, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)["result"]
+    assert result["steps"] == 12 and result["source"] == f"job {job_id}"
+    logged = [r["loss"] for r in trainlog.read(Store(cli_home).model("by-job").path)]
+    assert logged == [r["loss"] for r in trainlog.read_job_log(trainlog.job_log_path(cli_home, job_id))]
+    out = cli("advanced-debugging", "export-to-tracker", "--job-id", job_id, "--output-name", "by-job-tb", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["steps"] == 12
+    unknown = job_id[:-4] + ("0000" if not job_id.endswith("0000") else "1111")
+    out = cli("advanced-debugging", "anomaly-detection", "--job-id", unknown)
+    assert out.returncode != 0 and "No training log for job" in out.stderr

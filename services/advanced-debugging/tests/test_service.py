@@ -231,7 +231,7 @@ def test_an_existing_output_is_refused_before_any_work(service, home, data):
 
 @pytest.mark.parametrize("kw,code,needle", [
     (dict(name="logged", log_dir="/tmp/x"), grpc.StatusCode.INVALID_ARGUMENT, "caller-chosen path"),
-    (dict(job_id="j-1"), grpc.StatusCode.FAILED_PRECONDITION, "not built yet"),
+    (dict(job_id="j-1"), grpc.StatusCode.INVALID_ARGUMENT, "not a job id"),
     (dict(name="logged", metrics_dataset="x"), grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
 ])
 def test_export_refusals(service, kw, code, needle):

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AnalysisRequest(_message.Message):
-    __slots__ = ("name", "data_path", "batches", "output_name", "seq_len", "batch_size", "seed", "dataset", "metrics_path", "metrics_dataset", "learning_rate", "device", "overwrite", "spike_z", "window")
+    __slots__ = ("name", "data_path", "batches", "output_name", "seq_len", "batch_size", "seed", "dataset", "metrics_path", "metrics_dataset", "learning_rate", "device", "overwrite", "spike_z", "window", "job_id")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_PATH_FIELD_NUMBER: _ClassVar[int]
     BATCHES_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,7 @@ class AnalysisRequest(_message.Message):
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     SPIKE_Z_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     name: str
     data_path: str
     batches: int
@@ -40,7 +41,8 @@ class AnalysisRequest(_message.Message):
     overwrite: bool
     spike_z: float
     window: int
-    def __init__(self, name: _Optional[str] = ..., data_path: _Optional[str] = ..., batches: _Optional[int] = ..., output_name: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., dataset: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., spike_z: _Optional[float] = ..., window: _Optional[int] = ...) -> None: ...
+    job_id: str
+    def __init__(self, name: _Optional[str] = ..., data_path: _Optional[str] = ..., batches: _Optional[int] = ..., output_name: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., dataset: _Optional[str] = ..., metrics_path: _Optional[str] = ..., metrics_dataset: _Optional[str] = ..., learning_rate: _Optional[float] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., spike_z: _Optional[float] = ..., window: _Optional[int] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class ReplayRequest(_message.Message):
     __slots__ = ("name", "step", "output_name", "top", "device", "overwrite")
