@@ -26,3 +26,13 @@ def held_out(total: int, fraction: float, *, min_held: int, min_train: int, max_
         raise errors.InvalidArgument(
             f"The text gives {total} {unit}: too few for {parts} {unit} at least; {hint}.")
     return n
+
+
+def split_tokens(ids, eval_fraction: float, seq_len: int, hint: str = "add text, lower --seq-len or --eval-fraction"):
+    """(train, held-out) parts of a token stream (a 1-D tensor): the held-out part is the last
+    ``eval_fraction`` of it (``held_out``), each part at least one sequence of ``seq_len`` + 1.
+    Core ``train`` splits its stream with this, and advanced-debugging's replay rebuilds the
+    same training part with it."""
+    need = seq_len + 1
+    n_eval = held_out(ids.numel(), eval_fraction, min_held=need, min_train=need, hint=hint)
+    return ids[: ids.numel() - n_eval], ids[ids.numel() - n_eval:]

@@ -23,7 +23,7 @@ import torch
 from apt_model import errors
 from apt_model.corpus import load_corpus
 from apt_model.modeling import lm, trainlog
-from apt_model.modeling.heldout import held_out
+from apt_model.modeling.heldout import split_tokens
 from apt_model.modeling.io import load_model, load_tokenizer
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
@@ -104,9 +104,7 @@ def rebuild(store: Store, params: dict[str, Any], paths: list[str], tokenizer, s
     documents = load_corpus(paths, store, params.get("dataset", ""), params.get("text_field", "text")).documents
     ids = lm.tokenize_documents(tokenizer, documents)
     seq_len = int(params["seq_len"])
-    need = seq_len + 1
-    n_eval = held_out(ids.numel(), float(params["eval_fraction"]), min_held=need, min_train=need)
-    train_ids = ids[: ids.numel() - n_eval]
+    train_ids, _ = split_tokens(ids, float(params["eval_fraction"]), seq_len)  # core train's own split
     grad_accum = int(params["grad_accum"])
     batches = [_micro_batch(train_ids, int(params["batch_size"]), seq_len, int(params["seed"]),
                             (step - 1) * grad_accum + micro) for micro in range(grad_accum)]
