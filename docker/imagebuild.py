@@ -196,11 +196,14 @@ def all_specs() -> list[ImageSpec]:
 
 
 # -- wheels ------------------------------------------------------------------------------------
-def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path) -> dict[str, Path]:
-    """{normalized project name: wheel path} that pip installs for these requirements, offline."""
+def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path, python: str) -> dict[str, Path]:
+    """{normalized project name: wheel path} that pip installs for these requirements, offline, on
+    the images' interpreter ``python`` (e.g. "3.11.2", the base image's): a wheel that needs a newer
+    one than the image has (Requires-Python) is passed over here instead of failing the build."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+               "--python-version", python, "--only-binary=:all:",
                "--no-index", "--find-links", str(wheelhouse), "--report", str(report)]
         for req in requirements:
             cmd += ["-r", str(ROOT / req)]
@@ -219,9 +222,10 @@ def resolve_wheels(requirements: tuple[str, ...], wheelhouse: Path) -> dict[str,
     return wheels
 
 
-def wheels_for(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None) -> list[Path]:
+def wheels_for(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None,
+               python: str) -> list[Path]:
     """The wheels this image installs: all of them, or for images on an apt base the ones it lacks."""
-    wheels = resolve_wheels(spec.requirements, wheelhouse)
+    wheels = resolve_wheels(spec.requirements, wheelhouse, python)
     if not spec.parent:
         return sorted(wheels.values())
     assert parent_wheels is not None, f"images on apt/{spec.parent} need its wheel set"
@@ -287,8 +291,9 @@ class Context:
                 add(p, self.spec.arcname(p))
 
 
-def make_context(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None) -> Context:
-    return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, parent_wheels))
+def make_context(spec: ImageSpec, wheelhouse: Path, parent_wheels: dict[str, Path] | None,
+                 python: str) -> Context:
+    return Context(spec, _context_files(spec), wheels_for(spec, wheelhouse, parent_wheels, python))
 
 
 # A fixed port keeps the WHEELS build argument, and so Docker's layer cache, the same from one

@@ -50,14 +50,41 @@ def choose_base(explicit: str | None) -> str:
     return ib.LOCAL_BASE
 
 
-def fill_wheelhouse(specs: list[ib.ImageSpec], wheelhouse: Path) -> None:
+def base_python(base: str) -> str:
+    """The Python version of the base image (e.g. 3.11.2 on Debian bookworm's python3): wheels are
+    resolved for it, not for the host's interpreter, which may be newer."""
+    done = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python3", base, "-c",
+                           "import platform; print(platform.python_version())"],
+                          capture_output=True, text=True, timeout=120)
+    version = done.stdout.strip()
+    if done.returncode != 0 or not version.startswith("3."):
+        raise ib.BuildError(f"Cannot tell the Python version of the base image {base}: `python3` there "
+                            f"answered {(done.stderr or version).strip()[-300:]!r}; its images need python3.")
+    return version
+
+
+def fill_wheelhouse(specs: list[ib.ImageSpec], wheelhouse: Path, python: str) -> None:
     """Download/build the wheels these images need that the wheelhouse lacks (pip skips the rest)."""
     reqs = sorted({r for s in specs for r in s.requirements})
-    print(f">> filling the wheelhouse {wheelhouse} for {', '.join(reqs)}")
-    env = {**os.environ, "WHEELHOUSE": str(wheelhouse), "PYTHON": sys.executable}
+    print(f">> filling the wheelhouse {wheelhouse} for Python {python}: {', '.join(reqs)}")
+    env = {**os.environ, "WHEELHOUSE": str(wheelhouse), "PYTHON": sys.executable, "IMAGE_PYTHON": python}
     if subprocess.run([str(ib.ROOT / "docker/wheelhouse.sh"), *reqs], env=env).returncode != 0:
         raise ib.BuildError(f"docker/wheelhouse.sh could not fill {wheelhouse} (output above); "
                             "it needs the package index once, then builds are offline.")
+
+
+def installed_folder(name: str) -> Path:
+    """The folder a pip-installed plugin's package carries, found as the gateway finds it (its
+    apt.plugins entry point, located and never imported)."""
+    from gateway.catalog import entry_point_folders
+
+    found, broken = entry_point_folders()
+    if name in found:
+        return found[name]
+    if name in broken:
+        raise ib.BuildError(f"The installed plugin {name} cannot be built: {broken[name]}")
+    raise ib.BuildError(f"No installed package registers the plugin {name} (apt.plugins entry points here: "
+                        f"{', '.join(sorted(found)) or 'none'}); `pip install` its wheel into this Python first.")
 
 
 def build_one(spec: ib.ImageSpec, ctx: ib.Context, base: str, prefix: str, version: str) -> str:
@@ -105,19 +132,20 @@ def build(names: list[str], base: str | None, prefix: str, version: str, wheelho
     parents = {s.parent for s in specs if s.name in wanted and s.parent}
     wanted |= parents
     chosen_base = choose_base(base)
+    python = base_python(chosen_base)
     chosen = [s for s in specs if s.name in wanted]
     if "gateway" in wanted and subprocess.run(["make", "-s", "-C", str(ib.ROOT), "router"]).returncode != 0:
         raise ib.BuildError("The gateway image carries apt-router: 'make router' failed (output above).")
     try:
         for spec in chosen:
-            ib.resolve_wheels(spec.requirements, wheelhouse)
+            ib.resolve_wheels(spec.requirements, wheelhouse, python)
     except ib.BuildError:
-        fill_wheelhouse(chosen, wheelhouse)
-    parent_wheels = {p: ib.resolve_wheels(ib.base_spec(p).requirements, wheelhouse) for p in parents}
+        fill_wheelhouse(chosen, wheelhouse, python)
+    parent_wheels = {p: ib.resolve_wheels(ib.base_spec(p).requirements, wheelhouse, python) for p in parents}
     built = []
     for spec in specs:
         if spec.name in wanted:
-            ctx = ib.make_context(spec, wheelhouse, parent_wheels.get(spec.parent))
+            ctx = ib.make_context(spec, wheelhouse, parent_wheels.get(spec.parent), python)
             built.append(build_one(spec, ctx, chosen_base, prefix, version))
     return built
 
@@ -136,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also build this plugin folder: one of this repository outside services/ (the test "
                         "echo plugin, tests/plugins/echo) or one anywhere else (what `apt-model plugin new` "
                         "writes); the template builds it (a folder in this repository may bring its own Dockerfile)")
+    b.add_argument("--installed", action="append", default=[], metavar="NAME",
+                   help="also build this pip-installed plugin (an apt.plugins entry point of this Python's "
+                        "packages, what `apt-model plugin package` makes) from the folder its package carries")
     sub.add_parser("list", help="print every image, the apt base it builds on and its Dockerfile")
     args = parser.parse_args(argv)
     try:
@@ -143,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in ib.all_specs():
                 print(f"{s.name:26} {s.parent or '-':10} {s.dockerfile}")
             return 0
-        extra = [Path(d).resolve() for d in args.plugin]
+        extra = [Path(d).resolve() for d in args.plugin] + [installed_folder(n) for n in args.installed]
         for tag in build(args.names, args.base, args.prefix, args.tag, args.wheelhouse, extra):
             print(tag)
     except ib.BuildError as exc:

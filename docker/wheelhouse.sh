@@ -18,8 +18,17 @@ if [ $# -eq 0 ]; then
     set -- requirements/runtime.txt gateway/deploy/requirements.txt $(ls services/*/requirements.txt | xargs grep -L 'torch.txt' || true) \
            requirements/torch.txt gateway/requirements.txt $(ls services/*/requirements.txt | xargs grep -l 'torch.txt' || true)
 fi
+# IMAGE_PYTHON: the images' interpreter (docker/images.py passes the base image's, e.g. 3.11.2).
+# `pip wheel` resolves for the host's interpreter, which may be newer: a dependency whose newest
+# release needs a newer Python than the image's then gets a second, older wheel that fits it.
+IMAGE_PYTHON=${IMAGE_PYTHON:-}
+[ "$IMAGE_PYTHON" = "$("$PYTHON" -c 'import platform; print(platform.python_version())')" ] && IMAGE_PYTHON=
 for req in "$@"; do
     echo ">> wheels for $req"
     "$PYTHON" -m pip wheel --quiet --wheel-dir "$WHEELHOUSE" --find-links "$WHEELHOUSE" -r "$req"
+    if [ -n "$IMAGE_PYTHON" ]; then
+        "$PYTHON" -m pip download --quiet --only-binary=:all: --python-version "$IMAGE_PYTHON" \
+            --dest "$WHEELHOUSE" --find-links "$WHEELHOUSE" -r "$req"
+    fi
 done
 du -sh "$WHEELHOUSE"

@@ -130,3 +130,31 @@ def test_system_packages_reach_the_template_as_one_build_argument(tmp_path):
     assert dict(ib.plugin_spec(folder).build_args)["SYSTEM_PACKAGES"] == "chromium fonts-noto-cjk"
     template = (ROOT / ib.PLUGIN_DOCKERFILE).read_text()
     assert "apt-get install -y -qq --no-install-recommends ${SYSTEM_PACKAGES}" in template
+
+
+def _wheel(folder: Path, version: str, requires_python: str) -> Path:
+    """A minimal pure-Python wheel of the project ``aptfake`` (metadata only)."""
+    import zipfile
+    path = folder / f"aptfake-{version}-py3-none-any.whl"
+    info = f"aptfake-{version}.dist-info"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: aptfake\nVersion: {version}\n"
+                                         f"Requires-Python: {requires_python}\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return path
+
+
+def test_wheels_resolve_for_the_images_python_not_the_hosts(tmp_path):
+    """The wheelhouse is filled by the host's interpreter; an image on Debian bookworm has 3.11.2.
+    A release that needs a newer Python than the image's must be passed over for one that fits
+    (soupsieve 2.9 needs 3.11.5: pip in the image refused it and the build failed)."""
+    old, new = _wheel(tmp_path, "1.0", ">=3.11"), _wheel(tmp_path, "2.0", ">=3.11.5")
+    (tmp_path / "requirements.txt").write_text("aptfake\n")
+    requirements = (str(tmp_path / "requirements.txt"),)
+    assert ib.resolve_wheels(requirements, tmp_path, "3.11.2") == {"aptfake": old}
+    assert ib.resolve_wheels(requirements, tmp_path, "3.11.7") == {"aptfake": new}
+    new.unlink()
+    old.unlink()
+    with pytest.raises(ib.BuildError, match="make wheelhouse"):
+        ib.resolve_wheels(requirements, tmp_path, "3.11.2")

@@ -71,3 +71,53 @@ def test_outside_plugin_image_serves_its_own_contract(outside_plugin, docker_cli
     finally:
         deployer.remove("word-count")
     assert docker_client.containers.list(all=True, filters={"label": "apt.plugin=word-count"}) == []
+
+
+def test_a_pip_installed_plugin_builds_and_runs_under_the_docker_deployer(tmp_path, docker_client, store_volume):
+    """`plugin package` → `pip install` → the image is built from the folder the installed package
+    carries (`images.py build --installed NAME`, found through its apt.plugins entry point as the
+    gateway finds it) → the docker deployer runs it from the catalogue entry → removed."""
+    import os
+
+    from gateway.catalog import Catalog
+    from gateway.deploy.docker import DockerConfig, DockerDeployer
+
+    before = _repo_state()
+    run = lambda *cmd, env=None: subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    done = run(sys.executable, "-m", "apt_model", "plugin", "new", "line-count", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    done = run(sys.executable, "-m", "apt_model", "plugin", "package", str(tmp_path / "line-count"),
+               "--out", str(tmp_path / "dist"))
+    assert done.returncode == 0, done.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    site = tmp_path / "site"
+    done = run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel))
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    missing = run(sys.executable, str(ROOT / "docker/images.py"), "build", "line-count", "--installed", "nothing-here",
+                  env=env)
+    assert missing.returncode == 1 and "No installed package registers the plugin nothing-here" in missing.stderr
+    assert "line-count" in missing.stderr  # the installed ones are listed
+    done = run(sys.executable, str(ROOT / "docker/images.py"), "build", "line-count", "--installed", "line-count",
+               env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    sys.path.insert(0, str(site))  # what `pip install` into the gateway's environment does
+    try:
+        entry = Catalog().get("line-count")
+    finally:
+        sys.path.remove(str(site))
+    assert entry.dir == site / "apt_plugin_line_count" / "line-count"
+    deployer = DockerDeployer(Settings(home=tmp_path / "home", install_timeout=60, grace_seconds=2),
+                              DockerConfig(store_volume=store_volume, host_ports=True), client=docker_client)
+    token = secrets.token_hex(16)
+    try:
+        (endpoint,) = deployer.deploy(entry, 1, {"APT_INTERNAL_TOKEN": token})
+        with connect(endpoint, token) as channel:
+            desc = plugin_pb2_grpc.PluginStub(channel).Describe(plugin_pb2.DescribeRequest(), timeout=10)
+            assert desc.name == "line-count" and [op.name for op in desc.operations] == ["StartCountWords"]
+    finally:
+        deployer.remove("line-count")
+        docker_client.images.remove("apt/line-count:latest", force=True)
+    assert docker_client.containers.list(all=True, filters={"label": "apt.plugin=line-count"}) == []
+    assert _repo_state() == before
