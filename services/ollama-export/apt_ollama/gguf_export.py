@@ -143,33 +143,8 @@ def convert(folder: Path, dest: Path, outtype: str, progress: Progress, *, model
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
     writer = gguf.GGUFWriter(tmp, hp.arch)
     try:
-        writer.add_name(model_name or folder.name)
-        writer.add_file_type(OUTTYPES[outtype])
-        if outtype == "q8_0":
-            writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        archs.add_metadata(writer, hp)
-        vocab.add_metadata(writer, voc)
-        for t in plan:
-            writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        fout = writer.fout[0]
-        total = sum(t.nbytes for t in plan)
-        done = 0
-        for t in plan:
-            progress.check_cancelled()
-            data = _encode(archs.transform(t.name, ckpt.read(t.hf_name), hp), t.qtype)
-            assert data.nbytes == t.nbytes, f"{t.name}: planned {t.nbytes} bytes, encoded {data.nbytes}"
-            # Written here rather than by GGUFWriter.write_tensor_data, whose numpy tofile reports a
-            # short write (disk full) without an errno; file.write raises ENOSPC/EFBIG properly.
-            fout.write(bytes(-fout.tell() % writer.data_alignment))
-            fout.write(memoryview(data).cast("B"))
-            done += t.nbytes
-            progress.report(progress=done / total, stage="convert", message=t.name)
-        fout.write(bytes(-fout.tell() % writer.data_alignment))
-        fout.flush()
-        os.fsync(fout.fileno())
+        _write_header(writer, model_name or folder.name, outtype, hp, voc, plan)
+        _write_tensors(writer, ckpt, hp, plan, progress)
         writer.close()
         os.replace(tmp, dest)
         fsync_dir(dest.parent)
@@ -189,6 +164,44 @@ def convert(folder: Path, dest: Path, outtype: str, progress: Progress, *, model
         counts[t.qtype.name] = counts.get(t.qtype.name, 0) + 1
     return GgufInfo(path=dest, arch=hp.arch, outtype=outtype, size_bytes=dest.stat().st_size,
                     n_tensors=len(plan), type_counts=counts, pre_tokenizer=voc.pre, n_vocab=len(voc.tokens))
+
+
+def _write_header(writer: gguf.GGUFWriter, name: str, outtype: str, hp: archs.HParams, voc: vocab.Vocab,
+                  plan: list[PlannedTensor]) -> None:
+    """The metadata and the tensor table, written before any weight is read."""
+    writer.add_name(name)
+    writer.add_file_type(OUTTYPES[outtype])
+    if outtype == "q8_0":
+        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    archs.add_metadata(writer, hp)
+    vocab.add_metadata(writer, voc)
+    for t in plan:
+        writer.add_tensor_info(t.name, t.shape, np.dtype(np.float32), t.nbytes, raw_dtype=t.qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+
+
+def _write_tensors(writer: gguf.GGUFWriter, ckpt: Checkpoint, hp: archs.HParams, plan: list[PlannedTensor],
+                   progress: Progress) -> None:
+    """Each planned tensor read, converted and appended in turn (about one tensor in memory);
+    flushed and fsynced at the end."""
+    fout = writer.fout[0]
+    total = sum(t.nbytes for t in plan)
+    done = 0
+    for t in plan:
+        progress.check_cancelled()
+        data = _encode(archs.transform(t.name, ckpt.read(t.hf_name), hp), t.qtype)
+        assert data.nbytes == t.nbytes, f"{t.name}: planned {t.nbytes} bytes, encoded {data.nbytes}"
+        # Written here rather than by GGUFWriter.write_tensor_data, whose numpy tofile reports a
+        # short write (disk full) without an errno; file.write raises ENOSPC/EFBIG properly.
+        fout.write(bytes(-fout.tell() % writer.data_alignment))
+        fout.write(memoryview(data).cast("B"))
+        done += t.nbytes
+        progress.report(progress=done / total, stage="convert", message=t.name)
+    fout.write(bytes(-fout.tell() % writer.data_alignment))
+    fout.flush()
+    os.fsync(fout.fileno())
 
 
 def _discard(writer: gguf.GGUFWriter, tmp: Path) -> None:

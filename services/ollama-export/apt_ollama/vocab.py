@@ -99,41 +99,13 @@ def _post_processor_specials(post: dict | None) -> tuple[str | None, str | None]
 def read_vocab(folder: Path, vocab_size: int, config: dict) -> Vocab:
     """Everything ``tokenizer.ggml.*`` needs, validated against llama.cpp's BPE."""
     tj = read_json(folder / "tokenizer.json", "GGUF export needs the fast tokenizer's tokenizer.json")
-    model = tj.get("model") or {}
-    if model.get("type") != "BPE" or model.get("byte_fallback"):
-        raise errors.InvalidArgument(
-            f"Tokenizer model {model.get('type')!r} (byte_fallback={model.get('byte_fallback')}) is not "
-            "byte-level BPE; this exporter writes only llama.cpp's 'gpt2' tokenizer type."
-        )
-    if (tj.get("decoder") or {}).get("type") != "ByteLevel":
-        raise errors.InvalidArgument("The tokenizer's decoder is not ByteLevel, so it is not byte-level BPE.")
+    model = _byte_level_bpe(tj)
     pre = pre_tokenizer_name(tj.get("pre_tokenizer"))
-    warnings = []
-    normalizer = tj.get("normalizer")
-    # transformers' Qwen2Tokenizer installs an NFC normalizer whatever tokenizer.json says.
-    if (normalizer and normalizer.get("type") == "NFC") or config.get("model_type") == "qwen2":
-        warnings.append("The HF tokenizer applies NFC normalization, which llama.cpp does not (GGUF has no "
-                        "field for it); text that is not already NFC (e.g. U+F900) tokenizes differently.")
-    elif normalizer:
-        raise errors.InvalidArgument(f"Tokenizer normalizer {normalizer.get('type')!r} has no llama.cpp equivalent.")
-    if bool(model.get("ignore_merges")) != (pre == "llama-bpe"):
-        warnings.append(f"ignore_merges={bool(model.get('ignore_merges'))} differs from what llama.cpp uses "
-                        f"with pre-tokenizer {pre!r}; rare whole-word tokens may split differently.")
-
+    warnings = _mismatch_warnings(tj.get("normalizer"), model, pre, config)
     by_id: dict[int, tuple[str, int]] = {i: (t, NORMAL) for t, i in model["vocab"].items()}
     for added in tj.get("added_tokens", []):
         by_id[added["id"]] = (added["content"], CONTROL if added.get("special") else USER_DEFINED)
-    n = max(vocab_size, max(by_id) + 1)
-    if n > vocab_size:
-        raise errors.FailedPrecondition(
-            f"The tokenizer has ids up to {n - 1} but config.json says vocab_size={vocab_size}; "
-            "the embedding matrix cannot hold them. Resize the embeddings before exporting."
-        )
-    tokens, types = [], []
-    for i in range(n):  # ids the tokenizer never uses (padded embedding rows) become unused slots
-        text, kind = by_id.get(i, (f"[PAD{i}]", UNUSED))
-        tokens.append(text)
-        types.append(kind)
+    tokens, types = _id_table(by_id, vocab_size)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
 
     tc_path = folder / "tokenizer_config.json"
@@ -149,21 +121,70 @@ def read_vocab(folder: Path, vocab_size: int, config: dict) -> Vocab:
 
     first, last = _post_processor_specials(tj.get("post_processor"))
     bos, eos = special("bos_token", "bos_token_id"), special("eos_token", "eos_token_id")
+    return Vocab(
+        tokens=tokens, token_types=types, merges=merges, pre=pre,
+        bos_id=bos, eos_id=eos, pad_id=special("pad_token", "pad_token_id"), unk_id=special("unk_token"),
+        add_bos=first is not None and ids.get(first) == bos,
+        add_eos=last is not None and ids.get(last) == eos,
+        chat_template=_chat_template(tc, folder),
+        special_tokens={t: i for i, (t, k) in by_id.items() if k == CONTROL},
+        warnings=warnings,
+    )
+
+
+def _byte_level_bpe(tj: dict) -> dict:
+    """tokenizer.json's model, or InvalidArgument when it is not byte-level BPE."""
+    model = tj.get("model") or {}
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise errors.InvalidArgument(
+            f"Tokenizer model {model.get('type')!r} (byte_fallback={model.get('byte_fallback')}) is not "
+            "byte-level BPE; this exporter writes only llama.cpp's 'gpt2' tokenizer type."
+        )
+    if (tj.get("decoder") or {}).get("type") != "ByteLevel":
+        raise errors.InvalidArgument("The tokenizer's decoder is not ByteLevel, so it is not byte-level BPE.")
+    return model
+
+
+def _mismatch_warnings(normalizer: dict | None, model: dict, pre: str, config: dict) -> list[str]:
+    """Where llama.cpp will tokenize some text differently; InvalidArgument for a normalizer it lacks."""
+    warnings = []
+    # transformers' Qwen2Tokenizer installs an NFC normalizer whatever tokenizer.json says.
+    if (normalizer and normalizer.get("type") == "NFC") or config.get("model_type") == "qwen2":
+        warnings.append("The HF tokenizer applies NFC normalization, which llama.cpp does not (GGUF has no "
+                        "field for it); text that is not already NFC (e.g. U+F900) tokenizes differently.")
+    elif normalizer:
+        raise errors.InvalidArgument(f"Tokenizer normalizer {normalizer.get('type')!r} has no llama.cpp equivalent.")
+    if bool(model.get("ignore_merges")) != (pre == "llama-bpe"):
+        warnings.append(f"ignore_merges={bool(model.get('ignore_merges'))} differs from what llama.cpp uses "
+                        f"with pre-tokenizer {pre!r}; rare whole-word tokens may split differently.")
+    return warnings
+
+
+def _id_table(by_id: dict[int, tuple[str, int]], vocab_size: int) -> tuple[list[str], list[int]]:
+    """Token texts and types for every embedding row, in id order."""
+    n = max(vocab_size, max(by_id) + 1)
+    if n > vocab_size:
+        raise errors.FailedPrecondition(
+            f"The tokenizer has ids up to {n - 1} but config.json says vocab_size={vocab_size}; "
+            "the embedding matrix cannot hold them. Resize the embeddings before exporting."
+        )
+    tokens, types = [], []
+    for i in range(n):  # ids the tokenizer never uses (padded embedding rows) become unused slots
+        text, kind = by_id.get(i, (f"[PAD{i}]", UNUSED))
+        tokens.append(text)
+        types.append(kind)
+    return tokens, types
+
+
+def _chat_template(tc: dict, folder: Path) -> str | None:
+    """tokenizer_config.json's chat template (its default one when named), else chat_template.jinja."""
     template = tc.get("chat_template")
     if isinstance(template, list):  # named templates: the default one is what chat uses
         template = next((t["template"] for t in template if t.get("name") == "default"), None)
     jinja = folder / "chat_template.jinja"
     if template is None and jinja.is_file():
         template = jinja.read_text(encoding="utf-8")
-    return Vocab(
-        tokens=tokens, token_types=types, merges=merges, pre=pre,
-        bos_id=bos, eos_id=eos, pad_id=special("pad_token", "pad_token_id"), unk_id=special("unk_token"),
-        add_bos=first is not None and ids.get(first) == bos,
-        add_eos=last is not None and ids.get(last) == eos,
-        chat_template=template,
-        special_tokens={t: i for i, (t, k) in by_id.items() if k == CONTROL},
-        warnings=warnings,
-    )
+    return template
 
 
 def add_metadata(writer, v: Vocab) -> None:
