@@ -89,48 +89,68 @@ def plan_structured(config: dict, ratio: float, prune_heads: bool, prune_mlp: bo
     at 0 it loses as many channels as bring the whole model's parameters down by ``ratio``
     (none when heads and MLP already do), so ``ratio`` keeps its meaning of "share removed".
     """
+    n_q, n_kv, hidden, inter = _decoder_sizes(config)
+    head_dim = int(config.get("head_dim") or hidden // n_q)
+    notes: list[str] = []
+    unit, units, removed = _plan_heads(ratio, n_q, n_kv, notes) if prune_heads else ("", 0, 0)
+    mlp_removed = _plan_mlp(ratio, inter, notes) if prune_mlp else 0
+    plan = StructuredPlan(n_q, n_kv, head_dim, unit, units, removed, inter, mlp_removed, hidden, 0, tuple(notes))
+    if not prune_hidden:
+        return plan
+    return _plan_hidden(config, plan, ratio, hidden_ratio, notes)
+
+
+def _decoder_sizes(config: dict) -> tuple[int, int, int, int]:
+    """(query heads, KV heads, hidden_size, intermediate_size) of a Llama-style config."""
     try:
         n_q = int(config["num_attention_heads"])
         n_kv = int(config.get("num_key_value_heads") or n_q)
-        hidden = int(config["hidden_size"])
-        inter = int(config["intermediate_size"])
+        return n_q, n_kv, int(config["hidden_size"]), int(config["intermediate_size"])
     except KeyError as exc:
         raise errors.FailedPrecondition(
             f"The model's config has no {exc.args[0]!r}: structured pruning supports Llama-style decoders "
             "(q/k/v/o projections and a gated MLP).") from exc
-    head_dim = int(config.get("head_dim") or hidden // n_q)
-    notes: list[str] = []
-    unit, units, removed = "", 0, 0
-    if prune_heads:
-        if n_kv >= 2:
-            unit, units, per = "kv_group", n_kv, n_q // n_kv
-            what = f"KV-head groups (1 KV + {per} query heads each)"
-        else:
-            unit, units, what = "query_head", n_q, "query heads (one shared KV head)"
-        exact = ratio * units
-        removed = _round_half_up(exact)
-        if removed == 0:
-            raise errors.InvalidArgument(
-                f"ratio {ratio} of {units} {what} is {exact:.2f}, which rounds to 0: no head would leave. "
-                f"Use ratio >= {0.5 / units:.3f}, or prune MLP channels only (prune_heads false, prune_mlp true).")
-        if removed >= units:
-            raise errors.InvalidArgument(
-                f"ratio {ratio} of {units} {what} is {exact:.2f}, which rounds to all of them: every layer "
-                f"would lose its attention. Use ratio <= {(units - 0.5) / units - 1e-3:.3f}.")
-        if abs(exact - removed) > 1e-9:
-            notes.append(f"heads: {ratio:.0%} of {units} {what} is {exact:.2f}; rounded to {removed} "
-                         f"({removed / units:.0%}) so whole groups leave and GQA stays valid")
-    mlp_removed = 0
-    if prune_mlp:
-        exact = ratio * inter
-        mlp_removed = _round_half_up(exact)
-        if mlp_removed == 0 or mlp_removed >= inter:
-            raise errors.InvalidArgument(f"ratio {ratio} of {inter} MLP channels rounds to {mlp_removed}; choose another ratio.")
-        if abs(exact - mlp_removed) > 1e-9:
-            notes.append(f"mlp: {ratio:.0%} of {inter} channels is {exact:.2f}; rounded to {mlp_removed}")
-    plan = StructuredPlan(n_q, n_kv, head_dim, unit, units, removed, inter, mlp_removed, hidden, 0, tuple(notes))
-    if not prune_hidden:
-        return plan
+
+
+def _plan_heads(ratio: float, n_q: int, n_kv: int, notes: list[str]) -> tuple[str, int, int]:
+    """(unit, units per layer, units removed from every layer); the rounding goes into ``notes``."""
+    if n_kv >= 2:
+        unit, units, per = "kv_group", n_kv, n_q // n_kv
+        what = f"KV-head groups (1 KV + {per} query heads each)"
+    else:
+        unit, units, what = "query_head", n_q, "query heads (one shared KV head)"
+    exact = ratio * units
+    removed = _round_half_up(exact)
+    if removed == 0:
+        raise errors.InvalidArgument(
+            f"ratio {ratio} of {units} {what} is {exact:.2f}, which rounds to 0: no head would leave. "
+            f"Use ratio >= {0.5 / units:.3f}, or prune MLP channels only (prune_heads false, prune_mlp true).")
+    if removed >= units:
+        raise errors.InvalidArgument(
+            f"ratio {ratio} of {units} {what} is {exact:.2f}, which rounds to all of them: every layer "
+            f"would lose its attention. Use ratio <= {(units - 0.5) / units - 1e-3:.3f}.")
+    if abs(exact - removed) > 1e-9:
+        notes.append(f"heads: {ratio:.0%} of {units} {what} is {exact:.2f}; rounded to {removed} "
+                     f"({removed / units:.0%}) so whole groups leave and GQA stays valid")
+    return unit, units, removed
+
+
+def _plan_mlp(ratio: float, inter: int, notes: list[str]) -> int:
+    """MLP channels removed from every layer; the rounding goes into ``notes``."""
+    exact = ratio * inter
+    mlp_removed = _round_half_up(exact)
+    if mlp_removed == 0 or mlp_removed >= inter:
+        raise errors.InvalidArgument(f"ratio {ratio} of {inter} MLP channels rounds to {mlp_removed}; choose another ratio.")
+    if abs(exact - mlp_removed) > 1e-9:
+        notes.append(f"mlp: {ratio:.0%} of {inter} channels is {exact:.2f}; rounded to {mlp_removed}")
+    return mlp_removed
+
+
+def _plan_hidden(config: dict, plan: StructuredPlan, ratio: float, hidden_ratio: float,
+                 notes: list[str]) -> StructuredPlan:
+    """``plan`` with the residual channels that leave (``hidden_ratio``, or what brings the whole
+    model to ``ratio`` when it is 0)."""
+    hidden = plan.hidden
     if hidden_ratio:
         exact = hidden_ratio * hidden
         what = f"{hidden_ratio:.0%} of {hidden} channels is {exact:.2f}"
