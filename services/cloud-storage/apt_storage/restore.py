@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from apt_model import errors
@@ -61,48 +62,10 @@ def run_restore(store: Store, config: StorageConfig, spec: RestoreSpec, ctx: Job
         # The claim on ``target`` is the store's: create refuses an existing name at once and
         # again when the restored entry is renamed in, so a model written meanwhile (another
         # restore, an upload, a training run) is never replaced without overwrite.
-        lineage = manifest.meta.get("lineage", {})
-        # The restore is one more step of the backed-up entry's history: a copy under another
-        # name descends from that entry; under its own name it takes that entry's parent.
-        parent = chosen.name if target != chosen.name else lineage.get("parent", "")
         progress = TransferProgress(ctx, manifest.size_bytes, "download")
-        with store.create(
-            kind, target, operation="restore", parent=parent,
-            parameters={"source": str(spec.source), "backup_name": chosen.name, "tag": chosen.tag},
-            metrics=manifest.meta.get("metrics", {}),
-            extra={"restored_from": {"source": str(spec.source), "name": chosen.name, "tag": chosen.tag,
-                                     "backup_created": manifest.created},
-                   "original_lineage": lineage},
-            overwrite=spec.overwrite,
-        ) as folder:
-            def fetch(rel: str, info: dict[str, Any]) -> None:
-                progress.check_cancelled()
-                path = folder / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                key = backup_key(spec.source, kind, chosen.name, chosen.tag, FILES, rel)
-                try:
-                    backend.download(key, path, progress)
-                except errors.NotFound as exc:
-                    raise errors.DataLoss(
-                        f"The backup {chosen.name}/{chosen.tag} lists {rel} but it is missing at "
-                        f"{spec.source}; nothing was restored. Restore another tag.") from exc
-                actual = sha256_file(path)
-                if actual != info["sha256"] or path.stat().st_size != info["size"]:
-                    raise errors.DataLoss(
-                        f"{rel} from {spec.source} (tag {chosen.tag}) does not match its recorded "
-                        f"sha256 ({actual[:12]}… instead of {info['sha256'][:12]}…); nothing was "
-                        "restored. Restore another tag or back the model up again.")
-
-            # files download in parallel; the first failure stops the rest and removes the folder
-            with ThreadPoolExecutor(max_workers=spec.options.concurrency, thread_name_prefix="fetch") as pool:
-                futures = [pool.submit(fetch, rel, info) for rel, info in sorted(manifest.files.items())]
-                try:
-                    for f in as_completed(futures):
-                        f.result()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
+        with store.create(kind, target, operation="restore", overwrite=spec.overwrite,
+                          **_entry_record(spec, chosen, target)) as folder:
+            _fetch_all(backend, spec, chosen, folder, progress)
             progress.finish()
             ctx.check_cancelled()
         ctx.report(progress=1.0, stage="done", message=f"Restored {target} from {chosen.tag}")
@@ -110,3 +73,55 @@ def run_restore(store: Store, config: StorageConfig, spec: RestoreSpec, ctx: Job
                 "tag": chosen.tag, "files": len(manifest.files), "verified": True, **progress.summary()}
     finally:
         backend.close()
+
+
+def _entry_record(spec: RestoreSpec, chosen: BackupState, target: str) -> dict[str, Any]:
+    """The restored entry's lineage, parameters, metrics and provenance (``Store.create`` keywords)."""
+    manifest = chosen.manifest
+    lineage = manifest.meta.get("lineage", {})
+    # The restore is one more step of the backed-up entry's history: a copy under another
+    # name descends from that entry; under its own name it takes that entry's parent.
+    parent = chosen.name if target != chosen.name else lineage.get("parent", "")
+    return {
+        "parent": parent,
+        "parameters": {"source": str(spec.source), "backup_name": chosen.name, "tag": chosen.tag},
+        "metrics": manifest.meta.get("metrics", {}),
+        "extra": {"restored_from": {"source": str(spec.source), "name": chosen.name, "tag": chosen.tag,
+                                    "backup_created": manifest.created},
+                  "original_lineage": lineage},
+    }
+
+
+def _fetch_all(backend, spec: RestoreSpec, chosen: BackupState, folder: Path, progress: TransferProgress) -> None:
+    """Every file of the backup into ``folder``, in parallel, each checked against its sha256; the
+    first failure stops the rest (and the store removes the folder)."""
+    with ThreadPoolExecutor(max_workers=spec.options.concurrency, thread_name_prefix="fetch") as pool:
+        futures = [pool.submit(_fetch, backend, spec, chosen, folder, progress, rel, info)
+                   for rel, info in sorted(chosen.manifest.files.items())]
+        try:
+            for f in as_completed(futures):
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _fetch(backend, spec: RestoreSpec, chosen: BackupState, folder: Path, progress: TransferProgress,
+           rel: str, info: dict[str, Any]) -> None:
+    progress.check_cancelled()
+    path = folder / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = backup_key(spec.source, chosen.kind, chosen.name, chosen.tag, FILES, rel)
+    try:
+        backend.download(key, path, progress)
+    except errors.NotFound as exc:
+        raise errors.DataLoss(
+            f"The backup {chosen.name}/{chosen.tag} lists {rel} but it is missing at "
+            f"{spec.source}; nothing was restored. Restore another tag.") from exc
+    actual = sha256_file(path)
+    if actual != info["sha256"] or path.stat().st_size != info["size"]:
+        raise errors.DataLoss(
+            f"{rel} from {spec.source} (tag {chosen.tag}) does not match its recorded "
+            f"sha256 ({actual[:12]}… instead of {info['sha256'][:12]}…); nothing was "
+            "restored. Restore another tag or back the model up again.")
