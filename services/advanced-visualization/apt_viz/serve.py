@@ -6,12 +6,16 @@ reads only the store it is given; the HTML dataset of StartDashboard is what to 
     python -m apt_viz.serve --home ~/.apt MODEL [MODEL ...] [--port 8050] [--every 5]
 
 Dash is not in the plugin's image (its requirements): install it beside the gateway
-(``pip install dash``) to use this.
+(``pip install dash``) to use this. Started inside the plugin's image (docker/k8s: the image sets
+APT_PLUGIN_DIR, Kubernetes KUBERNETES_SERVICE_HOST) it refuses with FAILED_PRECONDITION: a
+deployed plugin exposes its gRPC port only, and its dashboards are the StartDashboard datasets.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from apt_model import errors
@@ -34,7 +38,22 @@ def figures(store: Store, models: list[str], max_points: int) -> dict:
     return out
 
 
+IMAGE_MARKERS = ("APT_PLUGIN_DIR", "KUBERNETES_SERVICE_HOST")  # docker/plugin.Dockerfile sets the first
+
+
+def require_local() -> None:
+    """FAILED_PRECONDITION inside the plugin's image: the live view is for the local deployer only."""
+    found = [k for k in IMAGE_MARKERS if os.environ.get(k)]
+    if found:
+        raise errors.FailedPrecondition(
+            f"The live dashboard is for the local deployer only, and this process runs in the plugin's image "
+            f"({found[0]} is set: docker or Kubernetes), which has no Dash and exposes no port for it. Run "
+            "'apt-model advanced-visualization dashboard' and open the HTML dataset it writes, or run "
+            "'python -m apt_viz.serve' on the host of a local deployment.")
+
+
 def make_app(store: Store, models: list[str], every_s: float = 5.0, max_points: int = 2000):
+    require_local()
     try:
         from dash import Dash, Input, Output, dcc, html
     except ImportError as exc:
@@ -63,7 +82,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8050)
     parser.add_argument("--every", type=float, default=5.0, help="seconds between re-reads of the store")
     args = parser.parse_args()
-    make_app(Store(args.home), args.models, args.every).run(host=args.host, port=args.port, debug=False)
+    try:
+        app = make_app(Store(args.home), args.models, args.every)
+    except errors.AptError as exc:
+        sys.exit(f"{exc.code.name}: {exc.message}")
+    app.run(host=args.host, port=args.port, debug=False)
 
 
 if __name__ == "__main__":
