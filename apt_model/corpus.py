@@ -7,12 +7,12 @@ read corpora too.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from apt_model import errors
+from apt_model.jsonl import json_objects
 from apt_model.store import Store
 
 TEXT_SUFFIXES = (".txt", ".md", ".text")
@@ -53,17 +53,10 @@ def read_text_file(path: Path) -> list[str]:
 def read_jsonl_file(path: Path, text_field: str, warn: Callable[[str], None]) -> list[str]:
     docs, empty = [], 0
     text = _decode(path, path.read_bytes()).lstrip("\ufeff")
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.InvalidArgument(f"{path} line {lineno} is not valid JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict) or text_field not in record:
-            keys = ", ".join(sorted(record)) if isinstance(record, dict) else type(record).__name__
+    for lineno, record in json_objects(text.splitlines(), str(path)):
+        if text_field not in record:
             raise errors.InvalidArgument(
-                f"{path} line {lineno} has no field {text_field!r} (it has: {keys}); "
+                f"{path} line {lineno} has no field {text_field!r} (it has: {', '.join(sorted(record))}); "
                 f"pass --text-field with the right name.")
         value = record[text_field]
         if not isinstance(value, str):

@@ -41,6 +41,9 @@ def test_jsonl_problems(tmp_path):
     p.write_text('{"text": "ok"}\n{broken\n', encoding="utf-8")
     with pytest.raises(errors.InvalidArgument, match="line 2 is not valid JSON"):
         load_corpus([str(p)])
+    p.write_text('{"text": "ok"}\n\n["a", "list"]\n', encoding="utf-8")  # blank lines still count
+    with pytest.raises(errors.InvalidArgument, match="line 3 is a JSON list, not an object"):
+        load_corpus([str(p)])
     warnings = []
     p.write_text('{"text": "ok"}\n{"text": ""}\n', encoding="utf-8")
     assert load_corpus([str(p)], warn=warnings.append).documents == ["ok"]
