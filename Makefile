@@ -25,6 +25,7 @@ sysdeps:
 	@missing=""; for pair in $(SYSDEPS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing from Debian's archive"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || { echo "installing fonts-noto-cjk (Chromium draws Chinese in advanced-visualization's pages and PNGs)"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null; }
 
 # llama.cpp (ollama-export's verification) is built for a portable x86-64 baseline: built for
 # the build machine ("native") it enables AMX on Xeons that have it, and its q8_0 decode then
