@@ -166,12 +166,6 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dic
     """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
     (``apt_hf.train_rank``); the Trainer finds them from torchrun's environment and runs DDP
     itself (each rank ``batch_size / workers`` blocks a step); rank 0 stores the model."""
-    import torch
-    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
-
-    from apt_model.modeling import trainlog
-    from apt_model.modeling.io import load_model, load_tokenizer, save_model
-
     if ranks is None and spec.workers > 1:
         return distributed.launch("apt_hf.train_rank", {"home": str(store.root), "spec": asdict(spec)},
                                   spec.workers, store.root / ".runs" / f"hf-train-{spec.output_name}", ctx)
@@ -181,62 +175,95 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dic
         raise errors.AlreadyExists(f"Model {spec.output_name!r} already exists; pass overwrite or choose another name.")
     parent = store.model(spec.model)
     store.dataset(spec.dataset)
-    cuda = torch.cuda.is_available()
     scratch = store.root / ".scratch"
     scratch.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=f"train-{spec.output_name}-") as work:
         ctx.report(progress=0.0, stage="prepare", message="tokenizing and packing")
-        ds = open_store_dataset(store, spec.dataset, Path(work) / "cache")
-        field = pick_text_field(ds, spec.text_field)
-        split = ds.train_test_split(test_size=spec.eval_fraction, seed=spec.seed, shuffle=True)
-        tokenizer = load_tokenizer(parent.path)
-        train_blocks = pack(split["train"][field], tokenizer, spec.seq_len)
-        eval_blocks = pack(split["test"][field], tokenizer, spec.seq_len)
-        if not train_blocks or not eval_blocks:
-            raise errors.InvalidArgument(
-                f"Dataset {spec.dataset!r} is too small for seq_len {spec.seq_len}: it gives "
-                f"{len(train_blocks)} training and {len(eval_blocks)} eval blocks; lower seq_len or "
-                "eval_fraction, or use more text."
-            )
-        model = load_model(parent.path, device="cpu")
-        model.train()
-        bf16 = cuda and torch.cuda.is_bf16_supported()
-        args = TrainingArguments(
-            output_dir=str(Path(work) / "out"), learning_rate=spec.learning_rate,
-            num_train_epochs=spec.epochs, max_steps=spec.max_steps or -1,
-            per_device_train_batch_size=spec.batch_size // ranks.world, per_device_eval_batch_size=spec.batch_size,
-            gradient_accumulation_steps=spec.grad_accum, seed=spec.seed, data_seed=spec.seed,
-            lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-            logging_strategy="steps", logging_steps=1, eval_strategy="no", save_strategy="no",
-            report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
-            dataloader_num_workers=0, dataloader_pin_memory=cuda,
-            **({"ddp_backend": "nccl" if cuda else "gloo"} if ranks.world > 1 else {}),
-        )
+        tokenizer, train_blocks, eval_blocks = _packed_splits(store, spec, parent.path, Path(work))
         log: list[dict] = []
-        trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
-                          eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
-                          callbacks=[_job_callback(ctx, started),
-                                     _log_callback(log, spec.batch_size * spec.grad_accum * spec.seq_len)])
-        trainer.remove_callback(PrinterCallback)  # logs go to the job's metrics, not the service's stdout
-        before = trainer.evaluate()["eval_loss"]
-        ctx.report(progress=0.05, stage="train", message=f"eval loss before {before:.4f}", eval_loss_before=before)
-        out = trainer.train()
-        ctx.check_cancelled()
-        after = trainer.evaluate()["eval_loss"]
-        ctx.report(progress=0.92, stage="save", message=f"eval loss after {after:.4f}", eval_loss=after)
-        metrics = {
-            "eval_loss_before": round(before, 6), "eval_loss": round(after, 6),
-            "eval_perplexity": round(math.exp(min(after, 50.0)), 4), "train_loss": round(out.training_loss, 6),
-            "steps": out.global_step, "train_blocks": len(train_blocks), "eval_blocks": len(eval_blocks),
-            "train_tokens": len(train_blocks) * spec.seq_len, "bf16": bf16,
-        }
+        trainer, bf16 = _trainer(spec, ranks, Path(work), parent.path, train_blocks, eval_blocks,
+                                 callbacks=[_job_callback(ctx, started),
+                                            _log_callback(log, spec.batch_size * spec.grad_accum * spec.seq_len)])
+        metrics = _fit(trainer, ctx)
+        metrics.update(train_blocks=len(train_blocks), eval_blocks=len(eval_blocks),
+                       train_tokens=len(train_blocks) * spec.seq_len, bf16=bf16)
         if not ranks.main:  # every rank holds the same weights: rank 0 stores them
             return {}
-        trained = trainer.model.to("cpu").float().eval()
-        with store.create("models", spec.output_name, operation="hf-train", parent=spec.model,
-                          overwrite=spec.overwrite, metrics=metrics,
-                          parameters={**asdict(spec), "dataset": spec.dataset}) as tmp:
-            save_model(trained, tokenizer, tmp)
-            trainlog.write(tmp, log)
+        _store_trained(store, spec, trainer.model, tokenizer, metrics, log)
     return {"name": spec.output_name, "parent": spec.model, "dataset": spec.dataset, **metrics,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def _packed_splits(store: Store, spec: TrainSpec, parent: Path, work: Path):
+    """(tokenizer, training blocks, eval blocks): whole documents are split before packing."""
+    from apt_model.modeling.io import load_tokenizer
+
+    ds = open_store_dataset(store, spec.dataset, work / "cache")
+    field = pick_text_field(ds, spec.text_field)
+    split = ds.train_test_split(test_size=spec.eval_fraction, seed=spec.seed, shuffle=True)
+    tokenizer = load_tokenizer(parent)
+    train_blocks = pack(split["train"][field], tokenizer, spec.seq_len)
+    eval_blocks = pack(split["test"][field], tokenizer, spec.seq_len)
+    if not train_blocks or not eval_blocks:
+        raise errors.InvalidArgument(
+            f"Dataset {spec.dataset!r} is too small for seq_len {spec.seq_len}: it gives "
+            f"{len(train_blocks)} training and {len(eval_blocks)} eval blocks; lower seq_len or "
+            "eval_fraction, or use more text."
+        )
+    return tokenizer, train_blocks, eval_blocks
+
+
+def _trainer(spec: TrainSpec, ranks, work: Path, parent: Path, train_blocks: list[list[int]],
+             eval_blocks: list[list[int]], callbacks: list):
+    """A Trainer over the parent model, and whether it trains in bf16 (on CUDA when the GPU has it)."""
+    import torch
+    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
+
+    from apt_model.modeling.io import load_model
+
+    cuda = torch.cuda.is_available()
+    model = load_model(parent, device="cpu")
+    model.train()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    args = TrainingArguments(
+        output_dir=str(work / "out"), learning_rate=spec.learning_rate,
+        num_train_epochs=spec.epochs, max_steps=spec.max_steps or -1,
+        per_device_train_batch_size=spec.batch_size // ranks.world, per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.grad_accum, seed=spec.seed, data_seed=spec.seed,
+        lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
+        logging_strategy="steps", logging_steps=1, eval_strategy="no", save_strategy="no",
+        report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
+        dataloader_num_workers=0, dataloader_pin_memory=cuda,
+        **({"ddp_backend": "nccl" if cuda else "gloo"} if ranks.world > 1 else {}),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
+                      eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
+                      callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # logs go to the job's metrics, not the service's stdout
+    return trainer, bf16
+
+
+def _fit(trainer, ctx: JobContext) -> dict:
+    """Evaluate, train, evaluate again; the losses and step count for the result."""
+    before = trainer.evaluate()["eval_loss"]
+    ctx.report(progress=0.05, stage="train", message=f"eval loss before {before:.4f}", eval_loss_before=before)
+    out = trainer.train()
+    ctx.check_cancelled()
+    after = trainer.evaluate()["eval_loss"]
+    ctx.report(progress=0.92, stage="save", message=f"eval loss after {after:.4f}", eval_loss=after)
+    return {"eval_loss_before": round(before, 6), "eval_loss": round(after, 6),
+            "eval_perplexity": round(math.exp(min(after, 50.0)), 4), "train_loss": round(out.training_loss, 6),
+            "steps": out.global_step}
+
+
+def _store_trained(store: Store, spec: TrainSpec, model, tokenizer, metrics: dict, log: list[dict]) -> None:
+    """The trained weights (fp32, on CPU) and their training log as the new store model."""
+    from apt_model.modeling import trainlog
+    from apt_model.modeling.io import save_model
+
+    trained = model.to("cpu").float().eval()
+    with store.create("models", spec.output_name, operation="hf-train", parent=spec.model,
+                      overwrite=spec.overwrite, metrics=metrics,
+                      parameters={**asdict(spec), "dataset": spec.dataset}) as tmp:
+        save_model(trained, tokenizer, tmp)
+        trainlog.write(tmp, log)
