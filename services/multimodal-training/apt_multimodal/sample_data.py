@@ -41,20 +41,83 @@ def digits(folder: Path, count: int, *, start: int = 0, chinese_every: int = 0, 
     return _manifest(folder, rows)
 
 
-def spoken(folder: Path, count: int, *, voices=VOICES, speeds=(140, 175), seed: int = 0) -> Path:
-    """``count`` spoken digits (espeak-ng) across voices and speeds, with their captions."""
+def spoken(folder: Path, count: int, *, voices=VOICES, speeds=(140, 175), pitches=(50,), seed: int = 0) -> Path:
+    """``count`` spoken digits (espeak-ng), each with a voice, speed (words/min) and pitch drawn
+    from the given ones; a ``cmn`` voice (``cmn``, ``cmn+f2``, ...) says and captions the digit
+    in Chinese (七), the others in English (seven)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng).")
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(count):
-        label, voice, speed = int(rng.integers(10)), voices[i % len(voices)], speeds[i % len(speeds)]
+        label = int(rng.integers(10))
+        voice, speed, pitch = (str(voices[int(rng.integers(len(voices)))]), int(speeds[int(rng.integers(len(speeds)))]),
+                               int(pitches[int(rng.integers(len(pitches)))]))
+        word = ZH[label] if voice.startswith("cmn") else EN[label]
         name = f"s{i}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(folder / name), EN[label]],
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(folder / name), word],
                        check=True, capture_output=True)
-        rows.append({"text": f"<audio> {EN[label]}", "audios": [name]})
+        rows.append({"text": f"<audio> {word}", "audios": [name]})
     return _manifest(folder, rows)
+
+
+SHAPES = ("circle", "square", "triangle")
+SHAPE_COLOURS = {"red": (220, 40, 40), "green": (40, 180, 40), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
+
+
+def shape_captions() -> list[str]:
+    """Every caption ``shapes`` can write, and every hard negative of one."""
+    one = [f"a {c} {s} on the {side}" for c in SHAPE_COLOURS for s in SHAPES for side in ("left", "right")]
+    two = [f"a {c1} {s1} on the {a} and a {c2} {s2} on the {b}" for c1 in SHAPE_COLOURS for c2 in SHAPE_COLOURS
+           for s1 in SHAPES for s2 in SHAPES for a, b in (("left", "right"), ("right", "left"))
+           if c1 != c2 and s1 != s2]
+    return one + two
+
+
+def shapes(folder: Path, count: int, *, size: int = 32, seed: int = 0) -> Path:
+    """Scenes of one shape, or two of different colours and kinds, on the left/right halves;
+    ``negatives.jsonl`` holds each row's hard negatives (colour swapped, side swapped), in row order."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    colours, rows, hard = list(SHAPE_COLOURS), [], []
+    for i in range(count):
+        picture = Image.new("RGB", (size, size), (15, 15, 15))
+        draw = ImageDraw.Draw(picture)
+        c = [colours[k] for k in rng.choice(len(colours), 2, replace=False)]
+        k = [SHAPES[j] for j in rng.choice(len(SHAPES), 2, replace=False)]
+        sides = ["left", "right"] if rng.integers(2) else ["right", "left"]
+        n = 1 + int(rng.integers(2))
+        for j in range(n):
+            _shape(draw, k[j], SHAPE_COLOURS[c[j]], sides[j], size, rng)
+        picture.save(folder / f"p{i}.png")
+        if n == 1:
+            text = f"a {c[0]} {k[0]} on the {sides[0]}"
+            negatives = [f"a {c[1]} {k[0]} on the {sides[0]}", f"a {c[0]} {k[0]} on the {sides[1]}"]
+        else:
+            text = f"a {c[0]} {k[0]} on the {sides[0]} and a {c[1]} {k[1]} on the {sides[1]}"
+            negatives = [f"a {c[1]} {k[0]} on the {sides[0]} and a {c[0]} {k[1]} on the {sides[1]}",
+                         f"a {c[0]} {k[0]} on the {sides[1]} and a {c[1]} {k[1]} on the {sides[0]}"]
+        rows.append({"text": f"<image> {text}", "images": f"p{i}.png"})
+        hard.append({"text": f"<image> {text}", "negatives": [f"<image> {x}" for x in negatives]})
+    _manifest(folder, hard, "negatives.jsonl")
+    return _manifest(folder, rows)
+
+
+def _shape(draw, kind: str, colour, side: str, size: int, rng) -> None:
+    half = size // 2
+    r = int(rng.integers(size // 8, size // 5))
+    cx = int(rng.integers(r + 1, half - r)) + (half if side == "right" else 0)
+    cy = int(rng.integers(r + 1, size - r - 1))
+    box = [cx - r, cy - r, cx + r, cy + r]
+    if kind == "circle":
+        draw.ellipse(box, fill=colour)
+    elif kind == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
 
 
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
