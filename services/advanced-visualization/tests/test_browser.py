@@ -196,6 +196,8 @@ def test_dashboard_filters_hide_the_excluded_runs(browser, pages):
     best = ["run-a", "run-b"][last.index(min(last))]
     filter_row(browser, "last loss").find_element(By.CSS_SELECTOR, "input.hi").send_keys(repr(min(last)))
     assert curves_visible(browser) == {best} and settings_runs(browser) == 1
+    browser.execute_script("document.getElementById('filters').scrollIntoView()")
+    assert_not_blank(browser, "dashboard-filters")
     assert_clean(browser)
 
 
