@@ -24,6 +24,7 @@ import argparse
 import ast
 import json
 import random
+import re
 import subprocess
 import sys
 import sysconfig
@@ -41,6 +42,12 @@ from bench.common import machine, median, save, verdict  # noqa: E402
 from apt_data import clean, dedup, encoding, html, sample_data  # noqa: E402
 
 THRESHOLD = 0.8
+NEAR_JACCARD = (0.6, 0.98)   # the planted near copies' exact Jaccard to their original
+PYDOC_MODULES = ("argparse", "base64", "bisect", "calendar", "colorsys", "configparser", "contextlib", "csv",
+                 "dataclasses", "difflib", "enum", "fnmatch", "fractions", "functools", "getopt", "glob", "gzip",
+                 "heapq", "hmac", "ipaddress", "json", "logging", "pathlib", "pprint", "queue", "random", "sched",
+                 "secrets", "shlex", "shutil", "statistics", "string", "tarfile", "tempfile", "textwrap", "timeit",
+                 "tokenize", "urllib.parse", "uuid", "zipfile")
 
 
 # -- 1. near duplicates -------------------------------------------------------------------------
@@ -94,7 +101,7 @@ def datasketch_run(texts: list[str], num_perm: int) -> tuple[np.ndarray, float]:
 
 
 def bench_minhash(n_originals: int, num_perm: int, repeats: int) -> dict:
-    planted = sample_data.planted_corpus(n_originals, n_originals // 20, n_originals // 10, seed=0)
+    planted = sample_data.planted_corpus(n_originals, n_originals // 20, n_originals // 10, seed=0, jaccard=NEAR_JACCARD)
     texts = planted.documents
     truth = truth_duplicates([dedup.shingles(t) for t in texts], THRESHOLD)
     rows = {}
@@ -249,19 +256,80 @@ def f1(predicted: str, truth: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def bench_html(n: int) -> dict:
+def bench_html(n: int, pydoc_modules: tuple[str, ...] = PYDOC_MODULES) -> dict:
+    """F1 of extract_text(main) and of get_text() against the main text: seeded template pages
+    (nav, sidebar, footer around paragraphs) and pydoc pages of standard-library modules."""
     from bs4 import BeautifulSoup
 
     docs = [d for d in sample_data.short_documents() if " " in d]
     rng = random.Random(2)
-    ours_f1, base_f1 = [], []
+    pages = []
     for k in range(n):
         paragraphs = rng.sample(docs, rng.randint(1, 6))
-        page = sample_data.html_page(f"Page {k}", paragraphs)
-        truth = " ".join([f"Page {k}", *paragraphs])
-        ours_f1.append(f1(html.extract_text(page, "main"), truth))
-        base_f1.append(f1(BeautifulSoup(page, "lxml").get_text(" "), truth))
-    return {"pages": n, "f1_main": round(float(np.mean(ours_f1)), 4), "f1_get_text": round(float(np.mean(base_f1)), 4)}
+        pages.append(("template", sample_data.html_page(f"Page {k}", paragraphs), " ".join([f"Page {k}", *paragraphs])))
+    pages += [("pydoc", *pydoc_page(name)) for name in pydoc_modules]
+    scores: dict[str, dict[str, list[float]]] = {}
+    for kind, page, truth in pages:
+        row = scores.setdefault(kind, {"main": [], "get_text": []})
+        row["main"].append(f1(html.extract_text(page, "main"), truth))
+        row["get_text"].append(f1(BeautifulSoup(page, "lxml").get_text(" "), truth))
+    every = {k: [x for row in scores.values() for x in row[k]] for k in ("main", "get_text")}
+    result = {"pages": len(pages), "f1_main": round(float(np.mean(every["main"])), 4),
+              "f1_get_text": round(float(np.mean(every["get_text"])), 4)}
+    for kind, row in scores.items():
+        result[kind] = {"pages": len(row["main"]), "f1_main": round(float(np.mean(row["main"])), 4),
+                        "f1_get_text": round(float(np.mean(row["get_text"])), 4)}
+    return result
+
+
+def pydoc_page(name: str) -> tuple[str, str]:
+    """(pydoc.HTMLDoc's page of the module, its main text: the same documentation as pydoc's own
+    plain-text rendering (what help() prints), without what only the text has (its first line, the
+    MODULE REFERENCE section, the capitalised section titles, the ``|`` rules that frame a class)
+    or what is a link in HTML (the FILE section)."""
+    import importlib
+    import pydoc
+
+    module = importlib.import_module(name)
+    doc = pydoc.HTMLDoc()
+    page = doc.page(pydoc.describe(module), doc.document(module, name))
+    text = pydoc.render_doc(module, "%s", renderer=pydoc.plaintext)
+    text = re.sub(r"(^|\n)(MODULE REFERENCE|FILE)\n.*?(?=\n\n[A-Z]|$)", "\n", text.split("\n", 1)[1], flags=re.S)
+    text = re.sub(r"(^|\n)[A-Z][A-Z ]+\n", "\n", text)
+    return page, " ".join(t for t in text.split() if t != "|")
+
+
+# -- 7. workers -------------------------------------------------------------------------------
+def bench_workers(n_originals: int, repeats: int, workers: int = 2) -> dict:
+    """docs/s of a whole process job (dedup + split) on the planted corpus as jsonl, with ``workers``
+    processes vs one, and whether both wrote the same data.jsonl."""
+    from apt_data import pipeline
+    from apt_data.spec import ProcessSpec
+    from apt_model.store import Store
+    from apt_model.testing import JobRecorder
+
+    texts = sample_data.planted_corpus(n_originals, n_originals // 20, n_originals // 10, seed=0,
+                                       jaccard=NEAR_JACCARD).documents
+    pipeline.SHARD_BYTES = 512 << 10
+    times: dict[int, list[float]] = {1: [], workers: []}
+    data: dict[int, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "planted.jsonl"
+        path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+        pieces = len(pipeline.plan([path], pipeline.SHARD_BYTES))
+        for k in range(repeats):
+            for n in (1, workers):
+                spec = ProcessSpec(name=f"w{n}-{k}", paths=(str(path),), dedup=True, eval_fraction=0.05, workers=n)
+                store = Store(Path(tmp) / "home")
+                start = time.perf_counter()
+                pipeline.run_process(store, spec, [path], JobRecorder(), 1 << 34)
+                times[n].append(time.perf_counter() - start)
+                data[n] = (store.dataset(spec.name).path / "data.jsonl").read_bytes()
+    rate = {n: round(len(texts) / median(t), 1) for n, t in times.items()}
+    return {"documents": len(texts), "input_mb": round(sum(len(t.encode()) for t in texts) / 2**20, 1),
+            "pieces": pieces,
+            "docs_per_s_1": rate[1], f"docs_per_s_{workers}": rate[workers],
+            "ratio": round(rate[workers] / rate[1], 2), "same_data_jsonl": data[1] == data[workers]}
 
 
 # -- 6. split -----------------------------------------------------------------------------------
@@ -282,43 +350,98 @@ def bench_split(n_originals: int) -> dict:
             "across_random_split": sum(random_side[a] != random_side[b] for a, b in pairs)}
 
 
+ROWS = ("minhash", "csv", "code", "encodings", "html", "split", "workers")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small corpora (a few seconds each)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--csv-mb", type=int, default=20, help="size of the generated CSV (the issue's is 100)")
-    parser.add_argument("--originals", type=int, default=4000, help="original documents of the planted corpus")
+    parser.add_argument("--originals", type=int, default=20000,
+                        help="original documents of the planted corpus (+5%% exact, +10%% near copies)")
+    parser.add_argument("--only", default=",".join(ROWS), help=f"comma-separated rows to run (of {', '.join(ROWS)}); "
+                        "the saved results keep the other rows of the last run")
     parser.add_argument("--job", nargs=3, help=argparse.SUPPRESS)  # internal: one CSV job in a fresh process
     args = parser.parse_args()
     if args.job:
         return run_job(*args.job)
     if args.quick:
         args.csv_mb, args.originals, args.repeats = 2, 800, 1
+    rows = [r for r in args.only.split(",") if r]
+    if set(rows) - set(ROWS):
+        parser.error(f"unknown rows {sorted(set(rows) - set(ROWS))}; choose from {', '.join(ROWS)}")
     print(machine())
-    data = {"settings": vars(args)}
-    data["minhash"] = m = bench_minhash(args.originals, 128, args.repeats)
-    print(f"minhash  ours recall {m['ours']['recall']} precision {m['ours']['precision']} "
-          f"{m['ours']['docs_per_s']} docs/s | datasketch recall {m['datasketch']['recall']} "
-          f"precision {m['datasketch']['precision']} {m['datasketch']['docs_per_s']} docs/s | "
+    previous = ROOT / "bench" / "results" / "data.json"
+    data = json.loads(previous.read_text()) if previous.is_file() and not args.quick else {}
+    data.pop("machine", None)
+    data.setdefault("settings_per_row", {})
+    for row in rows:
+        started = time.perf_counter()
+        data[row] = RUNNERS[row](args)
+        data["settings_per_row"][row] = {**vars(args), "seconds": round(time.perf_counter() - started, 1),
+                                         "date": time.strftime("%Y-%m-%d")}
+    data.pop("settings", None)
+    print("saved", save("data-quick" if args.quick else "data", data))
+
+
+def _minhash(args) -> dict:
+    m = bench_minhash(args.originals, 128, args.repeats)
+    print(f"minhash  {m['documents']} docs, {m['true_duplicates']} true duplicates: ours recall {m['ours']['recall']} "
+          f"precision {m['ours']['precision']} {m['ours']['docs_per_s']} docs/s | datasketch recall "
+          f"{m['datasketch']['recall']} precision {m['datasketch']['precision']} {m['datasketch']['docs_per_s']} docs/s | "
           f"{m['speedup_vs_datasketch']}x ({m['speedup_unconfirmed']}x unconfirmed) "
           f"[{verdict(min(m['ours']['recall'], m['ours']['precision']), 0.95, True)} quality, "
-          f"{verdict(m['speedup_vs_datasketch'], 2.0, True)} speed]")
-    data["csv"] = c = bench_csv(args.csv_mb, args.repeats)
+          f"{verdict(m['speedup_vs_datasketch'], 2.0, True)} speed]", flush=True)
+    return m
+
+
+def _csv(args) -> dict:
+    c = bench_csv(args.csv_mb, args.repeats)
     print(f"csv      {c['csv_mb']} MB: pipeline {c['pipeline']} vs pandas+ftfy {c['pandas_ftfy']}: "
           f"{c['throughput_x']}x throughput [{verdict(c['throughput_x'], 2.0, True)}], "
           f"{c['rss_ratio']}x peak RSS [{verdict(c['rss_ratio'], 0.5, False)}], "
-          f"{c['growth_ratio']}x RSS growth during the job")
-    data["code"] = k = bench_code()
-    print(f"code     {k['identical_ast']}/{k['files_that_compile']} identical AST [{verdict(k['identical_share'], 1.0, True)}]")
-    data["encodings"] = e = bench_encodings(50 if args.quick else 200)
-    print(f"encoding recovered exactly: {e} [{verdict(min(e.values()), 0.99, True)}]")
-    data["html"] = h = bench_html(50 if args.quick else 200)
-    print(f"html     F1 main {h['f1_main']} vs get_text {h['f1_get_text']} "
-          f"[{verdict(h['f1_main'], 0.9, True) if h['f1_main'] > h['f1_get_text'] else 'MISS'}]")
-    data["split"] = s = bench_split(args.originals // 2)
+          f"{c['growth_ratio']}x RSS growth during the job", flush=True)
+    return c
+
+
+def _code(args) -> dict:
+    k = bench_code()
+    print(f"code     {k['identical_ast']}/{k['files_that_compile']} identical AST "
+          f"[{verdict(k['identical_share'], 1.0, True)}]", flush=True)
+    return k
+
+
+def _encodings(args) -> dict:
+    e = bench_encodings(50 if args.quick else 200)
+    print(f"encoding recovered exactly: {e} [{verdict(min(e.values()), 0.99, True)}]", flush=True)
+    return e
+
+
+def _html(args) -> dict:
+    h = bench_html(50 if args.quick else 200, PYDOC_MODULES[:5] if args.quick else PYDOC_MODULES)
+    ok = verdict(h["f1_main"], 0.9, True) if h["f1_main"] > h["f1_get_text"] else "MISS"
+    print(f"html     {h['pages']} pages: F1 main {h['f1_main']} vs get_text {h['f1_get_text']} [{ok}]; "
+          f"templates {h['template']}, pydoc {h['pydoc']}", flush=True)
+    return h
+
+
+def _split(args) -> dict:
+    s = bench_split(args.originals // 2)
     print(f"split    {s['near_duplicate_pairs']} near-dup pairs: {s['across_family_split']} across the family split, "
-          f"{s['across_random_split']} across a random split [{verdict(-s['across_family_split'], 0, True)}]")
-    print("saved", save("data", data))
+          f"{s['across_random_split']} across a random split [{verdict(-s['across_family_split'], 0, True)}]", flush=True)
+    return s
+
+
+def _workers(args) -> dict:
+    w = bench_workers(args.originals, args.repeats)
+    print(f"workers  {w['documents']} docs ({w['input_mb']} MB, {w['pieces']} pieces): {w['docs_per_s_1']} docs/s with 1, "
+          f"{w['docs_per_s_2']} with 2 = {w['ratio']}x; same data.jsonl: {w['same_data_jsonl']}", flush=True)
+    return w
+
+
+RUNNERS = {"minhash": _minhash, "csv": _csv, "code": _code, "encodings": _encodings, "html": _html,
+           "split": _split, "workers": _workers}
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,45 @@ def short_documents(english_chars: int = 200, chinese_chars: int = 120) -> list[
     return docs
 
 
+def cut_documents(english_chars: int = 100, chinese_chars: int = 60, docstring_chars: int = 120) -> list[str]:
+    """The demo corpus cut finer, for a corpus of ~20k documents: English paragraphs, the paragraphs
+    of the standard library's docstrings (read with ``ast``, nothing imported) and Chinese lines cut
+    at sentence ends into pieces of at least ``chinese_chars`` characters; each text once."""
+    docs = [d for d in short_documents(english_chars, 10**9) if " " in d]
+    docs += stdlib_docstrings(docstring_chars)
+    for text in chinese_documents():
+        for line in text.split("\n"):
+            piece = ""
+            for sentence in re.split(r"(?<=[。！？])", line.strip()):
+                piece += sentence
+                if len(piece) >= chinese_chars:
+                    docs.append(piece)
+                    piece = ""
+    return list(dict.fromkeys(docs))
+
+
+def stdlib_docstrings(min_chars: int) -> list[str]:
+    """Paragraphs of the docstrings of CPython's standard-library modules (tests left out)."""
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if {"test", "tests", "site-packages", "idlelib"} & set(path.relative_to(root).parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                for para in (ast.get_docstring(node) or "").split("\n\n"):
+                    if len(para := " ".join(para.split())) >= min_chars:
+                        found.append(para)
+    return found
+
+
 def edit(text: str, rate: float, rng: random.Random) -> str:
     """A near copy: about ``rate`` of the words (characters for Chinese) deleted or replaced."""
     units = text.split() if " " in text else list(text)
@@ -58,19 +98,44 @@ class Planted:
     families: list[int]   # per document: the index of the original it was made from (itself for originals)
 
 
-def planted_corpus(n_originals: int, n_exact: int, n_near: int, seed: int = 0) -> Planted:
-    """Originals plus ``n_exact`` exact copies and ``n_near`` seeded near copies, shuffled."""
+def planted_corpus(n_originals: int, n_exact: int, n_near: int, seed: int = 0,
+                   jaccard: tuple[float, float] | None = None) -> Planted:
+    """Originals plus ``n_exact`` exact copies and ``n_near`` seeded near copies, shuffled (originals
+    from ``short_documents``, or ``cut_documents`` when more are asked for than it has). With
+    ``jaccard=(lo, hi)`` every near copy's exact Jaccard to its original lies in [lo, hi]."""
     rng = random.Random(seed)
     pool = short_documents()
+    if n_originals > len(pool):
+        pool = cut_documents()
+        if n_originals > len(pool):
+            raise ValueError(f"the demo corpus cuts into {len(pool)} documents, fewer than {n_originals}")
     rng.shuffle(pool)
     originals = pool[:n_originals]
     rows = [(d, i) for i, d in enumerate(originals)]
     rows += [(originals[i], i) for i in (rng.randrange(len(originals)) for _ in range(n_exact))]
     for _ in range(n_near):
         i = rng.randrange(len(originals))
-        rows.append((edit(originals[i], rng.uniform(0.01, 0.12), rng), i))
+        rows.append((near_copy(originals[i], rng, jaccard) if jaccard else edit(originals[i], rng.uniform(0.01, 0.12), rng), i))
     rng.shuffle(rows)
     return Planted([d for d, _ in rows], [f for _, f in rows])
+
+
+def near_copy(text: str, rng: random.Random, jaccard: tuple[float, float], tries: int = 50) -> str:
+    """A seeded edit of ``text`` whose shingle-set Jaccard to it lies in ``jaccard`` (the closest
+    of ``tries`` edits when none does)."""
+    from apt_data.dedup import jaccard as exact_jaccard, shingles
+
+    own, lo, hi = shingles(text), *jaccard
+    best, best_gap = text, float("inf")
+    for _ in range(tries):
+        copy = edit(text, rng.uniform(0.002, 0.1), rng)
+        score = exact_jaccard(own, shingles(copy))
+        if lo <= score <= hi:
+            return copy
+        gap = min(abs(score - lo), abs(score - hi))
+        if gap < best_gap:
+            best, best_gap = copy, gap
+    return best
 
 
 def mojibake(text: str) -> str:
