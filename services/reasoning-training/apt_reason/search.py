@@ -29,11 +29,12 @@ class Branches:
 @torch.no_grad()
 def decode(model, prompt: list[int], n: int, max_new_tokens: int, stop_ids: tuple[int, ...], *,
            temperature: float = 0.0, generator: torch.Generator | None = None,
-           share_prefix: bool = True) -> Branches:
+           share_prefix: bool = True, keep_ids: tuple[int, ...] = ()) -> Branches:
     """``n`` continuations of ``prompt``: greedy when ``temperature`` is 0, else sampled.
 
     With ``share_prefix`` the prompt runs through the model once and its cache is repeated
-    ``n`` times; without, the prompt is encoded ``n`` times as a batch (the baseline).
+    ``n`` times; without, the prompt is encoded ``n`` times as a batch (the baseline). A branch
+    ends at a token of ``stop_ids`` (dropped) or of ``keep_ids`` (kept: a step's line end).
     """
     device = next(model.parameters()).device
     head = torch.tensor([prompt], device=device)
@@ -47,6 +48,7 @@ def decode(model, prompt: list[int], n: int, max_new_tokens: int, stop_ids: tupl
         cache, logits = out.past_key_values, out.logits[:, -1]
     done = torch.zeros(n, dtype=torch.bool, device=device)
     stops = torch.tensor(stop_ids, device=device)
+    ends = torch.tensor(tuple(stop_ids) + tuple(keep_ids), device=device)
     generated: list[torch.Tensor] = []
     tokens = 0
     for _ in range(max_new_tokens):
@@ -54,13 +56,13 @@ def decode(model, prompt: list[int], n: int, max_new_tokens: int, stop_ids: tupl
         nxt = torch.where(done, stops[0], nxt)  # finished branches idle on a stop token
         tokens += int((~done).sum())
         generated.append(nxt)
-        done |= torch.isin(nxt, stops)
+        done |= torch.isin(nxt, ends)
         if bool(done.all()):
             break
         out = model(input_ids=nxt[:, None], past_key_values=cache, use_cache=True)
         cache, logits = out.past_key_values, out.logits[:, -1]
     rows = torch.stack(generated, 1).tolist() if generated else [[] for _ in range(n)]
-    return Branches([_until_stop(r, stop_ids) for r in rows], tokens)
+    return Branches([_until_stop(r, stop_ids, keep_ids) for r in rows], tokens)
 
 
 def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -70,10 +72,12 @@ def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator
     return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(logits.device)
 
 
-def _until_stop(row: list[int], stop_ids: tuple[int, ...]) -> list[int]:
+def _until_stop(row: list[int], stop_ids: tuple[int, ...], keep_ids: tuple[int, ...] = ()) -> list[int]:
     for i, t in enumerate(row):
         if t in stop_ids:
             return row[:i]
+        if t in keep_ids:
+            return row[:i + 1]
     return row
 
 

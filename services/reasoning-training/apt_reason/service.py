@@ -8,7 +8,7 @@ from apt_model.modeling import limits
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
-from apt_reason import cot, data, rl, treesearch
+from apt_reason import cot, data, rl, treesearch, verifier
 
 _SERVICE = "/apt.plugins.reasoning_training.v1.Reasoning"
 
@@ -47,9 +47,10 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
         if self.store.exists("datasets", spec.output_name) and not spec.overwrite:
             raise errors.AlreadyExists(f"Dataset {spec.output_name!r} already exists; choose another "
                                        "--output-name or pass --overwrite.")
+        treesearch.check_verifier(self.store, spec)
         treesearch.check_budget(self.store, spec)
         snap = self.jobs.start(f"{_SERVICE}/StartTreeSearch", lambda ctx: treesearch.run_search(self.store, spec, ctx),
-                               labels={"model": spec.model}, reads=entries("models", spec.model)
+                               labels={"model": spec.model}, reads=entries("models", spec.model, spec.verifier)
                                + entries("datasets", spec.dataset), writes=entries("datasets", spec.output_name))
         return job_to_proto(snap)
 
@@ -67,6 +68,11 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
         return job_to_proto(snap)
 
     def StartVerifierTraining(self, request, context):
-        raise errors.Unimplemented(
-            "StartVerifierTraining is not built yet: outcome and process verifiers are planned (issue 23); "
-            "search with --strategy self_consistency meanwhile.")
+        spec = verifier.VerifierSpec.from_request(request)
+        limits.check_loadable(self.store, spec.model, self.max_params)
+        verifier.check_start(self.store, spec)
+        snap = self.jobs.start(f"{_SERVICE}/StartVerifierTraining",
+                               lambda ctx: verifier.run_verifier(self.store, spec, ctx),
+                               labels={"model": spec.output_name}, reads=entries("models", spec.model)
+                               + entries("datasets", spec.dataset), writes=entries("models", spec.output_name))
+        return job_to_proto(snap)

@@ -4,7 +4,7 @@ under one generated-token budget per question, and store the trees and results a
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -17,10 +17,11 @@ from apt_model.store import Store
 
 from apt_reason import data
 from apt_reason.prompts import Chat
+from apt_reason.scorer import Verifier
 from apt_reason.search import kv_cache_bytes, search
+from apt_reason.stepsearch import STEP_STRATEGIES, StepSearch, line_end_ids, run
 
 OPERATION = "reasoning-tree-search"
-BUILT = ("greedy", "self_consistency")
 VERIFIER_GUIDED = ("best_of_n", "beam", "dvts", "mcts")
 
 
@@ -39,31 +40,72 @@ class SearchSpec:
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
+    verifier: str = ""
+    max_depth: int = 6
+    expand: int = 4
+    exploration: float = 1.0
 
     @classmethod
     def from_request(cls, r) -> "SearchSpec":
         strategy = r.strategy or "self_consistency"
-        if strategy in VERIFIER_GUIDED:
-            raise errors.Unimplemented(
-                f"Strategy {strategy!r} needs a trained verifier, and verifier training and verifier-guided "
-                f"search are not built yet; use --strategy greedy or self_consistency.")
-        if r.verifier:
-            raise errors.InvalidArgument("--verifier is used by best_of_n, beam, dvts and mcts only, which are "
-                                         "not built yet; leave it out.", field="verifier")
-        if r.max_depth:
-            raise errors.InvalidArgument("--max-depth applies to beam search and MCTS, which are not built yet; "
-                                         "leave it out.", field="max_depth")
+        _check_strategy_fields(r, strategy)
         if bool(r.prompt) == bool(r.dataset):
             raise errors.InvalidArgument("Give exactly one of --prompt (one question) and --dataset "
                                          "(its eval.jsonl questions).", field="prompt")
         spec = cls(model=r.model, output_name=r.output_name, prompt=r.prompt, dataset=r.dataset, strategy=strategy,
                    token_budget=r.token_budget or 384, max_new_tokens=r.max_new_tokens or 96,
                    branches=r.beam_width, temperature=r.temperature or 0.8, max_questions=r.max_questions or 50,
-                   seed=r.seed, device=r.device or "auto", overwrite=r.overwrite)
+                   seed=r.seed, device=r.device or "auto", overwrite=r.overwrite, verifier=r.verifier,
+                   max_depth=r.max_depth or 6, expand=r.expand or 4,
+                   exploration=r.exploration if r.HasField("exploration") else 1.0)
         if spec.strategy == "greedy" and spec.branches > 1:
             raise errors.InvalidArgument("greedy decoding has one branch; --beam-width applies to "
-                                         "self_consistency.", field="beam_width")
+                                         "self_consistency, best_of_n, beam and dvts.", field="beam_width")
+        if spec.strategy in STEP_STRATEGIES and not spec.branches:
+            spec = replace(spec, branches=4)
         return spec
+
+    @property
+    def rows_at_once(self) -> int:
+        """Sequences one model call holds (each with a KV cache up to the full context)."""
+        if self.strategy == "greedy":
+            return 1
+        if self.strategy in ("self_consistency", "best_of_n"):
+            return self.branches or max(1, self.token_budget // self.max_new_tokens)
+        return self.expand * (1 if self.strategy == "mcts" else self.branches)
+
+
+def _check_strategy_fields(r, strategy: str) -> None:
+    """Fields that only some strategies use are refused for the others, a verifier is required by them."""
+    if strategy in VERIFIER_GUIDED and not r.verifier:
+        raise errors.InvalidArgument(f"--strategy {strategy} ranks answers with a verifier: pass --verifier (train "
+                                     "one with start-verifier-training).", field="verifier")
+    if strategy not in VERIFIER_GUIDED and r.verifier:
+        raise errors.InvalidArgument(f"--verifier is used by best_of_n, beam, dvts and mcts, not by {strategy}; "
+                                     "leave it out.", field="verifier")
+    if strategy not in STEP_STRATEGIES:
+        for name in ("max_depth", "expand"):
+            if getattr(r, name):
+                raise errors.InvalidArgument(f"--{name.replace('_', '-')} applies to beam, dvts and mcts, not to "
+                                             f"{strategy}; leave it out.", field=name)
+    if strategy != "mcts" and r.HasField("exploration"):
+        raise errors.InvalidArgument(f"--exploration applies to mcts, not to {strategy}; leave it out.",
+                                     field="exploration")
+
+
+def check_verifier(store: Store, spec: SearchSpec) -> None:
+    """The verifier exists and is of a kind the strategy can use (beam, dvts, mcts score steps)."""
+    if not spec.verifier:
+        return
+    arch = (read_config(store.model(spec.verifier).path).get("architectures") or [""])[0]
+    if arch.endswith("ForSequenceClassification") and spec.strategy in STEP_STRATEGIES:
+        raise errors.FailedPrecondition(
+            f"{spec.verifier!r} is an outcome verifier, which scores whole answers; {spec.strategy} scores each "
+            "step: train a process verifier (start-verifier-training --kind process) or use --strategy best_of_n.")
+    if not arch.endswith(("ForSequenceClassification", "ForTokenClassification")):
+        raise errors.FailedPrecondition(
+            f"{spec.verifier!r} is not a verifier (its architecture is {arch or 'unknown'}); train one with "
+            "'apt-model reasoning-training start-verifier-training'.")
 
 
 def check_budget(store: Store, spec: SearchSpec) -> None:
@@ -71,16 +113,30 @@ def check_budget(store: Store, spec: SearchSpec) -> None:
     every branch holds the prompt and its generated tokens in the KV cache at once."""
     config = limits.hf_config(read_config(store.model(spec.model).path), f"the config of {spec.model!r}")
     positions = getattr(config, "max_position_embeddings", 2048)
-    branches = 1 if spec.strategy == "greedy" else (spec.branches or max(1, spec.token_budget // spec.max_new_tokens))
+    branches = spec.rows_at_once
     need = kv_cache_bytes(config, branches * positions)  # upper bound: each branch at full context
     device = pick_device(spec.device)
     have = limits.available_memory(device)
     if need > have:
         raise errors.ResourceExhausted(
-            f"A token budget of {spec.token_budget} with {spec.max_new_tokens} tokens per branch runs "
-            f"{branches} branches at once, whose KV cache needs up to {need / 2**30:.1f} GiB; {have / 2**30:.1f} "
-            f"GiB is available on {device}. Lower --token-budget or raise --max-new-tokens.",
+            f"{spec.strategy} with a token budget of {spec.token_budget} and {spec.max_new_tokens} tokens per branch "
+            f"runs {branches} branches at once, whose KV cache needs up to {need / 2**30:.1f} GiB; {have / 2**30:.1f} "
+            f"GiB is available on {device}. " + ("Lower --beam-width or --expand." if spec.strategy in STEP_STRATEGIES
+                                                 else "Lower --token-budget or --beam-width, or raise --max-new-tokens."),
             reason="BUDGET_TOO_LARGE")
+
+
+def _answerer(store: Store, spec: SearchSpec, model, chat: Chat, device: str, gen: torch.Generator):
+    """question -> Searched, for the spec's strategy."""
+    if spec.strategy not in VERIFIER_GUIDED:
+        return lambda q: search(model, chat, q, spec.strategy, spec.token_budget, spec.max_new_tokens,
+                                branches=spec.branches, temperature=spec.temperature, generator=gen)
+    verifier = Verifier.load(store.model(spec.verifier).path, spec.verifier, device)
+    ends = line_end_ids(chat)
+    return lambda q: run(spec.strategy, StepSearch(
+        model, chat, verifier, q, ends, spec.token_budget, spec.max_new_tokens, max_depth=spec.max_depth,
+        width=spec.branches, expand=spec.expand, temperature=spec.temperature, exploration=spec.exploration,
+        generator=gen), n=spec.branches)
 
 
 def run_search(store: Store, spec: SearchSpec, ctx: JobContext) -> dict[str, Any]:
@@ -92,11 +148,11 @@ def run_search(store: Store, spec: SearchSpec, ctx: JobContext) -> dict[str, Any
     path = store.model(spec.model).path
     model, chat = load_model(path, device=device).eval(), Chat.of(load_tokenizer(path))
     gen = torch.Generator().manual_seed(spec.seed)
+    answer = _answerer(store, spec, model, chat, device, gen)
     trees, results, right, unparseable, tokens = [], [], 0, 0, 0
     for i, row in enumerate(rows):
         ctx.check_cancelled()
-        found = search(model, chat, row["question"], spec.strategy, spec.token_budget, spec.max_new_tokens,
-                       branches=spec.branches, temperature=spec.temperature, generator=gen)
+        found = answer(row["question"])
         correct = "answer" in row and found.answer == row["answer"]
         right += correct
         unparseable += found.answer is None

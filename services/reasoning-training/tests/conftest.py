@@ -50,3 +50,30 @@ def _push_rows(store: Store, name: str, train: list, evals: list) -> None:
             (folder / f"{split}.jsonl").write_text(
                 "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
                 encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def verifier_home(seeded_home, tmp_path_factory):
+    """seeded_home plus a process verifier 'pv' and an outcome verifier 'ov' (briefly trained from 'lm')."""
+    import shutil
+
+    from apt_model.testing import JobRecorder
+    from apt_reason import verifier
+
+    home = tmp_path_factory.mktemp("reason-vhome") / "home"
+    shutil.copytree(seeded_home, home)
+    store = Store(home)
+    for name, kind in (("pv", "process"), ("ov", "outcome")):
+        verifier.run_verifier(store, verifier.VerifierSpec("lm", "probs", name, max_steps=8, kind=kind, batch_size=8,
+                                                           eval_examples=8, device="cpu", checkpoint_every=0),
+                              JobRecorder())
+    return home
+
+
+@pytest.fixture
+def vhome(verifier_home, tmp_path):
+    import shutil
+
+    dst = tmp_path / "vhome"
+    shutil.copytree(verifier_home, dst)
+    return dst

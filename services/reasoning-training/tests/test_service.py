@@ -164,7 +164,7 @@ def test_search_refusals(svc, home):
     base = dict(model="lm", prompt="q", output_name="r", device="cpu")
     cases = [
         (dict(token_budget=2_000_000_000, max_new_tokens=1), grpc.StatusCode.RESOURCE_EXHAUSTED, "GiB"),
-        (dict(strategy="mcts"), grpc.StatusCode.UNIMPLEMENTED, "not built yet"),
+        (dict(strategy="mcts"), grpc.StatusCode.INVALID_ARGUMENT, "pass --verifier"),
         (dict(verifier="v"), grpc.StatusCode.INVALID_ARGUMENT, "--verifier"),
         (dict(max_depth=3), grpc.StatusCode.INVALID_ARGUMENT, "--max-depth"),
         (dict(dataset="probs"), grpc.StatusCode.INVALID_ARGUMENT, "exactly one"),
@@ -175,10 +175,3 @@ def test_search_refusals(svc, home):
             stub.StartTreeSearch(pb.TreeSearchRequest(**{**base, **extra}))
         assert err.value.code() == code, extra
         assert words in err.value.details(), extra
-
-
-def test_verifier_training_is_not_built_yet(svc):
-    stub, _ = svc
-    with pytest.raises(grpc.RpcError) as err:
-        stub.StartVerifierTraining(pb.VerifierTrainingRequest(model="lm", dataset="probs", output_name="v"))
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED and "not built yet" in err.value.details()

@@ -47,19 +47,39 @@ class CotTrainingRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., target: _Optional[str] = ..., ablation: _Optional[bool] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., eval_questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., warmup_steps: _Optional[int] = ...) -> None: ...
 
 class VerifierTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "kind", "batch_size", "learning_rate", "seed", "corrupt_rate", "eval_examples", "checkpoint_every", "resume", "overwrite", "device")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    CORRUPT_RATE_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
     max_steps: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ...) -> None: ...
+    kind: str
+    batch_size: int
+    learning_rate: float
+    seed: int
+    corrupt_rate: float
+    eval_examples: int
+    checkpoint_every: int
+    resume: bool
+    overwrite: bool
+    device: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., kind: _Optional[str] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., corrupt_rate: _Optional[float] = ..., eval_examples: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
 
 class TreeSearchRequest(_message.Message):
-    __slots__ = ("model", "verifier", "prompt", "beam_width", "max_depth", "strategy", "token_budget", "max_new_tokens", "temperature", "dataset", "max_questions", "output_name", "seed", "device", "overwrite")
+    __slots__ = ("model", "verifier", "prompt", "beam_width", "max_depth", "strategy", "token_budget", "max_new_tokens", "temperature", "dataset", "max_questions", "output_name", "seed", "device", "overwrite", "expand", "exploration")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +95,8 @@ class TreeSearchRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    EXPAND_FIELD_NUMBER: _ClassVar[int]
+    EXPLORATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     verifier: str
     prompt: str
@@ -90,7 +112,9 @@ class TreeSearchRequest(_message.Message):
     seed: int
     device: str
     overwrite: bool
-    def __init__(self, model: _Optional[str] = ..., verifier: _Optional[str] = ..., prompt: _Optional[str] = ..., beam_width: _Optional[int] = ..., max_depth: _Optional[int] = ..., strategy: _Optional[str] = ..., token_budget: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., dataset: _Optional[str] = ..., max_questions: _Optional[int] = ..., output_name: _Optional[str] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    expand: int
+    exploration: float
+    def __init__(self, model: _Optional[str] = ..., verifier: _Optional[str] = ..., prompt: _Optional[str] = ..., beam_width: _Optional[int] = ..., max_depth: _Optional[int] = ..., strategy: _Optional[str] = ..., token_budget: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., dataset: _Optional[str] = ..., max_questions: _Optional[int] = ..., output_name: _Optional[str] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., expand: _Optional[int] = ..., exploration: _Optional[float] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
     __slots__ = ("output_name", "train_size", "eval_size", "min_steps", "max_steps", "languages", "held_out_templates", "distractor_rate", "max_number", "seed", "overwrite")
@@ -147,10 +171,26 @@ class CotTrainingResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., target: _Optional[str] = ..., steps: _Optional[int] = ..., eval_exact_match: _Optional[float] = ..., eval_questions: _Optional[int] = ..., eval_unparseable: _Optional[int] = ..., loss: _Optional[float] = ..., tokens_seen: _Optional[int] = ..., ablation_model: _Optional[str] = ..., ablation_exact_match: _Optional[float] = ..., ablation_unparseable: _Optional[int] = ...) -> None: ...
 
 class VerifierTrainingResult(_message.Message):
-    __slots__ = ("warnings",)
+    __slots__ = ("warnings", "model", "kind", "steps", "loss", "eval_examples", "auroc", "first_wrong_step_accuracy", "step_accuracy")
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    EVAL_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    AUROC_FIELD_NUMBER: _ClassVar[int]
+    FIRST_WRONG_STEP_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    STEP_ACCURACY_FIELD_NUMBER: _ClassVar[int]
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    model: str
+    kind: str
+    steps: int
+    loss: float
+    eval_examples: int
+    auroc: float
+    first_wrong_step_accuracy: float
+    step_accuracy: float
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., kind: _Optional[str] = ..., steps: _Optional[int] = ..., loss: _Optional[float] = ..., eval_examples: _Optional[int] = ..., auroc: _Optional[float] = ..., first_wrong_step_accuracy: _Optional[float] = ..., step_accuracy: _Optional[float] = ...) -> None: ...
 
 class TreeSearchResult(_message.Message):
     __slots__ = ("warnings", "dataset", "strategy", "questions", "exact_match", "unparseable", "tokens_generated", "token_budget", "answer", "tree_json")

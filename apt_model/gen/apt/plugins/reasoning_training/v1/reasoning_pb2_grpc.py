@@ -75,7 +75,11 @@ class ReasoningServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartVerifierTraining(self, request, context):
-        """Train a verifier model. Not built yet: answers UNIMPLEMENTED.
+        """Train a verifier from a causal LM's body on exact labels: each training row's solution is
+        kept or gets one planted wrong step (a wrong result or a wrong operand, later steps following
+        from it). "outcome" scores whole solutions (LlamaForSequenceClassification), "process" scores
+        each step at its line end (LlamaForTokenClassification); scored on held-out-template problems
+        (AUROC, first wrong step located).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -83,7 +87,8 @@ class ReasoningServicer:
 
     def StartTreeSearch(self, request, context):
         """Answer questions with a search strategy under one generated-token budget per question
-        (greedy, self-consistency); branches share the prompt's KV cache. The search trees and
+        (greedy, self-consistency, verifier best-of-N, process-verifier beam search, DVTS, MCTS);
+        the children of a node share its prefix's KV cache. The search trees and
         per-question results land in a store dataset as JSON.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -1,0 +1,184 @@
+"""The StartVerifierTraining job: an outcome or process verifier trained on planted step errors.
+
+Every training row gives one solution, untouched or with one planted wrong step (``planted``),
+so the labels are exact. The verifier starts from the causal LM's body with a new 2-way head
+and learns with the platform's ``Loop`` (cross-entropy on the solution's label, or on each
+step's label at the step's last token). It is scored on held-out-template problems, half of
+them planted: AUROC of the solution scores, and for a process verifier the share of planted
+solutions whose first wrong step is the first step it scores below 0.5.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from apt_model import errors
+from apt_model.modeling import trainlog
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.io import load_tokenizer, pick_device, save_model
+from apt_model.modeling.loop import Loop
+from apt_model.modeling.schedule import warmup_cosine
+from apt_model.runtime.jobs import JobContext
+from apt_model.store import Store
+
+from apt_reason import data, planted, scorer
+from apt_reason.prompts import Chat
+
+KIND = "reasoning-verifier"
+OPERATION = "reasoning-verifier"
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite")
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    model: str
+    dataset: str
+    output_name: str
+    max_steps: int = 200
+    kind: str = "outcome"
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    corrupt_rate: float = 0.5
+    eval_examples: int = 200
+    checkpoint_every: int = 100
+    resume: bool = False
+    overwrite: bool = False
+    device: str = "auto"
+
+    @classmethod
+    def from_request(cls, r) -> "VerifierSpec":
+        return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
+                   kind=r.kind or "outcome", batch_size=r.batch_size or 16, learning_rate=r.learning_rate or 1e-3,
+                   seed=r.seed, corrupt_rate=r.corrupt_rate if r.HasField("corrupt_rate") else 0.5,
+                   eval_examples=r.eval_examples or 200, checkpoint_every=r.checkpoint_every or 100,
+                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto")
+
+    def settings(self) -> dict:
+        """What a resume must repeat."""
+        return {k: v for k, v in asdict(self).items() if k not in FREE_FIELDS}
+
+
+def read_chains(store: Store, spec: VerifierSpec) -> dict[str, tuple[list[dict], list]]:
+    """Both splits' rows and step chains; bad rows refused with their numbers."""
+    out = {}
+    for split in data.SPLITS:
+        rows = data.read_split(store, spec.dataset, split, need_reasoning=True)
+        out[split] = (rows, planted.chains(rows, spec.dataset, split))
+    return out
+
+
+def check_start(store: Store, spec: VerifierSpec) -> None:
+    """Refuse, before a job starts, bad rows, a taken output name or a checkpoint clash."""
+    read_chains(store, spec)
+    if store.exists("models", spec.output_name) and not spec.overwrite:
+        raise errors.AlreadyExists(f"{spec.output_name!r} already exists in the store; choose another "
+                                   "--output-name or pass --overwrite.")
+    RunCheckpoint(store, KIND, spec.output_name).check_start(resume=spec.resume, overwrite=spec.overwrite)
+
+
+def _examples(chat: Chat, sols: list[planted.Solution]) -> list[tuple[list[int], list[int], list[int]]]:
+    """(ids, step ends, step labels) of each solution."""
+    return [(*scorer.encode(chat, s.question, s.pieces(), True), s.step_labels()) for s in sols]
+
+
+def _labelled(kind: str, rows: list[tuple[list[int], list[int], list[int]]], pad_id: int, max_len: int) -> dict:
+    """A training batch: sequence labels (the answer line's) or per-token labels at step ends."""
+    rows = [(ids[:max_len], [e for e in ends if e < max_len], labels) for ids, ends, labels in rows]
+    ids, mask = scorer.batch([r[0] for r in rows], pad_id)
+    if kind == "outcome":
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([r[2][-1] for r in rows])}
+    labels = torch.full_like(ids, -100)
+    for i, (_, ends, step_labels) in enumerate(rows):
+        labels[i, ends] = torch.tensor(step_labels[:len(ends)])
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext) -> dict[str, Any]:
+    """The job: plant, train, score on held-out templates, store the verifier."""
+    chained = read_chains(store, spec)
+    train = planted.solutions(*chained["train"], spec.corrupt_rate, spec.seed)
+    evals = planted.balanced(*chained["eval"], spec.eval_examples, spec.seed)
+    if spec.corrupt_rate in (0.0, 1.0):
+        ctx.warn(f"--corrupt-rate {spec.corrupt_rate} gives the verifier one class only to learn from.")
+    device = pick_device(spec.device)
+    path = store.model(spec.model).path
+    tok = load_tokenizer(path)
+    chat = Chat.of(tok)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
+    model = scorer.build(path, spec.kind, pad_id, device, spec.seed).train()
+    step, loop = _train(store, spec, model, _examples(chat, train), pad_id, device, ctx)
+    ctx.report(progress=0.9, stage="eval", message=f"scoring {len(evals)} held-out solutions")
+    scores = evaluate(model, spec.kind, _examples(chat, evals), evals, pad_id)
+    ctx.check_cancelled()
+    metrics = {"steps": step, **scores, **({"loss": loop.last["loss"]} if "loss" in loop.last else {})}
+    with store.create("models", spec.output_name, operation=OPERATION, parent=spec.model, overwrite=spec.overwrite,
+                      parameters=spec.settings(), metrics=metrics, extra={"verifier": spec.kind}) as folder:
+        save_model(model.eval(), tok, folder)
+        trainlog.write(folder, loop.log)
+    RunCheckpoint(store, KIND, spec.output_name).remove()
+    return {"model": spec.output_name, "kind": spec.kind, "eval_examples": len(evals), **metrics}
+
+
+def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int, device: str,
+           ctx: JobContext) -> tuple[int, Loop]:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    ckpt, step, log = RunCheckpoint(store, KIND, spec.output_name), 0, []
+    if spec.resume and ckpt.step() is not None:
+        step, states, log = ckpt.load(spec.settings())
+        model.load_state_dict(states["model"])
+        optimizer.load_state_dict(states["optimizer"])
+        ctx.report(message=f"resumed from step {step}")
+    elif spec.overwrite:
+        ckpt.remove()
+    max_len = getattr(model.config, "max_position_embeddings", 2048)
+
+    def forward(step: int, micro: int) -> dict:
+        gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # the batch is f(seed, step)
+        picked = torch.randint(len(examples), (spec.batch_size,), generator=gen).tolist()
+        batch = {k: v.to(device) for k, v in _labelled(spec.kind, [examples[i] for i in picked], pad_id,
+                                                       max_len).items()}
+        return {"loss": model(**batch).loss, "tokens": int(batch["attention_mask"].sum())}
+
+    def save(step: int) -> None:
+        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(), loop.log)
+
+    warmup = max(1, spec.max_steps // 20)
+    loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec.learning_rate, warmup, spec.max_steps),
+                spec.max_steps, spec.batch_size * 64, device=device, stage=f"train {spec.kind} verifier",
+                progress=(0.0, 0.9), checkpoint_every=spec.checkpoint_every, checkpoint=save,
+                nonfinite_hint="lower --learning-rate", log=log)
+    step = loop.run(step, forward)
+    save(step)  # kept until the verifier is stored
+    return step, loop
+
+
+def _lr_at(peak: float, warmup: int, total: int, step: int) -> float:
+    return peak * warmup_cosine(step, warmup, total, 0.1)
+
+
+def evaluate(model, kind: str, examples: list, sols: list[planted.Solution], pad_id: int) -> dict[str, float]:
+    """AUROC of solution scores (a process verifier's: its lowest step score); for a process
+    verifier also the first wrong step located exactly and the step accuracy."""
+    model.eval()
+    probs = scorer.probabilities(model, kind, [(e[0], e[1]) for e in examples], pad_id)
+    labels = [int(s.correct) for s in sols]
+    out: dict[str, float] = {}
+    if 0 < sum(labels) < len(labels):
+        out["auroc"] = scorer.auroc([min(p) for p in probs], labels)
+    if kind == "process":
+        planted_ones = [(p, s) for p, s in zip(probs, sols) if not s.correct]
+        out["first_wrong_step_accuracy"] = (sum(first_below(p[:-1]) == s.first_wrong for p, s in planted_ones)
+                                            / max(len(planted_ones), 1))
+        pairs = [(x >= 0.5, bool(y)) for p, s in zip(probs, sols) for x, y in zip(p, s.step_labels())]
+        out["step_accuracy"] = sum(a == b for a, b in pairs) / max(len(pairs), 1)
+    return out
+
+
+def first_below(step_probs: list[float], threshold: float = 0.5) -> int | None:
+    """The first step scored wrong (P(correct) below ``threshold``), or None."""
+    return next((i for i, p in enumerate(step_probs) if p < threshold), None)
