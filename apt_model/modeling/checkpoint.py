@@ -83,15 +83,10 @@ class RunCheckpoint:
     def load(self, settings: dict[str, Any]) -> tuple[int, dict[str, Any], list[dict]]:
         """(step, the saved states, the log so far) — refused when ``settings`` differ from the
         checkpointed run's; the RNG states are restored."""
-        path = self.folder / STATE_FILE
-        if not path.is_file():
+        if not (self.folder / STATE_FILE).is_file():
             raise errors.FailedPrecondition(
                 f"There is no checkpoint of {self.name!r} to resume; start without --resume.")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - a torn or foreign file fails anywhere in the unpickler
-            raise errors.DataLoss(
-                f"The checkpoint {path} cannot be read ({exc}); start over with --overwrite.") from exc
+        state = self.read()
         now, then = _plain(settings), state["settings"]
         changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
         if changed:
@@ -104,6 +99,16 @@ class RunCheckpoint:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         step = int(state["step"])
         return step, state["states"], list(state["log"])[:step]
+
+    def read(self) -> dict[str, Any]:
+        """The saved state as it is (states, step, settings, log, RNG states), nothing restored:
+        for a reader beside the run (advanced-debugging's probe) as well as for ``load``."""
+        path = self.folder / STATE_FILE
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a torn or foreign file fails anywhere in the unpickler
+            raise errors.DataLoss(
+                f"The checkpoint {path} cannot be read ({exc}); start over with --overwrite.") from exc
 
     def save_tokenizer(self, tokenizer) -> None:
         """Keep the run's own tokenizer beside its checkpoints (written once, at the start)."""

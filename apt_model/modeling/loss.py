@@ -69,3 +69,19 @@ def causal_lm_loss(model, inputs: torch.Tensor, targets: torch.Tensor, fused: bo
         return linear_cross_entropy(hidden.flatten(0, 1), weight, targets.flatten())
     logits = model(inputs).logits  # (B, T, V)
     return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+
+
+def batch_loss(model, batch: torch.Tensor, device: str) -> torch.Tensor:
+    """Mean next-token cross-entropy of a (B, T + 1) batch: core ``train``'s loss, and the loss
+    advanced-debugging's probe reruns a run's steps with.
+
+    On CPU the loss is fused with the output projection where the architecture allows it
+    (causal_lm_loss); under CUDA bf16 autocast the plain path is used.
+    """
+    batch = batch.to(device)
+    inputs, targets = batch[:, :-1], batch[:, 1:]  # (B, T) each
+    if device == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            logits = model(inputs).logits  # (B, T, V)
+        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    return causal_lm_loss(model, inputs, targets, fused=model.training and can_fuse(model))

@@ -19,7 +19,7 @@ import torch
 from apt_model import errors
 from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
-from apt_model.modeling.loss import can_fuse, causal_lm_loss
+from apt_model.modeling.loss import batch_loss
 from apt_model.modeling.memory import fused_loss_applies, training_estimate
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
@@ -180,21 +180,6 @@ def make_optimizer(model, spec: TrainSpec) -> torch.optim.AdamW:
     groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel (CPU and CUDA, fp32 weights) does the whole update in one pass over memory.
     return torch.optim.AdamW(groups, lr=spec.learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=True)
-
-
-def batch_loss(model, batch: torch.Tensor, device: str) -> torch.Tensor:
-    """Mean next-token cross-entropy of a (B, T + 1) batch.
-
-    On CPU the loss is fused with the output projection where the architecture allows it
-    (see apt_model.modeling.loss); under CUDA bf16 autocast the plain path is used.
-    """
-    batch = batch.to(device)
-    inputs, targets = batch[:, :-1], batch[:, 1:]  # (B, T) each
-    if device == "cuda":
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(inputs).logits  # (B, T, V)
-        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-    return causal_lm_loss(model, inputs, targets, fused=model.training and can_fuse(model))
 
 
 @torch.no_grad()

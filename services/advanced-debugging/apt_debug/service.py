@@ -12,7 +12,7 @@ from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 
-from apt_debug import activations, anomaly, gradflow, profile, replay
+from apt_debug import activations, anomaly, gradflow, profile, replay, rerun
 from apt_debug.detection import SeriesSource, export_tensorboard, export_wandb, run_anomaly_detection
 from apt_debug.probe import ProbeSpec
 
@@ -61,6 +61,20 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
                                lambda ctx: replay.run_replay(self.store, spec, params, paths, warnings, ctx),
                                labels={"model": spec.model, "output": spec.output_name},
                                reads=entries("models", spec.model) + entries("datasets", params.get("dataset", "")),
+                               writes=entries("datasets", spec.output_name))
+        return job_to_proto(snap)
+
+    def StartProbe(self, request, context):
+        _, step, settings = rerun.kept_checkpoint(self.store, request.run)
+        paths, warnings = replay.check_corpus(self.store, settings, lambda p: str(self.paths.resolve(p, "corpus path")))
+        spec = rerun.RerunSpec(run=request.run, steps=request.steps or 10, device=pick_device(request.device or "auto"),
+                               output_name=output_name(self.store, request.output_name
+                                                       or f"{request.run}-probe-{step}", request.overwrite),
+                               overwrite=request.overwrite)
+        snap = self.jobs.start(f"{_SERVICE}/StartProbe",
+                               lambda ctx: rerun.run_probe(self.store, spec, paths, warnings, ctx),
+                               labels={"run": spec.run, "output": spec.output_name},
+                               reads=entries("datasets", settings.get("dataset", "")),
                                writes=entries("datasets", spec.output_name))
         return job_to_proto(snap)
 

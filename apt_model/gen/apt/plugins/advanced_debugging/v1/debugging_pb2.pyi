@@ -60,6 +60,20 @@ class ReplayRequest(_message.Message):
     overwrite: bool
     def __init__(self, name: _Optional[str] = ..., step: _Optional[int] = ..., output_name: _Optional[str] = ..., top: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
+class ProbeRequest(_message.Message):
+    __slots__ = ("run", "steps", "output_name", "device", "overwrite")
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    run: str
+    steps: int
+    output_name: str
+    device: str
+    overwrite: bool
+    def __init__(self, run: _Optional[str] = ..., steps: _Optional[int] = ..., output_name: _Optional[str] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+
 class ExportToTrackerRequest(_message.Message):
     __slots__ = ("job_id", "tracker", "log_dir", "name", "metrics_path", "metrics_dataset", "output_name", "overwrite")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -322,3 +336,55 @@ class ReplayDocument(_message.Message):
     loss: float
     preview: str
     def __init__(self, index: _Optional[int] = ..., loss: _Optional[float] = ..., preview: _Optional[str] = ...) -> None: ...
+
+class ProbeResult(_message.Message):
+    __slots__ = ("warnings", "run", "output", "checkpoint_step", "steps", "stopped", "first_nonfinite_step", "first_nonfinite_block")
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_STEP_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NONFINITE_STEP_FIELD_NUMBER: _ClassVar[int]
+    FIRST_NONFINITE_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    run: str
+    output: str
+    checkpoint_step: int
+    steps: _containers.RepeatedCompositeFieldContainer[ProbeStep]
+    stopped: str
+    first_nonfinite_step: int
+    first_nonfinite_block: int
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ..., run: _Optional[str] = ..., output: _Optional[str] = ..., checkpoint_step: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[ProbeStep, _Mapping]]] = ..., stopped: _Optional[str] = ..., first_nonfinite_step: _Optional[int] = ..., first_nonfinite_block: _Optional[int] = ...) -> None: ...
+
+class ProbeStep(_message.Message):
+    __slots__ = ("step", "loss", "lr", "grad_norm", "blocks")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    blocks: _containers.RepeatedCompositeFieldContainer[ProbeBlock]
+    def __init__(self, step: _Optional[int] = ..., loss: _Optional[float] = ..., lr: _Optional[float] = ..., grad_norm: _Optional[float] = ..., blocks: _Optional[_Iterable[_Union[ProbeBlock, _Mapping]]] = ...) -> None: ...
+
+class ProbeBlock(_message.Message):
+    __slots__ = ("block", "grad_norm", "weight_norm", "update_ratio", "output_rms", "output_abs_max", "nonfinite")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    GRAD_NORM_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_NORM_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_RMS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_ABS_MAX_FIELD_NUMBER: _ClassVar[int]
+    NONFINITE_FIELD_NUMBER: _ClassVar[int]
+    block: int
+    grad_norm: float
+    weight_norm: float
+    update_ratio: float
+    output_rms: float
+    output_abs_max: float
+    nonfinite: bool
+    def __init__(self, block: _Optional[int] = ..., grad_norm: _Optional[float] = ..., weight_norm: _Optional[float] = ..., update_ratio: _Optional[float] = ..., output_rms: _Optional[float] = ..., output_abs_max: _Optional[float] = ..., nonfinite: _Optional[bool] = ...) -> None: ...

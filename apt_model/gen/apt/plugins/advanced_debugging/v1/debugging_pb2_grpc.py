@@ -60,6 +60,11 @@ class DebuggingStub:
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.SerializeToString,
                 response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.StartProbe = channel.unary_unary(
+                '/apt.plugins.advanced_debugging.v1.Debugging/StartProbe',
+                request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ProbeRequest.SerializeToString,
+                response_deserializer=apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
         self.ExportToTracker = channel.unary_unary(
                 '/apt.plugins.advanced_debugging.v1.Debugging/ExportToTracker',
                 request_serializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ExportToTrackerRequest.SerializeToString,
@@ -118,6 +123,16 @@ class DebuggingServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartProbe(self, request, context):
+        """Probe: rerun the steps after the kept checkpoint of an unfinished core `train` run (running,
+        cancelled, or failed on a non-finite loss) with per-block statistics: gradient norm, update/weight
+        ratio, output RMS and abs-max, and the first block whose output went non-finite; probe.json in
+        store dataset `output_name`. The run and its checkpoint are not changed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportToTracker(self, request, context):
         """Write a training log (a store model's, or a metrics file's) as TensorBoard event files or a
         W&B offline run into store dataset `output_name`, then read it back and check every value arrived.
@@ -152,6 +167,11 @@ def add_DebuggingServicer_to_server(servicer, server):
             'StartReplay': grpc.unary_unary_rpc_method_handler(
                     servicer.StartReplay,
                     request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.FromString,
+                    response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'StartProbe': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartProbe,
+                    request_deserializer=apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ProbeRequest.FromString,
                     response_serializer=apt_dot_common_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
             'ExportToTracker': grpc.unary_unary_rpc_method_handler(
@@ -294,6 +314,33 @@ class Debugging:
             target,
             '/apt.plugins.advanced_debugging.v1.Debugging/StartReplay',
             apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ReplayRequest.SerializeToString,
+            apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartProbe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/apt.plugins.advanced_debugging.v1.Debugging/StartProbe',
+            apt_dot_plugins_dot_advanced__debugging_dot_v1_dot_debugging__pb2.ProbeRequest.SerializeToString,
             apt_dot_common_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
