@@ -1,17 +1,20 @@
 """data-processors figures, each against a baseline measured in the same run (medians of repeats).
 
-.venv/bin/python bench/bench_data.py [--quick] [--repeats 3] [--csv-mb 20]
+.venv/bin/python bench/bench_data.py [--quick] [--repeats 3] [--csv-mb 20] [--originals 20000] [--only minhash,html]
 
 1. MinHash-LSH (apt_data.dedup) recall / precision of "is a near duplicate of an earlier document"
    against exact Jaccard >= 0.8 of the same shingle sets (all pairs sharing a shingle, by a sparse
-   product), on the demo corpus with planted exact copies and seeded near copies; docs/s against
+   product), on the demo corpus cut into 20k originals with 5% planted exact copies and 10% seeded
+   near copies (exact Jaccard to their original 0.6-0.98); docs/s against
    datasketch MinHash + MinHashLSH at the same num_perm on the same shingles.
 2. CSV ingest + clean (basic) + write through the pipeline vs pandas read_csv + apply(ftfy.fix_text)
    + to_json: throughput and peak RSS, each in a fresh process.
 3. The code strategy on every standard-library .py file that compiles: identical AST.
 4. GB18030 / Big5 / cp1252-mojibake copies read back (detection + decode + basic) == basic(original).
-5. HTML main text (extractor=main) token F1 against the page's paragraphs vs BeautifulSoup get_text().
+5. HTML main text (extractor=main) token F1 against the page's paragraphs vs BeautifulSoup get_text(),
+   on seeded template pages and on pydoc pages of standard-library modules (truth: pydoc's text).
 6. Near-duplicate pairs across the train/eval split: the pipeline's family split vs a random split.
+7. A whole process job (dedup + split) with workers=2 vs workers=1: docs/s, and the same data.jsonl.
 
 Targets (issue 20): recall and precision >= 0.95; >= 2x datasketch's docs/s with recall within 0.01;
 >= 2x the pandas throughput at <= 0.5x its peak RSS; 100% identical AST; >= 99% recovered;

@@ -4,7 +4,7 @@ split) -> a store dataset.
 ``apt_data.shard`` cuts the input into pieces (a file each, big jsonl files into byte ranges) and
 reads, cleans and filters each piece and computes its documents' exact digests and MinHash band
 hashes into a folder of its own; with ``workers`` > 1 the pieces run in a process pool
-(``multiprocessing``, spawned workers), one at a time otherwise. The merge here takes the pieces in
+(``multiprocessing``, forkserver workers), one at a time otherwise. The merge here takes the pieces in
 input order, so every worker count writes the same bytes: exact duplicates by digest, the LSH band
 buckets (confirming candidates by the exact Jaccard of the two shingle sets), the near-duplicate
 families (union-find, which rows carrying ``augmented_from`` join through their original's
@@ -196,11 +196,14 @@ class Merger:
 @contextlib.contextmanager
 def shards_done(jobs: list[ShardJob], workers: int, ctx) -> Iterator[Iterator[Path]]:
     """The shard folders in input order, each once its shard has run: in this process with one
-    worker, else in a pool of spawned processes (terminated on cancel or error)."""
+    worker, else in a pool of processes forked from multiprocessing's fork server (a clean process
+    started once, never a fork of this threaded server), terminated on cancel or error."""
     if workers <= 1 or len(jobs) <= 1:
         yield _inline(jobs, ctx)
         return
-    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(jobs)))
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["apt_data.shard"])  # workers fork from a server that imported it once
+    pool = context.Pool(min(workers, len(jobs)))
     try:
         yield _in_order(pool.imap(run_shard, jobs), jobs, ctx)
         pool.close()
