@@ -83,3 +83,22 @@ def test_a_core_train_job_is_scanned_and_exported_by_its_job_id(cli, cli_home):
     unknown = job_id[:-4] + ("0000" if not job_id.endswith("0000") else "1111")
     out = cli("advanced-debugging", "anomaly-detection", "--job-id", unknown)
     assert out.returncode != 0 and "No training log for job" in out.stderr
+
+
+def test_probe_a_cancelled_core_train_run_from_its_checkpoint(cli, cli_home):
+    from apt_model import errors
+    from apt_model.modeling.checkpoint import RunCheckpoint
+    from apt_model.testing import JobRecorder
+    from gateway.core.train import TrainSpec, run_train
+
+    store = Store(cli_home)
+    spec = TrainSpec(name="cut-cli", dataset="corp", size="tiny", vocab_size=384, seq_len=32, batch_size=4,
+                     max_steps=30, eval_every=30, checkpoint_every=0, device="cpu").validate(store)
+    with pytest.raises(errors.Cancelled):
+        run_train(store, spec, JobRecorder(cancel_after=8))
+    start = RunCheckpoint(store, "train", "cut-cli").step()
+    out = cli("advanced-debugging", "probe", "--run", "cut-cli", "--steps", "3", "--device", "cpu", "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)["result"]
+    assert int(result["checkpoint_step"]) == start  # int64 comes as a JSON string
+    assert len(result["steps"]) == 3 and store.exists("datasets", f"cut-cli-probe-{start}")
