@@ -60,5 +60,7 @@
   table.addEventListener('input', applyFilters);
   table.addEventListener('change', applyFilters);
   P.on('plotly_restyle', sync);
-  applyFilters();
+  // at load every run passes and none is brushed: say so without redrawing anything
+  document.getElementById('filtered').textContent = names.length + ' of ' + names.length + ' runs pass the filters';
+  document.getElementById('brushed').textContent = names.length + ' of ' + names.length + ' models shown';
 })();
