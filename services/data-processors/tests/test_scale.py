@@ -127,6 +127,29 @@ def test_two_workers_write_the_same_bytes_as_one(served, sample_files):
     assert outputs(store, "w") == first
 
 
+def test_pieces_of_a_file_write_what_the_whole_file_writes(served, sample_files, monkeypatch):
+    _, _, store = served
+    path = sample_files["jsonl"]
+    assert len(plan([path], SHARD_BYTES)) >= 5
+    common = dict(paths=[str(path)], dedup=True, eval_fraction=0.3, seed=4, workers=2)
+    result_of(run(served, name="p", **common))
+    pieces = outputs(store, "p")
+    monkeypatch.setattr(pipeline, "SHARD_BYTES", 1 << 30)  # one piece: line numbers counted from the top
+    result_of(run(served, name="p", overwrite=True, **common))
+    assert outputs(store, "p") == pieces
+
+
+def test_a_bad_line_in_a_later_piece_is_named_by_its_line_in_the_file(served, data_root, sample_files):
+    path = data_root / "late-error.jsonl"
+    lines = sample_files["jsonl"].read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(lines + ["{not json"]) + "\n", encoding="utf-8")
+    assert len(plan([path], SHARD_BYTES)) >= 5
+    job = run(served, paths=[str(path)], name="bad", workers=2)
+    assert job.state == job_pb2.JOB_STATE_FAILED and job.error.code == "INVALID_ARGUMENT"
+    assert f"late-error.jsonl line {len(lines) + 1} is not valid JSON" in job.error.message
+    assert not served[2].exists("datasets", "bad")
+
+
 def test_cancel_stops_the_workers(served, data_root, sample_files):
     stub, channel, store = served
     big = data_root / "big.jsonl"
