@@ -26,7 +26,7 @@ import torch
 
 from apt_model import errors
 from apt_model.corpus import load_corpus
-from apt_model.modeling import lm
+from apt_model.modeling import limits, lm
 from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.modeling.heldout import split_tokens
 from apt_model.modeling.loop import Loop
@@ -51,6 +51,7 @@ class RerunSpec:
     output_name: str
     device: str = "cpu"
     overwrite: bool = False
+    max_params: int = 0    # this service's model-size limit (APT_MAX_MODEL_PARAMS)
 
 
 def kept_checkpoint(store: Store, run: str) -> tuple[RunCheckpoint, int, dict[str, Any]]:
@@ -69,12 +70,11 @@ def kept_checkpoint(store: Store, run: str) -> tuple[RunCheckpoint, int, dict[st
     return ckpt, step, settings
 
 
-def restore(states: dict[str, Any], settings: dict[str, Any], device: str):
-    """The checkpointed model and AdamW, as core train built them (decay on >= 2-D weights)."""
-    from transformers import AutoConfig
-
-    cfg = dict(states["config"])
-    model = create_model(AutoConfig.for_model(cfg.pop("model_type"), **cfg), seed=int(settings["seed"]))
+def restore(states: dict[str, Any], settings: dict[str, Any], device: str, max_params: int):
+    """The checkpointed model and AdamW, as core train built them (decay on >= 2-D weights);
+    a config beyond this service's model-size limit is refused before a model is built."""
+    config, _ = limits.checked_config(dict(states["config"]), max_params, "the checkpoint's model config")
+    model = create_model(config, seed=int(settings["seed"]))
     model.load_state_dict(states["model"])
     model.to(device)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
@@ -170,7 +170,7 @@ def run_probe(store: Store, spec: RerunSpec, paths: list[str], warnings: list[st
                                         "no step after it to rerun.")
     ctx.report(progress=0.0, stage="restore", message=f"checkpoint of {spec.run!r} at step {start}")
     state = ckpt.read()
-    model, optimizer = restore(state["states"], settings, spec.device)
+    model, optimizer = restore(state["states"], settings, spec.device, spec.max_params)
     train_ids = training_stream(store, settings, paths, ckpt.load_tokenizer())
     stats = BlockStats(block_list(model)[1] or [])
     bs, seq, seed, accum = (int(settings[k]) for k in ("batch_size", "seq_len", "seed", "grad_accum"))

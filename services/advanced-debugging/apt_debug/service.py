@@ -70,7 +70,7 @@ class DebuggingServicer(debugging_pb2_grpc.DebuggingServicer):
         spec = rerun.RerunSpec(run=request.run, steps=request.steps or 10, device=pick_device(request.device or "auto"),
                                output_name=output_name(self.store, request.output_name
                                                        or f"{request.run}-probe-{step}", request.overwrite),
-                               overwrite=request.overwrite)
+                               overwrite=request.overwrite, max_params=self.max_params)
         snap = self.jobs.start(f"{_SERVICE}/StartProbe",
                                lambda ctx: rerun.run_probe(self.store, spec, paths, warnings, ctx),
                                labels={"run": spec.run, "output": spec.output_name},

@@ -116,3 +116,11 @@ def test_only_a_kept_checkpoint_is_probed(service, run, code):
     with pytest.raises(grpc.RpcError) as info:
         stub.StartProbe(pb.ProbeRequest(run=run))
     assert info.value.code() == code
+
+
+def test_a_checkpoint_beyond_the_model_size_limit_is_refused_before_a_model_is_built(runs):
+    from apt_debug import rerun
+
+    ckpt, _, settings = rerun.kept_checkpoint(Store(runs), "cut")
+    with pytest.raises(errors.ResourceExhausted):
+        rerun.restore(ckpt.read()["states"], settings, "cpu", max_params=1000)
