@@ -8,6 +8,7 @@ every sheet); json arrays, html pages and code files are read whole (a file is a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -44,9 +45,11 @@ class ReadOptions:
     html_extractor: str = "main"
     whole_files: bool = False   # txt as one document per file (the code strategy) instead of per paragraph
     max_file_bytes: int = 1 << 30
-    start: int = 0              # a byte range of a jsonl file (a shard of it); other kinds are read whole
+    start: int = 0              # a byte range of a jsonl/csv/tsv file (a shard of it); other kinds are read whole
     end: int = -1
     first_line: int = 1         # the number of the line at ``start``
+    first_row: int = 0          # csv/tsv: the data rows before ``start``
+    header_end: int = 0         # csv/tsv: where the header record ends (a range is read after it)
 
 
 def check_file(path: Path, max_bytes: int) -> None:
@@ -74,7 +77,7 @@ def read_records(path: Path, options: ReadOptions) -> tuple[str, Iterator[Record
         return "xlsx", read_xlsx(path, options.text_field)
     encoding = detect(path)
     if suffix in (".csv", ".tsv"):
-        return encoding, _csv(path, encoding, options.text_field, "\t" if suffix == ".tsv" else ",")
+        return encoding, _csv(path, encoding, options, "\t" if suffix == ".tsv" else ",")
     if suffix in (".jsonl", ".ndjson"):
         return encoding, _jsonl(path, encoding, options)
     if suffix == ".json":
@@ -95,12 +98,23 @@ def _missing_field(path: Path, field: str, where: str, present: list[str]) -> er
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
-def _csv(path: Path, encoding: str, field: str, sep: str) -> Iterator[Record]:
+def _csv_source(path: Path, options: ReadOptions):
+    """The file, or for a byte range the header record followed by the range's bytes."""
+    if options.start == 0 and options.end < 0:
+        return path
+    with open(path, "rb") as f:
+        header = f.read(options.header_end)
+        f.seek(options.start)
+        return io.BytesIO(header + f.read(options.end - options.start))
+
+
+def _csv(path: Path, encoding: str, options: ReadOptions, sep: str) -> Iterator[Record]:
+    field, first_row = options.text_field, options.first_row
     try:
-        reader = pd.read_csv(path, sep=sep, encoding=encoding.removesuffix("-sig"), dtype=str,
+        reader = pd.read_csv(_csv_source(path, options), sep=sep, encoding=encoding.removesuffix("-sig"), dtype=str,
                              keep_default_na=False, chunksize=CSV_CHUNK_ROWS, quoting=csv.QUOTE_MINIMAL,
                              encoding_errors="strict")
-        row = 0
+        row = first_row
         for chunk in reader:
             if field not in chunk.columns:
                 raise _missing_field(path, field, "(header)", list(chunk.columns))
@@ -112,8 +126,9 @@ def _csv(path: Path, encoding: str, field: str, sep: str) -> Iterator[Record]:
         if not found:
             raise errors.InvalidArgument(f"{path.name} is not a well-formed {sep!r}-separated file: {exc}") from exc
         expected, line, saw = found.groups()
+        line = first_row + int(line)  # pandas counts records, the header first; a range's start after first_row rows
         raise errors.InvalidArgument(
-            f"{path.name}: line {line} (data row {int(line) - 1}) has {saw} fields where the header has {expected}; "
+            f"{path.name}: line {line} (data row {line - 1}) has {saw} fields where the header has {expected}; "
             "quote fields that contain the separator, or fix that row.") from exc
     except UnicodeDecodeError as exc:
         raise errors.InvalidArgument(

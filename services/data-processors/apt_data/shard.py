@@ -1,8 +1,9 @@
 """One shard of a process job; ``python -m apt_data.shard`` runs the shards of one pod of a
 Kubernetes Indexed Job.
 
-``plan`` cuts a job's input into pieces: one per file, and a jsonl file larger than the shard size
-into byte ranges that end at a line end (only in encodings where byte 0x0A is always a line end).
+``plan`` cuts a job's input into pieces: one per file, and a jsonl, csv or tsv file larger than
+the shard size into byte ranges that end at a line end (a csv record end: a newline after an even
+number of quotes), only in encodings where bytes 0x0A and 0x22 are always a newline and a quote.
 The pieces depend on the input alone, never on how many workers run them, so every worker count
 writes the same dataset. ``run_shard`` reads one piece, cleans and quality-filters it and computes
 each kept document's exact digest and MinHash band hashes, into the piece's folder:
@@ -42,6 +43,8 @@ from apt_data.ingest import ReadOptions, Record, read_records
 from apt_data.spec import ProcessSpec
 
 SPLITTABLE = {".jsonl", ".ndjson"}
+TABLES = {".csv", ".tsv"}
+SCAN_BYTES = 1 << 20
 LINE_SAFE = {"utf-8", "utf-8-sig", "ascii"}
 BATCH = 256
 EXAMPLES_PER_REASON = 3
@@ -57,6 +60,8 @@ class Piece:
     start: int = 0
     end: int = -1
     first_line: int = 1
+    first_row: int = 0      # csv/tsv: data rows before ``start``
+    header_end: int = 0     # csv/tsv: the end of the header record
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,9 @@ def plan(files: list[Path], shard_bytes: int) -> list[Piece]:
     pieces: list[Piece] = []
     for path in files:
         size = path.stat().st_size
-        if path.suffix.lower() in SPLITTABLE and size > shard_bytes and detect(path) in LINE_SAFE:
-            pieces += _ranges(path, size, shard_bytes)
+        suffix = path.suffix.lower()
+        if suffix in SPLITTABLE | TABLES and size > shard_bytes and detect(path) in LINE_SAFE:
+            pieces += _ranges(path, size, shard_bytes) if suffix in SPLITTABLE else _table_ranges(path, shard_bytes)
         else:
             pieces.append(Piece(str(path)))
     return pieces
@@ -99,6 +105,57 @@ def _ranges(path: Path, size: int, shard_bytes: int) -> list[Piece]:
             pieces.append(Piece(str(path), start, end, line))
             start, line = end, line + newlines
     return pieces
+
+
+def record_ends(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets just after each newline that ends a csv record, whether that record is a blank
+    line): a newline ends a record when an even number of ``"`` precede it (RFC 4180 quoting,
+    where a quote inside a field is doubled)."""
+    ends, blank, quotes, offset, last = [], [], 0, 0, -2
+    with open(path, "rb") as f:
+        while block := f.read(SCAN_BYTES):
+            data = np.frombuffer(block, dtype=np.uint8)
+            parity = (quotes + np.cumsum(data == ord('"'))) % 2
+            at = np.flatnonzero((data == ord("\n")) & (parity == 0)) + offset
+            previous = np.concatenate([[last], at[:-1]])
+            ends.append(at + 1)
+            blank.append(at - previous == 1)
+            quotes, offset = int(parity[-1]), offset + len(block)
+            last = int(at[-1]) if len(at) else last
+    return np.concatenate(ends) if ends else np.zeros(0, np.int64), np.concatenate(blank) if blank else np.zeros(0, bool)
+
+
+def _table_ranges(path: Path, shard_bytes: int) -> list[Piece]:
+    """Byte ranges of a csv/tsv file that end at a record end, each with the data rows before it
+    and the line it starts on, read after the header record."""
+    ends, blank = record_ends(path)
+    size = path.stat().st_size
+    if len(ends) < 2:
+        return [Piece(str(path))]
+    header_end = int(ends[0])
+    rows_before = np.cumsum(~blank) - 1            # data rows up to each record end (the header is not one)
+    cuts = np.unique(np.searchsorted(ends, np.arange(header_end + shard_bytes, size, shard_bytes)))
+    cuts = [int(c) for c in cuts if c < len(ends) and ends[c] < size]
+    pieces, start, row, line = [], header_end, 0, 2
+    newlines = _newlines_before(path, [int(ends[c]) for c in cuts])
+    for cut, lines in zip(cuts, newlines):
+        end = int(ends[cut])
+        pieces.append(Piece(str(path), start, end, line, row, header_end))
+        start, row, line = end, int(rows_before[cut]), lines + 1
+    pieces.append(Piece(str(path), start, size, line, row, header_end))
+    return pieces
+
+
+def _newlines_before(path: Path, offsets: list[int]) -> list[int]:
+    counts, total, position = [], 0, 0
+    with open(path, "rb") as f:
+        for target in offsets:
+            while position < target:
+                block = f.read(min(SCAN_BYTES, target - position))
+                total += block.count(b"\n")
+                position += len(block)
+            counts.append(total)
+    return counts
 
 
 @dataclass
@@ -125,7 +182,7 @@ def run_shard(job: ShardJob, checkpoint: Callable[[], None] | None = None) -> di
         if spec.needs_families else None
     options = ReadOptions(spec.text_field, spec.html_extractor, whole_files=spec.cleaning == "code",
                           max_file_bytes=job.max_file_bytes, start=piece.start, end=piece.end,
-                          first_line=piece.first_line)
+                          first_line=piece.first_line, first_row=piece.first_row, header_end=piece.header_end)
     encoding, records = read_records(Path(piece.path), options)
     state, batch = ShardOutput(), []
     with open(out / "docs.jsonl", "w", encoding="utf-8") as docs, \

@@ -127,9 +127,10 @@ def test_two_workers_write_the_same_bytes_as_one(served, sample_files):
     assert outputs(store, "w") == first
 
 
-def test_pieces_of_a_file_write_what_the_whole_file_writes(served, sample_files, monkeypatch):
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_pieces_of_a_file_write_what_the_whole_file_writes(served, sample_files, monkeypatch, kind):
     _, _, store = served
-    path = sample_files["jsonl"]
+    path = sample_files[kind]
     assert len(plan([path], SHARD_BYTES)) >= 5
     common = dict(paths=[str(path)], dedup=True, eval_fraction=0.3, seed=4, workers=2)
     result_of(run(served, name="p", **common))
@@ -148,6 +149,35 @@ def test_a_bad_line_in_a_later_piece_is_named_by_its_line_in_the_file(served, da
     assert job.state == job_pb2.JOB_STATE_FAILED and job.error.code == "INVALID_ARGUMENT"
     assert f"late-error.jsonl line {len(lines) + 1} is not valid JSON" in job.error.message
     assert not served[2].exists("datasets", "bad")
+
+
+def test_csv_pieces_cut_only_between_records(tmp_path):
+    """Quoted newlines and doubled quotes never end a piece: the pieces' rows are the file's rows."""
+    import pandas as pd
+
+    from apt_data.ingest import ReadOptions, read_records
+
+    texts = [f'Row {i} says ""hi"", then\nbreaks a line' if i % 3 else f"Row {i}, plain" for i in range(2000)]
+    path = tmp_path / "quoted.csv"
+    pd.DataFrame({"id": range(len(texts)), "text": texts}).to_csv(path, index=False)
+    pieces = plan([path], 4096)
+    assert len(pieces) > 10
+    whole = list(read_records(path, ReadOptions())[1])
+    cut = [r for p in pieces for r in read_records(path, ReadOptions(
+        start=p.start, end=p.end, first_line=p.first_line, first_row=p.first_row, header_end=p.header_end))[1]]
+    assert cut == whole and len(whole) == len(texts)
+
+
+def test_a_ragged_row_in_a_later_piece_is_named_as_in_the_whole_file(served, data_root, monkeypatch):
+    path = data_root / "late-ragged.csv"
+    rows = [f'"Row {i}, with a comma\nand a quoted newline"' if i % 5 == 0 else f"Row {i} is plain text" for i in range(900)]
+    path.write_text("text\n" + "\n".join(rows) + '\nthe last row,has,extra fields\n', encoding="utf-8")
+    assert len(plan([path], SHARD_BYTES)) >= 3
+    job = run(served, paths=[str(path)], name="ragged", workers=2)
+    assert job.state == job_pb2.JOB_STATE_FAILED and job.error.code == "INVALID_ARGUMENT"
+    assert "(data row 901) has 3 fields" in job.error.message
+    monkeypatch.setattr(pipeline, "SHARD_BYTES", 1 << 30)
+    assert run(served, paths=[str(path)], name="ragged").error.message == job.error.message
 
 
 def test_cancel_stops_the_workers(served, data_root, sample_files):
