@@ -36,6 +36,7 @@ class GenerateSpec:
     max_number: int = 20
     seed: int = 0
     overwrite: bool = False
+    held_out_numbers: bool = False
 
     @classmethod
     def from_request(cls, r) -> "GenerateSpec":
@@ -44,7 +45,8 @@ class GenerateSpec:
                    languages=tuple(dict.fromkeys(r.languages)) or ("en", "zh"),
                    held_out_templates=r.held_out_templates or 2,
                    distractor_rate=r.distractor_rate if r.HasField("distractor_rate") else 0.3,
-                   max_number=r.max_number or 20, seed=r.seed, overwrite=r.overwrite)
+                   max_number=r.max_number or 20, seed=r.seed, overwrite=r.overwrite,
+                   held_out_numbers=r.held_out_numbers)
         if spec.min_steps > spec.max_steps:
             raise errors.InvalidArgument(
                 f"--min-steps {spec.min_steps} is more than --max-steps {spec.max_steps}.", field="min_steps")
@@ -63,7 +65,7 @@ def generate_dataset(store: Store, spec: GenerateSpec, ctx: JobContext) -> dict:
                            spec.distractor_rate, rng)
     ctx.check_cancelled()
     ev = tasks.generate(eval_t, spec.eval_size, spec.min_steps, spec.max_steps, spec.max_number,
-                        spec.distractor_rate, rng)
+                        spec.distractor_rate, rng, tasks.held_out_start(spec.max_number) if spec.held_out_numbers else None)
     ctx.check_cancelled()
     ctx.report(progress=0.8, stage="save", message=f"saving {spec.output_name!r}")
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in spec.__dict__.items() if k != "overwrite"}

@@ -84,12 +84,14 @@ def split_templates(languages: list[str], held_out: int, seed: int) -> tuple[lis
     return train, held
 
 
-def make_problem(template: str, steps: int, max_number: int, distractor: bool, rng: random.Random) -> Problem:
-    """One problem of ``steps`` operations; values stay in 0..10*max_number."""
+def make_problem(template: str, steps: int, max_number: int, distractor: bool, rng: random.Random,
+                 start: tuple[int, int] | None = None) -> Problem:
+    """One problem of ``steps`` operations; values stay in 0..10*max_number. The start quantity is
+    drawn from ``start`` (inclusive), by default 2..max_number."""
     lang, key = template.split("-", 1)
     frame = next(f for f in FRAMES[lang] if f.name == key)
     cap = 10 * max_number
-    value = rng.randint(2, max_number)
+    value = rng.randint(*(start or (2, max_number)))
     sentences = [frame.start.format(p=frame.person, n=value)]
     lines = []
     for _ in range(steps):
@@ -120,10 +122,15 @@ def _pick_operation(value: int, max_number: int, cap: int, rng: random.Random) -
 
 
 def generate(templates: list[str], size: int, min_steps: int, max_steps: int, max_number: int,
-             distractor_rate: float, rng: random.Random) -> list[Problem]:
-    """``size`` problems, templates and step counts drawn uniformly."""
+             distractor_rate: float, rng: random.Random, start: tuple[int, int] | None = None) -> list[Problem]:
+    """``size`` problems, templates and step counts drawn uniformly (start quantities from ``start``)."""
     return [make_problem(rng.choice(templates), rng.randint(min_steps, max_steps), max_number,
-                         rng.random() < distractor_rate, rng) for _ in range(size)]
+                         rng.random() < distractor_rate, rng, start) for _ in range(size)]
+
+
+def held_out_start(max_number: int) -> tuple[int, int]:
+    """The start quantities of held-out-number eval problems: above every train problem's start."""
+    return max_number + 1, 2 * max_number
 
 
 def completion(reasoning: str, answer: str, target: str) -> str:

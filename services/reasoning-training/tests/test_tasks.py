@@ -48,3 +48,22 @@ def test_unparseable_answers_are_none():
     assert tasks.parse_answer("Answer: 1\nAnswer: 12") == "12"
     assert tasks.parse_answer("seven") is None
     assert tasks.parse_answer("Answer: x") is None
+
+
+def test_held_out_numbers_start_eval_problems_above_every_train_start(tmp_path):
+    from apt_model.store import Store
+    from apt_model.testing import JobRecorder
+    from apt_reason import data
+
+    store = Store(tmp_path)
+    spec = data.GenerateSpec("nums", train_size=300, eval_size=100, max_number=15, seed=2, held_out_numbers=True)
+    data.generate_dataset(store, spec, JobRecorder())
+    rows = {s: data.read_split(store, "nums", s, need_reasoning=True) for s in data.SPLITS}
+    starts = {s: [int(r["reasoning"].split()[0]) for r in rows[s]] for s in data.SPLITS}
+    assert max(starts["train"]) <= 15 < min(starts["eval"]) and max(starts["eval"]) <= 30
+    assert len(set(starts["eval"])) > 5
+    for r in rows["eval"]:
+        assert _replay(r["reasoning"]) == int(r["answer"]) >= 0
+    plain = data.GenerateSpec("plain", train_size=10, eval_size=100, max_number=15, seed=2)
+    data.generate_dataset(store, plain, JobRecorder())
+    assert max(int(r["reasoning"].split()[0]) for r in data.read_split(store, "plain", "eval", need_reasoning=True)) <= 15

@@ -117,7 +117,7 @@ class TreeSearchRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., verifier: _Optional[str] = ..., prompt: _Optional[str] = ..., beam_width: _Optional[int] = ..., max_depth: _Optional[int] = ..., strategy: _Optional[str] = ..., token_budget: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., dataset: _Optional[str] = ..., max_questions: _Optional[int] = ..., output_name: _Optional[str] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., expand: _Optional[int] = ..., exploration: _Optional[float] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
-    __slots__ = ("output_name", "train_size", "eval_size", "min_steps", "max_steps", "languages", "held_out_templates", "distractor_rate", "max_number", "seed", "overwrite")
+    __slots__ = ("output_name", "train_size", "eval_size", "min_steps", "max_steps", "languages", "held_out_templates", "distractor_rate", "max_number", "seed", "overwrite", "held_out_numbers")
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     EVAL_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class GenerateTasksRequest(_message.Message):
     MAX_NUMBER_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    HELD_OUT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
     output_name: str
     train_size: int
     eval_size: int
@@ -140,7 +141,8 @@ class GenerateTasksRequest(_message.Message):
     max_number: int
     seed: int
     overwrite: bool
-    def __init__(self, output_name: _Optional[str] = ..., train_size: _Optional[int] = ..., eval_size: _Optional[int] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., languages: _Optional[_Iterable[str]] = ..., held_out_templates: _Optional[int] = ..., distractor_rate: _Optional[float] = ..., max_number: _Optional[int] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    held_out_numbers: bool
+    def __init__(self, output_name: _Optional[str] = ..., train_size: _Optional[int] = ..., eval_size: _Optional[int] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., languages: _Optional[_Iterable[str]] = ..., held_out_templates: _Optional[int] = ..., distractor_rate: _Optional[float] = ..., max_number: _Optional[int] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., held_out_numbers: _Optional[bool] = ...) -> None: ...
 
 class CotTrainingResult(_message.Message):
     __slots__ = ("warnings", "model", "target", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "loss", "tokens_seen", "ablation_model", "ablation_exact_match", "ablation_unparseable")
