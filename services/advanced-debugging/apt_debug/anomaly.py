@@ -32,6 +32,7 @@ DIVERGENCE_RATIO = 1.25     # rolling median this much above the best rolling me
 PLATEAU_GAIN = 0.01         # relative loss improvement over 3 windows below which training has stalled
 THROUGHPUT_RATIO = 0.5      # throughput below this share of its rolling median ...
 THROUGHPUT_STEPS = 3        # ... for at least this many steps in a row (one slow step is noise)
+THROUGHPUT_LOST_SECONDS = 1.0  # ... and, when the log has step_seconds, costing at least this much time
 VAL_GAP_RISE = 0.02         # validation loss this much above its minimum while train still falls
 
 ACTIONS = {
@@ -95,7 +96,7 @@ def detect(series: Series, settings: Settings = Settings()) -> list[Finding]:
     if lr:
         found += lr_off_schedule(lr, *series.get(lr))
     if speed:
-        found += throughput_drops(speed, *series.get(speed), settings.window)
+        found += throughput_drops(speed, *series.get(speed), settings.window, series.values.get("step_seconds"))
     if loss and val:
         found += val_gap(val, *series.get(val), *series.get(loss), settings.window)
     return sorted(found, key=lambda f: (f.step, f.kind))
@@ -262,12 +263,16 @@ def _jump(before: float, after: float) -> int:
     return 1 if ratio > LR_TOLERANCE else -1 if ratio < 1 / LR_TOLERANCE else 0
 
 
-def throughput_drops(metric: str, steps: list[int], values: list[float], window: int) -> list[Finding]:
+def throughput_drops(metric: str, steps: list[int], values: list[float], window: int,
+                     seconds: dict[int, float] | None = None) -> list[Finding]:
     """Runs of at least THROUGHPUT_STEPS steps whose throughput is below THROUGHPUT_RATIO of the
-    rolling median before them (the first step, which pays for warm-up, is never a baseline)."""
+    rolling median before them (the first step, which pays for warm-up, is never a baseline).
+    With the steps' durations (``seconds``, a training log's step_seconds) a run must also have
+    cost THROUGHPUT_LOST_SECONDS: three 10 ms steps slowed by a scheduler hiccup are not worth
+    acting on, three 1 s steps at half speed are."""
     window = max(window, MIN_HISTORY)
     history: list[float] = []
-    hits = []
+    hits, lost = [], {}
     for step, value in list(zip(steps, values))[1:]:
         if not math.isfinite(value):
             continue
@@ -275,11 +280,16 @@ def throughput_drops(metric: str, steps: list[int], values: list[float], window:
             median = statistics.median(history[-window:])
             if median > 0 and value < THROUGHPUT_RATIO * median:
                 hits.append((step, value, median))
+                if seconds is not None and math.isfinite(seconds.get(step, math.nan)):
+                    lost[step] = seconds[step] * (1 - value / median)  # the time the step took beyond its norm
                 continue
         history.append(value)
     runs = merge_runs("throughput_drop", metric, hits, "warning")
     index = {s: i for i, s in enumerate(steps)}
-    return [f for f in runs if index[f.end_step] - index[f.step] + 1 >= THROUGHPUT_STEPS]
+    runs = [f for f in runs if index[f.end_step] - index[f.step] + 1 >= THROUGHPUT_STEPS]
+    if seconds is None:
+        return runs
+    return [f for f in runs if sum(t for s, t in lost.items() if f.step <= s <= f.end_step) >= THROUGHPUT_LOST_SECONDS]
 
 
 def val_gap(metric: str, val_steps: list[int], val_values: list[float], train_steps: list[int],

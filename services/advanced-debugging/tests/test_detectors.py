@@ -88,6 +88,17 @@ def test_throughput_drop_and_nan_strings():
     assert kinds(found, "nonfinite") == [(71, 71)]
 
 
+def test_a_throughput_drop_must_cost_time_when_the_log_has_step_durations():
+    """Three 10 ms steps at a third of the speed (a scheduler hiccup on a tiny run) are not worth
+    acting on; the same drop on 1 s steps is."""
+    speed = [1000.0] * 100
+    speed[49:52] = [300.0] * 3
+    for step_s, expected in ((0.01, []), (1.0, [(50, 52)])):
+        seconds = [step_s * 1000.0 / v for v in speed]
+        found = anomaly.detect(from_rows(rows(curve(100).tolist(), tokens_per_s=speed, step_seconds=seconds), "t"))
+        assert kinds(found, "throughput_drop") == expected
+
+
 def test_validation_gap_onset_names_the_best_checkpoint():
     loss = curve(200).tolist()
     val = {s: 3.0 - 0.01 * s if s <= 100 else 2.0 + 0.005 * (s - 100) for s in range(10, 201, 10)}
