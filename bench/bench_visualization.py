@@ -7,7 +7,8 @@ core compare.
 Targets (issue 22): dashboard of 5 models x 20k steps <= 8 MB and first render <= 3 s; 100% of
 planted spikes visible after downsampling (stride: reported); attention map of 256 tokens on
 `small` <= 3 MB with max error <= 1e-3 vs eager attention; report perplexities equal to core
-compare's within 1e-6 relative. Baselines, measured in the same run: the dashboard as plotly's own
+compare's within 1e-6 relative. Also reported: the time --png adds to an attention-map job.
+Baselines, measured in the same run: the dashboard as plotly's own
 one-file-per-figure HTML of every point (fig.write_html, plotly.js in each), stride sampling, and
 the attention matrices as float32 JSON.
 """
@@ -152,6 +153,21 @@ def bench_attention(work: Path, tokens: int) -> dict:
             "max_error": worst, "reported_error": result["max_quantization_error"]}
 
 
+def bench_attention_png(work: Path, tokens: int, repeats: int) -> dict:
+    """Seconds of an attention-map job with --png (kaleido + Debian chromium) against the same job
+    without it, medians of ``repeats`` each, alternated."""
+    store = Store(work / "home")
+    make_tiny_model(store, "small", size="small", texts=SAMPLE_TEXT, seed=1)
+    text, plain, png = " ".join(SAMPLE_TEXT), [], []
+    for i in range(repeats):
+        for flag, times in ((False, plain), (True, png)):
+            start = time.perf_counter()
+            spec = AttentionSpec("small", text, f"att-{'png' if flag else 'html'}-{i}", max_tokens=tokens, png=flag)
+            build_attention_map(store, spec, JobRecorder())
+            times.append(time.perf_counter() - start)
+    return {"tokens": tokens, "html_s": median(plain), "png_s": median(png)}
+
+
 def bench_report(work: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from gateway.core.evaluate import EvalSpec, run_compare
@@ -184,6 +200,8 @@ def main() -> None:
         (work / "d").mkdir(), (work / "a").mkdir(), (work / "r").mkdir()
         dash = bench_dashboard(work / "d", 5, steps, args.repeats)
         att = bench_attention(work / "a", tokens)
+        (work / "p").mkdir()
+        att_png = bench_attention_png(work / "p", tokens, args.repeats)
         report = bench_report(work / "r")
     print(f"machine: {machine()}")
     print(f"dashboard {dash['models']} models x {dash['steps']} steps: {dash['html_mb']:.2f} MB "
@@ -197,10 +215,13 @@ def main() -> None:
           f"[{verdict(att['html_mb'], TARGETS['attention_mb'], False)} <= 3] (float32 JSON baseline "
           f"{att['float32_json_mb']:.2f} MB, x{att['float32_json_mb'] / att['html_mb']:.1f}), max error vs eager "
           f"{att['max_error']:.2e} [{verdict(att['max_error'], TARGETS['attention_error'], False)} <= 1e-3]")
+    print(f"attention {att_png['tokens']} tokens on small with --png: {att_png['png_s']:.1f} s vs "
+          f"{att_png['html_s']:.1f} s without (x{att_png['png_s'] / att_png['html_s']:.1f}, median of {args.repeats})")
     print(f"report perplexities {report['perplexities']} vs core compare {report['core_perplexities']}: "
           f"max relative difference {report['max_relative_difference']:.1e} "
           f"[{verdict(report['max_relative_difference'], TARGETS['ppl_rel'], False)} <= 1e-6]")
-    save("visualization", {"dashboard": dash, "attention": att, "report": report, "quick": args.quick})
+    save("visualization", {"dashboard": dash, "attention": att, "attention_png": att_png, "report": report,
+                           "quick": args.quick})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from apt_viz.page import Page, script_json, write_dataset
 from apt_viz.tokens import readable_pieces
 
 HTML_FILE = "attention.html"
+THUMB = 96  # cells a side of each map in png/heads.png
 STATS = ("entropy", "sink_mass", "previous_token", "induction")
 
 
@@ -174,17 +175,30 @@ def build_attention_map(store: Store, spec: AttentionSpec, ctx: JobContext) -> d
             "png_files": sorted(k for k in files if k != HTML_FILE)}
 
 
+def max_pooled(a: np.ndarray, most: int) -> np.ndarray:
+    """``a`` in square blocks, each its largest weight, at most ``most`` blocks a side."""
+    k = -(-a.shape[0] // most)
+    if k == 1:
+        return a
+    n = -(-a.shape[0] // k) * k
+    padded = np.zeros((n, n))
+    padded[:a.shape[0], :a.shape[1]] = a
+    return padded.reshape(n // k, k, n // k, k).max(axis=(1, 3))
+
+
 def attention_figures(exact: dict[tuple[int, int], np.ndarray], tokens: list[str]) -> dict[str, Any]:
     """The maps as plotly figures for PNG export (the page draws them on canvas): ``heads``, every
     (layer, head) map in a grid, and ``head``, the first one large with its tokens on the axes.
-    Colour is the square root of the weight, as on the page, so faint weights stay visible."""
+    Colour is the square root of the weight, as on the page, so faint weights stay visible; the grid's
+    maps are max-pooled to at most THUMB cells a side (a thumbnail has fewer pixels than that, and
+    the max keeps a strong weight visible)."""
     keys = list(exact)
     layers, heads = sorted({k[0] for k in keys}), sorted({k[1] for k in keys})
     rows, cols = len(layers), len(heads)
     grid = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=min(0.04, 1 / rows),
                          subplot_titles=[f"L{l} H{h}" for l in layers for h in heads])
     for (layer, head), a in exact.items():
-        grid.add_trace(go.Heatmap(z=np.sqrt(a), zmin=0, zmax=1, colorscale="Blues", showscale=False),
+        grid.add_trace(go.Heatmap(z=np.sqrt(max_pooled(a, THUMB)), zmin=0, zmax=1, colorscale="Blues", showscale=False),
                        row=layers.index(layer) + 1, col=heads.index(head) + 1)
     grid.update_xaxes(visible=False)
     grid.update_yaxes(visible=False, autorange="reversed")

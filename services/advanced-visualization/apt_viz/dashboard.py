@@ -172,8 +172,8 @@ def lineage_figure(nodes: dict[str, Entry], edges: list[dict[str, Any]]) -> go.F
 
 def settings_figure(entries: list[Entry], curves: dict[str, Curves]) -> go.Figure | None:
     """Parallel coordinates: one line per model with a log, its numeric lineage parameters held
-    by every such model that differ between them, and its final losses (filters.final_metrics). Each axis keeps the range
-    of all the runs, so a filter that hides some runs does not rescale it."""
+    by every such model that differ between them, and its final losses (filters.final_metrics).
+    Each axis keeps the range of all the runs, so a filter that hides some runs does not rescale it."""
     drawn = [e for e in entries if e.name in curves]
     if not drawn:
         return None

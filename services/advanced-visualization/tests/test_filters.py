@@ -31,3 +31,4 @@ def test_final_metrics_skip_non_finite_losses_and_need_every_run():
     assert final_metrics(loss, [(1, 2.2)]) == {"last loss": 2.5, "lowest loss": 2.0, "last val_loss": 2.2}
     runs = run_filters(["a", "b"], [{}, {}], [final_metrics(loss, [(1, 2.2)]), final_metrics(loss, [])])
     assert [f["key"] for f in runs["filters"]] == ["last loss", "lowest loss"]  # b has no val_loss
+
