@@ -21,6 +21,7 @@ import torch
 
 from apt_model import errors
 from apt_model.modeling import trainlog
+from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device, save_model
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -34,6 +35,8 @@ from apt_reason.search import decode
 from apt_reason.tasks import parse_answer
 
 OPERATION = "reasoning-grpo"
+KIND = "reasoning-grpo"
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "eval_questions")
 DEGENERATE_DISTINCT = 0.1  # fewer distinct completions than this share of a step's: degenerate
 
 
@@ -65,6 +68,8 @@ class RLSpec:
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
+    checkpoint_every: int = 10
+    resume: bool = False
 
     @classmethod
     def from_request(cls, r) -> "RLSpec":
@@ -75,11 +80,15 @@ class RLSpec:
                    learning_rate=r.learning_rate or 1e-5, temperature=r.temperature or 1.0,
                    max_new_tokens=r.max_new_tokens or 96, patience=r.patience or 5,
                    eval_questions=r.eval_questions or 100, seed=r.seed, device=r.device or "auto",
-                   overwrite=r.overwrite)
+                   overwrite=r.overwrite, checkpoint_every=r.checkpoint_every or 10, resume=r.resume)
         if spec.group < 2:
             raise errors.InvalidArgument("--group must be at least 2: advantages compare completions of one "
                                          "question with each other.", field="group")
         return spec
+
+    def settings(self) -> dict:
+        """What a resume must repeat."""
+        return {k: v for k, v in asdict(self).items() if k not in FREE_FIELDS}
 
     def loss_config(self) -> grpo.LossConfig:
         return grpo.LossConfig(self.loss_type, self.beta, self.epsilon_low, self.epsilon_high, self.max_new_tokens)
@@ -97,6 +106,8 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
     reference = copy.deepcopy(model).eval().requires_grad_(False) if spec.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
     state = {"silent": 0, "good": copy.deepcopy(model.state_dict()), "good_step": 0, "samples": []}
+    ckpt = RunCheckpoint(store, KIND, spec.output_name)
+    start, log = _resume(ckpt, spec, model, optimizer, state, ctx)
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
@@ -110,15 +121,21 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
         if state["silent"] == 0:  # this step learned: its weights are the last good ones
             state["good"], state["good_step"] = copy.deepcopy(model.state_dict()), step
 
+    def save(step: int) -> None:
+        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "good": state["good"],
+                         "good_step": state["good_step"], "silent": state["silent"]}, spec.settings(), loop.log)
+
     loop = Loop(ctx, model, optimizer, lambda s: spec.learning_rate * warmup_cosine(s, 0, spec.max_steps, 1.0),
                 spec.max_steps, 0, device=device, stage="grpo", progress=(0.0, 0.9), on_step=remember,
-                nonfinite_hint="lower --learning-rate or raise --beta")
+                nonfinite_hint="lower --learning-rate or raise --beta", checkpoint_every=spec.checkpoint_every,
+                checkpoint=save, log=log)
     stopped = ""
     try:
-        loop.run(0, forward)
+        loop.run(start, forward)
     except _Stop as stop:
         stopped = stop.reason
         if state["good_step"] == 0:
+            ckpt.remove()
             raise errors.FailedPrecondition(
                 f"No learning signal: {stop.reason} Sample completions: "
                 + " | ".join(repr(s[:80]) for s in state["samples"][:3])
@@ -136,10 +153,27 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
                       metrics=metrics, overwrite=spec.overwrite) as folder:
         save_model(model.eval(), tok, folder)
         trainlog.write(folder, log)
+    ckpt.remove()
     last = log[-1] if log else {}
     return {"model": spec.output_name, **metrics, "eval_questions": len(evals), "stopped": stopped,
             **{k: float(last[k]) for k in ("reward_mean", "frac_reward_zero_std", "entropy", "kl",
                                             "completion_length") if k in last}}
+
+
+def _resume(ckpt: RunCheckpoint, spec: RLSpec, model, optimizer, state: dict, ctx: JobContext) -> tuple[int, list]:
+    """(first step, log so far): the checkpoint's, with the policy, optimiser and the last good
+    weights restored, when resuming; else (0, []), a stale checkpoint dropped on --overwrite.
+    The KL reference stays the starting model (built before this)."""
+    if not (spec.resume and ckpt.step() is not None):
+        if spec.overwrite:
+            ckpt.remove()
+        return 0, []
+    step, states, log = ckpt.load(spec.settings())
+    model.load_state_dict(states["model"])
+    optimizer.load_state_dict(states["optimizer"])
+    state.update(good=states["good"], good_step=int(states["good_step"]), silent=int(states["silent"]))
+    ctx.report(message=f"resumed from step {step}")
+    return step, log
 
 
 def grpo_step(model, reference, chat: Chat, rows: list[dict], spec: RLSpec, gen: torch.Generator,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from apt_model import errors
 from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
 from apt_model.modeling import limits
+from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
@@ -62,6 +63,7 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
         if self.store.exists("models", spec.output_name) and not spec.overwrite:
             raise errors.AlreadyExists(f"{spec.output_name!r} already exists in the store; choose another "
                                        "--output-name or pass --overwrite.")
+        RunCheckpoint(self.store, rl.KIND, spec.output_name).check_start(resume=spec.resume, overwrite=spec.overwrite)
         snap = self.jobs.start(f"{_SERVICE}/StartRLTraining", lambda ctx: rl.run_rl(self.store, spec, ctx),
                                labels={"model": spec.output_name}, reads=entries("models", spec.model)
                                + entries("datasets", spec.dataset), writes=entries("models", spec.output_name))

@@ -69,3 +69,32 @@ def test_group_of_one_is_refused(svc):
     with pytest.raises(grpc.RpcError) as err:
         stub.StartRLTraining(pb.RLTrainingRequest(model="lm", dataset="probs", output_name="x", group=1))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--group" in err.value.details()
+
+
+def test_cancel_then_resume_continues_grpo_from_the_checkpoint(home, push_rows, report_every_step):
+    from apt_model import errors
+    from apt_model.testing import JobRecorder
+    from apt_reason import cot, rl
+
+    store = Store(home)
+    push_rows(store, "coin", _coin_rows(40), _coin_rows(6))
+    cot.run_cot(store, cot.CotSpec("lm", "coin", "coin-sft", max_steps=40, target="answer_only", batch_size=8,
+                                   learning_rate=0.003, eval_questions=2, max_new_tokens=8, device="cpu",
+                                   checkpoint_every=0), JobRecorder())
+    base = dict(max_steps=5, group=6, questions_per_step=2, max_new_tokens=8, learning_rate=1e-4, eval_questions=2,
+                beta=0.04, device="cpu", patience=5, checkpoint_every=1000)
+    with pytest.raises(errors.Cancelled):
+        rl.run_rl(store, rl.RLSpec("coin-sft", "coin", "rc", **base), JobRecorder(cancel_at_step=2))
+    ckpt = rl.RunCheckpoint(store, rl.KIND, "rc")
+    assert not store.exists("models", "rc") and ckpt.step() == 2
+    with pytest.raises(errors.FailedPrecondition, match="--resume"):
+        ckpt.check_start(resume=False, overwrite=False)
+    with pytest.raises(errors.FailedPrecondition, match="different settings"):
+        rl.run_rl(store, rl.RLSpec("coin-sft", "coin", "rc", resume=True, **{**base, "beta": 0.1}), JobRecorder())
+    resumed = rl.run_rl(store, rl.RLSpec("coin-sft", "coin", "rc", resume=True, **base), JobRecorder())
+    whole = rl.run_rl(store, rl.RLSpec("coin-sft", "coin", "rw", **base), JobRecorder())
+    a, b = trainlog.read(store.model("rc").path), trainlog.read(store.model("rw").path)
+    assert resumed["steps"] == whole["steps"] and len(a) == len(b)
+    for key in ("reward_mean", "loss", "kl"):
+        assert [r.get(key) for r in a] == pytest.approx([r.get(key) for r in b], rel=1e-4, abs=1e-7), key
+    assert ckpt.step() is None  # a stored run leaves no checkpoint

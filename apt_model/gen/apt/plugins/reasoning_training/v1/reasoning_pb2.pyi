@@ -235,7 +235,7 @@ class GenerateTasksResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., train_templates: _Optional[_Iterable[str]] = ..., eval_templates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RLTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite", "checkpoint_every", "resume")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +254,8 @@ class RLTrainingRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -272,7 +274,9 @@ class RLTrainingRequest(_message.Message):
     seed: int
     device: str
     overwrite: bool
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ...) -> None: ...
+    checkpoint_every: int
+    resume: bool
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class RLTrainingResult(_message.Message):
     __slots__ = ("warnings", "model", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "stopped", "reward_mean", "frac_reward_zero_std", "entropy", "kl", "completion_length")
