@@ -86,6 +86,9 @@ def _register_train(sub, common: argparse.ArgumentParser) -> None:
                    help="data-parallel ranks on the gateway's machine (torchrun; default 1); --batch-size is "
                         "the global batch, split evenly over them")
     t.add_argument("--nodes", type=int, default=0, help="machines (default 1; more needs the kubernetes deployer)")
+    t.add_argument("--sharding", default="", choices=["ddp", "fsdp"],
+                   help="with --workers > 1: ddp (default; every rank a whole copy) or fsdp (FSDP2: each rank "
+                        "1/N of the weights, gradients and optimizer state)")
     add_job_options(t)
     t.set_defaults(func=cmd_train)
 
@@ -178,7 +181,7 @@ def cmd_train(ctx: Ctx) -> None:
         vocab_size=a.vocab_size, tokenizer_from=a.tokenizer_from, seq_len=a.seq_len, batch_size=a.batch_size,
         grad_accum=a.grad_accum, max_steps=a.max_steps, learning_rate=a.lr, eval_every=a.eval_every, seed=a.seed,
         resume=a.resume, device=a.device, overwrite=a.overwrite, threads=a.threads, max_minutes=a.max_minutes,
-        workers=a.workers, nodes=a.nodes,
+        workers=a.workers, nodes=a.nodes, sharding=a.sharding,
         **optional)
     def render(r: dict) -> None:
         val = (f", validation loss {r['val_loss']:.4f} (perplexity {r['val_perplexity']:.2f})"

@@ -15,6 +15,7 @@ context the training loop talks to (``apt_model.modeling.loop.Loop`` takes ``ran
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,29 +39,35 @@ STOP_GRACE_SECONDS = 20   # after a cancel, how long the ranks get to checkpoint
 POLL_SECONDS = 0.2
 
 MAX_WORKERS = 64
+MAX_NODES = 64
 
 log = logging.getLogger("apt.distributed")
 
 
-def check_layout(batch_size: int, workers: int) -> list[tuple[str, str]]:
-    """The violations of a data-parallel request's ``workers`` and ``batch_size`` (each rank
-    trains an equal share of the global batch), as (field, why) pairs for the caller's
-    INVALID_ARGUMENT: the same rule for every training operation."""
+def check_layout(batch_size: int, workers: int, nodes: int = 1) -> list[tuple[str, str]]:
+    """The violations of a data-parallel request's ``workers``, ``nodes`` and ``batch_size`` (each
+    of the workers x nodes ranks trains an equal share of the global batch), as (field, why) pairs
+    for the caller's INVALID_ARGUMENT: the same rule for every training operation."""
     if not 1 <= workers <= MAX_WORKERS:
         return [("workers", f"workers must be in 1..{MAX_WORKERS}")]
-    if batch_size % workers:
-        return [("batch_size", f"batch_size ({batch_size}) must be a multiple of workers ({workers}): "
+    if not 1 <= nodes <= MAX_NODES:
+        return [("nodes", f"nodes must be in 1..{MAX_NODES}")]
+    if batch_size % (workers * nodes):
+        ranks = f"workers x nodes ({workers * nodes})" if nodes > 1 else f"workers ({workers})"
+        return [("batch_size", f"batch_size ({batch_size}) must be a multiple of {ranks}: "
                                "each rank trains an equal share of the global batch")]
     return []
 
 
-def refuse_multi_node(nodes: int, verb: str = "train") -> None:
-    """Multi-node runs are not built: FAILED_PRECONDITION saying what to do instead."""
-    if nodes > 1:
+def refuse_multi_node(nodes: int, verb: str = "train", deployer: str = "local") -> None:
+    """Multi-node runs are Kubeflow PyTorchJobs, which only the kubernetes deployer submits:
+    FAILED_PRECONDITION saying what to do instead under any other deployer."""
+    if nodes > 1 and deployer != "kubernetes":
         raise errors.FailedPrecondition(
-            "Multi-node training (nodes > 1) runs as a Kubeflow training-operator job under the kubernetes "
-            f"deployer, which is not built yet; {verb} on one machine with --workers N.",
-            reason="MULTI_NODE_NOT_BUILT")
+            f"Multi-node training (nodes > 1) runs as a Kubeflow PyTorchJob, which needs the kubernetes deployer "
+            f"(APT_DEPLOYER=kubernetes, now {deployer}) and the Kubeflow training operator in the cluster "
+            f"(docs/scaling.md); {verb} on one machine with --workers N instead.",
+            reason="MULTI_NODE_NEEDS_KUBERNETES")
 
 
 @dataclass(frozen=True)
@@ -125,17 +132,84 @@ class Ranks:
 
             dist.barrier()
 
-    def wrap(self, module, device: str, find_unused: bool = False):
+    def wrap(self, module, device: str, find_unused: bool = False, sharding: str = "ddp", blocks=()):
         """``module`` under DDP (gradients averaged over the ranks in backward); itself for one rank.
-        ``find_unused``: some parameters may get no gradient in a step (an objective's unused term)."""
+        ``find_unused``: some parameters may get no gradient in a step (an objective's unused term).
+        ``sharding="fsdp"``: FSDP2 instead (``fully_shard`` on each of ``blocks``, then on ``module``,
+        in place): every rank holds 1/world of the weights, gradients and optimiser moments; the
+        optimiser must be built after this, on the sharded parameters (DTensors)."""
         if self.world == 1:
             return module
+        if sharding == "fsdp":
+            from torch.distributed.fsdp import fully_shard
+
+            for block in blocks:  # a block's weights are gathered only while it runs
+                fully_shard(block)
+            return fully_shard(module)  # the rest (embeddings, head, final norm) around the whole forward
         from torch.nn.parallel import DistributedDataParallel
 
         # bucket views: the gradients are the all-reduce buckets, not copied into them
         return DistributedDataParallel(module, device_ids=[int(os.environ.get("LOCAL_RANK", "0"))]
                                        if device == "cuda" else None, gradient_as_bucket_view=True,
                                        find_unused_parameters=find_unused)
+
+
+SHARDINGS = ("ddp", "fsdp")
+
+
+def check_sharding(sharding: str) -> list[tuple[str, str]]:
+    """The violation of a ``sharding`` request field, as (field, why) pairs (INVALID_ARGUMENT)."""
+    if sharding not in SHARDINGS:
+        return [("sharding", f"unknown sharding {sharding!r}; choose one of {', '.join(SHARDINGS)}")]
+    return []
+
+
+@contextlib.contextmanager
+def fsdp_no_sync(module):
+    """FSDP2's counterpart of DDP's ``no_sync``: no gradient reduce-scatter in the block (the
+    micro-batches before an optimiser step's last), gradients accumulate unsharded."""
+    module.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        module.set_requires_gradient_sync(True)
+
+
+def full_tensor(value):
+    """A DTensor's whole value (a collective: every rank calls it); any other value itself."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def full_state(module, optimizer=None) -> tuple[dict, dict | None]:
+    """The unsharded state of an FSDP2 ``module`` (and its optimizer), on CPU, on rank 0 (empty on
+    the others); a collective, every rank calls it. The optimizer's state is returned in
+    ``torch.optim.Optimizer.state_dict`` form (parameters numbered in the optimizer's order), so a
+    checkpoint of an FSDP run loads in a run of one rank, or of DDP, as one of theirs does."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_sd = get_model_state_dict(module, options=opts)
+    if optimizer is None:
+        return model_sd, None
+    osd = get_optimizer_state_dict(module, optimizer, options=opts)
+    if not osd:  # not rank 0
+        return model_sd, None
+    order = {fqn: i for i, fqn in enumerate(f for g in osd["param_groups"] for f in g["params"])}
+    return model_sd, {"state": {order[fqn]: v for fqn, v in osd["state"].items()},
+                      "param_groups": [{**g, "params": [order[f] for f in g["params"]]} for g in osd["param_groups"]]}
+
+
+def load_optimizer_state(module, optimizer, state: dict) -> None:
+    """Load a ``state_dict``-form optimizer state (a checkpoint's, of any world size) into the
+    optimizer of an FSDP2 ``module``: each rank keeps its shard of every moment."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    names = {id(p): n for n, p in module.named_parameters()}
+    fqns = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+    osd = {"state": {fqns[i]: v for i, v in state["state"].items()},
+           "param_groups": [{**g, "params": [fqns[i] for i in g["params"]]} for g in state["param_groups"]]}
+    set_optimizer_state_dict(module, optimizer, osd, options=StateDictOptions(full_state_dict=True))
 
 
 def _collective_device() -> str:

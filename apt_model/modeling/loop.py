@@ -22,7 +22,7 @@ import torch
 
 from apt_model import errors
 from apt_model.modeling import trainlog
-from apt_model.modeling.distributed import Ranks
+from apt_model.modeling.distributed import Ranks, full_tensor
 from apt_model.runtime.jobs import JobContext
 
 REPORT_SECONDS = 0.5  # progress updates at most this often (evaluations and the last step always)
@@ -92,8 +92,8 @@ class Loop:
                 tokens *= self.ranks.world
                 blocks = trainlog.block_grad_norms(self.model) if trainlog.wants_block_norms(
                     len(self.log) + 1) else None
-                # the total norm before clipping, for the log (an infinite limit clips nothing)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf))
+                # the total norm before clipping, for the log (an infinite limit clips nothing; FSDP's: whole)
+                grad_norm = float(full_tensor(torch.nn.utils.clip_grad_norm_(params, self.grad_clip or math.inf)))
                 self.optimizer.step()
                 self.optimizer.zero_grad(set_to_none=True)
                 step += 1

@@ -38,12 +38,20 @@ def _blocks(model) -> list[torch.nn.Module]:
     return max(lists, key=len) if lists else []
 
 
+def transformer_blocks(model) -> list[torch.nn.Module]:
+    """The model's transformer blocks (what an FSDP run shards one by one)."""
+    return list(_blocks(model))
+
+
 def block_grad_norms(model) -> list[float]:
     """The L2 norm of the gradients of each transformer block's parameters (0.0 without grads)."""
     out = []
     for block in _blocks(model):
         grads = [p.grad.detach().float() for p in block.parameters() if p.grad is not None]
-        out.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))) if grads else 0.0)
+        # an FSDP run's gradients are DTensors: each norm whole (a collective), not this rank's share
+        norms = [g.norm() for g in grads]
+        norms = [n.full_tensor() if hasattr(n, "full_tensor") else n for n in norms]
+        out.append(float(torch.linalg.vector_norm(torch.stack(norms))) if grads else 0.0)
     return out
 
 

@@ -50,6 +50,7 @@ def train_spec(r: pb.TrainRequest, paths: PathPolicy) -> train.TrainSpec:
         seed=r.seed, checkpoint_every=r.checkpoint_every if r.HasField("checkpoint_every") else d.checkpoint_every,
         resume=r.resume, device=r.device or d.device, overwrite=r.overwrite, threads=r.threads,
         max_minutes=r.max_minutes, workers=r.workers or d.workers, nodes=r.nodes or d.nodes,
+        sharding=r.sharding or d.sharding,
     )
 
 
@@ -284,7 +285,8 @@ class CoreServicer(gateway_pb2_grpc.CoreServicer):
                            {"model": spec.names[0], "models": ",".join(spec.names)}, reads=_eval_reads(spec))
 
     def StartTrain(self, request, context):
-        spec = train_spec(request, self.paths).validate(self.store, self.settings.max_model_params)
+        spec = train_spec(request, self.paths).validate(self.store, self.settings.max_model_params,
+                                                              deployer=self.settings.deployer)
         self._refuse_if_busy("models", spec.name, "train into")
         store = self.store
         return self._start("StartTrain", lambda ctx: train.run_train(store, spec, ctx), {"model": spec.name},

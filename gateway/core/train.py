@@ -40,7 +40,7 @@ CHECKPOINT_KIND = "train"  # APT_HOME/checkpoints/train/<name>/ (apt_model.model
 
 # Fields that may change between a run and its resume without changing the loss curve.
 RESUMABLE_CHANGES = {"resume", "device", "overwrite", "threads", "max_minutes", "checkpoint_every", "eval_every",
-                     "workers", "nodes"}  # a checkpoint of 2 ranks resumes on 1: the state is the same
+                     "workers", "nodes", "sharding"}  # a checkpoint of 2 ranks (DDP or FSDP) resumes on 1
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,15 @@ class TrainSpec:
     max_minutes: float = 0.0  # stop (and save) after this wall time; 0 = no limit
     workers: int = 1  # data-parallel ranks on this machine (torchrun; apt_model.modeling.distributed)
     nodes: int = 1  # machines; more than one needs the kubernetes deployer's training-operator jobs
+    sharding: str = "ddp"  # with workers > 1: ddp (every rank a whole copy) or fsdp (FSDP2 fully_shard)
 
     @property
     def warmup(self) -> int:
         return self.warmup_steps if self.warmup_steps >= 0 else max(1, self.max_steps // 20)
 
-    def validate(self, store: Store, max_params: int = Settings.max_model_params) -> "TrainSpec":
+    def validate(self, store: Store, max_params: int = Settings.max_model_params,
+                 deployer: str = "local") -> "TrainSpec":
+        """Checks before the job is queued; ``deployer``: the gateway's (nodes > 1 needs kubernetes)."""
         validate_name(self.name)
         bad: list[tuple[str, str]] = []   # (request field, what is wrong with it)
         for attr, low in (("seq_len", 2), ("batch_size", 1), ("grad_accum", 1), ("max_steps", 1),
@@ -104,11 +107,12 @@ class TrainSpec:
                 bad.append(("preset", f"unknown preset {self.preset!r} (only 'apt'; or pass a config)"))
             elif self.size not in SIZES:
                 bad.append(("size", f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}"))
-        bad += distributed.check_layout(self.batch_size, self.workers)
+        bad += distributed.check_layout(self.batch_size, self.workers, self.nodes)
+        bad += distributed.check_sharding(self.sharding)
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
-        distributed.refuse_multi_node(self.nodes)
+        distributed.refuse_multi_node(self.nodes, deployer=deployer)
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")
@@ -120,7 +124,8 @@ class TrainSpec:
             raise errors.AlreadyExists(
                 f"A model named {self.name!r} is already in the store; choose another name or pass --overwrite.")
         RunCheckpoint(store, CHECKPOINT_KIND, self.name).check_start(resume=self.resume, overwrite=self.overwrite)
-        pick_device(self.device)
+        if self.nodes == 1:  # a multi-node run's device is its pods', not this machine's
+            pick_device(self.device)
         return self
 
     def curve_fields(self) -> dict:
@@ -161,6 +166,8 @@ def check_bounds(spec: TrainSpec, max_params: int) -> None:
     memory free now (weights, gradients, AdamW moments and activations; gateway.core.size)."""
     config = model_config(spec)
     count = limits.check_count(config, max_params, "config_json" if spec.config_json else f"the {spec.size!r} preset")
+    if spec.nodes > 1:  # the pods' memory, not this machine's: the count above is the check
+        return
     need = training_estimate(config.to_dict(), count.total, spec.batch_size, spec.seq_len,
                              fused_loss_applies(config))
     limits.check_memory(
@@ -183,10 +190,12 @@ def make_optimizer(model, spec: TrainSpec) -> torch.optim.AdamW:
 
 
 @torch.no_grad()
-def validation_loss(model, ids: torch.Tensor, spec: TrainSpec, device: str) -> float:
+def validation_loss(model, ids: torch.Tensor, spec: TrainSpec, device: str, loss_of=None) -> float:
+    """The mean loss of the held-out batches. ``loss_of(batch)``: how a batch's loss is computed
+    when not by ``model`` itself (an FSDP run's sharded module, called by every rank)."""
     model.eval()
-    losses = [float(batch_loss(model, b, device))
-              for b in lm.sequential_windows(ids, spec.batch_size, spec.seq_len, EVAL_BATCHES)]
+    loss_of = loss_of or (lambda b: batch_loss(model, b, device))
+    losses = [float(loss_of(b)) for b in lm.sequential_windows(ids, spec.batch_size, spec.seq_len, EVAL_BATCHES)]
     model.train()
     return sum(losses) / len(losses)
 
@@ -200,6 +209,8 @@ class _Run:
     tokenizer: object
     step: int = 0
     log: list = field(default_factory=list)  # training_log.jsonl rows, one per step (apt_model.modeling.loop)
+    optimizer_state: dict | None = None  # a resumed run's: loaded again once an FSDP run has sharded the model
+    sharded: object = None  # an FSDP run's root module (the model's loss), whose state is gathered to save it
 
 
 def _checkpoints(store: Store, spec: TrainSpec) -> RunCheckpoint:
@@ -225,7 +236,7 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks) -> 
         # on the training device before the optimizer state is loaded: load_state_dict puts each
         # moment tensor on its parameter's device, and fused AdamW needs them together
         model.to(pick_device(spec.device))
-        run = _Run(model, make_optimizer(model, spec), tokenizer, step, log)
+        run = _Run(model, make_optimizer(model, spec), tokenizer, step, log, states["optimizer"])
         run.optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from the checkpoint at step {step}")
         return run, corpus.documents, {"corpus": corpus.sources}
@@ -247,10 +258,43 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks) -> 
 
 
 def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int, ranks: Ranks) -> None:
-    if not ranks.main:  # every rank holds the same state: rank 0 writes it
+    if run.sharded is not None:  # FSDP: every rank gathers its shards; rank 0 gets the whole state
+        model_sd, optimizer_sd = distributed.full_state(run.sharded, run.optimizer)
+        model_sd = _unwrapped(model_sd)
+    elif ranks.main:
+        model_sd, optimizer_sd = run.model.state_dict(), run.optimizer.state_dict()
+    if not ranks.main:  # DDP: every rank holds the same state; rank 0 writes it
         return
-    _checkpoints(store, spec).save(step, {"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+    # the same unsharded form for DDP and FSDP runs, so either resumes on any number of ranks
+    _checkpoints(store, spec).save(step, {"model": model_sd, "optimizer": optimizer_sd,
                                           "config": run.model.config.to_dict()}, spec.curve_fields(), run.log)
+
+
+def _unwrapped(state: dict) -> dict:
+    """The model's own state-dict keys in a state of its loss module (``_BatchLoss.model``)."""
+    return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+def _shard(run: _Run, loss, spec: TrainSpec, ranks: Ranks) -> None:
+    """After ``fully_shard``: the optimizer built again on the sharded parameters (and a resumed
+    run's moments loaded into it, each rank keeping its shard)."""
+    if spec.sharding != "fsdp" or ranks.world == 1:
+        return
+    run.sharded, run.optimizer = loss, make_optimizer(run.model, spec)
+    if run.optimizer_state is not None:
+        distributed.load_optimizer_state(loss, run.optimizer, run.optimizer_state)
+    run.optimizer_state = None
+
+
+def _gather(run: _Run, spec: TrainSpec, ranks: Ranks) -> None:
+    """An FSDP run's model, whole, on rank 0 (a plain module again) for storing; a collective."""
+    if run.sharded is None:
+        return
+    model_sd, _ = distributed.full_state(run.sharded)
+    if ranks.main:
+        model = create_model(run.model.config, seed=spec.seed)
+        model.load_state_dict(_unwrapped(model_sd))
+        run.model = model
 
 
 def _return_freed_memory_to_os() -> None:
@@ -281,6 +325,39 @@ class _BatchLoss(torch.nn.Module):
         return batch_loss(self.model, batch, self.device)
 
 
+def _parallel(run: _Run, spec: TrainSpec, ranks: Ranks, device: str, val_ids):
+    """The loss module of the run's ranks (DDP or FSDP2 over ``_BatchLoss``; the plain one for one
+    rank) and its evaluation: rank 0's under DDP (the others wait for it at the next step), every
+    rank's under FSDP (the weights are gathered as the blocks run)."""
+    loss = ranks.wrap(_BatchLoss(run.model, device), device, sharding=spec.sharding,
+                      blocks=trainlog.transformer_blocks(run.model))
+    _shard(run, loss, spec, ranks)
+
+    def evaluate() -> dict:
+        if run.sharded is not None:
+            return {"val_loss": validation_loss(run.model, val_ids, spec, device, loss_of=loss)}
+        return {"val_loss": validation_loss(run.model, val_ids, spec, device)} if ranks.main else {}
+
+    return loss, evaluate
+
+
+def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext, job_id: str) -> dict:
+    """nodes > 1: the ranks run as a Kubeflow PyTorchJob of the gateway's own image (one pod of
+    ``workers`` ranks per node, GPUs when the run's device is cuda), followed from here
+    (gateway.deploy.pytorchjob); the gateway's namespace and image from its environment."""
+    from gateway.deploy import pytorchjob
+    from gateway.deploy.kubernetes import KubernetesConfig
+
+    config = KubernetesConfig.from_env()
+    run_folder = f".runs/{CHECKPOINT_KIND}-{spec.name}"
+    shape = pytorchjob.JobShape(
+        pytorchjob.object_name(CHECKPOINT_KIND, spec.name), "gateway.core.train_rank", run_folder, spec.nodes,
+        spec.workers, gpu=spec.device == "cuda", image=f"{config.image_prefix}/gateway:{config.image_tag}",
+        namespace=config.namespace, threads=spec.threads or 1)
+    runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), config.namespace)
+    return runner.run(shape, {"spec": asdict(spec), "job_id": job_id}, store.root / run_folder, ctx)
+
+
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None, job_id: str = "") -> dict:
     """The job: train, checkpoint, evaluate, then store the model with lineage and metrics.
     Every step's log row also goes to the job's running log (``trainlog.job_log_path``), which
@@ -289,6 +366,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     With ``workers`` > 1 the job runs ``spec.workers`` ranks under torchrun
     (``gateway.core.train_rank``, each calling this with its ``ranks``) and follows them."""
     job_id = job_id or getattr(ctx, "job_id", "")
+    if ranks is None and spec.nodes > 1:
+        return _run_on_kubernetes(store, spec, ctx, job_id)
     if ranks is None and spec.workers > 1:
         folder = store.root / ".runs" / f"{CHECKPOINT_KIND}-{spec.name}"
         return distributed.launch("gateway.core.train_rank",
@@ -309,7 +388,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     ctx.report(stage="train", message=f"{train_ids.numel()} training tokens, {val_ids.numel()} held out, "
                f"{lm.count_parameters(model)[0]} parameters on {device}"
                + (f", {ranks.world} ranks" if ranks.world > 1 else ""))
-    loss = ranks.wrap(_BatchLoss(model, device), device)
+    loss, evaluate = _parallel(run, spec, ranks, device, val_ids)
 
     def forward(step: int, micro: int) -> dict:
         # every rank draws the same global batch and trains its share of the rows
@@ -320,9 +399,6 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
         run.step = step
         _checkpoint(store, spec, run, step, ranks)
 
-    def evaluate() -> dict:  # rank 0 evaluates; the others wait for it at the next step
-        return {"val_loss": validation_loss(model, val_ids, spec, device)} if ranks.main else {}
-
     loop = Loop(ctx, model, run.optimizer, functools.partial(lr_at, spec), spec.max_steps,
                 spec.batch_size * spec.seq_len * spec.grad_accum // ranks.world, grad_accum=spec.grad_accum,
                 grad_clip=spec.grad_clip, device=device, eval_every=spec.eval_every if val_ids.numel() else 0,
@@ -330,11 +406,13 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                 max_seconds=spec.max_minutes * 60 if spec.max_minutes else math.inf,
                 nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
                                f"then resume or start over", log=run.log, ranks=ranks,
-                no_sync=getattr(loss, "no_sync", None),
+                no_sync=functools.partial(distributed.fsdp_no_sync, loss) if run.sharded is not None
+                else getattr(loss, "no_sync", None),
                 job_log=trainlog.JobLog(trainlog.job_log_path(store.root, job_id)) if job_id else None)
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")
+    _gather(run, spec, ranks)
     if not ranks.main:
         return {}
     return _finish(store, spec, run, val_ids, device, loop.stopped_early, lineage_extra)

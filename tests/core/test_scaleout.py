@@ -171,3 +171,52 @@ def test_ranks_stop_and_checkpoint_when_the_service_that_owns_them_dies(store, c
         owner.kill()
     assert RunCheckpoint(store, "train", "orphan").step() is not None  # the work done is kept
     assert not store.exists("models", "orphan")
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_two_fsdp_ranks_train_the_same_curve_as_one(store, corpus_file, grad_accum):
+    """FSDP2 (fully_shard, gloo on CPU): each rank holds half of the weights, gradients and moments,
+    and the 20 steps are those of one process at the same global batch and seed."""
+    one = run_train(store, _spec(store, corpus_file, "one", grad_accum=grad_accum), JobRecorder())
+    two = run_train(store, _spec(store, corpus_file, "two", workers=2, sharding="fsdp", grad_accum=grad_accum),
+                    JobRecorder())
+    assert [p["step"] for p in two["loss_curve"]] == list(range(1, 21))
+    for a, b in zip(one["loss_curve"], two["loss_curve"]):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)  # the whole norm, not a shard's
+    assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
+    from apt_model.modeling.io import load_model
+
+    model = load_model(store.model("two").path)
+    assert sum(p.numel() for p in model.parameters()) == two["parameters"]  # stored whole, not a shard
+
+
+def test_an_fsdp_checkpoint_resumes_on_one_rank(store, corpus_file):
+    ctx = CancelAtStep(5)
+    with pytest.raises(errors.Cancelled):
+        run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=60, eval_every=60),
+                  ctx)
+    assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
+    reached = RunCheckpoint(store, "train", "cut").step()
+    assert reached is not None and 5 <= reached < 60
+    resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=60, eval_every=60, resume=True),
+                        JobRecorder())
+    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=60, eval_every=60), JobRecorder())
+    assert resumed["steps"] == 60
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+
+
+def test_a_one_rank_checkpoint_resumes_under_fsdp(store, corpus_file):
+    """The other way: the moments of a plain checkpoint are sharded over the FSDP ranks."""
+    with pytest.raises(errors.Cancelled):
+        run_train(store, _spec(store, corpus_file, "cut", max_steps=60, eval_every=60), CancelAtStep(5))
+    resumed = run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=60,
+                                     eval_every=60, resume=True), JobRecorder())
+    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=60, eval_every=60), JobRecorder())
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+
+
+def test_an_unknown_sharding_is_refused(store, corpus_file):
+    with pytest.raises(errors.InvalidArgument, match="unknown sharding 'zero3'; choose one of ddp, fsdp") as info:
+        _spec(store, corpus_file, "bad", workers=2, sharding="zero3")
+    assert info.value.violations[0][0] == "sharding"

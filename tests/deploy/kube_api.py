@@ -1,7 +1,9 @@
 """LocalKubeApiServer: a local HTTP server implementing the subset of the Kubernetes API that the
 kubernetes deployer uses (Deployments and Services: create, read, replace, delete; Pods: list by
-label, log). It stands in for the controllers too: a Deployment's pods are ready at once, with the
-addresses given in ``pod_ips``. Every request is recorded so tests can check the objects sent.
+label, log; Kubeflow PyTorchJobs: create, read, list, delete). It stands in for the controllers
+too: a Deployment's pods are ready at once, with the addresses given in ``pod_ips``; a PyTorchJob
+gets the training operator's ``Created`` condition when it is created, and the tests move it on
+(``set_condition``: Running, Succeeded, Failed) as the operator would. Every request is recorded so tests can check the objects sent.
 """
 
 from __future__ import annotations
@@ -16,12 +18,18 @@ _ROUTES = [
     ("deployments", re.compile(r"^/apis/apps/v1/namespaces/([^/]+)/deployments(?:/([^/]+))?$")),
     ("services", re.compile(r"^/api/v1/namespaces/([^/]+)/services(?:/([^/]+))?$")),
     ("pods", re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")),
+    ("pytorchjobs", re.compile(r"^/apis/kubeflow.org/v1/namespaces/([^/]+)/pytorchjobs(?:/([^/]+))?$")),
 ]
 
 
 def _status(code: int, reason: str, message: str) -> dict:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message,
             "code": code}
+
+
+def _condition(kind: str, reason: str, message: str = "") -> dict:
+    return {"type": kind, "status": "True", "reason": reason, "message": message or f"PyTorchJob is {kind.lower()}.",
+            "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"}
 
 
 class LocalKubeApiServer:
@@ -96,10 +104,16 @@ class LocalKubeApiServer:
         ns, name = match.group(1), match.group(2)
         if resource == "pods":
             return self._pods(ns, name, query, is_log=bool(match.group(3)))
+        if method == "GET" and not name:
+            items = [self._view(r, o) for (r, o_ns, _), o in self.objects.items() if r == resource and o_ns == ns]
+            return 200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items}
         key = (resource, ns, name or (body or {}).get("metadata", {}).get("name", ""))
         if method == "POST":
             if key in self.objects:
                 return 409, _status(409, "AlreadyExists", f"{resource} {key[2]} already exists")
+            if resource == "pytorchjobs":  # the operator's first word on a job it accepted
+                body = {**body, "status": {"conditions": [_condition("Created", "PyTorchJobCreated")],
+                                           "replicaStatuses": {}}}
             self.objects[key] = body
             return 201, self._view(resource, body)
         if key not in self.objects:
@@ -115,6 +129,15 @@ class LocalKubeApiServer:
                 return 200, removed
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}
         return 405, _status(405, "MethodNotAllowed", method)
+
+    def set_condition(self, namespace: str, name: str, kind: str, reason: str = "", message: str = "") -> None:
+        """As the training operator does: append the PyTorchJob's condition ``kind`` (Running,
+        Succeeded, Failed), the earlier ones no longer true."""
+        with self._lock:
+            job = self.objects[("pytorchjobs", namespace, name)]
+            for c in job["status"]["conditions"]:
+                c["status"] = "False"
+            job["status"]["conditions"].append(_condition(kind, reason or f"PyTorchJob{kind}", message))
 
     def _view(self, resource: str, obj: dict) -> dict:
         view = json.loads(json.dumps(obj))

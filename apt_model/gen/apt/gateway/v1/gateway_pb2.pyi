@@ -401,7 +401,7 @@ class DebugReport(_message.Message):
     def __init__(self, name: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., healthy: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("name", "preset", "size", "config_json", "corpus_paths", "dataset", "text_field", "vocab_size", "tokenizer_from", "seq_len", "batch_size", "grad_accum", "max_steps", "learning_rate", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "eval_every", "eval_fraction", "seed", "checkpoint_every", "resume", "device", "overwrite", "threads", "max_minutes", "workers", "nodes")
+    __slots__ = ("name", "preset", "size", "config_json", "corpus_paths", "dataset", "text_field", "vocab_size", "tokenizer_from", "seq_len", "batch_size", "grad_accum", "max_steps", "learning_rate", "min_lr_ratio", "warmup_steps", "weight_decay", "grad_clip", "eval_every", "eval_fraction", "seed", "checkpoint_every", "resume", "device", "overwrite", "threads", "max_minutes", "workers", "nodes", "sharding")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PRESET_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -431,6 +431,7 @@ class TrainRequest(_message.Message):
     MAX_MINUTES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     name: str
     preset: str
     size: str
@@ -460,7 +461,8 @@ class TrainRequest(_message.Message):
     max_minutes: float
     workers: int
     nodes: int
-    def __init__(self, name: _Optional[str] = ..., preset: _Optional[str] = ..., size: _Optional[str] = ..., config_json: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., text_field: _Optional[str] = ..., vocab_size: _Optional[int] = ..., tokenizer_from: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., min_lr_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., grad_clip: _Optional[float] = ..., eval_every: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., threads: _Optional[int] = ..., max_minutes: _Optional[float] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, name: _Optional[str] = ..., preset: _Optional[str] = ..., size: _Optional[str] = ..., config_json: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., text_field: _Optional[str] = ..., vocab_size: _Optional[int] = ..., tokenizer_from: _Optional[str] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., min_lr_ratio: _Optional[float] = ..., warmup_steps: _Optional[int] = ..., weight_decay: _Optional[float] = ..., grad_clip: _Optional[float] = ..., eval_every: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., seed: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., threads: _Optional[int] = ..., max_minutes: _Optional[float] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class TrainResult(_message.Message):
     __slots__ = ("model", "train_loss", "steps", "tokens_seen", "train_seconds", "tokens_per_s", "parameters", "val_loss", "val_perplexity", "loss_curve", "val_curve", "warnings")

@@ -1,0 +1,253 @@
+"""Multi-node training on Kubernetes: a training job with ``nodes`` > 1 runs as a Kubeflow
+training-operator ``PyTorchJob`` (``kubeflow.org/v1``), submitted and followed by the service
+that owns the job (for core ``train``: the gateway, under APT_DEPLOYER=kubernetes).
+
+The job's pods run the service's own image in worker mode: ``python -m torch.distributed.run -m
+<rank module> <run folder>`` (torchrun reads the operator's PET_NNODES, PET_NPROC_PER_NODE,
+PET_NODE_RANK, PET_MASTER_ADDR and PET_MASTER_PORT), one Master pod and ``nodes - 1`` Worker pods
+of ``workers`` ranks each, with the store PVC mounted at /data (ReadWriteMany: the run folder with
+the job's payload is on it) and the internal token from the apt-tokens Secret. Rank 0 writes its
+progress and result into the run folder, as under the local torchrun launcher
+(apt_model.modeling.distributed), and the owner relays them to the job; the PyTorchJob's
+conditions (Created, Running, Restarting, Succeeded, Failed) become the job's stages and its end.
+A cancel leaves the ``cancel`` file (the ranks checkpoint and stop together), then deletes the
+PyTorchJob. The RBAC this needs is k8s/base/gateway/rbac-training.yaml: pytorchjobs in the
+namespace, nothing more. Installing the operator: docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apt_model import errors
+from apt_model.modeling import distributed
+from gateway.deploy import render
+
+GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
+STORE_MOUNT = "/data"         # the store PVC in every pod (render.deployment mounts it there too)
+POLL_SECONDS = 1.0
+CANCEL_GRACE_SECONDS = 30.0   # after a cancel, how long the ranks get to checkpoint before the job is deleted
+STATES = ("Created", "Running", "Restarting", "Succeeded", "Failed")  # the operator's condition types
+
+
+@dataclass(frozen=True)
+class JobShape:
+    """What one PyTorchJob runs and where."""
+
+    name: str          # the object's name (a DNS label)
+    module: str        # the rank module, run by torchrun in each pod (gateway.core.train_rank)
+    run_folder: str    # the run folder's path relative to the store root (".runs/train-NAME")
+    nodes: int         # pods: one Master and nodes - 1 Workers
+    workers: int       # ranks per pod (nprocPerNode)
+    gpu: bool          # each pod asks for ``workers`` GPUs (nvidia.com/gpu)
+    image: str         # the owning service's own image
+    namespace: str
+    threads: int = 1   # torch CPU threads per rank
+
+
+def object_name(kind: str, name: str) -> str:
+    """A DNS-1035 label for the PyTorchJob of a run (``apt-train-<model>``), at most 63 characters."""
+    clean = "".join(c if c.isalnum() else "-" for c in f"apt-{kind}-{name}".lower()).strip("-")
+    return clean[:63].rstrip("-")
+
+
+def manifest(shape: JobShape) -> dict:
+    """The PyTorchJob: Master (1) and Worker (nodes - 1) replica specs of the same pod."""
+    replica = {"restartPolicy": "Never", "template": _pod_template(shape)}  # a failed rank fails the job
+    specs = {"Master": {"replicas": 1, **replica}}
+    if shape.nodes > 1:
+        specs["Worker"] = {"replicas": shape.nodes - 1, **replica}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+        "metadata": {"name": shape.name, "namespace": shape.namespace,
+                     "labels": {"app.kubernetes.io/part-of": "apt", "app.kubernetes.io/component": "training"}},
+        "spec": {"nprocPerNode": str(shape.workers), "pytorchReplicaSpecs": specs,
+                 # no retries: a rank's error is the job's; the pods stay for `kubectl logs` until deleted
+                 "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"}},
+    }
+
+
+def _pod_template(shape: JobShape) -> dict:
+    """One node's pod: the service image's torchrun over the rank module, locked down as the
+    plugin pods are (gateway/deploy/render.py), the store PVC and only the internal token mounted."""
+    folder = f"{STORE_MOUNT}/{shape.run_folder}"
+    container = {
+        "name": "pytorch",  # the operator finds the training container by this name
+        "image": shape.image, "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "torch.distributed.run", "--max-restarts=0", "--monitor-interval=0.5",
+                    "-m", shape.module, folder],
+        "env": [{"name": "APT_HOME", "value": STORE_MOUNT}, {"name": "HOME", "value": "/tmp"},
+                {"name": "OMP_NUM_THREADS", "value": str(max(shape.threads, 1))},
+                {"name": "TORCHELASTIC_ERROR_FILE", "value": f"{folder}/torchrun-error.json"},
+                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{render.TOKEN_DIR}/internal_token"}],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "store", "mountPath": STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "shm", "mountPath": "/dev/shm"},
+                         {"name": "tokens", "mountPath": render.TOKEN_DIR, "readOnly": True}],
+    }
+    if shape.gpu:
+        container["resources"] = {"limits": {"nvidia.com/gpu": shape.workers}}
+    uid = render.PLUGIN_UID
+    return {
+        "metadata": {"labels": {"app.kubernetes.io/part-of": "apt", "app.kubernetes.io/component": "training",
+                                "apt.training-job": shape.name}},
+        "spec": {
+            "automountServiceAccountToken": False,  # ranks never talk to the Kubernetes API
+            "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+            "volumes": [
+                {"name": "store", "persistentVolumeClaim": {"claimName": "apt-store"}},
+                {"name": "tmp", "emptyDir": {}},
+                {"name": "shm", "emptyDir": {"medium": "Memory"}},  # NCCL's and gloo's shared memory
+                {"name": "tokens", "secret": {"secretName": "apt-tokens", "defaultMode": 0o440,
+                                              "items": [{"key": "internal-token", "path": "internal_token"}]}},
+            ],
+        },
+    }
+
+
+def state_of(obj: dict) -> str:
+    """The job's state: the type of its last condition whose status is True ("" before any)."""
+    conditions = [c for c in (obj.get("status") or {}).get("conditions") or []
+                  if c.get("status") == "True" and c.get("type") in STATES]
+    return conditions[-1]["type"] if conditions else ""
+
+
+def api_client():
+    """A client of the cluster the gateway runs in (its service account), else the kubeconfig's."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        k8s_config.load_incluster_config()
+    except ConfigException:
+        try:
+            k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # as set now, not at import
+        except (ConfigException, FileNotFoundError) as exc:
+            raise errors.FailedPrecondition(
+                "Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob, but no cluster credentials were "
+                f"found: run the gateway in the cluster (service account apt-gateway) or provide a kubeconfig ({exc})."
+            ) from exc
+    return k8s.ApiClient()
+
+
+class PyTorchJobRunner:
+    """Submits one run's PyTorchJob and follows it as the job ``ctx``."""
+
+    def __init__(self, client, namespace: str, poll_seconds: float = POLL_SECONDS,
+                 cancel_grace: float = CANCEL_GRACE_SECONDS):
+        from kubernetes import client as k8s
+
+        self.api, self.namespace = k8s.CustomObjectsApi(client), namespace
+        self.poll, self.grace = poll_seconds, cancel_grace
+
+    def run(self, shape: JobShape, payload: dict[str, Any], folder: Path, ctx) -> dict[str, Any]:
+        """Write the payload into ``folder`` (the run folder on the store), create the PyTorchJob
+        and follow it; returns rank 0's result or raises the job's error (``errors.Cancelled``)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in (distributed.EVENTS, distributed.RESULT, distributed.CANCEL,
+                      *[p.name for p in folder.glob("error-*.json")]):
+            (folder / stale).unlink(missing_ok=True)
+        # no owner_pid: the owner is in another pod; it cancels through the folder and the API instead.
+        # No home either: each pod's is its APT_HOME (the store PVC's mount point)
+        (folder / distributed.PAYLOAD).write_text(json.dumps({k: v for k, v in payload.items() if k != "home"}))
+        self._create(manifest(shape))
+        ctx.report(stage="scheduling", message=f"PyTorchJob {shape.name}: {shape.nodes} pods of {shape.workers} "
+                                               f"ranks submitted")
+        return self._follow(shape, folder, ctx)
+
+    def _create(self, body: dict) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, body)
+        except ApiException as exc:
+            name = body["metadata"]["name"]
+            if exc.status == 409:
+                raise errors.FailedPrecondition(
+                    f"A PyTorchJob named {name} already exists in namespace {self.namespace}: a run of this name is "
+                    f"going on or was left behind; cancel it, or `kubectl delete pytorchjob {name}`.") from exc
+            if exc.status == 404:
+                raise errors.FailedPrecondition(
+                    "The cluster has no kubeflow.org/v1 PyTorchJob resource: install the Kubeflow training "
+                    "operator (docs/scaling.md) for multi-node training.") from exc
+            raise errors.Unavailable(f"The Kubernetes API refused PyTorchJob {name}: {exc.status} {exc.reason}: "
+                                     f"{(exc.body or '')[:300]}") from exc
+
+    def _follow(self, shape: JobShape, folder: Path, ctx) -> dict[str, Any]:
+        relay, seen, cancelled_at = distributed._Relay(folder / distributed.EVENTS, ctx), "", None
+        while True:
+            relay.pump()
+            if cancelled_at is None and ctx.cancelled:
+                (folder / distributed.CANCEL).touch()  # the ranks checkpoint and stop at the same step
+                cancelled_at = time.monotonic()
+            if cancelled_at is not None and (self._ranks_stopped(folder, shape)
+                                             or time.monotonic() - cancelled_at > self.grace):
+                self.delete(shape.name)
+                raise errors.Cancelled("The job was cancelled.")
+            state = state_of(self._get(shape.name))
+            if state != seen:
+                seen = state
+                ctx.report(stage="train" if state == "Running" else "scheduling",
+                           message=f"PyTorchJob {shape.name}: {state}")
+            if state == "Succeeded":
+                relay.pump()
+                return json.loads((folder / distributed.RESULT).read_text())
+            if state == "Failed":
+                relay.pump()
+                raise self._failure(shape, folder, cancelled_at is not None)
+            time.sleep(self.poll)
+
+    def _ranks_stopped(self, folder: Path, shape: JobShape) -> bool:
+        """Every rank has ended after the cancel (each leaves its error file on the way out)."""
+        return len(list(folder.glob("error-*.json"))) >= shape.nodes * shape.workers
+
+    def _get(self, name: str) -> dict:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise errors.AptError(f"PyTorchJob {name} was deleted while the job ran (not by a cancel).",
+                                      reason="TRAINING_JOB_DELETED") from exc
+            raise errors.Unavailable(f"The Kubernetes API failed reading PyTorchJob {name}: {exc.status} "
+                                     f"{exc.reason}") from exc
+
+    def _failure(self, shape: JobShape, folder: Path, cancelled: bool) -> errors.AptError:
+        """A rank's own error (the first raised), else the operator's account of the failure."""
+        own = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("error-*.json")}
+        failed = {rank: err for rank, err in own.items() if err["type"] != "Cancelled"}
+        if failed:
+            rank = min(failed, key=lambda r: (failed[r].get("time", 0.0), r))
+            cls = getattr(errors, failed[rank]["type"], errors.AptError)
+            return cls(f"rank {rank} of {shape.nodes * shape.workers}: {failed[rank]['message']}",
+                       reason=failed[rank]["reason"])
+        if cancelled or own:
+            return errors.Cancelled("The job was cancelled.")
+        obj = self._get(shape.name)
+        [last] = [c for c in obj["status"]["conditions"] if c.get("type") == "Failed"][-1:] or [{}]
+        return errors.AptError(f"PyTorchJob {shape.name} failed: {last.get('reason', '')}: "
+                               f"{last.get('message', 'no message')}; `kubectl logs -l apt.training-job={shape.name}` "
+                               "has the ranks' output.", reason="RANK_FAILED")
+
+    def delete(self, name: str) -> None:
+        """Delete the PyTorchJob (and, through the operator, its pods); already gone is fine."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name,
+                                                     propagation_policy="Foreground")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise errors.Unavailable(f"Kubernetes refused to delete PyTorchJob {name}: {exc.status} "
+                                         f"{exc.reason}") from exc
+

@@ -1,0 +1,247 @@
+"""Multi-node core `train` (#18) as a Kubeflow PyTorchJob (gateway/deploy/pytorchjob.py): the
+manifest validated against the vendored CRD schema (k8s/crds/) and, for its pod, the Kubernetes
+API's own schema; submitted through the official client to LocalKubeApiServer (standing in for
+the API server and the training operator's conditions); its "pods" are real torchrun processes
+running the manifest's own command, two nodes on loopback, over a store folder as the store PVC."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apt_model import errors
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.testing import SAMPLE_TEXT, JobRecorder
+
+from .conftest import ROOT
+from .kube_api import LocalKubeApiServer
+
+k8s = pytest.importorskip("kubernetes.client", reason="the kubernetes client is in gateway/deploy/requirements.txt")
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+jsonschema = pytest.importorskip("jsonschema")
+
+NS = "apt-test"
+SCHEMA = yaml.safe_load((ROOT / "k8s/crds/kubeflow.org_pytorchjobs.schema.yaml").read_text())[
+    "spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+JOBS = "/apis/kubeflow.org/v1/namespaces/apt-test/pytorchjobs"
+
+
+def _shape(**kw):
+    from gateway.deploy import pytorchjob
+
+    base = dict(name="apt-train-big", module="gateway.core.train_rank", run_folder=".runs/train-big", nodes=3,
+                workers=2, gpu=True, image="apt/gateway:1.0", namespace=NS)
+    return pytorchjob.JobShape(**{**base, **kw})
+
+
+def _validate(job: dict) -> None:
+    jsonschema.validate(job, SCHEMA)
+    for spec in job["spec"]["pytorchReplicaSpecs"].values():  # the pod template: the core schema
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rank", **spec["template"]["metadata"]},
+               "spec": {**spec["template"]["spec"], "restartPolicy": spec["restartPolicy"]}}
+        kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_the_manifest_validates_against_the_operators_schema():
+    from gateway.deploy import pytorchjob
+
+    job = pytorchjob.manifest(_shape())
+    _validate(job)
+    specs = job["spec"]["pytorchReplicaSpecs"]
+    assert (specs["Master"]["replicas"], specs["Worker"]["replicas"], job["spec"]["nprocPerNode"]) == (1, 2, "2")
+    container = specs["Worker"]["template"]["spec"]["containers"][0]
+    assert container["name"] == "pytorch" and container["image"] == "apt/gateway:1.0"
+    assert container["command"][-3:] == ["-m", "gateway.core.train_rank", "/data/.runs/train-big"]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": 2}  # a GPU per rank of the pod
+    volumes = {v["name"]: v for v in specs["Master"]["template"]["spec"]["volumes"]}
+    assert volumes["store"]["persistentVolumeClaim"]["claimName"] == "apt-store"
+    assert volumes["tokens"]["secret"]["items"] == [{"key": "internal-token", "path": "internal_token"}]
+    assert "resources" not in pytorchjob.manifest(_shape(gpu=False))["spec"]["pytorchReplicaSpecs"]["Master"][
+        "template"]["spec"]["containers"][0]
+    assert "Worker" not in pytorchjob.manifest(_shape(nodes=1))["spec"]["pytorchReplicaSpecs"]
+
+
+def test_the_schema_check_can_fail():
+    """The vendored schema catches what the operator would refuse (a guard of the test above)."""
+    from gateway.deploy import pytorchjob
+
+    for breaks in (lambda j: j["spec"]["pytorchReplicaSpecs"]["Master"].update(restartPolicy="Sometimes"),
+                   lambda j: j["spec"].update(nprocPerNode=2),
+                   lambda j: j["spec"]["pytorchReplicaSpecs"]["Worker"].update(replicas="two"),
+                   lambda j: j["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"].update(containers=[]),
+                   lambda j: j["spec"].pop("pytorchReplicaSpecs")):
+        job = pytorchjob.manifest(_shape())
+        breaks(job)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(job, SCHEMA)
+
+
+def test_object_names_are_dns_labels():
+    from gateway.deploy.pytorchjob import object_name
+
+    assert object_name("train", "My_Model.v2") == "apt-train-my-model-v2"
+    assert len(object_name("train", "x" * 200)) == 63
+
+
+def test_other_deployers_refuse_nodes_with_what_it_needs(store, tmp_path):
+    from gateway.core.train import TrainSpec
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(SAMPLE_TEXT))
+    for deployer in ("local", "docker"):
+        with pytest.raises(errors.FailedPrecondition, match="needs the kubernetes deployer.*Kubeflow") as info:
+            TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=2, batch_size=8).validate(store, deployer=deployer)
+        assert info.value.reason == "MULTI_NODE_NEEDS_KUBERNETES"
+    with pytest.raises(errors.InvalidArgument, match=r"multiple of workers x nodes \(6\)"):
+        TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=3, workers=2, batch_size=8).validate(
+            store, deployer="kubernetes")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Operator:
+    """Plays the training operator for one PyTorchJob: once the gateway created it, runs each
+    replica's pod command (torchrun with the operator's PET_* variables, the store folder where the
+    pod mounts the store PVC) and moves the job's conditions as the pods do."""
+
+    def __init__(self, api: LocalKubeApiServer, store_root: Path):
+        self.api, self.root, self.procs, self.job = api, store_root, [], None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        while not any(m == "POST" and p == JOBS for m, p, _ in self.api.requests):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        self.job = [b for m, p, b in self.api.requests if m == "POST" and p == JOBS][0]
+        _validate(self.job)
+        specs, port = self.job["spec"]["pytorchReplicaSpecs"], _free_port()
+        nodes = sum(s["replicas"] for s in specs.values())
+        container = specs["Master"]["template"]["spec"]["containers"][0]
+        command = [sys.executable if c == "python" else c.replace("/data", str(self.root))
+                   for c in container["command"]]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "APT_HOME": str(self.root),
+               **{e["name"]: e["value"].replace("/data", str(self.root)) for e in container["env"]
+                  if e["name"] in ("OMP_NUM_THREADS", "TORCHELASTIC_ERROR_FILE")},
+               "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": self.job["spec"]["nprocPerNode"],
+               "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}
+        self.procs = [subprocess.Popen(command, env={**env, "PET_NODE_RANK": str(i)}, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL) for i in range(nodes)]
+        name = self.job["metadata"]["name"]
+        self.api.set_condition(NS, name, "Running")
+        codes = [p.wait(300) for p in self.procs]
+        if ("pytorchjobs", NS, name) in self.api.objects:  # not deleted by a cancel meanwhile
+            self.api.set_condition(NS, name, "Succeeded" if not any(codes) else "Failed",
+                                   message="" if not any(codes) else f"pods exited {codes}")
+
+    def __enter__(self) -> "Operator":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        self.thread.join(10)
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    """LocalKubeApiServer as the cluster of a kubeconfig (what the gateway loads outside a pod)."""
+    with LocalKubeApiServer(["127.0.0.1"]) as api:
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "t",
+            "clusters": [{"name": "t", "cluster": {"server": api.url}}],
+            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}], "users": [{"name": "t", "user": {}}]}))
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setenv("APT_K8S_NAMESPACE", NS)
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        yield api
+
+
+def _spec(store, tmp_path, name, **kw):
+    from gateway.core.train import TrainSpec
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SAMPLE_TEXT))
+    base = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=20, eval_every=10, checkpoint_every=0, threads=1,
+                nodes=2, workers=1)
+    return TrainSpec(name=name, corpus_paths=(str(corpus),), **{**base, **kw}).validate(store, deployer="kubernetes")
+
+
+def test_two_nodes_train_as_a_pytorchjob_and_match_one_process(store, tmp_path, cluster):
+    from gateway.core.train import run_train
+
+    recorder = JobRecorder()
+    with Operator(cluster, store.root):
+        two = run_train(store, _spec(store, tmp_path, "two"), recorder)
+    one = run_train(store, _spec(store, tmp_path, "one", nodes=1), JobRecorder())
+    for a, b in zip(one["loss_curve"], two["loss_curve"], strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    assert store.exists("models", "two") and recorder.series("step")[-1] == 20  # rank 0's reports reached the job
+    messages = [r["message"] for r in recorder.reports if "PyTorchJob" in (r["message"] or "")]
+    assert messages[-2:] == ["PyTorchJob apt-train-two: Running", "PyTorchJob apt-train-two: Succeeded"], messages
+    payload = json.loads((store.root / ".runs/train-two/job.json").read_text())
+    assert "owner_pid" not in payload and "home" not in payload  # the pods have neither the pid nor the path
+
+
+def test_cancel_checkpoints_and_deletes_the_pytorchjob(store, tmp_path, cluster):
+    from gateway.core.train import run_train
+
+    ctx = CancelAtStep(3)
+    with Operator(cluster, store.root) as operator, pytest.raises(errors.Cancelled):
+        run_train(store, _spec(store, tmp_path, "cut", max_steps=5000, eval_every=5000), ctx)
+    assert ("DELETE", f"{JOBS}/apt-train-cut") in [(m, p) for m, p, _ in cluster.requests]
+    assert ("pytorchjobs", NS, "apt-train-cut") not in cluster.objects
+    assert all(p.poll() is not None for p in operator.procs)  # the ranks stopped by themselves, after a checkpoint
+    reached = RunCheckpoint(store, "train", "cut").step()
+    assert reached is not None and 3 <= reached < 5000 and not store.exists("models", "cut")
+
+
+class CancelAtStep(JobRecorder):
+    """Cancels the job (as CancelJob does) once a relayed report reaches ``step``."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.at = step
+
+    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
+        super().report(progress, stage, message, eta_seconds, **metrics)
+        if metrics.get("step", 0) >= self.at:
+            self._cancel.set()
+
+
+def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp_path, cluster):
+    from gateway.deploy import pytorchjob
+
+    runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), NS, poll_seconds=0.05)
+    shape = _shape(nodes=2, workers=1, gpu=False)
+
+    def fail_once_created():
+        while ("pytorchjobs", NS, shape.name) not in cluster.objects:
+            time.sleep(0.02)
+        cluster.set_condition(NS, shape.name, "Failed", reason="PyTorchJobFailed",
+                              message="pod apt-train-big-worker-0 was evicted")
+
+    threading.Thread(target=fail_once_created, daemon=True).start()
+    with pytest.raises(errors.AptError, match="PyTorchJob apt-train-big failed: PyTorchJobFailed: pod .* evicted") as info:
+        runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
+    assert info.value.reason == "RANK_FAILED"
+    # a second run of the same name while the first object is still there: refused, not replaced
+    with pytest.raises(errors.FailedPrecondition, match="already exists.*kubectl delete pytorchjob apt-train-big"):
+        runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
