@@ -59,10 +59,17 @@ def check_layout(batch_size: int, workers: int, nodes: int = 1) -> list[tuple[st
     return []
 
 
-def refuse_multi_node(nodes: int, verb: str = "train", deployer: str = "local") -> None:
-    """Multi-node runs are Kubeflow PyTorchJobs, which only the kubernetes deployer submits:
-    FAILED_PRECONDITION saying what to do instead under any other deployer."""
-    if nodes > 1 and deployer != "kubernetes":
+def refuse_multi_node(nodes: int, verb: str = "train", deployer: str | None = None) -> None:
+    """Multi-node runs are Kubeflow PyTorchJobs, which only the kubernetes deployer submits, and
+    only for the operations that pass their ``deployer`` (core train); FAILED_PRECONDITION saying
+    what to do instead otherwise."""
+    if nodes <= 1:
+        return
+    if deployer is None:  # this operation has no multi-node path
+        raise errors.FailedPrecondition(
+            f"Multi-node runs (nodes > 1) of {verb} are not built (core train runs them as Kubeflow PyTorchJobs "
+            f"under the kubernetes deployer); {verb} on one machine with --workers N.", reason="MULTI_NODE_NOT_BUILT")
+    if deployer != "kubernetes":
         raise errors.FailedPrecondition(
             f"Multi-node training (nodes > 1) runs as a Kubeflow PyTorchJob, which needs the kubernetes deployer "
             f"(APT_DEPLOYER=kubernetes, now {deployer}) and the Kubeflow training operator in the cluster "

@@ -125,8 +125,14 @@ def test_workers_and_nodes_are_checked(store, corpus_file):
         _spec(store, corpus_file, "m", workers=3)
     with pytest.raises(errors.InvalidArgument, match="workers must be in 1..64"):
         _spec(store, corpus_file, "m", workers=0)
-    with pytest.raises(errors.FailedPrecondition, match="Multi-node training"):
+    with pytest.raises(errors.FailedPrecondition, match="Multi-node training .* needs the kubernetes deployer"):
         _spec(store, corpus_file, "m", nodes=2)
+    from apt_model.modeling import distributed
+
+    with pytest.raises(errors.FailedPrecondition, match="nodes > 1.* of distil are not built") as info:
+        distributed.refuse_multi_node(2, "distil")  # an operation without a multi-node path (distillation's call)
+    assert info.value.reason == "MULTI_NODE_NOT_BUILT"
+    distributed.refuse_multi_node(1, "distil")
 
 
 def test_each_rank_trains_its_own_share_of_the_global_batch():
