@@ -31,6 +31,7 @@ from apt_model.store import Store
 from apt_reason import data, grpo
 from apt_reason.cot import exact_match
 from apt_reason.prompts import Chat
+from apt_reason.scorer import Verifier
 from apt_reason.search import decode
 from apt_reason.tasks import parse_answer
 
@@ -70,6 +71,9 @@ class RLSpec:
     overwrite: bool = False
     checkpoint_every: int = 10
     resume: bool = False
+    format_weight: float = 0.0
+    verifier: str = ""
+    verifier_weight: float = 0.5  # used with a verifier only
 
     @classmethod
     def from_request(cls, r) -> "RLSpec":
@@ -80,7 +84,12 @@ class RLSpec:
                    learning_rate=r.learning_rate or 1e-5, temperature=r.temperature or 1.0,
                    max_new_tokens=r.max_new_tokens or 96, patience=r.patience or 5,
                    eval_questions=r.eval_questions or 100, seed=r.seed, device=r.device or "auto",
-                   overwrite=r.overwrite, checkpoint_every=r.checkpoint_every or 10, resume=r.resume)
+                   overwrite=r.overwrite, checkpoint_every=r.checkpoint_every or 10, resume=r.resume,
+                   format_weight=r.format_weight, verifier=r.verifier,
+                   verifier_weight=r.verifier_weight if r.HasField("verifier_weight") else 0.5)
+        if r.HasField("verifier_weight") and not r.verifier:
+            raise errors.InvalidArgument("--verifier-weight weighs the --verifier reward; pass --verifier too.",
+                                         field="verifier_weight")
         if spec.group < 2:
             raise errors.InvalidArgument("--group must be at least 2: advantages compare completions of one "
                                          "question with each other.", field="group")
@@ -105,7 +114,8 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
     model = load_model(path, device=device).train()
     reference = copy.deepcopy(model).eval().requires_grad_(False) if spec.beta else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.0)
-    state = {"silent": 0, "good": copy.deepcopy(model.state_dict()), "good_step": 0, "samples": []}
+    state = {"silent": 0, "good": copy.deepcopy(model.state_dict()), "good_step": 0, "samples": [],
+             "verifier": Verifier.load(store.model(spec.verifier).path, spec.verifier, device) if spec.verifier else None}
     ckpt = RunCheckpoint(store, KIND, spec.output_name)
     start, log = _resume(ckpt, spec, model, optimizer, state, ctx)
 
@@ -176,21 +186,37 @@ def _resume(ckpt: RunCheckpoint, spec: RLSpec, model, optimizer, state: dict, ct
     return step, log
 
 
+def rewards_of(texts: list[str], row: dict, spec: RLSpec, verifier: Verifier | None) -> tuple[torch.Tensor, dict]:
+    """Each completion's reward: exact match (1/0), plus ``format_weight`` when it has a parseable
+    answer line, plus ``verifier_weight`` x the verifier's P(correct); and each part's mean."""
+    answers = [parse_answer(t) for t in texts]
+    exact = torch.tensor([float(a == row["answer"]) for a in answers])
+    fmt = torch.tensor([float(a is not None) for a in answers])
+    total, parts = exact + spec.format_weight * fmt, {"reward_exact": exact.mean(), "reward_format": fmt.mean()}
+    if verifier is not None:
+        score = torch.tensor(verifier.score(row["question"], [(t.splitlines(keepends=True) or [""], True)
+                                                              for t in texts]))
+        total, parts["reward_verifier"] = total + spec.verifier_weight * score, score.mean()
+    return total, parts
+
+
 def grpo_step(model, reference, chat: Chat, rows: list[dict], spec: RLSpec, gen: torch.Generator,
               state: dict, step: int) -> dict:
     """One step's rollouts, rewards and loss terms; raises _Stop when the signal is gone."""
     was = model.training
     model.eval()
     groups = []  # (prompt ids, completion ids of the group, rewards)
-    texts = []
+    texts, parts = [], []
     for row in rows:
         prompt = chat.prompt_ids(row["question"])
         out = decode(model, prompt, spec.group, spec.max_new_tokens, chat.stop_ids,
                      temperature=spec.temperature, generator=gen)  # the prompt's KV cache shared by the group
         done = [ids + [chat.stop_ids[0]] if len(ids) < spec.max_new_tokens else ids for ids in out.ids]
-        answers = [parse_answer(chat.decode(ids)) for ids in out.ids]
-        texts += [chat.decode(ids) for ids in out.ids]
-        groups.append((prompt, done, torch.tensor([float(a == row["answer"]) for a in answers])))
+        decoded = [chat.decode(ids) for ids in out.ids]
+        texts += decoded
+        total, kinds = rewards_of(decoded, row, spec, state["verifier"])
+        groups.append((prompt, done, total))
+        parts.append(kinds)
     model.train(was)
     rewards = torch.cat([g[2] for g in groups])
     advantages, zero_std = grpo.group_advantages(rewards, spec.group, scale=spec.loss_type != "dr_grpo")
@@ -205,6 +231,7 @@ def grpo_step(model, reference, chat: Chat, rows: list[dict], spec: RLSpec, gen:
         what = "every sampled answer was wrong" if rewards.sum() == 0 else "every group's answers got equal rewards"
         raise _Stop(f"for {spec.patience} steps in a row no group had differing rewards ({what}).")
     terms = {"reward_mean": rewards.mean(), "frac_reward_zero_std": torch.tensor(frac_zero),
+             **{k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]},
              "completion_length": torch.tensor(sum(len(c) for g in groups for c in g[1]) / len(rewards))}
     if not keep:  # dynamic sampling dropped every group: a step with no gradient
         zero = sum(p.sum() for p in model.parameters()) * 0.0

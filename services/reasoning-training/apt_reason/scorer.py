@@ -116,3 +116,15 @@ class Verifier:
         verifier's P(correct) at the path's last step."""
         encoded = [encode(self.chat, question, pieces or [""], finished) for pieces, finished in paths]
         return [p[-1] for p in probabilities(self.model, self.kind, encoded, self.pad_id)]
+
+
+def verifier_kind(store, name: str) -> str:
+    """"outcome" or "process" for a stored verifier; FAILED_PRECONDITION for any other model."""
+    arch = (read_config(store.model(name).path).get("architectures") or [""])[0]
+    for suffix, kind in (("ForSequenceClassification", "outcome"), ("ForTokenClassification", "process")):
+        if arch.endswith(suffix):
+            return kind
+    raise errors.FailedPrecondition(
+        f"{name!r} is not a verifier (its architecture is {arch or 'unknown'}); train one with "
+        "'apt-model reasoning-training start-verifier-training'.")
+

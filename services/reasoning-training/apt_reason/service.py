@@ -9,7 +9,7 @@ from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
-from apt_reason import cot, data, rl, treesearch, verifier
+from apt_reason import cot, data, rl, scorer, treesearch, verifier
 
 _SERVICE = "/apt.plugins.reasoning_training.v1.Reasoning"
 
@@ -63,9 +63,11 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
         if self.store.exists("models", spec.output_name) and not spec.overwrite:
             raise errors.AlreadyExists(f"{spec.output_name!r} already exists in the store; choose another "
                                        "--output-name or pass --overwrite.")
+        if spec.verifier:  # NOT_FOUND, or FAILED_PRECONDITION for a model that is not a verifier
+            scorer.verifier_kind(self.store, spec.verifier)
         RunCheckpoint(self.store, rl.KIND, spec.output_name).check_start(resume=spec.resume, overwrite=spec.overwrite)
         snap = self.jobs.start(f"{_SERVICE}/StartRLTraining", lambda ctx: rl.run_rl(self.store, spec, ctx),
-                               labels={"model": spec.output_name}, reads=entries("models", spec.model)
+                               labels={"model": spec.output_name}, reads=entries("models", spec.model, spec.verifier)
                                + entries("datasets", spec.dataset), writes=entries("models", spec.output_name))
         return job_to_proto(snap)
 

@@ -17,7 +17,7 @@ from apt_model.store import Store
 
 from apt_reason import data
 from apt_reason.prompts import Chat
-from apt_reason.scorer import Verifier
+from apt_reason.scorer import Verifier, verifier_kind
 from apt_reason.search import kv_cache_bytes, search
 from apt_reason.stepsearch import STEP_STRATEGIES, StepSearch, line_end_ids, run
 
@@ -95,17 +95,10 @@ def _check_strategy_fields(r, strategy: str) -> None:
 
 def check_verifier(store: Store, spec: SearchSpec) -> None:
     """The verifier exists and is of a kind the strategy can use (beam, dvts, mcts score steps)."""
-    if not spec.verifier:
-        return
-    arch = (read_config(store.model(spec.verifier).path).get("architectures") or [""])[0]
-    if arch.endswith("ForSequenceClassification") and spec.strategy in STEP_STRATEGIES:
+    if spec.verifier and verifier_kind(store, spec.verifier) == "outcome" and spec.strategy in STEP_STRATEGIES:
         raise errors.FailedPrecondition(
             f"{spec.verifier!r} is an outcome verifier, which scores whole answers; {spec.strategy} scores each "
             "step: train a process verifier (start-verifier-training --kind process) or use --strategy best_of_n.")
-    if not arch.endswith(("ForSequenceClassification", "ForTokenClassification")):
-        raise errors.FailedPrecondition(
-            f"{spec.verifier!r} is not a verifier (its architecture is {arch or 'unknown'}); train one with "
-            "'apt-model reasoning-training start-verifier-training'.")
 
 
 def check_budget(store: Store, spec: SearchSpec) -> None:

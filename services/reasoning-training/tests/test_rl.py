@@ -98,3 +98,40 @@ def test_cancel_then_resume_continues_grpo_from_the_checkpoint(home, push_rows, 
     for key in ("reward_mean", "loss", "kl"):
         assert [r.get(key) for r in a] == pytest.approx([r.get(key) for r in b], rel=1e-4, abs=1e-7), key
     assert ckpt.step() is None  # a stored run leaves no checkpoint
+
+
+def test_format_and_verifier_rewards_add_up_and_give_a_signal_exact_match_lacks(vhome):
+    from apt_model.testing import JobRecorder
+    from apt_reason import rl
+    from apt_reason.scorer import Verifier
+
+    store = Store(vhome)
+    pv = Verifier.load(store.model("pv").path, "pv", "cpu")
+    spec = rl.RLSpec("lm", "probs", "x", format_weight=0.3, verifier="pv", verifier_weight=0.5)
+    row = {"question": "Anna has 2 apples. Anna gets 1 more apples. How many apples does Anna have now?", "answer": "3"}
+    texts = ["2 + 1 = 3\nAnswer: 3", "2 + 1 = 4\nAnswer: 4", "no answer here"]
+    total, parts = rl.rewards_of(texts, row, spec, pv)
+    scores = pv.score(row["question"], [(t.splitlines(keepends=True), True) for t in texts])
+    expected = [1 + 0.3 + 0.5 * scores[0], 0.3 + 0.5 * scores[1], 0.5 * scores[2]]
+    assert total.tolist() == pytest.approx(expected, rel=1e-5)
+    assert float(parts["reward_format"]) == pytest.approx(2 / 3) and float(parts["reward_exact"]) == pytest.approx(1 / 3)
+    # the untrained 'lm' never answers right (exact match alone: FAILED_PRECONDITION, see above); the
+    # verifier's scores differ within each group, so GRPO has a signal and stores a model
+    out = rl.run_rl(store, rl.RLSpec("lm", "probs", "rlv", max_steps=2, group=4, questions_per_step=2,
+                                     max_new_tokens=12, patience=2, device="cpu", eval_questions=2, verifier="pv",
+                                     checkpoint_every=0), JobRecorder())
+    assert out["steps"] == 2 and out["frac_reward_zero_std"] < 1
+    rows = trainlog.read(store.model("rlv").path)
+    assert all("reward_verifier" in r and "reward_format" in r for r in rows)
+
+
+def test_rl_verifier_refusals(svc, home):
+    stub, _ = svc
+    base = dict(model="lm", dataset="probs", output_name="x", device="cpu")
+    cases = [(dict(verifier="lm"), grpc.StatusCode.FAILED_PRECONDITION, "not a verifier"),
+             (dict(verifier="nope"), grpc.StatusCode.NOT_FOUND, "nope"),
+             (dict(verifier_weight=1.0), grpc.StatusCode.INVALID_ARGUMENT, "--verifier")]
+    for extra, code, words in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.StartRLTraining(pb.RLTrainingRequest(**{**base, **extra}))
+        assert err.value.code() == code and words in err.value.details(), (extra, err.value.details())

@@ -105,10 +105,11 @@ class ReasoningServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartRLTraining(self, request, context):
-        """GRPO with the exact-match reward: groups of sampled answers per question (sharing the prompt's
-        KV cache), grpo / dr_grpo / dapo losses, dynamic sampling that drops groups with equal rewards;
-        stops with a diagnosis when the signal is gone for --patience steps or outputs degenerate,
-        keeping the weights of the last step that learned.
+        """GRPO with the exact-match reward (plus optional format and verifier rewards): groups of sampled
+        answers per question (sharing the prompt's KV cache), grpo / dr_grpo / dapo losses, dynamic
+        sampling that drops groups with equal rewards; stops with a diagnosis when the signal is gone
+        for --patience steps or outputs degenerate, keeping the weights of the last step that learned;
+        checkpoints, and continues with --resume.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
