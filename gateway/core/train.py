@@ -13,6 +13,7 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -109,6 +110,7 @@ class TrainSpec:
                 bad.append(("size", f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}"))
         bad += distributed.check_layout(self.batch_size, self.workers, self.nodes)
         bad += distributed.check_sharding(self.sharding)
+        bad += _pods_see(self.corpus_paths, store) if self.nodes > 1 and deployer == "kubernetes" else []
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
@@ -132,6 +134,15 @@ class TrainSpec:
         """The settings that shape the loss curve, as plain JSON-able values (as checkpointed)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
                 if k not in RESUMABLE_CHANGES}
+
+
+def _pods_see(paths, store: Store) -> list[tuple[str, str]]:
+    """A multi-node run's pods mount the store volume and nothing else of this machine: corpus
+    files must be on it (or the corpus a store dataset)."""
+    root = store.root.resolve()
+    outside = [p for p in paths if not Path(p).resolve().is_relative_to(root)]
+    return [("corpus_paths", f"{outside[0]} is not on the store volume, the only files a multi-node run's pods "
+                             "see: import it as a store dataset and pass --dataset")] if outside else []
 
 
 def model_config(spec: TrainSpec, tokenizer=None):

@@ -101,6 +101,9 @@ def test_other_deployers_refuse_nodes_with_what_it_needs(store, tmp_path):
         with pytest.raises(errors.FailedPrecondition, match="needs the kubernetes deployer.*Kubeflow") as info:
             TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=2, batch_size=8).validate(store, deployer=deployer)
         assert info.value.reason == "MULTI_NODE_NEEDS_KUBERNETES"
+    with pytest.raises(errors.InvalidArgument, match=r"c.txt is not on the store volume.*--dataset") as bad:
+        TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=2, batch_size=8).validate(store, deployer="kubernetes")
+    assert bad.value.violations[0][0] == "corpus_paths"
     with pytest.raises(errors.InvalidArgument, match=r"multiple of workers x nodes \(6\)"):
         TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=3, workers=2, batch_size=8).validate(
             store, deployer="kubernetes")
@@ -177,7 +180,8 @@ def cluster(tmp_path, monkeypatch):
 def _spec(store, tmp_path, name, **kw):
     from gateway.core.train import TrainSpec
 
-    corpus = tmp_path / "corpus.txt"
+    corpus = store.root / "corpus" / "corpus.txt"  # on the store volume: the pods see it
+    corpus.parent.mkdir(parents=True, exist_ok=True)
     corpus.write_text("\n".join(SAMPLE_TEXT))
     base = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=20, eval_every=10, checkpoint_every=0, threads=1,
                 nodes=2, workers=1)
