@@ -187,9 +187,9 @@ class StepSearch:
 
     def result(self, strategy: str, chosen: Node | None) -> Searched:
         picked = {n.id for n in chosen.path()} if chosen else set()
-        tree = {"strategy": strategy, "question": self.question, "prompt_tokens": len(self.prompt),
-                "budget": self.budget, "tokens": self.spent, "answer": chosen.answer if chosen else None,
-                "verifier": self.verifier.kind, **self.root.to_json(picked)}
+        tree = {**self.root.to_json(picked), "strategy": strategy, "question": self.question,  # the root's own
+                "prompt_tokens": len(self.prompt), "budget": self.budget, "tokens": self.spent,  # tokens/answer
+                "answer": chosen.answer if chosen else None, "verifier": self.verifier.kind}       # are the search's
         return Searched(chosen.answer if chosen else None, self.spent, tree)
 
 

@@ -49,7 +49,8 @@ def _nodes(tree: dict) -> list[dict]:
 def test_every_strategy_keeps_to_the_budget_and_is_deterministic(parts, strategy):
     for budget in (5, 37, 120):
         found, s = _search(parts, strategy, budget, width=2, expand=3, max_depth=4)
-        assert found.tokens == s.spent <= budget, (budget, found.tokens)
+        assert found.tokens == s.spent == found.tree["tokens"] <= budget, (budget, found.tokens)
+        assert found.tree["answer"] == found.answer and found.tree["budget"] == budget
         nodes = _nodes(found.tree)[1:]
         assert sum(n["tokens"] for n in nodes) <= found.tokens
         assert all(n["depth"] <= 4 for n in nodes) and all(n["score"] is not None for n in nodes)
