@@ -193,36 +193,46 @@ class PyTorchJobRunner:
                                              or time.monotonic() - cancelled_at > self.grace):
                 self.delete(shape.name)
                 raise errors.Cancelled("The job was cancelled.")
-            state = state_of(self._get(shape.name))
-            if state != seen:
-                seen = state
-                ctx.report(stage="train" if state == "Running" else "scheduling",
-                           message=f"PyTorchJob {shape.name}: {state}")
-            if state == "Succeeded":
-                relay.pump()
-                return json.loads((folder / distributed.RESULT).read_text())
-            if state == "Failed":
-                relay.pump()
-                raise self._failure(shape, folder, cancelled_at is not None)
-            time.sleep(self.poll)
+            for obj in self._watch(shape.name):  # the changes of the next ``poll`` seconds
+                state = state_of(obj)
+                if state != seen:
+                    seen = state
+                    ctx.report(stage="train" if state == "Running" else "scheduling",
+                               message=f"PyTorchJob {shape.name}: {state}")
+                if state == "Succeeded":
+                    relay.pump()
+                    return json.loads((folder / distributed.RESULT).read_text())
+                if state == "Failed":
+                    relay.pump()
+                    raise self._failure(shape, folder, cancelled_at is not None, obj)
+
+    def _watch(self, name: str):
+        """The PyTorchJob's versions over one short watch (``poll`` seconds, at least 1: the API's
+        unit): the current one, then each change; the job fails if the object is gone."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        found = False
+        try:
+            for event in watch.Watch().stream(self.api.list_namespaced_custom_object, GROUP, VERSION,
+                                              self.namespace, PLURAL, field_selector=f"metadata.name={name}",
+                                              timeout_seconds=max(1, round(self.poll))):
+                if event["type"] == "DELETED":
+                    break
+                found = True
+                yield event["object"]
+        except ApiException as exc:
+            raise errors.Unavailable(f"The Kubernetes API failed watching PyTorchJob {name}: {exc.status} "
+                                     f"{exc.reason}") from exc
+        if not found:
+            raise errors.AptError(f"PyTorchJob {name} was deleted while the job ran (not by a cancel).",
+                                  reason="TRAINING_JOB_DELETED")
 
     def _ranks_stopped(self, folder: Path, shape: JobShape) -> bool:
         """Every rank has ended after the cancel (each leaves its error file on the way out)."""
         return len(list(folder.glob("error-*.json"))) >= shape.nodes * shape.workers
 
-    def _get(self, name: str) -> dict:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                raise errors.AptError(f"PyTorchJob {name} was deleted while the job ran (not by a cancel).",
-                                      reason="TRAINING_JOB_DELETED") from exc
-            raise errors.Unavailable(f"The Kubernetes API failed reading PyTorchJob {name}: {exc.status} "
-                                     f"{exc.reason}") from exc
-
-    def _failure(self, shape: JobShape, folder: Path, cancelled: bool) -> errors.AptError:
+    def _failure(self, shape: JobShape, folder: Path, cancelled: bool, obj: dict) -> errors.AptError:
         """A rank's own error (the first raised), else the operator's account of the failure."""
         own = {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in folder.glob("error-*.json")}
         failed = {rank: err for rank, err in own.items() if err["type"] != "Cancelled"}
@@ -233,7 +243,6 @@ class PyTorchJobRunner:
                        reason=failed[rank]["reason"])
         if cancelled or own:
             return errors.Cancelled("The job was cancelled.")
-        obj = self._get(shape.name)
         [last] = [c for c in obj["status"]["conditions"] if c.get("type") == "Failed"][-1:] or [{}]
         return errors.AptError(f"PyTorchJob {shape.name} failed: {last.get('reason', '')}: "
                                f"{last.get('message', 'no message')}; `kubectl logs -l apt.training-job={shape.name}` "

@@ -1,6 +1,6 @@
 """LocalKubeApiServer: a local HTTP server implementing the subset of the Kubernetes API that the
 kubernetes deployer uses (Deployments and Services: create, read, replace, delete; Pods: list by
-label, log; Kubeflow PyTorchJobs: create, read, list, delete). It stands in for the controllers
+label, log; Kubeflow PyTorchJobs: create, read, list, watch, delete). It stands in for the controllers
 too: a Deployment's pods are ready at once, with the addresses given in ``pod_ips``; a PyTorchJob
 gets the training operator's ``Created`` condition when it is created, and the tests move it on
 (``set_condition``: Running, Succeeded, Failed) as the operator would. Every request is recorded so tests can check the objects sent.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -37,7 +38,9 @@ class LocalKubeApiServer:
         self.pod_ips = pod_ips
         self.objects: dict[tuple[str, str, str], dict] = {}   # (resource, namespace, name) -> object
         self.requests: list[tuple[str, str, dict | None]] = []  # (method, path, body)
+        self.events: list[tuple[str, tuple[str, str, str], dict]] = []  # (ADDED/MODIFIED/DELETED, key, object)
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -56,6 +59,10 @@ class LocalKubeApiServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 url = urlparse(self.path)
+                query = parse_qs(url.query)
+                if method == "GET" and query.get("watch", [""])[0] in ("true", "True", "1"):
+                    server.requests.append((method, url.path, None))
+                    return server.watch(self, url.path, query)
                 with server._lock:
                     server.requests.append((method, url.path, body))
                     code, reply = server.dispatch(method, url.path, parse_qs(url.query), body)
@@ -94,6 +101,44 @@ class LocalKubeApiServer:
         self.httpd.server_close()
 
     # -- API -------------------------------------------------------------------------------------
+    def watch(self, handler, path: str, query: dict) -> None:
+        """A watch of a collection (``?watch=true``): ADDED for what is there now, then each change,
+        one JSON event a line, until ``timeoutSeconds`` (default 5) ends the response, as the API
+        server does; ``fieldSelector=metadata.name=NAME`` narrows it to one object."""
+        resource = next((r for r, pattern in _ROUTES if pattern.match(path)), None)
+        ns = path.split("/namespaces/")[1].split("/")[0]
+        only = query.get("fieldSelector", [""])[0].removeprefix("metadata.name=")
+        deadline = time.monotonic() + float(query.get("timeoutSeconds", ["5"])[0])
+
+        def wanted(key) -> bool:
+            return key[0] == resource and key[1] == ns and (not only or key[2] == only)
+
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with self._lock:
+            seen = len(self.events)
+            lines = [{"type": "ADDED", "object": self._view(k[0], o)} for k, o in self.objects.items() if wanted(k)]
+        while True:
+            for event in lines:
+                handler.wfile.write((json.dumps(event) + "\n").encode())
+            handler.wfile.flush()
+            with self._changed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait_for(lambda: len(self.events) > seen, timeout=left)
+                lines = [{"type": kind, "object": self._view(key[0], obj)}
+                         for kind, key, obj in self.events[seen:] if wanted(key)]
+                seen = len(self.events)
+        handler.close_connection = True
+
+    def _changed_object(self, kind: str, key: tuple[str, str, str], obj: dict) -> None:
+        """Record a change for the watches (the caller holds the lock)."""
+        self.events.append((kind, key, json.loads(json.dumps(obj))))
+        self._changed.notify_all()
+
     def dispatch(self, method: str, path: str, query: dict, body: dict | None):
         for resource, pattern in _ROUTES:
             match = pattern.match(path)
@@ -115,6 +160,7 @@ class LocalKubeApiServer:
                 body = {**body, "status": {"conditions": [_condition("Created", "PyTorchJobCreated")],
                                            "replicaStatuses": {}}}
             self.objects[key] = body
+            self._changed_object("ADDED", key, body)
             return 201, self._view(resource, body)
         if key not in self.objects:
             return 404, _status(404, "NotFound", f"{resource} {key[2]} not found")
@@ -122,9 +168,11 @@ class LocalKubeApiServer:
             return 200, self._view(resource, self.objects[key])
         if method == "PUT":
             self.objects[key] = body
+            self._changed_object("MODIFIED", key, body)
             return 200, self._view(resource, body)
         if method == "DELETE":  # as the real API: a Service answers with itself, a Deployment with a Status
             removed = self.objects.pop(key)
+            self._changed_object("DELETED", key, removed)
             if resource == "services":
                 return 200, removed
             return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}
@@ -138,6 +186,7 @@ class LocalKubeApiServer:
             for c in job["status"]["conditions"]:
                 c["status"] = "False"
             job["status"]["conditions"].append(_condition(kind, reason or f"PyTorchJob{kind}", message))
+            self._changed_object("MODIFIED", ("pytorchjobs", namespace, name), job)
 
     def _view(self, resource: str, obj: dict) -> dict:
         view = json.loads(json.dumps(obj))

@@ -200,6 +200,7 @@ def test_two_nodes_train_as_a_pytorchjob_and_match_one_process(store, tmp_path, 
     assert store.exists("models", "two") and recorder.series("step")[-1] == 20  # rank 0's reports reached the job
     messages = [r["message"] for r in recorder.reports if "PyTorchJob" in (r["message"] or "")]
     assert messages[-2:] == ["PyTorchJob apt-train-two: Running", "PyTorchJob apt-train-two: Succeeded"], messages
+    assert ("GET", JOBS) in [(m, p) for m, p, _ in cluster.requests]  # followed by watching the collection
     payload = json.loads((store.root / ".runs/train-two/job.json").read_text())
     assert "owner_pid" not in payload and "home" not in payload  # the pods have neither the pid nor the path
 
@@ -249,3 +250,23 @@ def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp
     # a second run of the same name while the first object is still there: refused, not replaced
     with pytest.raises(errors.FailedPrecondition, match="already exists.*kubectl delete pytorchjob apt-train-big"):
         runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
+
+
+def test_a_pytorchjob_deleted_by_someone_else_fails_the_job(store, cluster):
+    from gateway.deploy import pytorchjob
+
+    runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), NS)
+    shape = _shape(nodes=2, workers=1, gpu=False)
+
+    def delete_once_running():
+        while ("pytorchjobs", NS, shape.name) not in cluster.objects:
+            time.sleep(0.02)
+        cluster.set_condition(NS, shape.name, "Running")
+        time.sleep(0.5)
+        with cluster._lock:  # as `kubectl delete pytorchjob` would
+            cluster.dispatch("DELETE", f"{JOBS}/{shape.name}", {}, None)
+
+    threading.Thread(target=delete_once_running, daemon=True).start()
+    with pytest.raises(errors.AptError, match="PyTorchJob apt-train-big was deleted while the job ran") as info:
+        runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
+    assert info.value.reason == "TRAINING_JOB_DELETED"
