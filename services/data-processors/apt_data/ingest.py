@@ -98,20 +98,47 @@ def _missing_field(path: Path, field: str, where: str, present: list[str]) -> er
 _RAGGED = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
+class _HeaderAndRange(io.RawIOBase):
+    """A csv/tsv byte range as pandas reads it: the file's header record, then bytes
+    ``start``..``end``, streamed from the file (nothing of the range held in memory)."""
+
+    def __init__(self, path: Path, header_end: int, start: int, end: int):
+        super().__init__()
+        self._file = open(path, "rb")
+        self._head = self._file.read(header_end)
+        self._file.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        got = self._file.readinto(view[:max(0, min(len(view), self._left))]) if self._left > 0 else 0
+        self._left -= got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 def _csv_source(path: Path, options: ReadOptions):
-    """The file, or for a byte range the header record followed by the range's bytes."""
+    """The file, or for a byte range its header record followed by the range."""
     if options.start == 0 and options.end < 0:
         return path
-    with open(path, "rb") as f:
-        header = f.read(options.header_end)
-        f.seek(options.start)
-        return io.BytesIO(header + f.read(options.end - options.start))
+    return io.BufferedReader(_HeaderAndRange(path, options.header_end, options.start, options.end), 1 << 20)
 
 
 def _csv(path: Path, encoding: str, options: ReadOptions, sep: str) -> Iterator[Record]:
     field, first_row = options.text_field, options.first_row
+    source = _csv_source(path, options)
     try:
-        reader = pd.read_csv(_csv_source(path, options), sep=sep, encoding=encoding.removesuffix("-sig"), dtype=str,
+        reader = pd.read_csv(source, sep=sep, encoding=encoding.removesuffix("-sig"), dtype=str,
                              keep_default_na=False, chunksize=CSV_CHUNK_ROWS, quoting=csv.QUOTE_MINIMAL,
                              encoding_errors="strict")
         row = first_row
@@ -136,6 +163,9 @@ def _csv(path: Path, encoding: str, options: ReadOptions, sep: str) -> Iterator[
             "convert the file to UTF-8 first.") from exc
     except pd.errors.EmptyDataError as exc:
         raise errors.InvalidArgument(f"{path.name} is empty: there is no header and no row.") from exc
+    finally:
+        if not isinstance(source, Path):
+            source.close()
 
 
 def _record_text(path: Path, record: object, field: str, where: str) -> str:

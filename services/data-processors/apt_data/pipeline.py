@@ -82,6 +82,13 @@ class Staging:
     def text(self, doc: int) -> str:
         return self.record(doc)["text"]
 
+    def lines(self) -> Iterator[bytes]:
+        """Every document's line as written (JSON and newline), in order."""
+        self._out.flush()
+        self._dirty = False
+        with open(self.path, "rb") as f:
+            yield from f
+
     def close(self) -> None:
         self._out.close()
         self._in.close()
@@ -144,6 +151,9 @@ class Merger:
         self.ctx.check_cancelled()
 
     def take(self, line: str, keys: np.ndarray | None, key: bytes | None, ref: tuple) -> None:
+        if self.near is None and not self.spec.dedup:  # nothing to compare: the line as the shard wrote it
+            self.staging.append_line(line)
+            return
         row = json.loads(line)
         record = Record(row["text"], row["source"], row["where"])
         ident, origin = ref
@@ -242,14 +252,14 @@ def in_eval(root: int, spec: ProcessSpec) -> bool:
 
 
 def write_splits(p: Merger, folder: Path, eval_file: Path | None) -> tuple[int, int]:
-    """Kept documents into data.jsonl (train) and ``eval_file``; (train, eval) counts."""
+    """Kept documents into data.jsonl (train) and ``eval_file``; (train, eval) counts. The staging
+    lines are copied as they are (they are data.jsonl's rows)."""
     n_train = n_eval = 0
-    with open(folder / "data.jsonl", "w", encoding="utf-8") as train, \
-            (open(eval_file, "w", encoding="utf-8") if eval_file else contextlib.nullcontext()) as held:
-        for doc in range(len(p.staging.offsets)):
+    with open(folder / "data.jsonl", "wb") as train, \
+            (open(eval_file, "wb") if eval_file else contextlib.nullcontext()) as held:
+        for doc, line in enumerate(p.staging.lines()):
             if not p.staging.kept[doc]:
                 continue
-            line = json.dumps(p.staging.record(doc), ensure_ascii=False) + "\n"
             if eval_file and in_eval(family_of(p, doc), p.spec):
                 held.write(line)
                 n_eval += 1

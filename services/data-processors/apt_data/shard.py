@@ -115,7 +115,7 @@ def record_ends(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with open(path, "rb") as f:
         while block := f.read(SCAN_BYTES):
             data = np.frombuffer(block, dtype=np.uint8)
-            parity = (quotes + np.cumsum(data == ord('"'))) % 2
+            parity = np.bitwise_xor.accumulate((data == ord('"')).view(np.uint8)) ^ quotes  # 1 byte a byte
             at = np.flatnonzero((data == ord("\n")) & (parity == 0)) + offset
             previous = np.concatenate([[last], at[:-1]])
             ends.append(at + 1)
