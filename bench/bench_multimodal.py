@@ -136,7 +136,7 @@ TRAIN_PITCHES, HELD_PITCHES = (30, 50, 70), (40, 60)
 
 def spoken_digits(store: Store, data: Path, args) -> dict:
     """Spoken digits, English words and Chinese 汉字 (20 captions): held-out voices, speeds, pitches."""
-    media = MediaSpec(max_audio_seconds=1.5, truncate_audio=True)
+    media = MediaSpec(n_mels=16, max_audio_seconds=1.2, truncate_audio=True)  # 2 x 15 patches a clip
     train = sample_data.spoken(data / "spoken-train", args.train, voices=TRAIN_VOICES, speeds=TRAIN_SPEEDS,
                                pitches=TRAIN_PITCHES, seed=1)
     held = sample_data.spoken(data / "spoken-eval", args.eval, voices=HELD_VOICES, speeds=HELD_SPEEDS,
@@ -223,9 +223,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--train", type=int, default=1200)
     parser.add_argument("--eval", type=int, default=100)
-    parser.add_argument("--video-train", type=int, default=800)
-    parser.add_argument("--video-steps", type=int, default=600)
-    parser.add_argument("--video-size", type=int, default=24)
+    parser.add_argument("--video-train", type=int, default=600)
+    parser.add_argument("--video-steps", type=int, default=400)
+    parser.add_argument("--video-size", type=int, default=16)
     parser.add_argument("--spoken-steps", type=int, default=600)
     parser.add_argument("--shapes-train", type=int, default=1200)
     parser.add_argument("--shapes-steps", type=int, default=800)

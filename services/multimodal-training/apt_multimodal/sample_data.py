@@ -124,15 +124,18 @@ DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 COLOURS = [(230, 60, 60), (60, 200, 60), (70, 110, 240), (240, 220, 60), (230, 230, 230)]
 
 
-def motion(folder: Path, count: int, *, size: int = 32, frames: int = 8, speed: float = 2.0, seed: int = 0) -> Path:
+def motion(folder: Path, count: int, *, size: int = 32, frames: int = 8, speed: float | None = None,
+           seed: int = 0) -> Path:
     """``count`` clips of a ball moving left/right/up/down; its position in the middle of the clip
     is drawn from one distribution whatever the direction, so a single frame cannot tell it.
     Writes ``v{i}.mp4``, ``m{i}.png`` (the middle frame), ``manifest.jsonl`` (the clips) and
-    ``middle.jsonl`` (the middle frames with the same captions)."""
+    ``middle.jsonl`` (the middle frames with the same captions). ``speed``: pixels per frame
+    (default size / 16)."""
     import av
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
+    speed = speed or size / 16
     radius, half = max(2, size // 10), speed * (frames - 1) / 2
     low, high = radius + half + 1, size - radius - half - 1
     clips, middles = [], []
