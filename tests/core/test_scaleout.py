@@ -200,25 +200,25 @@ def test_two_fsdp_ranks_train_the_same_curve_as_one(store, corpus_file, grad_acc
 def test_an_fsdp_checkpoint_resumes_on_one_rank(store, corpus_file):
     ctx = CancelAtStep(5)
     with pytest.raises(errors.Cancelled):
-        run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=60, eval_every=60),
+        run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=400, eval_every=400),
                   ctx)
     assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
     reached = RunCheckpoint(store, "train", "cut").step()
-    assert reached is not None and 5 <= reached < 60
-    resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=60, eval_every=60, resume=True),
+    assert reached is not None and 5 <= reached < 400
+    resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400, resume=True),
                         JobRecorder())
-    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=60, eval_every=60), JobRecorder())
-    assert resumed["steps"] == 60
+    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
+    assert resumed["steps"] == 400
     assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
 
 
 def test_a_one_rank_checkpoint_resumes_under_fsdp(store, corpus_file):
     """The other way: the moments of a plain checkpoint are sharded over the FSDP ranks."""
     with pytest.raises(errors.Cancelled):
-        run_train(store, _spec(store, corpus_file, "cut", max_steps=60, eval_every=60), CancelAtStep(5))
-    resumed = run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=60,
-                                     eval_every=60, resume=True), JobRecorder())
-    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=60, eval_every=60), JobRecorder())
+        run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400), CancelAtStep(5))
+    resumed = run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=400,
+                                     eval_every=400, resume=True), JobRecorder())
+    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
     assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
 
 

@@ -154,10 +154,16 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
         ctx.warn(f"Stopped after step {state['good_step']}: {stop.reason} The weights of that step are kept.")
         model.load_state_dict(state["good"])
     ctx.check_cancelled()
+    steps = state["good_step"] if stopped else spec.max_steps
+    return _evaluate_and_store(store, spec, ctx, model, tok, chat, evals, loop.log[:steps], steps, stopped, ckpt)
+
+
+def _evaluate_and_store(store: Store, spec: RLSpec, ctx: JobContext, model, tok, chat, evals: list, log: list,
+                        steps: int, stopped: str, ckpt: RunCheckpoint) -> dict[str, Any]:
+    """Exact match on the held-out questions, then the policy stored with its log (the checkpoint
+    goes once the model is in the store)."""
     ctx.report(progress=0.9, stage="eval", message=f"exact match on {len(evals)} held-out questions")
     scored = exact_match(model, chat, evals, spec.max_new_tokens, ctx)
-    steps = state["good_step"] if stopped else spec.max_steps
-    log = loop.log[:steps]
     metrics = {"eval_exact_match": scored["exact_match"], "eval_unparseable": scored["unparseable"], "steps": steps}
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.model, parameters=asdict(spec),
                       metrics=metrics, overwrite=spec.overwrite) as folder:
