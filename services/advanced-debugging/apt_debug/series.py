@@ -9,13 +9,13 @@ and ``repeated_steps`` says how many there were, so the report can say so.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from apt_model import errors
+from apt_model.jsonl import json_objects
 from apt_model.modeling import trainlog
 
 STEP_KEYS = ("step", "global_step", "iteration", "iter")
@@ -140,18 +140,7 @@ def read_path(path: Path) -> Series:
 
 
 def _json_lines(text: str, name: str) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.InvalidArgument(f"{name} line {number} is not JSON ({exc.msg}).") from exc
-        if not isinstance(row, dict):
-            raise errors.InvalidArgument(f"{name} line {number} is not a JSON object.")
-        rows.append(row)
-    return rows
+    return [row for _, row in json_objects(text.splitlines(), name)]
 
 
 def read_tensorboard(folder: Path) -> Series:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from apt_model import errors
+from apt_model.jsonl import json_objects
 
 # modality -> (manifest column, placeholder in the text)
 MODALITIES = {"image": ("images", "<image>"), "audio": ("audios", "<audio>"), "video": ("videos", "<video>")}
@@ -114,18 +115,7 @@ def inside(folder: Path, raw: str, number: int) -> Path:
 
 
 def _read_jsonl(file: Path) -> list[tuple[int, dict]]:
-    out = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise errors.InvalidArgument(f"{file} line {number} is not JSON ({exc}).") from exc
-        if not isinstance(record, dict):
-            raise errors.InvalidArgument(f"{file} line {number} is not a JSON object.")
-        out.append((number, record))
-    return out
+    return list(json_objects(file.read_text(encoding="utf-8").splitlines(), str(file)))
 
 
 def _read_csv(file: Path) -> list[tuple[int, dict]]:
