@@ -19,6 +19,8 @@ from typing import Any, Iterable
 
 import torch
 
+from apt_model.modeling.distributed import full_tensor
+
 LOG_FILE = "training_log.jsonl"
 JOB_LOGS = "job-logs"  # APT_HOME/job-logs/<service>/<id>.jsonl: a training job's log while it runs, and after
 _JOB_ID = re.compile(r"([a-z0-9][a-z0-9._-]{0,63}):([a-z0-9]{1,64})")
@@ -32,25 +34,20 @@ def wants_block_norms(step: int) -> bool:
     return step == 1 or step % BLOCK_NORMS_EVERY == 0
 
 
-def _blocks(model) -> list[torch.nn.Module]:
-    """The transformer blocks: the longest ModuleList of the model (decoder layers, h, ...)."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    return max(lists, key=len) if lists else []
-
-
 def transformer_blocks(model) -> list[torch.nn.Module]:
-    """The model's transformer blocks (what an FSDP run shards one by one)."""
-    return list(_blocks(model))
+    """The transformer blocks: the longest ModuleList of the model (decoder layers, h, ...); what
+    the per-block norms cover and what an FSDP run shards one by one."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
 
 
 def block_grad_norms(model) -> list[float]:
     """The L2 norm of the gradients of each transformer block's parameters (0.0 without grads)."""
     out = []
-    for block in _blocks(model):
+    for block in transformer_blocks(model):
         grads = [p.grad.detach().float() for p in block.parameters() if p.grad is not None]
         # an FSDP run's gradients are DTensors: each norm whole (a collective), not this rank's share
-        norms = [g.norm() for g in grads]
-        norms = [n.full_tensor() if hasattr(n, "full_tensor") else n for n in norms]
+        norms = [full_tensor(g.norm()) for g in grads]
         out.append(float(torch.linalg.vector_norm(torch.stack(norms))) if grads else 0.0)
     return out
 
