@@ -18,7 +18,6 @@ namespace, nothing more. Installing the operator: docs/scaling.md.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,21 +121,9 @@ def state_of(obj: dict) -> str:
 
 def api_client():
     """A client of the cluster the gateway runs in (its service account), else the kubeconfig's."""
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-    from kubernetes.config.config_exception import ConfigException
+    from gateway.deploy.kubernetes import cluster_client
 
-    try:
-        k8s_config.load_incluster_config()
-    except ConfigException:
-        try:
-            k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # as set now, not at import
-        except (ConfigException, FileNotFoundError) as exc:
-            raise errors.FailedPrecondition(
-                "Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob, but no cluster credentials were "
-                f"found: run the gateway in the cluster (service account apt-gateway) or provide a kubeconfig ({exc})."
-            ) from exc
-    return k8s.ApiClient()
+    return cluster_client("Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob,")
 
 
 class PyTorchJobRunner:
