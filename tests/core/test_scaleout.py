@@ -64,20 +64,29 @@ def test_two_ranks_train_the_same_curve_as_one(store, corpus_file, grad_accum):
     assert not _rank_pids(store.root / ".runs" / "train-two")
 
 
-def test_cancel_stops_both_ranks_and_the_checkpoint_resumes_on_one(store, corpus_file):
+def _cut_on_two_ranks_and_resume_on_one(store, corpus_file, **two_ranks) -> float:
+    """Cancel a 2-rank run at step 5 (no rank left, no partial model, a checkpoint past step 5),
+    then resume it on one rank: the same curve as a run never interrupted. Returns the seconds
+    from the cancel to the cancelled run's end (both ranks stopped, checkpoint written)."""
     ctx = CancelAtStep(5)
     with pytest.raises(errors.Cancelled):
-        run_train(store, _spec(store, corpus_file, "cut", workers=2, max_steps=400, eval_every=400), ctx)
-    assert time.monotonic() - ctx.cancelled_at < 5  # both ranks stopped (checkpoint written) within 5 s
+        run_train(store, _spec(store, corpus_file, "cut", workers=2, max_steps=400, eval_every=400, **two_ranks),
+                  ctx)
+    stopped_after = time.monotonic() - ctx.cancelled_at
     assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
     reached = RunCheckpoint(store, "train", "cut").step()
     assert reached is not None and 5 <= reached < 400
-    # the 2-rank checkpoint continues on one rank: the same curve as a run never interrupted
     resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400, resume=True),
                         JobRecorder())
     whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
     assert resumed["steps"] == 400
     assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+    return stopped_after
+
+
+def test_cancel_stops_both_ranks_and_the_checkpoint_resumes_on_one(store, corpus_file):
+    stopped_after = _cut_on_two_ranks_and_resume_on_one(store, corpus_file)
+    assert stopped_after < 5  # both ranks stopped (checkpoint written) within 5 s
 
 
 def test_a_killed_rank_fails_the_job_with_that_ranks_end(store, corpus_file):
@@ -198,18 +207,7 @@ def test_two_fsdp_ranks_train_the_same_curve_as_one(store, corpus_file, grad_acc
 
 
 def test_an_fsdp_checkpoint_resumes_on_one_rank(store, corpus_file):
-    ctx = CancelAtStep(5)
-    with pytest.raises(errors.Cancelled):
-        run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=400, eval_every=400),
-                  ctx)
-    assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
-    reached = RunCheckpoint(store, "train", "cut").step()
-    assert reached is not None and 5 <= reached < 400
-    resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400, resume=True),
-                        JobRecorder())
-    whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
-    assert resumed["steps"] == 400
-    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+    _cut_on_two_ranks_and_resume_on_one(store, corpus_file, sharding="fsdp")
 
 
 def test_a_one_rank_checkpoint_resumes_under_fsdp(store, corpus_file):
