@@ -49,10 +49,13 @@ class RunCheckpoint:
 
     def step(self) -> int | None:
         """The step of the checkpoint, or None when there is none."""
-        meta = self.folder / META_FILE
-        if not (self.folder / STATE_FILE).is_file() or not meta.is_file():
+        if not (self.folder / STATE_FILE).is_file() or not (self.folder / META_FILE).is_file():
             return None
-        return int(json.loads(meta.read_text())["step"])
+        return int(self.meta()["step"])
+
+    def meta(self) -> dict[str, Any]:
+        """``meta.json``: the checkpoint's step and the settings of its run (what ``load`` compares)."""
+        return json.loads((self.folder / META_FILE).read_text())
 
     def check_start(self, *, resume: bool, overwrite: bool) -> None:
         """Refuse a start that would resume nothing or silently discard a checkpoint."""

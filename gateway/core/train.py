@@ -21,6 +21,7 @@ from apt_model import errors
 from apt_model.modeling import limits, lm
 from apt_model.modeling.io import pick_device, save_model
 from apt_model.modeling.loss import batch_loss
+from apt_model.modeling.optim import decay_groups
 from apt_model.modeling.memory import fused_loss_applies, training_estimate
 from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
@@ -193,8 +194,7 @@ def lr_at(spec: TrainSpec, step: int) -> float:
 
 
 def make_optimizer(model, spec: TrainSpec) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    decay, no_decay = decay_groups(model)
     groups = [{"params": decay, "weight_decay": spec.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     # The fused kernel (CPU and CUDA, fp32 weights) does the whole update in one pass over memory.
     return torch.optim.AdamW(groups, lr=spec.learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=True)

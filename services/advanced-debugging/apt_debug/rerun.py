@@ -17,7 +17,6 @@ is written back: the checkpoint and the run are untouched.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.modeling.heldout import split_tokens
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.loss import batch_loss
+from apt_model.modeling.optim import decay_groups
 from apt_model.modeling.preset import create_model
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -62,7 +62,7 @@ def kept_checkpoint(store: Store, run: str) -> tuple[RunCheckpoint, int, dict[st
         raise errors.NotFound(
             f"Core train run {run!r} has no kept checkpoint: one exists while a run is unfinished (running with "
             "--checkpoint-every, cancelled, or failed on a non-finite loss) and is deleted when it finishes.")
-    settings = json.loads((ckpt.folder / "meta.json").read_text())["settings"]
+    settings = ckpt.meta()["settings"]
     missing = [k for k in SETTINGS if k not in settings]
     if missing:
         raise errors.FailedPrecondition(f"The checkpoint of {run!r} lacks {', '.join(missing)}: it was not written "
@@ -77,8 +77,7 @@ def restore(states: dict[str, Any], settings: dict[str, Any], device: str, max_p
     model = create_model(config, seed=int(settings["seed"]))
     model.load_state_dict(states["model"])
     model.to(device)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    decay, no_decay = decay_groups(model)
     saved = [len(g["params"]) for g in states["optimizer"]["param_groups"]]
     if saved != [len(decay), len(no_decay)]:
         raise errors.FailedPrecondition(
