@@ -14,9 +14,12 @@ platform's ``train_tokenizer`` and an ``apt`` preset model is built from it; the
 (7) beam search (width 4, expand 4, depth 4) with children sharing their prefix's KV cache vs each
     child re-encoding it: tokens/s and identical trees.
 The GRPO-loss-vs-TRL row is a test (tests/test_grpo.py), not timed here. ``--rows search`` runs only
-the SFT model and rows 5-7 (saved as results/reasoning_search.json).
+the SFT model and rows 5-7 (saved as results/reasoning_search.json). ``--rows tree`` trains the CoT model
+and a process verifier, then runs the StartTreeSearch job (``--tree-strategy`` beam or mcts) on the first
+eval question and writes its ``trees.json`` to ``--tree-out`` (the README's example tree).
+``--countdown-share`` mixes countdown puzzles into the generated dataset (scored by their checker).
 
-    .venv/bin/python bench/bench_reasoning.py [--quick] [--repeats 3] [--size tiny|small] [--rows all|search]
+    .venv/bin/python bench/bench_reasoning.py [--quick] [--repeats 3] [--size tiny|small] [--rows all|search|tree]
 """
 
 from __future__ import annotations
@@ -37,17 +40,19 @@ import torch  # noqa: E402
 from apt_model.modeling.io import load_model  # noqa: E402
 from apt_model.store import Store  # noqa: E402
 from apt_model.testing import JobRecorder, make_tiny_model  # noqa: E402
-from apt_reason import cot, data, rl, verifier  # noqa: E402
+from apt_reason import cot, data, rl, treesearch, verifier  # noqa: E402
 from apt_reason.scorer import Verifier  # noqa: E402
 from apt_reason.search import decode, search  # noqa: E402
 from apt_reason.stepsearch import StepSearch, line_end_ids, run  # noqa: E402
+from apt_reason.tasks import is_correct  # noqa: E402
 from common import machine, save  # noqa: E402
 
 
 def one_seed(args, seed: int) -> dict:
     store = Store(Path(tempfile.mkdtemp(prefix="bench-reason-")))
     data.generate_dataset(store, data.GenerateSpec("probs", train_size=args.train_rows, eval_size=args.eval_rows,
-                                                   min_steps=2, max_steps=3, seed=seed), JobRecorder())
+                                                   min_steps=2, max_steps=3, seed=seed,
+                                                   countdown_share=args.countdown_share), JobRecorder())
     rows = data.read_split(store, "probs", "train", need_reasoning=True)
     texts = [f"{r['question']}\n{r['reasoning']}\nAnswer: {r['answer']}" for r in rows]
     make_tiny_model(store, "base", size=args.size, texts=texts, vocab_size=args.vocab, seed=seed)
@@ -59,6 +64,8 @@ def one_seed(args, seed: int) -> dict:
                                        **common), JobRecorder())
     if args.rows == "search":
         return {**out, "cot_em": r["eval_exact_match"], **search_rows(args, store, seed)}
+    if args.rows == "tree":
+        return {**out, "cot_em": r["eval_exact_match"], **tree_example(args, store, seed)}
     out.update(cot_em=r["eval_exact_match"], answer_only_em=r["ablation_exact_match"],
                cot_unparseable=r["eval_unparseable"], sft_seconds=time.perf_counter() - t)
     if args.grpo_steps:
@@ -76,8 +83,8 @@ def one_seed(args, seed: int) -> dict:
     budget = 4 * args.max_new
     for strategy in ("greedy", "self_consistency"):
         gen = torch.Generator().manual_seed(seed)
-        right = sum(search(model, chat, q["question"], strategy, budget, args.max_new, generator=gen).answer
-                    == q["answer"] for q in evals)
+        right = sum(is_correct(q, search(model, chat, q["question"], strategy, budget, args.max_new,
+                                         generator=gen).answer) for q in evals)
         out[f"{strategy}_em"] = right / len(evals)
     out.update(kv_share_speedup(model, chat, evals[0]["question"], args.max_new))
     return out
@@ -109,10 +116,28 @@ def search_rows(args, store: Store, seed: int) -> dict:
                 found = run(strategy, StepSearch(model, chat, ov if strategy == "best_of_n" else pv, q["question"],
                                                  ends, budget, args.max_new, max_depth=5, width=2, expand=2,
                                                  generator=gen))
-            right, spent = right + (found.answer == q["answer"]), spent + found.tokens
+            right, spent = right + is_correct(q, found.answer), spent + found.tokens
         out[f"{strategy}_em"], out[f"{strategy}_tokens"] = right / len(evals), spent / len(evals)
     out.update(kv_beam(model, chat, pv, ends, evals[0]["question"], args.max_new))
     return out
+
+
+def tree_example(args, store: Store, seed: int) -> dict:
+    """A process verifier from the CoT model's body, then the StartTreeSearch job on the first eval
+    question; its trees.json is copied to ``--tree-out``."""
+    v = verifier.run_verifier(store, verifier.VerifierSpec(
+        "cot", "probs", "process-v", max_steps=args.verifier_steps, kind="process", batch_size=args.batch,
+        learning_rate=args.lr, seed=seed, eval_examples=args.eval_rows * 2, device="cpu", checkpoint_every=0),
+        JobRecorder())
+    spec = treesearch.SearchSpec("cot", "tree", dataset="probs", strategy=args.tree_strategy, verifier="process-v",
+                                 token_budget=4 * args.max_new, max_new_tokens=args.max_new, branches=2, expand=2,
+                                 max_depth=4, max_questions=1, seed=seed, device="cpu")
+    found = treesearch.run_search(store, spec, JobRecorder())
+    trees = store.dataset("tree").path / "trees.json"
+    if args.tree_out:
+        Path(args.tree_out).write_text(trees.read_text(encoding="utf-8"), encoding="utf-8")
+    return {"process_first_wrong_step": v["first_wrong_step_accuracy"], "tree_exact_match": found["exact_match"],
+            "tree_tokens": found["tokens_generated"], "trees_json": str(args.tree_out or trees)}
 
 
 def kv_beam(model, chat, pv, ends, question: str, max_new: int) -> dict:
@@ -159,7 +184,10 @@ def main() -> None:
     p.add_argument("--eval-rows", type=int, default=100)
     p.add_argument("--search-questions", type=int, default=40)
     p.add_argument("--verifier-steps", type=int, default=300)
-    p.add_argument("--rows", choices=["all", "search"], default="all")
+    p.add_argument("--rows", choices=["all", "search", "tree"], default="all")
+    p.add_argument("--tree-strategy", choices=["beam", "mcts"], default="beam", help="--rows tree: the search run")
+    p.add_argument("--tree-out", default="", help="--rows tree: where trees.json is copied")
+    p.add_argument("--countdown-share", type=float, default=0.0, help="share of countdown puzzles in the dataset")
     args = p.parse_args()
     if args.quick:
         args.steps, args.grpo_steps, args.train_rows, args.eval_rows, args.search_questions = 60, 10, 300, 20, 10
@@ -173,6 +201,8 @@ def main() -> None:
            and not isinstance(runs[0][k], bool) and k != "seed"}
     if args.rows == "search":
         return print_search(args, runs, med)
+    if args.rows == "tree":
+        return print(f"\n{machine()}\ntrees.json: {runs[-1]['trees_json']}")
     print(f"\n{machine()}\n{args.size} preset, {args.steps} SFT steps x {args.batch} rows, median of {args.repeats} seeds")
     print(f"CoT SFT vs answer-only (held-out templates): {med['cot_em']:.0%} vs {med['answer_only_em']:.0%} "
           f"({100 * (med['cot_em'] - med['answer_only_em']):+.0f} points; target >= +15)")

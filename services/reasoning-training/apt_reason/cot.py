@@ -28,7 +28,7 @@ from apt_model.store import Store
 from apt_reason import data
 from apt_reason.prompts import Chat, training_batch
 from apt_reason.search import decode
-from apt_reason.tasks import completion, parse_answer
+from apt_reason.tasks import completion, is_correct, parse_answer
 
 KIND = "reasoning-cot"
 OPERATION = "reasoning-cot"
@@ -188,8 +188,8 @@ def _lr_at(peak: float, warmup: int, total: int, step: int) -> float:
 
 @torch.no_grad()
 def exact_match(model, chat: Chat, rows: list[dict], max_new_tokens: int, ctx: JobContext | None = None) -> dict:
-    """Greedy answers to ``rows``: the share whose parsed answer equals the row's, and how many
-    could not be parsed (they count as wrong)."""
+    """Greedy answers to ``rows``: the share whose parsed answer solves the row (``is_correct``),
+    and how many could not be parsed (they count as wrong)."""
     was = model.training
     model.eval()
     right = unparseable = 0
@@ -199,6 +199,6 @@ def exact_match(model, chat: Chat, rows: list[dict], max_new_tokens: int, ctx: J
         out = decode(model, chat.prompt_ids(row["question"]), 1, max_new_tokens, chat.stop_ids)
         answer = parse_answer(chat.decode(out.ids[0]))
         unparseable += answer is None
-        right += answer == row["answer"]
+        right += is_correct(row, answer)
     model.train(was)
     return {"exact_match": right / max(len(rows), 1), "unparseable": unparseable}

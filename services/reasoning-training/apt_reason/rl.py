@@ -33,7 +33,7 @@ from apt_reason.cot import exact_match
 from apt_reason.prompts import Chat
 from apt_reason.scorer import Verifier
 from apt_reason.search import decode
-from apt_reason.tasks import parse_answer
+from apt_reason.tasks import is_correct, parse_answer
 
 OPERATION = "reasoning-grpo"
 KIND = "reasoning-grpo"
@@ -196,7 +196,7 @@ def rewards_of(texts: list[str], row: dict, spec: RLSpec, verifier: Verifier | N
     """Each completion's reward: exact match (1/0), plus ``format_weight`` when it has a parseable
     answer line, plus ``verifier_weight`` x the verifier's P(correct); and each part's mean."""
     answers = [parse_answer(t) for t in texts]
-    exact = torch.tensor([float(a == row["answer"]) for a in answers])
+    exact = torch.tensor([float(is_correct(row, a)) for a in answers])
     fmt = torch.tensor([float(a is not None) for a in answers])
     total, parts = exact + spec.format_weight * fmt, {"reward_exact": exact.mean(), "reward_format": fmt.mean()}
     if verifier is not None:

@@ -5,7 +5,8 @@ A problem is a start quantity and 1-4 operations (add, take away, multiply), tol
 adds one sentence to the question and one line ``x op y = z`` to the reasoning, so the
 reasoning is exact and the answer is checkable. A distractor is a sentence about another
 person with a number that plays no part. Templates are split once, by seed: the eval split
-only uses templates the train split never saw.
+only uses templates the train split never saw. Countdown puzzles live in ``countdown``;
+``parse_answer`` and ``is_correct`` score answers of both kinds.
 """
 
 from __future__ import annotations
@@ -14,9 +15,14 @@ import random
 import re
 from dataclasses import asdict, dataclass
 
+from apt_reason import countdown
+
 ANSWER_PREFIX = "Answer:"
 # the last "Answer: <integer>" of a completion; anything else is unparseable
 _ANSWER = re.compile(r"Answer:\s*(-?\d+)")
+# the rest of each "Answer:" line (a countdown puzzle's answer is an expression)
+_ANSWER_LINE = re.compile(r"Answer:[ \t]*([^\n]*)")
+_OPERATOR = re.compile(r"[-+*/%()^@<>&|]")
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,22 @@ def completion(reasoning: str, answer: str, target: str) -> str:
 
 
 def parse_answer(text: str) -> str | None:
-    """The integer of the last ``Answer: N`` line of a completion, or None (unparseable)."""
+    """A completion's answer, or None (unparseable). When the last ``Answer:`` line holds an
+    operator it must be an arithmetic expression (a countdown puzzle's answer), returned as
+    ``countdown.canonical`` writes it, so ``Answer: 2 ** 3`` is unparseable rather than 2;
+    otherwise the integer of the last ``Answer: N``."""
+    lines = _ANSWER_LINE.findall(text)
+    if lines and _OPERATOR.search(lines[-1].strip().removeprefix("-")):
+        return countdown.canonical(lines[-1])
     found = _ANSWER.findall(text)
     return str(int(found[-1])) if found else None
+
+
+def is_correct(row: dict, answer: str | None) -> bool:
+    """Whether a parsed answer solves the row: any expression the countdown checker accepts for a
+    countdown puzzle, the exact integer otherwise."""
+    if answer is None:
+        return False
+    if countdown.is_countdown(row):
+        return countdown.check(answer, row["numbers"], row["target"]).ok
+    return answer == row["answer"]

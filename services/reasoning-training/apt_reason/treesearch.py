@@ -20,6 +20,7 @@ from apt_reason.prompts import Chat
 from apt_reason.scorer import Verifier, verifier_kind
 from apt_reason.search import kv_cache_bytes, search
 from apt_reason.stepsearch import STEP_STRATEGIES, StepSearch, line_end_ids, run
+from apt_reason.tasks import is_correct
 
 OPERATION = "reasoning-tree-search"
 VERIFIER_GUIDED = ("best_of_n", "beam", "dvts", "mcts")
@@ -146,7 +147,7 @@ def run_search(store: Store, spec: SearchSpec, ctx: JobContext) -> dict[str, Any
     for i, row in enumerate(rows):
         ctx.check_cancelled()
         found = answer(row["question"])
-        correct = "answer" in row and found.answer == row["answer"]
+        correct = "answer" in row and is_correct(row, found.answer)
         right += correct
         unparseable += found.answer is None
         tokens += found.tokens

@@ -25,7 +25,7 @@ from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
-from apt_reason import data, planted, scorer
+from apt_reason import countdown, data, planted, scorer
 from apt_reason.prompts import Chat
 
 KIND = "reasoning-verifier"
@@ -67,7 +67,12 @@ def read_chains(store: Store, spec: VerifierSpec) -> dict[str, tuple[list[dict],
     """Both splits' rows and step chains; bad rows refused with their numbers."""
     out = {}
     for split in data.SPLITS:
-        rows = data.read_split(store, spec.dataset, split, need_reasoning=True)
+        rows = [r for r in data.read_split(store, spec.dataset, split, need_reasoning=True)
+                if not countdown.is_countdown(r)]  # a puzzle's steps are no chain to plant errors in
+        if not rows:
+            raise errors.FailedPrecondition(
+                f"{split}.jsonl of dataset {spec.dataset!r} holds only countdown puzzles; verifiers train on the "
+                "arithmetic problems' step chains: generate a dataset with --countdown-share below 1.")
         out[split] = (rows, planted.chains(rows, spec.dataset, split))
     return out
 

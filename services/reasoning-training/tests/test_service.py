@@ -60,6 +60,9 @@ def test_generate_tasks_writes_template_disjoint_splits(svc, wait_job, home):
     with pytest.raises(grpc.RpcError) as err:
         stub.StartGenerateTasks(pb.GenerateTasksRequest(output_name="g2", min_steps=3, max_steps=2))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--min-steps" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # 2 held-out target blocks leave none for train
+        stub.StartGenerateTasks(pb.GenerateTasksRequest(output_name="g3", countdown_share=0.5, countdown_max_target=25))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--countdown-max-target" in err.value.details()
 
 
 def test_cot_training_with_ablation_stores_both_models(svc, wait_job, home):

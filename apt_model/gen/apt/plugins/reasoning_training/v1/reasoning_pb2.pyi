@@ -117,7 +117,7 @@ class TreeSearchRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., verifier: _Optional[str] = ..., prompt: _Optional[str] = ..., beam_width: _Optional[int] = ..., max_depth: _Optional[int] = ..., strategy: _Optional[str] = ..., token_budget: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., dataset: _Optional[str] = ..., max_questions: _Optional[int] = ..., output_name: _Optional[str] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., expand: _Optional[int] = ..., exploration: _Optional[float] = ...) -> None: ...
 
 class GenerateTasksRequest(_message.Message):
-    __slots__ = ("output_name", "train_size", "eval_size", "min_steps", "max_steps", "languages", "held_out_templates", "distractor_rate", "max_number", "seed", "overwrite", "held_out_numbers")
+    __slots__ = ("output_name", "train_size", "eval_size", "min_steps", "max_steps", "languages", "held_out_templates", "distractor_rate", "max_number", "seed", "overwrite", "held_out_numbers", "countdown_share", "countdown_numbers", "countdown_max_target")
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     TRAIN_SIZE_FIELD_NUMBER: _ClassVar[int]
     EVAL_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,9 @@ class GenerateTasksRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     HELD_OUT_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    COUNTDOWN_SHARE_FIELD_NUMBER: _ClassVar[int]
+    COUNTDOWN_NUMBERS_FIELD_NUMBER: _ClassVar[int]
+    COUNTDOWN_MAX_TARGET_FIELD_NUMBER: _ClassVar[int]
     output_name: str
     train_size: int
     eval_size: int
@@ -142,7 +145,10 @@ class GenerateTasksRequest(_message.Message):
     seed: int
     overwrite: bool
     held_out_numbers: bool
-    def __init__(self, output_name: _Optional[str] = ..., train_size: _Optional[int] = ..., eval_size: _Optional[int] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., languages: _Optional[_Iterable[str]] = ..., held_out_templates: _Optional[int] = ..., distractor_rate: _Optional[float] = ..., max_number: _Optional[int] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., held_out_numbers: _Optional[bool] = ...) -> None: ...
+    countdown_share: float
+    countdown_numbers: int
+    countdown_max_target: int
+    def __init__(self, output_name: _Optional[str] = ..., train_size: _Optional[int] = ..., eval_size: _Optional[int] = ..., min_steps: _Optional[int] = ..., max_steps: _Optional[int] = ..., languages: _Optional[_Iterable[str]] = ..., held_out_templates: _Optional[int] = ..., distractor_rate: _Optional[float] = ..., max_number: _Optional[int] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., held_out_numbers: _Optional[bool] = ..., countdown_share: _Optional[float] = ..., countdown_numbers: _Optional[int] = ..., countdown_max_target: _Optional[int] = ...) -> None: ...
 
 class CotTrainingResult(_message.Message):
     __slots__ = ("warnings", "model", "target", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "loss", "tokens_seen", "ablation_model", "ablation_exact_match", "ablation_unparseable")

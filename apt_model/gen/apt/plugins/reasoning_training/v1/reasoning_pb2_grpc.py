@@ -97,8 +97,8 @@ class ReasoningServicer:
 
     def StartGenerateTasks(self, request, context):
         """Write a seeded dataset of English and Chinese arithmetic word problems (1-4 steps, optional
-        distractor sentences) with programmatic chain-of-thought and exact answers; the train and eval
-        splits share no template.
+        distractor sentences) and, optionally, countdown-style puzzles, with programmatic
+        chain-of-thought and exactly checkable answers; the train and eval splits share no template.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
