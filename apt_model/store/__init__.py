@@ -2,7 +2,7 @@
 
 - ``api.py``: ``Store``, the public API (create, read, list, remove, verify, recover);
 - ``entry.py``: names, the ``Entry`` record (apt.json), which files an entry has;
-- ``fs.py``: sha256, hashing copies, fsync, atomic JSON writes;
+- ``fs.py``: sha256, hashing copies, fsync, atomic JSON writes, each kind's change token;
 - ``locks.py``: the flock files in ``APT_HOME/.locks`` that writers and readers share;
 - ``settle.py``: entries that get their fsync and sha256 after they appear.
 """

@@ -206,6 +206,7 @@ class Store:
             os.rename(target, old)
         os.rename(tmp, target)
         fs.fsync_dir(target.parent)
+        fs.mark_changed(target.parent)
         if old is not None and not keep_old:
             # deleted before returning: a background delete raced with anything copying the
             # store right after (found by a test that copies APT_HOME)
@@ -259,6 +260,7 @@ class Store:
                 meta["metrics"] = {**meta.get("metrics", {}), **metrics}
             meta.update(fields)
             fs.write_json_atomic(entry.path / META_FILE, meta)
+            fs.mark_changed(entry.path.parent)
         return self.get(kind, name)
 
     def remove(self, kind: Kind, name: str) -> None:
@@ -268,6 +270,7 @@ class Store:
             entry = self.get(kind, name)
             trash = entry.path.with_name(f".rm-{name}-{uuid.uuid4().hex[:8]}")
             os.rename(entry.path, trash)  # atomic disappearance, then the slow delete
+            fs.mark_changed(entry.path.parent)
         shutil.rmtree(trash, ignore_errors=True)
 
     def verify(self, kind: Kind, name: str) -> list[str]:
@@ -295,6 +298,7 @@ class Store:
                 return False
             os.rename(old, owner)
             fs.fsync_dir(old.parent)
+            fs.mark_changed(old.parent)
         return True
 
     def clean_temporaries(self) -> int:

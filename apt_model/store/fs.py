@@ -1,4 +1,5 @@
-"""Bytes on disk: sha256 of files, copies that hash on the way, fsync, atomic JSON writes."""
+"""Bytes on disk: sha256 of files, copies that hash on the way, fsync, atomic JSON writes, and
+each kind folder's change token."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from apt_model import errors
 from apt_model.store.entry import entry_files
 
 _HASH_CHUNK = 1 << 20
+CHANGES_FOLDER = ".changes"  # APT_HOME/.changes/<kind>: a new random token after every change
 
 
 def sha256_file(path: Path) -> str:
@@ -149,3 +151,24 @@ def write_json_atomic(path: Path, data: Any) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def mark_changed(kind_folder: Path) -> None:
+    """Give ``kind_folder`` (``APT_HOME/models`` or ``/datasets``) a new change token: called after
+    every change to its entries (one appears, disappears or has its apt.json rewritten), by
+    whichever process made it. Readers that keep answers (the gateway's read cache) key a listing
+    on this token instead of on a ``stat`` per entry. Not fsynced: it keys answers held in
+    memory, which a restart loses too."""
+    folder = kind_folder.parent / CHANGES_FOLDER
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{kind_folder.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.write_text(uuid.uuid4().hex, encoding="ascii")
+    os.replace(tmp, folder / kind_folder.name)
+
+
+def change_token(kind_folder: Path) -> str:
+    """The token ``mark_changed`` last wrote for ``kind_folder``; "" before the first change."""
+    try:
+        return (kind_folder.parent / CHANGES_FOLDER / kind_folder.name).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return ""

@@ -76,6 +76,7 @@ def settle_locked(kind: Kind, name: str, target: Path) -> None:
     meta["files"] = table
     fs.write_json_atomic(target / META_FILE, meta)
     fs.fsync_dir(target.parent)
+    fs.mark_changed(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -88,6 +89,7 @@ def _drop(kind: Kind, name: str, target: Path, old: Path | None) -> None:
     if old is not None and old.is_dir():
         os.rename(old, target)
     fs.fsync_dir(target.parent)
+    fs.mark_changed(target.parent)
     shutil.rmtree(trash, ignore_errors=True)
     log.warning("%s/%s was written just before the machine restarted and never reached the disk; "
                 "it was dropped%s.", kind, name, " and the previous version restored" if old else "")

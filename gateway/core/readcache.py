@@ -2,11 +2,13 @@
 
 A store entry is immutable once committed: only its ``apt.json`` is rewritten (when its
 checksums settle), and an overwrite puts a new folder in place. So ``info`` is keyed on the
-stat (inode, size, mtime, ctime) of every file in the entry's folder, and ``list`` on the stat
-of every entry's ``apt.json``: a write by any process sharing the store (the gateway's or a
-plugin's) changes the key and is seen at the next call; nothing is invalidated by hand. A key
-costs one ``stat`` per file, instead of parsing the config, the tokenizer and every safetensors
-header and building the answer again (bench/bench_control.py).
+stat (inode, size, mtime, ctime, links) of every file in the entry's folder, and ``list`` on the kind
+folder's change token (``apt_model.store.fs.mark_changed``), which every store writer replaces
+after each change, in whichever process (the gateway's or a plugin's) made it, plus the kind
+folder's own stat, which also moves when an entry is added or removed by hand. A write is seen
+at the next call; nothing is invalidated here. An ``info`` key costs one ``stat`` per file and a
+``list`` key one ``stat`` and one small read, whatever the number of entries, instead of
+parsing configs, tokenizers and safetensors headers again (bench/bench_control.py).
 """
 
 from __future__ import annotations
@@ -16,17 +18,20 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from apt_model.store import META_FILE, NAME_RE, Kind, Store
+from apt_model.store import META_FILE, Kind, Store
+from apt_model.store.fs import change_token
 
 Version = tuple
 
 
-def _stat(path: str) -> tuple[int, int, int, int] | None:
+def _stat(path: str) -> tuple[int, int, int, int, int] | None:
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+    # st_nlink: a folder's count moves with each subfolder added or removed, even when two
+    # changes fall within one tick of the file system's coarse clock
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_nlink
 
 
 class ReadCache:
@@ -47,15 +52,10 @@ class ReadCache:
         return tuple(files) if any(n == META_FILE for n, _ in files) else None
 
     def listing_version(self, kind: Kind) -> Version:
-        """Every entry of ``kind`` with the stat of its apt.json."""
+        """The kind folder's change token and stat (read before the answer is computed, so an
+        answer is never kept under a key newer than what it read)."""
         folder = self.store.root / kind
-        try:
-            with os.scandir(folder) as it:
-                names = [d.name for d in it if not d.name.startswith(".") and NAME_RE.match(d.name)]
-        except FileNotFoundError:
-            return ()
-        stats = ((n, _stat(os.path.join(folder, n, META_FILE))) for n in names)
-        return tuple(sorted((n, s) for n, s in stats if s is not None))
+        return _stat(str(folder)), change_token(folder)
 
     def kept(self, question: tuple, version: Version | None) -> Any | None:
         """The answer to ``question`` if one computed at ``version`` is kept, else None."""

@@ -1,7 +1,8 @@
 """The control plane's read cache (gateway.core.readcache) through a real gateway: repeated
 info/list calls are answered without reading the entry again, and every kind of write to the
-shared store — a new entry, an overwrite, a removal, a settled apt.json, a file damaged in
-place — is seen at the very next call, whoever wrote it."""
+shared store — a new entry, an overwrite, a removal, a settled or updated apt.json, a file
+damaged in place, an entry copied in or deleted by hand — is seen at the very next call, whoever
+wrote it."""
 
 from __future__ import annotations
 
@@ -83,6 +84,18 @@ def test_every_write_is_seen_at_the_next_call(world, reads):
     with pytest.raises(grpc.RpcError) as err:
         core.GetModelInfo(pb.GetModelInfoRequest(name="rc-new"))
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "truncated" in err.value.details()
+
+    def children_of_a() -> list[str]:
+        return [m.name for m in core.ListModels(pb.ListModelsRequest(filter="parent=rc-a")).models]
+
+    assert "rc-new" not in children_of_a()  # this answer is now kept
+    store.update_meta("models", "rc-new", lineage={"parent": "rc-a", "operation": "relabel"})
+    assert "rc-new" in children_of_a()
+
+    shutil.copytree(store.model("rc-a").path, store.root / "models" / "rc-copy")  # by hand, no API
+    assert "rc-copy" in _names(core)
+    shutil.rmtree(store.root / "models" / "rc-copy")
+    assert "rc-copy" not in _names(core)
 
     store.remove("models", "rc-new")
     store.remove("models", "rc-tmp")

@@ -224,3 +224,34 @@ def test_start_up_clean_puts_back_an_old_entry_whose_replacement_never_arrived(s
     assert Store(store.root).clean_temporaries() == 0
     assert Store(store.root).verify("models", "m") == []
     assert (store.model("m").path / "model.safetensors").read_bytes() == b"old"
+
+
+def test_every_change_gives_the_kind_a_new_change_token(store, tmp_path, held):
+    """The gateway's read cache keys ListModels on this token (gateway/core/readcache.py): a
+    change that left the token as it was would leave every listing stale until the next one."""
+    gate, entered = held
+    models = store.root / "models"
+    seen = [store_fs.change_token(models)]
+
+    def changed(what: str) -> None:
+        token = store_fs.change_token(models)
+        assert token not in seen, f"{what} kept the change token"
+        seen.append(token)
+
+    with store.create("models", "m", operation="test") as tmp:
+        (tmp / "model.safetensors").write_bytes(b"old")
+    changed("a new entry")
+    _write(store, "m", b"new" * 100, tmp_path / "src", overwrite=True)
+    assert entered.wait(10)
+    changed("an overwrite")
+    gate.set()
+    assert store.wait_settled(30)
+    changed("a settle")
+    store.update_meta("models", "m", metrics={"x": 1})
+    changed("a metadata update")
+    (models / "m").rename(models / ".old-m-0badc0de")  # a writer died between its two renames
+    assert Store(store.root).clean_temporaries() == 0
+    changed("putting an old entry back")
+    store.remove("models", "m")
+    changed("a removal")
+    assert store_fs.change_token(store.root / "datasets") == ""  # each kind has its own
