@@ -23,6 +23,7 @@ import torch
 from apt_model import errors
 from apt_model.modeling import trainlog
 from apt_model.modeling.distributed import Ranks, full_tensor
+from apt_model.runtime.joblog import JobLog
 from apt_model.runtime.jobs import JobContext
 
 REPORT_SECONDS = 0.5  # progress updates at most this often (evaluations and the last step always)
@@ -64,9 +65,13 @@ class Loop:
     log_extra: dict[str, Any] = field(default_factory=dict)  # fields every row of this loop carries
     ranks: Ranks = field(default_factory=Ranks)  # a data-parallel run: terms averaged, stops agreed
     no_sync: Callable[[], Any] | None = None     # DDP's no_sync: skip the all-reduce of all but the last micro-batch
-    job_log: trainlog.JobLog | None = None       # the job's running log (rank 0's): every row as its step ends
+    job_log: JobLog | None = None  # the job's running log (rank 0's); None: the context's (JobContext.running_log)
     stopped_early: bool = False
     last: dict[str, float] = field(default_factory=dict)     # the last step's terms and evaluation
+
+    def __post_init__(self) -> None:
+        if self.job_log is None:  # every training job of every service keeps a running log
+            self.job_log = getattr(self.ctx, "running_log", None)
 
     def run(self, step: int, forward: Callable[[int, int], Terms]) -> int:
         """Train from ``step`` to ``max_steps``; returns the step reached."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import statistics
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,8 +21,6 @@ import torch
 from apt_model.modeling.distributed import full_tensor
 
 LOG_FILE = "training_log.jsonl"
-JOB_LOGS = "job-logs"  # APT_HOME/job-logs/<service>/<id>.jsonl: a training job's log while it runs, and after
-_JOB_ID = re.compile(r"([a-z0-9][a-z0-9._-]{0,63}):([a-z0-9]{1,64})")
 BLOCK_NORMS_EVERY = 10
 VALIDATION_KEYS = ("val_loss", "eval_ppl")  # core train and pruning; distillation
 SPIKE_FACTOR = 3.0  # a loss above this many times the median of the 20 steps before is a spike
@@ -77,45 +74,6 @@ def read(folder: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def job_log_path(root: Path, job_id: str) -> Path:
-    """Where the training job ``job_id`` ("<service>:<hex>", as ``apt-model job list`` prints it)
-    keeps its running log in the store at ``root``: derived from the id alone, so a service that
-    reads it (advanced-debugging) needs no access to the job itself. InvalidArgument for
-    anything that is not a job id (nothing else can name a path here)."""
-    from apt_model import errors
-
-    match = _JOB_ID.fullmatch(job_id or "")
-    if match is None:
-        raise errors.InvalidArgument(
-            f"{job_id!r} is not a job id (expected '<service>:<hex>', as printed by 'apt-model job list').")
-    return Path(root) / JOB_LOGS / match.group(1) / f"{match.group(2)}.jsonl"
-
-
-class JobLog:
-    """A job's running log: the rows so far written at the start (a resumed run's earlier
-    steps), then each row appended and flushed as its step ends, so a reader sees every
-    finished step of a running job."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def start(self, rows: Iterable[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r, allow_nan=True) + "\n" for r in rows)
-
-    def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, allow_nan=True) + "\n")
-
-
-def read_job_log(path: Path) -> list[dict[str, Any]]:
-    """The complete rows of a job's log (a last line still being written is left out)."""
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.split("\n")
-    return [json.loads(line) for line in lines[:-1] if line.strip()]  # the part after the last newline is unfinished
 
 
 def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -64,7 +64,8 @@ class ServiceApp:
         self.store = Store(settings.home)
         self.paths = PathPolicy.from_settings(settings)  # host paths callers may name
         self.endpoints = EndpointPolicy.from_settings(settings)  # URLs callers may pick
-        self.jobs = JobManager(name, max_workers=settings.job_workers, max_queued=settings.max_queued_jobs)
+        self.jobs = JobManager(name, max_workers=settings.job_workers, max_queued=settings.max_queued_jobs,
+                               home=self.store.root)
         pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{name}-rpc")
         # the two servers differ only in where handlers run and how they start and stop (below)
         self._runner = (_AsyncioServer(name, pool, policy, settings) if use_aio

@@ -19,12 +19,14 @@ import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from google.protobuf.message import Message
 
 from apt_model import errors
 from apt_model.runtime import results
+from apt_model.runtime.joblog import JobLog, job_log_path
 from apt_model.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class JobContext:
     def __init__(self, manager: "JobManager", job_id: str):
         self._manager = manager
         self.job_id = job_id
+        # where a training loop writes each step's row as it ends (apt_model.runtime.joblog);
+        # None when the manager has no store (tests' and tools' contexts)
+        self.running_log = JobLog(job_log_path(manager.home, job_id)) if manager.home is not None else None
         self._cancel = threading.Event()
         self.warnings: list[str] = []
 
@@ -123,8 +128,9 @@ class JobManager:
     """Runs jobs on a bounded pool of worker threads, with a bounded queue, and keeps their state."""
 
     def __init__(self, service: str, max_workers: int = 2, keep_finished: int = 500,
-                 max_queued: int = Settings.max_queued_jobs):
+                 max_queued: int = Settings.max_queued_jobs, home: Path | None = None):
         self.service = service  # job ids are "<service>:<hex>" so the gateway can route them
+        self.home = home  # APT_HOME: its job-logs/ folder holds the jobs' running training logs
         self.max_queued = max_queued  # jobs waiting for a worker (running ones not counted)
         self._max_workers = max_workers
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="job")

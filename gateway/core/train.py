@@ -27,6 +27,7 @@ from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
 from apt_model.modeling import distributed
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.runtime.joblog import JobLog, job_log_path
 from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -371,7 +372,7 @@ def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext, job_id: s
 
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None, job_id: str = "") -> dict:
     """The job: train, checkpoint, evaluate, then store the model with lineage and metrics.
-    Every step's log row also goes to the job's running log (``trainlog.job_log_path``), which
+    Every step's log row also goes to the job's running log (``apt_model.runtime.joblog``), which
     advanced-debugging reads by job id while the job runs and after.
 
     With ``workers`` > 1 the job runs ``spec.workers`` ranks under torchrun
@@ -419,7 +420,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                                f"then resume or start over", log=run.log, ranks=ranks,
                 no_sync=functools.partial(distributed.fsdp_no_sync, loss) if run.sharded is not None
                 else getattr(loss, "no_sync", None),
-                job_log=trainlog.JobLog(trainlog.job_log_path(store.root, job_id)) if job_id else None)
+                job_log=JobLog(job_log_path(store.root, job_id)) if job_id else None)
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")

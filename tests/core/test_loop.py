@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -12,7 +13,9 @@ from apt_model import errors
 from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.modeling.heldout import held_out
 from apt_model.modeling.loop import Loop
-from apt_model.testing import JobRecorder
+from apt_model.runtime import joblog
+from apt_model.runtime.jobs import JobContext, JobManager, JobState
+from apt_model.testing import ECHO_JOB, JobRecorder
 
 torch.set_num_threads(1)
 
@@ -154,3 +157,27 @@ def test_held_out_split():
     assert held_out(2, 0.1, min_held=1, min_train=1) == 1
     with pytest.raises(errors.InvalidArgument, match="1 blocks: too few for a training part of 1 and a held-out"):
         held_out(1, 0.1, min_held=1, min_train=1, unit="blocks")
+
+
+def test_a_job_of_any_service_keeps_its_running_log_and_old_logs_are_dropped(tmp_path, monkeypatch):
+    """Every training loop run as a job of a service (plugins included, with no code of their own
+    for it) appends each step to APT_HOME/job-logs/<service>/<hex>.jsonl, which
+    advanced-debugging reads by job id; each service keeps its joblog.KEPT newest logs."""
+    monkeypatch.setattr(joblog, "KEPT", 3)
+    home = tmp_path / "home"
+    old = home / joblog.FOLDER / "model-pruning"
+    old.mkdir(parents=True)
+    for i in range(4):  # four earlier jobs' logs, oldest first
+        (old / f"{i:016x}.jsonl").write_text("{}\n")
+        os.utime(old / f"{i:016x}.jsonl", (1_000_000 + i, 1_000_000 + i))
+    manager = JobManager("model-pruning", home=home)
+    model = Blocks()
+    job = manager.start(ECHO_JOB, lambda ctx: {"text": "trained", "steps": _loop(model, ctx).run(0, _forward(model))})
+    done = list(manager.watch(job.id))[-1]
+    assert done.state is JobState.SUCCEEDED, done.error_message
+    rows = joblog.read_job_log(joblog.job_log_path(home, job.id))
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6] and all(math.isfinite(r["loss"]) for r in rows)
+    assert sorted(p.name for p in old.iterdir()) == sorted(
+        ["0000000000000002.jsonl", "0000000000000003.jsonl", f"{job.id.split(':')[1]}.jsonl"])
+    manager.shutdown()
+    assert JobContext(JobManager("tools"), "tools:1").running_log is None  # no store, no log

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.runtime import joblog
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
@@ -21,7 +21,7 @@ OPERATION = "anomaly-detection"
 
 @dataclass(frozen=True)
 class SeriesSource:
-    """Exactly one of: a store model, a resolved metrics path, a store dataset, a core train job."""
+    """Exactly one of: a store model, a resolved metrics path, a store dataset, a training job."""
 
     model: str = ""
     path: str = ""
@@ -34,10 +34,10 @@ class SeriesSource:
         if len(given) != 1:
             raise errors.InvalidArgument(
                 "Name exactly one series to read: a store model (--name), a metrics file or TensorBoard "
-                "folder (--metrics-path), a store dataset (--metrics-dataset) or a core train job (--job-id); "
+                "folder (--metrics-path), a store dataset (--metrics-dataset) or a training job (--job-id); "
                 f"got {len(given)}.")
         if job:
-            trainlog.job_log_path(Path("."), job)  # InvalidArgument unless it is a job id
+            joblog.job_log_path(Path("."), job)  # InvalidArgument unless it is a job id
         return cls(model, path, dataset, job)
 
     def stem(self) -> str:
@@ -58,12 +58,12 @@ class SeriesSource:
             self._job_log(store)
 
     def _job_log(self, store: Store) -> Path:
-        """The job's running log in the store (written by core train's loop as each step ends)."""
-        path = trainlog.job_log_path(store.root, self.job)
+        """The job's running log in the store (written by the platform's training loop as each step ends)."""
+        path = joblog.job_log_path(store.root, self.job)
         if not path.is_file():
             raise errors.NotFound(
-                f"No training log for job {self.job!r}: only core `train` jobs keep one (from their first "
-                "step on); check the id with 'apt-model job list'.")
+                f"No training log for job {self.job!r}: training jobs keep one from their first step on, and "
+                f"each service its {joblog.KEPT} newest; check the id with 'apt-model job list'.")
         return path
 
     def read(self, store: Store) -> Series:
@@ -74,7 +74,7 @@ class SeriesSource:
             series.source = f"dataset {self.dataset}"
             return series
         if self.job:
-            rows = trainlog.read_job_log(self._job_log(store))
+            rows = joblog.read_job_log(self._job_log(store))
             if not rows:
                 raise errors.InvalidArgument(f"Job {self.job!r} has not finished a training step yet; try again "
                                              "after its first step.")

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from apt_model.modeling import trainlog
+from apt_model.runtime import joblog
 from apt_model.store import Store
 from gateway.testing import run_cli, start_gateway, stop_gateway
 
@@ -76,7 +77,7 @@ def test_a_core_train_job_is_scanned_and_exported_by_its_job_id(cli, cli_home):
     result = json.loads(out.stdout)["result"]
     assert result["steps"] == 12 and result["source"] == f"job {job_id}"
     logged = [r["loss"] for r in trainlog.read(Store(cli_home).model("by-job").path)]
-    assert logged == [r["loss"] for r in trainlog.read_job_log(trainlog.job_log_path(cli_home, job_id))]
+    assert logged == [r["loss"] for r in joblog.read_job_log(joblog.job_log_path(cli_home, job_id))]
     out = cli("advanced-debugging", "export-to-tracker", "--job-id", job_id, "--output-name", "by-job-tb", "--json")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["steps"] == 12

@@ -1,5 +1,5 @@
 """A training job as a source, by its id: the running log core train's loop keeps in the store
-(apt_model.modeling.trainlog.job_log_path) is read while the job still runs and after; ids that
+(apt_model.runtime.joblog.job_log_path) is read while the job still runs and after; ids that
 are not job ids are refused before any path is built, an unknown job is NOT_FOUND."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2 as pb
 from apt_model.gen.apt.plugins.advanced_debugging.v1 import debugging_pb2_grpc
-from apt_model.modeling import trainlog
+from apt_model.runtime import joblog
 from apt_model.modeling.io import load_model, load_tokenizer
 from apt_model.modeling.loop import Loop
 from apt_model.runtime.results import typed_result
@@ -52,7 +52,7 @@ def train(home: Path, steps: int, during=None) -> list[dict]:
         return {"loss": model(input_ids=blocks[:2], labels=blocks[:2]).loss}
 
     loop = Loop(JobRecorder(), model, torch.optim.AdamW(model.parameters(), lr=1e-3), lambda s: 1e-3, steps, 32,
-                job_log=trainlog.JobLog(trainlog.job_log_path(home, JOB)))
+                job_log=joblog.JobLog(joblog.job_log_path(home, JOB)))
     loop.run(0, forward)
     return loop.log
 
@@ -67,12 +67,12 @@ def test_a_running_jobs_log_is_scanned_by_job_id_and_again_when_it_is_done(servi
 
     log = train(home, 12, during)
     assert seen["running"].steps == 6 and seen["running"].source == f"job {JOB}"
-    path = trainlog.job_log_path(home, JOB)
+    path = joblog.job_log_path(home, JOB)
     with open(path, "a", encoding="utf-8") as fh:
         fh.write('{"step": 13, "lo')  # a row still being written is not read
     done = scan(stub, channel)
     assert done.steps == 12 and "loss" in done.metrics
-    assert [r["loss"] for r in trainlog.read_job_log(path)] == [r["loss"] for r in log]
+    assert [r["loss"] for r in joblog.read_job_log(path)] == [r["loss"] for r in log]
     assert Store(home).exists("datasets", "job-0123456789abcdef-anomalies")
 
 

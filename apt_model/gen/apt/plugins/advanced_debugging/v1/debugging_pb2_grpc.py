@@ -95,7 +95,7 @@ class DebuggingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartAnomalyDetection(self, request, context):
-        """Training anomalies in a metrics series (a store model's training_log.jsonl, a core train job's
+        """Training anomalies in a metrics series (a store model's training_log.jsonl, a training job's
         running log by `job_id`, or a CSV,
         JSON-lines file, TensorBoard folder or W&B offline run given by `metrics_path`): NaN/Inf, loss and gradient
         spikes, divergence, plateaus, learning rate off its schedule, throughput drops and the onset
