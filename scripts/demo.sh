@@ -96,6 +96,21 @@ if $CLI plugin describe advanced-visualization >/dev/null 2>&1; then
   fi
   $CLI data pull demo-dashboard --output "$APT_HOME-viz/demo-dashboard" --overwrite
   echo "open $APT_HOME-viz/demo-dashboard/dashboard.html in a browser"
+  if [ "$COMPARE" != "demo" ]; then
+    step "advanced-visualization: an HTML comparison report of $COMPARE (the numbers compare printed, with intervals)"
+    set -- $COMPARE  # demo, then the pruned and/or the distilled model
+    if [ $# -ge 3 ]; then
+      $CLI advanced-visualization comparison-report --models "$1" --models "$2" --models "$3" \
+        --eval-path "$DATA/demo-eval.txt" --prompts "The Python language" --max-new-tokens 16 \
+        --output-name demo-report --overwrite
+    else
+      $CLI advanced-visualization comparison-report --models "$1" --models "$2" \
+        --eval-path "$DATA/demo-eval.txt" --prompts "The Python language" --max-new-tokens 16 \
+        --output-name demo-report --overwrite
+    fi
+    $CLI data pull demo-report --output "$APT_HOME-viz/demo-report" --overwrite
+    echo "open $APT_HOME-viz/demo-report/report.html in a browser"
+  fi
 fi
 if $CLI plugin describe multimodal-training >/dev/null 2>&1; then
   step "multimodal-training: digits + captions checked into shards, a short image-caption training, retrieval vs text-only"
