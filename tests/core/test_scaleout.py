@@ -64,6 +64,12 @@ def test_two_ranks_train_the_same_curve_as_one(store, corpus_file, grad_accum):
     assert not _rank_pids(store.root / ".runs" / "train-two")
 
 
+# Two ranks sum gradients in another order than one process; ~395 steps later that float drift
+# reached 1.3e-4 of the validation loss in one CI run (1e-4 failed it). A resume that drops the
+# optimizer's moments (train.py's load_state_dict removed, 2026-12-05) ends 8.5% off: far outside.
+RESUMED_REL = 1e-3
+
+
 def _cut_on_two_ranks_and_resume_on_one(store, corpus_file, **two_ranks) -> float:
     """Cancel a 2-rank run at step 5 (no rank left, no partial model, a checkpoint past step 5),
     then resume it on one rank: the same curve as a run never interrupted. Returns the seconds
@@ -80,7 +86,7 @@ def _cut_on_two_ranks_and_resume_on_one(store, corpus_file, **two_ranks) -> floa
                         JobRecorder())
     whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
     assert resumed["steps"] == 400
-    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=RESUMED_REL)
     return stopped_after
 
 
@@ -217,7 +223,7 @@ def test_a_one_rank_checkpoint_resumes_under_fsdp(store, corpus_file):
     resumed = run_train(store, _spec(store, corpus_file, "cut", workers=2, sharding="fsdp", max_steps=400,
                                      eval_every=400, resume=True), JobRecorder())
     whole = run_train(store, _spec(store, corpus_file, "whole", max_steps=400, eval_every=400), JobRecorder())
-    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-4)
+    assert resumed["val_loss"] == pytest.approx(whole["val_loss"], rel=RESUMED_REL)
 
 
 def test_an_unknown_sharding_is_refused(store, corpus_file):
