@@ -246,4 +246,6 @@ def test_sigterm_ends_the_gateway_process_within_grace_while_downloads_are_unrea
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
-    assert took <= GRACE + 2.0, f"the gateway took {took:.1f} s to exit after SIGTERM (grace {GRACE} s)"
+    # the grace, then apt-router and the plugin stopping: 4.2 s once on a 2-core machine while the
+    # images built beside the tests (a +2 s bound failed there); unread streams held it for good
+    assert took <= GRACE + 4.0, f"the gateway took {took:.1f} s to exit after SIGTERM (grace {GRACE} s)"
