@@ -31,7 +31,7 @@ class _Moments:
     """Running statistics of one module's outputs. Exact: the abs-max, the per-channel abs-max
     (dead and massive channels) and whether every value is finite (a NaN or Inf becomes the
     abs-max). Estimated from at most SAMPLE values per call, strided across channels: the mean,
-    variance and fourth central moment, so a hook costs about one pass over the output."""
+    variance and fourth central moment, so a hook costs about two passes over the output."""
 
     def __init__(self):
         self.calls: list[torch.Tensor] = []  # per call: [n, mean, var, m4, mean |x|]
@@ -42,9 +42,8 @@ class _Moments:
     def add(self, out: torch.Tensor) -> bool:
         """Record one output; whether all its values were finite."""
         x = out.detach()
-        # one pass for the per-channel abs-max: min and max together, no |x| copy (NaN propagates)
-        lo, hi = torch.aminmax(x.reshape(-1, x.shape[-1]) if x.dim() >= 1 and x.numel() else x.reshape(1, 1), dim=0)
-        per_channel = torch.maximum(hi, -lo)
+        a = x.abs()
+        per_channel = a.reshape(-1, x.shape[-1]).amax(0) if x.dim() >= 1 and x.numel() else a.reshape(1)
         top = per_channel.max()
         finite = bool(torch.isfinite(top))
         if not finite:
@@ -52,7 +51,7 @@ class _Moments:
             x = x[torch.isfinite(x)]
             if x.numel() == 0:
                 return False
-            top = x.abs().max()
+            a, top = x.abs(), x.abs().max()
         else:
             self.channel_abs_max = per_channel.float() if self.channel_abs_max is None or \
                 self.channel_abs_max.shape != per_channel.shape else torch.maximum(self.channel_abs_max, per_channel.float())
@@ -60,7 +59,7 @@ class _Moments:
         sample = x.reshape(-1)[::_stride(x.numel(), x.shape[-1] if x.dim() else 1)].float()
         mean = sample.mean()
         d2 = (sample - mean).square()
-        self.calls.append(torch.stack([mean.new_tensor(float(x.numel())), mean, d2.mean(),
+        self.calls.append(torch.stack([torch.tensor(float(x.numel()), device=sample.device), mean, d2.mean(),
                                        d2.square().mean(), sample.abs().mean()]))
         return finite
 
