@@ -62,14 +62,17 @@ def test_prune_job_end_to_end(home):
 
 def test_lottery_and_recovery_steps_are_one_training_log(home):
     """training_log.jsonl in the pruned model: every lottery step of every round, then every
-    recovery step, numbered on; a prune that trains nothing has no log."""
+    recovery step, numbered on; a prune that trains nothing has no log. The same rows are in the
+    job's running log, which advanced-debugging scans by job id."""
     from apt_model.modeling import trainlog
+    from apt_model.runtime import joblog
 
     with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, _app):
         stub = pruning_pb2_grpc.PruningStub(channel)
-        done = wait_job(channel, stub.StartPrune(request(
+        lot_id = stub.StartPrune(request(
             home, output_name="lot", strategy="lottery", lottery_rounds=2, lottery_steps=4, rewind_step=2,
-            recovery_steps=5, recovery_path=corpus(home))).id, timeout=240)
+            recovery_steps=5, recovery_path=corpus(home))).id
+        done = wait_job(channel, lot_id, timeout=240)
         assert done.state == job_pb2.JOB_STATE_SUCCEEDED, done.error.message
         lottery = typed_result(done).lottery
         assert (lottery.rounds, [r.train_steps for r in lottery.schedule]) == (2, [4, 4])
@@ -82,6 +85,7 @@ def test_lottery_and_recovery_steps_are_one_training_log(home):
     assert all(r["grad_norm"] > 0 and r["loss"] > 0 for r in rows)
     assert [r["step"] for r in rows if "block_grad_norms" in r] == [1, 10]
     assert trainlog.read(store.model("plain").path) == []
+    assert joblog.read_job_log(joblog.job_log_path(home, lot_id)) == rows
 
 
 @pytest.mark.parametrize("fields, code, text", [
