@@ -243,10 +243,14 @@ def global_masked_mean(values, mask):
 
 class RankContext:
     """The job context inside a rank: rank 0 reports and warns (into the run folder, for the
-    launcher to relay); every rank sees a cancel (the launcher's file in the run folder)."""
+    launcher to relay) and keeps the job's running log (``running_log``, the launching job's);
+    every rank sees a cancel (the launcher's file in the run folder)."""
 
-    def __init__(self, folder: Path, ranks: Ranks, owner: int | None = None):
+    def __init__(self, folder: Path, ranks: Ranks, owner: int | None = None, running_log: str = ""):
+        from apt_model.runtime.joblog import JobLog
+
         self.folder, self.ranks, self.owner = Path(folder), ranks, owner
+        self.running_log = JobLog(Path(running_log)) if running_log and ranks.main else None
 
     def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics) -> None:
         if self.ranks.main:
@@ -282,7 +286,8 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
     try:
-        result = run(payload, RankContext(folder, ranks, payload.get("owner_pid")), ranks)
+        result = run(payload, RankContext(folder, ranks, payload.get("owner_pid"), payload.get("running_log", "")),
+                     ranks)
         if ranks.main:
             tmp = folder / f".{RESULT}.tmp"
             tmp.write_text(json.dumps(result, default=float))
@@ -305,7 +310,9 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
         (folder / stale).unlink(missing_ok=True)
-    (folder / PAYLOAD).write_text(json.dumps({**payload, "owner_pid": os.getpid()}))
+    running_log = getattr(ctx, "running_log", None)  # the job's (JobContext.running_log): rank 0 writes it
+    (folder / PAYLOAD).write_text(json.dumps({**payload, "owner_pid": os.getpid(),
+                                              "running_log": str(running_log.path) if running_log else ""}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
            "--monitor-interval=0.5", "-m", module, str(folder)]
     # the ranks import what this process imports (a plugin's own package is on its sys.path)
