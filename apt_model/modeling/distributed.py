@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from apt_model import errors
+from apt_model.runtime.joblog import JobLog, job_log_path
 
 EVENTS = "events.jsonl"   # rank 0's reports and warnings, one JSON object a line
 RESULT = "result.json"    # rank 0's result
@@ -246,11 +247,9 @@ class RankContext:
     launcher to relay) and keeps the job's running log (``running_log``, the launching job's);
     every rank sees a cancel (the launcher's file in the run folder)."""
 
-    def __init__(self, folder: Path, ranks: Ranks, owner: int | None = None, running_log: str = ""):
-        from apt_model.runtime.joblog import JobLog
-
+    def __init__(self, folder: Path, ranks: Ranks, owner: int | None = None, running_log: JobLog | None = None):
         self.folder, self.ranks, self.owner = Path(folder), ranks, owner
-        self.running_log = JobLog(Path(running_log)) if running_log and ranks.main else None
+        self.running_log = running_log if ranks.main else None
 
     def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics) -> None:
         if self.ranks.main:
@@ -286,8 +285,11 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
     try:
-        result = run(payload, RankContext(folder, ranks, payload.get("owner_pid"), payload.get("running_log", "")),
-                     ranks)
+        # the launching job's running log, in this rank's view of the store (a PyTorchJob pod has no
+        # "home" in its payload: its store is where it mounts the PVC, its APT_HOME)
+        job_id, home = payload.get("job_id"), payload.get("home") or os.environ.get("APT_HOME")
+        running_log = JobLog(job_log_path(Path(home), job_id)) if job_id and home else None
+        result = run(payload, RankContext(folder, ranks, payload.get("owner_pid"), running_log), ranks)
         if ranks.main:
             tmp = folder / f".{RESULT}.tmp"
             tmp.write_text(json.dumps(result, default=float))
@@ -302,6 +304,12 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks.close()
 
 
+def logging_job(ctx) -> str:
+    """The id whose running log rank 0 keeps (``rank_main``): the job's, when its context keeps one
+    (``JobContext.running_log``; a test's recorder does not)."""
+    return ctx.job_id if getattr(ctx, "running_log", None) is not None else ""
+
+
 def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx, *,
            threads: int = 1, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m module FOLDER`` as ``workers`` ranks under torchrun and follow it as the job
@@ -310,9 +318,7 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
         (folder / stale).unlink(missing_ok=True)
-    running_log = getattr(ctx, "running_log", None)  # the job's (JobContext.running_log): rank 0 writes it
-    (folder / PAYLOAD).write_text(json.dumps({**payload, "owner_pid": os.getpid(),
-                                              "running_log": str(running_log.path) if running_log else ""}))
+    (folder / PAYLOAD).write_text(json.dumps({**payload, "job_id": logging_job(ctx), "owner_pid": os.getpid()}))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
            "--monitor-interval=0.5", "-m", module, str(folder)]
     # the ranks import what this process imports (a plugin's own package is on its sys.path)

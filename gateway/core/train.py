@@ -27,7 +27,6 @@ from apt_model.modeling.preset import SIZES, create_model, preset_config
 from apt_model.modeling import trainlog
 from apt_model.modeling import distributed
 from apt_model.modeling.checkpoint import RunCheckpoint
-from apt_model.runtime.joblog import JobLog, job_log_path
 from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -353,7 +352,7 @@ def _parallel(run: _Run, spec: TrainSpec, ranks: Ranks, device: str, val_ids):
     return loss, evaluate
 
 
-def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext, job_id: str) -> dict:
+def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     """nodes > 1: the ranks run as a Kubeflow PyTorchJob of the gateway's own image (one pod of
     ``workers`` ranks per node, GPUs when the run's device is cuda), followed from here
     (gateway.deploy.pytorchjob); the gateway's namespace and image from its environment."""
@@ -367,23 +366,21 @@ def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext, job_id: s
         spec.workers, gpu=spec.device == "cuda", image=f"{config.image_prefix}/gateway:{config.image_tag}",
         namespace=config.namespace, threads=spec.threads or 1)
     runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), config.namespace)
-    return runner.run(shape, {"spec": asdict(spec), "job_id": job_id}, store.root / run_folder, ctx)
+    return runner.run(shape, {"spec": asdict(spec)}, store.root / run_folder, ctx)
 
 
-def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None, job_id: str = "") -> dict:
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
     """The job: train, checkpoint, evaluate, then store the model with lineage and metrics.
     Every step's log row also goes to the job's running log (``apt_model.runtime.joblog``), which
     advanced-debugging reads by job id while the job runs and after.
 
     With ``workers`` > 1 the job runs ``spec.workers`` ranks under torchrun
     (``gateway.core.train_rank``, each calling this with its ``ranks``) and follows them."""
-    job_id = job_id or getattr(ctx, "job_id", "")
     if ranks is None and spec.nodes > 1:
-        return _run_on_kubernetes(store, spec, ctx, job_id)
+        return _run_on_kubernetes(store, spec, ctx)
     if ranks is None and spec.workers > 1:
         folder = store.root / ".runs" / f"{CHECKPOINT_KIND}-{spec.name}"
-        return distributed.launch("gateway.core.train_rank",
-                                  {"home": str(store.root), "spec": asdict(spec), "job_id": job_id},
+        return distributed.launch("gateway.core.train_rank", {"home": str(store.root), "spec": asdict(spec)},
                                   spec.workers, folder, ctx, threads=spec.threads or 1)
     ranks = ranks or Ranks()
     _return_freed_memory_to_os()
@@ -419,8 +416,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                 nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
                                f"then resume or start over", log=run.log, ranks=ranks,
                 no_sync=functools.partial(distributed.fsdp_no_sync, loss) if run.sharded is not None
-                else getattr(loss, "no_sync", None),
-                job_log=JobLog(job_log_path(store.root, job_id)) if job_id else None)
+                else getattr(loss, "no_sync", None))
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")

@@ -16,7 +16,7 @@ def _run(payload: dict, ctx, ranks) -> dict:
     spec = TrainSpec(**{**spec, "corpus_paths": tuple(spec["corpus_paths"])})  # validated by the job's owner
     # the launcher's store; a PyTorchJob pod's is where it mounts the store PVC (gateway.deploy.pytorchjob)
     home = payload.get("home") or os.environ["APT_HOME"]
-    return run_train(Store(home), spec, ctx, ranks, job_id=payload.get("job_id", ""))
+    return run_train(Store(home), spec, ctx, ranks)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ class PyTorchJobRunner:
             (folder / stale).unlink(missing_ok=True)
         # no owner_pid: the owner is in another pod; it cancels through the folder and the API instead.
         # No home either: each pod's is its APT_HOME (the store PVC's mount point)
-        (folder / distributed.PAYLOAD).write_text(json.dumps({k: v for k, v in payload.items() if k != "home"}))
+        (folder / distributed.PAYLOAD).write_text(json.dumps({**{k: v for k, v in payload.items() if k != "home"},
+                                                              "job_id": distributed.logging_job(ctx)}))
         self._create(manifest(shape))
         ctx.report(stage="scheduling", message=f"PyTorchJob {shape.name}: {shape.nodes} pods of {shape.workers} "
                                                f"ranks submitted")

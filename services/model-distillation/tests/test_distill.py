@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.modeling.io import load_model
-from apt_model.runtime.joblog import JobLog, read_job_log
+from apt_model.runtime.joblog import JobLog, job_log_path, read_job_log
 from apt_model.store import Store
 
 from apt_distill.data import Corpus, read_texts
@@ -32,12 +32,12 @@ def request(home, **kw) -> pb.DistillRequest:
 
 @pytest.fixture
 def distil(home, job_recorder):
-    def run(running_log=None, **kw):
+    def run(running_log=False, **kw):
         store = Store(home)
         spec = DistillSpec.from_request(request(home, **kw))
         ctx = job_recorder()
-        if running_log is not None:  # as a service's job context has (JobContext.running_log)
-            ctx.running_log = JobLog(running_log)
+        if running_log:  # as a service's job context has (JobContext.running_log)
+            ctx.running_log = JobLog(job_log_path(home, ctx.job_id))
         result = run_distill(store, spec, ctx)
         return store, result, ctx
     return run
@@ -189,9 +189,9 @@ def test_two_ranks_distil_the_same_curve_as_one(home, distil, strategies):
 
     kw = dict(strategies=strategies, max_steps=20, eval_every=10, seed=3)
     store, one, _ = distil(output_name="one", **kw)
-    store, two, ctx = distil(output_name="two", workers=2, running_log=home.parent / "two.jsonl", **kw)
+    store, two, ctx = distil(output_name="two", workers=2, running_log=True, **kw)
     rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
-    assert read_job_log(home.parent / "two.jsonl") == rows2
+    assert read_job_log(job_log_path(home, ctx.job_id)) == rows2
     assert [r["step"] for r in rows2] == list(range(1, 21))
     for a, b in zip(rows1, rows2):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
