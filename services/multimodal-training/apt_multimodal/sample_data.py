@@ -41,6 +41,27 @@ def digits(folder: Path, count: int, *, start: int = 0, chinese_every: int = 0, 
     return _manifest(folder, rows)
 
 
+def distinct_voices(voices) -> None:
+    """Raise when two of ``voices`` sound the same: espeak-ng ignores some variants (1.51 says
+    ``en-gb+m7`` exactly as ``en-gb``), so a voice set for held-out evaluation is checked by the
+    audio, not the names."""
+    import hashlib
+    import tempfile
+
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng).")
+    seen: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice in voices:
+            wav = Path(tmp) / "probe.wav"
+            subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), "seven 七"], check=True, capture_output=True)
+            digest = hashlib.sha256(wav.read_bytes()).hexdigest()
+            if digest in seen:
+                raise ValueError(f"espeak-ng voices {seen[digest]!r} and {voice!r} give the same audio: "
+                                 "the variant is ignored, so they are one voice")
+            seen[digest] = voice
+
+
 def spoken(folder: Path, count: int, *, voices=VOICES, speeds=(140, 175), pitches=(50,), seed: int = 0) -> Path:
     """``count`` spoken digits (espeak-ng), each with a voice, speed (words/min) and pitch drawn
     from the given ones; a ``cmn`` voice (``cmn``, ``cmn+f2``, ...) says and captions the digit

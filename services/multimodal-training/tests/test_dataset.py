@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -179,3 +180,12 @@ def test_cancel_during_the_checks_leaves_no_dataset(home, data, job_recorder):
         create_dataset(Store(home), spec, job_recorder(cancel_after=5))
     assert not Store(home).exists("datasets", "ds")
     assert not list((home / "datasets").glob(".tmp-*"))
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng (Debian package) is not installed")
+def test_a_voice_variant_espeak_ignores_is_caught_before_it_poses_as_a_held_out_voice():
+    from apt_multimodal import sample_data
+
+    sample_data.distinct_voices(("en-us", "en-us+f4", "en", "en+m7"))
+    with pytest.raises(ValueError, match="'en-gb' and 'en-gb\\+m7' give the same audio"):
+        sample_data.distinct_voices(("en-us", "en-gb", "en-gb+m7"))
