@@ -16,6 +16,7 @@ context the training loop talks to (``apt_model.modeling.loop.Loop`` takes ``ran
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -45,19 +46,29 @@ MAX_NODES = 64
 log = logging.getLogger("apt.distributed")
 
 
-def check_layout(batch_size: int, workers: int, nodes: int = 1) -> list[tuple[str, str]]:
+def check_layout(batch_size: int, workers: int, nodes: int = 1,
+                 batch_field: str = "batch_size") -> list[tuple[str, str]]:
     """The violations of a data-parallel request's ``workers``, ``nodes`` and ``batch_size`` (each
     of the workers x nodes ranks trains an equal share of the global batch), as (field, why) pairs
-    for the caller's INVALID_ARGUMENT: the same rule for every training operation."""
+    for the caller's INVALID_ARGUMENT: the same rule for every training operation. ``batch_field``:
+    the request's name for its global batch (RL's ``questions_per_step``)."""
     if not 1 <= workers <= MAX_WORKERS:
         return [("workers", f"workers must be in 1..{MAX_WORKERS}")]
     if not 1 <= nodes <= MAX_NODES:
         return [("nodes", f"nodes must be in 1..{MAX_NODES}")]
     if batch_size % (workers * nodes):
         ranks = f"workers x nodes ({workers * nodes})" if nodes > 1 else f"workers ({workers})"
-        return [("batch_size", f"batch_size ({batch_size}) must be a multiple of {ranks}: "
-                               "each rank trains an equal share of the global batch")]
+        return [(batch_field, f"{batch_field} ({batch_size}) must be a multiple of {ranks}: "
+                              "each rank trains an equal share of the global batch")]
     return []
+
+
+def require_layout(batch_size: int, workers: int, nodes: int, verb: str, batch_field: str = "batch_size") -> None:
+    """``check_layout``'s first violation as INVALID_ARGUMENT naming the field, then
+    ``refuse_multi_node`` (FAILED_PRECONDITION): a one-machine operation's request checks."""
+    for field_name, why in check_layout(batch_size, workers, nodes or 1, batch_field):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    refuse_multi_node(nodes, verb)
 
 
 def refuse_multi_node(nodes: int, verb: str = "train", deployer: str | None = None) -> None:
@@ -133,6 +144,39 @@ class Ranks:
         out = t.tolist()
         return ({k: v / self.world for k, v in zip(keys, out)},
                 {n: v > 0 for n, v in zip(names, out[len(keys):])})
+
+    def sums(self, *counts: float) -> list[float]:
+        """Each count summed over the ranks, in one all-reduce: the global batch's count of what
+        the ranks hold unequal numbers of (the labelled tokens of variable-length rows, the
+        groups a filter kept); the counts themselves for one rank."""
+        if self.world == 1:
+            return [float(c) for c in counts]
+        import torch
+        import torch.distributed as dist
+
+        t = torch.tensor([float(c) for c in counts], dtype=torch.float64, device=_collective_device())
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def gather(self, items: list) -> list:
+        """Every rank's ``items`` (JSON-like values), concatenated in rank order: with contiguous
+        shards (``shard``), the global batch's order; ``items`` itself for one rank."""
+        if self.world == 1:
+            return list(items)
+        import torch.distributed as dist
+
+        parts: list = [None] * self.world
+        dist.all_gather_object(parts, items)
+        return [x for part in parts for x in part]
+
+    def part_of_mean(self, mean, count: float, total: float):
+        """This rank's part of a mean over the global batch's ``total`` items, from ``mean``, the
+        mean over its own ``count`` of them: scaled so that the mean over the ranks (DDP's, of the
+        gradients; ``agree``'s, of the logged terms) is the global mean one process computes. A
+        rank holding none of the items (``count`` 0) adds nothing, its graph kept for DDP."""
+        if self.world == 1:
+            return mean
+        return mean * (count * self.world / total) if total else mean * 0.0
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -308,6 +352,30 @@ def logging_job(ctx) -> str:
     """The id whose running log rank 0 keeps (``rank_main``): the job's, when its context keeps one
     (``JobContext.running_log``; a test's recorder does not)."""
     return ctx.job_id if getattr(ctx, "running_log", None) is not None else ""
+
+
+def launch_spec(module: str, operation: str, home: Path, spec, ctx, run: str) -> dict[str, Any]:
+    """``launch`` of a job whose work is ``work(store, spec, ctx, ranks)`` (``spec``: a dataclass
+    with ``workers``), in the run folder ``home/.runs/<run>``; ``module`` runs ``spec_rank_main``."""
+    payload = {"operation": operation, "home": str(home), "spec": dataclasses.asdict(spec)}
+    return launch(module, payload, spec.workers, Path(home) / ".runs" / run, ctx)
+
+
+def spec_rank_main(operations: dict[str, tuple[type, Callable]]) -> None:
+    """The ``__main__`` of a rank module of ``launch_spec``: ``operations`` maps each operation
+    name to (spec class, work function); the rank rebuilds the spec (validated by the job's
+    owner) and calls ``work(Store(home), spec, ctx, ranks)``."""
+    from apt_model.store import Store
+
+    def tuples(v):  # JSON lists back into the spec's tuples
+        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+    def run(payload: dict, ctx: RankContext, ranks: Ranks) -> dict:
+        spec_class, work = operations[payload["operation"]]
+        spec = spec_class(**{k: tuples(v) for k, v in payload["spec"].items()})
+        return work(Store(payload["home"]), spec, ctx, ranks)
+
+    rank_main(run)
 
 
 def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx, *,
