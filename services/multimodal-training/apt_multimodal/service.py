@@ -36,16 +36,7 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
         return job_to_proto(snap)
 
     def StartTrain(self, request, context):
-        d = TrainSpec("", "", "")
-        spec = TrainSpec(
-            model=request.model, dataset=request.dataset, output_name=request.output_name,
-            max_steps=request.max_steps or d.max_steps, learning_rate=request.learning_rate or d.learning_rate,
-            stage=request.stage or d.stage, batch_size=request.batch_size or d.batch_size, seed=request.seed,
-            resume=request.resume, overwrite=request.overwrite, device=request.device or d.device,
-            module_learning_rates=dict(request.module_learning_rates), freeze=tuple(request.freeze),
-            encoder_width=request.encoder_width or d.encoder_width,
-            encoder_layers=request.encoder_layers or d.encoder_layers, patch_size=request.patch_size or d.patch_size,
-            checkpoint_every=request.checkpoint_every or d.checkpoint_every, warmup_steps=request.warmup_steps)
+        spec = TrainSpec.from_request(request)
         self.store.model(spec.model)      # NOT_FOUND before a job starts
         self.store.dataset(spec.dataset)
         if self.store.exists("models", spec.output_name) and not spec.overwrite:

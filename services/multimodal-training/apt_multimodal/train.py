@@ -1,6 +1,8 @@
 """The work of a StartTrain job: a store causal LM plus from-scratch encoders and projectors,
 trained on a stored multimodal dataset on the platform's Loop, checkpointed for resume, and
-written into the store (atomically) with its lineage and ``training_log.jsonl``."""
+written into the store (atomically) with its lineage and ``training_log.jsonl``. With ``workers``
+> 1 the ranks (``apt_multimodal.train_rank``) each train their share of every step's global batch
+under DDP (``apt_model.modeling.distributed``)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from typing import Any
 import torch
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.modeling import distributed, trainlog
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -21,11 +24,12 @@ from apt_model.store import Store
 
 from apt_multimodal import model as mm
 from apt_multimodal import shards
-from apt_multimodal.batches import make_batch
+from apt_multimodal.batches import IGNORE, make_batch
 
 OPERATION = "multimodal-train"
 KIND = "multimodal"
-FREE_FIELDS = ("device", "checkpoint_every")  # may change between a run and its resume
+# may change between a run and its resume (2 ranks' checkpoint resumes on 1)
+FREE_FIELDS = ("device", "checkpoint_every", "workers")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,22 @@ class TrainSpec:
     patch_size: int = 8
     checkpoint_every: int = 100
     warmup_steps: int = 0
+    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+
+    @classmethod
+    def from_request(cls, r) -> "TrainSpec":
+        """A ``TrainRequest`` as a spec (0 = the default); INVALID_ARGUMENT naming a bad layout
+        field, FAILED_PRECONDITION for nodes > 1."""
+        d = cls("", "", "")
+        distributed.require_layout(r.batch_size or d.batch_size, r.workers or 1, r.nodes, "train")
+        return cls(
+            model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or d.max_steps,
+            learning_rate=r.learning_rate or d.learning_rate, stage=r.stage or d.stage,
+            batch_size=r.batch_size or d.batch_size, seed=r.seed, resume=r.resume, overwrite=r.overwrite,
+            device=r.device or d.device, module_learning_rates=dict(r.module_learning_rates), freeze=tuple(r.freeze),
+            encoder_width=r.encoder_width or d.encoder_width, encoder_layers=r.encoder_layers or d.encoder_layers,
+            patch_size=r.patch_size or d.patch_size, checkpoint_every=r.checkpoint_every or d.checkpoint_every,
+            warmup_steps=r.warmup_steps, workers=r.workers or 1)
 
     def lineage(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("resume", "overwrite")}
@@ -119,9 +139,15 @@ def optimizer_for(model: mm.MultimodalLM, spec: TrainSpec) -> ScaledAdamW:
     return ScaledAdamW(groups, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
 
 
-def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
+def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
+    """The job; with ``workers`` > 1 it runs the ranks under torchrun, each calling this with its ``ranks``."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch_spec("apt_multimodal.train_rank", "train", store.root, spec, ctx,
+                                       f"{KIND}-{spec.output_name}")
+    ranks = ranks or Ranks()
     ctx.report(progress=0.0, stage="load", message=f"loading {spec.model!r} and {spec.dataset!r}")
     device = pick_device(spec.device)
+    ranks.init(device)
     data = shards.read(store.dataset(spec.dataset).path)
     model, tok, added = build(store, spec, data, device, ctx)
     if added:
@@ -136,25 +162,35 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
         model.load_state_dict(states["model"])
         optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite:
+    elif spec.overwrite and ranks.main:
         ckpt.remove()
+    # every rank draws the same global batch and trains its share of the rows
+    wrapped = ranks.wrap(model, device, find_unused=True)  # a batch may lack a modality: its tower idles
 
     def rows_of(step: int) -> list[shards.StoredRow]:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # a function of (seed, step)
         return [data.rows[i] for i in torch.randint(len(data.rows), (spec.batch_size,), generator=gen)]
 
     def forward(step: int, micro: int) -> dict:
-        batch = make_batch(data, rows_of(step), tok, model.config.token_ids(), tokens).to(device)
-        out = model(batch.input_ids, batch.attention_mask, batch.labels, batch.media)
-        return {"loss": out.loss, "tokens": int(batch.attention_mask.sum())}
+        batch = make_batch(data, ranks.shard(rows_of(step)), tok, model.config.token_ids(), tokens).to(device)
+        out = wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.media)
+        # the caption loss is a mean over the global batch's labelled tokens, whichever rank holds them
+        labelled = int((batch.labels[:, 1:] != IGNORE).sum())  # the LM's shifted targets
+        total, trained = ranks.sums(labelled, int(batch.attention_mask.sum()))
+        # tokens: the Loop counts world x this, the global batch's
+        return {"loss": ranks.part_of_mean(out.loss, labelled, total), "tokens": trained / ranks.world}
 
     def save(step: int) -> None:
-        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(), loop.log)
+        if ranks.main:  # every rank holds the same state: rank 0 writes it
+            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(),
+                      loop.log)
 
-    loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec), spec.max_steps, spec.batch_size * 32,
-                device=device, checkpoint_every=spec.checkpoint_every, checkpoint=save,
-                nonfinite_hint="lower --learning-rate", log=log)
+    loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec), spec.max_steps,
+                spec.batch_size * 32 // ranks.world, device=device, checkpoint_every=spec.checkpoint_every,
+                checkpoint=save, nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
     step = loop.run(step, forward)
+    if not ranks.main:
+        return {}
     ctx.check_cancelled()
     ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
     trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])

@@ -115,6 +115,14 @@ def test_a_text_dataset_or_a_missing_model_is_refused(service, home):
     assert job.error.code == "FAILED_PRECONDITION" and "not a multimodal dataset" in job.error.message
 
 
+def test_a_batch_the_workers_cannot_share_or_several_nodes_are_refused(service):
+    stub, _, _ = service
+    code, details = code_of(lambda: train(stub, batch_size=3, workers=2))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "batch_size (3) must be a multiple of workers (2)" in details
+    code, details = code_of(lambda: train(stub, workers=2, nodes=2))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "--workers N" in details
+
+
 def wait_for_step(jobs, job_id: str, step: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

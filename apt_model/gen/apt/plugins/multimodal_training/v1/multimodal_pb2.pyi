@@ -31,7 +31,7 @@ class CreateDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., manifest_path: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., image_size: _Optional[int] = ..., sample_rate: _Optional[int] = ..., n_mels: _Optional[int] = ..., max_audio_seconds: _Optional[float] = ..., truncate_audio: _Optional[bool] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "learning_rate", "stage", "batch_size", "seed", "resume", "overwrite", "device", "module_learning_rates", "freeze", "encoder_width", "encoder_layers", "patch_size", "checkpoint_every", "warmup_steps")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "learning_rate", "stage", "batch_size", "seed", "resume", "overwrite", "device", "module_learning_rates", "freeze", "encoder_width", "encoder_layers", "patch_size", "checkpoint_every", "warmup_steps", "workers", "nodes")
     class ModuleLearningRatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class TrainRequest(_message.Message):
     PATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_EVERY_FIELD_NUMBER: _ClassVar[int]
     WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -75,7 +77,9 @@ class TrainRequest(_message.Message):
     patch_size: int
     checkpoint_every: int
     warmup_steps: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., stage: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., module_learning_rates: _Optional[_Mapping[str, float]] = ..., freeze: _Optional[_Iterable[str]] = ..., encoder_width: _Optional[int] = ..., encoder_layers: _Optional[int] = ..., patch_size: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ...) -> None: ...
+    workers: int
+    nodes: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., stage: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., module_learning_rates: _Optional[_Mapping[str, float]] = ..., freeze: _Optional[_Iterable[str]] = ..., encoder_width: _Optional[int] = ..., encoder_layers: _Optional[int] = ..., patch_size: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("model", "dataset", "max_rows", "device", "max_new_tokens")
