@@ -12,6 +12,7 @@ client libraries talk HTTP to the local servers.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -114,3 +115,34 @@ class JobRecorder(JobContext):
     def series(self, key: str) -> list[float]:
         """The values of one metric, report by report (a loss curve)."""
         return [m[key] for m in self.history if key in m]
+
+
+class CancelAtStep(JobRecorder):
+    """Cancels the job (as CancelJob does) once a report reaches ``step`` — or passes it: the ranks
+    of a data-parallel run report at most twice a second, not every step. ``cancelled_at``: when
+    (``time.monotonic()``), for how long the job then takes to end."""
+
+    def __init__(self, step: int):
+        super().__init__()
+        self.at, self.cancelled_at = step, None
+
+    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
+        super().report(progress, stage, message, eta_seconds, **metrics)
+        if metrics.get("step", 0) >= self.at and self.cancelled_at is None:
+            self.cancelled_at = time.monotonic()
+            self._cancel.set()
+
+
+def rank_pids(folder: Path) -> dict[int, int]:
+    """{rank: pid} of the rank processes of the data-parallel run in ``folder``
+    (``apt_model.modeling.distributed.launch``; not torchrun's agent), from ``/proc``."""
+    pids = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
+        except (OSError, ValueError):
+            continue
+        if str(folder).encode() in cmd and b"torch.distributed.run" not in cmd:
+            pids[int(env.get(b"RANK", b"-1"))] = int(proc.name)
+    return pids

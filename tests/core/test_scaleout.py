@@ -12,7 +12,7 @@ import pytest
 
 from apt_model import errors
 from apt_model.modeling.checkpoint import RunCheckpoint
-from apt_model.testing import JobRecorder
+from apt_model.testing import CancelAtStep, JobRecorder, rank_pids
 from gateway.core.train import TrainSpec, run_train
 
 SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=20, eval_every=10, checkpoint_every=0,
@@ -21,34 +21,6 @@ SMALL = dict(vocab_size=300, seq_len=32, batch_size=4, max_steps=20, eval_every=
 
 def _spec(store, corpus_file, name, **kw) -> TrainSpec:
     return TrainSpec(name=name, corpus_paths=(str(corpus_file),), **{**SMALL, **kw}).validate(store)
-
-
-class CancelAtStep(JobRecorder):
-    """Cancels the job (as CancelJob does) once a relayed report reaches ``step``."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.at, self.cancelled_at = step, None
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        super().report(progress, stage, message, eta_seconds, **metrics)
-        if metrics.get("step", 0) >= self.at and self.cancelled_at is None:
-            self.cancelled_at = time.monotonic()
-            self._cancel.set()
-
-
-def _rank_pids(folder: Path) -> dict[int, int]:
-    """{rank: pid} of the rank processes of the run in ``folder`` (not torchrun's agent)."""
-    pids = {}
-    for proc in Path("/proc").iterdir():
-        try:
-            cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            env = dict(v.split(b"=", 1) for v in (proc / "environ").read_bytes().split(b"\0") if b"=" in v)
-        except (OSError, ValueError):
-            continue
-        if b"gateway.core.train_rank" in cmd and str(folder).encode() in cmd and b"torch.distributed.run" not in cmd:
-            pids[int(env.get(b"RANK", b"-1"))] = int(proc.name)
-    return pids
 
 
 @pytest.mark.parametrize("grad_accum", [1, 2])
@@ -61,7 +33,7 @@ def test_two_ranks_train_the_same_curve_as_one(store, corpus_file, grad_accum):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-4)
     assert store.exists("models", "two") and recorder.series("step")[-1] == 20  # rank 0's reports reach the job
-    assert not _rank_pids(store.root / ".runs" / "train-two")
+    assert not rank_pids(store.root / ".runs" / "train-two")
 
 
 # Two ranks sum gradients in another order than one process; ~395 steps later that float drift
@@ -79,7 +51,7 @@ def _cut_on_two_ranks_and_resume_on_one(store, corpus_file, **two_ranks) -> floa
         run_train(store, _spec(store, corpus_file, "cut", workers=2, max_steps=400, eval_every=400, **two_ranks),
                   ctx)
     stopped_after = time.monotonic() - ctx.cancelled_at
-    assert not _rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
+    assert not rank_pids(store.root / ".runs" / "train-cut") and not store.exists("models", "cut")
     reached = RunCheckpoint(store, "train", "cut").step()
     assert reached is not None and 5 <= reached < 400
     resumed = run_train(store, _spec(store, corpus_file, "cut", max_steps=400, eval_every=400, resume=True),
@@ -103,7 +75,7 @@ def test_a_killed_rank_fails_the_job_with_that_ranks_end(store, corpus_file):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
             if (folder / "events.jsonl").is_file() and b'"step"' in (folder / "events.jsonl").read_bytes():
-                ranks = _rank_pids(folder)
+                ranks = rank_pids(folder)
                 if 1 in ranks:
                     os.kill(ranks[1], signal.SIGKILL)
                     killed.append(time.monotonic())
@@ -115,7 +87,7 @@ def test_a_killed_rank_fails_the_job_with_that_ranks_end(store, corpus_file):
                   JobRecorder())
     assert killed and time.monotonic() - killed[0] < 10
     assert info.value.reason == "RANK_FAILED" and "SIGKILL" in info.value.message, info.value.message
-    assert not _rank_pids(folder) and not store.exists("models", "killed")
+    assert not rank_pids(folder) and not store.exists("models", "killed")
 
 
 def test_a_rank_that_fails_fails_the_job_with_its_own_error(store, corpus_file):
@@ -181,11 +153,11 @@ def test_ranks_stop_and_checkpoint_when_the_service_that_owns_them_dies(store, c
         while not ((folder / "events.jsonl").is_file() and b'"step"' in (folder / "events.jsonl").read_bytes()):
             assert time.monotonic() < deadline and owner.poll() is None, "the run never started"
             time.sleep(0.2)
-        assert len(_rank_pids(folder)) == 2
+        assert len(rank_pids(folder)) == 2
         owner.kill()
         owner.wait()
         killed = time.monotonic()
-        while _rank_pids(folder):
+        while rank_pids(folder):
             assert time.monotonic() - killed < 15, "the ranks outlived the service that owned them"
             time.sleep(0.2)
     finally:

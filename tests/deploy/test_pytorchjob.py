@@ -20,7 +20,7 @@ import yaml
 
 from apt_model import errors
 from apt_model.modeling.checkpoint import RunCheckpoint
-from apt_model.testing import SAMPLE_TEXT, JobRecorder
+from apt_model.testing import SAMPLE_TEXT, CancelAtStep, JobRecorder
 
 from .conftest import ROOT
 from .kube_api import LocalKubeApiServer
@@ -216,19 +216,6 @@ def test_cancel_checkpoints_and_deletes_the_pytorchjob(store, tmp_path, cluster)
     assert all(p.poll() is not None for p in operator.procs)  # the ranks stopped by themselves, after a checkpoint
     reached = RunCheckpoint(store, "train", "cut").step()
     assert reached is not None and 3 <= reached < 5000 and not store.exists("models", "cut")
-
-
-class CancelAtStep(JobRecorder):
-    """Cancels the job (as CancelJob does) once a relayed report reaches ``step``."""
-
-    def __init__(self, step: int):
-        super().__init__()
-        self.at = step
-
-    def report(self, progress=None, stage=None, message=None, eta_seconds=None, **metrics):
-        super().report(progress, stage, message, eta_seconds, **metrics)
-        if metrics.get("step", 0) >= self.at:
-            self._cancel.set()
 
 
 def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp_path, cluster):
