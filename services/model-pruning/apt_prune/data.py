@@ -86,11 +86,15 @@ def _stream(store: Store, tokenizer, dataset: str, path: str, seq_len: int, what
 
 
 def batches(blocks: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled batches of blocks; a new permutation each epoch, deterministic for a seed."""
+    """Endless shuffled batches of ``batch_size`` blocks, deterministic for a seed. Every batch is
+    full (an epoch's permutation runs on into the next one's), so the ranks of a data-parallel run,
+    which all draw the same batch, each train an equal share of it."""
     if len(blocks) == 0:
         raise errors.InvalidArgument("There is no training text to draw batches from.")
     g = torch.Generator().manual_seed(seed)
+    order = torch.zeros(0, dtype=torch.long)
     while True:
-        order = torch.randperm(len(blocks), generator=g)
-        for i in range(0, len(order), batch_size):
-            yield blocks[order[i:i + batch_size]]
+        while len(order) < batch_size:
+            order = torch.cat([order, torch.randperm(len(blocks), generator=g)])
+        yield blocks[order[:batch_size]]
+        order = order[batch_size:]

@@ -1,14 +1,21 @@
-"""The pruning job: load, measure, prune, recover, measure, prove it reloads, store with a report."""
+"""The pruning job: load, measure, prune, recover, measure, prove it reloads, store with a report.
+
+With ``workers`` > 1 the job runs as that many ranks under torchrun
+(``apt_model.modeling.distributed``): every rank prunes alike and trains its share of each
+lottery and recovery batch (DDP); rank 0 alone measures and stores.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.modeling import distributed, trainlog
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_model, load_tokenizer, read_config, save_model
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
@@ -46,7 +53,14 @@ def _snapshot(model, eval_ids: torch.Tensor, spec: PruneSpec, vocab: int, seq_le
     }, ppl.windows if ppl else 0
 
 
-def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
+def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
+    """The job; with ``workers`` > 1, ``spec.workers`` ranks of it (``apt_prune.prune_rank``, each
+    calling this with its ``ranks``), followed from here."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch("apt_prune.prune_rank", {"home": str(store.root), "spec": asdict(spec)},
+                                  spec.workers, store.root / ".runs" / f"{OPERATION}-{spec.output_name}", ctx)
+    ranks = ranks or Ranks()
+    ranks.init("cpu")
     torch.manual_seed(spec.seed)
     entry = store.model(spec.name)
     ctx.report(progress=0.01, stage="load", message=f"loading {spec.name}")
@@ -61,18 +75,23 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     if spec.seq_len > seq_len:
         raise errors.InvalidArgument(f"seq_len {spec.seq_len} exceeds the model's context of {seq_len} tokens.")
 
-    ctx.report(progress=0.05, stage="measure", message="measuring the model before pruning")
-    before, eval_windows = _snapshot(model, texts.eval, spec, vocab, seq_len)
-    before["size_bytes"] = measure.folder_size(entry.path)
-    ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
-               **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
-    details = _prune(model, spec, plan, imp, texts, ctx, log)
+    if ranks.main:
+        ctx.report(progress=0.05, stage="measure", message="measuring the model before pruning")
+        before, eval_windows = _snapshot(model, texts.eval, spec, vocab, seq_len)
+        before["size_bytes"] = measure.folder_size(entry.path)
+        ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
+                   **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
+    ranks.barrier()  # the other ranks wait, so rank 0 times the model without their work beside it
+    details = _prune(model, spec, plan, imp, texts, ctx, log, ranks)
     ctx.check_cancelled()
 
     recovery_losses = []
     if spec.recovery_steps:
         recovery_losses = train_steps(model, batches(texts.train, spec.batch_size, spec.seed + 1), spec.recovery_steps,
-                                      spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85), log=log)
+                                      spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85), log=log,
+                                      ranks=ranks)
+    if not ranks.main:
+        return {}
     unstructured.make_permanent(model)
 
     ctx.report(progress=0.86, stage="measure", message="measuring the pruned model")
@@ -93,13 +112,13 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
     return report
 
 
-def _prune(model, spec: PruneSpec, plan, imp, texts, ctx: JobContext, log: list[dict]) -> dict:
+def _prune(model, spec: PruneSpec, plan, imp, texts, ctx: JobContext, log: list[dict], ranks: Ranks) -> dict:
     """Prune ``model`` in place by the spec's strategy; what the report says about how."""
     if spec.strategy == "structured":
         return {"structured": apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx, (0.1, 0.3))}
     if spec.strategy == "lottery":
         out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6),
-                                   log=log)
+                                   log=log, ranks=ranks)
         return {"lottery": {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
                             "rewind_step": spec.rewind_step, "schedule": out["schedule"]}}
     scores = unstructured.weight_scores(model, imp, texts.calibration, spec.batch_size, ctx)

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from apt_model import errors
+from apt_model.modeling import distributed
 from apt_model.store import validate_name
 from apt_model.trust import PathPolicy
 
@@ -50,6 +51,7 @@ class PruneSpec:
     seq_len: int = 128                # tokens per sequence
     seed: int = 0
     overwrite: bool = False
+    workers: int = 1                  # data-parallel ranks of lottery and recovery training
 
     @property
     def unstructured(self) -> bool:
@@ -101,6 +103,7 @@ class PruneSpec:
         # the ranges of lottery_rounds, lottery_steps, rewind_step, recovery_steps, batch_size and
         # seq_len are rules on PruneRequest's fields (pruning.proto), checked before this runs
         round_ratio = _lottery_round_ratio(r, ratio)
+        batch_size = r.batch_size or 8
         lr = float(r.learning_rate) or 3e-4
         if not (0.0 < lr < 1.0):
             raise errors.InvalidArgument(f"learning_rate must be in (0, 1), got {r.learning_rate}.")
@@ -112,10 +115,16 @@ class PruneSpec:
             lottery_steps=r.lottery_steps or 50, rewind_step=r.rewind_step if r.rewind_step else 5,
             recovery_steps=r.recovery_steps, recovery_dataset=_dataset(r.recovery_dataset),
             recovery_path=r.recovery_path, eval_dataset=_dataset(r.eval_dataset), eval_path=r.eval_path,
-            **parts, learning_rate=lr, batch_size=r.batch_size or 8,
+            **parts, learning_rate=lr, batch_size=batch_size,
             seq_len=r.seq_len or 128, seed=int(r.seed), overwrite=bool(r.overwrite),
+            workers=_workers(r, batch_size),
         )
         spec.check_text_sources()
+        if spec.workers > 1 and not spec.needs_training_text:
+            raise errors.InvalidArgument(
+                f"workers ({spec.workers}) splits lottery and recovery training over ranks, and this run trains "
+                "nothing; drop --workers, or give --recovery-steps N (or the lottery strategy).",
+                violations=[("workers", "this run trains nothing")])
         return spec
 
     def with_host_paths(self, paths: PathPolicy) -> "PruneSpec":
@@ -209,6 +218,15 @@ def _lottery_round_ratio(r, ratio: float) -> float:
         raise errors.InvalidArgument(
             f"lottery_round_ratio {round_ratio} exceeds the final ratio {ratio}; the first round would overshoot.")
     return round_ratio
+
+def _workers(r, batch_size: int) -> int:
+    """The data-parallel ranks (each trains an equal share of the global batch); one machine only."""
+    workers = r.workers or 1
+    for field_name, why in distributed.check_layout(batch_size, workers):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    distributed.refuse_multi_node(r.nodes, "prune")
+    return workers
+
 
 def _dataset(name: str) -> str:
     return validate_name(name, "dataset") if name else ""

@@ -1,7 +1,8 @@
 """A short training loop for recovery fine-tunes and lottery rounds.
 
 AdamW with linear warm-up and cosine decay, gradient clipping at 1.0, on the platform's
-training loop (``apt_model.modeling.loop``). Pruned weights stay
+training loop (``apt_model.modeling.loop``), data-parallel over the ranks of a run with
+``workers`` > 1 (``apt_model.modeling.distributed``). Pruned weights stay
 pruned: unstructured masks live in ``torch.nn.utils.prune`` forward hooks while training,
 and structured pruning removed the weights outright.
 """
@@ -13,6 +14,7 @@ from typing import Callable, Iterator
 import torch
 
 from apt_model import errors
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
@@ -23,14 +25,16 @@ MIN_LR_FRACTION = 0.1
 
 def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, ctx: JobContext, *,
                 stage: str, progress: tuple[float, float],
-                on_step: Callable[[int], None] | None = None, log: list[dict] | None = None) -> list[float]:
+                on_step: Callable[[int], None] | None = None, log: list[dict] | None = None,
+                ranks: Ranks = Ranks()) -> list[float]:
     """Train ``model`` for ``steps`` optimiser steps on the platform's loop
     (``apt_model.modeling.loop``); returns the loss of each step.
 
     ``progress`` is the (start, end) share of the job this phase covers; ``on_step(n)`` is
     called after step n (1-based), e.g. to take the lottery's rewind checkpoint. ``log``
     collects training_log.jsonl's rows, numbered on from the rows already in it, so the
-    lottery's rounds and the recovery make one log.
+    lottery's rounds and the recovery make one log. ``ranks``: this process's place in a
+    data-parallel run; every rank draws the same global batches and trains its share of the rows.
     """
     if steps <= 0:
         return []
@@ -40,12 +44,15 @@ def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, c
     rows = log if log is not None else []
     first = len(rows)
 
+    net = ranks.wrap(model, "cpu")  # DDP: the gradients are averaged over the ranks in backward
+
     def forward(step: int, micro: int) -> dict:
-        ids = next(batches)  # the last batch of an epoch may be short
-        return {"loss": model(input_ids=ids, labels=ids, use_cache=False).loss, "tokens": ids.numel()}
+        ids = ranks.shard(next(batches))  # (batch_size / world, S): this rank's rows of the global batch
+        return {"loss": net(input_ids=ids, labels=ids, use_cache=False).loss, "tokens": ids.numel()}
 
     loop = Loop(ctx, model, opt, lambda step: lr * warmup_cosine(step, warmup, steps, MIN_LR_FRACTION), steps,
-                0, stage=stage, progress=progress, on_step=on_step, log=rows, log_extra={"phase": stage})
+                0, stage=stage, progress=progress, on_step=on_step, log=rows, log_extra={"phase": stage},
+                ranks=ranks)
     loop.run(0, forward)
     model.eval()
     return [r["loss"] for r in rows[first:]]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn.utils import prune
 
+from apt_model.modeling.distributed import Ranks
 from apt_model.runtime.jobs import JobContext
 
 from apt_prune.importance import Importance, score_weight
@@ -72,7 +73,7 @@ def make_permanent(model) -> None:
 
 
 def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, float],
-            log: list[dict] | None = None) -> dict:
+            log: list[dict] | None = None, ranks: Ranks = Ranks()) -> dict:
     """Iterative magnitude pruning with weight rewinding (Frankle et al., "Linear Mode
     Connectivity and the Lottery Ticket Hypothesis", 2020).
 
@@ -80,7 +81,8 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
     ``lottery_steps`` steps in all (counting the first ``rewind_step`` in round one), prunes
     ``round_ratio`` of the surviving prunable weights by magnitude, and rewinds every
     parameter to the kept weights, masks in place. The last round prunes exactly to ``ratio``.
-    Returns the rewind state (for checks) and the schedule for the report.
+    Returns the rewind state (for checks) and the schedule for the report. Every rank of a
+    data-parallel run (``ranks``) prunes and rewinds alike: their weights stay the same.
     """
     layers = prunable_linears(model)
     lo, hi = progress
@@ -100,7 +102,7 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
         steps = spec.lottery_steps
         train_steps(model, train_batches, steps, spec.learning_rate, ctx, stage=f"lottery round {r + 1}/{rounds}",
                     progress=(lo + r * span, lo + (r + 0.9) * span), on_step=keep_rewind if r == 0 else None,
-                    log=log)
+                    log=log, ranks=ranks)
         target = spec.ratio if r == rounds - 1 else 1.0 - (1.0 - spec.round_ratio) ** (r + 1)
         target = min(target, spec.ratio)
         _prune_survivors_to(layers, round(target * total))

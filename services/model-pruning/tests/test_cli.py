@@ -122,3 +122,11 @@ def test_a_rule_of_the_proto_refuses_before_any_job(cli):
     out = cli(*PRUNE, "--strategy", "magnitude", "--ratio", "1.5")
     assert out.returncode == 3 and "ratio must be strictly between 0 and 1" in out.stderr
     assert "[fields: ratio]" in out.stderr
+
+
+def test_workers_is_a_flag_whose_layout_is_checked_before_any_job(cli):
+    out = cli(*PRUNE, "--help")
+    assert out.returncode == 0 and "--workers" in out.stdout and "--nodes" in out.stdout, out.stderr
+    out = cli(*PRUNE, "--strategy", "magnitude", "--ratio", "0.5", "--batch-size", "6", "--workers", "4")
+    assert out.returncode == 3 and "batch_size (6) must be a multiple of workers (4)" in out.stderr, out.stderr
+    assert "[fields: batch_size]" in out.stderr
