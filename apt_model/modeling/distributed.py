@@ -252,6 +252,39 @@ def full_state(module, optimizer=None) -> tuple[dict, dict | None]:
                       "param_groups": [{**g, "params": [order[f] for f in g["params"]]} for g in osd["param_groups"]]}
 
 
+def submodule_state(state: dict, prefix: str) -> dict:
+    """The entries of ``state`` under submodule ``prefix`` (``"model"``), keyed as that submodule's
+    own ``state_dict``: a run's loss module's state, split into the parts a checkpoint keeps."""
+    return {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
+
+
+def whole_states(parts: dict, optimizer, ranks: Ranks, sharded=None) -> tuple[dict, dict] | None:
+    """The ``state_dict`` of each of ``parts`` (the modules a checkpoint keeps, by the name the run's
+    loss module holds each under) and of the optimizer, whole, on rank 0; None on the others. Under
+    FSDP (``sharded``: the run's root, that loss module) they are gathered from every rank's shards
+    (a collective: every rank calls it); otherwise rank 0's own. The same form for any world size
+    and sharding, so a checkpoint of either resumes under the other."""
+    if sharded is not None:
+        state, optimizer_state = full_state(sharded, optimizer)
+        return ({name: submodule_state(state, name) for name in parts}, optimizer_state) if ranks.main else None
+    if not ranks.main:
+        return None
+    return {name: module.state_dict() for name, module in parts.items()}, optimizer.state_dict()
+
+
+def gather_model(sharded, model, prefix: str, ranks: Ranks):
+    """An FSDP run's ``model`` (submodule ``prefix`` of the sharded root), whole, as a plain model of
+    its config on rank 0 (for storing); None on the others. A collective: every rank calls it."""
+    from apt_model.modeling.preset import create_model
+
+    state, _ = full_state(sharded)
+    if not ranks.main:
+        return None
+    plain = create_model(model.config)
+    plain.load_state_dict(submodule_state(state, prefix))
+    return plain
+
+
 def load_optimizer_state(module, optimizer, state: dict) -> None:
     """Load a ``state_dict``-form optimizer state (a checkpoint's, of any world size) into the
     optimizer of an FSDP2 ``module``: each rank keeps its shard of every moment."""

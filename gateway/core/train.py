@@ -269,21 +269,14 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks) -> 
 
 
 def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int, ranks: Ranks) -> None:
-    if run.sharded is not None:  # FSDP: every rank gathers its shards; rank 0 gets the whole state
-        model_sd, optimizer_sd = distributed.full_state(run.sharded, run.optimizer)
-        model_sd = _unwrapped(model_sd)
-    elif ranks.main:
-        model_sd, optimizer_sd = run.model.state_dict(), run.optimizer.state_dict()
-    if not ranks.main:  # DDP: every rank holds the same state; rank 0 writes it
+    # FSDP: every rank gathers its shards; DDP: every rank holds the same state. Rank 0 writes it,
+    # in the same unsharded form for both, so either resumes on any number of ranks
+    states = distributed.whole_states({"model": run.model}, run.optimizer, ranks, run.sharded)
+    if states is None:
         return
-    # the same unsharded form for DDP and FSDP runs, so either resumes on any number of ranks
-    _checkpoints(store, spec).save(step, {"model": model_sd, "optimizer": optimizer_sd,
+    parts, optimizer_sd = states
+    _checkpoints(store, spec).save(step, {"model": parts["model"], "optimizer": optimizer_sd,
                                           "config": run.model.config.to_dict()}, spec.curve_fields(), run.log)
-
-
-def _unwrapped(state: dict) -> dict:
-    """The model's own state-dict keys in a state of its loss module (``_BatchLoss.model``)."""
-    return {k.removeprefix("model."): v for k, v in state.items()}
 
 
 def _shard(run: _Run, loss, spec: TrainSpec, ranks: Ranks) -> None:
@@ -301,10 +294,8 @@ def _gather(run: _Run, spec: TrainSpec, ranks: Ranks) -> None:
     """An FSDP run's model, whole, on rank 0 (a plain module again) for storing; a collective."""
     if run.sharded is None:
         return
-    model_sd, _ = distributed.full_state(run.sharded)
+    model = distributed.gather_model(run.sharded, run.model, "model", ranks)  # _BatchLoss.model
     if ranks.main:
-        model = create_model(run.model.config, seed=spec.seed)
-        model.load_state_dict(_unwrapped(model_sd))
         run.model = model
 
 
