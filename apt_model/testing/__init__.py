@@ -146,3 +146,16 @@ def rank_pids(folder: Path) -> dict[int, int]:
         if str(folder).encode() in cmd and b"torch.distributed.run" not in cmd:
             pids[int(env.get(b"RANK", b"-1"))] = int(proc.name)
     return pids
+
+
+def assert_same_curve(rows: list[dict], expected: list[dict], steps: int, rel: float = 1e-4,
+                      grad_rel: float = 1e-3) -> None:
+    """A data-parallel run's training-log ``rows`` are those of ``expected`` (one process's at the
+    same global batch and seed): ``steps`` steps, each loss within ``rel`` (relative), each gradient
+    norm within ``grad_rel`` (the ranks sum gradients in another order)."""
+    import pytest
+
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
+    for a, b in zip(expected, rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=rel), f"step {b['step']}"
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=grad_rel), f"step {b['step']}"

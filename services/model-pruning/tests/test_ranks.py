@@ -11,7 +11,7 @@ from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.modeling import trainlog
 from apt_model.store import Store
-from apt_model.testing import CancelAtStep, JobRecorder, rank_pids
+from apt_model.testing import CancelAtStep, JobRecorder, assert_same_curve, rank_pids
 
 from apt_prune.prune import run_prune
 from apt_prune.spec import PruneSpec
@@ -36,11 +36,8 @@ def test_two_ranks_train_the_same_curve_as_one(home, kw):
     recorder = JobRecorder()
     two = run_prune(store, _spec(home, output_name="two", workers=2, **kw), recorder)
     rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
-    assert [r["step"] for r in rows2] == list(range(1, 21))
+    assert_same_curve(rows2, rows1, 20)
     assert [r["phase"] for r in rows2] == [r["phase"] for r in rows1]
-    for a, b in zip(rows1, rows2):
-        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
-        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
     assert two["recovery_loss_last"] == pytest.approx(one["recovery_loss_last"], rel=1e-4)
     assert two["after"]["perplexity"] == pytest.approx(one["after"]["perplexity"], rel=1e-4)
     assert two["ratio_achieved"] == one["ratio_achieved"]
