@@ -4,7 +4,8 @@ The model learns the assistant turn (reasoning lines and the answer line, or the
 alone) of each training question, the question masked out of the loss, with the platform's
 ``Loop``. With ``ablation`` the other target trains from the same starting weights at equal
 steps, so the exact-match gap on the held-out-template eval split measures what the reasoning
-adds. Both models are written at the end, together, or neither is.
+adds. Both models are written at the end, together, or neither is. With ``workers`` > 1 the
+ranks (``apt_reason.ranks``) each train their share of every step's global batch under DDP.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import torch
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.modeling import distributed, trainlog
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device, save_model
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -32,7 +34,7 @@ from apt_reason.tasks import completion, is_correct, parse_answer
 
 KIND = "reasoning-cot"
 OPERATION = "reasoning-cot"
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite")
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite", "workers")  # 2 ranks resume on 1
 EVAL_BATCH = 16
 
 
@@ -55,15 +57,17 @@ class CotSpec:
     overwrite: bool = False
     device: str = "auto"
     warmup_steps: int = 0
+    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
 
     @classmethod
     def from_request(cls, r) -> "CotSpec":
+        distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "cot-training")
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    target=r.target or "cot", ablation=r.ablation, batch_size=r.batch_size or 16,
                    learning_rate=r.learning_rate or 1e-3, seed=r.seed, eval_questions=r.eval_questions or 100,
                    max_new_tokens=r.max_new_tokens or 96, eval_every=r.eval_every,
                    checkpoint_every=r.checkpoint_every or 100, resume=r.resume, overwrite=r.overwrite,
-                   device=r.device or "auto", warmup_steps=r.warmup_steps)
+                   device=r.device or "auto", warmup_steps=r.warmup_steps, workers=r.workers or 1)
 
     @property
     def ablation_name(self) -> str:
@@ -91,12 +95,17 @@ def check_outputs_free(store: Store, spec: CotSpec) -> None:
     RunCheckpoint(store, KIND, spec.output_name).check_start(resume=spec.resume, overwrite=spec.overwrite)
 
 
-def run_cot(store: Store, spec: CotSpec, ctx: JobContext) -> dict[str, Any]:
-    """The job: train the target (and the ablation), score both, store both."""
+def run_cot(store: Store, spec: CotSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
+    """The job: train the target (and the ablation), score both, store both. With ``workers`` > 1
+    it runs the ranks under torchrun, each calling this with its ``ranks``; rank 0 scores and stores."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch_spec("apt_reason.ranks", "cot", store.root, spec, ctx, f"{KIND}-{spec.output_name}")
+    ranks = ranks or Ranks()
     need_reasoning = spec.target == "cot" or spec.ablation
     train = data.read_split(store, spec.dataset, "train", need_reasoning=need_reasoning)
     evals = data.read_split(store, spec.dataset, "eval", need_reasoning=False)[:spec.eval_questions]
     device = pick_device(spec.device)
+    ranks.init(device)
     tok = load_tokenizer(store.model(spec.model).path)
     chat = Chat.of(tok)
     runs = [(spec.output_name, spec.target)] + ([(spec.ablation_name, spec.ablation_target)] if spec.ablation else [])
@@ -104,7 +113,9 @@ def run_cot(store: Store, spec: CotSpec, ctx: JobContext) -> dict[str, Any]:
     trained = []
     for i, (name, target) in enumerate(runs):
         trained.append(train_one(store, spec, name, target, train, evals, chat, device, ctx,
-                                 progress=(i * share, (i + 0.9) * share)))
+                                 progress=(i * share, (i + 0.9) * share), ranks=ranks))
+    if not ranks.main:
+        return {}
     ctx.check_cancelled()
     ctx.report(progress=0.95, stage="save", message=f"saving {', '.join(outputs(spec))}")
     with contextlib.ExitStack() as stack:  # all outputs appear together, or none does
@@ -132,9 +143,11 @@ def run_cot(store: Store, spec: CotSpec, ctx: JobContext) -> dict[str, Any]:
 
 
 def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[dict], evals: list[dict],
-              chat: Chat, device: str, ctx: JobContext, progress: tuple[float, float]) -> dict:
-    """One model from the starting weights: masked SFT on ``target``, then exact match on ``evals``.
-    Its checkpoint (kind reasoning-cot, name ``name``) is resumed when there is one."""
+              chat: Chat, device: str, ctx: JobContext, progress: tuple[float, float],
+              ranks: Ranks = Ranks()) -> dict:
+    """One model from the starting weights: masked SFT on ``target``, then exact match on ``evals``
+    (rank 0's; the other ranks return after training). Its checkpoint (kind reasoning-cot, name
+    ``name``) is resumed when there is one."""
     torch.manual_seed(spec.seed)
     model = load_model(store.model(spec.model).path, device=device).train()
     max_len = getattr(model.config, "max_position_embeddings", 2048)
@@ -149,31 +162,41 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
         model.load_state_dict(states["model"])
         optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"{name}: resumed from step {step}")
-    elif spec.overwrite:
+    elif spec.overwrite and ranks.main:
         ckpt.remove()
+    wrapped = ranks.wrap(model, device)
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # the batch is f(seed, step)
-        picked = torch.randint(len(pairs), (spec.batch_size,), generator=gen).tolist()
+        picked = ranks.shard(torch.randint(len(pairs), (spec.batch_size,), generator=gen).tolist())
         batch = {k: v.to(device) for k, v in training_batch([pairs[i] for i in picked], chat.tokenizer.pad_token_id
                                                             or 0, max_len).items()}
-        out = model(**batch, use_cache=False)
-        return {"loss": out.loss, "tokens": int((batch["labels"] != -100).sum())}
+        out = wrapped(**batch, use_cache=False)
+        # a mean over the global batch's completion tokens, whichever rank holds them
+        labelled = int((batch["labels"][:, 1:] != -100).sum())  # the LM's shifted targets
+        total, = ranks.sums(labelled)
+        # tokens: the Loop counts world x this, the global batch's
+        return {"loss": ranks.part_of_mean(out.loss, labelled, total), "tokens": total / ranks.world}
 
     def save(step: int) -> None:
-        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, settings, loop.log)
+        if ranks.main:  # every rank holds the same state: rank 0 writes it
+            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, settings, loop.log)
 
     def evaluate() -> dict:
+        if not ranks.main:  # rank 0 scores; the others wait for it at the next step
+            return {}
         return {"eval_exact_match": exact_match(model, chat, evals, spec.max_new_tokens)["exact_match"]}
 
     warmup = spec.warmup_steps or max(1, spec.max_steps // 20)
     loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec.learning_rate, warmup, spec.max_steps),
-                spec.max_steps, spec.batch_size * 64, device=device, stage=f"train {target}", progress=progress,
+                spec.max_steps, spec.batch_size * 64 // ranks.world, device=device, stage=f"train {target}", progress=progress,
                 eval_every=spec.eval_every, evaluate=evaluate if spec.eval_every else None,
                 checkpoint_every=spec.checkpoint_every, checkpoint=save,
-                nonfinite_hint="lower --learning-rate", log=log)
+                nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
     step = loop.run(step, forward)
     save(step)  # a finished run keeps its weights until every output is stored
+    if not ranks.main:
+        return {}
     ctx.report(stage=f"eval {target}", message=f"{name}: exact match on {len(evals)} held-out questions")
     scored = exact_match(model, chat, evals, spec.max_new_tokens, ctx)
     return {"name": name, "target": target, "model": model.eval(), "log": loop.log, "steps": step,

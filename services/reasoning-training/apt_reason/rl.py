@@ -8,6 +8,12 @@ degenerate (nearly all the same text), training stops with a diagnosis and the w
 last step that learned something are stored. No signal from the very start is refused with
 sample completions (FAILED_PRECONDITION): the model cannot solve any question yet or solves
 all of them, and RL has nothing to compare.
+
+With ``workers`` > 1 each rank (``apt_reason.ranks``) samples its share of a step's groups, each
+group from its own generator (a function of seed, step and group), and the ranks exchange every
+group's texts and rewards: advantages, dynamic sampling, the stop rules and the logged rewards
+are the step's, as in one process; each rank's loss is its part of the global normalisation
+(sequences, or tokens for ``dapo``), so DDP's mean gradient is one process's.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any
 import torch
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.modeling import distributed, trainlog
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device, save_model
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -37,7 +44,7 @@ from apt_reason.tasks import is_correct, parse_answer
 
 OPERATION = "reasoning-grpo"
 KIND = "reasoning-grpo"
-FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "eval_questions")
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "eval_questions", "workers")  # 2 ranks resume on 1
 DEGENERATE_DISTINCT = 0.1  # fewer distinct completions than this share of a step's: degenerate
 
 
@@ -74,9 +81,12 @@ class RLSpec:
     format_weight: float = 0.0
     verifier: str = ""
     verifier_weight: float = 0.5  # used with a verifier only
+    workers: int = 1              # data-parallel ranks; questions_per_step (groups) is the global batch
 
     @classmethod
     def from_request(cls, r) -> "RLSpec":
+        distributed.require_layout(r.questions_per_step or 4, r.workers or 1, r.nodes, "rl-training",
+                                   batch_field="questions_per_step")
         spec = cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 50,
                    questions_per_step=r.questions_per_step or 4, group=r.group or 8, loss_type=r.loss_type or "grpo",
                    beta=r.beta, epsilon_low=r.epsilon_low or 0.2,
@@ -86,7 +96,8 @@ class RLSpec:
                    eval_questions=r.eval_questions or 100, seed=r.seed, device=r.device or "auto",
                    overwrite=r.overwrite, checkpoint_every=r.checkpoint_every or 10, resume=r.resume,
                    format_weight=r.format_weight, verifier=r.verifier,
-                   verifier_weight=r.verifier_weight if r.HasField("verifier_weight") else 0.5)
+                   verifier_weight=r.verifier_weight if r.HasField("verifier_weight") else 0.5,
+                   workers=r.workers or 1)
         if r.HasField("verifier_weight") and not r.verifier:
             raise errors.InvalidArgument("--verifier-weight weighs the --verifier reward; pass --verifier too.",
                                          field="verifier_weight")
@@ -103,10 +114,16 @@ class RLSpec:
         return grpo.LossConfig(self.loss_type, self.beta, self.epsilon_low, self.epsilon_high, self.max_new_tokens)
 
 
-def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
+def run_rl(store: Store, spec: RLSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
+    """The job; with ``workers`` > 1 it runs the ranks under torchrun, each calling this with its
+    ``ranks``; rank 0 evaluates and stores."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch_spec("apt_reason.ranks", "rl", store.root, spec, ctx, f"{KIND}-{spec.output_name}")
+    ranks = ranks or Ranks()
     train = data.read_split(store, spec.dataset, "train", need_reasoning=False)
     evals = data.read_split(store, spec.dataset, "eval", need_reasoning=False)[:spec.eval_questions]
     device = pick_device(spec.device)
+    ranks.init(device)
     path = store.model(spec.model).path
     tok = load_tokenizer(path)
     chat = Chat.of(tok)
@@ -117,12 +134,13 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
     state = {"silent": 0, "good": copy.deepcopy(model.state_dict()), "good_step": 0, "samples": [],
              "verifier": Verifier.load(store.model(spec.verifier).path, spec.verifier, device) if spec.verifier else None}
     ckpt = RunCheckpoint(store, KIND, spec.output_name)
-    start, log = _resume(ckpt, spec, model, optimizer, state, ctx)
+    start, log = _resume(ckpt, spec, model, optimizer, state, ctx, ranks)
+    policy = ranks.wrap(_PolicyLoss(model, reference, spec.loss_config()), device)
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)
         picked = torch.randint(len(train), (spec.questions_per_step,), generator=gen).tolist()
-        return grpo_step(model, reference, chat, [train[i] for i in picked], spec, gen, state, step)
+        return grpo_step(model, policy, chat, [train[i] for i in picked], spec, state, step, ranks)
 
     def remember(step: int) -> None:
         if step == 1 and state["silent"]:
@@ -132,20 +150,23 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
             state["good"], state["good_step"] = copy.deepcopy(model.state_dict()), step
 
     def save(step: int) -> None:
+        if not ranks.main:  # every rank holds the same state: rank 0 writes it
+            return
         ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "good": state["good"],
                          "good_step": state["good_step"], "silent": state["silent"]}, spec.settings(), loop.log)
 
     loop = Loop(ctx, model, optimizer, lambda s: spec.learning_rate * warmup_cosine(s, 0, spec.max_steps, 1.0),
                 spec.max_steps, 0, device=device, stage="grpo", progress=(0.0, 0.9), on_step=remember,
                 nonfinite_hint="lower --learning-rate or raise --beta", checkpoint_every=spec.checkpoint_every,
-                checkpoint=save, log=log)
+                checkpoint=save, log=log, ranks=ranks)
     stopped = ""
     try:
         loop.run(start, forward)
-    except _Stop as stop:
+    except _Stop as stop:  # every rank stops at the same step: the stop rules read the whole step
         stopped = stop.reason
         if state["good_step"] == 0:
-            ckpt.remove()
+            if ranks.main:
+                ckpt.remove()
             raise errors.FailedPrecondition(
                 f"No learning signal: {stop.reason} Sample completions: "
                 + " | ".join(repr(s[:80]) for s in state["samples"][:3])
@@ -153,6 +174,8 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext) -> dict[str, Any]:
                 "problems.", reason="NO_REWARD_SIGNAL") from None
         ctx.warn(f"Stopped after step {state['good_step']}: {stop.reason} The weights of that step are kept.")
         model.load_state_dict(state["good"])
+    if not ranks.main:
+        return {}
     ctx.check_cancelled()
     steps = state["good_step"] if stopped else spec.max_steps
     return _evaluate_and_store(store, spec, ctx, model, tok, chat, evals, loop.log[:steps], steps, stopped, ckpt)
@@ -176,12 +199,13 @@ def _evaluate_and_store(store: Store, spec: RLSpec, ctx: JobContext, model, tok,
                                             "completion_length") if k in last}}
 
 
-def _resume(ckpt: RunCheckpoint, spec: RLSpec, model, optimizer, state: dict, ctx: JobContext) -> tuple[int, list]:
+def _resume(ckpt: RunCheckpoint, spec: RLSpec, model, optimizer, state: dict, ctx: JobContext,
+            ranks: Ranks) -> tuple[int, list]:
     """(first step, log so far): the checkpoint's, with the policy, optimiser and the last good
     weights restored, when resuming; else (0, []), a stale checkpoint dropped on --overwrite.
     The KL reference stays the starting model (built before this)."""
     if not (spec.resume and ckpt.step() is not None):
-        if spec.overwrite:
+        if spec.overwrite and ranks.main:
             ckpt.remove()
         return 0, []
     step, states, log = ckpt.load(spec.settings())
@@ -206,53 +230,85 @@ def rewards_of(texts: list[str], row: dict, spec: RLSpec, verifier: Verifier | N
     return total, parts
 
 
-def grpo_step(model, reference, chat: Chat, rows: list[dict], spec: RLSpec, gen: torch.Generator,
-              state: dict, step: int) -> dict:
-    """One step's rollouts, rewards and loss terms; raises _Stop when the signal is gone."""
+def group_seed(seed: int, step: int, group: int) -> int:
+    """The seed of one group's sampling: a function of (seed, step, group index), so a group's
+    completions do not depend on which rank samples it."""
+    return ((seed * 1_000_003 + step) * 10_007 + group) % 2**63
+
+
+def grpo_step(model, policy, chat: Chat, rows: list[dict], spec: RLSpec, state: dict, step: int,
+              ranks: Ranks = Ranks()) -> dict:
+    """One step's rollouts (this rank's share of the groups), rewards and loss terms; raises
+    _Stop when the signal is gone. ``policy``: ``_PolicyLoss`` over ``model`` (DDP-wrapped)."""
     was = model.training
     model.eval()
-    groups = []  # (prompt ids, completion ids of the group, rewards)
-    texts, parts = [], []
-    for row in rows:
-        prompt = chat.prompt_ids(row["question"])
-        out = decode(model, prompt, spec.group, spec.max_new_tokens, chat.stop_ids,
-                     temperature=spec.temperature, generator=gen)  # the prompt's KV cache shared by the group
+    mine = ranks.shard(list(range(len(rows))))  # this rank's groups (one question each)
+    local, seen = {}, []  # group -> (prompt, completion ids); per group: texts, rewards, parts, lengths
+    for g in mine:
+        prompt = chat.prompt_ids(rows[g]["question"])
+        out = decode(model, prompt, spec.group, spec.max_new_tokens, chat.stop_ids, temperature=spec.temperature,
+                     generator=torch.Generator().manual_seed(group_seed(spec.seed, step, g)))  # KV cache shared
         done = [ids + [chat.stop_ids[0]] if len(ids) < spec.max_new_tokens else ids for ids in out.ids]
         decoded = [chat.decode(ids) for ids in out.ids]
-        texts += decoded
-        total, kinds = rewards_of(decoded, row, spec, state["verifier"])
-        groups.append((prompt, done, total))
-        parts.append(kinds)
+        total, kinds = rewards_of(decoded, rows[g], spec, state["verifier"])
+        local[g] = (prompt, done)
+        seen.append((decoded, total.tolist(), {k: float(v) for k, v in kinds.items()}, [len(c) for c in done]))
     model.train(was)
-    rewards = torch.cat([g[2] for g in groups])
+    seen = ranks.gather(seen)  # every group of the step, in group order, on every rank
+    texts = [t for s in seen for t in s[0]]
+    rewards = torch.tensor([r for s in seen for r in s[1]])
     advantages, zero_std = grpo.group_advantages(rewards, spec.group, scale=spec.loss_type != "dr_grpo")
     frac_zero = float(zero_std.float().mean())
     state["samples"] = texts
     distinct = len(set(texts)) / len(texts)
     if distinct < DEGENERATE_DISTINCT and len(texts) >= 10:
         raise _Stop(f"completions degenerated: {len(set(texts))} distinct texts out of {len(texts)} at step {step + 1}.")
-    keep = [i for i in range(len(groups)) if not bool(zero_std[i * spec.group])]
+    keep = [g for g in range(len(rows)) if not bool(zero_std[g * spec.group])]
     state["silent"] = 0 if keep else state["silent"] + 1
     if state["silent"] >= spec.patience:
         what = "every sampled answer was wrong" if rewards.sum() == 0 else "every group's answers got equal rewards"
         raise _Stop(f"for {spec.patience} steps in a row no group had differing rewards ({what}).")
     terms = {"reward_mean": rewards.mean(), "frac_reward_zero_std": torch.tensor(frac_zero),
-             **{k: torch.stack([p[k] for p in parts]).mean() for k in parts[0]},
-             "completion_length": torch.tensor(sum(len(c) for g in groups for c in g[1]) / len(rewards))}
-    if not keep:  # dynamic sampling dropped every group: a step with no gradient
-        zero = sum(p.sum() for p in model.parameters()) * 0.0
-        return {"loss": zero, "entropy": torch.tensor(0.0), "kl": torch.tensor(0.0), "tokens": 0, **terms}
-    logps, old, ref, mask, ent = [], [], [], [], []
-    for i in keep:
-        lp, en, m, rlp = _completion_logps(model, reference, *groups[i][:2])
-        logps.append(lp), ent.append(en), mask.append(m), ref.append(rlp)
-    width = max(x.size(1) for x in logps)
-    pad = lambda xs: torch.cat([torch.nn.functional.pad(x, (0, width - x.size(1))) for x in xs])  # noqa: E731
-    lp, m, en = pad(logps), pad(mask), pad(ent)
-    adv = torch.cat([advantages[i * spec.group:(i + 1) * spec.group] for i in keep]).to(lp.device)
-    out = grpo.policy_loss(lp, lp.detach(), adv, m, spec.loss_config(), pad(ref) if reference is not None else None)
-    entropy = (en * m).sum() / m.sum().clamp(min=1)
-    return {**out, "entropy": entropy.detach(), "tokens": int(m.sum()), **terms}
+             **{k: torch.tensor([s[2][k] for s in seen]).mean() for k in seen[0][2]},
+             "completion_length": torch.tensor(sum(n for s in seen for n in s[3]) / len(rewards))}
+    # dynamic sampling: only groups with differing rewards train (none: a step with no gradient)
+    mine_kept = [g for g in keep if g in local]
+    out = policy([local[g] for g in mine_kept],
+                 torch.cat([advantages[g * spec.group:(g + 1) * spec.group] for g in mine_kept])
+                 if mine_kept else advantages[:0])
+    # the loss is normalised over the step's kept sequences (dapo: tokens), whichever rank holds them
+    tokens = [sum(seen[g][3]) for g in keep]
+    own = sum(sum(seen[g][3]) for g in mine_kept)
+    by = (own, sum(tokens)) if spec.loss_type == "dapo" else (len(mine_kept) * spec.group, len(keep) * spec.group)
+    return {"loss": ranks.part_of_mean(out["loss"], *by), "tokens": sum(tokens) / ranks.world,  # Loop: x world
+            **{k: ranks.part_of_mean(out[k], own, sum(tokens)) for k in ("entropy", "kl", "clip_ratio")}, **terms}
+
+
+class _PolicyLoss(torch.nn.Module):
+    """The GRPO loss of a rank's kept groups as one module over the policy, so that DDP's forward
+    wraps every policy forward of the step; the frozen KL reference is held outside its parameters."""
+
+    def __init__(self, model, reference, cfg: grpo.LossConfig):
+        super().__init__()
+        self.model, self._reference, self.cfg = model, [reference], cfg
+
+    def forward(self, groups: list[tuple[list[int], list[list[int]]]], advantages: torch.Tensor) -> dict:
+        """``groups``: (prompt ids, completion ids) of each kept group; ``advantages``: theirs, (B,).
+        The loss and the token means (entropy, KL, clip ratio) over these completions."""
+        if not groups:  # zero, but through every parameter: DDP's backward expects their gradients
+            zero = sum(p.sum() for p in self.model.parameters()) * 0.0
+            return {"loss": zero, "entropy": zero.detach(), "kl": zero.detach(), "clip_ratio": zero.detach()}
+        reference = self._reference[0]
+        logps, mask, ent, ref = [], [], [], []
+        for prompt, completions in groups:
+            lp, en, m, rlp = _completion_logps(self.model, reference, prompt, completions)
+            logps.append(lp), ent.append(en), mask.append(m), ref.append(rlp)
+        width = max(x.size(1) for x in logps)
+        pad = lambda xs: torch.cat([torch.nn.functional.pad(x, (0, width - x.size(1))) for x in xs])  # noqa: E731
+        lp, m, en = pad(logps), pad(mask), pad(ent)
+        out = grpo.policy_loss(lp, lp.detach(), advantages.to(lp.device), m, self.cfg,
+                               pad(ref) if reference is not None else None)
+        return {**out, "entropy": ((en * m).sum() / m.sum().clamp(min=1)).detach()}
 
 
 def _completion_logps(model, reference, prompt: list[int], completions: list[list[int]]):

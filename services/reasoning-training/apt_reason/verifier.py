@@ -5,7 +5,8 @@ so the labels are exact. The verifier starts from the causal LM's body with a ne
 and learns with the platform's ``Loop`` (cross-entropy on the solution's label, or on each
 step's label at the step's last token). It is scored on held-out-template problems, half of
 them planted: AUROC of the solution scores, and for a process verifier the share of planted
-solutions whose first wrong step is the first step it scores below 0.5.
+solutions whose first wrong step is the first step it scores below 0.5. With ``workers`` > 1 the
+ranks (``apt_reason.ranks``) each train their share of every step's global batch under DDP.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 import torch
 
 from apt_model import errors
-from apt_model.modeling import trainlog
+from apt_model.modeling import distributed, trainlog
 from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_tokenizer, pick_device, save_model
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
@@ -30,7 +32,7 @@ from apt_reason.prompts import Chat
 
 KIND = "reasoning-verifier"
 OPERATION = "reasoning-verifier"
-FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite")
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "workers")  # 2 ranks resume on 1
 
 
 @dataclass(frozen=True)
@@ -49,14 +51,16 @@ class VerifierSpec:
     resume: bool = False
     overwrite: bool = False
     device: str = "auto"
+    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
 
     @classmethod
     def from_request(cls, r) -> "VerifierSpec":
+        distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "verifier-training")
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    kind=r.kind or "outcome", batch_size=r.batch_size or 16, learning_rate=r.learning_rate or 1e-3,
                    seed=r.seed, corrupt_rate=r.corrupt_rate if r.HasField("corrupt_rate") else 0.5,
                    eval_examples=r.eval_examples or 200, checkpoint_every=r.checkpoint_every or 100,
-                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto")
+                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto", workers=r.workers or 1)
 
     def settings(self) -> dict:
         """What a resume must repeat."""
@@ -103,20 +107,28 @@ def _labelled(kind: str, rows: list[tuple[list[int], list[int], list[int]]], pad
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext) -> dict[str, Any]:
-    """The job: plant, train, score on held-out templates, store the verifier."""
+def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
+    """The job: plant, train, score on held-out templates, store the verifier. With ``workers`` > 1
+    it runs the ranks under torchrun, each calling this with its ``ranks``; rank 0 scores and stores."""
+    if ranks is None and spec.workers > 1:
+        return distributed.launch_spec("apt_reason.ranks", "verifier", store.root, spec, ctx,
+                                       f"{KIND}-{spec.output_name}")
+    ranks = ranks or Ranks()
     chained = read_chains(store, spec)
     train = planted.solutions(*chained["train"], spec.corrupt_rate, spec.seed)
     evals = planted.balanced(*chained["eval"], spec.eval_examples, spec.seed)
     if spec.corrupt_rate in (0.0, 1.0):
         ctx.warn(f"--corrupt-rate {spec.corrupt_rate} gives the verifier one class only to learn from.")
     device = pick_device(spec.device)
+    ranks.init(device)
     path = store.model(spec.model).path
     tok = load_tokenizer(path)
     chat = Chat.of(tok)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     model = scorer.build(path, spec.kind, pad_id, device, spec.seed).train()
-    step, loop = _train(store, spec, model, _examples(chat, train), pad_id, device, ctx)
+    step, loop = _train(store, spec, model, _examples(chat, train), pad_id, device, ctx, ranks)
+    if not ranks.main:
+        return {}
     ctx.report(progress=0.9, stage="eval", message=f"scoring {len(evals)} held-out solutions")
     scores = evaluate(model, spec.kind, _examples(chat, evals), evals, pad_id)
     ctx.check_cancelled()
@@ -130,7 +142,7 @@ def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext) -> dict[str,
 
 
 def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int, device: str,
-           ctx: JobContext) -> tuple[int, Loop]:
+           ctx: JobContext, ranks: Ranks) -> tuple[int, Loop]:
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
     ckpt, step, log = RunCheckpoint(store, KIND, spec.output_name), 0, []
     if spec.resume and ckpt.step() is not None:
@@ -138,25 +150,32 @@ def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int,
         model.load_state_dict(states["model"])
         optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite:
+    elif spec.overwrite and ranks.main:
         ckpt.remove()
     max_len = getattr(model.config, "max_position_embeddings", 2048)
+    wrapped = ranks.wrap(model, device)
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # the batch is f(seed, step)
-        picked = torch.randint(len(examples), (spec.batch_size,), generator=gen).tolist()
+        picked = ranks.shard(torch.randint(len(examples), (spec.batch_size,), generator=gen).tolist())
         batch = {k: v.to(device) for k, v in _labelled(spec.kind, [examples[i] for i in picked], pad_id,
                                                        max_len).items()}
-        return {"loss": model(**batch).loss, "tokens": int(batch["attention_mask"].sum())}
+        # a mean over the global batch's labels (a process verifier's: step ends), whichever rank holds them
+        labelled = int((batch["labels"] != -100).sum())
+        total, tokens = ranks.sums(labelled, int(batch["attention_mask"].sum()))
+        # tokens: the Loop counts world x this, the global batch's
+        return {"loss": ranks.part_of_mean(wrapped(**batch).loss, labelled, total), "tokens": tokens / ranks.world}
 
     def save(step: int) -> None:
-        ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(), loop.log)
+        if ranks.main:  # every rank holds the same state: rank 0 writes it
+            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(),
+                      loop.log)
 
     warmup = max(1, spec.max_steps // 20)
     loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec.learning_rate, warmup, spec.max_steps),
-                spec.max_steps, spec.batch_size * 64, device=device, stage=f"train {spec.kind} verifier",
+                spec.max_steps, spec.batch_size * 64 // ranks.world, device=device, stage=f"train {spec.kind} verifier",
                 progress=(0.0, 0.9), checkpoint_every=spec.checkpoint_every, checkpoint=save,
-                nonfinite_hint="lower --learning-rate", log=log)
+                nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
     step = loop.run(step, forward)
     save(step)  # kept until the verifier is stored
     return step, loop

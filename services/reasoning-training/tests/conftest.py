@@ -77,3 +77,32 @@ def vhome(verifier_home, tmp_path):
     dst = tmp_path / "vhome"
     shutil.copytree(verifier_home, dst)
     return dst
+
+
+def _coin_rows(n: int) -> list[dict]:
+    """Questions whose answer is 1 or 2, with no way to tell which: a model that learned the
+    format answers each right about half the time, so groups get differing rewards."""
+    return [{"question": f"Guess the coin number {i}.", "reasoning": "Guess.", "answer": str(1 + i % 2)}
+            for i in range(n)]
+
+
+@pytest.fixture
+def coin_rows():
+    """coin_rows(n): ``n`` coin questions (answer 1 or 2, no way to tell which)."""
+    return _coin_rows
+
+
+@pytest.fixture
+def coin_sft(home) -> Store:
+    """The test's store with dataset 'coin' (40 train, 6 eval questions) and 'coin-sft': 'lm' taught
+    the answer format on it (40 SFT steps), so its sampled answers are right about half the time
+    and end at different lengths."""
+    from apt_model.testing import JobRecorder
+    from apt_reason import cot
+
+    store = Store(home)
+    _push_rows(store, "coin", _coin_rows(40), _coin_rows(6))
+    cot.run_cot(store, cot.CotSpec("lm", "coin", "coin-sft", max_steps=40, target="answer_only", batch_size=8,
+                                   learning_rate=0.003, eval_questions=2, max_new_tokens=8, device="cpu",
+                                   checkpoint_every=0), JobRecorder())
+    return store

@@ -25,16 +25,9 @@ def svc(home):
         yield reasoning_pb2_grpc.ReasoningStub(channel), channel
 
 
-def _coin_rows(n: int) -> list[dict]:
-    """Questions whose answer is 1 or 2, with no way to tell which: a model that learned the
-    format answers each right about half the time, so groups get differing rewards."""
-    return [{"question": f"Guess the coin number {i}.", "reasoning": "Guess.", "answer": str(1 + i % 2)}
-            for i in range(n)]
-
-
-def test_grpo_with_signal_stores_the_model_and_logs_its_metrics(svc, wait_job, home, push_rows):
+def test_grpo_with_signal_stores_the_model_and_logs_its_metrics(svc, wait_job, home, push_rows, coin_rows):
     stub, channel = svc
-    push_rows(Store(home), "coin", _coin_rows(40), _coin_rows(6))
+    push_rows(Store(home), "coin", coin_rows(40), coin_rows(6))
     sft = wait_job(channel, stub.StartCotTraining(pb.CotTrainingRequest(
         model="lm", dataset="coin", output_name="coin-sft", target="answer_only", max_steps=40, batch_size=8,
         learning_rate=0.003, eval_questions=2, max_new_tokens=8, device="cpu")).id, timeout=240)
@@ -71,16 +64,12 @@ def test_group_of_one_is_refused(svc):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "--group" in err.value.details()
 
 
-def test_cancel_then_resume_continues_grpo_from_the_checkpoint(home, push_rows, report_every_step):
+def test_cancel_then_resume_continues_grpo_from_the_checkpoint(coin_sft, report_every_step):
     from apt_model import errors
     from apt_model.testing import JobRecorder
-    from apt_reason import cot, rl
+    from apt_reason import rl
 
-    store = Store(home)
-    push_rows(store, "coin", _coin_rows(40), _coin_rows(6))
-    cot.run_cot(store, cot.CotSpec("lm", "coin", "coin-sft", max_steps=40, target="answer_only", batch_size=8,
-                                   learning_rate=0.003, eval_questions=2, max_new_tokens=8, device="cpu",
-                                   checkpoint_every=0), JobRecorder())
+    store = coin_sft
     base = dict(max_steps=5, group=6, questions_per_step=2, max_new_tokens=8, learning_rate=1e-4, eval_questions=2,
                 beta=0.04, device="cpu", patience=5, checkpoint_every=1000)
     with pytest.raises(errors.Cancelled):

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CotTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "target", "ablation", "batch_size", "learning_rate", "seed", "eval_questions", "max_new_tokens", "eval_every", "checkpoint_every", "resume", "overwrite", "device", "warmup_steps")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "target", "ablation", "batch_size", "learning_rate", "seed", "eval_questions", "max_new_tokens", "eval_every", "checkpoint_every", "resume", "overwrite", "device", "warmup_steps", "workers", "nodes")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class CotTrainingRequest(_message.Message):
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -44,10 +46,12 @@ class CotTrainingRequest(_message.Message):
     overwrite: bool
     device: str
     warmup_steps: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., target: _Optional[str] = ..., ablation: _Optional[bool] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., eval_questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., warmup_steps: _Optional[int] = ...) -> None: ...
+    workers: int
+    nodes: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., target: _Optional[str] = ..., ablation: _Optional[bool] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., eval_questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class VerifierTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "kind", "batch_size", "learning_rate", "seed", "corrupt_rate", "eval_examples", "checkpoint_every", "resume", "overwrite", "device")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "kind", "batch_size", "learning_rate", "seed", "corrupt_rate", "eval_examples", "checkpoint_every", "resume", "overwrite", "device", "workers", "nodes")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +66,8 @@ class VerifierTrainingRequest(_message.Message):
     RESUME_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -76,7 +82,9 @@ class VerifierTrainingRequest(_message.Message):
     resume: bool
     overwrite: bool
     device: str
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., kind: _Optional[str] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., corrupt_rate: _Optional[float] = ..., eval_examples: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ...) -> None: ...
+    workers: int
+    nodes: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., kind: _Optional[str] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., corrupt_rate: _Optional[float] = ..., eval_examples: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class TreeSearchRequest(_message.Message):
     __slots__ = ("model", "verifier", "prompt", "beam_width", "max_depth", "strategy", "token_budget", "max_new_tokens", "temperature", "dataset", "max_questions", "output_name", "seed", "device", "overwrite", "expand", "exploration")
@@ -241,7 +249,7 @@ class GenerateTasksResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., train_templates: _Optional[_Iterable[str]] = ..., eval_templates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RLTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite", "checkpoint_every", "resume", "format_weight", "verifier", "verifier_weight")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite", "checkpoint_every", "resume", "format_weight", "verifier", "verifier_weight", "workers", "nodes")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +273,8 @@ class RLTrainingRequest(_message.Message):
     FORMAT_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -288,7 +298,9 @@ class RLTrainingRequest(_message.Message):
     format_weight: float
     verifier: str
     verifier_weight: float
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., format_weight: _Optional[float] = ..., verifier: _Optional[str] = ..., verifier_weight: _Optional[float] = ...) -> None: ...
+    workers: int
+    nodes: int
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., format_weight: _Optional[float] = ..., verifier: _Optional[str] = ..., verifier_weight: _Optional[float] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
 
 class RLTrainingResult(_message.Message):
     __slots__ = ("warnings", "model", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "stopped", "reward_mean", "frac_reward_zero_std", "entropy", "kl", "completion_length")
