@@ -14,7 +14,8 @@ from apt_distill.spec import DistillSpec
 
 KIND = "distill"
 # Settings that may change between the interrupted run and its resume.
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "workers")  # 2 ranks' state resumes on 1
+# 2 ranks' state resumes on 1, and a DDP run's under FSDP or back: checkpoints are whole either way
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "workers", "sharding")
 
 
 def of(store: Store, spec: DistillSpec) -> RunCheckpoint:

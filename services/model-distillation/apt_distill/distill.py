@@ -37,14 +37,19 @@ MAX_EVAL_BATCHES = 16
 
 class _DistillLoss(torch.nn.Module):
     """The objective's terms as one module over the student and the learned projections, so
-    DDP's forward wraps all of it; the frozen teacher is held outside the module's parameters."""
+    DDP's forward (or FSDP's, as the root) wraps all of it; the frozen teacher is held outside
+    the module's parameters."""
 
     def __init__(self, student, objective: Objective, teacher, spec: DistillSpec, same_vocabulary: bool):
         super().__init__()
         self.student, self.objective = student, objective
         self._teacher, self._spec, self._same = [teacher], spec, same_vocabulary
 
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def forward(self, batch: Batch | None = None, **student_inputs):
+        """The objective's terms on ``batch``; without one, the student's output on ``student_inputs``
+        (an FSDP run evaluates through its root, which gathers the student's sharded weights)."""
+        if batch is None:
+            return self.student(**student_inputs)
         return loss_terms(self.student, self._teacher[0], self.objective, batch, self._spec, self._same)
 
 
@@ -70,12 +75,12 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
     device = pick_device(spec.device)
     run = _prepare(store, spec, ctx, ranks, device)
     ckpt = checkpoint.of(store, spec)
-    step, log = 0, []  # log: training_log.jsonl's rows, every step
+    step, log, optimizer_state = 0, [], None  # log: training_log.jsonl's rows, every step
     if spec.resume:
         step, states, log = ckpt.load(checkpoint.settings(spec))
         run.student.load_state_dict(states["student"])
         run.objective.load_state_dict(states["objective"])
-        run.optimizer.load_state_dict(states["optimizer"])
+        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
         ctx.report(message=f"resumed from step {step}")
     elif spec.overwrite and ranks.main:
         ckpt.remove()
@@ -86,19 +91,23 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
         teacher_ppl = evaluate(run.teacher, run.corpus, device, align_teacher=True)
         ctx.report(teacher_eval_ppl=teacher_ppl, student_params=parameter_count(run.student),
                    teacher_params=parameter_count(run.teacher))
-    # every rank draws the same global batch and trains its share of the rows
-    loss = ranks.wrap(_DistillLoss(run.student, run.objective, run.teacher, spec, run.same_vocabulary), device,
-                      find_unused=True)
+    loss, sharded = _parallel(run, spec, ranks, device, optimizer_state)
 
     def forward(step: int, micro: int) -> dict:
+        # every rank draws the same global batch and trains its share of the rows
         return loss(ranks.shard(run.corpus.train_batch(step)).to(device))
 
     def save(step: int) -> None:
-        if ranks.main:  # every rank holds the same state: rank 0 writes it
-            ckpt.save(step, {"student": run.student.state_dict(), "objective": run.objective.state_dict(),
-                             "optimizer": run.optimizer.state_dict()}, checkpoint.settings(spec), loop.log)
+        # FSDP: every rank gathers its shards; DDP: every rank holds the same state. Rank 0 writes it
+        states = distributed.whole_states({"student": run.student, "objective": run.objective}, run.optimizer,
+                                          ranks, sharded)
+        if states is not None:
+            parts, optimizer_sd = states
+            ckpt.save(step, {**parts, "optimizer": optimizer_sd}, checkpoint.settings(spec), loop.log)
 
     def evaluate_student() -> dict:
+        if sharded is not None:  # every rank runs the sharded student: its weights are gathered as it runs
+            return {"eval_ppl": evaluate(loss, run.corpus, device)}
         return {"eval_ppl": evaluate(run.student, run.corpus, device)} if ranks.main else {}
 
     loop = Loop(ctx, run.student, run.optimizer, functools.partial(_lr_at, spec), spec.max_steps,
@@ -107,6 +116,8 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
                 nonfinite_hint="lower --learning-rate or --temperature, or the custom loss weights", log=log,
                 ranks=ranks, no_sync=getattr(loss, "no_sync", None))
     step = loop.run(step, forward)
+    if sharded is not None:  # rank 0 stores a plain student, whole
+        run.student = distributed.gather_model(sharded, run.student, "student", ranks)
     if not ranks.main:
         return {}
     result = _store_student(store, spec, ctx, run, step, loop.last, teacher_ppl, log)
@@ -133,9 +144,31 @@ def _prepare(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks, dev
         ctx.warn("Teacher and student tokenizers differ: teacher states are aligned to student tokens "
                  "by character offsets (" + "; ".join(shapes.vocabulary_differences[:2]) + ").")
     objective = Objective(spec, shapes).to(device)
+    return _Run(teacher, student, s_tok, corpus, objective, _optimizer(student, objective, spec),
+                shapes.same_vocabulary)
+
+
+def _optimizer(student, objective: Objective, spec: DistillSpec) -> torch.optim.Optimizer:
+    """AdamW over the student and the learned projections, in that order (a checkpoint's moments
+    are numbered so, whatever the sharding)."""
     params = [p for p in [*student.parameters(), *objective.parameters()] if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
-    return _Run(teacher, student, s_tok, corpus, objective, optimizer, shapes.same_vocabulary)
+    return torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+
+
+def _parallel(run: _Run, spec: DistillSpec, ranks: Ranks, device: str, optimizer_state: dict | None):
+    """The loss module of the run's ranks and its FSDP root (None unless sharded): DDP over it, or
+    FSDP2 (each student block, then the whole loss module, sharded; the optimizer built again on the
+    shards, a resumed run's moments loaded into it, each rank keeping its share); itself for one rank."""
+    loss = ranks.wrap(_DistillLoss(run.student, run.objective, run.teacher, spec, run.same_vocabulary), device,
+                      find_unused=True, sharding=spec.sharding, blocks=trainlog.transformer_blocks(run.student))
+    if spec.sharding != "fsdp" or ranks.world == 1:
+        if optimizer_state is not None:
+            run.optimizer.load_state_dict(optimizer_state)
+        return loss, None
+    run.optimizer = _optimizer(run.student, run.objective, spec)
+    if optimizer_state is not None:
+        distributed.load_optimizer_state(loss, run.optimizer, optimizer_state)
+    return loss, loss
 
 
 def _store_student(store: Store, spec: DistillSpec, ctx: JobContext, run: _Run, step: int, last: dict,

@@ -53,6 +53,7 @@ class DistillSpec:
     checkpoint_every: int = 100
     custom_losses: tuple[str, ...] = field(default=())  # the strategies that are entry points
     workers: int = 1                  # data-parallel ranks (apt_model.modeling.distributed)
+    sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @property
     def student_source(self) -> str:
@@ -193,12 +194,16 @@ def _training(req, strategies: tuple[str, ...]) -> dict:
     workers = req.workers or 1
     for field_name, why in distributed.check_layout(batch_size, workers):
         raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    sharding = req.sharding or "ddp"
+    for field_name, why in distributed.check_sharding(sharding):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
     distributed.refuse_multi_node(req.nodes, "distil")
     return {"dataset": req.dataset, "corpus_paths": tuple(req.corpus_paths), "seq_len": seq_len,
             "batch_size": batch_size, "max_steps": max_steps, "learning_rate": float(lr), "warmup_steps": warmup,
             "device": _choice("device", req.device or "auto", DEVICES),
             "eval_every": _positive("eval_every", req.eval_every, 50),
-            "checkpoint_every": _positive("checkpoint_every", req.checkpoint_every, 100), "workers": workers}
+            "checkpoint_every": _positive("checkpoint_every", req.checkpoint_every, 100), "workers": workers,
+            "sharding": sharding}
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -39,3 +39,5 @@ def test_distill_with_repeated_and_map_flags(gw, home, tmp_path):
     out = run_cli(gw, "model-distillation", "distill", "--teacher", "tiny-t", "--output-name", "x",
                   "--strategies", "response", "--loss-weights", "feature", env_extra={"XDG_CACHE_HOME": str(tmp_path)})
     assert out.returncode == 2 and "KEY=VALUE" in out.stderr
+    out = run_cli(gw, "model-distillation", "distill", "--help", env_extra={"XDG_CACHE_HOME": str(tmp_path)})
+    assert out.returncode == 0 and "--sharding {ddp,fsdp}" in out.stdout and "--workers" in out.stdout, out.stdout

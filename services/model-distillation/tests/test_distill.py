@@ -14,6 +14,7 @@ from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as 
 from apt_model.modeling.io import load_model
 from apt_model.runtime.joblog import JobLog, job_log_path, read_job_log
 from apt_model.store import Store
+from apt_model.testing import CancelAtStep, JobRecorder, assert_same_curve
 
 from apt_distill.data import Corpus, read_texts
 from apt_distill.distill import loss_terms, run_distill
@@ -177,7 +178,7 @@ def test_resume_with_changed_settings_is_refused(home, changed):
     with pytest.raises(errors.FailedPrecondition, match="different settings"):
         checkpoint.of(store, again).load(checkpoint.settings(again))
     # what may change between the two runs is not part of the settings a resume must repeat
-    free = DistillSpec.from_request(request(home, eval_every=3, device="cpu"))
+    free = DistillSpec.from_request(request(home, eval_every=3, device="cpu", workers=2, sharding="fsdp"))
     assert checkpoint.settings(free) == checkpoint.settings(first)
 
 
@@ -197,3 +198,48 @@ def test_two_ranks_distil_the_same_curve_as_one(home, distil, strategies):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
     assert two["eval_ppl"] == pytest.approx(one["eval_ppl"], rel=1e-4)
     assert ctx.series("step")[-1] == 20  # rank 0's reports reached the job
+
+
+@pytest.mark.parametrize("strategies", [["response"], ["response", "feature"]])
+def test_two_fsdp_ranks_distil_the_same_curve_as_one(home, distil, strategies):
+    """--sharding fsdp (FSDP2 fully_shard, gloo on CPU): each rank holds half of the student's
+    weights, gradients and moments, and the 20 steps are those of one process at the same global
+    batch and seed (the logged gradient norms are the whole student's); the stored student is whole."""
+    from apt_model.modeling import trainlog
+
+    kw = dict(strategies=strategies, max_steps=20, eval_every=10, seed=3)
+    store, one, _ = distil(output_name="one", **kw)
+    store, two, ctx = distil(output_name="two", workers=2, sharding="fsdp", **kw)
+    rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert_same_curve(rows2, rows1, 20)
+    assert two["eval_ppl"] == pytest.approx(one["eval_ppl"], rel=1e-4)
+    stored = load_model(store.model("two").path)
+    assert sum(p.numel() for p in stored.parameters()) == two["student_params"] == one["student_params"]
+
+
+def test_a_checkpoint_resumes_across_shardings_and_world_sizes(home):
+    """One process's checkpoint resumes on 2 FSDP ranks (its moments sharded on load), whose own
+    checkpoint (gathered whole) resumes on one: the end is the uninterrupted run's."""
+    from apt_distill import checkpoint
+
+    def run(ctx, **kw):  # 400 steps: the ranks report twice a second, so the second cancel lands late
+        return run_distill(Store(home), DistillSpec.from_request(request(home, max_steps=400, eval_every=400, seed=3,
+                                                                         **kw)), ctx)
+
+    with pytest.raises(errors.Cancelled):
+        run(CancelAtStep(5), output_name="cut")
+    with pytest.raises(errors.Cancelled):
+        run(CancelAtStep(15), output_name="cut", workers=2, sharding="fsdp", resume=True)
+    spec = DistillSpec.from_request(request(home, output_name="cut"))
+    assert 15 <= checkpoint.of(Store(home), spec).step() < 400
+    resumed = run(JobRecorder(), output_name="cut", resume=True)
+    whole = run(JobRecorder(), output_name="whole")
+    assert resumed["steps"] == 400
+    assert resumed["loss"] == pytest.approx(whole["loss"], rel=1e-3)
+    assert resumed["eval_ppl"] == pytest.approx(whole["eval_ppl"], rel=1e-3)
+
+
+def test_an_unknown_sharding_is_refused_naming_the_field(home):
+    with pytest.raises(errors.InvalidArgument, match="unknown sharding 'zero3'; choose one of ddp, fsdp") as info:
+        DistillSpec.from_request(request(home, workers=2, sharding="zero3"))
+    assert info.value.violations[0][0] == "sharding"

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DistillRequest(_message.Message):
-    __slots__ = ("teacher", "student", "student_preset_size", "student_layers", "output_name", "strategies", "temperature", "alpha", "kl_direction", "top_k", "layer_map", "feature_loss", "relation", "dataset", "corpus_paths", "seq_len", "batch_size", "max_steps", "learning_rate", "seed", "resume", "overwrite", "loss_weights", "device", "eval_every", "checkpoint_every", "warmup_steps", "workers", "nodes")
+    __slots__ = ("teacher", "student", "student_preset_size", "student_layers", "output_name", "strategies", "temperature", "alpha", "kl_direction", "top_k", "layer_map", "feature_loss", "relation", "dataset", "corpus_paths", "seq_len", "batch_size", "max_steps", "learning_rate", "seed", "resume", "overwrite", "loss_weights", "device", "eval_every", "checkpoint_every", "warmup_steps", "workers", "nodes", "sharding")
     class LayerMapEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class DistillRequest(_message.Message):
     WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     teacher: str
     student: str
     student_preset_size: str
@@ -82,7 +83,8 @@ class DistillRequest(_message.Message):
     warmup_steps: int
     workers: int
     nodes: int
-    def __init__(self, teacher: _Optional[str] = ..., student: _Optional[str] = ..., student_preset_size: _Optional[str] = ..., student_layers: _Optional[int] = ..., output_name: _Optional[str] = ..., strategies: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., alpha: _Optional[float] = ..., kl_direction: _Optional[str] = ..., top_k: _Optional[int] = ..., layer_map: _Optional[_Mapping[int, int]] = ..., feature_loss: _Optional[str] = ..., relation: _Optional[str] = ..., dataset: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., loss_weights: _Optional[_Mapping[str, float]] = ..., device: _Optional[str] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, teacher: _Optional[str] = ..., student: _Optional[str] = ..., student_preset_size: _Optional[str] = ..., student_layers: _Optional[int] = ..., output_name: _Optional[str] = ..., strategies: _Optional[_Iterable[str]] = ..., temperature: _Optional[float] = ..., alpha: _Optional[float] = ..., kl_direction: _Optional[str] = ..., top_k: _Optional[int] = ..., layer_map: _Optional[_Mapping[int, int]] = ..., feature_loss: _Optional[str] = ..., relation: _Optional[str] = ..., dataset: _Optional[str] = ..., corpus_paths: _Optional[_Iterable[str]] = ..., seq_len: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., loss_weights: _Optional[_Mapping[str, float]] = ..., device: _Optional[str] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class DistillResult(_message.Message):
     __slots__ = ("model", "eval_ppl", "teacher_eval_ppl", "steps", "tokens_seen", "student_params", "teacher_params", "loss", "ce_loss", "kd_loss", "feature_loss", "relation_loss", "custom_losses", "warnings")
