@@ -28,6 +28,8 @@ pub struct State {
     pub backend: String,
     tokens: Vec<Vec<u8>>,
     pub internal_auth: HeaderValue,
+    /// request ids: a per-process seed plus a counter, mixed (no syscall per call)
+    id_seed: u64,
     ids: AtomicU64,
 }
 
@@ -53,7 +55,8 @@ impl State {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         State { table: RwLock::new(Arc::new(Table::default())), upstream: upstream_builder(), connector, backend,
-                tokens, internal_auth, ids: AtomicU64::new(0) }
+                tokens, internal_auth,
+                id_seed: (std::process::id() as u64) << 32 ^ now_nanos(), ids: AtomicU64::new(0) }
     }
 
     /// The upstream connections of one caller connection: one HTTP/2 connection per endpoint it
@@ -82,10 +85,9 @@ impl State {
     }
 
     pub fn request_id(&self) -> String {
-        // unique per process; the gateway's ids are 12 hex digits too
+        // splitmix64 is a bijection, so seed + n differs per call; the gateway's ids are 12 hex digits too
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
-        let seed = (std::process::id() as u64) << 32 ^ now_nanos();
-        format!("{:012x}", splitmix64(seed.wrapping_add(n)) & 0xffff_ffff_ffff)
+        format!("{:012x}", splitmix64(self.id_seed.wrapping_add(n)) & 0xffff_ffff_ffff)
     }
 }
 
@@ -135,6 +137,7 @@ mod tests {
             backend: "127.0.0.1:1".into(),
             tokens: vec![b"user".to_vec(), b"admin".to_vec()],
             internal_auth: HeaderValue::from_static("Bearer internal"),
+            id_seed: 7,
             ids: AtomicU64::new(0),
         };
         let with = |v: &'static str| {
