@@ -29,7 +29,7 @@ from apt_distill import checkpoint
 from apt_distill.data import Batch, Corpus, read_texts
 from apt_distill.models import build_student, check_spec_against_models, load_teacher, parameter_count
 from apt_distill.objective import BUILTIN_TERMS, LossInputs, Objective, gather_teacher
-from apt_distill.spec import DistillSpec, spec_payload
+from apt_distill.spec import DistillSpec
 
 OPERATION = "distill"
 MAX_EVAL_BATCHES = 16
@@ -69,8 +69,8 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
     """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
     (``apt_distill.distill_rank``, each calling this with its ``ranks``) and follows them."""
     if ranks is None and spec.workers > 1:
-        return distributed.launch("apt_distill.distill_rank", {"home": str(store.root), "spec": spec_payload(spec)},
-                                  spec.workers, store.root / ".runs" / f"{checkpoint.KIND}-{spec.output_name}", ctx)
+        return distributed.launch_spec("apt_distill.distill_rank", OPERATION, store.root, spec, ctx,
+                                       f"{checkpoint.KIND}-{spec.output_name}")
     ranks = ranks or Ranks()
     device = pick_device(spec.device)
     run = _prepare(store, spec, ctx, ranks, device)

@@ -3,16 +3,10 @@ started by torchrun from ``apt_distill.distill.run_distill`` (apt_model.modeling
 
 from __future__ import annotations
 
-from apt_model.modeling.distributed import rank_main
-from apt_model.store import Store
+from apt_model.modeling.distributed import spec_rank_main
 
-from apt_distill.distill import run_distill
-from apt_distill.spec import spec_from_payload
-
-
-def _run(payload: dict, ctx, ranks) -> dict:
-    return run_distill(Store(payload["home"]), spec_from_payload(payload["spec"]), ctx, ranks)  # validated by the job's owner
-
+from apt_distill.distill import OPERATION, run_distill
+from apt_distill.spec import DistillSpec
 
 if __name__ == "__main__":
-    rank_main(_run)
+    spec_rank_main({OPERATION: (DistillSpec, run_distill)})

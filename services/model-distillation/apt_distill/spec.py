@@ -192,12 +192,10 @@ def _training(req, strategies: tuple[str, ...]) -> dict:
     if req.warmup_steps < 0 or warmup >= max_steps and max_steps > 1:
         raise errors.InvalidArgument(f"warmup_steps must be in [0, max_steps), got {req.warmup_steps}.")
     workers = req.workers or 1
-    for field_name, why in distributed.check_layout(batch_size, workers):
-        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    distributed.require_layout(batch_size, workers, req.nodes, "distil")
     sharding = req.sharding or "ddp"
     for field_name, why in distributed.check_sharding(sharding):
         raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
-    distributed.refuse_multi_node(req.nodes, "distil")
     return {"dataset": req.dataset, "corpus_paths": tuple(req.corpus_paths), "seq_len": seq_len,
             "batch_size": batch_size, "max_steps": max_steps, "learning_rate": float(lr), "warmup_steps": warmup,
             "device": _choice("device", req.device or "auto", DEVICES),
@@ -217,14 +215,3 @@ def _positive(name: str, value: int, default: int) -> int:
         raise errors.InvalidArgument(f"{name} must be > 0 (0 = default {default}), got {value}.")
     return value or default
 
-
-def spec_payload(spec: DistillSpec) -> dict:
-    """The spec as JSON, for the ranks of a data-parallel run (``spec_from_payload`` reads it)."""
-    return asdict(spec)
-
-
-def spec_from_payload(data: dict) -> DistillSpec:
-    def tuples(v):
-        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
-
-    return DistillSpec(**{k: tuples(v) for k, v in data.items()})

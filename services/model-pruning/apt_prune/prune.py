@@ -8,7 +8,6 @@ lottery and recovery batch (DDP); rank 0 alone measures and stores.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -57,8 +56,8 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | Non
     """The job; with ``workers`` > 1, ``spec.workers`` ranks of it (``apt_prune.prune_rank``, each
     calling this with its ``ranks``), followed from here."""
     if ranks is None and spec.workers > 1:
-        return distributed.launch("apt_prune.prune_rank", {"home": str(store.root), "spec": asdict(spec)},
-                                  spec.workers, store.root / ".runs" / f"{OPERATION}-{spec.output_name}", ctx)
+        return distributed.launch_spec("apt_prune.prune_rank", OPERATION, store.root, spec, ctx,
+                                       f"{OPERATION}-{spec.output_name}")
     ranks = ranks or Ranks()
     ranks.init("cpu")
     torch.manual_seed(spec.seed)

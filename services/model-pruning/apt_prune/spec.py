@@ -222,9 +222,7 @@ def _lottery_round_ratio(r, ratio: float) -> float:
 def _workers(r, batch_size: int) -> int:
     """The data-parallel ranks (each trains an equal share of the global batch); one machine only."""
     workers = r.workers or 1
-    for field_name, why in distributed.check_layout(batch_size, workers):
-        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
-    distributed.refuse_multi_node(r.nodes, "prune")
+    distributed.require_layout(batch_size, workers, r.nodes, "prune")
     return workers
 
 
