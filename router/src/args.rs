@@ -14,7 +14,7 @@ pub struct Args {
 pub fn usage(err: &str) -> ! {
     eprintln!(
         "apt-router: {err}\n\nusage: apt-router --listen HOST:PORT --backend HOST:PORT [--tls-cert PEM --tls-key PEM] \
-         [--grace SECONDS]\nenv: APT_TOKEN, APT_ADMIN_TOKEN (accepted from callers), APT_INTERNAL_TOKEN (sent to plugins),\n     APT_LOG_LEVEL (default INFO), APT_ROUTER_THREADS (default 2)\n\
+         [--grace SECONDS]\nenv: APT_TOKEN, APT_ADMIN_TOKEN (accepted from callers), APT_INTERNAL_TOKEN (sent to plugins),\n     APT_LOG_LEVEL (default INFO), APT_ROUTER_THREADS (default 1)\n\
          Started by the gateway (APT_ROUTER=native); route tables arrive on stdin as JSON lines."
     );
     std::process::exit(2)

@@ -57,8 +57,13 @@ fn main() {
         (Some(c), Some(k)) => Some(tls::acceptor(c, k).unwrap_or_else(|e| args::usage(&e))),
         _ => None,
     };
-    // two workers: the gateway's own process and the plugins share the machine's cores
-    let threads = std::env::var("APT_ROUTER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    // One worker by default. A call crosses three tasks here (the caller's connection, the call,
+    // the plugin connection); with two workers they woke each other across threads (futex and
+    // eventfd writes: ~5 extra syscalls and ~4 extra context switches a unary call, ~25% more
+    // CPU a call), which on a machine whose cores the gateway and the plugins share cost more
+    // than the second core gave back (issue 24 item 7: bench_gateway, 1 worker vs 2 in turn,
+    // p50 1.29x vs 1.35x direct, p99 1.24x vs 1.38x, 256 MiB stream 0.83x vs 0.76x).
+    let threads = std::env::var("APT_ROUTER_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
