@@ -50,8 +50,9 @@ def command_index(argv: list[str]) -> int | None:
 
 
 def kebab(name: str) -> str:
-    """Field or method name -> flag or command word: learning_rate -> learning-rate, StartPrune -> start-prune."""
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name).replace("_", "-").lower()
+    """Field or method name -> flag or command word: learning_rate -> learning-rate, StartPrune -> start-prune,
+    StartRLTraining -> start-rl-training (an acronym ends before its last capital when a lower-case letter follows)."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])|(?<=[A-Z])([A-Z])(?=[a-z])", r"-\1\2", name).replace("_", "-").lower()
 
 
 def operation_words(ops) -> dict[str, plugin_pb2.Operation]:

@@ -109,6 +109,8 @@ def test_plugin_describe_shows_only_flags_that_exist(cli, echo_gateway):
 def test_kebab_case_and_operation_words():
     assert generic.kebab("lottery_round_ratio") == "lottery-round-ratio"
     assert generic.kebab("StartImportModel") == "start-import-model"
+    assert generic.kebab("StartRLTraining") == "start-rl-training"
+    assert generic.kebab("StartGGUF") == "start-gguf"
     ops = [plugin_pb2.Operation(name="StartPrune"), plugin_pb2.Operation(name="ListStrategies")]
     assert set(generic.operation_words(ops)) == {"start-prune", "prune", "list-strategies"}
 

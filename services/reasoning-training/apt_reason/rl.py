@@ -85,7 +85,7 @@ class RLSpec:
 
     @classmethod
     def from_request(cls, r) -> "RLSpec":
-        distributed.require_layout(r.questions_per_step or 4, r.workers or 1, r.nodes, "rltraining",
+        distributed.require_layout(r.questions_per_step or 4, r.workers or 1, r.nodes, "rl-training",
                                    batch_field="questions_per_step")
         spec = cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 50,
                    questions_per_step=r.questions_per_step or 4, group=r.group or 8, loss_type=r.loss_type or "grpo",
