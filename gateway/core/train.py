@@ -346,8 +346,8 @@ def _parallel(run: _Run, spec: TrainSpec, ranks: Ranks, device: str, val_ids):
 def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     """nodes > 1: the ranks run as a Kubeflow PyTorchJob of the gateway's own image (one pod of
     ``workers`` ranks per node, GPUs when the run's device is cuda), followed from here
-    (gateway.deploy.pytorchjob); the gateway's namespace and image from its environment."""
-    from gateway.deploy import pytorchjob
+    (apt_model.runtime.pytorchjob); the gateway's namespace and image from its environment."""
+    from apt_model.runtime import pytorchjob
     from gateway.deploy.kubernetes import KubernetesConfig
 
     config = KubernetesConfig.from_env()

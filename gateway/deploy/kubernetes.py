@@ -20,11 +20,10 @@ import time
 from dataclasses import dataclass
 
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from apt_model import errors
+from apt_model.runtime.pytorchjob import cluster_client
 from apt_model.runtime.settings import Settings
 from gateway.catalog import CatalogEntry
 from gateway.deploy import render as objects
@@ -69,22 +68,6 @@ def render(entry: CatalogEntry, replicas: int, env: dict[str, str], config: Kube
     return PluginObjects(deployment, service, config.plugin_port)
 
 
-def cluster_client(who: str) -> k8s.ApiClient:
-    """A client of the cluster the gateway runs in (its service account), else the kubeconfig's
-    (``$KUBECONFIG`` as set now, not at import). ``who`` starts the FAILED_PRECONDITION that says
-    what needed the cluster when there are no credentials."""
-    try:
-        k8s_config.load_incluster_config()  # the gateway pod's service account
-    except ConfigException:
-        try:
-            k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-        except (ConfigException, FileNotFoundError) as exc:
-            raise errors.FailedPrecondition(
-                f"{who} but no cluster credentials were found: run the gateway in the cluster (service account "
-                f"apt-gateway) or provide a kubeconfig ({exc}).") from exc
-    return k8s.ApiClient()
-
-
 class KubernetesDeployer(Deployer):
     name = "kubernetes"
 
@@ -93,7 +76,7 @@ class KubernetesDeployer(Deployer):
         self.settings = settings
         self.config = config or KubernetesConfig.from_env()
         if api_client is None:
-            api_client = cluster_client("APT_DEPLOYER=kubernetes")
+            api_client = cluster_client("APT_DEPLOYER=kubernetes")  # the gateway pod's service account
         self.apps = k8s.AppsV1Api(api_client)
         self.core = k8s.CoreV1Api(api_client)
 

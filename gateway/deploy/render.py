@@ -15,10 +15,10 @@ and written once, here. The docker deployer reads the same plugin.yaml fields
 from __future__ import annotations
 
 from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.pytorchjob import SERVICE_UID as PLUGIN_UID  # the training pods' too
+from apt_model.runtime.pytorchjob import STORE_MOUNT, TOKEN_DIR
 
 PLUGIN_PORT = 50051  # APT_LISTEN inside every plugin container and pod
-PLUGIN_UID = 10001   # the unprivileged user of every service image (docker/base.Dockerfile)
-TOKEN_DIR = "/run/secrets/apt"  # the apt-tokens Secret (internal token only) in a plugin pod
 # The ConfigMap holding plugins' own settings (k8s/base/kustomization.yaml). Each pod takes only
 # the keys its plugin.yaml declares (settings:), never the whole map: the map is shared by every
 # plugin, and a plugin's service refuses an APT_* variable that is neither shared nor its own.

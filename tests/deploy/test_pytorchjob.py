@@ -1,4 +1,4 @@
-"""Multi-node core `train` (#18) as a Kubeflow PyTorchJob (gateway/deploy/pytorchjob.py): the
+"""Multi-node core `train` (#18) as a Kubeflow PyTorchJob (apt_model/runtime/pytorchjob.py): the
 manifest validated against the vendored CRD schema (k8s/crds/) and, for its pod, the Kubernetes
 API's own schema; submitted through the official client to LocalKubeApiServer (standing in for
 the API server and the training operator's conditions); its "pods" are real torchrun processes
@@ -36,7 +36,7 @@ JOBS = "/apis/kubeflow.org/v1/namespaces/apt-test/pytorchjobs"
 
 
 def _shape(**kw):
-    from gateway.deploy import pytorchjob
+    from apt_model.runtime import pytorchjob
 
     base = dict(name="apt-train-big", module="gateway.core.train_rank", run_folder=".runs/train-big", nodes=3,
                 workers=2, gpu=True, image="apt/gateway:1.0", namespace=NS)
@@ -52,7 +52,7 @@ def _validate(job: dict) -> None:
 
 
 def test_the_manifest_validates_against_the_operators_schema():
-    from gateway.deploy import pytorchjob
+    from apt_model.runtime import pytorchjob
 
     job = pytorchjob.manifest(_shape())
     _validate(job)
@@ -72,7 +72,7 @@ def test_the_manifest_validates_against_the_operators_schema():
 
 def test_the_schema_check_can_fail():
     """The vendored schema catches what the operator would refuse (a guard of the test above)."""
-    from gateway.deploy import pytorchjob
+    from apt_model.runtime import pytorchjob
 
     for breaks in (lambda j: j["spec"]["pytorchReplicaSpecs"]["Master"].update(restartPolicy="Sometimes"),
                    lambda j: j["spec"].update(nprocPerNode=2),
@@ -86,7 +86,7 @@ def test_the_schema_check_can_fail():
 
 
 def test_object_names_are_dns_labels():
-    from gateway.deploy.pytorchjob import object_name
+    from apt_model.runtime.pytorchjob import object_name
 
     assert object_name("train", "My_Model.v2") == "apt-train-my-model-v2"
     assert len(object_name("train", "x" * 200)) == 63
@@ -219,7 +219,7 @@ def test_cancel_checkpoints_and_deletes_the_pytorchjob(store, tmp_path, cluster)
 
 
 def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp_path, cluster):
-    from gateway.deploy import pytorchjob
+    from apt_model.runtime import pytorchjob
 
     runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), NS, poll_seconds=0.05)
     shape = _shape(nodes=2, workers=1, gpu=False)
@@ -240,7 +240,7 @@ def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp
 
 
 def test_a_pytorchjob_deleted_by_someone_else_fails_the_job(store, cluster):
-    from gateway.deploy import pytorchjob
+    from apt_model.runtime import pytorchjob
 
     runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), NS)
     shape = _shape(nodes=2, workers=1, gpu=False)

@@ -1,6 +1,7 @@
 """Multi-node training on Kubernetes: a training job with ``nodes`` > 1 runs as a Kubeflow
 training-operator ``PyTorchJob`` (``kubeflow.org/v1``), submitted and followed by the service
-that owns the job (for core ``train``: the gateway, under APT_DEPLOYER=kubernetes).
+that owns the job under APT_DEPLOYER=kubernetes: the gateway for core ``train``, a plugin's service
+for its own training operations (model-distillation's ``distill``).
 
 The job's pods run the service's own image in worker mode: ``python -m torch.distributed.run -m
 <rank module> <run folder>`` (torchrun reads the operator's PET_NNODES, PET_NPROC_PER_NODE,
@@ -12,12 +13,17 @@ progress and result into the run folder, as under the local torchrun launcher
 conditions (Created, Running, Restarting, Succeeded, Failed) become the job's stages and its end.
 A cancel leaves the ``cancel`` file (the ranks checkpoint and stop together), then deletes the
 PyTorchJob. The RBAC this needs is k8s/base/gateway/rbac-training.yaml: pytorchjobs in the
-namespace, nothing more. Installing the operator: docs/scaling.md.
+namespace, nothing more; a plugin's is rendered from its plugin.yaml's ``multi_node: true``
+(gateway/deploy/render.py). Installing the operator: docs/scaling.md.
+
+apt_model, not the gateway: every service image carries it, and a plugin submits its own jobs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +31,34 @@ from typing import Any
 
 from apt_model import errors
 from apt_model.modeling import distributed
-from gateway.deploy import render
 
 GROUP, VERSION, PLURAL, KIND = "kubeflow.org", "v1", "pytorchjobs", "PyTorchJob"
 STORE_MOUNT = "/data"         # the store PVC in every pod (render.deployment mounts it there too)
 POLL_SECONDS = 1.0
 CANCEL_GRACE_SECONDS = 30.0   # after a cancel, how long the ranks get to checkpoint before the job is deleted
 STATES = ("Created", "Running", "Restarting", "Succeeded", "Failed")  # the operator's condition types
+TOKEN_DIR = "/run/secrets/apt"  # the apt-tokens Secret (internal token only) in a service's pod
+SERVICE_UID = 10001             # the unprivileged user of every service image (docker/base.Dockerfile)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where a service submits its PyTorchJobs: its namespace and its own image, from the
+    environment the kubernetes deployer gives its pod (gateway/deploy/render.py)."""
+
+    namespace: str  # APT_K8S_NAMESPACE (a plugin pod's: the downward API's metadata.namespace)
+    image: str      # APT_IMAGE: the service's own image, which the job's pods run in worker mode
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Cluster":
+        env = dict(os.environ if env is None else env)
+        missing = [k for k in ("APT_K8S_NAMESPACE", "APT_IMAGE") if not env.get(k)]
+        if missing:
+            raise errors.FailedPrecondition(
+                f"Multi-node training needs {' and '.join(missing)} in this service's environment, which the "
+                "kubernetes deployer sets in every plugin pod: deploy the plugin with `apt-model plugin install` "
+                "or `kubectl apply -k k8s/base` (tools/gen_deploy.py).")
+        return cls(env["APT_K8S_NAMESPACE"], env["APT_IMAGE"])
 
 
 @dataclass(frozen=True)
@@ -39,7 +66,7 @@ class JobShape:
     """What one PyTorchJob runs and where."""
 
     name: str          # the object's name (a DNS label)
-    module: str        # the rank module, run by torchrun in each pod (gateway.core.train_rank)
+    module: str        # the rank module, run by torchrun in each pod (gateway.core.train_rank, apt_distill.distill_rank)
     run_folder: str    # the run folder's path relative to the store root (".runs/train-NAME")
     nodes: int         # pods: one Master and nodes - 1 Workers
     workers: int       # ranks per pod (nprocPerNode)
@@ -73,7 +100,8 @@ def manifest(shape: JobShape) -> dict:
 
 def _pod_template(shape: JobShape) -> dict:
     """One node's pod: the service image's torchrun over the rank module, locked down as the
-    plugin pods are (gateway/deploy/render.py), the store PVC and only the internal token mounted."""
+    plugin pods are (gateway/deploy/render.py), the store PVC and only the internal token mounted
+    (no service-account token: the ranks never talk to the Kubernetes API, only their owner does)."""
     folder = f"{STORE_MOUNT}/{shape.run_folder}"
     container = {
         "name": "pytorch",  # the operator finds the training container by this name
@@ -83,16 +111,16 @@ def _pod_template(shape: JobShape) -> dict:
         "env": [{"name": "APT_HOME", "value": STORE_MOUNT}, {"name": "HOME", "value": "/tmp"},
                 {"name": "OMP_NUM_THREADS", "value": str(max(shape.threads, 1))},
                 {"name": "TORCHELASTIC_ERROR_FILE", "value": f"{folder}/torchrun-error.json"},
-                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{render.TOKEN_DIR}/internal_token"}],
+                {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{TOKEN_DIR}/internal_token"}],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "store", "mountPath": STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"},
                          {"name": "shm", "mountPath": "/dev/shm"},
-                         {"name": "tokens", "mountPath": render.TOKEN_DIR, "readOnly": True}],
+                         {"name": "tokens", "mountPath": TOKEN_DIR, "readOnly": True}],
     }
     if shape.gpu:
         container["resources"] = {"limits": {"nvidia.com/gpu": shape.workers}}
-    uid = render.PLUGIN_UID
+    uid = SERVICE_UID
     return {
         "metadata": {"labels": {"app.kubernetes.io/part-of": "apt", "app.kubernetes.io/component": "training",
                                 "apt.training-job": shape.name}},
@@ -119,11 +147,43 @@ def state_of(obj: dict) -> str:
     return conditions[-1]["type"] if conditions else ""
 
 
-def api_client():
-    """A client of the cluster the gateway runs in (its service account), else the kubeconfig's."""
-    from gateway.deploy.kubernetes import cluster_client
+def cluster_client(who: str, account: str = "apt-gateway"):
+    """A client of the cluster this service runs in (its pod's service account ``account``), else
+    the kubeconfig's (``$KUBECONFIG`` as set now, not at import). ``who`` starts the
+    FAILED_PRECONDITION that says what needed the cluster when there are no credentials."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+    from kubernetes.config.config_exception import ConfigException
 
-    return cluster_client("Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob,")
+    try:
+        k8s_config.load_incluster_config()
+    except ConfigException:
+        try:
+            k8s_config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+        except (ConfigException, FileNotFoundError) as exc:
+            raise errors.FailedPrecondition(
+                f"{who} but no cluster credentials were found: run the service in the cluster (service account "
+                f"{account}) or provide a kubeconfig ({exc}).") from exc
+    return k8s.ApiClient()
+
+
+def api_client(account: str = "apt-gateway"):
+    """A client for submitting PyTorchJobs, as the service account ``account`` in the cluster."""
+    return cluster_client("Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob,", account)
+
+
+def run_spec(module: str, operation: str, spec, kind: str, name: str, home: Path, ctx, cluster: Cluster,
+             account: str, client=None) -> dict[str, Any]:
+    """A plugin's multi-node job: ``spec`` (a dataclass with ``nodes``, ``workers``, ``device``)
+    as the PyTorchJob ``apt-<kind>-<name>`` of ``cluster.image``, whose pods run ``module``
+    (``distributed.spec_rank_main``: ``operation`` names the work) over the run folder
+    ``home/.runs/<kind>-<name>``; followed as ``ctx``, as ``distributed.launch_spec`` is locally."""
+    run_folder = f".runs/{kind}-{name}"
+    shape = JobShape(object_name(kind, name), module, run_folder, spec.nodes, spec.workers,
+                     gpu=spec.device == "cuda", image=cluster.image, namespace=cluster.namespace,
+                     threads=getattr(spec, "threads", 0) or 1)
+    runner = PyTorchJobRunner(client or api_client(account), cluster.namespace)
+    return runner.run(shape, {"operation": operation, "spec": dataclasses.asdict(spec)}, Path(home) / run_folder, ctx)
 
 
 class PyTorchJobRunner:
