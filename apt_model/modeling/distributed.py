@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -216,6 +217,49 @@ def check_sharding(sharding: str) -> list[tuple[str, str]]:
     return []
 
 
+def require_sharding(sharding: str) -> str:
+    """A request's ``sharding`` (empty: ddp), or INVALID_ARGUMENT naming the field."""
+    sharding = sharding or "ddp"
+    for field_name, why in check_sharding(sharding):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    return sharding
+
+
+@dataclass
+class Parallel:
+    """A run's loss module over its ranks (``parallelize``) and the optimizer that steps it."""
+
+    loss: Any              # what the training step calls: DDP, the FSDP2 root, or the plain module
+    optimizer: Any
+    sharded: Any = None    # the FSDP2 root (``loss``) whose shards a checkpoint gathers; None otherwise
+
+    @property
+    def no_sync(self):
+        """The context that skips the gradient reduction of a micro-batch (None for one rank)."""
+        if self.sharded is not None:
+            return functools.partial(fsdp_no_sync, self.sharded)
+        return getattr(self.loss, "no_sync", None)
+
+
+def parallelize(ranks: Ranks, module, device: str, optimizer, make_optimizer: Callable[[], Any], *,
+                sharding: str = "ddp", blocks=(), optimizer_state: dict | None = None,
+                find_unused: bool = False) -> Parallel:
+    """``module`` (a run's loss module) over ``ranks`` (``Ranks.wrap``) with its optimizer, a resumed
+    run's ``optimizer_state`` (``state_dict`` form, of any world size and sharding) loaded into it.
+    DDP or one rank: ``optimizer`` itself. FSDP2: ``fully_shard`` on each of ``blocks`` then on
+    ``module``, and the optimizer built again (``make_optimizer()``, which must number the parameters
+    as ``optimizer`` does) on the shards, each rank keeping its share of the moments."""
+    loss = ranks.wrap(module, device, find_unused=find_unused, sharding=sharding, blocks=blocks)
+    if sharding != "fsdp" or ranks.world == 1:
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+        return Parallel(loss, optimizer)
+    optimizer = make_optimizer()
+    if optimizer_state is not None:
+        load_optimizer_state(loss, optimizer, optimizer_state)
+    return Parallel(loss, optimizer, loss)
+
+
 @contextlib.contextmanager
 def fsdp_no_sync(module):
     """FSDP2's counterpart of DDP's ``no_sync``: no gradient reduce-scatter in the block (the
@@ -260,28 +304,31 @@ def submodule_state(state: dict, prefix: str) -> dict:
 
 def whole_states(parts: dict, optimizer, ranks: Ranks, sharded=None) -> tuple[dict, dict] | None:
     """The ``state_dict`` of each of ``parts`` (the modules a checkpoint keeps, by the name the run's
-    loss module holds each under) and of the optimizer, whole, on rank 0; None on the others. Under
+    loss module holds each under, or the root itself) and of the optimizer, whole, on rank 0; None on
+    the others. Under
     FSDP (``sharded``: the run's root, that loss module) they are gathered from every rank's shards
     (a collective: every rank calls it); otherwise rank 0's own. The same form for any world size
     and sharding, so a checkpoint of either resumes under the other."""
     if sharded is not None:
         state, optimizer_state = full_state(sharded, optimizer)
-        return ({name: submodule_state(state, name) for name in parts}, optimizer_state) if ranks.main else None
+        return ({name: state if module is sharded else submodule_state(state, name)
+                 for name, module in parts.items()}, optimizer_state) if ranks.main else None
     if not ranks.main:
         return None
     return {name: module.state_dict() for name, module in parts.items()}, optimizer.state_dict()
 
 
-def gather_model(sharded, model, prefix: str, ranks: Ranks):
-    """An FSDP run's ``model`` (submodule ``prefix`` of the sharded root), whole, as a plain model of
-    its config on rank 0 (for storing); None on the others. A collective: every rank calls it."""
+def gather_model(sharded, model, prefix: str, ranks: Ranks, build: Callable | None = None):
+    """An FSDP run's ``model`` (submodule ``prefix`` of the sharded root, or the root itself), whole,
+    as a plain model of its config (``build(config)``; a causal LM's by default) on rank 0, for
+    storing; None on the others. A collective: every rank calls it."""
     from apt_model.modeling.preset import create_model
 
     state, _ = full_state(sharded)
     if not ranks.main:
         return None
-    plain = create_model(model.config)
-    plain.load_state_dict(submodule_state(state, prefix))
+    plain = (build or create_model)(model.config)
+    plain.load_state_dict(state if model is sharded else submodule_state(state, prefix))
     return plain
 
 
@@ -292,7 +339,9 @@ def load_optimizer_state(module, optimizer, state: dict) -> None:
 
     names = {id(p): n for n, p in module.named_parameters()}
     fqns = [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
-    osd = {"state": {fqns[i]: v for i, v in state["state"].items()},
+    # a parameter that never had a gradient (a layer the loss does not reach) has no moments: empty,
+    # as in the optimizer's own state_dict, where torch's loader wants an entry for each
+    osd = {"state": {**{fqn: {} for fqn in fqns}, **{fqns[i]: v for i, v in state["state"].items()}},
            "param_groups": [{**g, "params": [fqns[i] for i in g["params"]]} for g in state["param_groups"]]}
     set_optimizer_state_dict(module, optimizer, osd, options=StateDictOptions(full_state_dict=True))
 

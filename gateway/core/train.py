@@ -220,7 +220,7 @@ class _Run:
     tokenizer: object
     step: int = 0
     log: list = field(default_factory=list)  # training_log.jsonl rows, one per step (apt_model.modeling.loop)
-    optimizer_state: dict | None = None  # a resumed run's: loaded again once an FSDP run has sharded the model
+    optimizer_state: dict | None = None  # a resumed run's, until distributed.parallelize loads it
     sharded: object = None  # an FSDP run's root module (the model's loss), whose state is gathered to save it
 
 
@@ -247,8 +247,8 @@ def _start_run(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks) -> 
         # on the training device before the optimizer state is loaded: load_state_dict puts each
         # moment tensor on its parameter's device, and fused AdamW needs them together
         model.to(pick_device(spec.device))
+        # its moments are loaded once the ranks' optimizer is final (distributed.parallelize)
         run = _Run(model, make_optimizer(model, spec), tokenizer, step, log, states["optimizer"])
-        run.optimizer.load_state_dict(states["optimizer"])
         ctx.report(message=f"resumed from the checkpoint at step {step}")
         return run, corpus.documents, {"corpus": corpus.sources}
     ctx.report(stage="tokenizer", message=f"{len(corpus.documents)} documents, {corpus.characters} characters")
@@ -277,17 +277,6 @@ def _checkpoint(store: Store, spec: TrainSpec, run: _Run, step: int, ranks: Rank
     parts, optimizer_sd = states
     _checkpoints(store, spec).save(step, {"model": parts["model"], "optimizer": optimizer_sd,
                                           "config": run.model.config.to_dict()}, spec.curve_fields(), run.log)
-
-
-def _shard(run: _Run, loss, spec: TrainSpec, ranks: Ranks) -> None:
-    """After ``fully_shard``: the optimizer built again on the sharded parameters (and a resumed
-    run's moments loaded into it, each rank keeping its shard)."""
-    if spec.sharding != "fsdp" or ranks.world == 1:
-        return
-    run.sharded, run.optimizer = loss, make_optimizer(run.model, spec)
-    if run.optimizer_state is not None:
-        distributed.load_optimizer_state(loss, run.optimizer, run.optimizer_state)
-    run.optimizer_state = None
 
 
 def _gather(run: _Run, spec: TrainSpec, ranks: Ranks) -> None:
@@ -328,19 +317,21 @@ class _BatchLoss(torch.nn.Module):
 
 
 def _parallel(run: _Run, spec: TrainSpec, ranks: Ranks, device: str, val_ids):
-    """The loss module of the run's ranks (DDP or FSDP2 over ``_BatchLoss``; the plain one for one
-    rank) and its evaluation: rank 0's under DDP (the others wait for it at the next step), every
-    rank's under FSDP (the weights are gathered as the blocks run)."""
-    loss = ranks.wrap(_BatchLoss(run.model, device), device, sharding=spec.sharding,
-                      blocks=trainlog.transformer_blocks(run.model))
-    _shard(run, loss, spec, ranks)
+    """The run's ranks over ``_BatchLoss`` (``distributed.parallelize``: DDP or FSDP2; the plain
+    module for one rank), the run's optimizer and sharded root set from it, and its evaluation:
+    rank 0's under DDP (the others wait for it at the next step), every rank's under FSDP (the
+    weights are gathered as the blocks run)."""
+    par = distributed.parallelize(ranks, _BatchLoss(run.model, device), device, run.optimizer,
+                                  functools.partial(make_optimizer, run.model, spec), sharding=spec.sharding,
+                                  blocks=trainlog.transformer_blocks(run.model), optimizer_state=run.optimizer_state)
+    run.optimizer, run.sharded, run.optimizer_state, loss = par.optimizer, par.sharded, None, par.loss
 
     def evaluate() -> dict:
         if run.sharded is not None:
             return {"val_loss": validation_loss(run.model, val_ids, spec, device, loss_of=loss)}
         return {"val_loss": validation_loss(run.model, val_ids, spec, device)} if ranks.main else {}
 
-    return loss, evaluate
+    return par, evaluate
 
 
 def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
@@ -388,12 +379,12 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     ctx.report(stage="train", message=f"{train_ids.numel()} training tokens, {val_ids.numel()} held out, "
                f"{lm.count_parameters(model)[0]} parameters on {device}"
                + (f", {ranks.world} ranks" if ranks.world > 1 else ""))
-    loss, evaluate = _parallel(run, spec, ranks, device, val_ids)
+    par, evaluate = _parallel(run, spec, ranks, device, val_ids)
 
     def forward(step: int, micro: int) -> dict:
         # every rank draws the same global batch and trains its share of the rows
         batch = lm.random_windows(train_ids, spec.batch_size, spec.seq_len, spec.seed, step * spec.grad_accum + micro)
-        return {"loss": loss(ranks.shard(batch))}
+        return {"loss": par.loss(ranks.shard(batch))}
 
     def checkpoint(step: int) -> None:
         run.step = step
@@ -406,8 +397,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                 max_seconds=spec.max_minutes * 60 if spec.max_minutes else math.inf,
                 nonfinite_hint=f"lower the learning rate (now {spec.learning_rate}) or raise warmup_steps, "
                                f"then resume or start over", log=run.log, ranks=ranks,
-                no_sync=functools.partial(distributed.fsdp_no_sync, loss) if run.sharded is not None
-                else getattr(loss, "no_sync", None))
+                no_sync=par.no_sync)
     run.step = loop.run(run.step, forward)
     if loop.stopped_early:
         ctx.warn(f"Stopped at step {run.step} of {spec.max_steps}: the {spec.max_minutes} min limit was reached.")

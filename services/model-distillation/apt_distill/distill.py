@@ -156,19 +156,15 @@ def _optimizer(student, objective: Objective, spec: DistillSpec) -> torch.optim.
 
 
 def _parallel(run: _Run, spec: DistillSpec, ranks: Ranks, device: str, optimizer_state: dict | None):
-    """The loss module of the run's ranks and its FSDP root (None unless sharded): DDP over it, or
-    FSDP2 (each student block, then the whole loss module, sharded; the optimizer built again on the
-    shards, a resumed run's moments loaded into it, each rank keeping its share); itself for one rank."""
-    loss = ranks.wrap(_DistillLoss(run.student, run.objective, run.teacher, spec, run.same_vocabulary), device,
-                      find_unused=True, sharding=spec.sharding, blocks=trainlog.transformer_blocks(run.student))
-    if spec.sharding != "fsdp" or ranks.world == 1:
-        if optimizer_state is not None:
-            run.optimizer.load_state_dict(optimizer_state)
-        return loss, None
-    run.optimizer = _optimizer(run.student, run.objective, spec)
-    if optimizer_state is not None:
-        distributed.load_optimizer_state(loss, run.optimizer, optimizer_state)
-    return loss, loss
+    """The loss module of the run's ranks and its FSDP root (None unless sharded), through
+    ``distributed.parallelize`` (FSDP2: each student block, then the whole loss module); the run's
+    optimizer is the one that steps it."""
+    par = distributed.parallelize(
+        ranks, _DistillLoss(run.student, run.objective, run.teacher, spec, run.same_vocabulary), device,
+        run.optimizer, functools.partial(_optimizer, run.student, run.objective, spec), sharding=spec.sharding,
+        blocks=trainlog.transformer_blocks(run.student), optimizer_state=optimizer_state, find_unused=True)
+    run.optimizer = par.optimizer
+    return par.loss, par.sharded
 
 
 def _store_student(store: Store, spec: DistillSpec, ctx: JobContext, run: _Run, step: int, last: dict,
