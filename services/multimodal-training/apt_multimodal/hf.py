@@ -181,14 +181,22 @@ class AptMultimodalForConditionalGeneration(PreTrainedModel, GenerationMixin):
         frames = self.image_patches(pixels(x.flatten(0, 1)))
         return self.video_projector(self.video_encoder(frames.reshape(n, f, *frames.shape[1:])))
 
-    def embed(self, input_ids: torch.Tensor, media: dict[str, torch.Tensor], with_media: bool = True):
+    def embed(self, input_ids: torch.Tensor, media: dict[str, torch.Tensor], with_media: bool = True,
+              idle: dict[str, torch.Tensor] | None = None):
         """Input embeddings with each placeholder run replaced by its medium's projected patches
-        (``with_media=False``: the placeholders stay, the text-only baseline)."""
+        (``with_media=False``: the placeholders stay, the text-only baseline). ``idle``: a stand-in
+        item of each modality the rows lack, run through its tower and added times 0: the ranks of
+        a sharded (FSDP) run must all run every tower, in one order (modalities are taken sorted)."""
         embeds = self.get_input_embeddings()(input_ids)
         if not with_media:
             return embeds
         token_ids = self.config.token_ids()
-        for modality, x in media.items():
+        idle = idle or {}
+        for modality in sorted({**media, **idle}):
+            if modality not in media:
+                embeds = embeds + 0.0 * self.features(modality, idle[modality]).sum()
+                continue
+            x = media[modality]
             feats = self.features(modality, x)
             slots = input_ids == token_ids[modality]
             if int(slots.sum()) != feats.shape[0] * feats.shape[1]:
@@ -199,11 +207,11 @@ class AptMultimodalForConditionalGeneration(PreTrainedModel, GenerationMixin):
         return embeds
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, media=None, with_media: bool = True,
-                inputs_embeds=None, **kwargs):
+                inputs_embeds=None, idle=None, **kwargs):
         """The LM on the merged embeddings; ``media`` maps modality -> stored tensors (uint8 images
         and frames, log-mel). Without media it is the plain LM (``generate`` on text)."""
         if inputs_embeds is None:
-            inputs_embeds = self.embed(input_ids, media or {}, with_media)
+            inputs_embeds = self.embed(input_ids, media or {}, with_media, idle)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, labels=labels,
                                    **kwargs)
 

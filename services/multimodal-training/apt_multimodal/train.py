@@ -2,7 +2,7 @@
 trained on a stored multimodal dataset on the platform's Loop, checkpointed for resume, and
 written into the store (atomically) with its lineage and ``training_log.jsonl``. With ``workers``
 > 1 the ranks (``apt_multimodal.train_rank``) each train their share of every step's global batch
-under DDP (``apt_model.modeling.distributed``)."""
+under DDP, or FSDP2 with ``sharding="fsdp"`` (``apt_model.modeling.distributed``)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ from apt_multimodal.batches import IGNORE, make_batch
 
 OPERATION = "multimodal-train"
 KIND = "multimodal"
-# may change between a run and its resume (2 ranks' checkpoint resumes on 1)
-FREE_FIELDS = ("device", "checkpoint_every", "workers")
+# may change between a run and its resume (2 ranks' checkpoint resumes on 1, a DDP run's under
+# FSDP or back: checkpoints are whole either way)
+FREE_FIELDS = ("device", "checkpoint_every", "workers", "sharding")
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,15 @@ class TrainSpec:
     checkpoint_every: int = 100
     warmup_steps: int = 0
     workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "TrainSpec":
-        """A ``TrainRequest`` as a spec (0 = the default); INVALID_ARGUMENT naming a bad layout
+        """A ``TrainRequest`` as a spec (0 = the default); INVALID_ARGUMENT naming a bad layout or sharding
         field, FAILED_PRECONDITION for nodes > 1."""
         d = cls("", "", "")
         distributed.require_layout(r.batch_size or d.batch_size, r.workers or 1, r.nodes, "train")
+        sharding = distributed.require_sharding(r.sharding)
         return cls(
             model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or d.max_steps,
             learning_rate=r.learning_rate or d.learning_rate, stage=r.stage or d.stage,
@@ -67,7 +70,7 @@ class TrainSpec:
             device=r.device or d.device, module_learning_rates=dict(r.module_learning_rates), freeze=tuple(r.freeze),
             encoder_width=r.encoder_width or d.encoder_width, encoder_layers=r.encoder_layers or d.encoder_layers,
             patch_size=r.patch_size or d.patch_size, checkpoint_every=r.checkpoint_every or d.checkpoint_every,
-            warmup_steps=r.warmup_steps, workers=r.workers or 1)
+            warmup_steps=r.warmup_steps, workers=r.workers or 1, sharding=sharding)
 
     def lineage(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("resume", "overwrite")}
@@ -139,6 +142,42 @@ def optimizer_for(model: mm.MultimodalLM, spec: TrainSpec) -> ScaledAdamW:
     return ScaledAdamW(groups, lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
 
 
+class _CaptionLoss(torch.nn.Module):
+    """The model's forward as the module DDP or FSDP2 wraps (the FSDP root, whose submodule
+    ``model`` a checkpoint keeps)."""
+
+    def __init__(self, model: mm.MultimodalLM):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, labels, media, idle=None):
+        """The captions' loss; ``idle``: stand-ins for the modalities this rank's rows lack (``MultimodalLM.embed``)."""
+        return self.model(input_ids, attention_mask, labels, media, idle=idle).loss
+
+
+def fsdp_blocks(model: mm.MultimodalLM) -> list[torch.nn.Module]:
+    """FSDP2's units inside the root: the LM's transformer blocks and each encoder's (vision, audio)."""
+    parts = [model.language_model, getattr(model, "vision_tower", None), getattr(model, "audio_tower", None)]
+    return [block for part in parts if part is not None for block in trainlog.transformer_blocks(part)]
+
+
+def _idle_towers(data: shards.ShardSet, device: str):
+    """Under FSDP a tower runs on every rank or on none (a sharded block's gradients are
+    reduce-scattered by all ranks): for a rank's media and the global batch's rows, a stand-in item
+    (the dataset's first) of each modality the global batch has and this rank's rows lack, for
+    ``_CaptionLoss``. None where no row has it: its gradients stay None, as in one process."""
+    first = {}
+    for modality in data.modalities():
+        x = next((x for r in data.rows if (x := data.media(r, modality)) is not None), None)
+        if x is not None:
+            first[modality] = x[:1].to(device)
+
+    def idle(media: dict, rows: list[shards.StoredRow]) -> dict:
+        used = {m for r in rows for m, idx in r.media.items() if idx}
+        return {m: x for m, x in first.items() if m in used and m not in media}
+    return idle
+
+
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
     """The job; with ``workers`` > 1 it runs the ranks under torchrun, each calling this with its ``ranks``."""
     if ranks is None and spec.workers > 1:
@@ -156,44 +195,54 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     tokens = model.tokens_per_item()
     optimizer = optimizer_for(model, spec)
     ckpt = checkpoint_of(store, spec)
-    step, log = 0, []
+    step, log, optimizer_state = 0, [], None
     if spec.resume:
         step, states, log = ckpt.load(spec.settings())
         model.load_state_dict(states["model"])
-        optimizer.load_state_dict(states["optimizer"])
+        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
         ctx.report(message=f"resumed from step {step}")
     elif spec.overwrite and ranks.main:
         ckpt.remove()
-    # every rank draws the same global batch and trains its share of the rows
-    wrapped = ranks.wrap(model, device, find_unused=True)  # a batch may lack a modality: its tower idles
+    # DDP: a batch may lack a modality, its tower idles (find_unused); FSDP: every tower runs
+    par = distributed.parallelize(ranks, _CaptionLoss(model), device, optimizer,
+                                  functools.partial(optimizer_for, model, spec), sharding=spec.sharding,
+                                  blocks=fsdp_blocks(model), optimizer_state=optimizer_state, find_unused=True)
+    optimizer, idle_towers = par.optimizer, _idle_towers(data, device) if par.sharded is not None else None
 
     def rows_of(step: int) -> list[shards.StoredRow]:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # a function of (seed, step)
         return [data.rows[i] for i in torch.randint(len(data.rows), (spec.batch_size,), generator=gen)]
 
     def forward(step: int, micro: int) -> dict:
-        batch = make_batch(data, ranks.shard(rows_of(step)), tok, model.config.token_ids(), tokens).to(device)
-        out = wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.media)
+        # every rank draws the same global batch and trains its share of the rows
+        rows = rows_of(step)
+        batch = make_batch(data, ranks.shard(rows), tok, model.config.token_ids(), tokens).to(device)
+        loss = par.loss(batch.input_ids, batch.attention_mask, batch.labels, batch.media,
+                        idle_towers(batch.media, rows) if idle_towers else None)
         # the caption loss is a mean over the global batch's labelled tokens, whichever rank holds them
         labelled = int((batch.labels[:, 1:] != IGNORE).sum())  # the LM's shifted targets
         total, trained = ranks.sums(labelled, int(batch.attention_mask.sum()))
         # tokens: the Loop counts world x this, the global batch's
-        return {"loss": ranks.part_of_mean(out.loss, labelled, total), "tokens": trained / ranks.world}
+        return {"loss": ranks.part_of_mean(loss, labelled, total), "tokens": trained / ranks.world}
 
     def save(step: int) -> None:
-        if ranks.main:  # every rank holds the same state: rank 0 writes it
-            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(),
-                      loop.log)
+        # FSDP: every rank gathers its shards; DDP: every rank holds the same state. Rank 0 writes it
+        states = distributed.whole_states({"model": model}, optimizer, ranks, par.sharded)
+        if states is not None:
+            parts, optimizer_sd = states
+            ckpt.save(step, {**parts, "optimizer": optimizer_sd}, spec.settings(), loop.log)
 
     loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec), spec.max_steps,
                 spec.batch_size * 32 // ranks.world, device=device, checkpoint_every=spec.checkpoint_every,
-                checkpoint=save, nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
+                checkpoint=save, nonfinite_hint="lower --learning-rate", log=log, ranks=ranks, no_sync=par.no_sync)
     step = loop.run(step, forward)
+    trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])  # FSDP: DTensors, whole sizes
+    if par.sharded is not None:  # rank 0 stores a plain model, whole
+        model = distributed.gather_model(par.sharded, model, "model", ranks)
     if not ranks.main:
         return {}
     ctx.check_cancelled()
     ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
-    trainable = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
     metrics = {"loss": loop.last.get("loss", float("nan")), "first_loss": log[0]["loss"] if log else float("nan"),
                "steps": step, "tokens_seen": int(sum(r.get("tokens_per_s", 0) * r.get("step_seconds", 0) for r in log)),
                "trainable_params": trainable}

@@ -31,7 +31,7 @@ class CreateDatasetRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., manifest_path: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., image_size: _Optional[int] = ..., sample_rate: _Optional[int] = ..., n_mels: _Optional[int] = ..., max_audio_seconds: _Optional[float] = ..., truncate_audio: _Optional[bool] = ..., overwrite: _Optional[bool] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "learning_rate", "stage", "batch_size", "seed", "resume", "overwrite", "device", "module_learning_rates", "freeze", "encoder_width", "encoder_layers", "patch_size", "checkpoint_every", "warmup_steps", "workers", "nodes")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "learning_rate", "stage", "batch_size", "seed", "resume", "overwrite", "device", "module_learning_rates", "freeze", "encoder_width", "encoder_layers", "patch_size", "checkpoint_every", "warmup_steps", "workers", "nodes", "sharding")
     class ModuleLearningRatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class TrainRequest(_message.Message):
     WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -79,7 +80,8 @@ class TrainRequest(_message.Message):
     warmup_steps: int
     workers: int
     nodes: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., stage: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., module_learning_rates: _Optional[_Mapping[str, float]] = ..., freeze: _Optional[_Iterable[str]] = ..., encoder_width: _Optional[int] = ..., encoder_layers: _Optional[int] = ..., patch_size: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., learning_rate: _Optional[float] = ..., stage: _Optional[str] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., module_learning_rates: _Optional[_Mapping[str, float]] = ..., freeze: _Optional[_Iterable[str]] = ..., encoder_width: _Optional[int] = ..., encoder_layers: _Optional[int] = ..., patch_size: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("model", "dataset", "max_rows", "device", "max_new_tokens")
