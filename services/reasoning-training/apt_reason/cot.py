@@ -34,7 +34,8 @@ from apt_reason.tasks import completion, is_correct, parse_answer
 
 KIND = "reasoning-cot"
 OPERATION = "reasoning-cot"
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite", "workers")  # 2 ranks resume on 1
+# 2 ranks' checkpoint resumes on 1, a DDP run's under FSDP or back (checkpoints are whole either way)
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite", "workers", "sharding")
 EVAL_BATCH = 16
 
 
@@ -58,16 +59,19 @@ class CotSpec:
     device: str = "auto"
     warmup_steps: int = 0
     workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "CotSpec":
         distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "cot-training")
+        sharding = distributed.require_sharding(r.sharding)
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    target=r.target or "cot", ablation=r.ablation, batch_size=r.batch_size or 16,
                    learning_rate=r.learning_rate or 1e-3, seed=r.seed, eval_questions=r.eval_questions or 100,
                    max_new_tokens=r.max_new_tokens or 96, eval_every=r.eval_every,
                    checkpoint_every=r.checkpoint_every or 100, resume=r.resume, overwrite=r.overwrite,
-                   device=r.device or "auto", warmup_steps=r.warmup_steps, workers=r.workers or 1)
+                   device=r.device or "auto", warmup_steps=r.warmup_steps, workers=r.workers or 1,
+                   sharding=sharding)
 
     @property
     def ablation_name(self) -> str:
@@ -153,18 +157,21 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
     max_len = getattr(model.config, "max_position_embeddings", 2048)
     pairs = [(chat.prompt_ids(r["question"]), chat.completion_ids(completion(r["reasoning"], r["answer"], target)))
              for r in train]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+    make_optimizer = functools.partial(_optimizer, model, spec.learning_rate)
     ckpt = RunCheckpoint(store, KIND, name)
     settings = {**spec.settings(), "target": target}
-    step, log = 0, []
+    step, log, optimizer_state = 0, [], None
     if spec.resume and ckpt.step() is not None:
         step, states, log = ckpt.load(settings)
         model.load_state_dict(states["model"])
-        optimizer.load_state_dict(states["optimizer"])
+        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
         ctx.report(message=f"{name}: resumed from step {step}")
     elif spec.overwrite and ranks.main:
         ckpt.remove()
-    wrapped = ranks.wrap(model, device)
+    # FSDP: the model itself is the root (fully_shard on each block, then on it)
+    par = distributed.parallelize(ranks, model, device, make_optimizer(), make_optimizer, sharding=spec.sharding,
+                                  blocks=trainlog.transformer_blocks(model), optimizer_state=optimizer_state)
+    optimizer, wrapped = par.optimizer, par.loss
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # the batch is f(seed, step)
@@ -179,13 +186,18 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
         return {"loss": ranks.part_of_mean(out.loss, labelled, total), "tokens": total / ranks.world}
 
     def save(step: int) -> None:
-        if ranks.main:  # every rank holds the same state: rank 0 writes it
-            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, settings, loop.log)
+        # FSDP: every rank gathers its shards; DDP: every rank holds the same state. Rank 0 writes it
+        states = distributed.whole_states({"model": model}, optimizer, ranks, par.sharded)
+        if states is not None:
+            parts, optimizer_sd = states
+            ckpt.save(step, {**parts, "optimizer": optimizer_sd}, settings, loop.log)
 
     def evaluate() -> dict:
-        if not ranks.main:  # rank 0 scores; the others wait for it at the next step
+        if par.sharded is None and not ranks.main:  # DDP: rank 0 scores; the others wait for it at the next step
             return {}
-        return {"eval_exact_match": exact_match(model, chat, evals, spec.max_new_tokens)["exact_match"]}
+        # FSDP: every rank decodes the same greedy answers in step (each forward gathers the blocks)
+        scored = exact_match(model, chat, evals, spec.max_new_tokens)["exact_match"]
+        return {"eval_exact_match": scored} if ranks.main else {}
 
     warmup = spec.warmup_steps or max(1, spec.max_steps // 20)
     loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec.learning_rate, warmup, spec.max_steps),
@@ -195,6 +207,8 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
                 nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
     step = loop.run(step, forward)
     save(step)  # a finished run keeps its weights until every output is stored
+    if par.sharded is not None:  # rank 0 scores and stores a plain model, whole
+        model = distributed.gather_model(par.sharded, model, "model", ranks)
     if not ranks.main:
         return {}
     ctx.report(stage=f"eval {target}", message=f"{name}: exact match on {len(evals)} held-out questions")
@@ -203,6 +217,10 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
             "loss": loop.last.get("loss"), "eval_exact_match": scored["exact_match"],
             "eval_unparseable": scored["unparseable"],
             "tokens_seen": int(round(sum(r["tokens_per_s"] * r["step_seconds"] for r in loop.log)))}
+
+
+def _optimizer(model, lr: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
 
 
 def _lr_at(peak: float, warmup: int, total: int, step: int) -> float:

@@ -87,6 +87,10 @@ class RLSpec:
     def from_request(cls, r) -> "RLSpec":
         distributed.require_layout(r.questions_per_step or 4, r.workers or 1, r.nodes, "rl-training",
                                    batch_field="questions_per_step")
+        if distributed.require_sharding(r.sharding) == "fsdp":
+            why = ("sharding 'fsdp' is not built for rl-training: GRPO is DDP-only (every rank samples with a "
+                   "whole policy); use sharding ddp")
+            raise errors.InvalidArgument(why + ".", violations=[("sharding", why)])
         spec = cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 50,
                    questions_per_step=r.questions_per_step or 4, group=r.group or 8, loss_type=r.loss_type or "grpo",
                    beta=r.beta, epsilon_low=r.epsilon_low or 0.2,

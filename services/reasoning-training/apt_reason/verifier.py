@@ -32,7 +32,8 @@ from apt_reason.prompts import Chat
 
 KIND = "reasoning-verifier"
 OPERATION = "reasoning-verifier"
-FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "workers")  # 2 ranks resume on 1
+# 2 ranks' checkpoint resumes on 1, a DDP run's under FSDP or back (checkpoints are whole either way)
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "workers", "sharding")
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,18 @@ class VerifierSpec:
     overwrite: bool = False
     device: str = "auto"
     workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "VerifierSpec":
         distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "verifier-training")
+        sharding = distributed.require_sharding(r.sharding)
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    kind=r.kind or "outcome", batch_size=r.batch_size or 16, learning_rate=r.learning_rate or 1e-3,
                    seed=r.seed, corrupt_rate=r.corrupt_rate if r.HasField("corrupt_rate") else 0.5,
                    eval_examples=r.eval_examples or 200, checkpoint_every=r.checkpoint_every or 100,
-                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto", workers=r.workers or 1)
+                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto", workers=r.workers or 1,
+                   sharding=sharding)
 
     def settings(self) -> dict:
         """What a resume must repeat."""
@@ -126,7 +130,7 @@ def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext, ranks: Ranks
     chat = Chat.of(tok)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
     model = scorer.build(path, spec.kind, pad_id, device, spec.seed).train()
-    step, loop = _train(store, spec, model, _examples(chat, train), pad_id, device, ctx, ranks)
+    step, loop, model = _train(store, spec, model, _examples(chat, train), pad_id, device, ctx, ranks)
     if not ranks.main:
         return {}
     ctx.report(progress=0.9, stage="eval", message=f"scoring {len(evals)} held-out solutions")
@@ -142,18 +146,24 @@ def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext, ranks: Ranks
 
 
 def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int, device: str,
-           ctx: JobContext, ranks: Ranks) -> tuple[int, Loop]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
-    ckpt, step, log = RunCheckpoint(store, KIND, spec.output_name), 0, []
+           ctx: JobContext, ranks: Ranks) -> tuple[int, Loop, Any]:
+    """The trained steps, the loop (its log) and the model: under FSDP a plain one, whole, on rank 0."""
+    def make_optimizer():
+        return torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
+
+    ckpt, step, log, optimizer_state = RunCheckpoint(store, KIND, spec.output_name), 0, [], None
     if spec.resume and ckpt.step() is not None:
         step, states, log = ckpt.load(spec.settings())
         model.load_state_dict(states["model"])
-        optimizer.load_state_dict(states["optimizer"])
+        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
         ctx.report(message=f"resumed from step {step}")
     elif spec.overwrite and ranks.main:
         ckpt.remove()
     max_len = getattr(model.config, "max_position_embeddings", 2048)
-    wrapped = ranks.wrap(model, device)
+    # FSDP: the model itself is the root (fully_shard on each block, then on it)
+    par = distributed.parallelize(ranks, model, device, make_optimizer(), make_optimizer, sharding=spec.sharding,
+                                  blocks=trainlog.transformer_blocks(model), optimizer_state=optimizer_state)
+    optimizer, wrapped = par.optimizer, par.loss
 
     def forward(step: int, micro: int) -> dict:
         gen = torch.Generator().manual_seed(spec.seed * 1_000_003 + step)  # the batch is f(seed, step)
@@ -167,9 +177,11 @@ def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int,
         return {"loss": ranks.part_of_mean(wrapped(**batch).loss, labelled, total), "tokens": tokens / ranks.world}
 
     def save(step: int) -> None:
-        if ranks.main:  # every rank holds the same state: rank 0 writes it
-            ckpt.save(step, {"model": model.state_dict(), "optimizer": optimizer.state_dict()}, spec.settings(),
-                      loop.log)
+        # FSDP: every rank gathers its shards; DDP: every rank holds the same state. Rank 0 writes it
+        states = distributed.whole_states({"model": model}, optimizer, ranks, par.sharded)
+        if states is not None:
+            parts, optimizer_sd = states
+            ckpt.save(step, {**parts, "optimizer": optimizer_sd}, spec.settings(), loop.log)
 
     warmup = max(1, spec.max_steps // 20)
     loop = Loop(ctx, model, optimizer, functools.partial(_lr_at, spec.learning_rate, warmup, spec.max_steps),
@@ -178,7 +190,10 @@ def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int,
                 nonfinite_hint="lower --learning-rate", log=log, ranks=ranks)
     step = loop.run(step, forward)
     save(step)  # kept until the verifier is stored
-    return step, loop
+    if par.sharded is not None:  # rank 0 scores and stores a plain verifier, whole
+        return step, loop, distributed.gather_model(par.sharded, model, "model", ranks,
+                                                    build=scorer.model_class(spec.kind).from_config)
+    return step, loop, model
 
 
 def _lr_at(peak: float, warmup: int, total: int, step: int) -> float:

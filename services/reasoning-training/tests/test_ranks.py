@@ -14,7 +14,8 @@ from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
 from apt_model.modeling import trainlog
 from apt_model.runtime.testing import serve_plugin
 from apt_model.store import Store
-from apt_model.testing import JobRecorder
+from apt_model import errors
+from apt_model.testing import JobRecorder, assert_same_curve
 
 from apt_reason import cot, rl, verifier
 
@@ -99,7 +100,82 @@ def test_layouts_the_ranks_cannot_run_are_refused(home):
 @pytest.mark.parametrize("spec", [cot.CotSpec("lm", "probs", "x"), verifier.VerifierSpec("lm", "probs", "x"),
                                   rl.RLSpec("lm", "probs", "x")])
 def test_a_two_rank_checkpoint_resumes_on_one_rank(spec):
-    """workers is not one of the settings a resume must repeat."""
+    """workers (and sharding, where the operation has it) are not among the settings a resume must repeat."""
     import dataclasses
 
     assert dataclasses.replace(spec, workers=2).settings() == spec.settings()
+    if hasattr(spec, "sharding"):
+        assert dataclasses.replace(spec, workers=2, sharding="fsdp").settings() == spec.settings()
+
+
+def test_two_fsdp_ranks_train_the_cot_curve_of_one(home):
+    """--sharding fsdp (FSDP2 fully_shard of each block, gloo on CPU): the 20 steps are one process's,
+    and so are the exact-match scores every rank decodes through the sharded model at steps 10 and
+    20; the stored model (gathered whole on rank 0) scores as one process's does."""
+    store = Store(home)
+    results = {}
+    for name, kw in (("one", {}), ("two", dict(workers=2, sharding="fsdp"))):
+        results[name] = cot.run_cot(store, cot.CotSpec("lm", "probs", name, max_steps=20, batch_size=4,
+                                                       eval_questions=2, max_new_tokens=8, eval_every=10,
+                                                       checkpoint_every=0, device="cpu", seed=3, **kw), JobRecorder())
+    one, two = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert_same_curve(two, one, 20)
+    assert [r.get("eval_exact_match") for r in two] == [r.get("eval_exact_match") for r in one]
+    assert results["two"]["eval_exact_match"] == results["one"]["eval_exact_match"]
+    assert results["two"]["loss"] == pytest.approx(results["one"]["loss"], rel=1e-4)
+
+
+def test_two_fsdp_ranks_train_the_outcome_verifier_curve_of_one(home):
+    store = Store(home)
+    results = {}
+    for name, kw in (("one", {}), ("two", dict(workers=2, sharding="fsdp"))):
+        results[name] = verifier.run_verifier(store, verifier.VerifierSpec(
+            "lm", "probs", name, max_steps=20, kind="outcome", batch_size=4, eval_examples=8, checkpoint_every=0,
+            device="cpu", seed=3, **kw), JobRecorder())
+    one, two = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert_same_curve(two, one, 20)
+    # the stored verifier (gathered whole on rank 0) scores the held-out solutions as one process's does
+    assert results["two"]["auroc"] == pytest.approx(results["one"]["auroc"], rel=1e-4)
+
+
+def test_a_verifier_checkpoint_resumes_across_shardings_and_world_sizes(home, report_every_step):
+    """One process's checkpoint resumes on 2 FSDP ranks (its moments sharded on load), whose own
+    checkpoint (the verifier's whole state, gathered) resumes on one: every step is the
+    uninterrupted run's."""
+    from apt_model.modeling.checkpoint import RunCheckpoint
+    from apt_model.testing import CancelAtStep
+
+    store = Store(home)
+
+    def run(ctx, name, **kw):
+        return verifier.run_verifier(store, verifier.VerifierSpec(
+            "lm", "probs", name, max_steps=100, kind="outcome", batch_size=4, eval_examples=8, checkpoint_every=0,
+            device="cpu", seed=3, **kw), ctx)
+
+    with pytest.raises(errors.Cancelled):
+        run(CancelAtStep(5), "cut")
+    with pytest.raises(errors.Cancelled):
+        run(CancelAtStep(12), "cut", workers=2, sharding="fsdp", resume=True)
+    cut = RunCheckpoint(store, verifier.KIND, "cut").step()
+    assert 12 <= cut < 100
+    assert run(JobRecorder(), "cut", resume=True)["steps"] == 100
+    run(JobRecorder(), "whole")
+    rows, whole = (trainlog.read(store.model(n).path) for n in ("cut", "whole"))
+    assert [r["step"] for r in rows] == list(range(1, 101))
+    for a, b in zip(whole, rows):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4), f"step {b['step']}"
+
+
+def test_an_unknown_sharding_is_refused_and_rl_refuses_fsdp():
+    base = dict(model="lm", dataset="probs", output_name="x", workers=2)
+    for spec_class, request in ((cot.CotSpec, pb.CotTrainingRequest(**base, batch_size=4, sharding="zero3")),
+                                (verifier.VerifierSpec, pb.VerifierTrainingRequest(**base, batch_size=4,
+                                                                                   sharding="zero3")),
+                                (rl.RLSpec, pb.RLTrainingRequest(**base, questions_per_step=4, sharding="zero3"))):
+        with pytest.raises(errors.InvalidArgument, match="unknown sharding 'zero3'; choose one of ddp, fsdp") as info:
+            spec_class.from_request(request)
+        assert info.value.violations[0][0] == "sharding"
+    with pytest.raises(errors.InvalidArgument, match="DDP-only") as info:
+        rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4, sharding="fsdp"))
+    assert info.value.violations[0][0] == "sharding"
+    assert rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4, sharding="ddp")).workers == 2

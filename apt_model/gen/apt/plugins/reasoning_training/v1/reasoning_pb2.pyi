@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CotTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "target", "ablation", "batch_size", "learning_rate", "seed", "eval_questions", "max_new_tokens", "eval_every", "checkpoint_every", "resume", "overwrite", "device", "warmup_steps", "workers", "nodes")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "target", "ablation", "batch_size", "learning_rate", "seed", "eval_questions", "max_new_tokens", "eval_every", "checkpoint_every", "resume", "overwrite", "device", "warmup_steps", "workers", "nodes", "sharding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class CotTrainingRequest(_message.Message):
     WARMUP_STEPS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -48,10 +49,11 @@ class CotTrainingRequest(_message.Message):
     warmup_steps: int
     workers: int
     nodes: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., target: _Optional[str] = ..., ablation: _Optional[bool] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., eval_questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., target: _Optional[str] = ..., ablation: _Optional[bool] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., eval_questions: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., eval_every: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., warmup_steps: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class VerifierTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "kind", "batch_size", "learning_rate", "seed", "corrupt_rate", "eval_examples", "checkpoint_every", "resume", "overwrite", "device", "workers", "nodes")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "kind", "batch_size", "learning_rate", "seed", "corrupt_rate", "eval_examples", "checkpoint_every", "resume", "overwrite", "device", "workers", "nodes", "sharding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +70,7 @@ class VerifierTrainingRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -84,7 +87,8 @@ class VerifierTrainingRequest(_message.Message):
     device: str
     workers: int
     nodes: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., kind: _Optional[str] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., corrupt_rate: _Optional[float] = ..., eval_examples: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., kind: _Optional[str] = ..., batch_size: _Optional[int] = ..., learning_rate: _Optional[float] = ..., seed: _Optional[int] = ..., corrupt_rate: _Optional[float] = ..., eval_examples: _Optional[int] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., overwrite: _Optional[bool] = ..., device: _Optional[str] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class TreeSearchRequest(_message.Message):
     __slots__ = ("model", "verifier", "prompt", "beam_width", "max_depth", "strategy", "token_budget", "max_new_tokens", "temperature", "dataset", "max_questions", "output_name", "seed", "device", "overwrite", "expand", "exploration")
@@ -249,7 +253,7 @@ class GenerateTasksResult(_message.Message):
     def __init__(self, warnings: _Optional[_Iterable[str]] = ..., dataset: _Optional[str] = ..., train_rows: _Optional[int] = ..., eval_rows: _Optional[int] = ..., train_templates: _Optional[_Iterable[str]] = ..., eval_templates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RLTrainingRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite", "checkpoint_every", "resume", "format_weight", "verifier", "verifier_weight", "workers", "nodes")
+    __slots__ = ("model", "dataset", "output_name", "max_steps", "questions_per_step", "group", "loss_type", "beta", "epsilon_low", "epsilon_high", "learning_rate", "temperature", "max_new_tokens", "patience", "eval_questions", "seed", "device", "overwrite", "checkpoint_every", "resume", "format_weight", "verifier", "verifier_weight", "workers", "nodes", "sharding")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -275,6 +279,7 @@ class RLTrainingRequest(_message.Message):
     VERIFIER_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -300,7 +305,8 @@ class RLTrainingRequest(_message.Message):
     verifier_weight: float
     workers: int
     nodes: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., format_weight: _Optional[float] = ..., verifier: _Optional[str] = ..., verifier_weight: _Optional[float] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ...) -> None: ...
+    sharding: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., max_steps: _Optional[int] = ..., questions_per_step: _Optional[int] = ..., group: _Optional[int] = ..., loss_type: _Optional[str] = ..., beta: _Optional[float] = ..., epsilon_low: _Optional[float] = ..., epsilon_high: _Optional[float] = ..., learning_rate: _Optional[float] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., patience: _Optional[int] = ..., eval_questions: _Optional[int] = ..., seed: _Optional[int] = ..., device: _Optional[str] = ..., overwrite: _Optional[bool] = ..., checkpoint_every: _Optional[int] = ..., resume: _Optional[bool] = ..., format_weight: _Optional[float] = ..., verifier: _Optional[str] = ..., verifier_weight: _Optional[float] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
 
 class RLTrainingResult(_message.Message):
     __slots__ = ("warnings", "model", "steps", "eval_exact_match", "eval_questions", "eval_unparseable", "stopped", "reward_mean", "frac_reward_zero_std", "entropy", "kl", "completion_length")
