@@ -88,7 +88,7 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | Non
     if spec.recovery_steps:
         recovery_losses = train_steps(model, batches(texts.train, spec.batch_size, spec.seed + 1), spec.recovery_steps,
                                       spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85), log=log,
-                                      ranks=ranks)
+                                      ranks=ranks, sharding=spec.sharding)
     if not ranks.main:
         return {}
     unstructured.make_permanent(model)

@@ -52,6 +52,7 @@ class PruneSpec:
     seed: int = 0
     overwrite: bool = False
     workers: int = 1                  # data-parallel ranks of lottery and recovery training
+    sharding: str = "ddp"             # recovery with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @property
     def unstructured(self) -> bool:
@@ -117,7 +118,7 @@ class PruneSpec:
             recovery_path=r.recovery_path, eval_dataset=_dataset(r.eval_dataset), eval_path=r.eval_path,
             **parts, learning_rate=lr, batch_size=batch_size,
             seq_len=r.seq_len or 128, seed=int(r.seed), overwrite=bool(r.overwrite),
-            workers=_workers(r, batch_size),
+            workers=_workers(r, batch_size), sharding=distributed.require_sharding(r.sharding),
         )
         spec.check_text_sources()
         if spec.workers > 1 and not spec.needs_training_text:

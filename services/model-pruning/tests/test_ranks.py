@@ -45,6 +45,26 @@ def test_two_ranks_train_the_same_curve_as_one(home, kw):
     assert not rank_pids(home / ".runs" / "prune-two")
 
 
+@pytest.mark.parametrize("kw", [dict(), dict(strategy="structured")], ids=["unstructured", "structured"])
+def test_two_fsdp_ranks_recover_the_same_curve_as_one(home, kw):
+    """--sharding fsdp: recovery trains a sharded copy (FSDP2 fully_shard of each block, gloo on CPU)
+    at one process's 20 steps; rank 0's model gets the trained weights back whole (an unstructured
+    run's masks with them) and measures and stores what one process does."""
+    store = Store(home)
+    one = run_prune(store, _spec(home, output_name="one", **kw), JobRecorder())
+    two = run_prune(store, _spec(home, output_name="two", workers=2, sharding="fsdp", **kw), JobRecorder())
+    rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert_same_curve(rows2, rows1, 20)
+    assert two["after"]["perplexity"] == pytest.approx(one["after"]["perplexity"], rel=1e-4)
+    assert two["ratio_achieved"] == one["ratio_achieved"]
+
+
+def test_an_unknown_sharding_is_refused_naming_the_field(home):
+    with pytest.raises(errors.InvalidArgument, match="unknown sharding 'zero3'; choose one of ddp, fsdp") as info:
+        _spec(home, output_name="x", workers=2, sharding="zero3")
+    assert info.value.violations[0][0] == "sharding"
+
+
 def test_cancel_ends_both_ranks_within_5_s_and_stores_nothing(home):
     ctx = CancelAtStep(3)
     with pytest.raises(errors.Cancelled):
