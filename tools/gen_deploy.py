@@ -3,7 +3,8 @@
 For every ``services/<name>/plugin.yaml`` that says ``available: true``:
 
 - ``k8s/base/plugins/<name>.yaml``: the Deployment and Service the kubernetes deployer sends on
-  `apt-model plugin install <name>` (gateway/deploy/render.py), and
+  `apt-model plugin install <name>` (gateway/deploy/render.py), with a ``multi_node: true``
+  plugin's ServiceAccount, Role and RoleBinding (PyTorchJobs only; the deployer sends no RBAC), and
   ``k8s/base/plugins/kustomization.yaml`` listing them, for `kubectl apply -k k8s/base`;
 - ``docker-compose.yml``, between the generated-plugins markers: one service each, with the
   container name, labels, memory limit and networks the docker deployer gives replica 0 on the
@@ -81,7 +82,7 @@ def k8s_files(root: Path, plugins: list[PluginManifest]) -> dict[str, str]:
     files = {}
     for m in plugins:
         source = (m.dir / "plugin.yaml").relative_to(root).as_posix()
-        objects = (render.deployment(m, f"apt/{m.name}:latest"), render.service(m))
+        objects = (render.deployment(m, f"apt/{m.name}:latest"), render.service(m), *render.training_rbac(m))
         files[f"{PLUGINS_DIR}/{m.name}.yaml"] = generated_by(source) + "---\n".join(_dump(o) for o in objects)
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": [f"{m.name}.yaml" for m in plugins]}

@@ -14,7 +14,8 @@ from apt_model.runtime.plugin_settings import SettingSpec, declared_settings
 
 PLUGIN_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}$")
 _KEYS = {"name", "version", "description", "available", "module", "services", "wants_gpu",
-         "imports", "optional_requirements", "base", "egress", "resources", "settings", "system_packages"}
+         "imports", "optional_requirements", "base", "egress", "resources", "settings", "system_packages",
+         "multi_node"}
 _REQ_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._\-\[\]]*)\s*(.*?)\s*(#.*)?$")
 
 
@@ -56,13 +57,14 @@ def memory_bytes(quantity: str) -> int:
 
 
 def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]) -> dict[str, Any]:
-    """base, egress, resources and wants_gpu of a plugin.yaml, checked; defaults filled in."""
+    """base, egress, resources, wants_gpu and multi_node of a plugin.yaml, checked; defaults filled in."""
     def bad(message: str) -> errors.FailedPrecondition:
         return errors.FailedPrecondition(f"{path}: {message}")
 
-    wants_gpu = data.get("wants_gpu", False)
-    if not isinstance(wants_gpu, bool):
-        raise bad(f"wants_gpu must be true or false, not {wants_gpu!r}.")
+    flags = {key: data.get(key, False) for key in ("wants_gpu", "multi_node")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise bad(f"{key} must be true or false, not {value!r}.")
     pulls_torch = any(n.lower() == "torch" for n, _ in requirements)
     base = data.get("base", "torch" if pulls_torch else "slim")
     if base not in BASES:
@@ -96,7 +98,7 @@ def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]
     packages = data.get("system_packages", [])
     if not isinstance(packages, list) or not all(isinstance(p, str) and _DEBIAN_PACKAGE_RE.match(p) for p in packages):
         raise bad(f"system_packages must be a list of Debian package names such as [chromium], not {packages!r}.")
-    return {"wants_gpu": wants_gpu, "base": base, "egress": egress, "resources": resources,
+    return {**flags, "base": base, "egress": egress, "resources": resources,
             "system_packages": tuple(packages)}
 
 
@@ -153,6 +155,9 @@ class PluginManifest:
     resources: Resources = DEFAULT_RESOURCES["slim"]
     settings: tuple[SettingSpec, ...] = ()  # the environment variables it reads (apt_model.runtime.plugin_settings)
     system_packages: tuple[str, ...] = ()  # Debian packages its image installs (chromium for PNG export, ...)
+    # it submits Kubeflow PyTorchJobs for nodes > 1 (apt_model.runtime.pytorchjob): on Kubernetes its
+    # pod gets a service account allowed pytorchjobs in its namespace, and nothing else (render.py)
+    multi_node: bool = False
 
     @classmethod
     def load(cls, plugin_dir: Path | str) -> "PluginManifest":

@@ -25,6 +25,7 @@ _OTHER_KNOWN = {
     "APT_GATEWAY", "APT_TLS_CA", "APT_PLUGIN_PYTHON",
     "APT_WHEELHOUSE", "APT_GATEWAY_PORT", "APT_DEMO_PORT", "APT_DEMO_STEPS", "APT_ROUTER_THREADS",
     "APT_PLUGIN_DIR", "APT_WHEEL_PORT",  # docker/run_plugin.py in plugin images; docker/imagebuild.py
+    "APT_IMAGE",  # a plugin pod's own image (kubernetes deployer): its multi-node jobs' pods run it
 }
 
 # Settings.from_env(declared=...): plugin settings to tolerate, or how to find them from the settings

@@ -6,8 +6,9 @@ writes the same objects into k8s/base/plugins/ for `kubectl apply -k k8s/base`. 
 between plugins comes from plugin.yaml: ``resources`` (requests and the memory limit), ``egress``
 (the pod label ``apt.egress: internet`` that k8s/base/networkpolicy.yaml lets out of the
 cluster), ``settings`` (its keys of the apt-plugin-settings ConfigMap), ``wants_gpu`` (the
-Deployment label ``apt.gpu: wanted`` that k8s/overlays/gpu patches) and ``base`` (how long the
-startup probe waits). Everything else is the same for every plugin
+Deployment label ``apt.gpu: wanted`` that k8s/overlays/gpu patches), ``base`` (how long the
+startup probe waits) and ``multi_node`` (its own service account, allowed Kubeflow PyTorchJobs in
+the namespace and nothing else: ``training_rbac``). Everything else is the same for every plugin
 and written once, here. The docker deployer reads the same plugin.yaml fields
 (gateway/deploy/docker.py), so compose, docker and Kubernetes agree by construction.
 """
@@ -43,7 +44,10 @@ def labels(m: PluginManifest) -> dict[str, str]:
 def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLUGIN_PORT) -> dict:
     """The plugin's Deployment: locked down (uid 10001, read-only root, no capabilities), native
     gRPC probes, the store PVC at /data, only the internal token mounted, and the plugin's declared
-    settings from the apt-plugin-settings ConfigMap (a key left out there: the setting's default)."""
+    settings from the apt-plugin-settings ConfigMap (a key left out there: the setting's default).
+    Its environment says where it runs (APT_DEPLOYER, APT_K8S_NAMESPACE from the downward API,
+    APT_IMAGE: its own image, which its multi-node jobs' pods run); only a ``multi_node`` plugin's
+    pod holds a service-account token, that of ``training_rbac``'s account."""
     probe = {"grpc": {"port": port}}
     pod_labels = {**labels(m), **({"apt.egress": "internet"} if m.egress == "internet" else {})}
     container = {
@@ -51,7 +55,10 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
         "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],
         # the operator's trust settings (k8s/base/kustomization.yaml apt-settings)
         "envFrom": [{"configMapRef": {"name": "apt-settings"}}],
-        "env": [{"name": "APT_HOME", "value": "/data"},
+        "env": [{"name": "APT_HOME", "value": STORE_MOUNT},
+                {"name": "APT_DEPLOYER", "value": "kubernetes"},
+                {"name": "APT_K8S_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "APT_IMAGE", "value": image},
                 {"name": "APT_LISTEN", "value": f"0.0.0.0:{port}"},
                 {"name": "HOME", "value": "/tmp"},  # libraries' caches: the root filesystem is read-only
                 {"name": "APT_INTERNAL_TOKEN_FILE", "value": f"{TOKEN_DIR}/internal_token"},
@@ -65,7 +72,7 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
                       "limits": {"memory": m.resources.memory_limit}},
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
-        "volumeMounts": [{"name": "store", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"},
+        "volumeMounts": [{"name": "store", "mountPath": STORE_MOUNT}, {"name": "tmp", "mountPath": "/tmp"},
                          {"name": "tokens", "mountPath": TOKEN_DIR, "readOnly": True}],
     }
     return {
@@ -77,7 +84,7 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
             "template": {
                 "metadata": {"labels": pod_labels},
                 "spec": {
-                    "automountServiceAccountToken": False,  # plugins never talk to the Kubernetes API
+                    **_account(m),
                     "securityContext": {"runAsNonRoot": True, "runAsUser": PLUGIN_UID, "runAsGroup": PLUGIN_UID,
                                         "fsGroup": PLUGIN_UID, "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [container],
@@ -93,6 +100,33 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
             },
         },
     }
+
+
+def _account(m: PluginManifest) -> dict:
+    """A plugin never talks to the Kubernetes API, except a multi_node one about its PyTorchJobs."""
+    if not m.multi_node:
+        return {"automountServiceAccountToken": False}
+    return {"serviceAccountName": object_name(m.name), "automountServiceAccountToken": True}
+
+
+def training_rbac(m: PluginManifest) -> list[dict]:
+    """A ``multi_node`` plugin's ServiceAccount, and its Role and RoleBinding: create, get, list,
+    watch and delete Kubeflow PyTorchJobs in the namespace, nothing more (the operator creates the
+    job's pods and services; k8s/base/gateway/rbac-training.yaml is the gateway's own). None for
+    the others."""
+    if not m.multi_node:
+        return []
+    name, meta = object_name(m.name), {"name": object_name(m.name), "labels": labels(m)}
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": ["kubeflow.org"], "resources": ["pytorchjobs"],
+                    "verbs": ["create", "get", "list", "watch", "delete"]}]},
+        {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name}]},
+    ]
 
 
 def service(m: PluginManifest, port: int = PLUGIN_PORT) -> dict:
