@@ -455,7 +455,8 @@ def spec_rank_main(operations: dict[str, tuple[type, Callable]]) -> None:
     def run(payload: dict, ctx: RankContext, ranks: Ranks) -> dict:
         spec_class, work = operations[payload["operation"]]
         spec = spec_class(**{k: tuples(v) for k, v in payload["spec"].items()})
-        return work(Store(payload["home"]), spec, ctx, ranks)
+        # the launcher's store; a PyTorchJob pod's is where it mounts the store PVC (its APT_HOME)
+        return work(Store(payload.get("home") or os.environ["APT_HOME"]), spec, ctx, ranks)
 
     rank_main(run)
 

@@ -7,32 +7,20 @@ running the manifest's own command, two nodes on loopback, over a store folder a
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from apt_model import errors
 from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.testing import SAMPLE_TEXT, CancelAtStep, JobRecorder
 
-from .conftest import ROOT
-from .kube_api import LocalKubeApiServer
+from .training_operator import JOBS, NS, SCHEMA, Operator, kube_cluster, validate_job
 
 k8s = pytest.importorskip("kubernetes.client", reason="the kubernetes client is in gateway/deploy/requirements.txt")
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 jsonschema = pytest.importorskip("jsonschema")
-
-NS = "apt-test"
-SCHEMA = yaml.safe_load((ROOT / "k8s/crds/kubeflow.org_pytorchjobs.schema.yaml").read_text())[
-    "spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-JOBS = "/apis/kubeflow.org/v1/namespaces/apt-test/pytorchjobs"
 
 
 def _shape(**kw):
@@ -43,19 +31,11 @@ def _shape(**kw):
     return pytorchjob.JobShape(**{**base, **kw})
 
 
-def _validate(job: dict) -> None:
-    jsonschema.validate(job, SCHEMA)
-    for spec in job["spec"]["pytorchReplicaSpecs"].values():  # the pod template: the core schema
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rank", **spec["template"]["metadata"]},
-               "spec": {**spec["template"]["spec"], "restartPolicy": spec["restartPolicy"]}}
-        kubernetes_validate.validate(pod, kubernetes_validate.latest_version(), strict=True)
-
-
 def test_the_manifest_validates_against_the_operators_schema():
     from apt_model.runtime import pytorchjob
 
     job = pytorchjob.manifest(_shape())
-    _validate(job)
+    validate_job(job)
     specs = job["spec"]["pytorchReplicaSpecs"]
     assert (specs["Master"]["replicas"], specs["Worker"]["replicas"], job["spec"]["nprocPerNode"]) == (1, 2, "2")
     container = specs["Worker"]["template"]["spec"]["containers"][0]
@@ -109,71 +89,9 @@ def test_other_deployers_refuse_nodes_with_what_it_needs(store, tmp_path):
             store, deployer="kubernetes")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Operator:
-    """Plays the training operator for one PyTorchJob: once the gateway created it, runs each
-    replica's pod command (torchrun with the operator's PET_* variables, the store folder where the
-    pod mounts the store PVC) and moves the job's conditions as the pods do."""
-
-    def __init__(self, api: LocalKubeApiServer, store_root: Path):
-        self.api, self.root, self.procs, self.job = api, store_root, [], None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + 60
-        while not any(m == "POST" and p == JOBS for m, p, _ in self.api.requests):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.05)
-        self.job = [b for m, p, b in self.api.requests if m == "POST" and p == JOBS][0]
-        _validate(self.job)
-        specs, port = self.job["spec"]["pytorchReplicaSpecs"], _free_port()
-        nodes = sum(s["replicas"] for s in specs.values())
-        container = specs["Master"]["template"]["spec"]["containers"][0]
-        command = [sys.executable if c == "python" else c.replace("/data", str(self.root))
-                   for c in container["command"]]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "APT_HOME": str(self.root),
-               **{e["name"]: e["value"].replace("/data", str(self.root)) for e in container["env"]
-                  if e["name"] in ("OMP_NUM_THREADS", "TORCHELASTIC_ERROR_FILE")},
-               "PET_NNODES": str(nodes), "PET_NPROC_PER_NODE": self.job["spec"]["nprocPerNode"],
-               "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)}
-        self.procs = [subprocess.Popen(command, env={**env, "PET_NODE_RANK": str(i)}, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.DEVNULL) for i in range(nodes)]
-        name = self.job["metadata"]["name"]
-        self.api.set_condition(NS, name, "Running")
-        codes = [p.wait(300) for p in self.procs]
-        if ("pytorchjobs", NS, name) in self.api.objects:  # not deleted by a cancel meanwhile
-            self.api.set_condition(NS, name, "Succeeded" if not any(codes) else "Failed",
-                                   message="" if not any(codes) else f"pods exited {codes}")
-
-    def __enter__(self) -> "Operator":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-        self.thread.join(10)
-
-
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
-    """LocalKubeApiServer as the cluster of a kubeconfig (what the gateway loads outside a pod)."""
-    with LocalKubeApiServer(["127.0.0.1"]) as api:
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "t",
-            "clusters": [{"name": "t", "cluster": {"server": api.url}}],
-            "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}], "users": [{"name": "t", "user": {}}]}))
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        monkeypatch.setenv("APT_K8S_NAMESPACE", NS)
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with kube_cluster(tmp_path, monkeypatch) as api:
         yield api
 
 

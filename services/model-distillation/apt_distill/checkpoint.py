@@ -14,8 +14,8 @@ from apt_distill.spec import DistillSpec
 
 KIND = "distill"
 # Settings that may change between the interrupted run and its resume.
-# 2 ranks' state resumes on 1, and a DDP run's under FSDP or back: checkpoints are whole either way
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "workers", "sharding")
+# 2 ranks' state (on 1 or 2 nodes) resumes on 1, and a DDP run's under FSDP or back: checkpoints are whole either way
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "workers", "nodes", "sharding")
 
 
 def of(store: Store, spec: DistillSpec) -> RunCheckpoint:

@@ -22,6 +22,7 @@ from apt_model.modeling import distributed
 from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
@@ -32,6 +33,7 @@ from apt_distill.objective import BUILTIN_TERMS, LossInputs, Objective, gather_t
 from apt_distill.spec import DistillSpec
 
 OPERATION = "distill"
+SERVICE_ACCOUNT = "apt-model-distillation"  # its pod's, which may submit PyTorchJobs (plugin.yaml multi_node)
 MAX_EVAL_BATCHES = 16
 
 
@@ -66,11 +68,9 @@ class _Run:
 
 
 def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
-    """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
-    (``apt_distill.distill_rank``, each calling this with its ``ranks``) and follows them."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_distill.distill_rank", OPERATION, store.root, spec, ctx,
-                                       f"{checkpoint.KIND}-{spec.output_name}")
+    """The job. With ``workers`` or ``nodes`` > 1 it runs the ranks (``_launch``) and follows them."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return _launch(store, spec, ctx)
     ranks = ranks or Ranks()
     device = pick_device(spec.device)
     run = _prepare(store, spec, ctx, ranks, device)
@@ -123,6 +123,18 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
     result = _store_student(store, spec, ctx, run, step, loop.last, teacher_ppl, log)
     ckpt.remove()
     return result
+
+
+def _launch(store: Store, spec: DistillSpec, ctx: JobContext) -> dict[str, Any]:
+    """The ranks (``apt_distill.distill_rank``, each calling ``run_distill`` with its ``ranks``):
+    ``workers`` of them under torchrun here, or, with ``nodes`` > 1 (kubernetes deployer, checked
+    at Start), ``workers`` in each pod of a Kubeflow PyTorchJob of this plugin's own image, which
+    this service submits, follows into the job, and deletes on a cancel."""
+    if spec.nodes > 1:
+        return pytorchjob.run_spec("apt_distill.distill_rank", OPERATION, spec, checkpoint.KIND, spec.output_name,
+                                   store.root, ctx, pytorchjob.Cluster.from_env(), SERVICE_ACCOUNT)
+    return distributed.launch_spec("apt_distill.distill_rank", OPERATION, store.root, spec, ctx,
+                                   f"{checkpoint.KIND}-{spec.output_name}")
 
 
 def _prepare(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks, device: str) -> _Run:
@@ -227,5 +239,3 @@ def evaluate(model, corpus: Corpus, device: str, align_teacher: bool = False) ->
         count += n
     model.train(was_training)
     return math.exp(total / max(count, 1))
-
-

@@ -6,7 +6,7 @@ import dataclasses
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import distributed, limits
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
@@ -23,10 +23,11 @@ START_DISTILL = "/apt.plugins.model_distillation.v1.Distillation/StartDistill"
 class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
     def __init__(self, app):
         self.jobs, self.store, self.paths = app.jobs, app.store, app.paths
-        self.max_params = app.settings.max_model_params
+        self.max_params, self.deployer = app.settings.max_model_params, app.settings.deployer
 
     def StartDistill(self, request, context):
         spec = DistillSpec.from_request(request, registered_losses())
+        distributed.refuse_multi_node(spec.nodes, "distil", deployer=self.deployer)  # a PyTorchJob: kubernetes only
         spec = dataclasses.replace(spec, corpus_paths=self.paths.resolve_all(spec.corpus_paths, "corpus path"))
         for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
             limits.check_loadable(self.store, name, self.max_params)

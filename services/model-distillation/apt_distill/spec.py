@@ -53,6 +53,7 @@ class DistillSpec:
     checkpoint_every: int = 100
     custom_losses: tuple[str, ...] = field(default=())  # the strategies that are entry points
     workers: int = 1                  # data-parallel ranks (apt_model.modeling.distributed)
+    nodes: int = 1                    # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
     sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @property
@@ -191,8 +192,10 @@ def _training(req, strategies: tuple[str, ...]) -> dict:
     warmup = req.warmup_steps if req.warmup_steps > 0 else max(1, max_steps // 20)
     if req.warmup_steps < 0 or warmup >= max_steps and max_steps > 1:
         raise errors.InvalidArgument(f"warmup_steps must be in [0, max_steps), got {req.warmup_steps}.")
-    workers = req.workers or 1
-    distributed.require_layout(batch_size, workers, req.nodes, "distil")
+    workers, nodes = req.workers or 1, req.nodes or 1
+    # nodes > 1 needs the kubernetes deployer: the service checks it (distributed.refuse_multi_node)
+    for field_name, why in distributed.check_layout(batch_size, workers, nodes):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
     sharding = req.sharding or "ddp"
     for field_name, why in distributed.check_sharding(sharding):
         raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
@@ -201,6 +204,7 @@ def _training(req, strategies: tuple[str, ...]) -> dict:
             "device": _choice("device", req.device or "auto", DEVICES),
             "eval_every": _positive("eval_every", req.eval_every, 50),
             "checkpoint_every": _positive("checkpoint_every", req.checkpoint_every, 100), "workers": workers,
+            "nodes": nodes,
             "sharding": sharding}
 
 
