@@ -239,3 +239,5 @@ def evaluate(model, corpus: Corpus, device: str, align_teacher: bool = False) ->
         count += n
     model.train(was_training)
     return math.exp(total / max(count, 1))
+
+
