@@ -188,7 +188,8 @@ def test_compose_passes_each_plugin_its_own_settings():
 
 def _configmap_refs(deployment: dict) -> dict[str, dict]:
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    return {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in container["env"] if "valueFrom" in e}
+    return {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in container["env"]
+            if "configMapKeyRef" in e.get("valueFrom", {})}  # not the downward API's fieldRef (APT_K8S_NAMESPACE)
 
 
 def test_kubernetes_pods_take_their_own_keys_of_the_plugin_settings_configmap():
