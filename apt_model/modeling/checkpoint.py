@@ -103,6 +103,22 @@ class RunCheckpoint:
         step = int(state["step"])
         return step, state["states"], list(state["log"])[:step]
 
+    def resume_or_start(self, resume: bool, overwrite: bool, settings: dict[str, Any], modules: dict[str, Any],
+                        *, main: bool, report, label: str = "") -> tuple[int, list[dict], dict | None]:
+        """(first step, training log so far, optimizer state): when ``resume``, the checkpoint's, with
+        each of ``modules`` (its key in the saved states -> module) loaded and the step reported; the
+        optimizer state is the caller's to load once its parameters are final (FSDP's shards). Else
+        a fresh start, a stale checkpoint removed by the main rank on ``overwrite``."""
+        if resume:
+            step, states, log = self.load(settings)
+            for key, module in modules.items():
+                module.load_state_dict(states[key])
+            report(message=f"{label}resumed from step {step}")
+            return step, log, states["optimizer"]
+        if overwrite and main:
+            self.remove()
+        return 0, [], None
+
     def read(self) -> dict[str, Any]:
         """The saved state as it is (states, step, settings, log, RNG states), nothing restored:
         for a reader beside the run (advanced-debugging's probe) as well as for ``load``."""

@@ -75,15 +75,10 @@ def run_distill(store: Store, spec: DistillSpec, ctx: JobContext, ranks: Ranks |
     device = pick_device(spec.device)
     run = _prepare(store, spec, ctx, ranks, device)
     ckpt = checkpoint.of(store, spec)
-    step, log, optimizer_state = 0, [], None  # log: training_log.jsonl's rows, every step
-    if spec.resume:
-        step, states, log = ckpt.load(checkpoint.settings(spec))
-        run.student.load_state_dict(states["student"])
-        run.objective.load_state_dict(states["objective"])
-        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
-        ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite and ranks.main:
-        ckpt.remove()
+    # log: training_log.jsonl's rows, every step
+    step, log, optimizer_state = ckpt.resume_or_start(
+        spec.resume, spec.overwrite, checkpoint.settings(spec), {"student": run.student, "objective": run.objective},
+        main=ranks.main, report=ctx.report)
 
     teacher_ppl = float("nan")
     if ranks.main:  # rank 0 evaluates; the others wait for it at the first step

@@ -192,17 +192,10 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     if added:
         ctx.warn(f"Added placeholder token(s) {', '.join(added)} to {spec.model!r}'s vocabulary "
                  f"and resized its embeddings to {len(tok)}.")
-    tokens = model.tokens_per_item()
     optimizer = optimizer_for(model, spec)
     ckpt = checkpoint_of(store, spec)
-    step, log, optimizer_state = 0, [], None
-    if spec.resume:
-        step, states, log = ckpt.load(spec.settings())
-        model.load_state_dict(states["model"])
-        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
-        ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite and ranks.main:
-        ckpt.remove()
+    step, log, optimizer_state = ckpt.resume_or_start(spec.resume, spec.overwrite, spec.settings(), {"model": model},
+                                                      main=ranks.main, report=ctx.report)
     # DDP: a batch may lack a modality, its tower idles (find_unused); FSDP: every tower runs
     par = distributed.parallelize(ranks, _CaptionLoss(model), device, optimizer,
                                   functools.partial(optimizer_for, model, spec), sharding=spec.sharding,
@@ -216,7 +209,7 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     def forward(step: int, micro: int) -> dict:
         # every rank draws the same global batch and trains its share of the rows
         rows = rows_of(step)
-        batch = make_batch(data, ranks.shard(rows), tok, model.config.token_ids(), tokens).to(device)
+        batch = make_batch(data, ranks.shard(rows), tok, model.config.token_ids(), model.tokens_per_item()).to(device)
         loss = par.loss(batch.input_ids, batch.attention_mask, batch.labels, batch.media,
                         idle_towers(batch.media, rows) if idle_towers else None)
         # the caption loss is a mean over the global batch's labelled tokens, whichever rank holds them
@@ -241,11 +234,17 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
         model = distributed.gather_model(par.sharded, model, "model", ranks)
     if not ranks.main:
         return {}
-    ctx.check_cancelled()
-    ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
     metrics = {"loss": loop.last.get("loss", float("nan")), "first_loss": log[0]["loss"] if log else float("nan"),
                "steps": step, "tokens_seen": int(sum(r.get("tokens_per_s", 0) * r.get("step_seconds", 0) for r in log)),
                "trainable_params": trainable}
+    return _store_model(store, spec, ctx, model, tok, added, log, metrics, ckpt)
+
+
+def _store_model(store: Store, spec: TrainSpec, ctx: JobContext, model, tok, added: list, log: list,
+                 metrics: dict, ckpt) -> dict[str, Any]:
+    """Rank 0: the trained model and its training log into the store, then the checkpoint removed."""
+    ctx.check_cancelled()
+    ctx.report(progress=1.0, stage="save", message=f"saving {spec.output_name!r}")
     with store.create("models", spec.output_name, operation=OPERATION, parent=spec.model,
                       parameters={**spec.lineage(), "dataset": spec.dataset, "added_tokens": added},
                       metrics=metrics, overwrite=spec.overwrite) as tmp:

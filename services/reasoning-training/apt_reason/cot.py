@@ -160,14 +160,9 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
     make_optimizer = functools.partial(_optimizer, model, spec.learning_rate)
     ckpt = RunCheckpoint(store, KIND, name)
     settings = {**spec.settings(), "target": target}
-    step, log, optimizer_state = 0, [], None
-    if spec.resume and ckpt.step() is not None:
-        step, states, log = ckpt.load(settings)
-        model.load_state_dict(states["model"])
-        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
-        ctx.report(message=f"{name}: resumed from step {step}")
-    elif spec.overwrite and ranks.main:
-        ckpt.remove()
+    step, log, optimizer_state = ckpt.resume_or_start(spec.resume and ckpt.step() is not None, spec.overwrite,
+                                                      settings, {"model": model}, main=ranks.main,
+                                                      report=ctx.report, label=f"{name}: ")
     # FSDP: the model itself is the root (fully_shard on each block, then on it)
     par = distributed.parallelize(ranks, model, device, make_optimizer(), make_optimizer, sharding=spec.sharding,
                                   blocks=trainlog.transformer_blocks(model), optimizer_state=optimizer_state)
@@ -209,8 +204,12 @@ def train_one(store: Store, spec: CotSpec, name: str, target: str, train: list[d
     save(step)  # a finished run keeps its weights until every output is stored
     if par.sharded is not None:  # rank 0 scores and stores a plain model, whole
         model = distributed.gather_model(par.sharded, model, "model", ranks)
-    if not ranks.main:
-        return {}
+    return _scored(spec, name, target, model, chat, evals, loop, step, ctx) if ranks.main else {}
+
+
+def _scored(spec: CotSpec, name: str, target: str, model, chat: Chat, evals: list[dict], loop: Loop, step: int,
+            ctx: JobContext) -> dict:
+    """Rank 0's result of one trained model: its exact match on the held-out questions and its run."""
     ctx.report(stage=f"eval {target}", message=f"{name}: exact match on {len(evals)} held-out questions")
     scored = exact_match(model, chat, evals, spec.max_new_tokens, ctx)
     return {"name": name, "target": target, "model": model.eval(), "log": loop.log, "steps": step,

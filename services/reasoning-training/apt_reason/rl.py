@@ -163,21 +163,7 @@ def run_rl(store: Store, spec: RLSpec, ctx: JobContext, ranks: Ranks | None = No
                 spec.max_steps, 0, device=device, stage="grpo", progress=(0.0, 0.9), on_step=remember,
                 nonfinite_hint="lower --learning-rate or raise --beta", checkpoint_every=spec.checkpoint_every,
                 checkpoint=save, log=log, ranks=ranks)
-    stopped = ""
-    try:
-        loop.run(start, forward)
-    except _Stop as stop:  # every rank stops at the same step: the stop rules read the whole step
-        stopped = stop.reason
-        if state["good_step"] == 0:
-            if ranks.main:
-                ckpt.remove()
-            raise errors.FailedPrecondition(
-                f"No learning signal: {stop.reason} Sample completions: "
-                + " | ".join(repr(s[:80]) for s in state["samples"][:3])
-                + ". Train the model first with StartCotTraining so some answers are right, or use easier "
-                "problems.", reason="NO_REWARD_SIGNAL") from None
-        ctx.warn(f"Stopped after step {state['good_step']}: {stop.reason} The weights of that step are kept.")
-        model.load_state_dict(state["good"])
+    stopped = _train_until_stopped(loop, start, forward, model, state, ckpt, ctx, ranks)
     if not ranks.main:
         return {}
     ctx.check_cancelled()
@@ -201,6 +187,27 @@ def _evaluate_and_store(store: Store, spec: RLSpec, ctx: JobContext, model, tok,
     return {"model": spec.output_name, **metrics, "eval_questions": len(evals), "stopped": stopped,
             **{k: float(last[k]) for k in ("reward_mean", "frac_reward_zero_std", "entropy", "kl",
                                             "completion_length") if k in last}}
+
+
+def _train_until_stopped(loop: Loop, start: int, forward, model, state: dict, ckpt: RunCheckpoint, ctx: JobContext,
+                         ranks: Ranks) -> str:
+    """Run the loop; '' when it ran to the end, else why the stop rules ended it, the last good
+    step's weights restored. FAILED_PRECONDITION (NO_REWARD_SIGNAL) when no step ever learned."""
+    try:
+        loop.run(start, forward)
+        return ""
+    except _Stop as stop:  # every rank stops at the same step: the stop rules read the whole step
+        if state["good_step"] == 0:
+            if ranks.main:
+                ckpt.remove()
+            raise errors.FailedPrecondition(
+                f"No learning signal: {stop.reason} Sample completions: "
+                + " | ".join(repr(s[:80]) for s in state["samples"][:3])
+                + ". Train the model first with StartCotTraining so some answers are right, or use easier "
+                "problems.", reason="NO_REWARD_SIGNAL") from None
+        ctx.warn(f"Stopped after step {state['good_step']}: {stop.reason} The weights of that step are kept.")
+        model.load_state_dict(state["good"])
+        return stop.reason
 
 
 def _resume(ckpt: RunCheckpoint, spec: RLSpec, model, optimizer, state: dict, ctx: JobContext,

@@ -151,14 +151,10 @@ def _train(store: Store, spec: VerifierSpec, model, examples: list, pad_id: int,
     def make_optimizer():
         return torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01, betas=(0.9, 0.95))
 
-    ckpt, step, log, optimizer_state = RunCheckpoint(store, KIND, spec.output_name), 0, [], None
-    if spec.resume and ckpt.step() is not None:
-        step, states, log = ckpt.load(spec.settings())
-        model.load_state_dict(states["model"])
-        optimizer_state = states["optimizer"]  # loaded once the optimizer's parameters are final (FSDP's shards)
-        ctx.report(message=f"resumed from step {step}")
-    elif spec.overwrite and ranks.main:
-        ckpt.remove()
+    ckpt = RunCheckpoint(store, KIND, spec.output_name)
+    step, log, optimizer_state = ckpt.resume_or_start(spec.resume and ckpt.step() is not None, spec.overwrite,
+                                                      spec.settings(), {"model": model}, main=ranks.main,
+                                                      report=ctx.report)
     max_len = getattr(model.config, "max_position_embeddings", 2048)
     # FSDP: the model itself is the root (fully_shard on each block, then on it)
     par = distributed.parallelize(ranks, model, device, make_optimizer(), make_optimizer, sharding=spec.sharding,
