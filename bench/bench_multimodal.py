@@ -144,14 +144,14 @@ def spoken_digits(store: Store, data: Path, args) -> dict:
     media = MediaSpec(n_mels=16, max_audio_seconds=1.2, truncate_audio=True)  # 2 x 15 patches a clip
     sample_data.distinct_voices(TRAIN_VOICES + HELD_VOICES)
     train = sample_data.spoken(data / "spoken-train", args.spoken_train, voices=TRAIN_VOICES, speeds=TRAIN_SPEEDS,
-                               pitches=TRAIN_PITCHES, seed=1)
+                               pitches=TRAIN_PITCHES, seed=1 + 10 * args.seed)
     held = sample_data.spoken(data / "spoken-eval", args.eval, voices=HELD_VOICES, speeds=HELD_SPEEDS,
-                              pitches=HELD_PITCHES, seed=2)
+                              pitches=HELD_PITCHES, seed=2 + 10 * args.seed)
     _dataset(store, "spoken-train", train, ("audio",), media)
     _dataset(store, "spoken-eval", held, ("audio",), media)
-    trained = _train(store, "spoken-train", "mm-spoken", args.spoken_steps)
+    trained = _train(store, "spoken-train", "mm-spoken", args.spoken_steps, seed=args.seed)
     result = run_evaluate(store, EvaluateSpec("mm-spoken", "spoken-eval", device="cpu"), JobRecorder())
-    return {"steps": args.spoken_steps, "train_rows": args.spoken_train, "rows": result["rows"],
+    return {"seed": args.seed, "steps": args.spoken_steps, "train_rows": args.spoken_train, "rows": result["rows"],
             "candidates": result["candidates"], "accuracy": result["retrieval_accuracy"],
             "text_only": result["text_only_accuracy"], "exact_match": result["exact_match"],
             "train_seconds": trained["train_seconds"], "final_loss": trained["loss"],
@@ -233,6 +233,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--video-steps", type=int, default=800)  # 400 was not converged (0.63 on 2026-12-06)
     parser.add_argument("--video-size", type=int, default=16)
     parser.add_argument("--spoken-train", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0, help="spoken: another draw of clips and training seed")
     parser.add_argument("--spoken-steps", type=int, default=800)
     parser.add_argument("--shapes-train", type=int, default=1200)
     parser.add_argument("--shapes-steps", type=int, default=2400)  # side swaps need it (800: 0.51)
@@ -260,7 +261,7 @@ def main() -> None:
     if "spoken" in sections:
         spoken = spoken_digits(store, data, args)
         report_spoken(spoken)
-        print(f"results: {save('multimodal-spoken', spoken)}")
+        print(f"results: {save('multimodal-spoken' + (f'-seed{args.seed}' if args.seed else ''), spoken)}")
     if "shapes" in sections:
         shapes = shapes_hard_negatives(store, data, args)
         report_shapes(shapes)
