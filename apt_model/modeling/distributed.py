@@ -411,9 +411,8 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
     try:
-        # the launching job's running log, in this rank's view of the store (a PyTorchJob pod has no
-        # "home" in its payload: its store is where it mounts the PVC, its APT_HOME)
-        job_id, home = payload.get("job_id"), payload.get("home") or os.environ.get("APT_HOME")
+        # the launching job's running log, in this rank's view of the store
+        job_id, home = payload.get("job_id"), store_home(payload)
         running_log = JobLog(job_log_path(Path(home), job_id)) if job_id and home else None
         result = run(payload, RankContext(folder, ranks, payload.get("owner_pid"), running_log), ranks)
         if ranks.main:
@@ -430,6 +429,12 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     ranks.close()
 
 
+def store_home(payload: dict) -> str | None:
+    """The store a rank works in: the launcher's (``home`` in the payload); a PyTorchJob pod's
+    payload has none, its store is where it mounts the PVC, its APT_HOME."""
+    return payload.get("home") or os.environ.get("APT_HOME")
+
+
 def logging_job(ctx) -> str:
     """The id whose running log rank 0 keeps (``rank_main``): the job's, when its context keeps one
     (``JobContext.running_log``; a test's recorder does not)."""
@@ -438,9 +443,11 @@ def logging_job(ctx) -> str:
 
 def launch_spec(module: str, operation: str, home: Path, spec, ctx, run: str) -> dict[str, Any]:
     """``launch`` of a job whose work is ``work(store, spec, ctx, ranks)`` (``spec``: a dataclass
-    with ``workers``), in the run folder ``home/.runs/<run>``; ``module`` runs ``spec_rank_main``."""
+    with ``workers``, and ``threads`` per rank if it sets them), in the run folder
+    ``home/.runs/<run>``; ``module`` runs ``spec_rank_main``."""
     payload = {"operation": operation, "home": str(home), "spec": dataclasses.asdict(spec)}
-    return launch(module, payload, spec.workers, Path(home) / ".runs" / run, ctx)
+    return launch(module, payload, spec.workers, Path(home) / ".runs" / run, ctx,
+                  threads=getattr(spec, "threads", 0) or 1)
 
 
 def spec_rank_main(operations: dict[str, tuple[type, Callable]]) -> None:
@@ -455,10 +462,21 @@ def spec_rank_main(operations: dict[str, tuple[type, Callable]]) -> None:
     def run(payload: dict, ctx: RankContext, ranks: Ranks) -> dict:
         spec_class, work = operations[payload["operation"]]
         spec = spec_class(**{k: tuples(v) for k, v in payload["spec"].items()})
-        # the launcher's store; a PyTorchJob pod's is where it mounts the store PVC (its APT_HOME)
-        return work(Store(payload.get("home") or os.environ["APT_HOME"]), spec, ctx, ranks)
+        home = store_home(payload)
+        if home is None:
+            raise RuntimeError("This rank has no store: its payload names no home and APT_HOME is not set.")
+        return work(Store(home), spec, ctx, ranks)
 
     rank_main(run)
+
+
+def write_payload(folder: Path, payload: dict[str, Any]) -> None:
+    """A run folder for a new start of its ranks: what an earlier run left (events, result, cancel,
+    rank errors) removed, then the ranks' payload written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
+        (folder / stale).unlink(missing_ok=True)
+    (folder / PAYLOAD).write_text(json.dumps(payload))
 
 
 def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx, *,
@@ -466,10 +484,7 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     """Run ``python -m module FOLDER`` as ``workers`` ranks under torchrun and follow it as the job
     ``ctx``; returns rank 0's result, or raises the failed rank's error (``errors.Cancelled`` after
     a cancel)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (EVENTS, RESULT, CANCEL, *[p.name for p in folder.glob("error-*.json")]):
-        (folder / stale).unlink(missing_ok=True)
-    (folder / PAYLOAD).write_text(json.dumps({**payload, "job_id": logging_job(ctx), "owner_pid": os.getpid()}))
+    write_payload(folder, {**payload, "job_id": logging_job(ctx), "owner_pid": os.getpid()})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
            "--monitor-interval=0.5", "-m", module, str(folder)]
     # the ranks import what this process imports (a plugin's own package is on its sys.path)

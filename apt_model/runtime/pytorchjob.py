@@ -199,14 +199,10 @@ class PyTorchJobRunner:
     def run(self, shape: JobShape, payload: dict[str, Any], folder: Path, ctx) -> dict[str, Any]:
         """Write the payload into ``folder`` (the run folder on the store), create the PyTorchJob
         and follow it; returns rank 0's result or raises the job's error (``errors.Cancelled``)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in (distributed.EVENTS, distributed.RESULT, distributed.CANCEL,
-                      *[p.name for p in folder.glob("error-*.json")]):
-            (folder / stale).unlink(missing_ok=True)
         # no owner_pid: the owner is in another pod; it cancels through the folder and the API instead.
         # No home either: each pod's is its APT_HOME (the store PVC's mount point)
-        (folder / distributed.PAYLOAD).write_text(json.dumps({**{k: v for k, v in payload.items() if k != "home"},
-                                                              "job_id": distributed.logging_job(ctx)}))
+        distributed.write_payload(folder, {**{k: v for k, v in payload.items() if k != "home"},
+                                           "job_id": distributed.logging_job(ctx)})
         self._create(manifest(shape))
         ctx.report(stage="scheduling", message=f"PyTorchJob {shape.name}: {shape.nodes} pods of {shape.workers} "
                                                f"ranks submitted")

@@ -38,6 +38,7 @@ from apt_model.corpus import load_corpus
 from gateway.core.data import split_tokens, tokenize_documents
 
 EVAL_BATCHES = 16  # validation loss averages at most this many held-out batches
+OPERATION_KEY = "train"    # what a rank's payload names the work (gateway.core.train_rank)
 CHECKPOINT_KIND = "train"  # APT_HOME/checkpoints/train/<name>/ (apt_model.modeling.checkpoint)
 
 # Fields that may change between a run and its resume without changing the loss curve.
@@ -342,13 +343,9 @@ def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     from gateway.deploy.kubernetes import KubernetesConfig
 
     config = KubernetesConfig.from_env()
-    run_folder = f".runs/{CHECKPOINT_KIND}-{spec.name}"
-    shape = pytorchjob.JobShape(
-        pytorchjob.object_name(CHECKPOINT_KIND, spec.name), "gateway.core.train_rank", run_folder, spec.nodes,
-        spec.workers, gpu=spec.device == "cuda", image=f"{config.image_prefix}/gateway:{config.image_tag}",
-        namespace=config.namespace, threads=spec.threads or 1)
-    runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), config.namespace)
-    return runner.run(shape, {"spec": asdict(spec)}, store.root / run_folder, ctx)
+    cluster = pytorchjob.Cluster(config.namespace, f"{config.image_prefix}/gateway:{config.image_tag}")
+    return pytorchjob.run_spec("gateway.core.train_rank", OPERATION_KEY, spec, CHECKPOINT_KIND, spec.name,
+                               store.root, ctx, cluster, "apt-gateway")
 
 
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
@@ -361,9 +358,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
     if ranks is None and spec.nodes > 1:
         return _run_on_kubernetes(store, spec, ctx)
     if ranks is None and spec.workers > 1:
-        folder = store.root / ".runs" / f"{CHECKPOINT_KIND}-{spec.name}"
-        return distributed.launch("gateway.core.train_rank", {"home": str(store.root), "spec": asdict(spec)},
-                                  spec.workers, folder, ctx, threads=spec.threads or 1)
+        return distributed.launch_spec("gateway.core.train_rank", OPERATION_KEY, store.root, spec, ctx,
+                                       f"{CHECKPOINT_KIND}-{spec.name}")
     ranks = ranks or Ranks()
     _return_freed_memory_to_os()
     if spec.threads:

@@ -167,8 +167,8 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dic
     (``apt_hf.train_rank``); the Trainer finds them from torchrun's environment and runs DDP
     itself (each rank ``batch_size / workers`` blocks a step); rank 0 stores the model."""
     if ranks is None and spec.workers > 1:
-        return distributed.launch("apt_hf.train_rank", {"home": str(store.root), "spec": asdict(spec)},
-                                  spec.workers, store.root / ".runs" / f"hf-train-{spec.output_name}", ctx)
+        return distributed.launch_spec("apt_hf.train_rank", "train", store.root, spec, ctx,
+                                       f"hf-train-{spec.output_name}")
     ranks = ranks or distributed.Ranks()
     started = time.monotonic()
     if not spec.overwrite and store.exists("models", spec.output_name):
