@@ -172,15 +172,27 @@ def api_client(account: str = "apt-gateway"):
     return cluster_client("Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob,", account)
 
 
+def refuse_host_paths(nodes: int, **paths) -> None:
+    """A multi-node job's pods mount the store and nothing else of the service's host, so a file a
+    request names in the service's data roots (``paths``: request field -> its value) cannot be
+    read there: FAILED_PRECONDITION naming the field and the way out, before any job starts."""
+    named = [field for field, value in paths.items() if value]
+    if nodes > 1 and named:
+        raise errors.FailedPrecondition(
+            f"{named[0]} names a file on this service's host, which the pods of a multi-node job (nodes > 1) do not "
+            "see: they mount only the store. Add the file to the store (`apt-model data add`) and name the dataset "
+            "instead, or run on one node.", reason="MULTI_NODE_HOST_PATH")
+
+
 def run_spec(module: str, operation: str, spec, kind: str, name: str, home: Path, ctx, cluster: Cluster,
              account: str, client=None) -> dict[str, Any]:
-    """A plugin's multi-node job: ``spec`` (a dataclass with ``nodes``, ``workers``, ``device``)
-    as the PyTorchJob ``apt-<kind>-<name>`` of ``cluster.image``, whose pods run ``module``
+    """A plugin's multi-node job: ``spec`` (a dataclass with ``nodes``, ``workers`` and, where the
+    operation has one, ``device``: "cuda" asks each pod for ``workers`` GPUs) as the PyTorchJob ``apt-<kind>-<name>`` of ``cluster.image``, whose pods run ``module``
     (``distributed.spec_rank_main``: ``operation`` names the work) over the run folder
     ``home/.runs/<kind>-<name>``; followed as ``ctx``, as ``distributed.launch_spec`` is locally."""
     run_folder = f".runs/{kind}-{name}"
     shape = JobShape(object_name(kind, name), module, run_folder, spec.nodes, spec.workers,
-                     gpu=spec.device == "cuda", image=cluster.image, namespace=cluster.namespace,
+                     gpu=getattr(spec, "device", "") == "cuda", image=cluster.image, namespace=cluster.namespace,
                      threads=getattr(spec, "threads", 0) or 1)
     runner = PyTorchJobRunner(client or api_client(account), cluster.namespace)
     return runner.run(shape, {"operation": operation, "spec": dataclasses.asdict(spec)}, Path(home) / run_folder, ctx)

@@ -7,6 +7,7 @@ import dataclasses
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.modeling import distributed, limits
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
@@ -28,6 +29,7 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
     def StartDistill(self, request, context):
         spec = DistillSpec.from_request(request, registered_losses())
         distributed.refuse_multi_node(spec.nodes, "distil", deployer=self.deployer)  # a PyTorchJob: kubernetes only
+        pytorchjob.refuse_host_paths(spec.nodes, corpus_paths=spec.corpus_paths)  # its pods see only the store
         spec = dataclasses.replace(spec, corpus_paths=self.paths.resolve_all(spec.corpus_paths, "corpus path"))
         for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
             limits.check_loadable(self.store, name, self.max_params)

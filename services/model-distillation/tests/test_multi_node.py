@@ -38,15 +38,17 @@ IMAGE = "registry.example/apt/model-distillation:1.2"
 
 def request(corpus: str, **kw) -> pb.DistillRequest:
     base = dict(teacher="tiny-t", output_name="two", student_layers=1, strategies=["response"],
-                corpus_paths=[corpus], seq_len=32, batch_size=4, max_steps=20, learning_rate=3e-3,
+                dataset=corpus, seq_len=32, batch_size=4, max_steps=20, learning_rate=3e-3,
                 eval_every=10, checkpoint_every=1000, device="cpu", nodes=2, workers=1)
     return pb.DistillRequest(**{**base, **kw})
 
 
 @pytest.fixture
 def corpus(home) -> str:
-    """Beside the store, in the service's data root (the test's pods see the same disk)."""
-    return str(shutil.copy(home / "corpus.txt", home.parent / "corpus.txt"))
+    """A store dataset: a multi-node job's pods mount the store and nothing else of the host."""
+    with Store(home).create("datasets", "corp", operation="test-corpus") as folder:
+        shutil.copy(home / "corpus.txt", folder / "corpus.txt")
+    return "corp"
 
 
 @pytest.fixture
@@ -77,6 +79,20 @@ def test_other_deployers_refuse_nodes_at_start(home, corpus, deployer):
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "needs the kubernetes deployer" in info.value.details() and "--workers N" in info.value.details()
     assert dict(info.value.trailing_metadata())["apt-error-reason"] == "MULTI_NODE_NEEDS_KUBERNETES"
+
+
+def test_a_host_file_is_refused_before_a_pytorchjob_is_submitted(home, cluster):
+    """The pods would not see the service's data roots: the caller hears which field and what to do."""
+    host_file = str(shutil.copy(home / "corpus.txt", home.parent / "corpus.txt"))
+    with serve(home, "kubernetes") as (channel, _):
+        with pytest.raises(grpc.RpcError) as info:
+            distillation_pb2_grpc.DistillationStub(channel).StartDistill(
+                request("", dataset="", corpus_paths=[host_file]))
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.details().startswith("corpus_paths names a file on this service's host")
+    assert "apt-model data add" in info.value.details()
+    assert dict(info.value.trailing_metadata())["apt-error-reason"] == "MULTI_NODE_HOST_PATH"
+    assert not [r for r in cluster.requests if r[0] == "POST"]  # nothing was submitted
 
 
 def test_two_nodes_distil_as_a_pytorchjob_through_the_ordinary_job(home, corpus, cluster):
