@@ -172,16 +172,21 @@ def api_client(account: str = "apt-gateway"):
     return cluster_client("Multi-node training (nodes > 1) submits a Kubeflow PyTorchJob,", account)
 
 
-def refuse_host_paths(nodes: int, **paths) -> None:
-    """A multi-node job's pods mount the store and nothing else of the service's host, so a file a
-    request names in the service's data roots (``paths``: request field -> its value) cannot be
-    read there: FAILED_PRECONDITION naming the field and the way out, before any job starts."""
-    named = [field for field, value in paths.items() if value]
-    if nodes > 1 and named:
-        raise errors.FailedPrecondition(
-            f"{named[0]} names a file on this service's host, which the pods of a multi-node job (nodes > 1) do not "
-            "see: they mount only the store. Add the file to the store (`apt-model data add`) and name the dataset "
-            "instead, or run on one node.", reason="MULTI_NODE_HOST_PATH")
+def refuse_host_paths(nodes: int, store_root: Path | None = None, **paths) -> None:
+    """A multi-node job's pods mount the store volume and nothing else of the service's host, so a
+    file a request names (``paths``: request field -> a path or paths) outside ``store_root`` cannot
+    be read there: FAILED_PRECONDITION naming the field and the way out, before any job starts."""
+    if nodes <= 1:
+        return
+    root = Path(store_root).resolve() if store_root else None
+    for field, value in paths.items():
+        for path in [value] if isinstance(value, (str, Path)) else value or ():
+            if path and not (root and Path(path).resolve().is_relative_to(root)):
+                raise errors.FailedPrecondition(
+                    f"{field} names {path}, a file on this service's host, which the pods of a multi-node job "
+                    "(nodes > 1) do not see: they mount only the store volume. Add the file to the store "
+                    "(`apt-model data add`) and name the dataset instead, or run on one node.",
+                    reason="MULTI_NODE_HOST_PATH")
 
 
 def run_spec(module: str, operation: str, spec, kind: str, name: str, home: Path, ctx, cluster: Cluster,

@@ -13,7 +13,6 @@ import json
 import math
 import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -31,6 +30,7 @@ from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
 from apt_model.modeling.tokenizer import train_tokenizer
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import JobContext
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store, validate_name
@@ -112,11 +112,11 @@ class TrainSpec:
                 bad.append(("size", f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}"))
         bad += distributed.check_layout(self.batch_size, self.workers, self.nodes)
         bad += distributed.check_sharding(self.sharding)
-        bad += _pods_see(self.corpus_paths, store) if self.nodes > 1 and deployer == "kubernetes" else []
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
         distributed.refuse_multi_node(self.nodes, deployer=deployer)
+        pytorchjob.refuse_host_paths(self.nodes, store.root, corpus_paths=self.corpus_paths)  # pods see the store only
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:
             raise errors.InvalidArgument("No corpus: pass --corpus FILE (.txt/.jsonl) or --dataset NAME.")
@@ -136,15 +136,6 @@ class TrainSpec:
         """The settings that shape the loss curve, as plain JSON-able values (as checkpointed)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()
                 if k not in RESUMABLE_CHANGES}
-
-
-def _pods_see(paths, store: Store) -> list[tuple[str, str]]:
-    """A multi-node run's pods mount the store volume and nothing else of this machine: corpus
-    files must be on it (or the corpus a store dataset)."""
-    root = store.root.resolve()
-    outside = [p for p in paths if not Path(p).resolve().is_relative_to(root)]
-    return [("corpus_paths", f"{outside[0]} is not on the store volume, the only files a multi-node run's pods "
-                             "see: import it as a store dataset and pass --dataset")] if outside else []
 
 
 def model_config(spec: TrainSpec, tokenizer=None):
@@ -339,7 +330,6 @@ def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     """nodes > 1: the ranks run as a Kubeflow PyTorchJob of the gateway's own image (one pod of
     ``workers`` ranks per node, GPUs when the run's device is cuda), followed from here
     (apt_model.runtime.pytorchjob); the gateway's namespace and image from its environment."""
-    from apt_model.runtime import pytorchjob
     from gateway.deploy.kubernetes import KubernetesConfig
 
     config = KubernetesConfig.from_env()

@@ -81,9 +81,13 @@ def test_other_deployers_refuse_nodes_with_what_it_needs(store, tmp_path):
         with pytest.raises(errors.FailedPrecondition, match="needs the kubernetes deployer.*Kubeflow") as info:
             TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=2, batch_size=8).validate(store, deployer=deployer)
         assert info.value.reason == "MULTI_NODE_NEEDS_KUBERNETES"
-    with pytest.raises(errors.InvalidArgument, match=r"c.txt is not on the store volume.*--dataset") as bad:
+    with pytest.raises(errors.FailedPrecondition, match=r"corpus_paths names .*c.txt.*only the store volume.*data add") as bad:
         TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=2, batch_size=8).validate(store, deployer="kubernetes")
-    assert bad.value.violations[0][0] == "corpus_paths"
+    assert bad.value.reason == "MULTI_NODE_HOST_PATH"
+    on_volume = store.root / "c.txt"  # the pods mount the store volume where the gateway does
+    on_volume.parent.mkdir(parents=True, exist_ok=True)
+    on_volume.write_text(corpus.read_text())
+    TrainSpec(name="m", corpus_paths=(str(on_volume),), nodes=2, batch_size=8).validate(store, deployer="kubernetes")
     with pytest.raises(errors.InvalidArgument, match=r"multiple of workers x nodes \(6\)"):
         TrainSpec(name="m", corpus_paths=(str(corpus),), nodes=3, workers=2, batch_size=8).validate(
             store, deployer="kubernetes")

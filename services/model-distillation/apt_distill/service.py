@@ -29,7 +29,7 @@ class DistillationServicer(distillation_pb2_grpc.DistillationServicer):
     def StartDistill(self, request, context):
         spec = DistillSpec.from_request(request, registered_losses())
         distributed.refuse_multi_node(spec.nodes, "distil", deployer=self.deployer)  # a PyTorchJob: kubernetes only
-        pytorchjob.refuse_host_paths(spec.nodes, corpus_paths=spec.corpus_paths)  # its pods see only the store
+        pytorchjob.refuse_host_paths(spec.nodes, self.store.root, corpus_paths=spec.corpus_paths)  # its pods see only the store
         spec = dataclasses.replace(spec, corpus_paths=self.paths.resolve_all(spec.corpus_paths, "corpus path"))
         for name in filter(None, (spec.teacher, spec.student)):  # before a job builds them
             limits.check_loadable(self.store, name, self.max_params)

@@ -89,7 +89,7 @@ def test_a_host_file_is_refused_before_a_pytorchjob_is_submitted(home, cluster):
             distillation_pb2_grpc.DistillationStub(channel).StartDistill(
                 request("", dataset="", corpus_paths=[host_file]))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert info.value.details().startswith("corpus_paths names a file on this service's host")
+    assert info.value.details().startswith(f"corpus_paths names {host_file}, a file on this service's host")
     assert "apt-model data add" in info.value.details()
     assert dict(info.value.trailing_metadata())["apt-error-reason"] == "MULTI_NODE_HOST_PATH"
     assert not [r for r in cluster.requests if r[0] == "POST"]  # nothing was submitted
