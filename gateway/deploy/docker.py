@@ -95,7 +95,8 @@ def container_kwargs(entry: CatalogEntry, index: int, env: dict[str, str], confi
     after creation (``DockerDeployer._run``)."""
     spec = dict(
         name=config.container_name(entry.name, index), detach=True, user=PLUGIN_USER,
-        environment={**env, "APT_HOME": "/data", "APT_LISTEN": f"0.0.0.0:{PLUGIN_PORT}", "HOME": "/tmp"},
+        environment={**env, "APT_HOME": "/data", "APT_LISTEN": f"0.0.0.0:{PLUGIN_PORT}", "HOME": "/tmp",
+                     "APT_DEPLOYER": "docker"},  # where it runs: a multi-node request is refused naming it
         labels={"apt.plugin": entry.name, "apt.replica": str(index), "apt.deployment": config.deployment,
                 "apt.version": entry.version},
         volumes={config.store_volume: {"bind": "/data", "mode": "rw"}},

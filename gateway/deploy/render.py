@@ -28,6 +28,7 @@ PLUGIN_SETTINGS = "apt-plugin-settings"
 # modules before they serve (about 10 s, far more on a loaded node); slim ones serve in a second.
 STARTUP_FAILURES = {"torch": 60, "slim": 30}
 GPU_LABEL = {"apt.gpu": "wanted"}  # k8s/overlays/gpu gives the Deployments carrying it a GPU
+MULTI_NODE_LABEL = {"apt.multi-node": "true"}  # a pod that submits PyTorchJobs: it talks to the API server
 
 
 def object_name(plugin: str) -> str:
@@ -49,7 +50,8 @@ def deployment(m: PluginManifest, image: str, replicas: int = 1, port: int = PLU
     APT_IMAGE: its own image, which its multi-node jobs' pods run); only a ``multi_node`` plugin's
     pod holds a service-account token, that of ``training_rbac``'s account."""
     probe = {"grpc": {"port": port}}
-    pod_labels = {**labels(m), **({"apt.egress": "internet"} if m.egress == "internet" else {})}
+    pod_labels = {**labels(m), **({"apt.egress": "internet"} if m.egress == "internet" else {}),
+                  **(MULTI_NODE_LABEL if m.multi_node else {})}  # k8s/components/multi-node-api-egress selects it
     container = {
         "name": "plugin", "image": image, "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "grpc", "containerPort": port, "protocol": "TCP"}],

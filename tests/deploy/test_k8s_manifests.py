@@ -112,3 +112,28 @@ def test_every_available_plugin_is_deployed_by_the_base(k8s_with_tokens):
         assert container["resources"] == {"requests": {"cpu": m.resources.cpu, "memory": m.resources.memory},
                                           "limits": {"memory": m.resources.memory_limit}}, m.name
         assert container["image"] == f"apt/{m.name}:latest"
+
+
+def test_multi_node_component_opens_the_api_server_to_multi_node_plugins_only(k8s_with_tokens):
+    """A multi_node plugin submits PyTorchJobs, so the component lets its pods, and no other
+    plugin's, reach the API server's ports; nothing else leaves the closed base."""
+    overlay = k8s_with_tokens / "overlays/multi-node-check"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../../base"], "components": ["../../components/multi-node-api-egress"]}))
+    docs = _render(k8s_with_tokens, "overlays/multi-node-check")
+    for doc in docs:
+        _validate(doc, "kubectl kustomize base + components/multi-node-api-egress")
+    [policy] = [d for d in docs if d["metadata"]["name"] == "apt-multi-node-plugins-api-server"]
+    assert policy["metadata"]["namespace"] == "apt" and policy["spec"]["policyTypes"] == ["Egress"]
+    [rule] = policy["spec"]["egress"]
+    assert sorted(p["port"] for p in rule["ports"]) == [443, 6443]
+    assert all(not t["ipBlock"]["cidr"].endswith("/0") for t in rule["to"])  # never the whole internet
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    selected = {d["metadata"]["labels"]["apt.plugin"] for d in docs if d["kind"] == "Deployment"
+                and selector.items() <= d["spec"]["template"]["metadata"]["labels"].items()}
+    multi_node = {m.name for m in AVAILABLE if m.multi_node}
+    assert multi_node and selected == multi_node
+    for dep in (d for d in docs if d["kind"] == "Deployment" and d["metadata"]["labels"].get("apt.plugin") in selected):
+        assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is True  # the account it needs

@@ -250,8 +250,9 @@ def test_compose_plugins_match_the_docker_deployer():
         assert _bytes(service["mem_limit"]) == spec["mem_limit"], name
         assert service["container_name"] == spec["name"], name
         assert service["labels"] == {k: spec["labels"][k] for k in ("apt.plugin", "apt.replica", "apt.deployment")}
-        for var in ("HOME", "APT_HOME", "APT_LISTEN"):
+        for var in ("HOME", "APT_HOME", "APT_LISTEN", "APT_DEPLOYER"):
             assert service["environment"][var] == spec["environment"][var], (name, var)
+        assert spec["environment"]["APT_DEPLOYER"] == "docker"  # what refuses --nodes > 1 names
         # the internal network always; the egress one for the plugins that call out, only
         want = {"apt", "apt-egress"} if name in INTERNET else {"apt"}
         assert set(service["networks"]) == want, name
