@@ -55,9 +55,10 @@ class Cluster:
         missing = [k for k in ("APT_K8S_NAMESPACE", "APT_IMAGE") if not env.get(k)]
         if missing:
             raise errors.FailedPrecondition(
-                f"Multi-node training needs {' and '.join(missing)} in this service's environment, which the "
-                "kubernetes deployer sets in every plugin pod: deploy the plugin with `apt-model plugin install` "
-                "or `kubectl apply -k k8s/base` (tools/gen_deploy.py).")
+                f"Multi-node training needs {' and '.join(missing)} in this service's environment, which "
+                "k8s/base sets in the gateway's pod and the kubernetes deployer in every plugin pod: deploy with "
+                "`kubectl apply -k k8s/base` or `apt-model plugin install`, or set them where the service runs "
+                "(APT_IMAGE: the service's own image, which the job's pods run).")
         return cls(env["APT_K8S_NAMESPACE"], env["APT_IMAGE"])
 
 

@@ -329,13 +329,10 @@ def _parallel(run: _Run, spec: TrainSpec, ranks: Ranks, device: str, val_ids):
 def _run_on_kubernetes(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
     """nodes > 1: the ranks run as a Kubeflow PyTorchJob of the gateway's own image (one pod of
     ``workers`` ranks per node, GPUs when the run's device is cuda), followed from here
-    (apt_model.runtime.pytorchjob); the gateway's namespace and image from its environment."""
-    from gateway.deploy.kubernetes import KubernetesConfig
-
-    config = KubernetesConfig.from_env()
-    cluster = pytorchjob.Cluster(config.namespace, f"{config.image_prefix}/gateway:{config.image_tag}")
+    (apt_model.runtime.pytorchjob); the gateway's namespace and image from its environment
+    (APT_K8S_NAMESPACE, APT_IMAGE: k8s/base/gateway/deployment.yaml), as a plugin's are."""
     return pytorchjob.run_spec("gateway.core.train_rank", OPERATION_KEY, spec, CHECKPOINT_KIND, spec.name,
-                               store.root, ctx, cluster, "apt-gateway")
+                               store.root, ctx, pytorchjob.Cluster.from_env(), "apt-gateway")
 
 
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:

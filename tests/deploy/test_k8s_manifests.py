@@ -17,7 +17,7 @@ from .conftest import ROOT
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 K8S = ROOT / "k8s"
-NOT_OBJECTS = {"kustomization.yaml", "gpu-patch.yaml", "gateway-tls.yaml"}  # patches
+NOT_OBJECTS = {"kustomization.yaml", "gpu-patch.yaml", "gateway-tls.yaml", "image-env.yaml"}  # patches, config
 AVAILABLE = [m for m in (PluginManifest.load(p.parent) for p in sorted((ROOT / "services").glob("*/plugin.yaml")))
              if m.available]
 
@@ -137,3 +137,22 @@ def test_multi_node_component_opens_the_api_server_to_multi_node_plugins_only(k8
     assert multi_node and selected == multi_node
     for dep in (d for d in docs if d["kind"] == "Deployment" and d["metadata"]["labels"].get("apt.plugin") in selected):
         assert dep["spec"]["template"]["spec"]["automountServiceAccountToken"] is True  # the account it needs
+
+
+def test_an_overlay_that_renames_images_renames_what_the_pods_say_they_run(k8s_with_tokens):
+    """APT_IMAGE is the image a service's multi-node PyTorchJob pods run: kustomize `images:` must
+    rename it with the container (k8s/base/image-env.yaml), or the jobs would pull the old name."""
+    overlay = k8s_with_tokens / "overlays/rename-check"
+    overlay.mkdir()
+    names = ["gateway"] + [m.name for m in AVAILABLE]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": ["../../base"],
+        "images": [{"name": f"apt/{n}", "newName": f"registry.example/team/{n}", "newTag": "7"} for n in names]}))
+    deployments = [d for d in _render(k8s_with_tokens, "overlays/rename-check") if d["kind"] == "Deployment"]
+    assert len(deployments) == len(names)
+    for dep in deployments:
+        [container] = dep["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert container["image"].startswith("registry.example/team/") and container["image"].endswith(":7")
+        assert env["APT_IMAGE"] == container["image"], dep["metadata"]["name"]
+        assert env["APT_LISTEN"] == "0.0.0.0:50051"  # values that name no image are left alone

@@ -93,8 +93,12 @@ def test_other_deployers_refuse_nodes_with_what_it_needs(store, tmp_path):
             store, deployer="kubernetes")
 
 
+GATEWAY_IMAGE = "registry.example/apt/gateway:3"
+
+
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("APT_IMAGE", GATEWAY_IMAGE)  # what k8s/base/gateway/deployment.yaml sets
     with kube_cluster(tmp_path, monkeypatch) as api:
         yield api
 
@@ -114,8 +118,10 @@ def test_two_nodes_train_as_a_pytorchjob_and_match_one_process(store, tmp_path, 
     from gateway.core.train import run_train
 
     recorder = JobRecorder()
-    with Operator(cluster, store.root):
+    with Operator(cluster, store.root) as operator:
         two = run_train(store, _spec(store, tmp_path, "two"), recorder)
+    [container] = operator.job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"]
+    assert container["image"] == GATEWAY_IMAGE  # the gateway's own image, as its pod says it
     one = run_train(store, _spec(store, tmp_path, "one", nodes=1), JobRecorder())
     for a, b in zip(one["loss_curve"], two["loss_curve"], strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
@@ -179,3 +185,12 @@ def test_a_pytorchjob_deleted_by_someone_else_fails_the_job(store, cluster):
     with pytest.raises(errors.AptError, match="PyTorchJob apt-train-big was deleted while the job ran") as info:
         runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
     assert info.value.reason == "TRAINING_JOB_DELETED"
+
+
+def test_a_service_that_does_not_know_its_image_submits_nothing(store, tmp_path, cluster, monkeypatch):
+    from gateway.core.train import run_train
+
+    monkeypatch.delenv("APT_IMAGE")
+    with pytest.raises(errors.FailedPrecondition, match="needs APT_IMAGE in this service's environment"):
+        run_train(store, _spec(store, tmp_path, "lost"), JobRecorder())
+    assert not [r for r in cluster.requests if r[0] == "POST"]
