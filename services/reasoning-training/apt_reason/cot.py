@@ -4,8 +4,8 @@ The model learns the assistant turn (reasoning lines and the answer line, or the
 alone) of each training question, the question masked out of the loss, with the platform's
 ``Loop``. With ``ablation`` the other target trains from the same starting weights at equal
 steps, so the exact-match gap on the held-out-template eval split measures what the reasoning
-adds. Both models are written at the end, together, or neither is. With ``workers`` > 1 the
-ranks (``apt_reason.ranks``) each train their share of every step's global batch under DDP.
+adds. Both models are written at the end, together, or neither is. With ``workers`` or ``nodes``
+> 1 the ranks (``apt_reason.launch``) each train their share of every step's global batch.
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
-from apt_reason import data
+from apt_reason import data, launch
 from apt_reason.prompts import Chat, training_batch
 from apt_reason.search import decode
 from apt_reason.tasks import completion, is_correct, parse_answer
 
 KIND = "reasoning-cot"
 OPERATION = "reasoning-cot"
-# 2 ranks' checkpoint resumes on 1, a DDP run's under FSDP or back (checkpoints are whole either way)
-FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite", "workers", "sharding")
+# 2 ranks' checkpoint (on 1 or 2 nodes) resumes on 1, a DDP run's under FSDP or back (checkpoints are
+# whole either way)
+FREE_FIELDS = ("device", "eval_every", "checkpoint_every", "resume", "overwrite", "workers", "nodes", "sharding")
 EVAL_BATCH = 16
 
 
@@ -58,19 +59,21 @@ class CotSpec:
     overwrite: bool = False
     device: str = "auto"
     warmup_steps: int = 0
-    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    workers: int = 1                  # data-parallel ranks per node; batch_size is the global batch
+    nodes: int = 1                    # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
     sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "CotSpec":
-        distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "cot-training")
+        # nodes > 1 needs the kubernetes deployer: the servicer checks it (distributed.refuse_multi_node)
+        workers, nodes = launch.check_layout(r.batch_size or 16, r.workers, r.nodes)
         sharding = distributed.require_sharding(r.sharding)
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    target=r.target or "cot", ablation=r.ablation, batch_size=r.batch_size or 16,
                    learning_rate=r.learning_rate or 1e-3, seed=r.seed, eval_questions=r.eval_questions or 100,
                    max_new_tokens=r.max_new_tokens or 96, eval_every=r.eval_every,
                    checkpoint_every=r.checkpoint_every or 100, resume=r.resume, overwrite=r.overwrite,
-                   device=r.device or "auto", warmup_steps=r.warmup_steps, workers=r.workers or 1,
+                   device=r.device or "auto", warmup_steps=r.warmup_steps, workers=workers, nodes=nodes,
                    sharding=sharding)
 
     @property
@@ -100,10 +103,11 @@ def check_outputs_free(store: Store, spec: CotSpec) -> None:
 
 
 def run_cot(store: Store, spec: CotSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
-    """The job: train the target (and the ablation), score both, store both. With ``workers`` > 1
-    it runs the ranks under torchrun, each calling this with its ``ranks``; rank 0 scores and stores."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_reason.ranks", "cot", store.root, spec, ctx, f"{KIND}-{spec.output_name}")
+    """The job: train the target (and the ablation), score both, store both. With ``workers`` or
+    ``nodes`` > 1 it runs the ranks (``launch.run_ranks``), each calling this with its ``ranks``;
+    rank 0 scores and stores."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return launch.run_ranks("cot", KIND, store, spec, ctx)
     ranks = ranks or Ranks()
     need_reasoning = spec.target == "cot" or spec.ablation
     train = data.read_split(store, spec.dataset, "train", need_reasoning=need_reasoning)

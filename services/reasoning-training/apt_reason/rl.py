@@ -9,8 +9,8 @@ last step that learned something are stored. No signal from the very start is re
 sample completions (FAILED_PRECONDITION): the model cannot solve any question yet or solves
 all of them, and RL has nothing to compare.
 
-With ``workers`` > 1 each rank (``apt_reason.ranks``) samples its share of a step's groups, each
-group from its own generator (a function of seed, step and group), and the ranks exchange every
+With ``workers`` or ``nodes`` > 1 each rank (``apt_reason.launch``) samples its share of a step's
+groups, each group from its own generator (a function of seed, step and group), and the ranks exchange every
 group's texts and rewards: advantages, dynamic sampling, the stop rules and the logged rewards
 are the step's, as in one process; each rank's loss is its part of the global normalisation
 (sequences, or tokens for ``dapo``), so DDP's mean gradient is one process's.
@@ -35,7 +35,7 @@ from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
-from apt_reason import data, grpo
+from apt_reason import data, grpo, launch
 from apt_reason.cot import exact_match
 from apt_reason.prompts import Chat
 from apt_reason.scorer import Verifier
@@ -44,7 +44,8 @@ from apt_reason.tasks import is_correct, parse_answer
 
 OPERATION = "reasoning-grpo"
 KIND = "reasoning-grpo"
-FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "eval_questions", "workers")  # 2 ranks resume on 1
+# 2 ranks' checkpoint (on 1 or 2 nodes) resumes on 1
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "eval_questions", "workers", "nodes")
 DEGENERATE_DISTINCT = 0.1  # fewer distinct completions than this share of a step's: degenerate
 
 
@@ -81,12 +82,13 @@ class RLSpec:
     format_weight: float = 0.0
     verifier: str = ""
     verifier_weight: float = 0.5  # used with a verifier only
-    workers: int = 1              # data-parallel ranks; questions_per_step (groups) is the global batch
+    workers: int = 1              # data-parallel ranks per node; questions_per_step (groups) is the global batch
+    nodes: int = 1                # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
 
     @classmethod
     def from_request(cls, r) -> "RLSpec":
-        distributed.require_layout(r.questions_per_step or 4, r.workers or 1, r.nodes, "rl-training",
-                                   batch_field="questions_per_step")
+        # nodes > 1 needs the kubernetes deployer: the servicer checks it (distributed.refuse_multi_node)
+        workers, nodes = launch.check_layout(r.questions_per_step or 4, r.workers, r.nodes, "questions_per_step")
         if distributed.require_sharding(r.sharding) == "fsdp":
             why = ("sharding 'fsdp' is not built for rl-training: GRPO is DDP-only (every rank samples with a "
                    "whole policy); use sharding ddp")
@@ -101,7 +103,7 @@ class RLSpec:
                    overwrite=r.overwrite, checkpoint_every=r.checkpoint_every or 10, resume=r.resume,
                    format_weight=r.format_weight, verifier=r.verifier,
                    verifier_weight=r.verifier_weight if r.HasField("verifier_weight") else 0.5,
-                   workers=r.workers or 1)
+                   workers=workers, nodes=nodes)
         if r.HasField("verifier_weight") and not r.verifier:
             raise errors.InvalidArgument("--verifier-weight weighs the --verifier reward; pass --verifier too.",
                                          field="verifier_weight")
@@ -119,10 +121,10 @@ class RLSpec:
 
 
 def run_rl(store: Store, spec: RLSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
-    """The job; with ``workers`` > 1 it runs the ranks under torchrun, each calling this with its
-    ``ranks``; rank 0 evaluates and stores."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_reason.ranks", "rl", store.root, spec, ctx, f"{KIND}-{spec.output_name}")
+    """The job; with ``workers`` or ``nodes`` > 1 it runs the ranks (``launch.run_ranks``), each
+    calling this with its ``ranks``; rank 0 evaluates and stores."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return launch.run_ranks("rl", KIND, store, spec, ctx)
     ranks = ranks or Ranks()
     train = data.read_split(store, spec.dataset, "train", need_reasoning=False)
     evals = data.read_split(store, spec.dataset, "eval", need_reasoning=False)[:spec.eval_questions]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import distributed, limits
 from apt_model.modeling.checkpoint import RunCheckpoint
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
@@ -17,7 +17,7 @@ _SERVICE = "/apt.plugins.reasoning_training.v1.Reasoning"
 class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
     def __init__(self, app):
         self.jobs, self.store = app.jobs, app.store
-        self.max_params = app.settings.max_model_params
+        self.max_params, self.deployer = app.settings.max_model_params, app.settings.deployer
 
     def StartGenerateTasks(self, request, context):
         spec = data.GenerateSpec.from_request(request)
@@ -30,6 +30,7 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
 
     def StartCotTraining(self, request, context):
         spec = cot.CotSpec.from_request(request)
+        distributed.refuse_multi_node(spec.nodes, "cot-training", deployer=self.deployer)  # a PyTorchJob: kubernetes only
         limits.check_loadable(self.store, spec.model, self.max_params)
         for split in data.SPLITS:  # refuse uncheckable rows before a job starts
             data.read_split(self.store, spec.dataset, split, need_reasoning=split == "train" and (
@@ -57,6 +58,7 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
 
     def StartRLTraining(self, request, context):
         spec = rl.RLSpec.from_request(request)
+        distributed.refuse_multi_node(spec.nodes, "rl-training", deployer=self.deployer)  # a PyTorchJob: kubernetes only
         limits.check_loadable(self.store, spec.model, self.max_params)
         for split in data.SPLITS:
             data.read_split(self.store, spec.dataset, split, need_reasoning=False)
@@ -73,6 +75,7 @@ class ReasoningServicer(reasoning_pb2_grpc.ReasoningServicer):
 
     def StartVerifierTraining(self, request, context):
         spec = verifier.VerifierSpec.from_request(request)
+        distributed.refuse_multi_node(spec.nodes, "verifier-training", deployer=self.deployer)  # a PyTorchJob: kubernetes only
         limits.check_loadable(self.store, spec.model, self.max_params)
         verifier.check_start(self.store, spec)
         snap = self.jobs.start(f"{_SERVICE}/StartVerifierTraining",

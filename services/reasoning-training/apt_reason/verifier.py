@@ -5,8 +5,8 @@ so the labels are exact. The verifier starts from the causal LM's body with a ne
 and learns with the platform's ``Loop`` (cross-entropy on the solution's label, or on each
 step's label at the step's last token). It is scored on held-out-template problems, half of
 them planted: AUROC of the solution scores, and for a process verifier the share of planted
-solutions whose first wrong step is the first step it scores below 0.5. With ``workers`` > 1 the
-ranks (``apt_reason.ranks``) each train their share of every step's global batch under DDP.
+solutions whose first wrong step is the first step it scores below 0.5. With ``workers`` or ``nodes``
+> 1 the ranks (``apt_reason.launch``) each train their share of every step's global batch.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from apt_model.modeling.schedule import warmup_cosine
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
-from apt_reason import countdown, data, planted, scorer
+from apt_reason import countdown, data, launch, planted, scorer
 from apt_reason.prompts import Chat
 
 KIND = "reasoning-verifier"
 OPERATION = "reasoning-verifier"
-# 2 ranks' checkpoint resumes on 1, a DDP run's under FSDP or back (checkpoints are whole either way)
-FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "workers", "sharding")
+# 2 ranks' checkpoint (on 1 or 2 nodes) resumes on 1, a DDP run's under FSDP or back (checkpoints are
+# whole either way)
+FREE_FIELDS = ("device", "checkpoint_every", "resume", "overwrite", "workers", "nodes", "sharding")
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,21 @@ class VerifierSpec:
     resume: bool = False
     overwrite: bool = False
     device: str = "auto"
-    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    workers: int = 1                  # data-parallel ranks per node; batch_size is the global batch
+    nodes: int = 1                    # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
     sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "VerifierSpec":
-        distributed.require_layout(r.batch_size or 16, r.workers or 1, r.nodes, "verifier-training")
+        # nodes > 1 needs the kubernetes deployer: the servicer checks it (distributed.refuse_multi_node)
+        workers, nodes = launch.check_layout(r.batch_size or 16, r.workers, r.nodes)
         sharding = distributed.require_sharding(r.sharding)
         return cls(model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or 200,
                    kind=r.kind or "outcome", batch_size=r.batch_size or 16, learning_rate=r.learning_rate or 1e-3,
                    seed=r.seed, corrupt_rate=r.corrupt_rate if r.HasField("corrupt_rate") else 0.5,
                    eval_examples=r.eval_examples or 200, checkpoint_every=r.checkpoint_every or 100,
-                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto", workers=r.workers or 1,
-                   sharding=sharding)
+                   resume=r.resume, overwrite=r.overwrite, device=r.device or "auto", workers=workers,
+                   nodes=nodes, sharding=sharding)
 
     def settings(self) -> dict:
         """What a resume must repeat."""
@@ -112,11 +115,11 @@ def _labelled(kind: str, rows: list[tuple[list[int], list[int], list[int]]], pad
 
 
 def run_verifier(store: Store, spec: VerifierSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
-    """The job: plant, train, score on held-out templates, store the verifier. With ``workers`` > 1
-    it runs the ranks under torchrun, each calling this with its ``ranks``; rank 0 scores and stores."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_reason.ranks", "verifier", store.root, spec, ctx,
-                                       f"{KIND}-{spec.output_name}")
+    """The job: plant, train, score on held-out templates, store the verifier. With ``workers`` or
+    ``nodes`` > 1 it runs the ranks (``launch.run_ranks``), each calling this with its ``ranks``;
+    rank 0 scores and stores."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return launch.run_ranks("verifier", KIND, store, spec, ctx)
     ranks = ranks or Ranks()
     chained = read_chains(store, spec)
     train = planted.solutions(*chained["train"], spec.corrupt_rate, spec.seed)

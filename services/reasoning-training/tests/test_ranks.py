@@ -100,10 +100,11 @@ def test_layouts_the_ranks_cannot_run_are_refused(home):
 @pytest.mark.parametrize("spec", [cot.CotSpec("lm", "probs", "x"), verifier.VerifierSpec("lm", "probs", "x"),
                                   rl.RLSpec("lm", "probs", "x")])
 def test_a_two_rank_checkpoint_resumes_on_one_rank(spec):
-    """workers (and sharding, where the operation has it) are not among the settings a resume must repeat."""
+    """workers, nodes (and sharding, where the operation has it) are not among the settings a resume must repeat."""
     import dataclasses
 
     assert dataclasses.replace(spec, workers=2).settings() == spec.settings()
+    assert dataclasses.replace(spec, workers=2, nodes=2).settings() == spec.settings()
     if hasattr(spec, "sharding"):
         assert dataclasses.replace(spec, workers=2, sharding="fsdp").settings() == spec.settings()
 
