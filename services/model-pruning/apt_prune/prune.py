@@ -1,8 +1,9 @@
 """The pruning job: load, measure, prune, recover, measure, prove it reloads, store with a report.
 
 With ``workers`` > 1 the job runs as that many ranks under torchrun
-(``apt_model.modeling.distributed``): every rank prunes alike and trains its share of each
-lottery and recovery batch (DDP); rank 0 alone measures and stores.
+(``apt_model.modeling.distributed``), and with ``nodes`` > 1 as a Kubeflow PyTorchJob of this
+plugin's image (``apt_model.runtime.pytorchjob``): every rank prunes alike and trains its share of
+each lottery and recovery batch (DDP or FSDP2); rank 0 alone measures and stores.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from apt_model import errors
 from apt_model.modeling import distributed, trainlog
 from apt_model.modeling.distributed import Ranks
-from apt_model.modeling.io import load_model, load_tokenizer, read_config, save_model
+from apt_model.modeling.io import load_model, load_tokenizer, pick_device, read_config, save_model
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
@@ -28,6 +30,7 @@ from apt_prune.structured import apply_structured, plan_structured
 from apt_prune.train import train_steps
 
 OPERATION = "prune"
+SERVICE_ACCOUNT = "apt-model-pruning"  # its pod's, which may submit PyTorchJobs (plugin.yaml multi_node)
 REPORT_FILE = "prune_report.json"
 LATENCY_BATCH = 4  # sequences per timed forward pass, each spec.seq_len tokens
 
@@ -53,13 +56,12 @@ def _snapshot(model, eval_ids: torch.Tensor, spec: PruneSpec, vocab: int, seq_le
 
 
 def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict:
-    """The job; with ``workers`` > 1, ``spec.workers`` ranks of it (``apt_prune.prune_rank``, each
-    calling this with its ``ranks``), followed from here."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_prune.prune_rank", OPERATION, store.root, spec, ctx,
-                                       f"{OPERATION}-{spec.output_name}")
+    """The job; with ``workers`` or ``nodes`` > 1 it runs the ranks (``_launch``) and follows them."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return _launch(store, spec, ctx)
     ranks = ranks or Ranks()
-    ranks.init("cpu")
+    device = training_device(spec.device)
+    ranks.init(device)
     torch.manual_seed(spec.seed)
     entry = store.model(spec.name)
     ctx.report(progress=0.01, stage="load", message=f"loading {spec.name}")
@@ -81,14 +83,14 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | Non
         ctx.report(progress=0.1, stage="prune", message=f"{spec.strategy} pruning, ratio {spec.ratio}",
                    **({"perplexity_before": before["perplexity"]} if before["perplexity"] is not None else {}))
     ranks.barrier()  # the other ranks wait, so rank 0 times the model without their work beside it
-    details = _prune(model, spec, plan, imp, texts, ctx, log, ranks)
+    details = _prune(model, spec, plan, imp, texts, ctx, log, ranks, device)
     ctx.check_cancelled()
 
     recovery_losses = []
     if spec.recovery_steps:
         recovery_losses = train_steps(model, batches(texts.train, spec.batch_size, spec.seed + 1), spec.recovery_steps,
                                       spec.learning_rate, ctx, stage="recover", progress=(0.6, 0.85), log=log,
-                                      ranks=ranks, sharding=spec.sharding)
+                                      ranks=ranks, sharding=spec.sharding, device=device)
     if not ranks.main:
         return {}
     unstructured.make_permanent(model)
@@ -111,13 +113,33 @@ def run_prune(store: Store, spec: PruneSpec, ctx: JobContext, ranks: Ranks | Non
     return report
 
 
-def _prune(model, spec: PruneSpec, plan, imp, texts, ctx: JobContext, log: list[dict], ranks: Ranks) -> dict:
+def _launch(store: Store, spec: PruneSpec, ctx: JobContext) -> dict:
+    """The ranks (``apt_prune.prune_rank``, each calling ``run_prune`` with its ``ranks``): ``workers``
+    of them under torchrun here, or, with ``nodes`` > 1 (kubernetes deployer, checked at Start),
+    ``workers`` in each pod of a Kubeflow PyTorchJob of this plugin's own image, which this service
+    submits, follows into the job, and deletes on a cancel."""
+    if spec.nodes > 1:
+        return pytorchjob.run_spec("apt_prune.prune_rank", OPERATION, spec, OPERATION, spec.output_name,
+                                   store.root, ctx, pytorchjob.Cluster.from_env(), SERVICE_ACCOUNT)
+    return distributed.launch_spec("apt_prune.prune_rank", OPERATION, store.root, spec, ctx,
+                                   f"{OPERATION}-{spec.output_name}")
+
+
+def training_device(requested: str) -> str:
+    """Where lottery and recovery train: "cuda" when asked for (FAILED_PRECONDITION without a GPU),
+    else the CPU, which "auto" keeps meaning for pruning (it trained on the CPU before it had a
+    ``device``; the report's latency is the CPU's either way)."""
+    return pick_device("cuda") if requested == "cuda" else "cpu"
+
+
+def _prune(model, spec: PruneSpec, plan, imp, texts, ctx: JobContext, log: list[dict], ranks: Ranks,
+           device: str) -> dict:
     """Prune ``model`` in place by the spec's strategy; what the report says about how."""
     if spec.strategy == "structured":
         return {"structured": apply_structured(model, plan, imp, texts.calibration, spec.batch_size, ctx, (0.1, 0.3))}
     if spec.strategy == "lottery":
         out = unstructured.lottery(model, batches(texts.train, spec.batch_size, spec.seed), spec, ctx, (0.1, 0.6),
-                                   log=log, ranks=ranks)
+                                   log=log, ranks=ranks, device=device)
         return {"lottery": {"rounds": spec.rounds, "round_ratio": round(spec.round_ratio, 6),
                             "rewind_step": spec.rewind_step, "schedule": out["schedule"]}}
     scores = unstructured.weight_scores(model, imp, texts.calibration, spec.batch_size, ctx)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import distributed, limits
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store
@@ -19,10 +20,14 @@ START_PRUNE = "/apt.plugins.model_pruning.v1.Pruning/StartPrune"
 class PruningServicer(pruning_pb2_grpc.PruningServicer):
     def __init__(self, app):
         self.jobs, self.store, self.paths = app.jobs, app.store, app.paths
-        self.max_params = app.settings.max_model_params
+        self.max_params, self.deployer = app.settings.max_model_params, app.settings.deployer
 
     def StartPrune(self, request, context):
-        spec = PruneSpec.from_request(request).with_host_paths(self.paths)
+        spec = PruneSpec.from_request(request)
+        distributed.refuse_multi_node(spec.nodes, "prune", deployer=self.deployer)  # a PyTorchJob: kubernetes only
+        pytorchjob.refuse_host_paths(spec.nodes, self.store.root, calibration_path=spec.calibration_path,
+                                     recovery_path=spec.recovery_path, eval_path=spec.eval_path)  # pods see the store
+        spec = spec.with_host_paths(self.paths)
         check_models(self.store, spec)
         if spec.needs_training_text:  # lottery rounds or recovery fine-tuning: a training step must fit
             limits.check_trainable(self.store, spec.name, self.max_params, spec.batch_size, spec.seq_len)

@@ -18,6 +18,7 @@ from apt_model.trust import PathPolicy
 from apt_prune.importance import BUILTIN_IMPORTANCES, registered_importances
 
 UNSTRUCTURED = ("magnitude", "taylor")
+DEVICES = ("auto", "cpu", "cuda")
 STRATEGIES = ("magnitude", "taylor", "lottery", "structured")
 SCOPES = ("global", "layer")
 
@@ -51,8 +52,10 @@ class PruneSpec:
     seq_len: int = 128                # tokens per sequence
     seed: int = 0
     overwrite: bool = False
-    workers: int = 1                  # data-parallel ranks of lottery and recovery training
-    sharding: str = "ddp"             # recovery with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
+    workers: int = 1                  # data-parallel ranks of lottery and recovery training (per node)
+    nodes: int = 1                    # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
+    sharding: str = "ddp"             # training with workers x nodes > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
+    device: str = "auto"              # where lottery and recovery train: cuda, or the CPU (cpu, auto)
 
     @property
     def unstructured(self) -> bool:
@@ -118,14 +121,15 @@ class PruneSpec:
             recovery_path=r.recovery_path, eval_dataset=_dataset(r.eval_dataset), eval_path=r.eval_path,
             **parts, learning_rate=lr, batch_size=batch_size,
             seq_len=r.seq_len or 128, seed=int(r.seed), overwrite=bool(r.overwrite),
-            workers=_workers(r, batch_size), sharding=distributed.require_sharding(r.sharding),
+            **_layout(r, batch_size), sharding=distributed.require_sharding(r.sharding), device=_device(r.device),
         )
         spec.check_text_sources()
-        if spec.workers > 1 and not spec.needs_training_text:
-            raise errors.InvalidArgument(
-                f"workers ({spec.workers}) splits lottery and recovery training over ranks, and this run trains "
-                "nothing; drop --workers, or give --recovery-steps N (or the lottery strategy).",
-                violations=[("workers", "this run trains nothing")])
+        for field_name, value in (("workers", spec.workers), ("nodes", spec.nodes)):
+            if value > 1 and not spec.needs_training_text:
+                raise errors.InvalidArgument(
+                    f"{field_name} ({value}) splits lottery and recovery training over ranks, and this run trains "
+                    f"nothing; drop --{field_name}, or give --recovery-steps N (or the lottery strategy).",
+                    violations=[(field_name, "this run trains nothing")])
         return spec
 
     def with_host_paths(self, paths: PathPolicy) -> "PruneSpec":
@@ -220,11 +224,22 @@ def _lottery_round_ratio(r, ratio: float) -> float:
             f"lottery_round_ratio {round_ratio} exceeds the final ratio {ratio}; the first round would overshoot.")
     return round_ratio
 
-def _workers(r, batch_size: int) -> int:
-    """The data-parallel ranks (each trains an equal share of the global batch); one machine only."""
-    workers = r.workers or 1
-    distributed.require_layout(batch_size, workers, r.nodes, "prune")
-    return workers
+def _layout(r, batch_size: int) -> dict:
+    """The data-parallel ranks per machine and the machines (each of the workers x nodes ranks trains
+    an equal share of the global batch). nodes > 1 needs the kubernetes deployer: the service checks
+    it (distributed.refuse_multi_node)."""
+    workers, nodes = r.workers or 1, r.nodes or 1
+    for field_name, why in distributed.check_layout(batch_size, workers, nodes):
+        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    return {"workers": workers, "nodes": nodes}
+
+
+def _device(device: str) -> str:
+    device = device or "auto"
+    if device not in DEVICES:
+        raise errors.InvalidArgument(f"Unknown device {device!r}; use auto, cpu or cuda.",
+                                     violations=[("device", "not one of auto, cpu, cuda")])
+    return device
 
 
 def _dataset(name: str) -> str:

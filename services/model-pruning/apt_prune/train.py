@@ -27,19 +27,20 @@ MIN_LR_FRACTION = 0.1
 
 def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, ctx: JobContext, *,
                 stage: str, progress: tuple[float, float],
-                on_step: Callable[[int], None] | None = None, log: list[dict] | None = None,
-                ranks: Ranks = Ranks(), sharding: str = "ddp") -> list[float]:
-    """Train ``model`` for ``steps`` optimiser steps on the platform's loop
-    (``apt_model.modeling.loop``); returns the loss of each step.
+                on_step: Callable[[int, Callable[[], dict]], None] | None = None, log: list[dict] | None = None,
+                ranks: Ranks = Ranks(), sharding: str = "ddp", device: str = "cpu") -> list[float]:
+    """Train ``model`` (on the CPU) for ``steps`` optimiser steps on ``device`` on the platform's
+    loop (``apt_model.modeling.loop``); returns the loss of each step, ``model`` back on the CPU.
 
-    ``progress`` is the (start, end) share of the job this phase covers; ``on_step(n)`` is
-    called after step n (1-based), e.g. to take the lottery's rewind checkpoint. ``log``
-    collects training_log.jsonl's rows, numbered on from the rows already in it, so the
+    ``progress`` is the (start, end) share of the job this phase covers; ``on_step(n, state)`` is
+    called after step n (1-based) on every rank, ``state()`` giving the weights being trained, whole
+    (under FSDP a collective: every rank calls it at the same step), e.g. for the lottery's rewind
+    point. ``log`` collects training_log.jsonl's rows, numbered on from the rows already in it, so the
     lottery's rounds and the recovery make one log. ``ranks``: this process's place in a
     data-parallel run; every rank draws the same global batches and trains its share of the rows.
     ``sharding="fsdp"`` (more than one rank): FSDP2 over a copy of ``model`` while ``model`` itself
-    waits weightless (meta device); afterwards rank 0's ``model`` holds the trained weights, whole
-    (pruning masks and all), and the other ranks' stays weightless: only rank 0 goes on with it.
+    waits weightless (meta device); afterwards every rank's ``model`` holds the trained weights
+    again, whole (pruning masks and all), so every rank can prune them alike (lottery rounds).
     """
     if steps <= 0:
         return []
@@ -47,30 +48,40 @@ def train_steps(model, batches: Iterator[torch.Tensor], steps: int, lr: float, c
     rows = log if log is not None else []
     first = len(rows)
     sharded = sharding == "fsdp" and ranks.world > 1
-    trained = _weightless_original(model) if sharded else model
+    trained = (_weightless_original(model) if sharded else model).to(device)
 
     def make_optimizer():
         params = [p for p in trained.parameters() if p.requires_grad]
         return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
 
     # DDP: the gradients are averaged over the ranks in backward; FSDP: the copy itself is the root
-    par = distributed.parallelize(ranks, trained, "cpu", make_optimizer(), make_optimizer, sharding=sharding,
+    par = distributed.parallelize(ranks, trained, device, make_optimizer(), make_optimizer, sharding=sharding,
                                   blocks=trainlog.transformer_blocks(trained))
 
     def forward(step: int, micro: int) -> dict:
-        ids = ranks.shard(next(batches))  # (batch_size / world, S): this rank's rows of the global batch
+        ids = ranks.shard(next(batches)).to(device)  # (batch_size / world, S): this rank's rows
         return {"loss": par.loss(input_ids=ids, labels=ids, use_cache=False).loss, "tokens": ids.numel()}
 
+    def state() -> dict:
+        return whole_state(trained)
+
+    def after_step(step: int) -> None:
+        on_step(step, state)
+
     loop = Loop(ctx, trained, par.optimizer, lambda step: lr * warmup_cosine(step, warmup, steps, MIN_LR_FRACTION),
-                steps, 0, stage=stage, progress=progress, on_step=on_step, log=rows, log_extra={"phase": stage},
-                ranks=ranks)
+                steps, 0, stage=stage, progress=progress, on_step=after_step if on_step else None, log=rows,
+                log_extra={"phase": stage, **({"sharding": "fsdp"} if sharded else {})}, ranks=ranks)
     loop.run(0, forward)
     if sharded:
-        state, _ = distributed.full_state(par.sharded)  # a collective; whole on rank 0 only
-        if ranks.main:
-            _restore(model, state)
-    model.eval()
+        _restore(model, state())  # every rank's: a collective
+    model.to("cpu").eval()
     return [r["loss"] for r in rows[first:]]
+
+
+def whole_state(module) -> dict[str, torch.Tensor]:
+    """``module``'s state on the CPU, whole on every rank: an FSDP2 module's shards (DTensors) are
+    gathered (a collective: every rank calls it), anything else copied."""
+    return {k: distributed.full_tensor(v).detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
 def _weightless_original(model):

@@ -73,7 +73,7 @@ def make_permanent(model) -> None:
 
 
 def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, float],
-            log: list[dict] | None = None, ranks: Ranks = Ranks()) -> dict:
+            log: list[dict] | None = None, ranks: Ranks = Ranks(), device: str = "cpu") -> dict:
     """Iterative magnitude pruning with weight rewinding (Frankle et al., "Linear Mode
     Connectivity and the Lottery Ticket Hypothesis", 2020).
 
@@ -82,7 +82,9 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
     ``round_ratio`` of the surviving prunable weights by magnitude, and rewinds every
     parameter to the kept weights, masks in place. The last round prunes exactly to ``ratio``.
     Returns the rewind state (for checks) and the schedule for the report. Every rank of a
-    data-parallel run (``ranks``) prunes and rewinds alike: their weights stay the same.
+    data-parallel run (``ranks``) prunes and rewinds alike: their weights stay the same. Under
+    ``spec.sharding`` "fsdp" each round trains a sharded copy and every rank gets the whole weights
+    back for the global ranking (``train_steps``); the rewind point is gathered whole the same way.
     """
     layers = prunable_linears(model)
     lo, hi = progress
@@ -90,19 +92,19 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
     span = (hi - lo) / rounds
     rewind: dict[str, torch.Tensor] = {}
 
-    def keep_rewind(step: int) -> None:
-        if step == spec.rewind_step:
-            rewind.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+    def keep_rewind(step: int, state) -> None:
+        if step == spec.rewind_step:  # every rank, at the same step: under FSDP ``state()`` is a collective
+            rewind.update(state())
 
     if spec.rewind_step == 0:
-        keep_rewind(0)
+        keep_rewind(0, lambda: {k: v.detach().clone() for k, v in model.state_dict().items()})
     total = sum(m.weight.numel() for m in layers.values())
     schedule = []
     for r in range(rounds):
         steps = spec.lottery_steps
         train_steps(model, train_batches, steps, spec.learning_rate, ctx, stage=f"lottery round {r + 1}/{rounds}",
                     progress=(lo + r * span, lo + (r + 0.9) * span), on_step=keep_rewind if r == 0 else None,
-                    log=log, ranks=ranks)
+                    log=log, ranks=ranks, sharding=spec.sharding, device=device)
         target = spec.ratio if r == rounds - 1 else 1.0 - (1.0 - spec.round_ratio) ** (r + 1)
         target = min(target, spec.ratio)
         _prune_survivors_to(layers, round(target * total))
@@ -115,7 +117,9 @@ def lottery(model, train_batches, spec, ctx: JobContext, progress: tuple[float, 
 
 def _prune_survivors_to(layers: dict[str, torch.nn.Linear], n_zero: int) -> None:
     """Global magnitude pruning of the current (masked) weights until ``n_zero`` are pruned."""
-    weights = {n: m.weight.detach() for n, m in layers.items()}  # == weight_orig * mask once pruned
+    # once pruned, weight_orig * mask as it is now (the hook's ``weight`` is the last forward's)
+    weights = {n: (m.weight_orig * m.weight_mask if prune.is_pruned(m) else m.weight).detach()
+               for n, m in layers.items()}
     masks = {n: (m.weight_mask if prune.is_pruned(m) else torch.ones_like(weights[n])) for n, m in layers.items()}
     # Pruned weights score -1 so they stay pruned; survivors rank by |w| (>= 0).
     flat = torch.cat([torch.where(masks[n] > 0, weights[n].abs(), torch.full_like(weights[n], -1.0)).flatten()

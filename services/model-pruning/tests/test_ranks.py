@@ -6,14 +6,17 @@ from __future__ import annotations
 import time
 
 import pytest
+import torch
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2 as pb
 from apt_model.modeling import trainlog
+from apt_model.modeling.io import load_model
 from apt_model.store import Store
 from apt_model.testing import CancelAtStep, JobRecorder, assert_same_curve, rank_pids
 
-from apt_prune.prune import run_prune
+from apt_prune.measure import prunable_linears
+from apt_prune.prune import run_prune, training_device
 from apt_prune.spec import PruneSpec
 
 
@@ -55,8 +58,31 @@ def test_two_fsdp_ranks_recover_the_same_curve_as_one(home, kw):
     two = run_prune(store, _spec(home, output_name="two", workers=2, sharding="fsdp", **kw), JobRecorder())
     rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
     assert_same_curve(rows2, rows1, 20)
+    assert {r.get("sharding") for r in rows2} == {"fsdp"} and {r.get("sharding") for r in rows1} == {None}
     assert two["after"]["perplexity"] == pytest.approx(one["after"]["perplexity"], rel=1e-4)
     assert two["ratio_achieved"] == one["ratio_achieved"]
+
+
+def test_two_fsdp_ranks_run_the_lottery_rounds_as_one_process(home):
+    """--sharding fsdp for lottery rounds: each round trains a sharded copy, every rank gets the whole
+    weights back and ranks them globally by magnitude, the rewind point is gathered whole at its step:
+    the 20 steps of two rounds, the masks and the rewound weights are one process's."""
+    kw = dict(strategy="lottery", lottery_rounds=2, lottery_steps=10, rewind_step=3, recovery_steps=0, ratio=0.6)
+    store = Store(home)
+    one = run_prune(store, _spec(home, output_name="one", **kw), JobRecorder())
+    two = run_prune(store, _spec(home, output_name="two", workers=2, sharding="fsdp", **kw), JobRecorder())
+    rows1, rows2 = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+    assert_same_curve(rows2, rows1, 20)
+    assert {r.get("sharding") for r in rows2} == {"fsdp"}  # every round's steps trained sharded
+    assert two["lottery"] == one["lottery"] and two["ratio_achieved"] == one["ratio_achieved"]
+    w1, w2 = (_prunable_weights(store, n) for n in ("one", "two"))
+    for name, weight in w1.items():
+        assert torch.equal(w2[name] == 0, weight == 0), f"{name}: the masks differ"
+        torch.testing.assert_close(w2[name], weight, rtol=1e-4, atol=1e-6)
+
+
+def _prunable_weights(store: Store, name: str) -> dict[str, torch.Tensor]:
+    return {n: m.weight.detach() for n, m in prunable_linears(load_model(store.model(name).path)).items()}
 
 
 def test_an_unknown_sharding_is_refused_naming_the_field(home):
@@ -86,8 +112,27 @@ def test_workers_for_a_run_that_trains_nothing_are_refused(home):
     assert info.value.violations[0][0] == "workers"
 
 
-def test_more_than_one_node_is_refused_as_not_built(home):
-    with pytest.raises(errors.FailedPrecondition, match=r"nodes > 1\) of prune are not built.*--workers N") as info:
-        _spec(home, nodes=2, workers=2)
-    assert info.value.reason == "MULTI_NODE_NOT_BUILT"
-    assert _spec(home, nodes=1).workers == 1
+def test_nodes_split_the_batch_with_the_workers_and_must_train_something(home):
+    """nodes > 1 is a PyTorchJob (test_multi_node.py): the spec takes it, each of the workers x
+    nodes ranks trains an equal share of the batch, and a run that trains nothing is refused."""
+    with pytest.raises(errors.InvalidArgument, match=r"batch_size \(6\) must be a multiple of workers x nodes \(4\)"):
+        _spec(home, batch_size=6, workers=2, nodes=2)
+    spec = _spec(home, batch_size=8, workers=2, nodes=2)
+    assert (spec.workers, spec.nodes) == (2, 2)
+    with pytest.raises(errors.InvalidArgument, match=r"nodes \(2\) splits lottery and recovery training") as info:
+        _spec(home, nodes=2, recovery_steps=0, recovery_path="")
+    assert info.value.violations[0][0] == "nodes"
+
+
+def test_device_cuda_trains_on_the_gpu_and_auto_on_the_cpu(home):
+    """pruning trained on the CPU before it had a device: auto keeps that; cuda needs a GPU."""
+    assert training_device("auto") == training_device("cpu") == "cpu"
+    with pytest.raises(errors.InvalidArgument, match="Unknown device 'tpu'; use auto, cpu or cuda") as info:
+        _spec(home, device="tpu")
+    assert info.value.violations[0][0] == "device"
+    if torch.cuda.is_available():
+        assert training_device("cuda") == "cuda"
+        return
+    with pytest.raises(errors.FailedPrecondition, match="no CUDA GPU is visible"):
+        run_prune(Store(home), _spec(home, output_name="gpu", device="cuda"), JobRecorder())
+    assert not Store(home).exists("models", "gpu")

@@ -97,7 +97,7 @@ def test_lottery_and_recovery_steps_are_one_training_log(home):
     ({"name": "nope"}, grpc.StatusCode.NOT_FOUND, "No model named"),
     ({"semi_structured_2_4": True, "ratio": 0.4}, grpc.StatusCode.INVALID_ARGUMENT, "ratio 0.5"),
     ({"batch_size": 6, "workers": 4}, grpc.StatusCode.INVALID_ARGUMENT, "batch_size (6) must be a multiple of workers"),
-    ({"nodes": 2}, grpc.StatusCode.FAILED_PRECONDITION, "Multi-node runs (nodes > 1) of prune are not built"),
+    ({"nodes": 2}, grpc.StatusCode.INVALID_ARGUMENT, "nodes (2) splits lottery and recovery training"),
 ])
 def test_bad_input_is_refused_on_the_start_call(home, fields, code, text):
     with serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),)) as (channel, app):

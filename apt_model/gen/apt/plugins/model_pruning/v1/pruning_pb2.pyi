@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PruneRequest(_message.Message):
-    __slots__ = ("name", "output_name", "strategy", "ratio", "scope", "semi_structured_2_4", "importance", "calibration_dataset", "calibration_path", "lottery_rounds", "lottery_steps", "rewind_step", "recovery_steps", "recovery_dataset", "recovery_path", "eval_path", "prune_heads", "prune_mlp", "prune_hidden", "hidden_ratio", "seed", "overwrite", "eval_dataset", "lottery_round_ratio", "learning_rate", "batch_size", "seq_len", "workers", "nodes", "sharding")
+    __slots__ = ("name", "output_name", "strategy", "ratio", "scope", "semi_structured_2_4", "importance", "calibration_dataset", "calibration_path", "lottery_rounds", "lottery_steps", "rewind_step", "recovery_steps", "recovery_dataset", "recovery_path", "eval_path", "prune_heads", "prune_mlp", "prune_hidden", "hidden_ratio", "seed", "overwrite", "eval_dataset", "lottery_round_ratio", "learning_rate", "batch_size", "seq_len", "workers", "nodes", "sharding", "device")
     NAME_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class PruneRequest(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SHARDING_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     name: str
     output_name: str
     strategy: str
@@ -70,7 +71,8 @@ class PruneRequest(_message.Message):
     workers: int
     nodes: int
     sharding: str
-    def __init__(self, name: _Optional[str] = ..., output_name: _Optional[str] = ..., strategy: _Optional[str] = ..., ratio: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., importance: _Optional[str] = ..., calibration_dataset: _Optional[str] = ..., calibration_path: _Optional[str] = ..., lottery_rounds: _Optional[int] = ..., lottery_steps: _Optional[int] = ..., rewind_step: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_dataset: _Optional[str] = ..., recovery_path: _Optional[str] = ..., eval_path: _Optional[str] = ..., prune_heads: _Optional[bool] = ..., prune_mlp: _Optional[bool] = ..., prune_hidden: _Optional[bool] = ..., hidden_ratio: _Optional[float] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., eval_dataset: _Optional[str] = ..., lottery_round_ratio: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ...) -> None: ...
+    device: str
+    def __init__(self, name: _Optional[str] = ..., output_name: _Optional[str] = ..., strategy: _Optional[str] = ..., ratio: _Optional[float] = ..., scope: _Optional[str] = ..., semi_structured_2_4: _Optional[bool] = ..., importance: _Optional[str] = ..., calibration_dataset: _Optional[str] = ..., calibration_path: _Optional[str] = ..., lottery_rounds: _Optional[int] = ..., lottery_steps: _Optional[int] = ..., rewind_step: _Optional[int] = ..., recovery_steps: _Optional[int] = ..., recovery_dataset: _Optional[str] = ..., recovery_path: _Optional[str] = ..., eval_path: _Optional[str] = ..., prune_heads: _Optional[bool] = ..., prune_mlp: _Optional[bool] = ..., prune_hidden: _Optional[bool] = ..., hidden_ratio: _Optional[float] = ..., seed: _Optional[int] = ..., overwrite: _Optional[bool] = ..., eval_dataset: _Optional[str] = ..., lottery_round_ratio: _Optional[float] = ..., learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class ListStrategiesRequest(_message.Message):
     __slots__ = ()
