@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.multimodal_training.v1 import multimodal_pb2_grpc
+from apt_model.modeling import distributed
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
@@ -18,7 +19,7 @@ _SERVICE = "/apt.plugins.multimodal_training.v1.Multimodal"
 
 class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
     def __init__(self, app):
-        self.jobs, self.store, self.paths = app.jobs, app.store, app.paths
+        self.jobs, self.store, self.paths, self.deployer = app.jobs, app.store, app.paths, app.settings.deployer
 
     def StartCreateDataset(self, request, context):
         manifest = self.paths.resolve(request.manifest_path, "manifest path")
@@ -37,6 +38,9 @@ class MultimodalServicer(multimodal_pb2_grpc.MultimodalServicer):
 
     def StartTrain(self, request, context):
         spec = TrainSpec.from_request(request)
+        # a PyTorchJob: kubernetes only. Its pods see only the store, which is all a TrainRequest names
+        # (a model and a dataset), so no host path to refuse (pytorchjob.refuse_host_paths)
+        distributed.refuse_multi_node(spec.nodes, "train", deployer=self.deployer)
         self.store.model(spec.model)      # NOT_FOUND before a job starts
         self.store.dataset(spec.dataset)
         if self.store.exists("models", spec.output_name) and not spec.overwrite:

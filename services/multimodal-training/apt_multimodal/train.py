@@ -2,7 +2,8 @@
 trained on a stored multimodal dataset on the platform's Loop, checkpointed for resume, and
 written into the store (atomically) with its lineage and ``training_log.jsonl``. With ``workers``
 > 1 the ranks (``apt_multimodal.train_rank``) each train their share of every step's global batch
-under DDP, or FSDP2 with ``sharding="fsdp"`` (``apt_model.modeling.distributed``)."""
+under DDP, or FSDP2 with ``sharding="fsdp"`` (``apt_model.modeling.distributed``); with ``nodes`` > 1
+(kubernetes deployer) they run in the pods of a Kubeflow PyTorchJob (``apt_model.runtime.pytorchjob``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from apt_model.modeling.distributed import Ranks
 from apt_model.modeling.io import load_model, load_tokenizer, pick_device
 from apt_model.modeling.loop import Loop
 from apt_model.modeling.schedule import warmup_cosine
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store
 
@@ -28,9 +30,10 @@ from apt_multimodal.batches import IGNORE, make_batch
 
 OPERATION = "multimodal-train"
 KIND = "multimodal"
-# may change between a run and its resume (2 ranks' checkpoint resumes on 1, a DDP run's under
-# FSDP or back: checkpoints are whole either way)
-FREE_FIELDS = ("device", "checkpoint_every", "workers", "sharding")
+SERVICE_ACCOUNT = "apt-multimodal-training"  # its pod's, which may submit PyTorchJobs (plugin.yaml multi_node)
+# may change between a run and its resume (2 ranks' checkpoint, on 1 or 2 nodes, resumes on 1, a DDP
+# run's under FSDP or back: checkpoints are whole either way)
+FREE_FIELDS = ("device", "checkpoint_every", "workers", "nodes", "sharding")
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,18 @@ class TrainSpec:
     patch_size: int = 8
     checkpoint_every: int = 100
     warmup_steps: int = 0
-    workers: int = 1                  # data-parallel ranks; batch_size is the global batch
+    workers: int = 1                  # data-parallel ranks (per node); batch_size is the global batch
+    nodes: int = 1                    # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob
     sharding: str = "ddp"             # with workers > 1: ddp (whole copies) or fsdp (FSDP2 fully_shard)
 
     @classmethod
     def from_request(cls, r) -> "TrainSpec":
         """A ``TrainRequest`` as a spec (0 = the default); INVALID_ARGUMENT naming a bad layout or sharding
-        field, FAILED_PRECONDITION for nodes > 1."""
+        field. nodes > 1 needs the kubernetes deployer, which the service checks (distributed.refuse_multi_node)."""
         d = cls("", "", "")
-        distributed.require_layout(r.batch_size or d.batch_size, r.workers or 1, r.nodes, "train")
+        workers, nodes = r.workers or 1, r.nodes or 1
+        for field_name, why in distributed.check_layout(r.batch_size or d.batch_size, workers, nodes):
+            raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
         sharding = distributed.require_sharding(r.sharding)
         return cls(
             model=r.model, dataset=r.dataset, output_name=r.output_name, max_steps=r.max_steps or d.max_steps,
@@ -70,7 +76,7 @@ class TrainSpec:
             device=r.device or d.device, module_learning_rates=dict(r.module_learning_rates), freeze=tuple(r.freeze),
             encoder_width=r.encoder_width or d.encoder_width, encoder_layers=r.encoder_layers or d.encoder_layers,
             patch_size=r.patch_size or d.patch_size, checkpoint_every=r.checkpoint_every or d.checkpoint_every,
-            warmup_steps=r.warmup_steps, workers=r.workers or 1, sharding=sharding)
+            warmup_steps=r.warmup_steps, workers=workers, nodes=nodes, sharding=sharding)
 
     def lineage(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("resume", "overwrite")}
@@ -179,10 +185,9 @@ def _idle_towers(data: shards.ShardSet, device: str):
 
 
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | None = None) -> dict[str, Any]:
-    """The job; with ``workers`` > 1 it runs the ranks under torchrun, each calling this with its ``ranks``."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_multimodal.train_rank", "train", store.root, spec, ctx,
-                                       f"{KIND}-{spec.output_name}")
+    """The job. With ``workers`` or ``nodes`` > 1 it runs the ranks (``_launch``) and follows them."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return _launch(store, spec, ctx)
     ranks = ranks or Ranks()
     ctx.report(progress=0.0, stage="load", message=f"loading {spec.model!r} and {spec.dataset!r}")
     device = pick_device(spec.device)
@@ -238,6 +243,19 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks: Ranks | Non
                "steps": step, "tokens_seen": int(sum(r.get("tokens_per_s", 0) * r.get("step_seconds", 0) for r in log)),
                "trainable_params": trainable}
     return _store_model(store, spec, ctx, model, tok, added, log, metrics, ckpt)
+
+
+def _launch(store: Store, spec: TrainSpec, ctx: JobContext) -> dict[str, Any]:
+    """The ranks (``apt_multimodal.train_rank``, each calling ``run_train`` with its ``ranks``):
+    ``workers`` of them under torchrun here, or, with ``nodes`` > 1 (kubernetes deployer, checked
+    at Start), ``workers`` in each pod of a Kubeflow PyTorchJob of this plugin's own image, which
+    this service submits, follows into the job, and deletes on a cancel. The pods read the model and
+    the dataset's shards from the store PVC, as this process does."""
+    if spec.nodes > 1:
+        return pytorchjob.run_spec("apt_multimodal.train_rank", OPERATION, spec, KIND, spec.output_name,
+                                   store.root, ctx, pytorchjob.Cluster.from_env(), SERVICE_ACCOUNT)
+    return distributed.launch_spec("apt_multimodal.train_rank", OPERATION, store.root, spec, ctx,
+                                   f"{KIND}-{spec.output_name}")
 
 
 def _store_model(store: Store, spec: TrainSpec, ctx: JobContext, model, tok, added: list, log: list,
