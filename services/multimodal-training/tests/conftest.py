@@ -16,9 +16,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # apt_multimodal, as the service runs it
 
 from apt_model.store import Store  # noqa: E402
-from apt_model.testing import make_tiny_model, pretrain  # noqa: E402
+from apt_model.testing import JobRecorder, make_tiny_model, pretrain  # noqa: E402
 
 from apt_multimodal import sample_data  # noqa: E402
+from apt_multimodal.create import CreateSpec, all_modalities, create_dataset  # noqa: E402
+from apt_multimodal.media import MediaSpec  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -61,6 +63,15 @@ def write_manifest():
 def data(seeded_home, home) -> Path:
     """A private copy of the data folder beside the test's store: the served APT_DATA_ROOTS."""
     return Path(shutil.copytree(seeded_home.parent / "data", home.parent / "data"))
+
+
+@pytest.fixture
+def store(home, data) -> Store:
+    """The test's store with dataset 'digits' (24 images of 16 px, English and Chinese captions)."""
+    store = Store(home)
+    create_dataset(store, CreateSpec("digits", data / "digits" / "manifest.jsonl", all_modalities([]),
+                                     MediaSpec(image_size=16)), JobRecorder())
+    return store
 
 
 @pytest.fixture(autouse=True)

@@ -115,12 +115,13 @@ def test_a_text_dataset_or_a_missing_model_is_refused(service, home):
     assert job.error.code == "FAILED_PRECONDITION" and "not a multimodal dataset" in job.error.message
 
 
-def test_a_batch_the_workers_cannot_share_or_several_nodes_are_refused(service):
+def test_a_batch_the_ranks_cannot_share_is_refused(service):
+    """Before the deployer is asked about nodes (tests/test_multi_node.py): the layout is wrong anywhere."""
     stub, _, _ = service
     code, details = code_of(lambda: train(stub, batch_size=3, workers=2))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "batch_size (3) must be a multiple of workers (2)" in details
-    code, details = code_of(lambda: train(stub, workers=2, nodes=2))
-    assert code == grpc.StatusCode.FAILED_PRECONDITION and "--workers N" in details
+    code, details = code_of(lambda: train(stub, batch_size=4, workers=3, nodes=2))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "must be a multiple of workers x nodes (6)" in details
 
 
 def wait_for_step(jobs, job_id: str, step: int, timeout: float = 60.0) -> None:

@@ -24,15 +24,6 @@ SMALL = dict(max_steps=20, batch_size=4, learning_rate=3e-3, encoder_width=32, e
              device="cpu", checkpoint_every=0, seed=3)
 
 
-@pytest.fixture
-def store(home, data) -> Store:
-    """The test's store with dataset 'digits' (24 images, English and Chinese captions)."""
-    store = Store(home)
-    create_dataset(store, CreateSpec("digits", data / "digits" / "manifest.jsonl", all_modalities([]),
-                                     MediaSpec(image_size=16)), JobRecorder())
-    return store
-
-
 def spec(name: str, **kw) -> TrainSpec:
     return TrainSpec(**{"model": "lm", "dataset": "digits", "output_name": name, **SMALL, **kw})
 
@@ -92,8 +83,8 @@ def test_cancel_stops_both_ranks_within_5_s_and_stores_nothing(store):
 
 
 def test_a_two_rank_checkpoint_resumes_on_one_rank():
-    """workers and sharding are not among the settings a resume must repeat."""
-    assert spec("a", workers=2, sharding="fsdp").settings() == spec("a").settings()
+    """workers, nodes and sharding are not among the settings a resume must repeat."""
+    assert spec("a", workers=2, nodes=2, sharding="fsdp").settings() == spec("a").settings()
 
 
 @pytest.mark.parametrize("stage", ["align", "full"])

@@ -1,0 +1,158 @@
+"""StartTrain --nodes N (#18): under the kubernetes deployer a training with nodes > 1 is a Kubeflow
+PyTorchJob of this plugin's own image, submitted, followed and (on cancel) deleted by the plugin's
+service, so the gateway and the CLI see an ordinary job; other deployers refuse it at Start, and
+no other operation takes nodes. The cluster is LocalKubeApiServer with the operator's part played
+by tests/deploy/training_operator.py, whose "pods" run the manifest's own command as two torchrun
+nodes on loopback over the test's store (``store``: what the store PVC holds, the LM and the
+dataset's shards; the pods mount nothing else of the host)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from apt_model import errors
+from apt_model.cli import generic
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+from apt_model.gen.apt.plugins.multimodal_training.v1 import multimodal_pb2 as pb
+from apt_model.gen.apt.plugins.multimodal_training.v1 import multimodal_pb2_grpc
+from apt_model.modeling import trainlog
+from apt_model.modeling.checkpoint import RunCheckpoint
+from apt_model.runtime.app import describe
+from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.testing import serve_plugin
+from apt_model.testing import CancelAtStep, JobRecorder, assert_same_curve
+
+from apt_multimodal.train import KIND, TrainSpec, run_train
+
+pytest.importorskip("kubernetes.client", reason="multi-node training submits through the kubernetes client")
+pytest.importorskip("kubernetes_validate")
+pytest.importorskip("jsonschema")
+
+from tests.deploy.training_operator import JOBS, Operator, kube_cluster, validate_job  # noqa: E402
+
+PLUGIN_DIR = Path(__file__).resolve().parents[1]
+IMAGE = "registry.example/apt/multimodal-training:0.2"
+STEPS = 10
+
+
+def request(**kw) -> pb.TrainRequest:
+    base = dict(model="lm", dataset="digits", output_name="two", max_steps=STEPS, batch_size=4, learning_rate=3e-3,
+                encoder_width=32, encoder_layers=1, patch_size=8, device="cpu", seed=3, checkpoint_every=1000,
+                nodes=2, workers=1)
+    return pb.TrainRequest(**{**base, **kw})
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv("APT_IMAGE", IMAGE)  # what gateway/deploy/render.py sets in the plugin's pod
+    with kube_cluster(tmp_path, monkeypatch) as api:
+        yield api
+
+
+def serve(home, deployer: str):
+    return serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent / "data"),), deployer=deployer)
+
+
+def watch(channel, job_id: str, timeout: float = 300.0) -> tuple[job_pb2.Job, list[job_pb2.Job]]:
+    snaps = []
+    for snap in plugin_pb2_grpc.JobsStub(channel).WatchJob(job_pb2.WatchJobRequest(id=job_id), timeout=timeout):
+        snaps.append(snap)
+        if snap.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
+            return snap, snaps
+    raise AssertionError("the watch ended before the job did")
+
+
+@pytest.mark.parametrize("deployer", ["local", "docker"])
+def test_other_deployers_refuse_nodes_at_start(store, deployer):
+    with serve(store.root, deployer) as (channel, _):
+        with pytest.raises(grpc.RpcError) as info:
+            multimodal_pb2_grpc.MultimodalStub(channel).StartTrain(request())
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "needs the kubernetes deployer" in info.value.details() and "--workers N" in info.value.details()
+    assert dict(info.value.trailing_metadata())["apt-error-reason"] == "MULTI_NODE_NEEDS_KUBERNETES"
+
+
+def test_only_start_train_takes_nodes():
+    """No other operation has a nodes field, so none can take one and run on one machine instead:
+    the CLI refuses --nodes for them, and a request message cannot be built with it."""
+    methods = pb.DESCRIPTOR.services_by_name["Multimodal"].methods
+    assert [m.name for m in methods if "nodes" in m.input_type.fields_by_name] == ["StartTrain"]
+    parser = generic.build_parser("multimodal-training", describe(PluginManifest.load(PLUGIN_DIR)),
+                                  argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["start-train", "--model", "lm", "--dataset", "d", "--output-name", "o", "--nodes", "2"])
+    assert args.op.name == "StartTrain"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["start-evaluate", "--model", "lm", "--dataset", "d", "--nodes", "2"])
+    with pytest.raises(ValueError, match="nodes"):
+        pb.EvaluateRequest(model="lm", dataset="d", nodes=2)
+
+
+def test_two_nodes_train_as_a_pytorchjob_through_the_ordinary_job(store, cluster):
+    shutil.rmtree(store.root.parent / "data" / "digits")  # the pods need the store's shards, not the source files
+    with serve(store.root, "kubernetes") as (channel, _), \
+            Operator(cluster, store.root, python_path=(PLUGIN_DIR,)) as operator:
+        job = multimodal_pb2_grpc.MultimodalStub(channel).StartTrain(request())
+        last, snaps = watch(channel, job.id)
+    assert last.state == job_pb2.JOB_STATE_SUCCEEDED, last.error.message
+    validate_job(operator.job)  # the vendored CRD schema, and the Kubernetes API's for its pods
+    specs = operator.job["spec"]["pytorchReplicaSpecs"]
+    assert operator.job["metadata"]["name"] == "apt-multimodal-two" and specs["Worker"]["replicas"] == 1
+    container = specs["Master"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE  # the plugin's own image, in worker mode
+    assert container["command"][-3:] == ["-m", "apt_multimodal.train_rank", "/data/.runs/multimodal-two"]
+    assert "resources" not in container  # device cpu: no GPU asked for
+    # the PyTorchJob's states and rank 0's progress reached the ordinary WatchJob stream (which sends
+    # the latest snapshot at each read: a state is seen unless the next report came before the read)
+    messages = [s.message for s in snaps if s.message.startswith("PyTorchJob")]
+    assert {"PyTorchJob apt-multimodal-two: Running", "PyTorchJob apt-multimodal-two: Succeeded"} <= set(messages), \
+        messages
+    assert max(s.metrics.get("step", 0) for s in snaps) == STEPS
+    run_train(store, TrainSpec.from_request(request(output_name="one", nodes=1)), JobRecorder())
+    assert_same_curve(trainlog.read(store.model("two").path), trainlog.read(store.model("one").path), STEPS)
+    assert store.model("two").meta["lineage"]["parameters"]["nodes"] == 2
+    assert ("pytorchjobs", "apt-test", "apt-multimodal-two") in cluster.objects  # kept for `kubectl logs`
+
+
+def wait_for_step(channel, job_id: str, step: int, timeout: float = 240.0) -> None:
+    jobs, deadline = plugin_pb2_grpc.JobsStub(channel), time.monotonic() + timeout
+    while (snap := jobs.GetJob(job_pb2.GetJobRequest(id=job_id))).metrics.get("step", 0) < step:
+        assert snap.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING), snap.error.message
+        assert time.monotonic() < deadline, "rank 0's progress never reached the job"
+        time.sleep(0.1)
+
+
+def test_cancel_deletes_the_pytorchjob_and_its_checkpoint_resumes_on_one_process(store, cluster):
+    """The ranks checkpoint at the cancel and end by themselves; nothing is stored. The two-node
+    checkpoint then resumes in one process (nodes and workers are free fields), whose steps are an
+    uninterrupted one-process run's."""
+    long = dict(output_name="cut", max_steps=5000)
+    with serve(store.root, "kubernetes") as (channel, _), \
+            Operator(cluster, store.root, python_path=(PLUGIN_DIR,)) as operator:
+        job = multimodal_pb2_grpc.MultimodalStub(channel).StartTrain(request(**long))
+        wait_for_step(channel, job.id, 3)
+        plugin_pb2_grpc.JobsStub(channel).CancelJob(job_pb2.CancelJobRequest(id=job.id))
+        last, _ = watch(channel, job.id)
+        deadline = time.monotonic() + 30  # the Operator kills what is left on exit: look before
+        while any(p.poll() is None for p in operator.procs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(p.poll() is not None for p in operator.procs), "the ranks did not stop by themselves"
+    assert last.state == job_pb2.JOB_STATE_CANCELLED, last.error.message
+    assert ("DELETE", f"{JOBS}/apt-multimodal-cut") in [(m, p) for m, p, _ in cluster.requests]
+    assert ("pytorchjobs", "apt-test", "apt-multimodal-cut") not in cluster.objects
+    reached = RunCheckpoint(store, KIND, "cut").step()
+    assert reached is not None and 3 <= reached < 5000 and not store.exists("models", "cut")
+    with pytest.raises(errors.Cancelled):
+        run_train(store, TrainSpec.from_request(request(**long, nodes=1, resume=True)), CancelAtStep(reached + 2))
+    with pytest.raises(errors.Cancelled):
+        run_train(store, TrainSpec.from_request(request(**{**long, "output_name": "whole"}, nodes=1)),
+                  CancelAtStep(reached + 2))
+    resumed, whole = (RunCheckpoint(store, KIND, n).read()["log"] for n in ("cut", "whole"))
+    assert len(resumed) == len(whole) >= reached + 2
+    assert_same_curve(resumed, whole, len(whole))
