@@ -72,7 +72,7 @@ class LoadDatasetRequest(_message.Message):
     def __init__(self, source: _Optional[str] = ..., format: _Optional[str] = ..., split: _Optional[str] = ..., name: _Optional[str] = ..., tokenizer_from: _Optional[str] = ..., text_field: _Optional[str] = ..., preview_rows: _Optional[int] = ..., overwrite: _Optional[bool] = ..., revision: _Optional[str] = ..., hub: _Optional[str] = ...) -> None: ...
 
 class TrainRequest(_message.Message):
-    __slots__ = ("model", "dataset", "output_name", "text_field", "seq_len", "learning_rate", "epochs", "batch_size", "grad_accum", "seed", "eval_fraction", "max_steps", "overwrite", "workers")
+    __slots__ = ("model", "dataset", "output_name", "text_field", "seq_len", "learning_rate", "epochs", "batch_size", "grad_accum", "seed", "eval_fraction", "max_steps", "overwrite", "workers", "nodes", "sharding", "device")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,9 @@ class TrainRequest(_message.Message):
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
     model: str
     dataset: str
     output_name: str
@@ -101,7 +104,10 @@ class TrainRequest(_message.Message):
     max_steps: int
     overwrite: bool
     workers: int
-    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., text_field: _Optional[str] = ..., seq_len: _Optional[int] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[float] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., seed: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., max_steps: _Optional[int] = ..., overwrite: _Optional[bool] = ..., workers: _Optional[int] = ...) -> None: ...
+    nodes: int
+    sharding: str
+    device: str
+    def __init__(self, model: _Optional[str] = ..., dataset: _Optional[str] = ..., output_name: _Optional[str] = ..., text_field: _Optional[str] = ..., seq_len: _Optional[int] = ..., learning_rate: _Optional[float] = ..., epochs: _Optional[float] = ..., batch_size: _Optional[int] = ..., grad_accum: _Optional[int] = ..., seed: _Optional[int] = ..., eval_fraction: _Optional[float] = ..., max_steps: _Optional[int] = ..., overwrite: _Optional[bool] = ..., workers: _Optional[int] = ..., nodes: _Optional[int] = ..., sharding: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class ImportModelResult(_message.Message):
     __slots__ = ("name", "hub", "repo_id", "revision", "commit_sha", "architecture", "model_type", "weights_format", "tensors", "parameters", "bytes", "seconds", "warnings")
@@ -239,7 +245,7 @@ class TokenStats(_message.Message):
     def __init__(self, field: _Optional[str] = ..., rows_counted: _Optional[int] = ..., sampled: _Optional[bool] = ..., total_tokens: _Optional[int] = ..., mean: _Optional[float] = ..., min: _Optional[int] = ..., max: _Optional[int] = ..., p50: _Optional[int] = ..., p95: _Optional[int] = ...) -> None: ...
 
 class TrainResult(_message.Message):
-    __slots__ = ("name", "parent", "dataset", "eval_loss_before", "eval_loss", "eval_perplexity", "train_loss", "steps", "train_blocks", "eval_blocks", "train_tokens", "bf16", "seconds", "warnings")
+    __slots__ = ("name", "parent", "dataset", "eval_loss_before", "eval_loss", "eval_perplexity", "train_loss", "steps", "train_blocks", "eval_blocks", "train_tokens", "bf16", "seconds", "warnings", "sharding", "rank_parameters")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +260,8 @@ class TrainResult(_message.Message):
     BF16_FIELD_NUMBER: _ClassVar[int]
     SECONDS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    SHARDING_FIELD_NUMBER: _ClassVar[int]
+    RANK_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     parent: str
     dataset: str
@@ -268,4 +276,6 @@ class TrainResult(_message.Message):
     bf16: bool
     seconds: float
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., dataset: _Optional[str] = ..., eval_loss_before: _Optional[float] = ..., eval_loss: _Optional[float] = ..., eval_perplexity: _Optional[float] = ..., train_loss: _Optional[float] = ..., steps: _Optional[int] = ..., train_blocks: _Optional[int] = ..., eval_blocks: _Optional[int] = ..., train_tokens: _Optional[int] = ..., bf16: _Optional[bool] = ..., seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    sharding: str
+    rank_parameters: int
+    def __init__(self, name: _Optional[str] = ..., parent: _Optional[str] = ..., dataset: _Optional[str] = ..., eval_loss_before: _Optional[float] = ..., eval_loss: _Optional[float] = ..., eval_perplexity: _Optional[float] = ..., train_loss: _Optional[float] = ..., steps: _Optional[int] = ..., train_blocks: _Optional[int] = ..., eval_blocks: _Optional[int] = ..., train_tokens: _Optional[int] = ..., bf16: _Optional[bool] = ..., seconds: _Optional[float] = ..., warnings: _Optional[_Iterable[str]] = ..., sharding: _Optional[str] = ..., rank_parameters: _Optional[int] = ...) -> None: ...
