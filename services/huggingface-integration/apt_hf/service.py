@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2_grpc
-from apt_model.modeling import limits
+from apt_model.modeling import distributed, limits
 from apt_model.runtime.jobs import entries
 from apt_model.runtime.jobs_grpc import job_to_proto
 
@@ -26,7 +26,7 @@ _SERVICE = "/apt.plugins.huggingface_integration.v1.HuggingFace/"
 class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
     def __init__(self, app, settings: HubSettings):
         self.jobs, self.store, self.settings, self.paths = app.jobs, app.store, settings, app.paths
-        self.max_params = app.settings.max_model_params
+        self.max_params, self.deployer = app.settings.max_model_params, app.settings.deployer
 
     def StartImportModel(self, request, context):
         spec = ImportSpec.from_request(request, self.paths)
@@ -71,6 +71,8 @@ class HuggingFaceServicer(huggingface_pb2_grpc.HuggingFaceServicer):
 
     def StartTrain(self, request, context):
         spec = TrainSpec.from_request(request)
+        # a PyTorchJob: kubernetes only. Its pods see only the store, and model and dataset are store entries
+        distributed.refuse_multi_node(spec.nodes, "fine-tune", deployer=self.deployer)
         self.store.model(spec.model)
         self.store.dataset(spec.dataset)
         # before a job builds it: the model and one training step must fit

@@ -16,10 +16,16 @@ from pathlib import Path
 
 from apt_model import errors
 from apt_model.modeling import distributed
+from apt_model.runtime import pytorchjob
 from apt_model.runtime.jobs import JobContext
 from apt_model.store import Store, validate_name
 
 from apt_hf.datasets_io import open_store_dataset, pick_text_field
+
+OPERATION = "train"
+RUN_KIND = "hf-train"  # run folders .runs/hf-train-<output>, PyTorchJobs apt-hf-train-<output>
+SERVICE_ACCOUNT = "apt-huggingface-integration"  # its pod's, which may submit PyTorchJobs (plugin.yaml multi_node)
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,10 @@ class TrainSpec:
     eval_fraction: float = 0.1  # of documents, held out before packing
     max_steps: int = 0  # > 0 overrides epochs
     overwrite: bool = False
-    workers: int = 1  # data-parallel ranks (torchrun; apt_model.modeling.distributed)
+    workers: int = 1  # data-parallel ranks per node (torchrun; apt_model.modeling.distributed)
+    nodes: int = 1  # machines of ``workers`` ranks each: > 1 is a Kubeflow PyTorchJob (kubernetes deployer)
+    sharding: str = "ddp"  # with more than one rank: ddp (whole copies) or fsdp (the Trainer's FSDP2)
+    device: str = "auto"  # auto (CUDA when visible, else the CPU), cpu or cuda
 
     @classmethod
     def from_request(cls, req) -> "TrainSpec":
@@ -57,6 +66,9 @@ class TrainSpec:
             max_steps=req.max_steps,
             overwrite=req.overwrite,
             workers=req.workers or 1,
+            nodes=req.nodes or 1,
+            sharding=req.sharding or "ddp",
+            device=req.device or "auto",
         )
         if spec.output_name == spec.model:
             raise errors.InvalidArgument("output_name must differ from model: training writes a new model.")
@@ -69,7 +81,9 @@ class TrainSpec:
             (0 < spec.eval_fraction < 0.5, "eval_fraction must be in (0, 0.5)"),
             (spec.max_steps >= 0, "max_steps must be >= 0"),
             (spec.seed >= 0, "seed must be >= 0"),
-        ] + [(False, why) for _, why in distributed.check_layout(spec.batch_size, spec.workers)]
+            (spec.device in DEVICES, f"device {spec.device!r} is not one of: {', '.join(DEVICES)}"),
+        ] + [(False, why) for _, why in distributed.check_layout(spec.batch_size, spec.workers, spec.nodes)
+             + distributed.check_sharding(spec.sharding)]
         for ok, message in checks:
             if not ok:
                 raise errors.InvalidArgument(message + ".")
@@ -118,6 +132,8 @@ def _job_callback(ctx: JobContext, started: float):
             elapsed = time.monotonic() - started
             metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and k in
                        ("loss", "learning_rate", "grad_norm", "eval_loss", "epoch")}
+            if "eval_loss" in metrics and state.global_step == 0:  # the evaluation on start (_fit)
+                metrics["eval_loss_before"] = metrics.pop("eval_loss")
             ctx.report(progress=0.05 + 0.85 * frac, stage="train",
                        message=f"step {state.global_step}/{state.max_steps}"
                                + (f" loss {logs['loss']:.4f}" if "loss" in logs else ""),
@@ -163,12 +179,11 @@ def _log_callback(rows: list[dict], tokens_per_step: int):
 
 
 def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dict:
-    """The job. With ``workers`` > 1 it runs ``spec.workers`` ranks under torchrun
-    (``apt_hf.train_rank``); the Trainer finds them from torchrun's environment and runs DDP
-    itself (each rank ``batch_size / workers`` blocks a step); rank 0 stores the model."""
-    if ranks is None and spec.workers > 1:
-        return distributed.launch_spec("apt_hf.train_rank", "train", store.root, spec, ctx,
-                                       f"hf-train-{spec.output_name}")
+    """The job. With ``workers`` or ``nodes`` > 1 it runs the ranks (``_launch``); the Trainer
+    finds them from torchrun's environment and runs DDP or FSDP2 itself (each rank
+    ``batch_size / (workers x nodes)`` blocks a step); rank 0 stores the model."""
+    if ranks is None and (spec.workers > 1 or spec.nodes > 1):
+        return _launch(store, spec, ctx)
     ranks = ranks or distributed.Ranks()
     started = time.monotonic()
     if not spec.overwrite and store.exists("models", spec.output_name):
@@ -186,12 +201,26 @@ def run_train(store: Store, spec: TrainSpec, ctx: JobContext, ranks=None) -> dic
                                             _log_callback(log, spec.batch_size * spec.grad_accum * spec.seq_len)])
         metrics = _fit(trainer, ctx)
         metrics.update(train_blocks=len(train_blocks), eval_blocks=len(eval_blocks),
-                       train_tokens=len(train_blocks) * spec.seq_len, bf16=bf16)
-        if not ranks.main:  # every rank holds the same weights: rank 0 stores them
+                       train_tokens=len(train_blocks) * spec.seq_len, bf16=bf16,
+                       sharding="fsdp" if _sharded(trainer) else "ddp", rank_parameters=_held(trainer.model))
+        model = _whole_model(trainer, parent.path, ranks)
+        if not ranks.main:  # rank 0 stores the model
             return {}
-        _store_trained(store, spec, trainer.model, tokenizer, metrics, log)
+        _store_trained(store, spec, model, tokenizer, metrics, log)
     return {"name": spec.output_name, "parent": spec.model, "dataset": spec.dataset, **metrics,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def _launch(store: Store, spec: TrainSpec, ctx: JobContext) -> dict:
+    """The ranks (``apt_hf.train_rank``, each calling ``run_train`` with its ``ranks``): ``workers``
+    of them under torchrun here, or, with ``nodes`` > 1 (kubernetes deployer, checked at Start),
+    ``workers`` in each pod of a Kubeflow PyTorchJob of this plugin's own image, which this service
+    submits, follows into the job, and deletes on a cancel."""
+    if spec.nodes > 1:
+        return pytorchjob.run_spec("apt_hf.train_rank", OPERATION, spec, RUN_KIND, spec.output_name, store.root,
+                                   ctx, pytorchjob.Cluster.from_env(), SERVICE_ACCOUNT)
+    return distributed.launch_spec("apt_hf.train_rank", OPERATION, store.root, spec, ctx,
+                                   f"{RUN_KIND}-{spec.output_name}")
 
 
 def _packed_splits(store: Store, spec: TrainSpec, parent: Path, work: Path):
@@ -217,11 +246,11 @@ def _trainer(spec: TrainSpec, ranks, work: Path, parent: Path, train_blocks: lis
              eval_blocks: list[list[int]], callbacks: list):
     """A Trainer over the parent model, and whether it trains in bf16 (on CUDA when the GPU has it)."""
     import torch
-    from transformers import PrinterCallback, Trainer, TrainingArguments, default_data_collator
+    from transformers import PrinterCallback, TrainingArguments, default_data_collator
 
-    from apt_model.modeling.io import load_model
+    from apt_model.modeling.io import load_model, pick_device
 
-    cuda = torch.cuda.is_available()
+    cuda = pick_device(spec.device) == "cuda"
     model = load_model(parent, device="cpu")
     model.train()
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -231,29 +260,88 @@ def _trainer(spec: TrainSpec, ranks, work: Path, parent: Path, train_blocks: lis
         per_device_train_batch_size=spec.batch_size // ranks.world, per_device_eval_batch_size=spec.batch_size,
         gradient_accumulation_steps=spec.grad_accum, seed=spec.seed, data_seed=spec.seed,
         lr_scheduler_type="cosine", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-        logging_strategy="steps", logging_steps=1, eval_strategy="no", save_strategy="no",
+        logging_strategy="steps", logging_steps=1, eval_strategy="no", eval_on_start=True, save_strategy="no",
         report_to=[], disable_tqdm=True, bf16=bf16, use_cpu=not cuda,
-        dataloader_num_workers=0, dataloader_pin_memory=cuda,
+        # full batches only (an epoch's last, partial one dropped): the ranks split each step's evenly,
+        # where accelerate would pad a short one with repeated blocks that one process does not train on
+        dataloader_drop_last=True, dataloader_num_workers=0, dataloader_pin_memory=cuda,
         **({"ddp_backend": "nccl" if cuda else "gloo"} if ranks.world > 1 else {}),
     )
-    trainer = Trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
-                      eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
-                      callbacks=callbacks)
+    if ranks.world > 1 and spec.sharding == "fsdp":
+        model = _shard(model, args, ranks, "cuda" if cuda else "cpu")
+    trainer = _whole_norm_trainer(model=model, args=args, train_dataset=_BlockDataset(train_blocks),
+                                  eval_dataset=_BlockDataset(eval_blocks), data_collator=default_data_collator,
+                                  callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # logs go to the job's metrics, not the service's stdout
     return trainer, bf16
 
 
+def _whole_norm_trainer(**kwargs):
+    """transformers' Trainer, whose logged gradient norm is the whole model's under FSDP2 too: there
+    the norm it clips with is a DTensor still to be summed over the ranks (the clipping itself is
+    right), and its ``.item()`` would log this rank's part."""
+    from transformers import Trainer
+
+    class WholeNormTrainer(Trainer):
+        def _get_grad_norm(self, model, grad_norm=None):
+            return distributed.full_tensor(super()._get_grad_norm(model, grad_norm))
+
+    return WholeNormTrainer(**kwargs)
+
+
+def _shard(model, args, ranks, device: str):
+    """FSDP2 under the Trainer. accelerate 1.15 (the version pinned here) turns its FSDP plugin on
+    only for accelerator devices: on CPU (MULTI_CPU, gloo) TrainingArguments(fsdp=...) falls back to
+    DDP without a word. So the ranks shard the model themselves, as every other training operation
+    does (``Ranks.wrap``, what ``distributed.parallelize`` runs: ``fully_shard`` on each block, then
+    on the model), once the arguments have joined the process group; the Trainer takes it as a model
+    sharded at load time (``is_distributed_loading_by_transformers``: no DDP around it, its own
+    optimizer built on the shards, each rank's moments 1/ranks of the whole)."""
+    from apt_model.modeling.trainlog import transformer_blocks
+
+    _ = args.device  # the property sets up accelerate's state, the process group the shards use
+    sharded = ranks.wrap(model, device, sharding="fsdp", blocks=transformer_blocks(model))
+    sharded._is_distributed_loading_by_transformers = True  # what from_pretrained(distributed_config=...) sets
+    return sharded
+
+
 def _fit(trainer, ctx: JobContext) -> dict:
-    """Evaluate, train, evaluate again; the losses and step count for the result."""
-    before = trainer.evaluate()["eval_loss"]
-    ctx.report(progress=0.05, stage="train", message=f"eval loss before {before:.4f}", eval_loss_before=before)
+    """Train, which evaluates first (``eval_on_start``), and evaluate again; the losses and step
+    count for the result. Not ``evaluate()`` before ``train()``: that prepares the model for
+    evaluation only, and ``train()`` then keeps it so, without DDP: each rank would train alone
+    on its share of the batch."""
     out = trainer.train()
     ctx.check_cancelled()
+    before = next(h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h)
     after = trainer.evaluate()["eval_loss"]
     ctx.report(progress=0.92, stage="save", message=f"eval loss after {after:.4f}", eval_loss=after)
     return {"eval_loss_before": round(before, 6), "eval_loss": round(after, 6),
             "eval_perplexity": round(math.exp(min(after, 50.0)), 4), "train_loss": round(out.training_loss, 6),
             "steps": out.global_step}
+
+
+def _held(model) -> int:
+    """The parameters this rank holds: its shards of them under FSDP2 (DTensors), else all."""
+    if hasattr(model, "reshard"):  # FSDP2 leaves the root's parameters gathered after the last forward
+        model.reshard()
+    return sum((p.to_local() if hasattr(p, "to_local") else p).numel() for p in model.parameters())
+
+
+def _sharded(trainer) -> bool:
+    return getattr(trainer.model, "is_distributed_loading_by_transformers", False)  # _shard's FSDP2
+
+
+def _whole_model(trainer, parent: Path, ranks):
+    """The trained model, whole, on rank 0 (None on the others under FSDP2). DDP and one process:
+    the Trainer's own model (every rank holds the same weights). FSDP2: every rank's shards
+    gathered (``distributed.gather_model``, a collective every rank calls) into a plain copy of
+    the parent."""
+    if not _sharded(trainer):
+        return trainer.model
+    from apt_model.modeling.io import load_model
+
+    return distributed.gather_model(trainer.model, trainer.model, "", ranks,
+                                    build=lambda config: load_model(parent, device="cpu"))
 
 
 def _store_trained(store: Store, spec: TrainSpec, model, tokenizer, metrics: dict, log: list[dict]) -> None:

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from apt_model.store import Store
-from apt_model.testing import make_tiny_model
+from apt_model.testing import make_tiny_model, write_sample_jsonl
 from apt_model.testing.hubs import LocalHfHubServer, LocalModelScopeServer
 
+from apt_hf.datasets_io import DatasetSpec, run_load_dataset
+from apt_hf.importer import ImportSpec, run_import
 from apt_hf_testing.helpers import HUB_TOKENS, MS_NAMESPACES, MS_TOKEN, JobRun
 
 @pytest.fixture(autouse=True)
@@ -43,6 +45,18 @@ def gpt2_dir(tmp_path_factory, llama_dir) -> Path:
 @pytest.fixture
 def store(tmp_path) -> Store:
     return Store(tmp_path / "apt-home")
+
+
+@pytest.fixture
+def model_and_data(tmp_path, store, run_job, llama_dir) -> Store:
+    """The store with model "base" (the llama fixture) and dataset "corpus" (the sample JSONL)."""
+    assert run_job("StartImportModel",
+                   lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
+    path = tmp_path / "corpus.jsonl"
+    write_sample_jsonl(path)
+    assert run_job("StartLoadDataset",
+                   lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
+    return store
 
 
 @pytest.fixture

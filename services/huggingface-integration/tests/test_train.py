@@ -1,31 +1,19 @@
-"""HF Trainer fine-tune of a tiny model on a stored dataset lowers the eval loss."""
+"""HF Trainer fine-tune of a tiny model on a stored dataset lowers the eval loss; its ranks
+(DDP and FSDP2) train as one process does."""
 
 from __future__ import annotations
-
-
-import pytest
 
 import json
 import math
 
+import pytest
+import torch
+
 from apt_model import errors
 from apt_model.modeling import trainlog
-from apt_model.testing import write_sample_jsonl
+from apt_model.testing import assert_same_curve
 
-from apt_hf.datasets_io import DatasetSpec, run_load_dataset
-from apt_hf.importer import ImportSpec, run_import
 from apt_hf.trainer import TrainSpec, pack, run_train
-
-
-@pytest.fixture
-def model_and_data(tmp_path, store, run_job, llama_dir):
-    assert run_job("StartImportModel",
-                   lambda ctx: run_import(store, None, ImportSpec(source=str(llama_dir), name="base"), ctx)).ok
-    path = tmp_path / "corpus.jsonl"
-    write_sample_jsonl(path)
-    assert run_job("StartLoadDataset",
-                   lambda ctx: run_load_dataset(store, None, DatasetSpec(source=str(path), name="corpus"), ctx)).ok
-    return store
 
 
 def test_finetune_lowers_eval_loss(model_and_data, run_job):
@@ -57,33 +45,61 @@ def test_finetune_lowers_eval_loss(model_and_data, run_job):
     assert trainlog.summary(rows)["steps"] == 30
 
 
-def test_two_ranks_finetune_through_the_trainers_own_ddp(model_and_data, run_job):
-    """--workers 2: torchrun ranks, the Trainer's DDP (gloo), rank 0 stores; the job looks the same."""
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_two_ranks_train_as_one_process(model_and_data, run_job, sharding):
+    """--workers 2: torchrun ranks under the Trainer's own DDP, or its FSDP2 (accelerate's
+    fully_shard, gloo on CPU); each rank trains its half of the same global batch, so the loss and
+    gradient norm of every step are one process's, and rank 0 stores the whole model."""
     store = model_and_data
-    spec = TrainSpec(model="base", dataset="corpus", output_name="tuned2", seq_len=32, learning_rate=3e-3,
-                     batch_size=8, grad_accum=1, max_steps=30, seed=0, eval_fraction=0.2, workers=2)
-    run = run_job("StartTrain", lambda ctx: run_train(store, spec, ctx), timeout=300)
+    one = TrainSpec(model="base", dataset="corpus", output_name="one", seq_len=32, learning_rate=3e-3,
+                    batch_size=8, max_steps=20, seed=0, eval_fraction=0.2, device="cpu")  # 13 steps an epoch
+    assert run_job("StartTrain", lambda ctx: run_train(store, one, ctx), timeout=300).ok
+    two = TrainSpec(**{**one.__dict__, "output_name": "two", "workers": 2, "sharding": sharding})
+    run = run_job("StartTrain", lambda ctx: run_train(store, two, ctx), timeout=300)
     assert run.ok, run.final.error_message
     res = run.final.result
-    assert res["steps"] == 30 and res["eval_loss"] < res["eval_loss_before"] - 0.5, res
+    assert res["steps"] == 20 and res["eval_loss"] < res["eval_loss_before"] - 0.5, res
     # rank 0's progress reached the job (the launcher relays it in bursts every 0.2 s, and a
     # watcher sees the latest of a burst, so how many distinct values arrive depends on speed)
     assert run.metric_values("loss")
-    rows = trainlog.read(store.model("tuned2").path)
-    assert [r["step"] for r in rows] == list(range(1, 31))
-    assert not (store.root / ".runs" / "hf-train-tuned2").exists()  # removed after a run that succeeded
+    assert_same_curve(trainlog.read(store.model("two").path), trainlog.read(store.model("one").path), 20)
+    assert not (store.root / ".runs" / "hf-train-two").exists()  # removed after a run that succeeded
+    # the stored model is whole (FSDP: gathered from the shards) and loads with transformers as it is
+    from transformers import AutoModelForCausalLM
+
+    stored, alone = (AutoModelForCausalLM.from_pretrained(store.model(n).path) for n in ("two", "one"))
+    whole, expected = stored.state_dict(), alone.state_dict()
+    assert whole.keys() == expected.keys()
+    assert all(torch.allclose(whole[k], expected[k], rtol=1e-4, atol=1e-5) for k in whole)
+    # rank 0's share of the parameters while training: under FSDP2 about half of each tensor
+    held = res["rank_parameters"] / sum(p.numel() for p in alone.parameters())
+    assert res["sharding"] == sharding and (held == 1.0 if sharding == "ddp" else 0.45 < held < 0.6), held
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_fails_and_stores_nothing(model_and_data, run_job):
+    store = model_and_data
+    spec = TrainSpec(model="base", dataset="corpus", output_name="gpu", seq_len=32, max_steps=1, device="cuda")
+    run = run_job("StartTrain", lambda ctx: run_train(store, spec, ctx))
+    assert run.final.error_code == "FAILED_PRECONDITION" and "--device cpu" in run.final.error_message
+    assert not store.exists("models", "gpu")
 
 
 def test_train_validation(model_and_data, run_job):
     store = model_and_data
     base = dict(model="base", dataset="corpus", output_name="t2", text_field="", seq_len=0, learning_rate=0,
                 epochs=0, batch_size=0, grad_accum=0, seed=0, eval_fraction=0, max_steps=0, overwrite=False,
-                workers=0)
+                workers=0, nodes=0, sharding="", device="")
     for bad, match in [({"learning_rate": 2.0}, "learning_rate"), ({"output_name": "base"}, "differ"),
                        ({"eval_fraction": 0.9}, "eval_fraction"), ({"seq_len": 4}, "seq_len"),
-                       ({"batch_size": 3, "workers": 2}, "multiple of workers")]:
+                       ({"batch_size": 3, "workers": 2}, r"multiple of workers \(2\)"),
+                       ({"batch_size": 6, "workers": 2, "nodes": 2}, r"multiple of workers x nodes \(4\)"),
+                       ({"nodes": 65}, "nodes must be in"), ({"sharding": "zero3"}, "unknown sharding 'zero3'"),
+                       ({"device": "tpu"}, "device 'tpu' is not one of: auto, cpu, cuda")]:
         with pytest.raises(errors.InvalidArgument, match=match):
             TrainSpec.from_request(type("R", (), {**base, **bad})())
+    spec = TrainSpec.from_request(type("R", (), base)())
+    assert (spec.workers, spec.nodes, spec.sharding, spec.device) == (1, 1, "ddp", "auto")  # the defaults
     too_long = TrainSpec(model="base", dataset="corpus", output_name="t3", seq_len=32768, max_steps=1)
     run = run_job("StartTrain", lambda ctx: run_train(store, too_long, ctx))
     assert run.final.error_code == "INVALID_ARGUMENT" and "too small" in run.final.error_message
