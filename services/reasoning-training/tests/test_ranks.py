@@ -22,9 +22,9 @@ from apt_reason import cot, rl, verifier
 PLUGIN = Path(__file__).resolve().parents[1]
 
 
-def same_curves(store: Store, keys: tuple[str, ...], steps: int = 20) -> None:
-    """Stored models 'one' (1 process) and 'two' (2 ranks) logged the same ``keys`` at every step."""
-    one, two = (trainlog.read(store.model(n).path) for n in ("one", "two"))
+def same_curves(store: Store, keys: tuple[str, ...], steps: int = 20, names: tuple[str, str] = ("one", "two")) -> None:
+    """Stored models 'one' (1 process) and 'two' (2 ranks), or ``names``, logged the same ``keys`` at every step."""
+    one, two = (trainlog.read(store.model(n).path) for n in names)
     assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(1, steps + 1))
     for a, b in zip(one, two):
         for key in keys:
@@ -100,13 +100,12 @@ def test_layouts_the_ranks_cannot_run_are_refused(home):
 @pytest.mark.parametrize("spec", [cot.CotSpec("lm", "probs", "x"), verifier.VerifierSpec("lm", "probs", "x"),
                                   rl.RLSpec("lm", "probs", "x")])
 def test_a_two_rank_checkpoint_resumes_on_one_rank(spec):
-    """workers, nodes (and sharding, where the operation has it) are not among the settings a resume must repeat."""
+    """workers, nodes and sharding are not among the settings a resume must repeat."""
     import dataclasses
 
     assert dataclasses.replace(spec, workers=2).settings() == spec.settings()
     assert dataclasses.replace(spec, workers=2, nodes=2).settings() == spec.settings()
-    if hasattr(spec, "sharding"):
-        assert dataclasses.replace(spec, workers=2, sharding="fsdp").settings() == spec.settings()
+    assert dataclasses.replace(spec, workers=2, sharding="fsdp").settings() == spec.settings()
 
 
 def test_two_fsdp_ranks_train_the_cot_curve_of_one(home):
@@ -167,7 +166,7 @@ def test_a_verifier_checkpoint_resumes_across_shardings_and_world_sizes(home, re
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4), f"step {b['step']}"
 
 
-def test_an_unknown_sharding_is_refused_and_rl_refuses_fsdp():
+def test_an_unknown_sharding_is_refused():
     base = dict(model="lm", dataset="probs", output_name="x", workers=2)
     for spec_class, request in ((cot.CotSpec, pb.CotTrainingRequest(**base, batch_size=4, sharding="zero3")),
                                 (verifier.VerifierSpec, pb.VerifierTrainingRequest(**base, batch_size=4,
@@ -176,7 +175,46 @@ def test_an_unknown_sharding_is_refused_and_rl_refuses_fsdp():
         with pytest.raises(errors.InvalidArgument, match="unknown sharding 'zero3'; choose one of ddp, fsdp") as info:
             spec_class.from_request(request)
         assert info.value.violations[0][0] == "sharding"
-    with pytest.raises(errors.InvalidArgument, match="DDP-only") as info:
-        rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4, sharding="fsdp"))
-    assert info.value.violations[0][0] == "sharding"
-    assert rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4, sharding="ddp")).workers == 2
+    assert rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4, sharding="fsdp")).sharding == "fsdp"
+    assert rl.RLSpec.from_request(pb.RLTrainingRequest(**base, questions_per_step=4)).sharding == "ddp"
+
+
+def grpo_spec(name: str, steps: int, **kw) -> rl.RLSpec:
+    """GRPO on the coin questions, one group a rank at 2 ranks, the KL term on (its reference is
+    sharded too under FSDP)."""
+    return rl.RLSpec("coin-sft", "coin", name, max_steps=steps, group=4, questions_per_step=2, max_new_tokens=8,
+                     learning_rate=1e-4, eval_questions=2, beta=0.04, loss_type="dapo", format_weight=0.5,
+                     patience=20, checkpoint_every=0, device="cpu", seed=3, **kw)
+
+
+def test_two_fsdp_ranks_train_the_grpo_curve_of_one(coin_sft):
+    """--sharding fsdp: the policy and the KL reference sharded over 2 ranks, each rank sampling
+    its group on the policy gathered whole, completions of different lengths. A step that drops
+    one rank's group only leaves that rank idle: it runs the dropped group, every token masked,
+    through the same forwards as the other (without, FSDP's collectives would not match)."""
+    store = coin_sft
+    results = {name: rl.run_rl(store, grpo_spec(name, 8, **kw), JobRecorder())
+               for name, kw in (("one", {}), ("two", dict(workers=2, sharding="fsdp")))}
+    same_curves(store, ("loss", "grad_norm", "reward_mean", "frac_reward_zero_std", "completion_length",
+                        "entropy", "kl", "clip_ratio"), steps=8)
+    assert 0.5 in [r["frac_reward_zero_std"] for r in trainlog.read(store.model("two").path)]  # a rank idle
+    # the stored policy (gathered whole on rank 0) scores as one process's does
+    assert results["two"]["eval_exact_match"] == results["one"]["eval_exact_match"]
+
+
+def test_a_grpo_checkpoint_resumes_across_shardings_and_world_sizes(coin_sft, report_every_step):
+    """One process's checkpoint resumes on 2 FSDP ranks (the policy, its moments and the last good
+    weights sharded on load), whose own checkpoint (gathered whole) resumes on one: every step is
+    the uninterrupted run's."""
+    from apt_model.modeling.checkpoint import RunCheckpoint
+    from apt_model.testing import CancelAtStep
+
+    store = coin_sft
+    with pytest.raises(errors.Cancelled):
+        rl.run_rl(store, grpo_spec("cut", 12), CancelAtStep(3))
+    with pytest.raises(errors.Cancelled):
+        rl.run_rl(store, grpo_spec("cut", 12, workers=2, sharding="fsdp", resume=True), CancelAtStep(6))
+    assert 6 <= RunCheckpoint(store, rl.KIND, "cut").step() < 12
+    assert rl.run_rl(store, grpo_spec("cut", 12, resume=True), JobRecorder())["steps"] == 12
+    rl.run_rl(store, grpo_spec("whole", 12), JobRecorder())
+    same_curves(store, ("loss", "grad_norm", "reward_mean", "kl"), steps=12, names=("whole", "cut"))
