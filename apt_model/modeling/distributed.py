@@ -64,25 +64,10 @@ def check_layout(batch_size: int, workers: int, nodes: int = 1,
     return []
 
 
-def require_layout(batch_size: int, workers: int, nodes: int, verb: str, batch_field: str = "batch_size") -> None:
-    """``check_layout``'s first violation as INVALID_ARGUMENT naming the field, then
-    ``refuse_multi_node`` (FAILED_PRECONDITION): a one-machine operation's request checks."""
-    for field_name, why in check_layout(batch_size, workers, nodes or 1, batch_field):
-        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
-    refuse_multi_node(nodes, verb)
-
-
-def refuse_multi_node(nodes: int, verb: str = "train", deployer: str | None = None) -> None:
-    """Multi-node runs are Kubeflow PyTorchJobs, which only the kubernetes deployer submits, and
-    only for the operations that pass their ``deployer`` (core train); FAILED_PRECONDITION saying
-    what to do instead otherwise."""
-    if nodes <= 1:
-        return
-    if deployer is None:  # this operation has no multi-node path
-        raise errors.FailedPrecondition(
-            f"Multi-node runs (nodes > 1) of {verb} are not built (core train runs them as Kubeflow PyTorchJobs "
-            f"under the kubernetes deployer); {verb} on one machine with --workers N.", reason="MULTI_NODE_NOT_BUILT")
-    if deployer != "kubernetes":
+def refuse_multi_node(nodes: int, verb: str, deployer: str) -> None:
+    """Multi-node runs are Kubeflow PyTorchJobs, which only the kubernetes deployer submits:
+    FAILED_PRECONDITION saying what to do instead under the others."""
+    if nodes > 1 and deployer != "kubernetes":
         raise errors.FailedPrecondition(
             f"Multi-node training (nodes > 1) runs as a Kubeflow PyTorchJob, which needs the kubernetes deployer "
             f"(APT_DEPLOYER=kubernetes, now {deployer}) and the Kubeflow training operator in the cluster "
@@ -194,11 +179,14 @@ class Ranks:
         if self.world == 1:
             return module
         if sharding == "fsdp":
+            from torch.distributed.device_mesh import init_device_mesh
             from torch.distributed.fsdp import fully_shard
 
+            # the run's device, not torch's default accelerator: --device cpu on a GPU machine shards on CPU
+            mesh = init_device_mesh("cuda" if device == "cuda" else "cpu", (self.world,))
             for block in blocks:  # a block's weights are gathered only while it runs
-                fully_shard(block)
-            return fully_shard(module)  # the rest (embeddings, head, final norm) around the whole forward
+                fully_shard(block, mesh=mesh)
+            return fully_shard(module, mesh=mesh)  # the rest (embeddings, head, final norm) around the whole forward
         from torch.nn.parallel import DistributedDataParallel
 
         # bucket views: the gradients are the all-reduce buckets, not copied into them

@@ -115,7 +115,7 @@ class TrainSpec:
         if bad:
             raise errors.InvalidArgument("Bad training settings: " + "; ".join(why for _, why in bad) + ".",
                                          violations=bad)
-        distributed.refuse_multi_node(self.nodes, deployer=deployer)
+        distributed.refuse_multi_node(self.nodes, "train", deployer)
         pytorchjob.refuse_host_paths(self.nodes, store.root, corpus_paths=self.corpus_paths)  # pods see the store only
         check_bounds(self, max_params)  # before anything else is read, let alone built
         if not self.corpus_paths and not self.dataset:

@@ -116,10 +116,8 @@ def test_workers_and_nodes_are_checked(store, corpus_file):
         _spec(store, corpus_file, "m", nodes=2)
     from apt_model.modeling import distributed
 
-    with pytest.raises(errors.FailedPrecondition, match="nodes > 1.* of distil are not built") as info:
-        distributed.refuse_multi_node(2, "distil")  # an operation without a multi-node path (distillation's call)
-    assert info.value.reason == "MULTI_NODE_NOT_BUILT"
-    distributed.refuse_multi_node(1, "distil")
+    distributed.refuse_multi_node(1, "distil", "local")  # one node runs under every deployer
+    distributed.refuse_multi_node(2, "distil", "kubernetes")
 
 
 def test_each_rank_trains_its_own_share_of_the_global_batch():
