@@ -45,9 +45,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def kube_cluster(tmp_path: Path, monkeypatch):
+def kube_cluster(tmp_path: Path, monkeypatch, image: str = ""):
     """LocalKubeApiServer as the cluster of a kubeconfig (what a service loads outside a pod), in
-    namespace ``NS`` (the gateway's APT_K8S_NAMESPACE; a plugin pod's, from the downward API)."""
+    namespace ``NS`` (the gateway's APT_K8S_NAMESPACE; a plugin pod's, from the downward API);
+    ``image``: the service's own, as APT_IMAGE (what the kubernetes deployer sets in a plugin pod)."""
+    if image:
+        monkeypatch.setenv("APT_IMAGE", image)
     with LocalKubeApiServer(["127.0.0.1"]) as api:
         kubeconfig = tmp_path / "kubeconfig"
         kubeconfig.write_text(yaml.safe_dump({
@@ -111,3 +114,64 @@ class Operator:
             if p.poll() is None:
                 p.kill()
         self.thread.join(10)
+
+
+def watch(channel, job_id: str, timeout: float = 300.0):
+    """(the job's last snapshot, every snapshot) of a service's WatchJob stream, up to its end."""
+    from apt_model.gen.apt.common.v1 import job_pb2
+    from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+
+    final = (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED)
+    snaps = []
+    for snap in plugin_pb2_grpc.JobsStub(channel).WatchJob(job_pb2.WatchJobRequest(id=job_id), timeout=timeout):
+        snaps.append(snap)
+        if snap.state in final:
+            return snap, snaps
+    raise AssertionError("the watch ended before the job did")
+
+
+def wait_for_step(channel, job_id: str, step: int, timeout: float = 240.0) -> None:
+    """Until rank 0's progress, relayed into the job, reaches ``step`` (the job still running)."""
+    from apt_model.gen.apt.common.v1 import job_pb2
+    from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+
+    jobs, deadline = plugin_pb2_grpc.JobsStub(channel), time.monotonic() + timeout
+    while (snap := jobs.GetJob(job_pb2.GetJobRequest(id=job_id))).metrics.get("step", 0) < step:
+        assert snap.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING), snap.error.message
+        assert time.monotonic() < deadline, "rank 0's progress never reached the job"
+        time.sleep(0.1)
+
+
+def assert_ran_as_pytorchjob(job: dict, snaps, module: str, run_folder: str, image: str, steps: int,
+                             states: tuple[str, ...] = ("Running", "Succeeded")) -> None:
+    """A two-node PyTorchJob as a plugin submits it (the vendored CRD schema and the Kubernetes
+    API's for its pods; one Master and one Worker running ``module`` over ``run_folder`` in the
+    plugin's own ``image``, no GPU asked for), whose ``states`` and rank 0's ``steps`` reached the
+    ordinary WatchJob stream ``snaps`` (which sends the latest snapshot at each read: a state is
+    seen unless the next report came before the read)."""
+    validate_job(job)
+    name, specs = job["metadata"]["name"], job["spec"]["pytorchReplicaSpecs"]
+    assert specs["Worker"]["replicas"] == 1
+    container = specs["Master"]["template"]["spec"]["containers"][0]
+    assert container["image"] == image  # the plugin's own image, in worker mode
+    assert container["command"][-3:] == ["-m", module, f"/data/{run_folder}"]
+    assert "resources" not in container  # device cpu: no GPU asked for
+    messages = {s.message for s in snaps if s.message.startswith("PyTorchJob")}
+    assert {f"PyTorchJob {name}: {state}" for state in states} <= messages, messages
+    assert max(s.metrics.get("step", 0) for s in snaps) == steps
+
+
+def cancel_at_step(channel, job_id: str, step: int, timeout: float = 240.0):
+    """Cancel the job once rank 0 has reached ``step``; its last snapshot."""
+    from apt_model.gen.apt.common.v1 import job_pb2
+    from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
+
+    wait_for_step(channel, job_id, step, timeout)
+    plugin_pb2_grpc.JobsStub(channel).CancelJob(job_pb2.CancelJobRequest(id=job_id))
+    return watch(channel, job_id)[0]
+
+
+def assert_deleted(api: LocalKubeApiServer, name: str) -> None:
+    """The owning service deleted the PyTorchJob ``name`` (after a cancel)."""
+    assert ("DELETE", f"{JOBS}/{name}") in [(m, p) for m, p, _ in api.requests]
+    assert ("pytorchjobs", NS, name) not in api.objects

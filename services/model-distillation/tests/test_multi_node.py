@@ -7,14 +7,12 @@ whose "pods" run the manifest's own command as two torchrun nodes on loopback.""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
 from apt_model.gen.apt.common.v1 import job_pb2
-from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2 as pb
 from apt_model.gen.apt.plugins.model_distillation.v1 import distillation_pb2_grpc
 from apt_model.modeling import trainlog
@@ -30,7 +28,8 @@ pytest.importorskip("kubernetes.client", reason="multi-node distillation submits
 pytest.importorskip("kubernetes_validate")
 pytest.importorskip("jsonschema")
 
-from tests.deploy.training_operator import JOBS, Operator, kube_cluster, validate_job  # noqa: E402
+from tests.deploy.training_operator import (  # noqa: E402
+    Operator, assert_deleted, assert_ran_as_pytorchjob, cancel_at_step, kube_cluster, watch)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 IMAGE = "registry.example/apt/model-distillation:1.2"
@@ -53,22 +52,12 @@ def corpus(home) -> str:
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
-    monkeypatch.setenv("APT_IMAGE", IMAGE)  # what gateway/deploy/render.py sets in the plugin's pod
-    with kube_cluster(tmp_path, monkeypatch) as api:
+    with kube_cluster(tmp_path, monkeypatch, image=IMAGE) as api:  # a plugin pod's APT_IMAGE
         yield api
 
 
 def serve(home, deployer: str):
     return serve_plugin(PLUGIN_DIR, home, data_roots=(str(home.parent),), deployer=deployer)
-
-
-def watch(channel, job_id: str, timeout: float = 300.0) -> tuple[job_pb2.Job, list[job_pb2.Job]]:
-    snaps = []
-    for snap in plugin_pb2_grpc.JobsStub(channel).WatchJob(job_pb2.WatchJobRequest(id=job_id), timeout=timeout):
-        snaps.append(snap)
-        if snap.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
-            return snap, snaps
-    raise AssertionError("the watch ended before the job did")
 
 
 @pytest.mark.parametrize("deployer", ["local", "docker"])
@@ -100,18 +89,8 @@ def test_two_nodes_distil_as_a_pytorchjob_through_the_ordinary_job(home, corpus,
         job = distillation_pb2_grpc.DistillationStub(channel).StartDistill(request(corpus))
         last, snaps = watch(channel, job.id)
     assert last.state == job_pb2.JOB_STATE_SUCCEEDED, last.error.message
-    validate_job(operator.job)  # the vendored CRD schema, and the Kubernetes API's for its pods
-    specs = operator.job["spec"]["pytorchReplicaSpecs"]
-    assert operator.job["metadata"]["name"] == "apt-distill-two" and specs["Worker"]["replicas"] == 1
-    container = specs["Master"]["template"]["spec"]["containers"][0]
-    assert container["image"] == IMAGE  # the plugin's own image, in worker mode
-    assert container["command"][-3:] == ["-m", "apt_distill.distill_rank", "/data/.runs/distill-two"]
-    assert "resources" not in container  # device cpu: no GPU asked for
-    # the PyTorchJob's states and rank 0's progress reached the ordinary WatchJob stream (which sends
-    # the latest snapshot at each read: a state is seen unless the next report came before the read)
-    messages = [s.message for s in snaps if s.message.startswith("PyTorchJob")]
-    assert {"PyTorchJob apt-distill-two: Running", "PyTorchJob apt-distill-two: Succeeded"} <= set(messages), messages
-    assert max(s.metrics.get("step", 0) for s in snaps) == 20
+    assert operator.job["metadata"]["name"] == "apt-distill-two"
+    assert_ran_as_pytorchjob(operator.job, snaps, "apt_distill.distill_rank", ".runs/distill-two", IMAGE, 20)
     one = Store(home)
     run_distill(one, DistillSpec.from_request(request(corpus, output_name="one", nodes=1)), JobRecorder())
     assert_same_curve(trainlog.read(one.model("two").path), trainlog.read(one.model("one").path), 20)
@@ -122,16 +101,9 @@ def test_cancel_deletes_the_pytorchjob_after_the_ranks_checkpoint(home, corpus, 
     with serve(home, "kubernetes") as (channel, _), Operator(cluster, home, python_path=(PLUGIN_DIR,)) as operator:
         job = distillation_pb2_grpc.DistillationStub(channel).StartDistill(
             request(corpus, output_name="cut", max_steps=5000, eval_every=5000))
-        jobs = plugin_pb2_grpc.JobsStub(channel)
-        deadline = time.monotonic() + 240
-        while jobs.GetJob(job_pb2.GetJobRequest(id=job.id)).metrics.get("step", 0) < 3:
-            assert time.monotonic() < deadline, "rank 0's progress never reached the job"
-            time.sleep(0.1)
-        jobs.CancelJob(job_pb2.CancelJobRequest(id=job.id))
-        last, _ = watch(channel, job.id)
+        last = cancel_at_step(channel, job.id, 3)
     assert last.state == job_pb2.JOB_STATE_CANCELLED, last.error.message
-    assert ("DELETE", f"{JOBS}/apt-distill-cut") in [(m, p) for m, p, _ in cluster.requests]
-    assert ("pytorchjobs", "apt-test", "apt-distill-cut") not in cluster.objects
+    assert_deleted(cluster, "apt-distill-cut")
     assert all(p.poll() is not None for p in operator.procs)  # the ranks stopped by themselves
     reached = RunCheckpoint(Store(home), "distill", "cut").step()
     assert reached is not None and 3 <= reached < 5000 and not Store(home).exists("models", "cut")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import grpc
@@ -30,7 +29,8 @@ pytest.importorskip("kubernetes.client", reason="multi-node pruning submits thro
 pytest.importorskip("kubernetes_validate")
 pytest.importorskip("jsonschema")
 
-from tests.deploy.training_operator import JOBS, Operator, kube_cluster, validate_job  # noqa: E402
+from tests.deploy.training_operator import (  # noqa: E402
+    Operator, assert_deleted, assert_ran_as_pytorchjob, cancel_at_step, kube_cluster)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 IMAGE = "registry.example/apt/model-pruning:1.2"
@@ -54,8 +54,7 @@ def corpus(home) -> Path:
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
-    monkeypatch.setenv("APT_IMAGE", IMAGE)  # what gateway/deploy/render.py sets in the plugin's pod
-    with kube_cluster(tmp_path, monkeypatch) as api:
+    with kube_cluster(tmp_path, monkeypatch, image=IMAGE) as api:  # a plugin pod's APT_IMAGE
         yield api
 
 
@@ -101,18 +100,8 @@ def test_two_nodes_prune_as_a_pytorchjob_through_the_ordinary_job(home, corpus, 
         snaps = snapshots(channel, start(channel, request()).id)
     last = snaps[-1]
     assert last.state == job_pb2.JOB_STATE_SUCCEEDED, last.error.message
-    validate_job(operator.job)  # the vendored CRD schema, and the Kubernetes API's for its pods
-    specs = operator.job["spec"]["pytorchReplicaSpecs"]
-    assert operator.job["metadata"]["name"] == "apt-prune-two" and specs["Worker"]["replicas"] == 1
-    container = specs["Master"]["template"]["spec"]["containers"][0]
-    assert container["image"] == IMAGE  # the plugin's own image, in worker mode
-    assert container["command"][-3:] == ["-m", "apt_prune.prune_rank", "/data/.runs/prune-two"]
-    assert "resources" not in container  # device cpu: no GPU asked for
-    # the PyTorchJob's states and rank 0's progress reached the ordinary WatchJob stream (which sends
-    # the latest snapshot at each read: a state is seen unless the next report came before the read)
-    messages = [s.message for s in snaps if s.message.startswith("PyTorchJob")]
-    assert {"PyTorchJob apt-prune-two: Running", "PyTorchJob apt-prune-two: Succeeded"} <= set(messages), messages
-    assert max(s.metrics.get("step", 0) for s in snaps) == 20
+    assert operator.job["metadata"]["name"] == "apt-prune-two"
+    assert_ran_as_pytorchjob(operator.job, snaps, "apt_prune.prune_rank", ".runs/prune-two", IMAGE, 20)
     store = Store(home)
     one = run_prune(store, PruneSpec.from_request(request(output_name="one", nodes=1)), JobRecorder())
     assert_same_curve(trainlog.read(store.model("two").path), trainlog.read(store.model("one").path), 20)
@@ -126,15 +115,8 @@ def test_two_nodes_prune_as_a_pytorchjob_through_the_ordinary_job(home, corpus, 
 def test_cancel_deletes_the_pytorchjob_and_stores_nothing(home, corpus, cluster):
     with serve(home, "kubernetes") as (channel, _), Operator(cluster, home, python_path=(PLUGIN_DIR,)) as operator:
         job = start(channel, request(output_name="cut", recovery_steps=100000))
-        jobs = plugin_pb2_grpc.JobsStub(channel)
-        deadline = time.monotonic() + 240
-        while jobs.GetJob(job_pb2.GetJobRequest(id=job.id)).metrics.get("step", 0) < 3:
-            assert time.monotonic() < deadline, "rank 0's progress never reached the job"
-            time.sleep(0.1)
-        jobs.CancelJob(job_pb2.CancelJobRequest(id=job.id))
-        last = snapshots(channel, job.id)[-1]
+        last = cancel_at_step(channel, job.id, 3)
     assert last.state == job_pb2.JOB_STATE_CANCELLED, last.error.message
-    assert ("DELETE", f"{JOBS}/apt-prune-cut") in [(m, p) for m, p, _ in cluster.requests]
-    assert ("pytorchjobs", "apt-test", "apt-prune-cut") not in cluster.objects
+    assert_deleted(cluster, "apt-prune-cut")
     assert all(p.poll() is not None for p in operator.procs)  # the ranks stopped by themselves
     assert not Store(home).exists("models", "cut")  # no partial model

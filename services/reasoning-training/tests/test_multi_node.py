@@ -7,14 +7,12 @@ nodes on loopback."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import grpc
 import pytest
 
 from apt_model.gen.apt.common.v1 import job_pb2
-from apt_model.gen.apt.plugin.v1 import plugin_pb2_grpc
 from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2 as pb
 from apt_model.gen.apt.plugins.reasoning_training.v1 import reasoning_pb2_grpc
 from apt_model.modeling import trainlog
@@ -29,7 +27,8 @@ pytest.importorskip("kubernetes.client", reason="multi-node training submits thr
 pytest.importorskip("kubernetes_validate")
 pytest.importorskip("jsonschema")
 
-from tests.deploy.training_operator import JOBS, Operator, kube_cluster, validate_job  # noqa: E402
+from tests.deploy.training_operator import (  # noqa: E402
+    Operator, assert_deleted, assert_ran_as_pytorchjob, cancel_at_step, kube_cluster, validate_job, watch)
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1]
 IMAGE = "registry.example/apt/reasoning-training:0.3"
@@ -55,8 +54,7 @@ OPERATIONS = {
 
 @pytest.fixture
 def cluster(tmp_path, monkeypatch):
-    monkeypatch.setenv("APT_IMAGE", IMAGE)  # what gateway/deploy/render.py sets in the plugin's pod
-    with kube_cluster(tmp_path, monkeypatch) as api:
+    with kube_cluster(tmp_path, monkeypatch, image=IMAGE) as api:  # a plugin pod's APT_IMAGE
         yield api
 
 
@@ -67,15 +65,6 @@ def serve(home, deployer: str):
 def start(channel, operation: str, **kw) -> job_pb2.Job:
     method, request, _ = OPERATIONS[operation]
     return getattr(reasoning_pb2_grpc.ReasoningStub(channel), method)(request(**kw))
-
-
-def watch(channel, job_id: str, timeout: float = 300.0) -> tuple[job_pb2.Job, list[job_pb2.Job]]:
-    snaps = []
-    for snap in plugin_pb2_grpc.JobsStub(channel).WatchJob(job_pb2.WatchJobRequest(id=job_id), timeout=timeout):
-        snaps.append(snap)
-        if snap.state in (job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED):
-            return snap, snaps
-    raise AssertionError("the watch ended before the job did")
 
 
 @pytest.mark.parametrize("deployer", ["local", "docker"])
@@ -93,19 +82,8 @@ def test_two_nodes_train_cot_as_a_pytorchjob_through_the_ordinary_job(home, clus
     with serve(home, "kubernetes") as (channel, _), Operator(cluster, home, python_path=(PLUGIN_DIR,)) as operator:
         last, snaps = watch(channel, start(channel, "cot").id)
     assert last.state == job_pb2.JOB_STATE_SUCCEEDED, last.error.message
-    validate_job(operator.job)  # the vendored CRD schema, and the Kubernetes API's for its pods
-    specs = operator.job["spec"]["pytorchReplicaSpecs"]
-    assert operator.job["metadata"]["name"] == "apt-reasoning-cot-two" and specs["Worker"]["replicas"] == 1
-    container = specs["Master"]["template"]["spec"]["containers"][0]
-    assert container["image"] == IMAGE  # the plugin's own image, in worker mode
-    assert container["command"][-3:] == ["-m", "apt_reason.ranks", "/data/.runs/reasoning-cot-two"]
-    assert "resources" not in container  # device cpu: no GPU asked for
-    # the PyTorchJob's states and rank 0's progress reached the ordinary WatchJob stream (which sends
-    # the latest snapshot at each read: a state is seen unless the next report came before the read)
-    messages = [s.message for s in snaps if s.message.startswith("PyTorchJob")]
-    assert {"PyTorchJob apt-reasoning-cot-two: Running",
-            "PyTorchJob apt-reasoning-cot-two: Succeeded"} <= set(messages), messages
-    assert max(s.metrics.get("step", 0) for s in snaps) == 10
+    assert operator.job["metadata"]["name"] == "apt-reasoning-cot-two"
+    assert_ran_as_pytorchjob(operator.job, snaps, "apt_reason.ranks", ".runs/reasoning-cot-two", IMAGE, 10)
     one = Store(home)
     cot.run_cot(one, cot.CotSpec.from_request(cot_request(output_name="one", nodes=1)), JobRecorder())
     assert_same_curve(trainlog.read(one.model("two").path), trainlog.read(one.model("one").path), 10)
@@ -130,16 +108,9 @@ def test_two_nodes_train_a_verifier_and_grpo_as_a_pytorchjob(home, cluster, oper
 def test_cancel_deletes_the_pytorchjob_after_the_ranks_checkpoint(home, cluster):
     with serve(home, "kubernetes") as (channel, _), Operator(cluster, home, python_path=(PLUGIN_DIR,)) as operator:
         job = start(channel, "cot", output_name="cut", max_steps=5000)
-        jobs = plugin_pb2_grpc.JobsStub(channel)
-        deadline = time.monotonic() + 240
-        while jobs.GetJob(job_pb2.GetJobRequest(id=job.id)).metrics.get("step", 0) < 3:
-            assert time.monotonic() < deadline, "rank 0's progress never reached the job"
-            time.sleep(0.1)
-        jobs.CancelJob(job_pb2.CancelJobRequest(id=job.id))
-        last, _ = watch(channel, job.id)
+        last = cancel_at_step(channel, job.id, 3)
     assert last.state == job_pb2.JOB_STATE_CANCELLED, last.error.message
-    assert ("DELETE", f"{JOBS}/apt-reasoning-cot-cut") in [(m, p) for m, p, _ in cluster.requests]
-    assert ("pytorchjobs", "apt-test", "apt-reasoning-cot-cut") not in cluster.objects
+    assert_deleted(cluster, "apt-reasoning-cot-cut")
     assert all(p.poll() is not None for p in operator.procs)  # the ranks stopped by themselves
     reached = RunCheckpoint(Store(home), "reasoning-cot", "cut").step()
     assert reached is not None and 3 <= reached < 5000 and not Store(home).exists("models", "cut")
