@@ -1,7 +1,7 @@
 """Multi-node training on Kubernetes: a training job with ``nodes`` > 1 runs as a Kubeflow
 training-operator ``PyTorchJob`` (``kubeflow.org/v1``), submitted and followed by the service
 that owns the job under APT_DEPLOYER=kubernetes: the gateway for core ``train``, a plugin's service
-for its own training operations (model-distillation's ``distill``).
+for its own training operations (distill, prune, multimodal train, CoT/verifier/RL training, HF train).
 
 The job's pods run the service's own image in worker mode: ``python -m torch.distributed.run -m
 <rank module> <run folder>`` (torchrun reads the operator's PET_NNODES, PET_NPROC_PER_NODE,
