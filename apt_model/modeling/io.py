@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from apt_model import errors
+
+# transformers 5 swaps class attributes for the length of a from_pretrained (PreTrainedModel.tie_weights
+# and the torch init functions: transformers.initialization.no_tie_weights / no_init_weights), so two
+# loads in threads of one process can leave them swapped for good: every tied model built afterwards
+# untied (seen: a Qwen2 export that llama.cpp could not reproduce) or "Cannot copy out of meta tensor".
+_BUILDING = threading.RLock()
+
+
+@contextmanager
+def building():
+    """Held while a model is loaded or built: one at a time in this process (see _BUILDING)."""
+    with _BUILDING:
+        yield
 
 
 def save_model(model, tokenizer, folder: Path | str) -> None:
@@ -37,7 +52,8 @@ def load_model(folder: Path | str, device: str = "cpu", dtype=None):
     folder = Path(folder)
     ensure_registered(read_config(folder).get("model_type"))  # a plugin's own model type, when it is one
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
+        with building():
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError, SafetensorError) as exc:
         raise errors.FailedPrecondition(
             f"The model in {folder} cannot be loaded ({type(exc).__name__}: {str(exc)[:300]}). "

@@ -259,7 +259,9 @@ def meta_count(config) -> ParamCount:
     from transformers import AutoModelForCausalLM
 
     try:
-        with torch.device("meta"):
+        from apt_model.modeling.io import building
+
+        with building(), torch.device("meta"):  # see io._BUILDING
             model = AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError) as exc:
         raise errors.InvalidArgument(

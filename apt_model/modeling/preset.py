@@ -66,5 +66,8 @@ def create_model(config, seed: int = 0):
     import torch
     from transformers import AutoModelForCausalLM
 
-    torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(config)
+    from apt_model.modeling.io import building
+
+    with building():  # no load in another thread has tying switched off (io._BUILDING)
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config)

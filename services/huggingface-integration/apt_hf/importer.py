@@ -150,9 +150,12 @@ def _convert_bin(src: Path, dst: Path, ctx: JobContext) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
+    from apt_model.modeling.io import building
+
     ctx.report(stage="convert", message="converting pytorch_model.bin to safetensors")
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(src), dtype="auto", use_safetensors=False)
+        with building():  # one load at a time in this process (apt_model.modeling.io._BUILDING)
+            model = AutoModelForCausalLM.from_pretrained(str(src), dtype="auto", use_safetensors=False)
     except (OSError, ValueError, RuntimeError) as exc:
         raise errors.FailedPrecondition(f"The .bin checkpoint in {src} cannot be loaded: {str(exc)[:300]}") from exc
     with torch.no_grad():

@@ -122,7 +122,10 @@ def verify_export(folder: Path, gguf_path: Path, outtype: str, progress, *, text
     import torch
 
     tok = AutoTokenizer.from_pretrained(str(folder))
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    from apt_model.modeling.io import building
+
+    with building():  # one load at a time in this process (apt_model.modeling.io._BUILDING)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
     hf_ids = [tok.encode(t, add_special_tokens=True) for t in texts]
     llm = load_llama(gguf_path, n_ctx=max(8, max(len(i) for i in hf_ids)))
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from apt_model import errors
-from apt_model.modeling.io import load_tokenizer, read_config
+from apt_model.modeling.io import building, load_tokenizer, read_config
 
 from apt_reason.prompts import Chat
 
@@ -51,10 +51,11 @@ def model_class(kind: str):
 
 def build(path: Path, kind: str, pad_id: int, device: str, seed: int):
     """A verifier whose body is the causal LM's at ``path`` and whose 2-way head is new (seeded)."""
-    torch.manual_seed(seed)
     try:
-        model = model_class(kind).from_pretrained(str(path), num_labels=2, id2label=LABELS,
-                                                  label2id={v: k for k, v in LABELS.items()}, dtype=torch.float32)
+        with building():  # one load at a time in this process (apt_model.modeling.io._BUILDING)
+            torch.manual_seed(seed)
+            model = model_class(kind).from_pretrained(str(path), num_labels=2, id2label=LABELS,
+                                                      label2id={v: k for k, v in LABELS.items()}, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise errors.FailedPrecondition(
             f"A {kind} verifier cannot be built from the model in {path} ({type(exc).__name__}: {str(exc)[:300]}); "
@@ -107,7 +108,8 @@ class Verifier:
             raise errors.FailedPrecondition(
                 f"{name!r} is not a verifier (its architecture is {arch or 'unknown'}); train one with "
                 "'apt-model reasoning-training start-verifier-training'.")
-        model = model_class(kind).from_pretrained(str(path), dtype=torch.float32).to(device).eval()
+        with building():
+            model = model_class(kind).from_pretrained(str(path), dtype=torch.float32).to(device).eval()
         tok = load_tokenizer(path)
         return cls(model, kind, Chat.of(tok), tok.pad_token_id if tok.pad_token_id is not None else 0)
 
