@@ -47,7 +47,7 @@ pub fn server_builder() -> http2::Builder<TokioExecutor> {
     http
 }
 
-/// The calls open on one caller connection, and when that count last changed.
+/// The calls open on one connection (a caller's or an upstream one), and when that count last changed.
 #[derive(Default)]
 pub struct Activity {
     state: Mutex<(usize, Option<Instant>)>,
@@ -61,9 +61,13 @@ impl Activity {
         StreamGuard(self.clone())
     }
 
+    pub fn open_calls(&self) -> usize {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
     /// Resolves once the connection has had no open call for `limit` (counted from `born` when
     /// it never had one).
-    async fn idle(&self, born: Instant, limit: Duration) {
+    pub async fn idle(&self, born: Instant, limit: Duration) {
         loop {
             let (open, changed) = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let wait = if open > 0 { limit } else { limit.saturating_sub(changed.unwrap_or(born).elapsed()) };

@@ -9,26 +9,25 @@ use std::time::Instant;
 
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 
 use crate::conn::{Activity, StreamGuard};
 use crate::logs::log;
 use crate::paths::MethodPath;
 use crate::relay::{self, CallLog, Relay, GRPC_UNAVAILABLE};
 use crate::state::State;
+use crate::upstream::Upstreams;
 
 /// One caller connection's service: what every call on it shares.
 #[derive(Clone)]
 pub struct Caller {
     state: Arc<State>,
-    upstream: Client<HttpConnector, Incoming>,
+    upstream: Arc<Upstreams>,
     pub activity: Arc<Activity>,
 }
 
 impl Caller {
     pub fn new(state: Arc<State>) -> Caller {
-        let upstream = state.upstream_for_caller();
+        let upstream = Arc::new(state.upstream_for_caller());
         Caller { state, upstream, activity: Arc::default() }
     }
 }
@@ -84,11 +83,11 @@ async fn handle(caller: Caller, mut req: Request<Incoming>) -> Response<Relay> {
     };
     *req.uri_mut() = uri;
     req.headers_mut().insert(http::header::AUTHORIZATION, state.internal_auth.clone());
-    match caller.upstream.request(req).await {
-        Ok(resp) => {
+    match caller.upstream.call(&endpoint, req).await {
+        Ok((resp, upstream_open)) => {
             let (parts, body) = resp.into_parts();
             log.code = relay::grpc_status(&parts.headers);
-            Response::from_parts(parts, Relay::stream(body, Some(log), open))
+            Response::from_parts(parts, Relay::stream(body, Some(log), open, upstream_open))
         }
         Err(err) => {
             let msg = relay::broken_message(&plugin, &err);
@@ -106,10 +105,10 @@ async fn to_backend(caller: &Caller, mut req: Request<Incoming>, open: StreamGua
         return relay::unavailable_response("The gateway's control-plane address is not host:port.", "", None, open);
     };
     *req.uri_mut() = uri;
-    match caller.upstream.request(req).await {
-        Ok(resp) => {
+    match caller.upstream.call(backend, req).await {
+        Ok((resp, upstream_open)) => {
             let (parts, body) = resp.into_parts();
-            Response::from_parts(parts, Relay::stream(body, None, open))
+            Response::from_parts(parts, Relay::stream(body, None, open, upstream_open))
         }
         Err(err) => {
             let msg = format!("The gateway's control plane at {backend} is not answering ({err}); check the gateway's log.");

@@ -20,7 +20,7 @@
 //! Limits on each caller connection (`conn.rs`): 256 concurrent calls, 16 KiB of request
 //! headers, 10 s to finish a TLS handshake, closed after 300 s without an open call, an HTTP/2
 //! PING every 30 s that must be answered within 20 s, flow-control windows of 8 MiB a call and
-//! 32 MiB a connection. Upstream (`UPSTREAM_*` in `state.rs`): 2 MiB a call, 8 MiB a connection.
+//! 32 MiB a connection. Upstream (`upstream.rs`): 2 MiB a call, 8 MiB a connection.
 //!
 //! Control: the gateway writes route tables to stdin, one JSON object per line; EOF on stdin
 //! (the gateway is gone) or SIGTERM stops accepting, sends GOAWAY, lets open calls finish for
@@ -39,6 +39,7 @@ mod relay;
 mod state;
 mod table;
 mod tls;
+mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,14 +4,14 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response};
+use h2::{Reason, RecvStream};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::conn::StreamGuard;
 use crate::logs::{event, log, log_line};
@@ -70,19 +70,44 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<u32> {
 /// at a time, and the upstream's flow-control window is released only as frames are taken, so
 /// a caller that stops reading stops its upstream stream: nothing is buffered beyond the windows.
 pub struct Relay {
-    inner: Option<Incoming>,
+    inner: Option<RecvStream>,
+    /// the upstream's DATA frames are over: its trailers (or the end) come next
+    data_done: bool,
     log: Option<CallLog>,
     /// counts the call as open on the caller's connection until the body is done or dropped
     _open: StreamGuard,
+    /// and on the upstream connection (its keep-alive and idle timeout)
+    _upstream_open: Option<StreamGuard>,
 }
 
 impl Relay {
-    pub fn stream(inner: Incoming, log: Option<CallLog>, open: StreamGuard) -> Relay {
-        Relay { inner: Some(inner), log, _open: open }
+    pub fn stream(inner: RecvStream, log: Option<CallLog>, open: StreamGuard, upstream_open: StreamGuard) -> Relay {
+        Relay { inner: Some(inner), data_done: false, log, _open: open, _upstream_open: Some(upstream_open) }
     }
 
     fn trailers_only(log: Option<CallLog>, open: StreamGuard) -> Relay {
-        Relay { inner: None, log, _open: open }
+        Relay { inner: None, data_done: true, log, _open: open, _upstream_open: None }
+    }
+
+    /// The upstream stream broke: end the call with UNAVAILABLE trailers.
+    fn broken(&mut self, err: h2::Error) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.inner = None;
+        let (msg, trailers) = match self.log.as_mut() {
+            Some(log) => {
+                log.code = Some(GRPC_UNAVAILABLE);
+                let msg = broken_message(&log.plugin, &err);
+                report_unavailable(&log.table, &log.plugin, &log.endpoint, &err);
+                let trailers = unavailable_headers(&msg, &log.request_id);
+                (msg, trailers)
+            }
+            None => {
+                let msg = format!("The gateway's control plane broke off the call ({err}).");
+                let trailers = unavailable_headers(&msg, "");
+                (msg, trailers)
+            }
+        };
+        log("WARNING", &msg);
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
     }
 }
 
@@ -93,37 +118,34 @@ impl Body for Relay {
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
-        match Pin::new(inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(t), Some(log)) = (frame.trailers_ref(), this.log.as_mut()) {
-                    log.code = grpc_status(t);
+        if !this.data_done {
+            match ready!(inner.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    let _ = inner.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Ok(frame)))
+                // a reset that only stops the stream (as hyper's client read it): the body ends here
+                Some(Err(err)) if matches!(err.reason(), Some(Reason::NO_ERROR | Reason::CANCEL)) => {
+                    this.inner = None;
+                    return Poll::Ready(None);
+                }
+                Some(Err(err)) => return this.broken(err),
+                None => this.data_done = true,
             }
-            Poll::Ready(None) => {
+        }
+        match ready!(inner.poll_trailers(cx)) {
+            Ok(Some(trailers)) => {
+                if let Some(log) = this.log.as_mut() {
+                    log.code = grpc_status(&trailers);
+                }
+                this.inner = None;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Ok(None) => {
                 this.inner = None;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(err))) => {
-                this.inner = None;
-                let (msg, trailers) = match this.log.as_mut() {
-                    Some(log) => {
-                        log.code = Some(GRPC_UNAVAILABLE);
-                        let msg = broken_message(&log.plugin, &err);
-                        report_unavailable(&log.table, &log.plugin, &log.endpoint, &err);
-                        let trailers = unavailable_headers(&msg, &log.request_id);
-                        (msg, trailers)
-                    }
-                    None => {
-                        let msg = format!("The gateway's control plane broke off the call ({err}).");
-                        let trailers = unavailable_headers(&msg, "");
-                        (msg, trailers)
-                    }
-                };
-                log("WARNING", &msg);
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-            }
+            Err(err) => this.broken(err),
         }
     }
 
@@ -132,7 +154,10 @@ impl Body for Relay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+        match &self.inner {
+            Some(b) if !b.is_end_stream() => SizeHint::default(),
+            _ => SizeHint::with_exact(0),
+        }
     }
 }
 

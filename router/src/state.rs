@@ -1,30 +1,18 @@
-//! What every caller connection shares: the route table, the tokens, the upstream client
-//! settings and the backend (control-plane) address.
+//! What every caller connection shares: the route table, the tokens and the backend
+//! (control-plane) address.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Builder as ClientBuilder, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::args::usage;
-use crate::conn;
 use crate::table::Table;
-
-// Flow-control windows towards plugins and the control plane (loopback or the cluster network).
-// What a caller that stops reading makes apt-router hold is capped by these: 8 MiB per upstream
-// connection of that caller.
-const UPSTREAM_STREAM_WINDOW: u32 = 2 << 20;
-const UPSTREAM_CONN_WINDOW: u32 = 8 << 20;
+use crate::upstream::Upstreams;
 
 pub struct State {
     pub table: RwLock<Arc<Table>>,
-    upstream: ClientBuilder,
-    connector: HttpConnector,
     pub backend: String,
     tokens: Vec<Vec<u8>>,
     pub internal_auth: HeaderValue,
@@ -52,10 +40,7 @@ impl State {
         }
         let internal_auth = HeaderValue::from_str(&format!("Bearer {internal}"))
             .unwrap_or_else(|_| usage("APT_INTERNAL_TOKEN has characters a header cannot carry"));
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        State { table: RwLock::new(Arc::new(Table::default())), upstream: upstream_builder(), connector, backend,
-                tokens, internal_auth,
+        State { table: RwLock::new(Arc::new(Table::default())), backend, tokens, internal_auth,
                 id_seed: (std::process::id() as u64) << 32 ^ now_nanos(), ids: AtomicU64::new(0) }
     }
 
@@ -70,8 +55,8 @@ impl State {
     /// backend could send nothing more on it, and every other caller's calls hung past their
     /// deadlines. Per caller connection, unread streams use up only that caller's own window,
     /// as they would if it called the backend directly.
-    pub fn upstream_for_caller(&self) -> Client<HttpConnector, Incoming> {
-        self.upstream.build(self.connector.clone())
+    pub fn upstream_for_caller(&self) -> Upstreams {
+        Upstreams::default()
     }
 
     pub fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -89,21 +74,6 @@ impl State {
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         format!("{:012x}", splitmix64(self.id_seed.wrapping_add(n)) & 0xffff_ffff_ffff)
     }
-}
-
-fn upstream_builder() -> ClientBuilder {
-    let mut upstream = Client::builder(TokioExecutor::new());
-    upstream
-        .http2_only(true)
-        .timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(300))
-        .http2_initial_stream_window_size(UPSTREAM_STREAM_WINDOW)
-        .http2_initial_connection_window_size(UPSTREAM_CONN_WINDOW)
-        .http2_max_frame_size(conn::MAX_FRAME)
-        .http2_keep_alive_interval(conn::KEEPALIVE_INTERVAL)
-        .http2_keep_alive_timeout(conn::KEEPALIVE_TIMEOUT);
-    upstream
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -132,8 +102,6 @@ mod tests {
     fn tokens_are_checked_as_bearer_tokens() {
         let state = State {
             table: RwLock::new(Arc::new(Table::default())),
-            upstream: Client::builder(TokioExecutor::new()),
-            connector: HttpConnector::new(),
             backend: "127.0.0.1:1".into(),
             tokens: vec![b"user".to_vec(), b"admin".to_vec()],
             internal_auth: HeaderValue::from_static("Bearer internal"),
