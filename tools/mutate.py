@@ -81,6 +81,14 @@ TARGETS = (
         "tests/platform/test_limits.py",
         "tests/security/test_stalls.py",
     )),
+    # installs, restarts, health and replicas with the echo plugin as a real child process (the
+    # gateway runs in the test's process, so its registry is the mutated one)
+    Target("gateway-registry", "gateway", ("gateway/registry.py",), (
+        "tests/platform/test_registry.py",
+        "tests/platform/test_plugin_settings.py",
+        "tests/platform/test_plugin_jobs.py::test_a_job_is_found_on_whichever_replica_holds_it",
+        "tests/platform/test_plugin_jobs.py::test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped",
+    )),
     # the spec's rules, plus one real job of each kind that is quick on 2 cores (the 8-20 s
     # structured and Taylor runs would multiply into hours over ~200 mutants)
     Target("prune-spec", f"{PRUNE}/apt_prune", (f"{PRUNE}/apt_prune/spec.py",), (
@@ -102,9 +110,10 @@ TARGETS = (
         f"{PRUNE}/tests/test_structured.py::test_ratio_that_splits_a_head_group_is_rounded_and_shown",
         f"{PRUNE}/tests/test_structured.py::test_ratio_that_would_break_head_groups_is_refused",
     )),
-    # the spec's unit tests (test_losses.py) and the service's refusals
+    # the spec's unit tests (test_spec.py, test_losses.py) and the service's refusals
     Target("distill-spec", f"{DISTILL}/apt_distill", (f"{DISTILL}/apt_distill/spec.py",), (
         f"{DISTILL}/tests/test_losses.py",
+        f"{DISTILL}/tests/test_spec.py",
         f"{DISTILL}/tests/test_service.py::test_bad_input_is_invalid_argument_on_the_start_call",
         f"{DISTILL}/tests/test_service.py::test_vocabulary_mismatch_is_failed_precondition_saying_what_differs",
         f"{DISTILL}/tests/test_service.py::test_unknown_teacher_is_not_found",

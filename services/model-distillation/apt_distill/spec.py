@@ -196,9 +196,7 @@ def _training(req, strategies: tuple[str, ...]) -> dict:
     # nodes > 1 needs the kubernetes deployer: the service checks it (distributed.refuse_multi_node)
     for field_name, why in distributed.check_layout(batch_size, workers, nodes):
         raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
-    sharding = req.sharding or "ddp"
-    for field_name, why in distributed.check_sharding(sharding):
-        raise errors.InvalidArgument(why + ".", violations=[(field_name, why)])
+    sharding = distributed.require_sharding(req.sharding)
     return {"dataset": req.dataset, "corpus_paths": tuple(req.corpus_paths), "seq_len": seq_len,
             "batch_size": batch_size, "max_steps": max_steps, "learning_rate": float(lr), "warmup_steps": warmup,
             "device": _choice("device", req.device or "auto", DEVICES),
