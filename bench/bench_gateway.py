@@ -33,11 +33,13 @@ from apt_model.runtime.settings import read_local_token  # noqa: E402
 from gateway.deploy.base import wait_serving  # noqa: E402
 
 
-def start_gateway(home: Path, port: int, router: str, router_threads: int = 0) -> subprocess.Popen:
+def start_gateway(home: Path, port: int, router: str, router_threads: int = 0, router_bin: str = "") -> subprocess.Popen:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_")},
            "APT_HOME": str(home), "APT_PLUGIN_PATH": str(ROOT / "tests" / "plugins"), "APT_ROUTER": router}
     if router_threads:
         env["APT_ROUTER_THREADS"] = str(router_threads)
+    if router_bin:
+        env["APT_ROUTER_BIN"] = str(Path(router_bin).resolve())
     proc = subprocess.Popen([sys.executable, "-m", "apt_model", "gateway", "serve", "--listen", f"127.0.0.1:{port}"],
                             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(home / "gateway.log", "wb"))
     if not wait_serving(f"127.0.0.1:{port}", 60):
@@ -81,13 +83,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--router-threads", type=int, default=0,
                     help="APT_ROUTER_THREADS for apt-router (default: apt-router's own default)")
+    ap.add_argument("--router-bin", default="",
+                    help="the apt-router binary to measure (APT_ROUTER_BIN; default: the gateway's own choice, "
+                         "router/target/release/apt-router): compare two builds in alternating runs")
     args = ap.parse_args()
     calls, total = (200, 64 << 20) if args.quick else (1000, 256 << 20)
     home, home_py = (Path(tempfile.mkdtemp(prefix=f"apt-bench-gw-{r}-")) for r in ("native", "python"))
     port = 50000 + os.getpid() % 10000
     procs = []
     try:
-        procs = [start_gateway(home, port, "native", args.router_threads), start_gateway(home_py, port + 1, "python")]
+        procs = [start_gateway(home, port, "native", args.router_threads, args.router_bin), start_gateway(home_py, port + 1, "python")]
         endpoints = []
         for h, p in ((home, port), (home_py, port + 1)):
             admin = connect(f"127.0.0.1:{p}", read_local_token(h, "admin_token"))
