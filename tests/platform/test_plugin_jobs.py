@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -19,7 +20,7 @@ from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
 from apt_model.gen.apt.plugins.model_pruning.v1 import pruning_pb2, pruning_pb2_grpc
 from apt_model.runtime.testing import wait_job
 from apt_model.store import Store
-from apt_model.testing import make_tiny_model
+from apt_model.testing import ECHO_JOB, make_tiny_model
 from gateway.testing import start_gateway, stop_gateway
 
 TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 + "\n") * 8
@@ -270,3 +271,20 @@ def test_a_watch_through_the_gateway_ends_unavailable_when_the_plugin_dies(tmp_p
         assert inst.healthy_endpoints() == []
     finally:
         stop_gateway(gw)
+
+
+def test_a_watcher_of_a_quiet_gateway_job_gets_each_snapshot_once(gateway):
+    """The gateway follows its own jobs by polling their snapshot every WATCH_POLL s; a snapshot
+    goes to the watcher when it changes, not at every poll (mutation WatchJob 8 in docs/mutation.md)."""
+    release = threading.Event()
+    job = gateway.app.jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
+    stream = plugin_pb2_grpc.JobsStub(gateway.channel()).WatchJob(job_pb2.WatchJobRequest(id=job.id), timeout=30)
+    got = []
+    follower = threading.Thread(target=lambda: got.extend(stream))
+    follower.start()
+    time.sleep(1.0)  # ten polls of a job that reports nothing
+    release.set()
+    follower.join(15)
+    assert not follower.is_alive() and got[-1].state == job_pb2.JOB_STATE_SUCCEEDED
+    repeats = [i for i in range(1, len(got)) if got[i] == got[i - 1]]
+    assert not repeats, f"{len(got)} snapshots for a quiet job, {len(repeats)} of them repeats"
