@@ -398,6 +398,10 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     folder = Path(sys.argv[1])
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
+    if "report_seconds" in payload:  # the launcher's training-loop report interval (``launch``)
+        from apt_model.modeling import loop
+
+        loop.REPORT_SECONDS = float(payload["report_seconds"])
     try:
         # the launching job's running log, in this rank's view of the store
         job_id, home = payload.get("job_id"), store_home(payload)
@@ -472,7 +476,12 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     """Run ``python -m module FOLDER`` as ``workers`` ranks under torchrun and follow it as the job
     ``ctx``; returns rank 0's result, or raises the failed rank's error (``errors.Cancelled`` after
     a cancel)."""
-    write_payload(folder, {**payload, "job_id": logging_job(ctx), "owner_pid": os.getpid()})
+    from apt_model.modeling import loop  # (it imports this module)
+
+    # the ranks report as often as this process's training loop would: a test that follows every
+    # step (and cancels at one) sets that interval to 0 here, in the launching process
+    write_payload(folder, {**payload, "job_id": logging_job(ctx), "owner_pid": os.getpid(),
+                           "report_seconds": loop.REPORT_SECONDS})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={workers}",
            "--monitor-interval=0.5", "-m", module, str(folder)]
     # the ranks import what this process imports (a plugin's own package is on its sys.path)
