@@ -68,6 +68,7 @@ class NativeRouter:
         self._restarts = 0
         self._applied = threading.Condition()  # apt-router's acknowledgements of route tables
         self._version = self._acked = 0
+        self._reader: threading.Thread | None = None  # reads apt-router's stdout, and closes it
 
     def start(self) -> int:
         """Start apt-router, wait until it listens, send it the table; returns the bound port."""
@@ -100,7 +101,9 @@ class NativeRouter:
         with self._lock:
             self._proc, self.port = proc, port
             self.listen = f"{self.listen.rpartition(':')[0]}:{port}"  # a restart keeps the port
-        threading.Thread(target=self._read_events, args=(proc,), name="apt-router-events", daemon=True).start()
+        self._reader = threading.Thread(target=self._read_events, args=(proc,), name="apt-router-events",
+                                        daemon=True)
+        self._reader.start()
         self.update()
 
     def update(self, timeout: float = TABLE_ACK_SECONDS) -> None:
@@ -124,17 +127,20 @@ class NativeRouter:
                             "previous one for a moment", version, timeout)
 
     def _read_events(self, proc: subprocess.Popen) -> None:
-        for line in proc.stdout:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("event") == "unavailable":
-                self.on_unavailable(ev.get("plugin", ""), ev.get("endpoint", ""))
-            elif ev.get("event") == "table":
-                with self._applied:
-                    self._acked = max(self._acked, int(ev.get("version", 0)))
-                    self._applied.notify_all()
+        # This thread alone closes stdout, at its end: closed by stop() while the loop still
+        # read, the next line raised ValueError in this thread.
+        with proc.stdout:
+            for line in proc.stdout:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("event") == "unavailable":
+                    self.on_unavailable(ev.get("plugin", ""), ev.get("endpoint", ""))
+                elif ev.get("event") == "table":
+                    with self._applied:
+                        self._acked = max(self._acked, int(ev.get("version", 0)))
+                        self._applied.notify_all()
         code = proc.wait()
         if self._stopping.is_set():
             return
@@ -162,11 +168,12 @@ class NativeRouter:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        for fh in (proc.stdin, proc.stdout):
-            try:
-                fh.close()
-            except OSError:
-                pass
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        if self._reader is not None:  # it reaches the end of stdout now that the router exited
+            self._reader.join(5)
 
 
 def _read_line(proc: subprocess.Popen, timeout: float) -> str:

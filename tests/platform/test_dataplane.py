@@ -110,9 +110,13 @@ def test_a_killed_router_is_restarted_on_the_same_port(echo_gateway):
 
 def test_stopping_the_gateway_stops_the_router(tmp_path):
     gw = start_gateway(tmp_path / "home")
-    proc = gw.app.dataplane._proc
+    plane = gw.app.dataplane
+    proc, reader = plane._proc, plane._reader
     stop_gateway(gw)
     assert proc.wait(10) == 0  # it drained and exited by itself, not killed
+    # stop() returns once the events reader has read to the end and closed the pipe itself
+    # (closed under it, the reader raised ValueError: "I/O operation on closed file")
+    assert not reader.is_alive() and proc.stdout.closed
 
 
 def test_router_exits_when_the_gateway_process_is_gone(tmp_path):
