@@ -28,13 +28,55 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from common import machine, median, percentile, save, stop_local_plugins, verdict  # noqa: E402
 
-from apt_model.client import connect  # noqa: E402
+import grpc  # noqa: E402
+
+from apt_model.client import channel_options, connect  # noqa: E402
 from apt_model.gen.apt.gateway.v1 import gateway_pb2, gateway_pb2_grpc  # noqa: E402
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc  # noqa: E402
 from apt_model.runtime.settings import read_local_token  # noqa: E402
 from apt_model.store import Store  # noqa: E402
 from apt_model.testing import make_tiny_model  # noqa: E402
 from gateway.deploy.base import wait_serving  # noqa: E402
+
+
+def summary(latencies: list[float], errors: int, took: float) -> dict:
+    return {"calls_per_s": len(latencies) / took, "p50_ms": percentile(latencies, 0.5) * 1e3,
+            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors}
+
+
+def client_aio(address: str, token: str, kind: str, callers: int, seconds: float) -> dict:
+    """Run in the client process: ``callers`` coroutines on one event loop, each on its own
+    channel, for ``seconds``. One thread drives every call, so the client's own cost per call is
+    grpc.aio's, not 64 threads' turns at the GIL (which the ``threads`` engine measures too)."""
+    import asyncio
+
+    async def one(i: int, stop: float, latencies: list[float], errors: list[str]) -> None:
+        metadata = (("authorization", f"Bearer {token}"),)
+        async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
+            core, echo = gateway_pb2_grpc.CoreStub(channel), echo_pb2_grpc.EchoStub(channel)
+            calls = ([lambda: core.GetModelInfo(gateway_pb2.GetModelInfoRequest(name=f"m{i % 10}"),
+                                                timeout=30, metadata=metadata),
+                      lambda: core.ListModels(gateway_pb2.ListModelsRequest(), timeout=30, metadata=metadata)]
+                     if kind == "control" else
+                     [lambda: echo.Echo(echo_pb2.EchoRequest(text="hello"), timeout=30, metadata=metadata)])
+            n = 0
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                try:
+                    await calls[n % len(calls)]()
+                except grpc.aio.AioRpcError as exc:  # counted and reported: a benchmark measures them
+                    errors.append(exc.code().name)
+                latencies.append(time.perf_counter() - t0)
+                n += 1
+
+    async def run() -> dict:
+        latencies: list[float] = []
+        errors: list[str] = []
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i, start + seconds, latencies, errors) for i in range(callers)))
+        return summary(latencies, len(errors), time.perf_counter() - start)
+
+    return asyncio.run(run())
 
 
 def client(address: str, token: str, kind: str, callers: int, seconds: float) -> dict:
@@ -70,13 +112,15 @@ def client(address: str, token: str, kind: str, callers: int, seconds: float) ->
         t.start()
     for t in threads:
         t.join()
-    took = time.perf_counter() - start
-    return {"calls_per_s": len(latencies) / took, "p50_ms": percentile(latencies, 0.5) * 1e3,
-            "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": len(errors)}
+    return summary(latencies, len(errors), time.perf_counter() - start)
 
 
-def run_client(address: str, token: str, kind: str, callers: int, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--client", address, token, kind, str(callers), str(seconds)],
+ENGINES = {"aio": client_aio, "threads": client}
+
+
+def run_client(engine: str, address: str, token: str, kind: str, callers: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--engine", engine,
+                          "--client", address, token, kind, str(callers), str(seconds)],
                          capture_output=True, text=True, timeout=seconds + 120)
     if out.returncode != 0:
         raise SystemExit(f"client failed: {out.stderr[-2000:]}")
@@ -123,11 +167,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=10.0, help="per load phase")
+    ap.add_argument("--engine", choices=sorted(ENGINES), default="aio",
+                    help="the load client: aio (one event loop, default) or threads (a thread per caller)")
     ap.add_argument("--client", nargs=5, metavar=("ADDRESS", "TOKEN", "KIND", "CALLERS", "SECONDS"))
     args = ap.parse_args()
     if args.client:
         address, token, kind, callers, seconds = args.client
-        print(json.dumps(client(address, token, kind, int(callers), float(seconds))))
+        print(json.dumps(ENGINES[args.engine](address, token, kind, int(callers), float(seconds))))
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="apt-bench-control-"))
@@ -140,12 +186,13 @@ def main() -> None:
         gateway_pb2_grpc.PluginRegistryStub(admin).InstallPlugin(gateway_pb2.InstallPluginRequest(name="echo"))
         token = read_local_token(home, "token")
         core = gateway_pb2_grpc.CoreStub(connect(address, token))
-        run_client(address, token, "control", 8, 2)  # warm up: imports, pools, caches of both paths
-        run_client(address, token, "echo", 8, 2)
+        run_client(args.engine, address, token, "control", 8, 2)  # warm up: imports, pools, caches of both paths
+        run_client(args.engine, address, token, "echo", 8, 2)
         load = {}
         for callers in (8, 64):
             for kind in ("echo", "control"):
-                runs = [run_client(address, token, kind, callers, args.seconds) for _ in range(args.repeats)]
+                runs = [run_client(args.engine, address, token, kind, callers, args.seconds)
+                        for _ in range(args.repeats)]
                 load[f"{kind}_{callers}"] = {k: median([r[k] for r in runs]) for k in runs[0]}
                 load[f"{kind}_{callers}"]["per_repeat_calls_per_s"] = [round(r["calls_per_s"]) for r in runs]
         small = list_ms(core, 20)
@@ -158,7 +205,7 @@ def main() -> None:
         stop_local_plugins(home)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load client: {args.engine}")
     print(f"{'callers':>7} {'path':>8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
     for key, r in load.items():
         kind, callers = key.rsplit("_", 1)
@@ -171,7 +218,7 @@ def main() -> None:
     print(f"info/list p99 at 64 callers: {p99:.1f} ms (target <= 50 ms) {verdict(p99, 50, False)}")
     print(f"ListModels on 1,000 models {large:.1f} ms vs on 10 {small:.1f} ms: {scale:.2f}x (target <= 2x) "
           f"{verdict(scale, 2, False)}")
-    print(f"written {save('control', {'load': load, 'list_ms': {'10': small, '1000': large}, 'ratios': {'calls_per_s_64': ratio, 'list_1000_vs_10': scale}, 'repeats': args.repeats, 'seconds': args.seconds})}")
+    print(f"written {save('control', {'load': load, 'list_ms': {'10': small, '1000': large}, 'ratios': {'calls_per_s_64': ratio, 'list_1000_vs_10': scale}, 'repeats': args.repeats, 'seconds': args.seconds, 'engine': args.engine})}")
 
 
 if __name__ == "__main__":
