@@ -17,6 +17,7 @@ from gateway.router import Router, remaining
 
 log = logging.getLogger(__name__)
 WATCH_POLL = 0.1  # s between looks at a watched gateway job's snapshot
+REPLICA_SECONDS = 10.0  # the longest a job call waits for one replica (one that accepts and never answers)
 
 
 def service_of(job_id: str) -> str:
@@ -65,15 +66,20 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
     def _md(self):
         return [self.router.auth]
 
+    def _upstream(self) -> dict:
+        """A job call's options towards one replica: the gateway's credentials, and a deadline
+        (a replica that accepts and never answers, e.g. a stopped process, must not hold the call)."""
+        return {"timeout": REPLICA_SECONDS, "metadata": self._md()}
+
     def GetJob(self, request, context):
         if service_of(request.id) == self.jobs.service:
             return self.local.GetJob(request, context)
-        return self._on_replica(request.id, lambda s: s.GetJob(request, timeout=10, metadata=self._md()))
+        return self._on_replica(request.id, lambda s: s.GetJob(request, **self._upstream()))
 
     def CancelJob(self, request, context):
         if service_of(request.id) == self.jobs.service:
             return self.local.CancelJob(request, context)
-        return self._on_replica(request.id, lambda s: s.CancelJob(request, timeout=10, metadata=self._md()))
+        return self._on_replica(request.id, lambda s: s.CancelJob(request, **self._upstream()))
 
     def ListJobs(self, request, context):
         jobs = list(self.local.ListJobs(request, context).jobs) if request.service in ("", self.jobs.service) else []
@@ -82,7 +88,7 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
                 continue
             for endpoint, stub in self._stubs(inst.name):
                 try:
-                    jobs += stub.ListJobs(request, timeout=10, metadata=self._md()).jobs
+                    jobs += stub.ListJobs(request, **self._upstream()).jobs
                 except grpc.RpcError as exc:
                     log.warning("cannot list jobs of %s at %s: %s", inst.name, endpoint, exc.details())
         jobs.sort(key=lambda j: j.create_time.ToNanoseconds(), reverse=True)
@@ -111,7 +117,7 @@ class GatewayJobsServicer(plugin_pb2_grpc.JobsServicer):
         for endpoint in self._endpoints(service_of(request.id)):
             stub = plugin_pb2_grpc.JobsStub(self.router.aio_channel(endpoint))
             try:
-                await stub.GetJob(job_pb2.GetJobRequest(id=request.id), timeout=10, metadata=self._md())
+                await stub.GetJob(job_pb2.GetJobRequest(id=request.id), **self._upstream())
             except grpc.RpcError:
                 continue
             stream = stub.WatchJob(request, timeout=remaining(context), metadata=self._md())

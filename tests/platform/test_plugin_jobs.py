@@ -250,6 +250,59 @@ def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skippe
         stop_gateway(gw)
 
 
+def _listening(port: int) -> list[psutil.Process]:
+    """This test process's children that listen on ``port`` (a local plugin replica)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in p.net_connections())]
+
+
+def test_a_replica_that_accepts_and_never_answers_holds_no_job_call_past_the_deadline(tmp_path, monkeypatch):
+    """A stopped replica (SIGSTOP: the kernel still accepts its connections, nothing answers) is
+    waited for at most REPLICA_SECONDS by every job call the gateway routes: GetJob and CancelJob
+    end DEADLINE_EXCEEDED, ListJobs lists the other replica's jobs, WatchJob goes on to the next
+    replica (or NOT_FOUND). Without the deadline each call would wait for the caller's own."""
+    import gateway.jobs
+
+    monkeypatch.setattr(gateway.jobs, "REPLICA_SECONDS", 0.5)
+    gw = start_gateway(tmp_path / "home", health_interval=3600)
+    stopped: list[psutil.Process] = []
+    try:
+        inst = gw.app.registry.install("echo", replicas=2)
+        jobs = plugin_pb2_grpc.JobsStub(gw.channel())
+        echo = echo_pb2_grpc.EchoStub(gw.channel())
+        started = [echo.StartEcho(echo_pb2.StartEchoRequest(text=str(i), steps=1), timeout=10) for i in range(4)]
+        for job in started:
+            wait_job(gw.channel(), job.id, 60)
+        frozen, _ = inst.endpoints  # asked first: healthy_endpoints keeps the install order
+        stopped = _listening(int(frozen.rpartition(":")[2]))
+        assert stopped, f"no process listens on {frozen}"
+        for p in stopped:
+            p.suspend()
+
+        def timed(call) -> tuple[float, object]:
+            t0 = time.monotonic()
+            try:
+                out = call()
+            except grpc.RpcError as exc:
+                out = exc.code()
+            return time.monotonic() - t0, out
+
+        caller = 20  # the caller's own deadline: a call that waited for it took 20 s
+        for call in (lambda: jobs.GetJob(job_pb2.GetJobRequest(id=started[0].id), timeout=caller),
+                     lambda: jobs.CancelJob(job_pb2.CancelJobRequest(id=started[0].id), timeout=caller)):
+            took, code = timed(call)
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED and took < 5, (code, took)
+        took, listed = timed(lambda: jobs.ListJobs(job_pb2.ListJobsRequest(service="echo"), timeout=caller))
+        assert took < 5 and 0 < len(listed.jobs) < len(started), (took, listed)
+        for job in started:
+            took, out = timed(lambda: list(jobs.WatchJob(job_pb2.WatchJobRequest(id=job.id), timeout=caller)))
+            assert took < 5 and (out == grpc.StatusCode.NOT_FOUND or out[-1].id == job.id), (took, out)
+    finally:
+        for p in stopped:
+            p.resume()
+        stop_gateway(gw)
+
+
 def test_a_watch_through_the_gateway_ends_unavailable_when_the_plugin_dies(tmp_path):
     """The echo plugin killed while a watched job runs: the watch ends at once with UNAVAILABLE
     saying what was lost and where to look, and the endpoint is marked unhealthy by it."""
