@@ -173,6 +173,23 @@ def test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first(echo_g
     assert listed("no-such-plugin") == []
 
 
+def test_a_service_filter_skips_the_plugins_before_the_one_it_names(tmp_path):
+    """ListJobs(service=...) passes over every other installed plugin, not only the first: with
+    cloud-storage installed before echo, echo's jobs are still listed under its name."""
+    gw = start_gateway(tmp_path / "home")
+    try:
+        gw.app.registry.install("cloud-storage")
+        gw.app.registry.install("echo")
+        assert [i.name for i in gw.app.registry.all_installed()] == ["cloud-storage", "echo"]
+        job = echo_pb2_grpc.EchoStub(gw.channel()).StartEcho(echo_pb2.StartEchoRequest(text="a", steps=1), timeout=10)
+        wait_job(gw.channel(), job.id, 60)
+        jobs = plugin_pb2_grpc.JobsStub(gw.channel())
+        assert [j.id for j in jobs.ListJobs(job_pb2.ListJobsRequest(service="echo"), timeout=10).jobs] == [job.id]
+        assert jobs.ListJobs(job_pb2.ListJobsRequest(service="cloud-storage"), timeout=10).jobs == []
+    finally:
+        stop_gateway(gw)
+
+
 def test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong(echo_gateway):
     """GetJob, CancelJob and WatchJob reach the plugin that the id's prefix names; an id without
     a prefix, an uninstalled plugin and a job the plugin does not know each get their own code."""
