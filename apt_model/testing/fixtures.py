@@ -7,8 +7,9 @@ in ``pyproject.toml``. A test folder's own ``conftest.py`` may override any of t
 - ``store``: an empty model store in the test's temporary folder;
 - ``tiny``: that store holding ``"tiny"``, a real (untrained) apt-preset model; its name;
 - ``job_recorder``: ``JobRecorder``, the job context that keeps every report (call it for one);
-- ``report_every_step``: the training loop reports every step, not twice a second (tests that
-  read loss curves or cancel at a step ask for it);
+- ``report_every_step``: the training loop reports every step, not twice a second, here and in
+  the ranks of a data-parallel run this process launches (tests that read loss curves or cancel
+  at a step ask for it);
 - ``wait_job``: follow a job over gRPC to its end (``apt_model.runtime.testing.wait_job``);
 - ``home``: a private copy, for one test, of the store folder the test folder's own
   ``seeded_home`` fixture built once per session (models trained once, copied per test).
