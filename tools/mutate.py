@@ -184,6 +184,7 @@ def make_workspace(target: Target, rev: str | None) -> Path:
         # that folder cannot import the unmutated copy ahead of mutants/
         shutil.move(work / target.package, work / target.top)
     (work / "commit.txt").write_text(commit(rev) + "\n")  # what report() names
+    (work / "sitecustomize.py").write_text(CHILD_STATS_OFF)
     only = [str(Path(target.top) / Path(m).relative_to(target.package)) for m in target.modules]
     also_copy = sorted(p.name for p in work.iterdir() if p.name != target.top)
     (work / "setup.cfg").write_text("\n".join([
@@ -201,6 +202,19 @@ def make_workspace(target: Target, rev: str | None) -> Path:
         "",
     ]))
     return work
+
+
+# Imported at start-up by every interpreter whose path has mutants/: the tests' own and the
+# processes they start (a plugin the gateway runs imports the mutated apt_model too). mutmut's
+# "stats" pass makes each mutated function record which test reached it, reading its settings
+# from setup.cfg in the working directory; a child process runs elsewhere, the read fails, and
+# the function raises (seen: the echo plugin's Health/Check INTERNAL, the stats pass void). Such
+# a process calls the original functions instead: its hits could not reach mutmut anyway. Mutant
+# runs are unaffected, so a mutant is switched on in the children too.
+CHILD_STATS_OFF = """import os
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and not os.path.isfile("setup.cfg"):
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
 
 
 THREADS_AFTER_COLLECT = """
