@@ -76,12 +76,24 @@ def _spec(registered=frozenset(), **fields) -> DistillSpec:
     (dict(workers=65), "workers must be in 1..64."),
     (dict(workers=3), "batch_size (8) must be a multiple of workers (3): each rank trains an equal share of the "
                       "global batch."),
+    (dict(nodes=3), "batch_size (8) must be a multiple of workers x nodes (3): each rank trains an equal share "
+                    "of the global batch."),
+    (dict(warmup_steps=2, max_steps=2), "warmup_steps must be in [0, max_steps), got 2."),
     (dict(sharding="zero3"), "unknown sharding 'zero3'; choose one of ddp, fsdp."),
 ])
 def test_each_refusal_names_the_field_and_the_fix(fields, message):
     with pytest.raises(errors.InvalidArgument) as err:
         _spec(**fields)
     assert err.value.message == message
+
+
+def test_a_layout_refusal_names_its_field_for_the_callers_form():
+    """The BadRequest field violation of a workers/nodes/batch refusal, as the CLI and the
+    clients show it next to the field."""
+    with pytest.raises(errors.InvalidArgument) as err:
+        _spec(workers=3)
+    assert err.value.violations == [("batch_size", "batch_size (8) must be a multiple of workers (3): each rank "
+                                                   "trains an equal share of the global batch")]
 
 
 def test_registered_losses_are_offered_and_accepted():
@@ -111,6 +123,7 @@ def test_the_open_ends_of_each_range_are_accepted():
     assert _spec(strategies=["relation"], relation="token", batch_size=2).batch_size == 2
     assert _spec(warmup_steps=9, max_steps=10).warmup_steps == 9
     assert _spec(max_steps=1).warmup_steps == 1          # a one-step run keeps its single warm-up step
+    assert _spec(warmup_steps=1).warmup_steps == 1        # one warm-up step given is kept, not the default 10
     assert _spec(loss_weights={"relation": 0.0}).loss_weights == (("relation", 0.0),)
     assert (_spec(workers=64, batch_size=64).workers, _spec(workers=2, nodes=4, batch_size=8).nodes) == (64, 4)
     assert _spec(student="s", student_layers=0).student == "s"
@@ -119,6 +132,7 @@ def test_the_open_ends_of_each_range_are_accepted():
 
 def test_a_spec_fills_the_documented_defaults_and_keeps_what_was_given():
     spec = _spec()
+    assert (spec.teacher, spec.output_name, spec.student_layers) == ("t", "o", 1)
     assert (spec.temperature, spec.alpha, spec.kl_direction, spec.top_k, spec.layer_map) == (1.0, 0.5, "forward", 0, ())
     assert (spec.feature_loss, spec.relation, spec.loss_weights, spec.device) == ("mse", "sample", (), "auto")
     assert (spec.seq_len, spec.batch_size, spec.max_steps, spec.learning_rate, spec.warmup_steps) == \
