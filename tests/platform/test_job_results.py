@@ -20,6 +20,7 @@ from apt_model.runtime.jobs import JobSnapshot, JobState
 from apt_model.runtime.jobs_grpc import FINAL_STATES, job_result, job_to_proto
 
 PRUNE = "/apt.plugins.model_pruning.v1.Pruning/StartPrune"
+PRUNE_RESULT = "apt.plugins.model_pruning.v1.PruneResult"
 
 
 def _finished(gateway, job_id: str) -> job_pb2.Job:
@@ -155,3 +156,77 @@ def test_an_unknown_result_type_in_a_response_is_named():
     job.response.type_url = "type.googleapis.com/some.plugin.v1.Unknown"
     with pytest.raises(ValueError, match="some.plugin.v1.Unknown, a message this program does not know"):
         results.typed_result(job)
+
+
+@pytest.mark.parametrize("result,message", [
+    ({"model": 3}, "model is int 3, the field is string"),
+    ([1], "the result is a list, not an object (apt.plugins.model_pruning.v1.PruneResult)"),
+    ({"recovery_loss_last": None, "model": 3}, "model is int 3, the field is string"),  # None, then the next key
+    ({"sparsity_by_layer": [1]}, "sparsity_by_layer is a list, not a map"),
+    ({"sparsity_by_layer": {1: {"sparsity": 0.5}}}, "sparsity_by_layer[1] (key) is int 1, the field is string"),
+])
+def test_a_refusal_is_the_whole_sentence_naming_the_key(result, message):
+    """The strict check's sentences as a service's log shows them: the key's path from the top
+    (no leading dot), every key checked after one left unset, map keys checked as keys."""
+    with pytest.raises(results.ResultMismatch) as err:
+        results.to_message(pruning_pb2.PruneResult, result)
+    assert str(err.value) == message
+
+
+def test_a_well_known_type_inside_a_result_is_left_to_json_format():
+    """Struct rows (a dataset preview) hold whatever columns the data has, a column named like a
+    Struct's own field too: neither the strict check nor the JSON view looks inside them."""
+    from apt_model.gen.apt.plugins.huggingface_integration.v1 import huggingface_pb2
+
+    rows = [{"fields": 1, "text": "a"}, {"values": "x"}]
+    typed = results.to_message(huggingface_pb2.LoadDatasetResult, {"preview": rows})
+    assert results.json_view(typed)["preview"] == rows
+
+
+def test_an_old_result_with_a_key_its_message_dropped_still_reads():
+    old = _old_job(PRUNE, {"model": "m", "a_key_removed_since": 1})
+    assert results.typed_result(old).model == "m"
+    with pytest.raises(ValueError) as err:  # the parser's own reason, naming the field, is in the sentence
+        results.typed_result(_old_job("/apt.gateway.v1.Core/StartTrain", {"model": "m", "loss_curve": [[1, 5.0]]}))
+    assert "(Failed to parse loss_curve field" in str(err.value)
+
+
+def _job_service(result_types: dict[str, str]):
+    """A service built here whose methods return Jobs, each declaring the given result_type
+    ("" = none), in a contract file of its own."""
+    from google.protobuf import descriptor_pb2, descriptor_pool
+
+    from apt_model.gen.apt.options.v1 import options_pb2
+
+    name = "apt_test/jobs_" + "_".join(result_types) + ".proto"
+    f = descriptor_pb2.FileDescriptorProto(name=name, package="apt_test.jobs", syntax="proto3",
+                                           dependency=[job_pb2.DESCRIPTOR.name, options_pb2.DESCRIPTOR.name])
+    f.message_type.add(name="Req")
+    service = f.service.add(name="S" + "".join(result_types))
+    for method, result_type in result_types.items():
+        m = service.method.add(name=method, input_type=".apt_test.jobs.Req", output_type=f".{results.JOB}")
+        if result_type:
+            m.options.Extensions[options_pb2.result_type] = result_type
+    pool = descriptor_pool.Default()
+    try:
+        return pool.FindServiceByName(f"apt_test.jobs.{service.name}")
+    except KeyError:
+        pool.AddSerializedFile(f.SerializeToString())
+        return pool.FindServiceByName(f"apt_test.jobs.{service.name}")
+
+
+def test_a_contract_without_a_usable_result_type_is_told_what_to_write():
+    service = _job_service({"StartNone": "", "StartTypo": "apt_test.jobs.Nope", "StartFine": PRUNE_RESULT})
+    start_none, start_typo, start_fine = (service.methods_by_name[n] for n in ("StartNone", "StartTypo", "StartFine"))
+    where = f"{service.file.name}: rpc"
+    with pytest.raises(LookupError) as err:
+        results.declared_type(start_none)
+    assert str(err.value) == ("apt_test.jobs.SStartNoneStartTypoStartFine.StartNone returns a Job but declares no "
+                              "result message; add 'option (apt.options.v1.result_type) = \"<package>.<Message>\";' "
+                              f"to {where} StartNone.")
+    with pytest.raises(LookupError) as err:
+        results.declared_type(start_typo)
+    assert str(err.value) == ("apt_test.jobs.SStartNoneStartTypoStartFine.StartTypo declares result_type "
+                              "'apt_test.jobs.Nope', which is not a message known to the contracts; fix the name in "
+                              f"{where} StartTypo (the full name, package included).")
+    assert results.declared_type(start_fine).full_name == PRUNE_RESULT

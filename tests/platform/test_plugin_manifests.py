@@ -127,3 +127,104 @@ def test_a_manifest_listing_operations_is_refused(tmp_path):
     (folder / "plugin.yaml").write_text("name: old-style\noperations: [{name: StartX}]\n")
     with pytest.raises(errors.FailedPrecondition, match="come from its proto"):
         PluginManifest.load(folder)
+
+
+EXTERNAL_PROTO = '''syntax = "proto3";
+package extplug.v1;
+
+message Outer {
+  // A message declared inside another.
+  message Inner {
+    // how deep the inner thing goes
+    int32 depth = 1;
+  }
+  // how many
+  int32 count = 1;
+  Inner inner = 2;
+  string bare = 3;
+  Shade shade = 4;
+}
+
+enum Shade {
+  SHADE_UNSPECIFIED = 0;
+  SHADE_DARK = 1;
+}
+
+message Second {
+  message A {}
+  message B {
+    // the b field
+    int32 b = 1;
+  }
+}
+
+service Ext {
+  // Does a thing.
+  rpc Do(Outer) returns (Outer);
+  rpc Bare(Outer) returns (Outer);
+}
+'''
+
+
+@pytest.fixture(scope="module")
+def external_module(tmp_path_factory):
+    """A plugin's contract generated outside this package, as `make proto` lays it out (module and
+    ``.binpb`` under the proto's path), compiled here with protoc and imported."""
+    import importlib
+    import sys
+
+    from grpc_tools import protoc
+
+    name = "extplug.v1.ext_pb2"
+    if name not in sys.modules:
+        root = tmp_path_factory.mktemp("external-gen")
+        (root / "extplug" / "v1").mkdir(parents=True)
+        (root / "extplug" / "v1" / "ext.proto").write_text(EXTERNAL_PROTO)
+        code = protoc.main(["protoc", f"-I{root}", f"--python_out={root}", "--include_source_info",
+                            f"--descriptor_set_out={root / 'extplug' / 'v1' / 'ext.binpb'}", "extplug/v1/ext.proto"])
+        assert code == 0
+        sys.path.insert(0, str(root))
+    return importlib.import_module(name)
+
+
+def test_help_comes_from_the_comments_of_a_contract_generated_outside_this_package(external_module):
+    """The .binpb is found beside a generated module anywhere on the path (a plugin written
+    outside this repository), and nested messages' fields get their own comments."""
+    outer, second = external_module.Outer.DESCRIPTOR, external_module.Second.DESCRIPTOR
+    help_of = {f"{fd.containing_type.name}.{fd.name}": contract.field_help(fd)
+               for fd in (*outer.fields, *outer.nested_types_by_name["Inner"].fields,
+                          *second.nested_types_by_name["B"].fields)}
+    assert help_of == {"Outer.count": "how many", "Outer.inner": "", "Outer.bare": "", "Outer.shade": "",
+                       "Inner.depth": "how deep the inner thing goes", "B.b": "the b field"}
+    do, bare = (external_module.DESCRIPTOR.services_by_name["Ext"].methods_by_name[n] for n in ("Do", "Bare"))
+    assert (contract.method_help(do), contract.method_help(bare)) == ("Does a thing.", "")
+    # an enum field offers its values as the choices, when no rule lists them
+    assert list(contract.argument(outer.fields_by_name["shade"]).choices) == ["SHADE_UNSPECIFIED", "SHADE_DARK"]
+
+
+def test_an_operation_describes_its_method_whole():
+    """What a client reads to call a method it has no generated code for: the types, the
+    service, the streaming flags, and a result type only where jobs start."""
+    load_plugin_descriptors()
+    ops = {o.name: o for o in contract.operations(["apt.gateway.v1.Core"])}
+    upload, download, info = ops["UploadModel"], ops["DownloadModel"], ops["GetModelInfo"]
+    assert (upload.client_streaming, upload.server_streaming) == (True, False)
+    assert (download.client_streaming, download.server_streaming) == (False, True)
+    assert (info.client_streaming, info.server_streaming, info.long_running) == (False, False, False)
+    assert (info.request_type, info.response_type, info.service, info.result_type) == (
+        "apt.gateway.v1.GetModelInfoRequest", "apt.gateway.v1.ModelInfo", "apt.gateway.v1.Core", "")
+    assert ops["StartTrain"].result_type == "apt.gateway.v1.TrainResult"
+
+
+def test_an_unloaded_service_says_what_to_import():
+    with pytest.raises(errors.FailedPrecondition) as err:
+        contract.service("apt.nowhere.v1.Missing")
+    assert err.value.message == ("The proto service apt.nowhere.v1.Missing is not loaded: import its generated "
+                                 "*_pb2 module first.")
+
+
+def test_a_descriptor_set_holds_each_file_once_dependencies_first():
+    load_plugin_descriptors()
+    names = [f.name for f in contract.descriptor_set(["apt.gateway.v1.Core", "apt.plugin.v1.Jobs"]).file]
+    assert len(names) == len(set(names)) and names.index("apt/common/v1/job.proto") < names.index(
+        "apt/gateway/v1/gateway.proto")
