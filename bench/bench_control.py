@@ -39,6 +39,16 @@ from apt_model.testing import make_tiny_model  # noqa: E402
 from gateway.deploy.base import wait_serving  # noqa: E402
 
 
+def caller_calls(channel, kind: str, i: int, **options) -> list:
+    """The calls caller ``i`` makes in turn on ``channel`` (sync or grpc.aio: the stubs are the
+    same): GetModelInfo and ListModels for ``control``, Echo for ``echo``."""
+    core, echo = gateway_pb2_grpc.CoreStub(channel), echo_pb2_grpc.EchoStub(channel)
+    if kind == "control":
+        return [lambda: core.GetModelInfo(gateway_pb2.GetModelInfoRequest(name=f"m{i % 10}"), timeout=30, **options),
+                lambda: core.ListModels(gateway_pb2.ListModelsRequest(), timeout=30, **options)]
+    return [lambda: echo.Echo(echo_pb2.EchoRequest(text="hello"), timeout=30, **options)]
+
+
 def summary(latencies: list[float], errors: int, took: float) -> dict:
     return {"calls_per_s": len(latencies) / took, "p50_ms": percentile(latencies, 0.5) * 1e3,
             "p99_ms": percentile(latencies, 0.99) * 1e3, "errors": errors}
@@ -51,14 +61,8 @@ def client_aio(address: str, token: str, kind: str, callers: int, seconds: float
     import asyncio
 
     async def one(i: int, stop: float, latencies: list[float], errors: list[str]) -> None:
-        metadata = (("authorization", f"Bearer {token}"),)
         async with grpc.aio.insecure_channel(address, options=channel_options()) as channel:
-            core, echo = gateway_pb2_grpc.CoreStub(channel), echo_pb2_grpc.EchoStub(channel)
-            calls = ([lambda: core.GetModelInfo(gateway_pb2.GetModelInfoRequest(name=f"m{i % 10}"),
-                                                timeout=30, metadata=metadata),
-                      lambda: core.ListModels(gateway_pb2.ListModelsRequest(), timeout=30, metadata=metadata)]
-                     if kind == "control" else
-                     [lambda: echo.Echo(echo_pb2.EchoRequest(text="hello"), timeout=30, metadata=metadata)])
+            calls = caller_calls(channel, kind, i, metadata=(("authorization", f"Bearer {token}"),))
             n = 0
             while time.perf_counter() < stop:
                 t0 = time.perf_counter()
@@ -88,10 +92,7 @@ def client(address: str, token: str, kind: str, callers: int, seconds: float) ->
 
     def one(i: int) -> None:
         channel = connect(address, token)
-        core, echo = gateway_pb2_grpc.CoreStub(channel), echo_pb2_grpc.EchoStub(channel)
-        calls = ([lambda: core.GetModelInfo(gateway_pb2.GetModelInfoRequest(name=f"m{i % 10}"), timeout=30),
-                  lambda: core.ListModels(gateway_pb2.ListModelsRequest(), timeout=30)] if kind == "control" else
-                 [lambda: echo.Echo(echo_pb2.EchoRequest(text="hello"), timeout=30)])
+        calls = caller_calls(channel, kind, i)
         n, mine = 0, []
         while time.perf_counter() < stop:
             t0 = time.perf_counter()

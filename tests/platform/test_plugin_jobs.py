@@ -228,6 +228,12 @@ def test_a_job_is_found_on_whichever_replica_holds_it(gateway):
         sorted(j.id for j in started)  # each replica lists its own
 
 
+def _listening(port: int) -> list[psutil.Process]:
+    """This test process's children that listen on ``port`` (a local plugin replica)."""
+    return [p for p in psutil.Process().children(recursive=True)
+            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in p.net_connections())]
+
+
 def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skipped(tmp_path, caplog):
     """UNAVAILABLE from a replica marks it unhealthy at once, not a health round later, and job
     calls then go only to the replicas still healthy. ListJobs lists what the others hold and
@@ -240,8 +246,7 @@ def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skippe
         started = [echo.StartEcho(echo_pb2.StartEchoRequest(text=str(i), steps=1), timeout=10) for i in range(4)]
         dead, live = inst.endpoints
         port = int(dead.rpartition(":")[2])
-        plugin = [p for p in psutil.Process().children(recursive=True)
-                  if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in p.net_connections())]
+        plugin = _listening(port)
         assert plugin, f"no process listens on {dead}"
         for p in plugin:  # killed behind the data plane's back: only the job call can notice
             p.kill()
@@ -265,12 +270,6 @@ def test_a_replica_that_stopped_answering_is_marked_unhealthy_at_once_and_skippe
         assert found, "no job was on the live replica"
     finally:
         stop_gateway(gw)
-
-
-def _listening(port: int) -> list[psutil.Process]:
-    """This test process's children that listen on ``port`` (a local plugin replica)."""
-    return [p for p in psutil.Process().children(recursive=True)
-            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in p.net_connections())]
 
 
 def test_a_replica_that_accepts_and_never_answers_holds_no_job_call_past_the_deadline(tmp_path, monkeypatch):
