@@ -61,6 +61,9 @@ class Target:
 
 PRUNE = "services/model-pruning"
 DISTILL = "services/model-distillation"
+STORAGE = "services/cloud-storage"
+HF = "services/huggingface-integration"
+OLLAMA = "services/ollama-export"
 RUNTIME = "apt_model/runtime"
 
 # Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
@@ -144,11 +147,36 @@ TARGETS = (
         "tests/security/test_stalls.py",
     )),
     Target("store", "apt_model", tuple(f"apt_model/store/{m}.py" for m in ("api", "entry", "fs", "locks", "settle")), (
+        "tests/core/test_store_files.py",
         "tests/core/test_atomicity.py",
         "tests/core/test_store_guards.py",
         "tests/core/test_settle.py",
         "tests/core/test_in_use.py",
         "tests/security/test_store_race.py",
+    )),
+    # cloud-storage's guards: destination URIs (schemes, bucket and repo names, '..'), transfer
+    # options (endpoint, region, part size), tags and manifest paths; the local backend's jobs
+    # and the service's bad-input answers
+    Target("storage-spec", f"{STORAGE}/apt_storage",
+           tuple(f"{STORAGE}/apt_storage/{m}.py" for m in ("uri", "specs", "layout")), (
+        f"{STORAGE}/tests/test_local_and_uri.py",
+        f"{STORAGE}/tests/test_grpc.py::test_bad_input_status_codes",
+    )),
+    # huggingface-integration's export and push: where an export may be written, the branch and
+    # repo-id rules, the claim-then-rename that leaves nothing after a failure
+    Target("hf-export", f"{HF}/apt_hf", (f"{HF}/apt_hf/exporter.py", f"{HF}/apt_hf/hubs.py"), (
+        f"{HF}/tests/test_export_push.py",
+        f"{HF}/tests/test_service.py::test_bad_input_is_answered_on_the_start_call",
+    )),
+    # ollama-export's request rules (folder names, outtype, the Ollama URL against the allowed
+    # endpoints, model names), the export's all-or-nothing files, the Ollama client's checks
+    Target("ollama-spec", f"{OLLAMA}/apt_ollama",
+           (f"{OLLAMA}/apt_ollama/export_job.py", f"{OLLAMA}/apt_ollama/ollama_client.py"), (
+        f"{OLLAMA}/tests/test_service.py::test_bad_requests_fail_the_call",
+        f"{OLLAMA}/tests/test_service.py::test_cancel_during_verification_leaves_nothing",
+        f"{OLLAMA}/tests/test_service.py::test_a_gguf_that_fails_verification_is_not_kept",
+        f"{OLLAMA}/tests/test_ollama_client.py",
+        f"{OLLAMA}/tests/test_cli_e2e.py::test_the_gateways_ollama_url_reaches_the_plugin",
     )),
 )
 

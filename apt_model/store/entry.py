@@ -10,14 +10,14 @@ from typing import Any, Literal
 
 from apt_model import errors
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,63}$")  # no "..": a name is one path part
 META_FILE = "apt.json"
 Kind = Literal["models", "datasets"]
 
 
 def validate_name(name: str, what: str = "model") -> str:
     """Return ``name`` when it is a valid store name; raise InvalidArgument otherwise."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise errors.InvalidArgument(
             f"Invalid {what} name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit (no '/', no '..')."

@@ -1,0 +1,331 @@
+"""Every service's job manager (``apt_model.runtime.jobs``) and its proto view, rule by rule: what
+a job ends with for each way its work can end, what a caller reads in each refusal, how progress
+and metrics are kept, how long finished jobs are kept, what a watcher receives, and the Jobs
+servicer's filters. Written from a ``make mutate`` run of runtime-jobs (docs/mutation.md); the
+other job tests reach these rules through a gateway, where most of them pass either way.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+
+import pytest
+
+from apt_model import errors
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.runtime.jobs import JobManager, JobSnapshot, JobState, entries
+from apt_model.runtime.jobs_grpc import JobsServicer, job_result, job_to_proto, still_active
+from apt_model.testing import ECHO_JOB
+
+
+@pytest.fixture
+def manager():
+    made: list[JobManager] = []
+
+    def make(**kw) -> JobManager:
+        made.append(JobManager("unit", **kw))
+        return made[-1]
+
+    yield make
+    for m in made:
+        m.shutdown(cancel_running=True)
+
+
+def _final(jobs: JobManager, job_id: str) -> JobSnapshot:
+    return list(jobs.watch(job_id, poll=0.01))[-1]
+
+
+def _raise(exc: BaseException):
+    def work(ctx):
+        raise exc
+    return work
+
+
+def test_each_way_a_job_ends_is_its_state_code_and_sentence(manager, caplog):
+    jobs = manager(max_workers=1)
+    cases = {
+        "done": (lambda ctx: {"text": "a"}, JobState.SUCCEEDED, "", ""),
+        "cancelled": (_raise(errors.Cancelled("stopped at step 3")), JobState.CANCELLED, "CANCELLED",
+                      "stopped at step 3"),
+        "refused": (_raise(errors.NotFound("no such model")), JobState.FAILED, "NOT_FOUND", "no such model"),
+        "full": (_raise(OSError(errno.ENOSPC, "No space left")), JobState.FAILED, "RESOURCE_EXHAUSTED",
+                 "No space left on device on the service's disk; free space (or give the service a larger volume) "
+                 "and run it again."),
+    }
+    for key, (work, state, code, message) in cases.items():
+        final = _final(jobs, jobs.start(ECHO_JOB, work).id)
+        assert (final.state, final.error_code, final.error_message) == (state, code, message), key
+        assert final.eta_seconds == 0.0, key
+        assert final.progress == (1.0 if state is JobState.SUCCEEDED else 0.0), key
+    crash = jobs.start(ECHO_JOB, _raise(KeyError("x")))
+    final = _final(jobs, crash.id)
+    assert (final.state, final.error_code) == (JobState.FAILED, "INTERNAL")
+    assert final.error_message == f"Internal error (KeyError); see the service log for job {crash.id}."
+    assert any(crash.id in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)
+
+
+def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(manager):
+    jobs = manager()
+    bad = jobs.start(ECHO_JOB, lambda ctx: {"text": "a", "nonsense": 1})
+    final = _final(jobs, bad.id)
+    assert (final.state, final.error_code) == (JobState.FAILED, "INTERNAL")
+    assert final.error_message.startswith("The service's result does not fit its declared type "
+                                          "apt.plugins.echo.v1.EchoResult: ")
+    assert final.error_message.endswith(f". This is a bug in the service (unit); its log has job {bad.id}.")
+
+    def warns(ctx):
+        ctx.warn("first")
+        ctx.warn("second")
+        return {"text": "w"}
+
+    final = _final(jobs, jobs.start(ECHO_JOB, warns).id)
+    assert final.result["warnings"] == ["first", "second"]
+    assert final.response.warnings == ["first", "second"]
+    assert _final(jobs, jobs.start(ECHO_JOB, lambda ctx: None).id).result == {
+        "text": "", "steps": 0, "length": 0, "warnings": []}  # no dict: an empty result
+
+
+def test_progress_is_clamped_metrics_merge_and_fields_left_out_are_kept(manager):
+    jobs = manager()
+    gate, seen = threading.Event(), []
+
+    def work(ctx):
+        ctx.report(progress=0.4, stage="one", message="m1", eta_seconds=9, loss=2)
+        seen.append(jobs.get(ctx.job_id))
+        ctx.report(progress=7, acc=0.5)
+        seen.append(jobs.get(ctx.job_id))
+        ctx.report(progress=-3, stage="two", loss=1)
+        seen.append(jobs.get(ctx.job_id))
+        gate.wait(30)
+        return {}
+
+    job = jobs.start(ECHO_JOB, work)
+    while len(seen) < 3:
+        time.sleep(0.01)
+    assert [(s.progress, s.stage, s.message, s.eta_seconds, s.metrics) for s in seen] == [
+        (0.4, "one", "m1", 9, {"loss": 2.0}),
+        (1.0, "one", "m1", 9, {"loss": 2.0, "acc": 0.5}),
+        (0.0, "two", "m1", 9, {"loss": 1.0, "acc": 0.5}),
+    ]
+    assert seen[0].updated <= seen[2].updated and seen[0].created == job.created
+    gate.set()
+    final = _final(jobs, job.id)
+    before = final.updated
+    jobs._update(job.id, progress=0.1, stage="late")  # a finished job is never changed again
+    assert jobs.get(job.id) == final and jobs.get(job.id).updated == before
+
+
+def test_refusals_name_the_job_and_the_entry(manager):
+    jobs = manager(max_workers=3)
+    release = threading.Event()
+    hold = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {},
+                      reads=entries("models", "src"), writes=entries("models", "out"))
+    try:
+        for kw, doing, ref in ((dict(writes=("models/out",)), "writing", "models/out"),
+                               (dict(writes=("models/src",)), "reading", "models/src"),
+                               (dict(reads=("models/out",)), "writing", "models/out"),
+                               (dict(reads=("datasets/d",), writes=("models/src", "models/out")), "writing",
+                                "models/out")):
+            with pytest.raises(errors.FailedPrecondition) as caught:
+                jobs.start(ECHO_JOB, lambda ctx: {}, **kw)
+            assert str(caught.value) == (f"Job {hold.id} is {doing} {ref}; wait for it to finish or cancel it "
+                                         f"('apt-model job cancel {hold.id}'), then retry.")
+        for bad in ("models", "models/", "weights/x", "x"):
+            with pytest.raises(ValueError) as caught:
+                jobs.start(ECHO_JOB, lambda ctx: {}, reads=(bad,))
+            assert str(caught.value) == f"{bad!r} is not a store reference ('models/<name>' or 'datasets/<name>')"
+        with pytest.raises(errors.NotFound) as missing:
+            jobs.get("unit:nope")
+        assert str(missing.value) == "No job 'unit:nope' here. Run 'apt-model job list' to see the jobs."
+        with pytest.raises(errors.NotFound) as missing:
+            list(jobs.watch("unit:nope"))
+        assert str(missing.value) == "No job 'unit:nope' here."
+        with pytest.raises(errors.NotFound):
+            jobs.cancel("unit:nope")
+    finally:
+        release.set()
+
+
+def test_the_queue_counts_only_jobs_no_idle_worker_will_take(manager):
+    jobs = manager(max_workers=2, max_queued=1)
+    release = threading.Event()
+    try:
+        first = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
+        while jobs.get(first.id).state is not JobState.RUNNING:
+            time.sleep(0.01)
+        second = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})  # an idle worker takes it
+        while jobs.get(second.id).state is not JobState.RUNNING:
+            time.sleep(0.01)
+        jobs.start(ECHO_JOB, lambda ctx: {})  # the one place in the queue
+        with pytest.raises(errors.ResourceExhausted) as caught:
+            jobs.start(ECHO_JOB, lambda ctx: {})
+        assert str(caught.value) == ("1 jobs are already waiting in unit; try again when some finish, or raise "
+                                     "APT_MAX_QUEUED_JOBS (now 1).")
+    finally:
+        release.set()
+
+
+def test_cancel_before_and_during_the_work_and_shutdown_cancels_what_runs(manager):
+    jobs = manager(max_workers=1)
+    release, started = threading.Event(), threading.Event()
+
+    def runs(ctx):
+        started.set()
+        while not release.is_set():
+            ctx.check_cancelled()
+            time.sleep(0.01)
+        return {}
+
+    running = jobs.start(ECHO_JOB, runs)
+    queued = jobs.start(ECHO_JOB, lambda ctx: {"text": "never"})
+    assert started.wait(10)
+    snap = jobs.cancel(queued.id)
+    assert (snap.state, snap.error_code, snap.error_message) == (
+        JobState.CANCELLED, "CANCELLED", "Cancelled before it started.")
+    jobs.cancel(running.id)
+    final = _final(jobs, running.id)
+    assert (final.state, final.error_message) == (JobState.CANCELLED, f"Job {running.id} was cancelled.")
+    assert _final(jobs, queued.id).state is JobState.CANCELLED  # the worker did not run it after all
+
+    other = manager(max_workers=1)
+    started.clear()
+    job = other.start(ECHO_JOB, runs)
+    assert started.wait(10)
+    other.shutdown(cancel_running=True)
+    assert other.get(job.id).state is JobState.CANCELLED
+    release.set()
+
+
+def test_finished_jobs_beyond_the_limit_are_forgotten_oldest_first_and_active_ones_never(manager):
+    jobs = manager(max_workers=2, keep_finished=2)
+    release = threading.Event()
+    active = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
+    done = []
+    for i in range(4):
+        done.append(jobs.start(ECHO_JOB, lambda ctx, i=i: {"text": str(i)}).id)
+        _final(jobs, done[-1])
+    jobs.start(ECHO_JOB, lambda ctx: {})  # forgetting happens at a start
+    ids = {s.id for s in jobs.list()}
+    assert active.id in ids
+    assert [d in ids for d in done] == [False, False, True, True]
+    assert done[0] not in jobs._contexts
+    release.set()
+    assert [s.created for s in jobs.list()] == sorted((s.created for s in jobs.list()), reverse=True)
+
+
+def test_a_watch_sends_each_change_once_and_stops_when_the_caller_left(manager):
+    jobs = manager()
+    go = threading.Event()
+
+    def work(ctx):
+        for i in range(3):
+            assert go.wait(30)
+            go.clear()
+            ctx.report(progress=i / 3, step=i)
+        assert go.wait(30)
+        return {}
+
+    job = jobs.start(ECHO_JOB, work)
+    while jobs.get(job.id).state is not JobState.RUNNING:
+        time.sleep(0.01)
+    watch = jobs.watch(job.id, poll=0.01)
+    sent = [next(watch)]
+    for i in range(3):
+        go.set()  # one change at a time: the work waits for the next go
+        sent.append(next(watch))
+        assert sent[-1].metrics == {"step": float(i)}
+    go.set()
+    sent += list(watch)
+    assert [s.state for s in sent] == [JobState.RUNNING] * 4 + [JobState.SUCCEEDED]
+    assert len({id(s) for s in sent}) == len(sent)  # never the same snapshot twice
+
+    go.clear()
+    quiet = jobs.start(ECHO_JOB, lambda ctx: go.wait(30) and {})
+    while jobs.get(quiet.id).state is not JobState.RUNNING:
+        time.sleep(0.01)
+    left = iter([True, False])
+    got = list(jobs.watch(quiet.id, is_active=lambda: next(left), poll=0.01))
+    assert len(got) == 1 and jobs.get(quiet.id).state is not JobState.SUCCEEDED  # ended with the caller
+    go.set()
+
+
+def test_references_and_their_use_by_active_jobs(manager):
+    assert entries("models", "a", "", "b", "a") == ("models/a", "models/b")
+    jobs = manager()
+    release = threading.Event()
+    job = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {}, labels={"model": "a"},
+                     reads=entries("models", "a"), writes=entries("datasets", "b"))
+    snap = jobs.get(job.id)
+    assert snap.uses("models/a") and snap.uses("datasets/b") and not snap.uses("models/b")
+    assert [s.id for s in jobs.busy_with("model", "a")] == [job.id]
+    assert jobs.busy_with("model", "b") == [] and jobs.busy_with("output", "a") == []
+    release.set()
+    final = _final(jobs, job.id)
+    assert not final.uses("models/a") and jobs.busy_with("model", "a") == []
+
+
+def test_the_proto_view_and_the_jobs_servicer(manager):
+    jobs = manager(max_workers=2)
+    release = threading.Event()
+    done = _final(jobs, jobs.start(ECHO_JOB, lambda ctx: {"text": "t", "length": 1}, labels={"k": "v"}).id)
+    failed = _final(jobs, jobs.start(ECHO_JOB, _raise(errors.InvalidArgument("bad"))).id)
+    active = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {}, reads=("models/a",), writes=("models/b",))
+    try:
+        proto = job_to_proto(done)
+        assert (proto.id, proto.operation, proto.state, proto.progress) == (
+            done.id, ECHO_JOB, job_pb2.JOB_STATE_SUCCEEDED, 1.0)
+        assert dict(proto.labels) == {"k": "v"} and job_result(proto) == {
+            "text": "t", "steps": 0.0, "length": 1.0, "warnings": []}
+        assert proto.create_time.ToNanoseconds() == int(done.created * 1e9)
+        assert proto.update_time.ToNanoseconds() == int(done.updated * 1e9)
+        assert proto.HasField("response") and not proto.HasField("error")
+        bad = job_to_proto(failed)
+        assert (bad.error.code, bad.error.message, bad.HasField("result")) == ("INVALID_ARGUMENT", "bad", False)
+        assert job_result(bad) == {}
+        running = job_to_proto(jobs.get(active.id))
+        assert (list(running.reads), list(running.writes)) == (["models/a"], ["models/b"])
+        empty = job_to_proto(JobSnapshot(id="unit:e", operation=ECHO_JOB, state=JobState.SUCCEEDED, result={}))
+        assert empty.HasField("result")  # an empty result is still a result
+
+        servicer = JobsServicer(jobs)
+        listed = servicer.ListJobs(job_pb2.ListJobsRequest(), None).jobs
+        assert [j.id for j in listed] == [active.id, failed.id, done.id]
+        assert [j.id for j in servicer.ListJobs(job_pb2.ListJobsRequest(active_only=True), None).jobs] == [active.id]
+        assert len(servicer.ListJobs(job_pb2.ListJobsRequest(service="unit"), None).jobs) == 3
+        assert list(servicer.ListJobs(job_pb2.ListJobsRequest(service="other"), None).jobs) == []
+        assert servicer.GetJob(job_pb2.GetJobRequest(id=done.id), None) == job_to_proto(done)
+        cancelled = servicer.CancelJob(job_pb2.CancelJobRequest(id=active.id), None)
+        assert cancelled.id == active.id
+    finally:
+        release.set()
+    watched = list(JobsServicer(jobs).WatchJob(job_pb2.WatchJobRequest(id=done.id), _Context(True)))
+    assert [j.state for j in watched] == [job_pb2.JOB_STATE_SUCCEEDED]
+
+
+class _Context:
+    def __init__(self, active: bool):
+        self._active = active
+        self.callbacks = []
+
+    def is_active(self) -> bool:
+        return self._active
+
+
+class _AioContext:
+    def __init__(self):
+        self.callbacks = []
+
+    def add_callback(self, fn) -> None:
+        self.callbacks.append(fn)
+
+
+def test_still_active_uses_is_active_or_the_end_of_call_callback():
+    assert still_active(_Context(False))() is False and still_active(_Context(True))() is True
+    ctx = _AioContext()
+    check = still_active(ctx)
+    assert check() is True
+    for fn in ctx.callbacks:
+        fn()
+    assert check() is False
