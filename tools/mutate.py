@@ -138,6 +138,7 @@ TARGETS = (
         "tests/platform/test_plugin_manifests.py",
     )),
     Target("runtime-jobs", "apt_model", (f"{RUNTIME}/jobs.py", f"{RUNTIME}/jobs_grpc.py"), (
+        "tests/platform/test_job_manager.py",
         "tests/platform/test_job_results.py",
         "tests/platform/test_plugin_jobs.py::test_list_jobs_merges_the_gateways_and_each_plugins_jobs_newest_first",
         "tests/platform/test_plugin_jobs.py::test_jobs_are_routed_by_their_id_and_a_bad_id_says_what_is_wrong",
