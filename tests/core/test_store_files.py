@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,30 @@ def _sha(data: bytes) -> str:
 
 @pytest.fixture
 def synced(monkeypatch):
-    """The paths fsync and fdatasync were called on, in order."""
-    calls: list[str] = []
+    """The paths fsync and fdatasync were called on, in order; ``synced.sizes`` the size each
+    file had in the kernel at that moment (what a sync can put on disk)."""
+    calls = _Synced()
     real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
     def recorder(real):
         def call(fd):
-            calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            calls.append(path)
+            calls.sizes[path] = os.fstat(fd).st_size
             return real(fd)
         return call
 
     monkeypatch.setattr(os, "fsync", recorder(real_fsync))
     monkeypatch.setattr(os, "fdatasync", recorder(real_fdatasync))
     return calls
+
+
+class _Synced(list):
+    sizes: dict[str, int]
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = {}
 
 
 # -- copies --------------------------------------------------------------------------------------
@@ -57,14 +69,15 @@ def test_a_hashed_copy_reports_the_sha256_and_size_of_every_byte_it_wrote(tmp_pa
     assert info == {"sha256": _sha(data), "size": len(data)}
     assert (tmp_path / "dst").read_bytes() == data
     assert sum(seen) == len(data) and len(seen) == -(-len(data) // chunk)
-    assert str(tmp_path / "dst") in synced  # on disk before its hash is recorded
+    assert synced.sizes[str(tmp_path / "dst")] == len(data)  # every byte synced, not left in a buffer
 
 
-def test_a_hashed_copy_of_an_empty_file_and_without_a_progress_callback(tmp_path):
+def test_a_hashed_copy_of_an_empty_file_and_without_a_progress_callback(tmp_path, synced):
     (tmp_path / "src").write_bytes(b"")
     assert fs.copy_hashed(tmp_path / "src", tmp_path / "dst") == {"sha256": _sha(b""), "size": 0}
     (tmp_path / "src").write_bytes(b"abc")
     assert fs.copy_hashed(tmp_path / "src", tmp_path / "dst") == {"sha256": _sha(b"abc"), "size": 3}
+    assert synced.sizes[str(tmp_path / "dst")] == 3  # a small file too: a buffered writer would sync 0 bytes
 
 
 def test_an_unhashed_copy_sends_every_byte_in_chunks_and_leaves_the_hash_for_the_settle(tmp_path):
@@ -239,6 +252,70 @@ def test_a_metadata_update_merges_metrics_sets_fields_and_marks_a_change(store):
     assert not (store.root / ".locks" / "models-ghost").exists()  # no lock file for a missing name
 
 
+def test_a_metadata_update_of_a_record_without_metrics_adds_them(store):
+    folder = _entry(store, "models", "old-record")
+    meta = json.loads((folder / "apt.json").read_text())
+    del meta["metrics"]  # written before records had metrics
+    (folder / "apt.json").write_text(json.dumps(meta))
+    assert store.update_meta("models", "old-record", metrics={"ppl": 3.5}).meta["metrics"] == {"ppl": 3.5}
+
+
+def _blocked_while_held(store: Store, kind: str, name: str, call) -> threading.Thread:
+    """Run ``call`` on a thread while this test holds the name lock of ``kind/name`` (as a
+    settling writer does); check that it waits for it."""
+    lock = store._locks.name(kind, name)
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive(), "it did not wait for the entry's name lock"
+    lock.release()
+    worker.join(10)
+    assert not worker.is_alive()
+    return worker
+
+
+def test_updates_and_removals_wait_for_the_entrys_name_lock(store):
+    _entry(store, "datasets", "d")
+    _blocked_while_held(store, "datasets", "d", lambda: store.update_meta("datasets", "d", note="x"))
+    assert store.dataset("d").meta["note"] == "x"
+    _blocked_while_held(store, "datasets", "d", lambda: store.remove("datasets", "d"))
+    assert not store.exists("datasets", "d")
+
+
+def test_an_old_entry_is_put_back_only_if_its_writer_did_not_finish_meanwhile(store):
+    """A writer holds the name lock between moving the old entry aside and moving the new one
+    in: the start-up clean waits for it, then finds the new entry and drops the old one."""
+    base = store.root / "models"
+    _entry(store, "models", "m", b"old")
+    os.rename(base / "m", base / ".old-m-0000aaaa")
+    counted: list[int] = []
+    lock = store._locks.name("models", "m")
+    worker = threading.Thread(target=lambda: counted.append(Store(store.root).clean_temporaries()))
+    worker.start()
+    worker.join(0.3)
+    assert worker.is_alive(), "the clean did not wait for the writer's name lock"
+    _entry(store, "models", "staged", b"new")
+    os.rename(base / "staged", base / "m")  # the writer's second rename
+    lock.release()
+    worker.join(10)
+    assert counted == [1] and sorted(p.name for p in base.iterdir()) == ["m"]
+    assert (base / "m" / "f").read_bytes() == b"new"
+
+
+def test_a_background_writer_that_died_between_its_renames_gets_its_old_entry_back(store):
+    """Its temporary folder already records which old folder it replaces; that record must not
+    keep the old folder from being put back, or the name would be lost."""
+    base = store.root / "models"
+    _entry(store, "models", "m", b"old")
+    os.rename(base / "m", base / ".old-m-0000aaaa")
+    (base / ".tmp-m-0000bbbb").mkdir()
+    (base / ".tmp-m-0000bbbb" / "apt.json").write_text(json.dumps(
+        {"settling": {"boot_id": settle.boot_id(), "replaces": ".old-m-0000aaaa"}, "files": {}}))
+    assert Store(store.root).clean_temporaries() == 1
+    assert sorted(p.name for p in base.iterdir()) == ["m"]
+    assert (base / "m" / "f").read_bytes() == b"old"
+
+
 def test_verify_names_missing_and_unrecorded_files(store):
     with store.create("models", "m", operation="test") as staging:
         (staging / "kept").write_text("1")
@@ -344,10 +421,12 @@ def test_waiting_for_settles_times_out_while_one_runs_and_then_succeeds(store, t
     for name in ("one", "two"):
         with store.create("models", name, operation="test", settle="background") as staging:
             store.copy_in(staging, src, "w.bin")
+    started = time.monotonic()
     assert store.wait_settled(0.3) is False
+    assert time.monotonic() - started < 0.9  # one deadline for all the threads, not one each
     assert sorted(t.name for t in threading.enumerate() if t.name.startswith("settle-")) == ["settle-one", "settle-two"]
     gate.set()
-    assert store.wait_settled(30) is True
+    assert store.wait_settled() is True  # no timeout: until they are done
     assert [("settling" in store.model(n).meta) for n in ("one", "two")] == [False, False]
 
 
@@ -387,29 +466,24 @@ def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, mon
 
 
 def test_recovery_settles_what_no_live_process_holds_and_counts_it(store, tmp_path, monkeypatch):
-    gate = threading.Event()
-    real = fs.hash_and_fsync
-    monkeypatch.setattr(fs, "hash_and_fsync", lambda folder: gate.wait(30) and real(folder))
+    """Three unsettled models, the first (in name order) held by a live settler, and a foreign
+    folder with a settling record: the other two are settled and counted, the rest left alone."""
     src = tmp_path / "w.bin"
     src.write_bytes(b"r" * 100)
-    for kind, name in (("models", "held"), ("datasets", "orphan")):
-        with store.create(kind, name, operation="test", settle="background") as staging:
+    for name in ("a-held", "b-orphan", "c-orphan"):
+        with store.create("models", name, operation="test") as staging:
             store.copy_in(staging, src, "w.bin")
-    # the dataset's settle thread "died": its lock is free, its record still says settling
-    orphan_meta = json.loads((store.path("datasets", "orphan") / "apt.json").read_text())
-    gate.set()
-    store.wait_settled(30)
-    gate.clear()
-    (store.path("datasets", "orphan") / "apt.json").write_text(json.dumps(orphan_meta))
-    with store._locks.name("models", "held"):
-        meta = json.loads((store.path("models", "held") / "apt.json").read_text())
-        meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}
-        (store.path("models", "held") / "apt.json").write_text(json.dumps(meta))
-        gate.set()
-        assert Store(store.root).recover() == 1  # the held one is its live owner's
-    assert "settling" not in store.dataset("orphan").meta
-    assert "settling" in store.model("held").meta
-    assert Store(store.root).recover() == 1
+    for name in ("a-held", "b-orphan", "c-orphan", "Upper"):
+        folder = store.root / "models" / name
+        folder.mkdir(exist_ok=True)
+        meta = json.loads((folder / "apt.json").read_text()) if (folder / "apt.json").exists() else {}
+        meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}  # its settle thread died
+        (folder / "apt.json").write_text(json.dumps(meta))
+    with store._locks.name("models", "a-held"):
+        assert Store(store.root).recover() == 2
+    assert ["settling" in store.model(n).meta for n in ("a-held", "b-orphan", "c-orphan")] == [True, False, False]
+    assert "settling" in json.loads((store.root / "models" / "Upper" / "apt.json").read_text())
+    assert Store(store.root).recover() == 1  # its holder is gone now
 
 
 def test_a_name_lock_that_is_taken_is_not_held_and_a_released_one_can_be_taken(tmp_path):
