@@ -44,6 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "build" / "mutate"
+TEST_TIMEOUT = 90  # seconds per test in a mutation run (the slowest selected test takes ~30 s)
 
 
 @dataclass(frozen=True)
@@ -227,6 +228,10 @@ def make_workspace(target: Target, rev: str | None) -> Path:
         # mutmut times a test's call only, not its fixtures (a gateway, a plugin process): the
         # constant keeps a worker slowed by a busy machine from passing for a mutant's endless loop
         "timeout_constant = 10",
+        # mutmut limits a worker's CPU time only: a mutant that deadlocks (waits on a lock for
+        # good) spends none and held its worker for good (seen: two store workers blocked in flock
+        # for minutes). pytest-timeout fails such a test instead; a hang is then a failing test.
+        "pytest_add_cli_args =", f"    --timeout={TEST_TIMEOUT}",
         "process_isolation = forkserver",
         f"forkserver_warmup = {preflight_warmup(work, target)}",
         "use_git_change_detection = false",
@@ -311,7 +316,7 @@ def rerun(work: Path, mutant: str, tests: list[str]) -> tuple[int, bool, str]:
     env = {**os.environ, "MUTANT_UNDER_TEST": mutant, "PYTHONPATH": str(work / "mutants")}
     try:
         proc = subprocess.run([sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:randomly",
-                               "--tb=line", *tests], cwd=work / "mutants", capture_output=True, text=True,
+                               "--tb=line", f"--timeout={TEST_TIMEOUT}", *tests], cwd=work / "mutants", capture_output=True, text=True,
                               env=env, timeout=900)
     except subprocess.TimeoutExpired:
         return -1, False, "no verdict within 900 s"
