@@ -105,6 +105,18 @@ def test_an_unhashed_copy_whose_source_shrinks_midway_is_data_loss(tmp_path):
                                  "was it changed during the import?")
 
 
+def test_an_unhashed_copy_of_a_growing_source_holds_the_bytes_it_had_at_the_start(tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(b"a" * 10_000)
+
+    def grow(sent: int) -> None:
+        with open(src, "ab") as fh:
+            fh.write(b"b" * 5000)
+
+    assert fs.copy_unhashed(src, tmp_path / "dst", grow, chunk=4096)["size"] == 10_000
+    assert (tmp_path / "dst").read_bytes() == b"a" * 10_000  # what the recorded size says
+
+
 # -- tables, fsync, JSON ------------------------------------------------------------------------
 
 def _entry_folder(root: Path) -> Path:
@@ -316,6 +328,14 @@ def test_a_background_writer_that_died_between_its_renames_gets_its_old_entry_ba
     assert (base / "m" / "f").read_bytes() == b"old"
 
 
+def test_verify_of_a_record_that_lists_no_files_names_every_file(store):
+    folder = _entry(store, "models", "m")
+    meta = json.loads((folder / "apt.json").read_text())
+    del meta["files"]
+    (folder / "apt.json").write_text(json.dumps(meta))
+    assert store.verify("models", "m") == ["f: not recorded in apt.json"]
+
+
 def test_verify_names_missing_and_unrecorded_files(store):
     with store.create("models", "m", operation="test") as staging:
         (staging / "kept").write_text("1")
@@ -466,22 +486,25 @@ def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, mon
 
 
 def test_recovery_settles_what_no_live_process_holds_and_counts_it(store, tmp_path, monkeypatch):
-    """Three unsettled models, the first (in name order) held by a live settler, and a foreign
-    folder with a settling record: the other two are settled and counted, the rest left alone."""
+    """Three unsettled models, the first (in name order) held by a live settler, a dataset, and a
+    foreign folder with a settling record: the other three are settled and counted, the rest
+    left alone."""
     src = tmp_path / "w.bin"
     src.write_bytes(b"r" * 100)
-    for name in ("a-held", "b-orphan", "c-orphan"):
-        with store.create("models", name, operation="test") as staging:
+    for kind, name in (("models", "a-held"), ("models", "b-orphan"), ("models", "c-orphan"), ("datasets", "d")):
+        with store.create(kind, name, operation="test") as staging:
             store.copy_in(staging, src, "w.bin")
-    for name in ("a-held", "b-orphan", "c-orphan", "Upper"):
-        folder = store.root / "models" / name
+    for kind, name in (("models", "a-held"), ("models", "b-orphan"), ("models", "c-orphan"), ("datasets", "d"),
+                       ("models", "Upper")):
+        folder = store.root / kind / name
         folder.mkdir(exist_ok=True)
         meta = json.loads((folder / "apt.json").read_text()) if (folder / "apt.json").exists() else {}
         meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}  # its settle thread died
         (folder / "apt.json").write_text(json.dumps(meta))
     with store._locks.name("models", "a-held"):
-        assert Store(store.root).recover() == 2
+        assert Store(store.root).recover() == 3
     assert ["settling" in store.model(n).meta for n in ("a-held", "b-orphan", "c-orphan")] == [True, False, False]
+    assert "settling" not in store.dataset("d").meta
     assert "settling" in json.loads((store.root / "models" / "Upper" / "apt.json").read_text())
     assert Store(store.root).recover() == 1  # its holder is gone now
 
