@@ -91,6 +91,7 @@ TARGETS = (
     # installs, restarts, health and replicas with the echo plugin as a real child process (the
     # gateway runs in the test's process, so its registry is the mutated one)
     Target("gateway-registry", "gateway", ("gateway/registry.py",), (
+        "tests/platform/test_registry_units.py",
         "tests/platform/test_registry.py",
         "tests/platform/test_plugin_settings.py",
         "tests/platform/test_plugin_jobs.py::test_a_job_is_found_on_whichever_replica_holds_it",
