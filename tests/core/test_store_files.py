@@ -182,9 +182,10 @@ def test_copy_in_hashes_once_into_nested_folders_and_refuses_a_path_out_of_the_e
     hashed: list[Path] = []
     real = fs.sha256_file
     monkeypatch.setattr(fs, "sha256_file", lambda p: hashed.append(p) or real(p))
+    seen: list[int] = []
     with store.create("models", "m", operation="test") as staging:
-        info = store.copy_in(staging, src, "deep/er/w.bin")
-        assert info == {"sha256": _sha(b"weights" * 100), "size": 700}
+        info = store.copy_in(staging, src, "deep/er/w.bin", seen.append)
+        assert info == {"sha256": _sha(b"weights" * 100), "size": 700} and seen == [700]
         for bad in ("../escape.bin", "/etc/passwd", "deep/../../x"):
             with pytest.raises(errors.InvalidArgument) as caught:
                 store.copy_in(staging, src, bad)
@@ -197,8 +198,10 @@ def test_copy_in_hashes_once_into_nested_folders_and_refuses_a_path_out_of_the_e
 def test_copy_in_to_a_background_entry_leaves_the_hash_to_its_settle(store, tmp_path):
     src = tmp_path / "w.bin"
     src.write_bytes(b"z" * 5000)
+    seen: list[int] = []
     with store.create("models", "m", operation="test", settle="background") as staging:
-        assert store.copy_in(staging, src, "w.bin") == {"sha256": "", "size": 5000}
+        assert store.copy_in(staging, src, "w.bin", seen.append) == {"sha256": "", "size": 5000}
+    assert seen == [5000]  # the progress of a background copy is reported too
     assert store.wait_settled(30)
     assert store.model("m").meta["files"] == {"w.bin": {"sha256": _sha(b"z" * 5000), "size": 5000}}
 
@@ -217,6 +220,20 @@ def test_a_taken_name_says_how_to_go_on_for_models_and_datasets(store):
             pass
     assert str(dataset.value) == ("Dataset 'taken' already exists in the store. Choose another name, pass "
                                   "--overwrite to replace it, or remove it first with 'apt-model data rm taken'.")
+
+
+def test_the_second_of_two_writers_of_one_name_is_told_nothing_of_its_write_was_kept(store):
+    for kind, noun, command in (("models", "Model", "model"), ("datasets", "Dataset", "data")):
+        with pytest.raises(errors.AlreadyExists) as caught:
+            with store.create(kind, "race", operation="test") as second:
+                (second / "f").write_bytes(b"second")
+                with store.create(kind, "race", operation="test") as first:
+                    (first / "f").write_bytes(b"first")  # finishes first, inside the other write
+        assert str(caught.value) == (
+            f"{noun} 'race' was created by another writer while this one was being written; nothing of this "
+            f"write was kept. Choose another name, pass --overwrite to replace it, or remove it first with "
+            f"'apt-model {command} rm race'.")
+        assert (store.path(kind, "race") / "f").read_bytes() == b"first"
 
 
 def test_missing_unreadable_and_badly_named_entries_are_refused_by_sentence(store):
@@ -292,6 +309,16 @@ def test_updates_and_removals_wait_for_the_entrys_name_lock(store):
     assert store.dataset("d").meta["note"] == "x"
     _blocked_while_held(store, "datasets", "d", lambda: store.remove("datasets", "d"))
     assert not store.exists("datasets", "d")
+
+
+def test_a_reader_of_checksums_waits_for_the_settler_holding_the_name(store):
+    folder = _entry(store, "models", "m", b"abc")
+    meta = json.loads((folder / "apt.json").read_text())
+    meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}  # as a settler in another process left it
+    (folder / "apt.json").write_text(json.dumps(meta))
+    got: list = []
+    _blocked_while_held(store, "models", "m", lambda: got.append(store.settled("models", "m")))
+    assert "settling" not in got[0].meta and got[0].meta["files"]["f"]["sha256"] == _sha(b"abc")
 
 
 def test_an_old_entry_is_put_back_only_if_its_writer_did_not_finish_meanwhile(store):
@@ -468,7 +495,7 @@ def test_an_entry_dropped_after_a_restart_restores_the_old_one_and_says_so(store
         "models/m was written just before the machine restarted and never reached the disk; it was dropped."]
 
 
-def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, monkeypatch):
+def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, monkeypatch, caplog):
     gate = threading.Event()
     real = fs.hash_and_fsync
     monkeypatch.setattr(fs, "hash_and_fsync", lambda folder: gate.wait(30) and real(folder))
@@ -477,8 +504,10 @@ def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, mon
     with store.create("models", "m", operation="test", settle="background") as staging:
         store.copy_in(staging, src, "w.bin")
     (store.model("m").path / "w.bin").write_bytes(b"q" * 50)  # changed under the settle
-    gate.set()
-    store.wait_settled(30)
+    with caplog.at_level(logging.ERROR, logger="apt_model.store"):
+        gate.set()
+        store.wait_settled(30)
+    assert "The files of 'm' changed while it was being stored" in caplog.text  # the settle thread's log
     with pytest.raises(errors.DataLoss) as caught:
         store.settled("models", "m")
     assert str(caught.value) == ("The files of 'm' changed while it was being stored (expected ['w.bin'] with their "
