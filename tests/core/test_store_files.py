@@ -195,6 +195,18 @@ def test_copy_in_hashes_once_into_nested_folders_and_refuses_a_path_out_of_the_e
     assert not (store.root / "models" / "escape.bin").exists()
 
 
+def test_an_entry_settled_now_is_on_disk_before_its_rename_and_an_overwrite_leaves_one_folder(store, synced):
+    with store.create("models", "m", operation="test") as staging:
+        (staging / "weights.bin").write_bytes(b"w" * 100)
+    assert synced.sizes[str(staging / "weights.bin")] == 100  # synced under its temporary name
+    synced.clear()
+    with store.create("models", "m", operation="test", overwrite=True) as staging:
+        (staging / "weights.bin").write_bytes(b"v" * 50)
+    assert str(staging / "weights.bin") in synced
+    assert sorted(p.name for p in (store.root / "models").iterdir()) == ["m"]  # the old entry is deleted
+    assert (store.path("models", "m") / "weights.bin").read_bytes() == b"v" * 50
+
+
 def test_copy_in_to_a_background_entry_leaves_the_hash_to_its_settle(store, tmp_path):
     src = tmp_path / "w.bin"
     src.write_bytes(b"z" * 5000)
@@ -237,10 +249,11 @@ def test_the_second_of_two_writers_of_one_name_is_told_nothing_of_its_write_was_
 
 
 def test_missing_unreadable_and_badly_named_entries_are_refused_by_sentence(store):
-    with pytest.raises(errors.NotFound) as missing:
-        store.dataset("nope")
-    assert str(missing.value) == (f"No dataset named 'nope' in the store at {store.root}. "
-                                  "Run 'apt-model list' to see what is there.")
+    for kind, what in (("datasets", "dataset"), ("models", "model")):
+        with pytest.raises(errors.NotFound) as missing:
+            store.get(kind, "nope")
+        assert str(missing.value) == (f"No {what} named 'nope' in the store at {store.root}. "
+                                      "Run 'apt-model list' to see what is there.")
     with pytest.raises(errors.InvalidArgument, match="^Invalid dataset name 'Bad/Name'"):
         store.path("datasets", "Bad/Name")
     with pytest.raises(errors.InvalidArgument, match="^Invalid model name '..'"):
@@ -263,7 +276,8 @@ def test_a_listing_skips_leftovers_and_foreign_folders_and_sizes_add_up(store):
         (models / stray).mkdir()
         if stray != "no-record":
             (models / stray / "apt.json").write_text("{}")
-    assert [e.name for e in store.list("models")] == ["a", "b"]
+    assert [(e.kind, e.name) for e in store.list("models")] == [("models", "a"), ("models", "b")]
+    assert store.dataset("d").kind == "datasets"
     assert store.used_bytes() == 5 + 1 + 3
 
 
@@ -471,6 +485,7 @@ def test_waiting_for_settles_times_out_while_one_runs_and_then_succeeds(store, t
     started = time.monotonic()
     assert store.wait_settled(0.3) is False
     assert time.monotonic() - started < 0.9  # one deadline for all the threads, not one each
+    assert store.model("one").meta["settling"] == {"boot_id": settle.boot_id(), "replaces": ""}  # a new name
     assert sorted(t.name for t in threading.enumerate() if t.name.startswith("settle-")) == ["settle-one", "settle-two"]
     gate.set()
     assert store.wait_settled() is True  # no timeout: until they are done
