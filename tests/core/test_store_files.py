@@ -510,6 +510,32 @@ def test_an_entry_dropped_after_a_restart_restores_the_old_one_and_says_so(store
         "models/m was written just before the machine restarted and never reached the disk; it was dropped."]
 
 
+def _unsettled(store: Store, name: str, **settling) -> Path:
+    folder = _entry(store, "models", name)
+    meta = json.loads((folder / "apt.json").read_text())
+    meta["settling"] = {"boot_id": settle.boot_id(), "replaces": "", **settling}
+    (folder / "apt.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_reader_after_a_restart_drops_the_unsettled_entry_and_the_log_names_it(store, caplog):
+    _unsettled(store, "m", boot_id="an-earlier-boot")
+    with caplog.at_level(logging.WARNING, logger="apt_model.store"):
+        with pytest.raises(errors.NotFound):
+            store.settled("models", "m")
+    assert [r.getMessage() for r in caplog.records] == [
+        "models/m was written just before the machine restarted and never reached the disk; it was dropped."]
+
+
+def test_a_settling_record_without_its_file_table_is_data_loss(store):
+    folder = _unsettled(store, "m")
+    meta = json.loads((folder / "apt.json").read_text())
+    del meta["files"]
+    (folder / "apt.json").write_text(json.dumps(meta))
+    with pytest.raises(errors.DataLoss, match="^The files of 'm' changed while it was being stored"):
+        store.settled("models", "m")
+
+
 def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, monkeypatch, caplog):
     gate = threading.Event()
     real = fs.hash_and_fsync
