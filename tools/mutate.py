@@ -162,6 +162,7 @@ TARGETS = (
     # and the service's bad-input answers
     Target("storage-spec", f"{STORAGE}/apt_storage",
            tuple(f"{STORAGE}/apt_storage/{m}.py" for m in ("uri", "specs", "layout")), (
+        f"{STORAGE}/tests/test_specs.py",
         f"{STORAGE}/tests/test_local_and_uri.py",
         f"{STORAGE}/tests/test_grpc.py::test_bad_input_status_codes",
     )),
