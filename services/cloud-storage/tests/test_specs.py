@@ -49,6 +49,7 @@ def test_each_scheme_parses_into_its_parts_and_prints_back():
     assert supported() == SUPPORTED
     assert parse("s3://bucket/p/").key("models", "/m/", "", "t") == "p/models/m/t"
     assert Destination("s3", "b", "").key("x") == "x"
+    assert parse("s3://bucket/p").key("/", "X", "Xa/", "bX") == "p/X/Xa/bX"  # only '/' is stripped, empty parts dropped
     assert backup_key(parse("s3://bucket/p"), "models", "m") == "p/models/m"
     assert backup_key(parse("s3://bucket/p"), "models", "m", "t1", "files", "a") == "p/models/m/t1/files/a"
 
@@ -103,9 +104,10 @@ def test_transfer_options_take_their_edges_and_refuse_just_past_them():
             f"part_size {size} is out of range: use {MIN_PART_SIZE} (5 MiB) to {MAX_PART_SIZE} (5 GiB).")
     for n in (-1, MAX_CONCURRENCY + 1):
         assert _refused(transfer_options, concurrency=n) == f"concurrency {n} is out of range: use 1 to 64."
-    with pytest.raises(errors.InvalidArgument) as caught:
-        transfer_options(endpoint_url="x")
-    assert caught.value.violations and caught.value.violations[0][0] == "endpoint_url"
+    for kwargs, field in ((dict(endpoint_url="x"), "endpoint_url"), (dict(region="A"), "region")):
+        with pytest.raises(errors.InvalidArgument) as caught:
+            transfer_options(**kwargs)
+        assert [v[0] for v in caught.value.violations] == [field]  # the field a form marks
 
 
 def test_kinds_and_tags():
@@ -118,8 +120,21 @@ def test_kinds_and_tags():
         assert _refused(validate_tag, tag) == (f"Invalid tag {tag!r}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' "
                                                "or '-', starting with a letter or digit.")
     assert timestamp_tag(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)) == "20260102T030405Z"
-    now = timestamp_tag()
-    assert len(now) == 16 and now.endswith("Z") and now[8] == "T" and now[:4] >= "2026"
+
+
+def test_a_timestamp_tag_is_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # UTC+8, no summer time
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        now = timestamp_tag()
+        after = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before <= now <= after
 
 
 # -- the three requests -------------------------------------------------------------------------
@@ -232,8 +247,9 @@ def test_a_manifest_path_that_leaves_the_entry_is_refused(rel):
     assert str(caught.value) == f"The backup record where lists an unsafe path {rel!r}; refusing it."
     doc = json.loads(_manifest().to_json())
     doc["files"] = {rel: {"sha256": "x", "size": 1}}
-    with pytest.raises(errors.DataLoss, match="unsafe path"):
+    with pytest.raises(errors.DataLoss) as caught:
         Manifest.from_json(json.dumps(doc).encode(), "where")
+    assert str(caught.value) == f"The backup record where lists an unsafe path {rel!r}; refusing it."
 
 
 def test_safe_manifest_paths_pass():
