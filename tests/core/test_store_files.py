@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -577,6 +578,33 @@ def test_recovery_settles_what_no_live_process_holds_and_counts_it(store, tmp_pa
     assert "settling" not in store.dataset("d").meta
     assert "settling" in json.loads((store.root / "models" / "Upper" / "apt.json").read_text())
     assert Store(store.root).recover() == 1  # its holder is gone now
+
+
+def test_a_name_lock_waits_by_default_is_created_rw_r_r_and_releases_a_vanished_file(tmp_path):
+    held = NameLock(tmp_path / "l")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "l").st_mode) == 0o644 & ~umask
+    waiter = threading.Thread(target=lambda: NameLock(tmp_path / "l").release())
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive(), "a lock taken without blocking=False did not wait"
+    held.release()
+    waiter.join(10)
+    claim = NameLock(tmp_path / "once")
+    (tmp_path / "once").unlink()  # removed meanwhile (a clean-up that took the folder it guarded)
+    claim.release(remove=True)
+    assert not claim.held
+
+
+def test_an_invalid_name_is_refused_in_one_sentence():
+    from apt_model.store import validate_name
+
+    assert str(pytest.raises(errors.InvalidArgument, validate_name, "Bad/x").value) == (
+        "Invalid model name 'Bad/x': use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or "
+        "digit (no '/', no '..').")
+    assert str(pytest.raises(errors.InvalidArgument, validate_name, 7, "dataset").value).startswith(
+        "Invalid dataset name 7:")
 
 
 def test_a_name_lock_that_is_taken_is_not_held_and_a_released_one_can_be_taken(tmp_path):
