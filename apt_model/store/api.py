@@ -86,8 +86,9 @@ class Store:
     def list(self, kind: Kind) -> list[Entry]:
         out = []
         for p in sorted(self._dir(kind).iterdir()):
-            if p.name.startswith(".") or not (p / META_FILE).is_file() or not NAME_RE.match(p.name):
-                continue
+            if (p.name.startswith(".") or p.is_symlink() or not (p / META_FILE).is_file()
+                    or not NAME_RE.match(p.name)):
+                continue  # not an entry: a leftover, a foreign folder, or a link the store never makes
             out.append(self.get(kind, p.name))
         return out
 
@@ -236,7 +237,7 @@ class Store:
         n = 0
         for kind in ("models", "datasets"):
             for p in sorted(self._dir(kind).iterdir()):
-                if p.name.startswith(".") or not NAME_RE.match(p.name) or not settle.settling(p):
+                if p.name.startswith(".") or p.is_symlink() or not NAME_RE.match(p.name) or not settle.settling(p):
                     continue
                 lock = self._locks.name(kind, p.name, blocking=False)
                 if not lock.held:

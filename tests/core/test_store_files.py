@@ -268,6 +268,24 @@ def test_missing_unreadable_and_badly_named_entries_are_refused_by_sentence(stor
     assert str(broken.value).endswith("); remove the entry with 'apt-model model rm' and store it again.")
 
 
+def test_an_entry_that_is_a_link_out_of_the_store_is_refused(store, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "apt.json").write_text("{}")
+    (store.root / "models").mkdir(parents=True, exist_ok=True)
+    (store.root / "models" / "evil").symlink_to(outside)
+    for call in (lambda: store.path("models", "evil"), lambda: store.model("evil"),
+                 lambda: store.remove("models", "evil")):
+        with pytest.raises(errors.InvalidArgument) as caught:
+            call()
+        assert str(caught.value) == "Name 'evil' points outside the store."
+    assert (outside / "apt.json").exists()
+    assert store.list("models") == []  # a listing skips it instead of failing
+    meta = {"settling": {"boot_id": "an-earlier-boot", "replaces": ""}}
+    (outside / "apt.json").write_text(json.dumps(meta))
+    assert store.recover() == 0 and (outside / "apt.json").exists()  # nor is it settled or dropped
+
+
 def test_a_listing_skips_leftovers_and_foreign_folders_and_sizes_add_up(store):
     for kind, name, payload in (("models", "b", b"12345"), ("models", "a", b"1"), ("datasets", "d", b"123")):
         with store.create(kind, name, operation="test") as staging:
