@@ -66,7 +66,7 @@ def test_each_way_a_job_ends_is_its_state_code_and_sentence(manager, caplog):
     assert any(crash.id in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)
 
 
-def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(manager):
+def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(manager, caplog):
     jobs = manager()
     bad = jobs.start(ECHO_JOB, lambda ctx: {"text": "a", "nonsense": 1})
     final = _final(jobs, bad.id)
@@ -80,9 +80,12 @@ def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(
         ctx.warn("second")
         return {"text": "w"}
 
-    final = _final(jobs, jobs.start(ECHO_JOB, warns).id)
+    job = jobs.start(ECHO_JOB, warns)
+    final = _final(jobs, job.id)
     assert final.result["warnings"] == ["first", "second"]
     assert final.response.warnings == ["first", "second"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][-2:] == [
+        f"job {job.id}: first", f"job {job.id}: second"]
     assert _final(jobs, jobs.start(ECHO_JOB, lambda ctx: None).id).result == {
         "text": "", "steps": 0, "length": 0, "warnings": []}  # no dict: an empty result
 
@@ -251,6 +254,28 @@ def test_a_watch_sends_each_change_once_and_stops_when_the_caller_left(manager):
     go.set()
 
 
+def test_a_watcher_of_a_quiet_job_gets_it_at_once_then_looks_twice_a_second(manager):
+    jobs = manager()
+    release = threading.Event()
+    quiet = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
+    while jobs.get(quiet.id).state is not JobState.RUNNING:
+        time.sleep(0.01)
+    checks: list[float] = []
+    started = time.monotonic()
+
+    def active() -> bool:
+        checks.append(time.monotonic() - started)
+        return checks[-1] < 1.2
+
+    watch = jobs.watch(quiet.id, is_active=active)  # the default poll: 0.5 s
+    next(watch)
+    first = time.monotonic() - started
+    rest = list(watch)
+    release.set()
+    assert first < 0.25, f"the first snapshot took {first:.2f} s"
+    assert rest == [] and 3 <= len(checks) <= 4, checks  # one look per 0.5 s poll, not a busy loop
+
+
 def test_references_and_their_use_by_active_jobs(manager):
     assert entries("models", "a", "", "b", "a") == ("models/a", "models/b")
     jobs = manager()
@@ -286,6 +311,10 @@ def test_the_proto_view_and_the_jobs_servicer(manager):
         assert job_result(bad) == {}
         running = job_to_proto(jobs.get(active.id))
         assert (list(running.reads), list(running.writes)) == (["models/a"], ["models/b"])
+        busy = job_to_proto(JobSnapshot(id="unit:b", operation=ECHO_JOB, state=JobState.RUNNING, progress=0.25,
+                                        stage="train", message="step 3", metrics={"loss": 1.5}, eta_seconds=12.0))
+        assert (busy.state, busy.progress, busy.stage, busy.message, dict(busy.metrics), busy.eta_seconds) == (
+            job_pb2.JOB_STATE_RUNNING, 0.25, "train", "step 3", {"loss": 1.5}, 12.0)
         empty = job_to_proto(JobSnapshot(id="unit:e", operation=ECHO_JOB, state=JobState.SUCCEEDED, result={}))
         assert empty.HasField("result")  # an empty result is still a result
 
@@ -296,6 +325,18 @@ def test_the_proto_view_and_the_jobs_servicer(manager):
         assert len(servicer.ListJobs(job_pb2.ListJobsRequest(service="unit"), None).jobs) == 3
         assert list(servicer.ListJobs(job_pb2.ListJobsRequest(service="other"), None).jobs) == []
         assert servicer.GetJob(job_pb2.GetJobRequest(id=done.id), None) == job_to_proto(done)
+        left: list = []
+
+        def watch_as_a_caller_who_left() -> None:
+            try:
+                left.extend(servicer.WatchJob(job_pb2.WatchJobRequest(id=active.id), _Context(False)))
+            except Exception as exc:  # noqa: BLE001 - the assertion below names it
+                left.append(exc)
+
+        watcher = threading.Thread(target=watch_as_a_caller_who_left)
+        watcher.start()
+        watcher.join(5)
+        assert not watcher.is_alive() and len(left) == 1 and isinstance(left[0], job_pb2.Job), left
         cancelled = servicer.CancelJob(job_pb2.CancelJobRequest(id=active.id), None)
         assert cancelled.id == active.id
     finally:
