@@ -169,6 +169,7 @@ TARGETS = (
     # huggingface-integration's export and push: where an export may be written, the branch and
     # repo-id rules, the claim-then-rename that leaves nothing after a failure
     Target("hf-export", f"{HF}/apt_hf", (f"{HF}/apt_hf/exporter.py", f"{HF}/apt_hf/hubs.py"), (
+        f"{HF}/tests/test_specs.py",
         f"{HF}/tests/test_export_push.py",
         f"{HF}/tests/test_service.py::test_bad_input_is_answered_on_the_start_call",
     )),
