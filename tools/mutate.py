@@ -177,6 +177,7 @@ TARGETS = (
     # endpoints, model names), the export's all-or-nothing files, the Ollama client's checks
     Target("ollama-spec", f"{OLLAMA}/apt_ollama",
            (f"{OLLAMA}/apt_ollama/export_job.py", f"{OLLAMA}/apt_ollama/ollama_client.py"), (
+        f"{OLLAMA}/tests/test_specs.py",
         f"{OLLAMA}/tests/test_service.py::test_bad_requests_fail_the_call",
         f"{OLLAMA}/tests/test_service.py::test_cancel_during_verification_leaves_nothing",
         f"{OLLAMA}/tests/test_service.py::test_a_gguf_that_fails_verification_is_not_kept",
