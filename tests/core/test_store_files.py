@@ -26,6 +26,9 @@ from apt_model import errors
 from apt_model.store import Store, fs, settle
 from apt_model.store.locks import NameLock
 
+# each test here takes under 2 s: a change that makes one hang (make mutate) fails it in 30 s
+pytestmark = pytest.mark.timeout(30)
+
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -19,6 +19,9 @@ from apt_model.runtime.jobs import JobManager, JobSnapshot, JobState, entries
 from apt_model.runtime.jobs_grpc import JobsServicer, job_result, job_to_proto, still_active
 from apt_model.testing import ECHO_JOB
 
+# each test here takes under 2 s: a change that makes one hang (make mutate) fails it in 30 s
+pytestmark = pytest.mark.timeout(30)
+
 
 @pytest.fixture
 def manager():
@@ -274,6 +277,47 @@ def test_a_watcher_of_a_quiet_job_gets_it_at_once_then_looks_twice_a_second(mana
     release.set()
     assert first < 0.25, f"the first snapshot took {first:.2f} s"
     assert rest == [] and 3 <= len(checks) <= 4, checks  # one look per 0.5 s poll, not a busy loop
+
+
+def test_defaults_two_workers_500_finished_jobs_kept_a_running_log_under_home(tmp_path):
+    from apt_model.runtime.joblog import job_log_path
+
+    jobs = JobManager("unit", home=tmp_path)
+    release, seen = threading.Event(), {}
+    try:
+        def hold(ctx):
+            seen[ctx.job_id] = (ctx.running_log, threading.current_thread().name)
+            return release.wait(30) and {}
+
+        held = [jobs.start(ECHO_JOB, hold) for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while len(seen) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert [jobs.get(j.id).state for j in held] == [JobState.RUNNING, JobState.RUNNING, JobState.QUEUED]
+        log, thread = seen[held[0].id]
+        assert log.path == job_log_path(tmp_path, held[0].id) and thread.startswith("job")
+        release.set()
+        for j in held:
+            _final(jobs, j.id)
+        for _ in range(10):  # in batches: at most 64 may wait
+            for _ in range(50):
+                jobs.start(ECHO_JOB, lambda ctx: {})
+            while sum(not s.state.done for s in jobs.list()):
+                time.sleep(0.01)
+        jobs.start(ECHO_JOB, lambda ctx: {})  # 503 finished: the 3 oldest go
+        assert {j.id for j in held}.isdisjoint(s.id for s in jobs.list())
+        assert len(jobs.list()) == 501
+    finally:
+        release.set()
+        jobs.shutdown()
+    plain = JobManager("unit")
+    try:
+        job = plain.start(ECHO_JOB, lambda ctx: {"text": str(ctx.running_log)})
+        assert _final(plain, job.id).result["text"] == "None"  # no store: no running log
+    finally:
+        plain.shutdown()
 
 
 def test_references_and_their_use_by_active_jobs(manager):

@@ -26,6 +26,9 @@ from gateway.registry import REDISCOVER_AFTER, Installed, Registry
 
 TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
+# each test here takes under 2 s: a change that makes one hang (make mutate) fails it in 30 s
+pytestmark = pytest.mark.timeout(30)
+
 
 class Instance:
     """One plugin instance: a gRPC server on a free loopback port with a health service."""
