@@ -186,6 +186,7 @@ def test_cancel_before_and_during_the_work_and_shutdown_cancels_what_runs(manage
 
     running = jobs.start(ECHO_JOB, runs)
     queued = jobs.start(ECHO_JOB, lambda ctx: {"text": "never"})
+    assert queued.state is JobState.QUEUED and queued.updated == queued.created > 0  # stamped when queued
     assert started.wait(10)
     snap = jobs.cancel(queued.id)
     assert (snap.state, snap.error_code, snap.error_message) == (
