@@ -62,6 +62,10 @@ def test_a_push_request_becomes_its_spec_with_every_default():
                                                      commit_message=" first ", revision=" dev/v1 "))
     assert full == PushSpec(name="m", repo_id="repo", hub="modelscope", private=True, commit_message="first",
                             revision="dev/v1")
+    assert PushSpec.from_request(pb.PushModelRequest(name="m", repo_id="r", revision="X-1.x")).revision == "X-1.x"
+    with pytest.raises(errors.InvalidArgument) as caught:
+        PushSpec.from_request(pb.PushModelRequest(name="M", repo_id="org/repo"))
+    assert str(caught.value).startswith("Invalid model name 'M': use 1-64 characters")
 
 
 @pytest.mark.parametrize("revision", ["a b", "a~1", "a^", "a:b", "a?", "a*", "a[0]", "a\\b", "-x", "/x", "a..b"])
