@@ -31,6 +31,7 @@ def test_an_export_request_becomes_its_spec_with_every_default():
                               ollama_model="me/m:q8", verify=False, system="be brief",
                               parameters={"temperature": "0.2"}, num_ctx=4096)
     assert _spec(default=OPERATORS).ollama_url == OPERATORS  # the operator's, when the caller names none
+    assert ExportSpec.from_request(pb.ExportRequest(name="m")).ollama_url == ""  # no Ollama set anywhere
     assert _spec(output_dir="x" * 128).output_dir == "x" * 128 and _spec(num_ctx=0).num_ctx == 0
 
 
