@@ -73,6 +73,7 @@ def test_an_ollama_url_other_than_the_operators_must_be_on_the_allowed_list():
 
 def test_urls_and_model_names():
     assert check_url("http://h:11434/") == "http://h:11434" and check_url("https://h") == "https://h"
+    assert check_url("http://BOX/") == "http://BOX"  # only slashes are stripped
     for bad in ("ftp://h", "http://", "h:11434", "", "file:///x"):
         with pytest.raises(errors.InvalidArgument) as caught:
             check_url(bad)
