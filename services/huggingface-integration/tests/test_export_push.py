@@ -167,3 +167,34 @@ def test_push_needs_a_write_token(store, run_job, hf_hub, no_xet, llama_dir):
         assert run.final.error_code == "PERMISSION_DENIED", run.final.error_message
         assert match in run.final.error_message
     assert ("model", "alice/x") not in hf_hub.repos
+
+
+def test_an_export_reports_every_byte_within_its_share_of_the_job(tmp_path, store):
+    """write_hf_folder copies the files apt.json records and a model card, reports progress from 0
+    to its share of the job (the rest is the push's), in the stage 'export' with bytes done of
+    bytes total, and can be cancelled between files."""
+    from apt_hf.exporter import write_hf_folder
+    from apt_model.testing import JobRecorder, make_tiny_model
+
+    make_tiny_model(store, "m")
+    files = store.model("m").meta["files"]
+    total = sum(f["size"] for f in files.values())
+    for share in (0.9, 0.1):
+        rec, dest = JobRecorder(), tmp_path / f"out-{share}"
+        dest.mkdir()
+        kwargs = {} if share == 0.9 else {"share": share}  # 0.9 is the default
+        assert write_hf_folder(store, "m", dest, rec, **kwargs) == {"name": "m", "files": len(files) + 1,
+                                                                    "bytes": total}
+        assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == sorted(
+            [*files, "README.md"])
+        progress = [r["progress"] for r in rec.reports]
+        assert progress == sorted(progress) and 0 < progress[0] and progress[-1] == pytest.approx(share)
+        assert {r["stage"] for r in rec.reports} == {"export"}
+        assert [r["bytes_total"] for r in rec.reports] == [total] * len(rec.reports)
+        assert rec.reports[-1]["bytes_done"] == total
+        assert rec.checks >= len(files)  # one cancellation check per file
+    (store.model("m").path / "config.json").unlink()
+    with pytest.raises(errors.InvalidArgument) as caught:
+        write_hf_folder(store, "m", tmp_path / "none", JobRecorder())
+    assert str(caught.value) == (f"{store.model('m').path} has no config.json: it is not a Hugging Face model "
+                                 "folder.")
