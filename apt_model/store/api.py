@@ -83,14 +83,15 @@ class Store:
     def dataset(self, name: str) -> Entry:
         return self.get("datasets", name)
 
-    def list(self, kind: Kind) -> list[Entry]:
-        out = []
+    def _entry_folders(self, kind: Kind) -> Iterator[Path]:
+        """The folders of ``kind`` that may be entries, by name: not a leftover (``.tmp-``,
+        ``.old-``, ``.rm-``), not a foreign name, not a link (the store never makes one)."""
         for p in sorted(self._dir(kind).iterdir()):
-            if (p.name.startswith(".") or p.is_symlink() or not (p / META_FILE).is_file()
-                    or not NAME_RE.match(p.name)):
-                continue  # not an entry: a leftover, a foreign folder, or a link the store never makes
-            out.append(self.get(kind, p.name))
-        return out
+            if not p.name.startswith(".") and not p.is_symlink() and NAME_RE.match(p.name):
+                yield p
+
+    def list(self, kind: Kind) -> list[Entry]:
+        return [self.get(kind, p.name) for p in self._entry_folders(kind) if (p / META_FILE).is_file()]
 
     def used_bytes(self) -> int:
         """Bytes held by every model and dataset, as their apt.json records them (what
@@ -236,8 +237,8 @@ class Store:
         """Settle (or drop, after a restart) every unsettled entry no live process is settling."""
         n = 0
         for kind in ("models", "datasets"):
-            for p in sorted(self._dir(kind).iterdir()):
-                if p.name.startswith(".") or p.is_symlink() or not NAME_RE.match(p.name) or not settle.settling(p):
+            for p in self._entry_folders(kind):
+                if not settle.settling(p):
                     continue
                 lock = self._locks.name(kind, p.name, blocking=False)
                 if not lock.held:
