@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from apt_model import errors
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2  # noqa: F401 - ECHO_JOB's contract, in the pool
-from apt_model.runtime.jobs import JobContext, JobManager
+from apt_model.runtime.jobs import JobContext, JobManager, JobState
 from apt_model.store import Store
 
 # A real long-running operation for tests that need *a* job but not a particular one: the echo
@@ -81,6 +81,14 @@ def pretrain(store: Store, name: str, texts: list[str], steps: int, *, seq_len: 
         opt.step()
     with store.create("models", name, operation="test-pretrain", overwrite=True) as tmp:
         save_model(model.eval(), tok, tmp)
+
+
+def wait_for_state(manager: JobManager, job_id: str, state: JobState, timeout: float = 10) -> None:
+    """Until job ``job_id`` of ``manager`` is in ``state``; fails the test after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while manager.get(job_id).state is not state:
+        assert time.monotonic() < deadline, manager.get(job_id)
+        time.sleep(0.01)
 
 
 class JobRecorder(JobContext):

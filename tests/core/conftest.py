@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,6 +38,25 @@ def kill_writer():
             proc.wait(10)
 
     return run
+
+
+@pytest.fixture
+def held(monkeypatch):
+    """Hold every background settle of the store before it hashes, until the test sets the
+    first event; the second is set once a settle is waiting there."""
+    from apt_model.store import fs as store_fs
+
+    gate, entered = threading.Event(), threading.Event()
+    real = store_fs.hash_and_fsync
+
+    def slow(folder):
+        entered.set()
+        assert gate.wait(30), "the test never released the settle"
+        return real(folder)
+
+    monkeypatch.setattr(store_fs, "hash_and_fsync", slow)
+    yield gate, entered
+    gate.set()
 
 
 @pytest.fixture

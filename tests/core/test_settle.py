@@ -29,22 +29,6 @@ def _write(store: Store, name: str, payload: bytes, src_dir: Path, overwrite: bo
         (tmp / "config.json").write_text('{"model_type": "llama"}')
 
 
-@pytest.fixture
-def held(monkeypatch):
-    """Hold every background settle before it hashes, until the test sets the event."""
-    gate, entered = threading.Event(), threading.Event()
-    real = store_fs.hash_and_fsync
-
-    def slow(folder):
-        entered.set()
-        assert gate.wait(30), "the test never released the settle"
-        return real(folder)
-
-    monkeypatch.setattr(store_fs, "hash_and_fsync", slow)
-    yield gate, entered
-    gate.set()
-
-
 def test_background_entry_is_usable_at_once_and_settles(store, tmp_path, held):
     gate, entered = held
     payload = os.urandom(3 << 20)

@@ -494,10 +494,8 @@ def test_a_failed_settle_is_logged_releases_its_lock_and_the_next_reader_retries
     assert len(calls) == 2
 
 
-def test_waiting_for_settles_times_out_while_one_runs_and_then_succeeds(store, tmp_path, monkeypatch):
-    gate = threading.Event()
-    real = fs.hash_and_fsync
-    monkeypatch.setattr(fs, "hash_and_fsync", lambda folder: gate.wait(30) and real(folder))
+def test_waiting_for_settles_times_out_while_one_runs_and_then_succeeds(store, tmp_path, held):
+    gate, _ = held
     src = tmp_path / "w.bin"
     src.write_bytes(b"q" * 100)
     assert store.wait_settled(0.1)  # nothing started: nothing to wait for
@@ -558,10 +556,8 @@ def test_a_settling_record_without_its_file_table_is_data_loss(store):
         store.settled("models", "m")
 
 
-def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, monkeypatch, caplog):
-    gate = threading.Event()
-    real = fs.hash_and_fsync
-    monkeypatch.setattr(fs, "hash_and_fsync", lambda folder: gate.wait(30) and real(folder))
+def test_a_settle_that_finds_the_sizes_changed_is_data_loss(store, tmp_path, held, caplog):
+    gate, _ = held
     src = tmp_path / "w.bin"
     src.write_bytes(b"q" * 100)
     with store.create("models", "m", operation="test", settle="background") as staging:

@@ -17,7 +17,7 @@ from apt_model import errors
 from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.runtime.jobs import JobManager, JobSnapshot, JobState, entries
 from apt_model.runtime.jobs_grpc import JobsServicer, job_result, job_to_proto, still_active
-from apt_model.testing import ECHO_JOB
+from apt_model.testing import ECHO_JOB, wait_for_state
 
 # each test here takes under 2 s: a change that makes one hang (make mutate) fails it in 30 s
 pytestmark = pytest.mark.timeout(30)
@@ -159,11 +159,9 @@ def test_the_queue_counts_only_jobs_no_idle_worker_will_take(manager):
     release = threading.Event()
     try:
         first = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
-        while jobs.get(first.id).state is not JobState.RUNNING:
-            time.sleep(0.01)
+        wait_for_state(jobs, first.id, JobState.RUNNING)
         second = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})  # an idle worker takes it
-        while jobs.get(second.id).state is not JobState.RUNNING:
-            time.sleep(0.01)
+        wait_for_state(jobs, second.id, JobState.RUNNING)
         jobs.start(ECHO_JOB, lambda ctx: {})  # the one place in the queue
         with pytest.raises(errors.ResourceExhausted) as caught:
             jobs.start(ECHO_JOB, lambda ctx: {})
@@ -235,8 +233,7 @@ def test_a_watch_sends_each_change_once_and_stops_when_the_caller_left(manager):
         return {}
 
     job = jobs.start(ECHO_JOB, work)
-    while jobs.get(job.id).state is not JobState.RUNNING:
-        time.sleep(0.01)
+    wait_for_state(jobs, job.id, JobState.RUNNING)
     watch = jobs.watch(job.id, poll=0.01)
     sent = [next(watch)]
     for i in range(3):
@@ -250,8 +247,7 @@ def test_a_watch_sends_each_change_once_and_stops_when_the_caller_left(manager):
 
     go.clear()
     quiet = jobs.start(ECHO_JOB, lambda ctx: go.wait(30) and {})
-    while jobs.get(quiet.id).state is not JobState.RUNNING:
-        time.sleep(0.01)
+    wait_for_state(jobs, quiet.id, JobState.RUNNING)
     left = iter([True, False])
     got = list(jobs.watch(quiet.id, is_active=lambda: next(left), poll=0.01))
     assert len(got) == 1 and jobs.get(quiet.id).state is not JobState.SUCCEEDED  # ended with the caller
@@ -262,8 +258,7 @@ def test_a_watcher_of_a_quiet_job_gets_it_at_once_then_looks_twice_a_second(mana
     jobs = manager()
     release = threading.Event()
     quiet = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
-    while jobs.get(quiet.id).state is not JobState.RUNNING:
-        time.sleep(0.01)
+    wait_for_state(jobs, quiet.id, JobState.RUNNING)
     checks: list[float] = []
     started = time.monotonic()
 

@@ -30,7 +30,7 @@ from apt_model.modeling.lm import count_parameters
 from apt_model.modeling.preset import create_model, preset_config
 from apt_model.runtime.jobs import JobManager, JobState
 from apt_model.store import Store
-from apt_model.testing import ECHO_JOB, make_tiny_model
+from apt_model.testing import ECHO_JOB, make_tiny_model, wait_for_state
 from gateway.core.size import model_size
 from gateway.testing import start_gateway, stop_gateway
 
@@ -241,18 +241,11 @@ def _blocked(manager: JobManager, release: threading.Event):
     return manager.start(ECHO_JOB, lambda ctx: release.wait(30) and {})
 
 
-def _wait_state(manager: JobManager, job_id: str, state: JobState) -> None:
-    deadline = time.monotonic() + 10
-    while manager.get(job_id).state is not state:
-        assert time.monotonic() < deadline, manager.get(job_id)
-        time.sleep(0.01)
-
-
 def test_job_queue_is_bounded():
     manager, release = JobManager("unit", max_workers=1, max_queued=2), threading.Event()
     try:
         running = _blocked(manager, release)
-        _wait_state(manager, running.id, JobState.RUNNING)
+        wait_for_state(manager, running.id, JobState.RUNNING)
         waiting = [_blocked(manager, release) for _ in range(2)]  # the queue's two places
         with pytest.raises(errors.ResourceExhausted) as info:
             _blocked(manager, release)
@@ -272,7 +265,7 @@ def test_job_queue_limit_through_the_gateway(tmp_path):
     try:
         make_tiny_model(Store(gw.settings.home), "fine", vocab_size=300)
         running = _blocked(gw.app.jobs, release)
-        _wait_state(gw.app.jobs, running.id, JobState.RUNNING)
+        wait_for_state(gw.app.jobs, running.id, JobState.RUNNING)
         _blocked(gw.app.jobs, release)
         core = gateway_pb2_grpc.CoreStub(user_channel(gw))
         err = rpc_error(lambda: core.StartTest(pb.TestModelRequest(name="fine", eval_text="a b c")))
