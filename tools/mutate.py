@@ -321,8 +321,8 @@ def rerun(work: Path, mutant: str, tests: list[str]) -> tuple[int, bool, str]:
     env = {**os.environ, "MUTANT_UNDER_TEST": mutant, "PYTHONPATH": str(work / "mutants")}
     try:
         proc = subprocess.run([sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:randomly",
-                               "--tb=line", f"--timeout={TEST_TIMEOUT}", *tests], cwd=work / "mutants", capture_output=True, text=True,
-                              env=env, timeout=900)
+                               "--tb=line", f"--timeout={TEST_TIMEOUT}", *tests],
+                              cwd=work / "mutants", capture_output=True, text=True, env=env, timeout=900)
     except subprocess.TimeoutExpired:
         return -1, False, "no verdict within 900 s"
     # pytest's summary lines ("FAILED tests/x.py::test - ..."), not captured log lines ("ERROR    logger:...")
