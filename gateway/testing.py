@@ -49,6 +49,20 @@ def wait_answering(address: str, token: str, timeout: float = 120) -> bool:
     return False
 
 
+def unbuilt_plugin(parent: Path) -> Path:
+    """A plugin folder ``parent/not-built-yet`` that says ``available: false`` (the echo plugin's
+    files under another name); ``parent`` is then a catalogue folder."""
+    import shutil
+
+    import yaml
+
+    folder = parent / "not-built-yet"
+    shutil.copytree(TEST_PLUGINS / "echo", folder)
+    manifest = yaml.safe_load((folder / "plugin.yaml").read_text())
+    (folder / "plugin.yaml").write_text(yaml.safe_dump({**manifest, "name": "not-built-yet", "available": False}))
+    return folder
+
+
 def start_gateway(home: Path, extra_plugins: tuple[str, ...] = (), **overrides) -> Gateway:
     from gateway.server import GatewayApp
 

@@ -29,16 +29,9 @@ def _status(gw, name):
 def unbuilt_gateway(tmp_path):
     """A gateway whose catalogue also holds a plugin folder that says ``available: false`` (all
     ten in services/ are built now; the rule for one that is not still holds)."""
-    import shutil
+    from gateway.testing import start_gateway, stop_gateway, unbuilt_plugin
 
-    import yaml
-
-    from gateway.testing import start_gateway, stop_gateway
-
-    folder = tmp_path / "plugins" / "not-built-yet"
-    shutil.copytree(Path(__file__).resolve().parents[1] / "plugins" / "echo", folder)
-    manifest = yaml.safe_load((folder / "plugin.yaml").read_text())
-    (folder / "plugin.yaml").write_text(yaml.safe_dump({**manifest, "name": "not-built-yet", "available": False}))
+    folder = unbuilt_plugin(tmp_path)
     gw = start_gateway(tmp_path / "home", extra_plugins=(str(folder.parent),))
     yield gw
     stop_gateway(gw)

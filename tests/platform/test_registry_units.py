@@ -23,8 +23,8 @@ from apt_model.runtime.settings import Settings
 from gateway.catalog import Catalog, CatalogEntry
 from gateway.deploy.base import Deployer
 from gateway.registry import REDISCOVER_AFTER, Installed, Registry
+from gateway.testing import TEST_PLUGINS, unbuilt_plugin
 
-TEST_PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 # each test here takes under 2 s: a change that makes one hang (make mutate) fails it in 30 s
 pytestmark = pytest.mark.timeout(30)
@@ -109,14 +109,7 @@ def _state(registry: Registry) -> dict:
 
 
 def test_install_refuses_what_cannot_be_installed_by_sentence(tmp_path, catalog, deployer):
-    import shutil
-
-    import yaml
-
-    folder = tmp_path / "plugins" / "not-built-yet"
-    shutil.copytree(TEST_PLUGINS / "echo", folder)
-    manifest = yaml.safe_load((folder / "plugin.yaml").read_text())
-    (folder / "plugin.yaml").write_text(yaml.safe_dump({**manifest, "name": "not-built-yet", "available": False}))
+    folder = unbuilt_plugin(tmp_path)
     registry, _ = _registry(tmp_path, Catalog(extra_dirs=(str(TEST_PLUGINS), str(folder.parent))), deployer)
     with pytest.raises(errors.FailedPrecondition) as caught:
         registry.install("not-built-yet")
