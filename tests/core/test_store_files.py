@@ -348,10 +348,7 @@ def test_updates_and_removals_wait_for_the_entrys_name_lock(store):
 
 
 def test_a_reader_of_checksums_waits_for_the_settler_holding_the_name(store):
-    folder = _entry(store, "models", "m", b"abc")
-    meta = json.loads((folder / "apt.json").read_text())
-    meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}  # as a settler in another process left it
-    (folder / "apt.json").write_text(json.dumps(meta))
+    _mark_unsettled(_entry(store, "models", "m", b"abc"))  # as a settler in another process left it
     got: list = []
     _blocked_while_held(store, "models", "m", lambda: got.append(store.settled("models", "m")))
     assert "settling" not in got[0].meta and got[0].meta["files"]["f"]["sha256"] == _sha(b"abc")
@@ -428,6 +425,15 @@ def _entry(store: Store, kind: str, name: str, payload: bytes = b"x") -> Path:
     return store.path(kind, name)
 
 
+def _mark_unsettled(folder: Path, **settling) -> Path:
+    """Rewrite ``folder``'s record as a writer that died settling it leaves it (this boot, replacing
+    nothing, unless ``settling`` says otherwise)."""
+    meta = json.loads((folder / "apt.json").read_text()) if (folder / "apt.json").exists() else {}
+    meta["settling"] = {"boot_id": settle.boot_id(), "replaces": "", **settling}
+    (folder / "apt.json").write_text(json.dumps(meta))
+    return folder
+
+
 def test_the_start_up_clean_handles_every_leftover_in_both_kinds(store):
     """One of each: a dead writer's folder, a live writer's, a removal's trash, an old entry whose
     replacement arrived, one whose replacement never did (a hyphenated name), one that names no
@@ -445,10 +451,7 @@ def test_the_start_up_clean_handles_every_leftover_in_both_kinds(store):
         _entry(store, kind, "two-part", b"old")
         os.rename(base / "two-part", base / ".old-two-part-0000eeee")  # died between the renames
         (base / ".old-bad..name-0000ffff").mkdir()  # not an entry name: nothing to put back
-        unsettled = _entry(store, kind, "settling")
-        meta = json.loads((unsettled / "apt.json").read_text())
-        meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ".old-settling-00001111"}
-        (unsettled / "apt.json").write_text(json.dumps(meta))
+        _mark_unsettled(_entry(store, kind, "settling"), replaces=".old-settling-00001111")
         (base / ".old-settling-00001111").mkdir()
 
     assert Store(store.root).clean_temporaries() == 2 * 4
@@ -530,16 +533,8 @@ def test_an_entry_dropped_after_a_restart_restores_the_old_one_and_says_so(store
         "models/m was written just before the machine restarted and never reached the disk; it was dropped."]
 
 
-def _unsettled(store: Store, name: str, **settling) -> Path:
-    folder = _entry(store, "models", name)
-    meta = json.loads((folder / "apt.json").read_text())
-    meta["settling"] = {"boot_id": settle.boot_id(), "replaces": "", **settling}
-    (folder / "apt.json").write_text(json.dumps(meta))
-    return folder
-
-
 def test_a_reader_after_a_restart_drops_the_unsettled_entry_and_the_log_names_it(store, caplog):
-    _unsettled(store, "m", boot_id="an-earlier-boot")
+    _mark_unsettled(_entry(store, "models", "m"), boot_id="an-earlier-boot")
     with caplog.at_level(logging.WARNING, logger="apt_model.store"):
         with pytest.raises(errors.NotFound):
             store.settled("models", "m")
@@ -548,7 +543,7 @@ def test_a_reader_after_a_restart_drops_the_unsettled_entry_and_the_log_names_it
 
 
 def test_a_settling_record_without_its_file_table_is_data_loss(store):
-    folder = _unsettled(store, "m")
+    folder = _mark_unsettled(_entry(store, "models", "m"))
     meta = json.loads((folder / "apt.json").read_text())
     del meta["files"]
     (folder / "apt.json").write_text(json.dumps(meta))
@@ -584,11 +579,8 @@ def test_recovery_settles_what_no_live_process_holds_and_counts_it(store, tmp_pa
             store.copy_in(staging, src, "w.bin")
     for kind, name in (("models", "a-held"), ("models", "b-orphan"), ("models", "c-orphan"), ("datasets", "d"),
                        ("models", "Upper")):
-        folder = store.root / kind / name
-        folder.mkdir(exist_ok=True)
-        meta = json.loads((folder / "apt.json").read_text()) if (folder / "apt.json").exists() else {}
-        meta["settling"] = {"boot_id": settle.boot_id(), "replaces": ""}  # its settle thread died
-        (folder / "apt.json").write_text(json.dumps(meta))
+        (store.root / kind / name).mkdir(exist_ok=True)
+        _mark_unsettled(store.root / kind / name)  # its settle thread died
     with store._locks.name("models", "a-held"):
         assert Store(store.root).recover() == 3
     assert ["settling" in store.model(n).meta for n in ("a-held", "b-orphan", "c-orphan")] == [True, False, False]
