@@ -40,6 +40,7 @@ PAYLOAD = "job.json"      # what the ranks run: written by the launcher
 CANCEL = "cancel"         # present once the job was cancelled
 STOP_GRACE_SECONDS = 20   # after a cancel, how long the ranks get to checkpoint before SIGKILL
 POLL_SECONDS = 0.2
+LOG_TAIL_LINES = 120   # of torchrun's output, logged when a run fails: its report and a dead rank's stacks
 
 MAX_WORKERS = 64
 MAX_NODES = 64
@@ -101,11 +102,16 @@ class Ranks:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             dist.init_process_group("nccl" if device == "cuda" else "gloo")
 
-    def close(self) -> None:
+    def close(self, *, wait_for_all: bool = False) -> None:
+        """Leave the process group; ``wait_for_all``: first wait until every rank leaves it too (a
+        rank that is done closes no connection a peer still uses: rank 0 stores the model after
+        the last collective)."""
         if self.world > 1:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                if wait_for_all:
+                    dist.barrier()
                 dist.destroy_process_group()
 
     def shard(self, batch):
@@ -394,7 +400,13 @@ class RankContext:
 def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
     """The body of a rank's ``__main__``: ``run(payload, ctx, ranks)`` in the run folder given as
     the first argument; rank 0's result goes to ``result.json``, a rank's error to
-    ``error-<rank>.json`` (then it exits 1, and the elastic agent stops the others)."""
+    ``error-<rank>.json`` (then it exits 1, and the elastic agent stops the others).
+
+    A rank ends with ``_exit``, skipping the interpreter's shutdown: once the group is left,
+    all that shutdown does is tear down what torch still holds (FSDP's sharded modules, their
+    device mesh, gloo's threads) in an order nobody controls. In CI on 2026-12-07 a rank of an
+    FSDP run died with SIGABRT ("terminate called without an active exception") after its last
+    collective, with no error of its own, and failed a run whose model rank 0 was storing."""
     folder = Path(sys.argv[1])
     ranks = Ranks.from_env()
     payload = json.loads((folder / PAYLOAD).read_text())
@@ -417,8 +429,18 @@ def rank_main(run: Callable[[dict, RankContext, Ranks], dict]) -> None:
         (folder / f"error-{ranks.rank}.json").write_text(json.dumps(
             {"type": kind, "message": message, "reason": getattr(exc, "reason", "INTERNAL"), "time": time.time()}))
         ranks.close()
-        sys.exit(1)
-    ranks.close()
+        _exit(1)
+    ranks.close(wait_for_all=True)
+    _exit(0)
+
+
+def _exit(code: int) -> None:
+    """End the rank now: its output flushed, without the interpreter's shutdown (``rank_main``)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 def store_home(payload: dict) -> str | None:
@@ -487,7 +509,9 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     # the ranks import what this process imports (a plugin's own package is on its sys.path)
     path = os.pathsep.join(p for p in [*sys.path, os.environ.get("PYTHONPATH", "")] if p)
     run_env = {**os.environ, **(env or {}), "PYTHONPATH": path, "OMP_NUM_THREADS": str(max(threads, 1)),
-               "TORCHELASTIC_ERROR_FILE": str(folder / "torchrun-error.json")}
+               "TORCHELASTIC_ERROR_FILE": str(folder / "torchrun-error.json"),
+               # a rank killed by a signal (a native abort) prints every thread's Python stack to the log
+               "PYTHONFAULTHANDLER": "1"}
     out = open(folder / "torchrun.log", "wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
     relay = _Relay(folder / EVENTS, ctx)
@@ -569,7 +593,7 @@ def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
             if int(exit_code) < 0 and int(exit_code) != -signal.SIGTERM and int(rank) not in own}
     if died:
         rank = min(died)
-        log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-40:]))
+        log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-LOG_TAIL_LINES:]))
         return errors.AptError(f"Rank {rank} of the {workers}-rank run died: {died[rank]} (torchrun exit {code}); "
                                "the service's log has torchrun's output.", reason="RANK_FAILED")
     failed = {rank: err for rank, err in own.items() if err["type"] != "Cancelled"}
@@ -580,7 +604,7 @@ def _failure(folder: Path, workers: int, code: int) -> errors.AptError:
         err = failed[rank]
         cls = getattr(errors, err["type"], errors.AptError)
         return cls(f"rank {rank} of {workers}: {err['message']}", reason=err["reason"])
-    log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-40:]))
+    log.warning("torchrun's output of a failed run:\n%s", "\n".join(output.splitlines()[-LOG_TAIL_LINES:]))
     raised = [r for r in _RAISED.findall(output) if "ChildFailedError" not in r]  # failed before rank_main
     said = f"; its last error: {raised[-1].strip()[:300]}" if raised else ""
     return errors.AptError(f"The {workers}-rank run ended (torchrun exit {code}) without an error from any rank"

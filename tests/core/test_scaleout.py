@@ -107,6 +107,30 @@ def test_a_rank_that_cannot_start_names_its_error(tmp_path):
     assert info.value.reason == "RANK_FAILED"
 
 
+# A rank module whose interpreter shutdown aborts, as gloo's and FSDP's native teardown once did
+# (CI, 2026-12-07): a rank's work ends with its result, and nothing after it can fail the run.
+_ABORTING_TEARDOWN = """
+import atexit, os
+from apt_model.modeling.distributed import rank_main
+
+def run(payload, ctx, ranks):
+    ranks.init("cpu")
+    atexit.register(os.abort)
+    return {"world": ranks.world, "sum": ranks.sums(ranks.rank + 1)[0]}
+
+rank_main(run)
+"""
+
+
+def test_a_finished_rank_ends_before_its_interpreter_shutdown_can_fail_the_run(tmp_path, monkeypatch):
+    from apt_model.modeling import distributed
+
+    (tmp_path / "apt_aborting_teardown.py").write_text(_ABORTING_TEARDOWN)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the ranks import what the launcher can
+    assert distributed.launch("apt_aborting_teardown", {}, 2, tmp_path / "run", JobRecorder()) == \
+        {"world": 2, "sum": 3.0}
+
+
 def test_workers_and_nodes_are_checked(store, corpus_file):
     with pytest.raises(errors.InvalidArgument, match="must be a multiple of workers"):
         _spec(store, corpus_file, "m", workers=3)
