@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import calendar
 import json
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from apt_model import errors
+from apt_model.hubs import PushResult
 from apt_model.trust import PathPolicy
 
 from apt_hf.exporter import ExportSpec, PushSpec, run_export, run_push
@@ -118,6 +122,9 @@ def test_a_failed_export_leaves_neither_its_folder_nor_its_temporary_one(tmp_pat
         if copied:
             raise OSError(28, "No space left on device")
         copied.append(real_copy(src, dst, on_bytes))
+        written.append(Path(dst))
+
+    written = []
 
     monkeypatch.setattr(ckpt, "copy_file", copy_then_fail)
     exports = store.root / "exports"
@@ -125,6 +132,19 @@ def test_a_failed_export_leaves_neither_its_folder_nor_its_temporary_one(tmp_pat
                   lambda ctx: run_export(store, ExportSpec(name="m", output_dir=exports / "full"), ctx))
     assert run.final.error_code == "RESOURCE_EXHAUSTED" and "No space left" in run.final.error_message
     assert copied and list(exports.iterdir()) == []  # no claim, no .full.tmp-* half copy
+    # the files were written in a hidden folder beside the claim, not in the claim itself
+    assert written[0].parent.parent == exports and re.fullmatch(r"\.full\.tmp-[0-9a-f]{8}", written[0].parent.name)
+
+
+def test_an_export_folder_made_after_the_start_call_is_left_as_it_is(store, run_job, llama_dir):
+    import_local(store, run_job, llama_dir, "m")
+    out = store.root / "exports" / "raced"
+    out.mkdir(parents=True)
+    (out / "theirs.txt").write_text("kept")
+    run = run_job("StartExportModel", lambda ctx: run_export(store, ExportSpec(name="m", output_dir=out), ctx))
+    assert run.final.error_code == "ALREADY_EXISTS"
+    assert run.final.error_message == "The export folder 'raced' appeared meanwhile; choose another name."
+    assert [p.name for p in out.parent.iterdir()] == ["raced"] and (out / "theirs.txt").read_text() == "kept"
 
 
 def test_push_creates_private_repo_then_imports_back(store, run_job, hf_hub, no_xet, gpt2_dir):
@@ -198,3 +218,83 @@ def test_an_export_reports_every_byte_within_its_share_of_the_job(tmp_path, stor
         write_hf_folder(store, "m", tmp_path / "none", JobRecorder())
     assert str(caught.value) == (f"{store.model('m').path} has no config.json: it is not a Hugging Face model "
                                  "folder.")
+
+
+class RecordingHub:
+    """A hub client that keeps what ``run_push`` hands it (the folder's files, the commit's
+    options) and reports its upload as a client does: first without a total, then in halves.
+    The real clients against the local hub server are tested above; this checks the job's own
+    bookkeeping around the upload."""
+
+    name = "huggingface"
+
+    def __init__(self):
+        self.uploads: list[dict] = []
+
+    def upload(self, folder, repo_id, *, private, commit_message, revision, progress):
+        files = {p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
+        size = sum(files.values())
+        self.uploads.append({"folder": folder, "files": files, "repo_id": repo_id, "private": private,
+                             "commit_message": commit_message, "revision": revision})
+        for done, total in ((0, None), (size // 2, size), (size, size)):
+            progress(done, total)
+        return PushResult(hub="huggingface", repo_id=repo_id, revision=revision, commit_sha=f"sha{len(self.uploads)}",
+                          commit_url=f"http://hub.local/{repo_id}/commit/sha{len(self.uploads)}",
+                          files=len(files), bytes=size)
+
+
+def test_a_push_reports_its_upload_and_records_each_commit_in_the_model(store):
+    from apt_model.testing import JobRecorder, make_tiny_model
+
+    make_tiny_model(store, "m")
+    hub, rec = RecordingHub(), JobRecorder()
+    spec = PushSpec(name="m", repo_id="alice/m", private=True, commit_message="first", revision="dev")
+    before = time.time()
+    result = run_push(store, hub, spec, rec)
+    (sent,) = hub.uploads
+    assert {k: sent[k] for k in ("repo_id", "private", "commit_message", "revision")} == {
+        "repo_id": "alice/m", "private": True, "commit_message": "first", "revision": "dev"}
+    assert sorted(sent["files"]) == sorted([*store.model("m").meta["files"], "README.md"])
+    # the folder was a scratch folder of the store's, and is gone
+    assert sent["folder"].parent == store.root / ".scratch" and sent["folder"].name.startswith("push-m-")
+    assert not sent["folder"].exists()
+    size = sum(sent["files"].values())
+    upload = [r for r in rec.reports if r["stage"] == "upload"]
+    assert [(r["progress"], r["message"], r["bytes_done"], r["bytes_total"]) for r in upload] == [
+        (pytest.approx(0.1), "0.0 of 0.0 MB", 0, 0.0),
+        (pytest.approx(0.1 + 0.9 * (size // 2) / size), f"{size // 2 / 1e6:.1f} of {size / 1e6:.1f} MB",
+         size // 2, float(size)),
+        (pytest.approx(1.0), f"{size / 1e6:.1f} of {size / 1e6:.1f} MB", size, float(size))]
+    assert rec.reports[-1] is upload[-1]  # the export's 10% came first
+    stamp = result.pop("time")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp)
+    assert before - 1 <= calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) <= time.time() + 1
+    seconds = result.pop("seconds")
+    assert 0 <= seconds <= time.time() - before
+    assert result == {"name": "m", "hub": "huggingface", "repo_id": "alice/m", "revision": "dev", "commit_sha": "sha1",
+                      "commit_url": "http://hub.local/alice/m/commit/sha1", "files": len(sent["files"]),
+                      "bytes": size, "private": True}
+    assert store.model("m").meta["pushes"] == [{"hub": "huggingface", "repo_id": "alice/m", "revision": "dev",
+                                                "commit_sha": "sha1", "time": stamp}]
+
+    # a second push adds its commit after the first
+    run_push(store, hub, PushSpec(name="m", repo_id="bob/m", commit_message="again"), JobRecorder())
+    assert [(p["repo_id"], p["revision"], p["commit_sha"]) for p in store.model("m").meta["pushes"]] == [
+        ("alice/m", "dev", "sha1"), ("bob/m", "main", "sha2")]
+    assert hub.uploads[1]["private"] is False
+
+
+def test_a_push_cancelled_during_its_upload_records_nothing_and_leaves_no_scratch(store):
+    from apt_model.testing import JobRecorder, make_tiny_model
+
+    make_tiny_model(store, "m")
+    files = len(store.model("m").meta["files"])
+    hub = RecordingHub()
+    rec = JobRecorder(cancel_after=files + 1)  # the export's checks pass, the upload's second report cancels
+    with pytest.raises(errors.Cancelled):
+        run_push(store, hub, PushSpec(name="m", repo_id="alice/m"), rec)
+    assert hub.uploads and not any((store.root / ".scratch").iterdir())
+    assert "pushes" not in store.model("m").meta
+    with pytest.raises(errors.NotFound):
+        run_push(store, hub, PushSpec(name="gone", repo_id="alice/gone"), JobRecorder())
+    assert len(hub.uploads) == 1

@@ -94,3 +94,20 @@ def test_repo_ids_and_hubs():
     with pytest.raises(errors.InvalidArgument) as caught:
         get_hub("gitlab", settings)
     assert str(caught.value) == "Unknown hub 'gitlab'; choose one of: huggingface, modelscope."
+
+
+def test_each_hub_client_is_built_from_its_own_settings(tmp_path):
+    """The endpoint, token, cache, offline switch and timeout of the settings reach the client they
+    belong to (HF_* the Hugging Face client, MODELSCOPE_* ModelScope's), with the offline hint."""
+    settings = HubSettings(hf_endpoint="http://hf.local", hf_token="hf-secret", hf_cache=tmp_path / "hf",
+                           offline=True, modelscope_endpoint="http://ms.local", modelscope_token="ms-secret",
+                           modelscope_cache=tmp_path / "ms", timeout_s=7.5)
+    hf = get_hub("huggingface", settings)
+    assert (hf.endpoint, hf.token, hf.cache_dir, hf.offline, hf.timeout_s) == (
+        "http://hf.local", "hf-secret", tmp_path / "hf", True, 7.5)
+    assert hf.retry_hint == "Set HF_HUB_OFFLINE=1 to import from the local cache."
+    ms = get_hub("modelscope", settings)
+    assert (ms.endpoint, ms.token, ms.cache_dir, ms.offline, ms.retry_hint) == (
+        "http://ms.local", "ms-secret", tmp_path / "ms", True, hf.retry_hint)
+    online = get_hub("ms", HubSettings())
+    assert online.offline is False and online.token is None and online.cache_dir is None
