@@ -8,6 +8,7 @@ other job tests reach these rules through a gateway, where most of them pass eit
 from __future__ import annotations
 
 import errno
+import logging
 import threading
 import time
 
@@ -67,6 +68,27 @@ def test_each_way_a_job_ends_is_its_state_code_and_sentence(manager, caplog):
     assert (final.state, final.error_code) == (JobState.FAILED, "INTERNAL")
     assert final.error_message == f"Internal error (KeyError); see the service log for job {crash.id}."
     assert any(crash.id in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records)
+
+
+def test_each_failure_is_logged_once_at_its_level_naming_the_job(manager, caplog):
+    """The service's log is where an operator looks a job up by id: a refusal at INFO, a full disk
+    at WARNING with the OS error, a crash or a result that does not fit at ERROR with the why;
+    a cancel and a success log nothing."""
+    caplog.set_level(logging.INFO, logger="apt_model.runtime.jobs")
+    jobs = manager(max_workers=1)
+    ids = [_final(jobs, jobs.start(ECHO_JOB, work).id).id for work in (
+        lambda ctx: {"text": "a"}, _raise(errors.Cancelled("stop")), _raise(errors.NotFound("no such model")),
+        _raise(OSError(errno.ENOSPC, "No space left")), _raise(KeyError("x")), lambda ctx: {"nonsense": 1})]
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "apt_model.runtime.jobs"]
+    assert logged[:2] == [
+        ("INFO", f"job {ids[2]} failed: no such model"),
+        ("WARNING", f"job {ids[3]} failed: No space left on device on the service's disk; free space (or give "
+                    "the service a larger volume) and run it again. ([Errno 28] No space left)")]
+    (level, crash), (mismatch_level, mismatch) = logged[2:]
+    assert level == "ERROR" and crash.startswith(f"job {ids[4]} crashed:\nTraceback (most recent call last):")
+    assert crash.rstrip().endswith("KeyError: 'x'")
+    assert mismatch_level == "ERROR" and mismatch.startswith(
+        f"job {ids[5]} returned a result that does not fit apt.plugins.echo.v1.EchoResult: ")
 
 
 def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(manager, caplog):
