@@ -266,6 +266,8 @@ class PyTorchJobRunner:
                     return json.loads((folder / distributed.RESULT).read_text())
                 if state == "Failed":
                     relay.pump()
+                    if cancelled_at is not None:  # the ranks stopped on the cancel before the next look
+                        self.delete(shape.name)
                     raise self._failure(shape, folder, cancelled_at is not None, obj)
 
     def _watch(self, name: str):

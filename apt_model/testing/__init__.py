@@ -120,6 +120,10 @@ class JobRecorder(JobContext):
             raise errors.Cancelled("cancelled by the test")
         super().check_cancelled()
 
+    def cancel(self) -> None:
+        """Cancel the job now, as a user's CancelJob does (from any thread)."""
+        self._cancel.set()
+
     def series(self, key: str) -> list[float]:
         """The values of one metric, report by report (a loss curve)."""
         return [m[key] for m in self.history if key in m]

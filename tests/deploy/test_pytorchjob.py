@@ -167,6 +167,33 @@ def test_a_failed_pytorchjob_fails_the_job_with_the_operators_account(store, tmp
         runner.run(shape, {"spec": {}}, store.root / shape.run_folder, JobRecorder())
 
 
+def test_a_cancelled_pytorchjob_that_ends_failed_before_the_ranks_files_appear_is_still_deleted(store, cluster):
+    """Ranks that stop on a cancel exit 1, so the operator may mark the PyTorchJob Failed before
+    the follower has seen every rank's error file: the job is cancelled and its object deleted
+    all the same, not left with its pods."""
+    from apt_model.modeling import distributed
+    from apt_model.runtime import pytorchjob
+
+    runner = pytorchjob.PyTorchJobRunner(pytorchjob.api_client(), NS, poll_seconds=0.05)
+    shape = _shape(nodes=2, workers=1, gpu=False)
+    folder = store.root / shape.run_folder
+    ctx = JobRecorder()
+
+    def fail_once_the_ranks_were_told():
+        while ("pytorchjobs", NS, shape.name) not in cluster.objects:
+            time.sleep(0.02)
+        cluster.set_condition(NS, shape.name, "Running")
+        ctx.cancel()
+        while not (folder / distributed.CANCEL).exists():
+            time.sleep(0.02)
+        cluster.set_condition(NS, shape.name, "Failed", reason="PyTorchJobFailed", message="worker-0 exited 1")
+
+    threading.Thread(target=fail_once_the_ranks_were_told, daemon=True).start()
+    with pytest.raises(errors.Cancelled):
+        runner.run(shape, {"spec": {}}, folder, ctx)
+    assert ("DELETE", f"{JOBS}/{shape.name}") in [(m, p) for m, p, _ in cluster.requests]
+
+
 def test_a_pytorchjob_deleted_by_someone_else_fails_the_job(store, cluster):
     from apt_model.runtime import pytorchjob
 
