@@ -10,6 +10,7 @@ dict that must fit the result message its operation declares (``apt_model.runtim
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -299,9 +300,12 @@ class JobManager:
                 self._contexts.pop(s.id, None)
 
     def shutdown(self, cancel_running: bool = True) -> None:
+        """Stop the workers; ``cancel_running``: cancel every job not finished, the queued ones
+        included (their workers never come, so they end here, as ``cancel`` ends them)."""
         if cancel_running:
             with self._lock:
-                contexts = list(self._contexts.values())
-            for ctx in contexts:
-                ctx._cancel.set()
+                active = [job_id for job_id, snap in self._jobs.items() if not snap.state.done]
+            for job_id in active:
+                with contextlib.suppress(errors.NotFound):  # it ended, and was forgotten, meanwhile
+                    self.cancel(job_id)
         self._pool.shutdown(wait=True, cancel_futures=True)

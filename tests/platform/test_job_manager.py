@@ -219,9 +219,12 @@ def test_cancel_before_and_during_the_work_and_shutdown_cancels_what_runs(manage
     other = manager(max_workers=1)
     started.clear()
     job = other.start(ECHO_JOB, runs)
+    waiting = other.start(ECHO_JOB, lambda ctx: {"text": "never"})
     assert started.wait(10)
     other.shutdown(cancel_running=True)
     assert other.get(job.id).state is JobState.CANCELLED
+    snap = other.get(waiting.id)  # no worker will come for it: it ends too, and its watchers with it
+    assert (snap.state, snap.error_message) == (JobState.CANCELLED, "Cancelled before it started.")
     release.set()
 
 
