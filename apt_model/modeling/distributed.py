@@ -510,7 +510,7 @@ def launch(module: str, payload: dict[str, Any], workers: int, folder: Path, ctx
     path = os.pathsep.join(p for p in [*sys.path, os.environ.get("PYTHONPATH", "")] if p)
     run_env = {**os.environ, **(env or {}), "PYTHONPATH": path, "OMP_NUM_THREADS": str(max(threads, 1)),
                "TORCHELASTIC_ERROR_FILE": str(folder / "torchrun-error.json"),
-               # a rank killed by a signal (a native abort) prints every thread's Python stack to the log
+               # a rank that crashes (SIGABRT, SIGSEGV) prints every thread's Python stack to the log
                "PYTHONFAULTHANDLER": "1"}
     out = open(folder / "torchrun.log", "wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=run_env, start_new_session=True)
