@@ -104,6 +104,11 @@ def _registry(tmp_path: Path, catalog: Catalog, deployer: Deployer, **settings) 
     return registry, changes
 
 
+def _logged(caplog) -> list[str]:
+    """The registry's own log lines, in order."""
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.registry"]
+
+
 def _state(registry: Registry) -> dict:
     return json.loads(registry.state_path.read_text())
 
@@ -208,15 +213,16 @@ def test_health_rounds_flip_endpoints_and_rediscover_a_plugin_that_moved(tmp_pat
     assert changes == [] and inst.unhealthy_rounds == 0  # nothing flipped, nobody told
 
     first.serving(False)
-    with caplog.at_level(logging.WARNING, logger="gateway.registry"):
-        registry.refresh_health()
+    caplog.set_level(logging.INFO, logger="gateway.registry")
+    registry.refresh_health()
     assert inst.healthy == {first.endpoint: False, second.endpoint: True} and changes == [1]
-    assert f"plugin echo at {first.endpoint} is now unhealthy" in caplog.text
+    assert _logged(caplog) == [f"plugin echo at {first.endpoint} is now unhealthy"]
     assert registry.route_table()["endpoints"] == {"echo": [second.endpoint]}
     assert registry.status_of(catalog.get("echo")) == ("INSTALLED", "1/2 replicas healthy")
     first.serving(True)
     registry.refresh_health()
     assert inst.healthy_endpoints() == inst.endpoints and changes == [1, 1]
+    assert _logged(caplog)[-1] == f"plugin echo at {first.endpoint} is now healthy"
 
     # every endpoint down: after REDISCOVER_AFTER rounds the deployer is asked where it runs now
     first.serving(False)
@@ -231,15 +237,17 @@ def test_health_rounds_flip_endpoints_and_rediscover_a_plugin_that_moved(tmp_pat
         assert len([c for c in deployer.calls if c[0] == "discover"]) == discovered
         assert registry.status_of(catalog.get("echo")) == ("UNHEALTHY", "installed, not answering health checks")
         assert "echo" not in registry.route_table()["endpoints"]
+        before = list(inst.endpoints)
         registry.refresh_health()
         assert inst.endpoints == [moved.endpoint] and inst.healthy == {moved.endpoint: True}
+        assert _logged(caplog)[-1] == f"plugin echo moved: {before} -> {[moved.endpoint]}"
         assert inst.unhealthy_rounds == 0 and _state(registry)["echo"]["endpoints"] == [moved.endpoint]
         assert registry.endpoint_for("echo") == moved.endpoint
     finally:
         moved.stop()
 
 
-def test_rediscovery_that_fails_or_finds_the_same_endpoints_changes_nothing(tmp_path, catalog, deployer):
+def test_rediscovery_that_fails_or_finds_the_same_endpoints_changes_nothing(tmp_path, catalog, deployer, caplog):
     registry, changes = _registry(tmp_path, catalog, deployer)
     inst = registry.install("echo")
     endpoints = list(inst.endpoints)
@@ -248,6 +256,7 @@ def test_rediscovery_that_fails_or_finds_the_same_endpoints_changes_nothing(tmp_
     for _ in range(REDISCOVER_AFTER):
         registry.refresh_health()
     assert inst.endpoints == endpoints and inst.unhealthy_rounds == REDISCOVER_AFTER
+    assert _logged(caplog)[-1] == "cannot rediscover echo: the cluster does not answer"
     deployer.fail.clear()
     changes.clear()
     inst.unhealthy_rounds = REDISCOVER_AFTER - 1
@@ -266,15 +275,31 @@ def test_a_call_that_failed_marks_a_healthy_endpoint_once(tmp_path, catalog, dep
     assert inst.healthy == {inst.endpoints[0]: False, inst.endpoints[1]: True} and changes == [1]
 
 
+def test_an_endpoint_with_no_health_recorded_yet_counts_as_healthy(tmp_path, catalog, deployer, caplog):
+    """A health round or a failed call compares against "healthy" for an endpoint it has no
+    record of (one written into the state file by hand, say): serving, it is not news; failing
+    a call, it is marked."""
+    registry, changes = _registry(tmp_path, catalog, deployer)
+    inst = registry.install("echo", replicas=2)
+    changes.clear()
+    inst.healthy = {}
+    with caplog.at_level(logging.INFO, logger="gateway.registry"):
+        registry.refresh_health()
+    assert inst.healthy == {e: True for e in inst.endpoints} and changes == [] and _logged(caplog) == []
+    inst.healthy = {}
+    registry.mark_unhealthy("echo", inst.endpoints[1])
+    assert inst.healthy == {inst.endpoints[1]: False} and changes == [1]
+
+
 def test_a_restart_reattaches_redeploys_and_forgets_what_it_must(tmp_path, catalog, deployer, caplog):
     registry, _ = _registry(tmp_path, catalog, deployer)
     registry.install("echo", replicas=2)
     running = list(registry.installed("echo").endpoints)
-    state = _state(registry)
+    # the plugin no longer in the catalogue comes first: forgetting it skips only it
+    state = {"gone-from-the-catalogue": {"endpoints": [], "replicas": 1, "deployer": "recording",
+                                         "installed_at": ""}, **_state(registry)}
     state["cloud-storage"] = {"endpoints": ["127.0.0.1:1"], "replicas": 1, "deployer": "recording",
                               "installed_at": "2026-01-01T00:00:00+00:00"}
-    state["gone-from-the-catalogue"] = {"endpoints": [], "replicas": 1, "deployer": "recording",
-                                        "installed_at": ""}
     registry.state_path.write_text(json.dumps(state))
     deployer.instances["echo"][1].serving(False)
 
@@ -290,8 +315,9 @@ def test_a_restart_reattaches_redeploys_and_forgets_what_it_must(tmp_path, catal
     assert ("deploy", "cloud-storage", 1) in deployer.calls and ("deploy", "echo", 2) not in deployer.calls
     assert restored.installed("gone-from-the-catalogue") is None
     assert sorted(_state(restored)) == ["cloud-storage", "echo"] and changes == [1]
-    assert "installed plugin gone-from-the-catalogue is no longer in the catalogue; forgetting it" in caplog.text
-    assert "cannot redeploy cloud-storage: cloud-storage crashed at start" in caplog.text
+    assert _logged(caplog) == ["installed plugin gone-from-the-catalogue is no longer in the catalogue; forgetting it",
+                               "plugin cloud-storage is not running any more; redeploying",
+                               "cannot redeploy cloud-storage: cloud-storage crashed at start"]
 
     deployer.fail.clear()
     deployer.remove("echo")
