@@ -59,9 +59,11 @@ class RecordingDeployer(Deployer):
         self.calls: list[tuple] = []
         self.found: dict[str, list[str]] = {}
         self.fail: set[str] = set()
+        self.envs: dict[str, dict[str, str]] = {}  # the environment each plugin was last deployed with
 
     def deploy(self, entry: CatalogEntry, replicas: int, env: dict[str, str]) -> list[str]:
         self.calls.append(("deploy", entry.name, replicas))
+        self.envs[entry.name] = dict(env)
         if "deploy" in self.fail:
             raise errors.Unavailable(f"{entry.name} crashed at start")
         self.instances[entry.name] = [Instance() for _ in range(replicas)]
@@ -133,14 +135,17 @@ def test_install_refuses_what_cannot_be_installed_by_sentence(tmp_path, catalog,
 
 
 def test_install_deploys_saves_and_is_idempotent_then_replaces_on_a_new_replica_count(tmp_path, catalog, deployer):
-    registry, changes = _registry(tmp_path, catalog, deployer)
+    # a setting of another plugin's in the gateway's environment: echo's env is worked out, without it
+    registry, changes = _registry(tmp_path, catalog, deployer, plugin_env={"APT_OLLAMA_URL": "http://ollama:11434"})
     inst = registry.install("echo", replicas=2)
     assert deployer.calls == [("discover", "echo"), ("deploy", "echo", 2)]
     assert (inst.name, inst.replicas, inst.deployer) == ("echo", 2, "recording")
     assert inst.healthy == {e: True for e in inst.endpoints} and len(inst.endpoints) == 2
+    assert registry.state_path == tmp_path / "home" / "gateway" / "plugins.json"  # APT_HOME/gateway/plugins.json
     assert _state(registry) == {"echo": {"endpoints": inst.endpoints, "replicas": 2, "deployer": "recording",
                                          "installed_at": inst.installed_at}}
     assert inst.installed_at.endswith("+00:00") and "." not in inst.installed_at  # UTC, whole seconds
+    assert deployer.envs["echo"] == registry.plugin_env(catalog.get("echo"))  # its token and settings
     assert changes == [1]
 
     assert registry.install("echo", replicas=2) is inst  # as asked already: nothing is done
@@ -163,15 +168,27 @@ def test_an_installed_plugin_with_a_dead_replica_is_deployed_again(tmp_path, cat
     inst.healthy[inst.endpoints[0]] = False
     again = registry.install("echo", replicas=2)
     assert again is not inst and deployer.calls[-2:] == [("remove", "echo"), ("deploy", "echo", 2)]
+    # a replacement that cannot start leaves no entry routing to the instances just removed
+    deployer.fail.add("deploy")
+    with pytest.raises(errors.Unavailable, match="echo crashed at start"):
+        registry.install("echo", replicas=3)
+    assert registry.installed("echo") is None and deployer.instances == {}
 
 
-def test_install_adopts_exactly_as_many_running_instances_as_asked_and_replaces_others(tmp_path, catalog, deployer):
+def test_install_adopts_exactly_as_many_running_instances_as_asked_and_replaces_others(tmp_path, catalog, deployer,
+                                                                                      caplog):
     outside = [Instance(), Instance()]
     try:
         registry, _ = _registry(tmp_path, catalog, deployer)
         deployer.found["echo"] = [i.endpoint for i in outside]
-        adopted = registry.install("echo", replicas=2)
+        with caplog.at_level(logging.INFO, logger="gateway.registry"):
+            adopted = registry.install("echo", replicas=2)
         assert adopted.endpoints == deployer.found["echo"] and deployer.calls == [("discover", "echo")]
+        assert _logged(caplog) == ["plugin echo: adopting 2 running instance(s)"]
+        registry.uninstall("echo")
+
+        deployer.found["echo"] = [f"127.0.0.1:{port}" for port in range(1, 33)]  # 32 replicas: the most
+        assert registry.install("echo", replicas=32).endpoints == deployer.found["echo"]
         registry.uninstall("echo")
 
         deployer.calls.clear()
@@ -329,6 +346,21 @@ def test_a_restart_reattaches_redeploys_and_forgets_what_it_must(tmp_path, catal
                               ("discover", "echo"), ("deploy", "echo", 2)]
     assert len(again.installed("echo").endpoints) == 2
 
+    # records that say only where the plugin ran, or nothing: one replica, installed at an unknown time
+    deployer.stop_all()
+    deployer.fail.add("deploy")
+    again.state_path.write_text(json.dumps({"echo": {"endpoints": ["127.0.0.1:1"]}, "cloud-storage": {}}))
+    bare, _ = _registry(tmp_path, catalog, deployer, plugin_env={"APT_OLLAMA_URL": "http://ollama:11434"})
+    bare.restore()
+    echo, storage = bare.installed("echo"), bare.installed("cloud-storage")
+    assert (echo.name, echo.endpoints, echo.replicas, echo.deployer, echo.installed_at) == (
+        "echo", ["127.0.0.1:1"], 1, "recording", "")
+    assert storage.endpoints == [] and storage.replicas == 1 and storage.healthy == {}
+    deploys = [c for c in deployer.calls if c[0] == "deploy"]
+    assert deploys[-2:] == [("deploy", "echo", 1), ("deploy", "cloud-storage", 1)]  # one replica each
+    assert deployer.envs["cloud-storage"] == bare.plugin_env(catalog.get("cloud-storage"))
+    deployer.fail.clear()
+
     nothing, changes = _registry(tmp_path / "other", catalog, deployer)
     nothing.restore()  # no state file: nothing to do, nobody told
     assert nothing.all_installed() == [] and changes == [] and not nothing.state_path.exists()
@@ -352,6 +384,8 @@ def test_the_monitor_runs_health_rounds_until_stopped(tmp_path, catalog, deploye
     registry, changes = _registry(tmp_path, catalog, deployer, health_interval=0.05)
     inst = registry.install("echo")
     registry.start_monitor()
+    # named in a thread dump, and never what keeps a stopping gateway alive
+    assert (registry._monitor.name, registry._monitor.daemon) == ("plugin-health", True)
     try:
         deployer.instances["echo"][0].serving(False)
         deadline = time.monotonic() + 10
