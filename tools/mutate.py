@@ -31,6 +31,7 @@ path must be the module's import name (``apt_prune/spec.py`` is ``apt_prune.spec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -417,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep build/mutate/<target> and test only the mutants without a verdict")
     parser.add_argument("--report-only", action="store_true", help="recount an earlier run, test nothing")
+    parser.add_argument("--tests", nargs="+", metavar="TEST",
+                        help="run against these tests instead of the target's selection: a quick pass with its "
+                             "unit tests, whose survivors are then re-run with the whole selection")
     args = parser.parse_args(argv)
 
     by_name = {t.name: t for t in TARGETS}
@@ -434,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
 
     summaries = []
     for target in [by_name[n] for n in args.targets] or list(TARGETS):
+        if args.tests:
+            target = dataclasses.replace(target, tests=tuple(args.tests))
         work = WORK / target.name
         if not (args.resume or args.report_only) or not work.exists():
             if args.report_only:
