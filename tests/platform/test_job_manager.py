@@ -89,6 +89,7 @@ def test_each_failure_is_logged_once_at_its_level_naming_the_job(manager, caplog
     assert crash.rstrip().endswith("KeyError: 'x'")
     assert mismatch_level == "ERROR" and mismatch.startswith(
         f"job {ids[5]} returned a result that does not fit apt.plugins.echo.v1.EchoResult: ")
+    assert "nonsense" in mismatch.partition("EchoResult: ")[2]  # what does not fit
 
 
 def test_a_result_that_does_not_fit_its_type_is_a_named_bug_and_warnings_travel(manager, caplog):
@@ -148,6 +149,9 @@ def test_progress_is_clamped_metrics_merge_and_fields_left_out_are_kept(manager)
 def test_refusals_name_the_job_and_the_entry(manager):
     jobs = manager(max_workers=3)
     release = threading.Event()
+    # a finished job that wrote the same entry comes first in the manager: it is passed over, not the end
+    done = jobs.start(ECHO_JOB, lambda ctx: {}, writes=entries("models", "out"))
+    wait_for_state(jobs, done.id, JobState.SUCCEEDED)
     hold = jobs.start(ECHO_JOB, lambda ctx: release.wait(30) and {},
                       reads=entries("models", "src"), writes=entries("models", "out"))
     try:
@@ -221,7 +225,7 @@ def test_cancel_before_and_during_the_work_and_shutdown_cancels_what_runs(manage
     job = other.start(ECHO_JOB, runs)
     waiting = other.start(ECHO_JOB, lambda ctx: {"text": "never"})
     assert started.wait(10)
-    other.shutdown(cancel_running=True)
+    other.shutdown()  # cancelling what runs is the default
     assert other.get(job.id).state is JobState.CANCELLED
     snap = other.get(waiting.id)  # no worker will come for it: it ends too, and its watchers with it
     assert (snap.state, snap.error_message) == (JobState.CANCELLED, "Cancelled before it started.")
