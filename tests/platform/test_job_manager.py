@@ -164,6 +164,7 @@ def test_refusals_name_the_job_and_the_entry(manager):
                 jobs.start(ECHO_JOB, lambda ctx: {}, **kw)
             assert str(caught.value) == (f"Job {hold.id} is {doing} {ref}; wait for it to finish or cancel it "
                                          f"('apt-model job cancel {hold.id}'), then retry.")
+            assert caught.value.reason == "ENTRY_IN_USE"  # what a client tells apart from other refusals
         for bad in ("models", "models/", "weights/x", "x"):
             with pytest.raises(ValueError) as caught:
                 jobs.start(ECHO_JOB, lambda ctx: {}, reads=(bad,))
