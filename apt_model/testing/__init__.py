@@ -111,7 +111,7 @@ class JobRecorder(JobContext):
             self.history.append(dict(metrics))
         super().report(progress, stage, message, eta_seconds, **metrics)
         if self.cancel_at_step is not None and metrics.get("step") == self.cancel_at_step:
-            self._cancel.set()
+            self.cancel()
 
     def check_cancelled(self) -> None:
         self.checks += 1
@@ -142,7 +142,7 @@ class CancelAtStep(JobRecorder):
         super().report(progress, stage, message, eta_seconds, **metrics)
         if metrics.get("step", 0) >= self.at and self.cancelled_at is None:
             self.cancelled_at = time.monotonic()
-            self._cancel.set()
+            self.cancel()
 
 
 def rank_pids(folder: Path) -> dict[int, int]:
