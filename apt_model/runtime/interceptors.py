@@ -160,19 +160,28 @@ class _CallScope:
     def _maps(self, exc: BaseException | None) -> bool:
         return exc is not None and not isinstance(exc, self._passes) and not _is_abort(exc, self._context)
 
+    def _code(self, exc: BaseException | None) -> grpc.StatusCode | None:
+        """The status for the access log when the call's context cannot tell it (the asyncio
+        server's context of a sync handler has no ``code()``): a pass is the caller leaving."""
+        return grpc.StatusCode.CANCELLED if isinstance(exc, self._passes) else None
+
     def __exit__(self, _type, exc: BaseException | None, _tb) -> None:
+        code = self._code(exc)
         try:
             if self._maps(exc):
-                self._context.abort(*_status_for(self._context, exc, self._method))  # raises
+                code, message = _status_for(self._context, exc, self._method)
+                self._context.abort(code, message)  # raises
         finally:
-            _end(self._token, self._method, self._context, self._start)
+            _end(self._token, self._method, self._context, self._start, code)
 
     async def __aexit__(self, _type, exc: BaseException | None, _tb) -> None:
+        code = self._code(exc)
         try:
             if self._maps(exc):
-                await self._context.abort(*_status_for(self._context, exc, self._method))  # raises
+                code, message = _status_for(self._context, exc, self._method)
+                await self._context.abort(code, message)  # raises
         finally:
-            _end(self._token, self._method, self._context, self._start)
+            _end(self._token, self._method, self._context, self._start, code)
 
 
 def wrap_handler(handler, method: str, metadata: dict[str, str], admin: bool):
@@ -264,11 +273,14 @@ def _begin(metadata: dict[str, str], admin: bool):
     return request_id.set(metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex[:12]), time.perf_counter()
 
 
-def _end(token, method: str, context, start: float) -> None:
-    try:
-        code = context.code() if hasattr(context, "code") else None
-    except (AttributeError, NotImplementedError):
-        code = None
+def _end(token, method: str, context, start: float, code: grpc.StatusCode | None = None) -> None:
+    """The access log line; ``code`` is the status the call ended with when its scope knows it
+    (an error it mapped, a caller that left), else the context's."""
+    if code is None:
+        try:
+            code = context.code() if hasattr(context, "code") else None
+        except (AttributeError, NotImplementedError):
+            code = None
     name = getattr(code or grpc.StatusCode.OK, "name", str(code))
     log.info("%s %s", method, name,
              extra={"method": method, "code": name, "duration_ms": round((time.perf_counter() - start) * 1000, 2)})
