@@ -136,6 +136,15 @@ TARGETS = (
     Target("runtime-interceptors", "apt_model", (f"{RUNTIME}/interceptors.py",), (
         "tests/platform/test_interceptors.py",
     )),
+    # settings from the environment and a plugin's declared settings: every parser, edge and sentence
+    Target("runtime-settings", "apt_model", (f"{RUNTIME}/settings.py", f"{RUNTIME}/plugin_settings.py"), (
+        "tests/platform/test_settings.py",
+    )),
+    # a training job's running log (the job id is the only input that names a path) and log lines
+    Target("runtime-logs", "apt_model", (f"{RUNTIME}/joblog.py", f"{RUNTIME}/logs.py"), (
+        "tests/platform/test_joblog.py",
+        "tests/platform/test_logs.py",
+    )),
     Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
         "tests/platform/test_validation.py",
     )),
