@@ -145,6 +145,11 @@ TARGETS = (
         "tests/platform/test_joblog.py",
         "tests/platform/test_logs.py",
     )),
+    # reading plugin.yaml: names, deployment keys, quantities, requirements includes
+    Target("runtime-manifest", "apt_model", (f"{RUNTIME}/manifest.py",), (
+        "tests/platform/test_manifest.py",
+        "tests/platform/test_plugin_deployment_keys.py",
+    )),
     Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
         "tests/platform/test_validation.py",
     )),

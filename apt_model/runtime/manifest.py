@@ -50,7 +50,7 @@ DEFAULT_RESOURCES = {"torch": Resources(cpu="500m", memory="2Gi", memory_limit="
 
 def memory_bytes(quantity: str) -> int:
     """Bytes of a Kubernetes memory quantity ("512Mi", "16Gi", "1000000"); ValueError otherwise."""
-    m = _MEMORY_RE.match(str(quantity))
+    m = _MEMORY_RE.fullmatch(str(quantity))
     if not m:
         raise ValueError(f"{quantity!r} is not a memory quantity such as 512Mi or 16Gi")
     return int(m.group(1)) * _MEMORY_UNIT[m.group(2)]
@@ -85,7 +85,7 @@ def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]
     if unknown:
         raise bad(f"unknown resources keys {sorted(unknown)}; allowed: cpu, memory, memory_limit.")
     resources = replace(DEFAULT_RESOURCES[base], **{k: str(v) for k, v in given.items()})
-    cpu = _CPU_RE.match(resources.cpu)
+    cpu = _CPU_RE.fullmatch(resources.cpu)
     if not cpu or float(cpu.group(1)) <= 0:
         raise bad(f"resources.cpu {resources.cpu!r} is not a CPU quantity such as 500m or 2.")
     try:
@@ -96,14 +96,14 @@ def _deployment_keys(data: dict, path: Path, requirements: list[tuple[str, str]]
         raise bad(f"resources.memory {resources.memory} must be above 0 and at most "
                   f"memory_limit {resources.memory_limit}.")
     packages = data.get("system_packages", [])
-    if not isinstance(packages, list) or not all(isinstance(p, str) and _DEBIAN_PACKAGE_RE.match(p) for p in packages):
+    if not isinstance(packages, list) or not all(isinstance(p, str) and _DEBIAN_PACKAGE_RE.fullmatch(p) for p in packages):
         raise bad(f"system_packages must be a list of Debian package names such as [chromium], not {packages!r}.")
     return {**flags, "base": base, "egress": egress, "resources": resources,
             "system_packages": tuple(packages)}
 
 
 def validate_plugin_name(name: str) -> str:
-    if not isinstance(name, str) or not PLUGIN_NAME_RE.match(name):
+    if not isinstance(name, str) or not PLUGIN_NAME_RE.fullmatch(name):
         raise errors.InvalidArgument(
             f"Invalid plugin name {name!r}: use lower-case letters, digits and '-' "
             "(run 'apt-model plugin list' for the catalogue)."

@@ -94,7 +94,7 @@ def declared_settings(raw: Any, path: Path) -> tuple[SettingSpec, ...]:
             raise bad(f"{item!r}: each entry is a mapping with name and optionally "
                       f"{', '.join(sorted(_KEYS - {'name'}))}.")
         name, kind = item["name"], item.get("type", "str")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise bad(f"{name!r} is not a name such as APT_OLLAMA_URL (APT_ then upper-case words joined by _).")
         if name in SHARED_VARIABLES:
             raise bad(f"{name} is one of the platform's own variables (apt_model/runtime/settings.py), which no "

@@ -87,7 +87,7 @@ class Store:
         """The folders of ``kind`` that may be entries, by name: not a leftover (``.tmp-``,
         ``.old-``, ``.rm-``), not a foreign name, not a link (the store never makes one)."""
         for p in sorted(self._dir(kind).iterdir()):
-            if not p.name.startswith(".") and not p.is_symlink() and NAME_RE.match(p.name):
+            if not p.name.startswith(".") and not p.is_symlink() and NAME_RE.fullmatch(p.name):
                 yield p
 
     def list(self, kind: Kind) -> list[Entry]:
@@ -293,7 +293,7 @@ class Store:
     def _put_back(self, kind: Kind, old: Path) -> bool:
         """Rename ``.old-<name>-<8 hex>`` back to ``<name>`` when that entry is missing."""
         owner = old.with_name(old.name[len(".old-"):-9])  # .old-<name>-<8 hex> (see _commit)
-        if not NAME_RE.match(owner.name) or owner.exists():
+        if not NAME_RE.fullmatch(owner.name) or owner.exists():
             return False
         with self._locks.name(kind, owner.name):  # a live writer holds it between its two renames
             if owner.exists():

@@ -17,7 +17,7 @@ Kind = Literal["models", "datasets"]
 
 def validate_name(name: str, what: str = "model") -> str:
     """Return ``name`` when it is a valid store name; raise InvalidArgument otherwise."""
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise errors.InvalidArgument(
             f"Invalid {what} name {name!r}: use 1-64 characters of a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit (no '/', no '..')."

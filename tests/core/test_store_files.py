@@ -294,7 +294,7 @@ def test_a_listing_skips_leftovers_and_foreign_folders_and_sizes_add_up(store):
         with store.create(kind, name, operation="test") as staging:
             (staging / "f").write_bytes(payload)
     models = store.root / "models"
-    for stray in (".tmp-x-12345678", "Upper", "a..b", "no-record"):
+    for stray in (".tmp-x-12345678", "Upper", "a..b", "no-record", "nl\n"):
         (models / stray).mkdir()
         if stray != "no-record":
             (models / stray / "apt.json").write_text("{}")
@@ -614,6 +614,9 @@ def test_an_invalid_name_is_refused_in_one_sentence():
         "digit (no '/', no '..').")
     assert str(pytest.raises(errors.InvalidArgument, validate_name, 7, "dataset").value).startswith(
         "Invalid dataset name 7:")
+    # the rule is the whole name: a trailing newline ('$' matches before one) is refused too
+    assert str(pytest.raises(errors.InvalidArgument, validate_name, "abc\n").value).startswith(
+        "Invalid model name 'abc\\n':")
 
 
 def test_a_name_lock_that_is_taken_is_not_held_and_a_released_one_can_be_taken(tmp_path):

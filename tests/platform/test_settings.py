@@ -270,6 +270,7 @@ def test_declarations_give_typed_defaults():
     ([{"name": "APT_X__Y"}], "'APT_X__Y' is not a name such as APT_OLLAMA_URL (APT_ then upper-case words joined by _)."),
     ([{"name": "APT_X_"}], "'APT_X_' is not a name such as APT_OLLAMA_URL (APT_ then upper-case words joined by _)."),
     ([{"name": "XAPT_X"}], "'XAPT_X' is not a name such as APT_OLLAMA_URL (APT_ then upper-case words joined by _)."),
+    ([{"name": "APT_X\n"}], "'APT_X\\n' is not a name such as APT_OLLAMA_URL (APT_ then upper-case words joined by _)."),
     ([{"name": "APT_X"}, {"name": "APT_X"}], "APT_X is declared twice."),
     ([{"name": "APT_X", "type": "list"}], "APT_X: type 'list' is not one of str, int, float, bool, url."),
     ([{"name": "APT_X", "type": "int", "default": "many"}],

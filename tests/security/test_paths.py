@@ -187,6 +187,31 @@ def test_outputs_never_replace_what_they_did_not_make(armed):
     assert not [p.name for p in copy.parent.iterdir() if p.name.startswith(".part-")]
 
 
+def test_a_name_with_a_trailing_newline_names_no_entry_and_no_folder(armed, host):
+    """A store name, an export folder and an Ollama model name are checked whole: '$' alone
+    matches before a final newline, so 'stolen\\n' once passed the rules and named a folder."""
+    gw, _ = armed
+    home = Path(gw.settings.home)
+    before = host.snapshot(home)
+    ch = user_channel(gw)
+    core, pr = gw_grpc.CoreStub(ch), pr_grpc.PruningStub(ch)
+    ol = ol_grpc.OllamaExportStub(ch)   # (huggingface-integration trims the names it is given)
+    calls = {
+        "Core.StartTrain.name": lambda: core.StartTrain(gw_pb.TrainRequest(name="stolen\n", max_steps=2), timeout=30),
+        "Core.DeleteModel.name": lambda: core.DeleteModel(gw_pb.DeleteModelRequest(name="m\n"), timeout=30),
+        "Pruning.StartPrune.output_name": lambda: pr.StartPrune(
+            pr_pb.PruneRequest(name="m", output_name="o\n", strategy="magnitude", ratio=0.5), timeout=30),
+        "OllamaExport.StartExport.output_dir": lambda: ol.StartExport(
+            ol_pb.ExportRequest(name="m", output_dir="out\n"), timeout=30),
+        "OllamaExport.StartExport.ollama_model": lambda: ol.StartExport(
+            ol_pb.ExportRequest(name="m", ollama_model="m:q8\n"), timeout=30),
+    }
+    for field, call in calls.items():
+        err = rpc_error(call)
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {err.code()} {err.details()}"
+    assert host.snapshot(home) == before
+
+
 def test_no_operation_tells_whether_a_path_exists(armed, host):
     """The answer for a missing file and for an existing one is the same refusal."""
     gw, _ = armed

@@ -28,7 +28,7 @@ KINDS = {"model": "models", "dataset": "datasets"}
 
 
 def validate_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise errors.InvalidArgument(
             f"Invalid tag {tag!r}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-', "
             "starting with a letter or digit.")

@@ -83,20 +83,20 @@ def parse(uri: str) -> Destination:
         return Destination("file", "", "/" + _clean_prefix(parts.path, uri))
     if scheme in ("s3", "oss"):
         bucket = parts.netloc
-        if not _BUCKET_RE.match(bucket):
+        if not _BUCKET_RE.fullmatch(bucket):
             raise errors.InvalidArgument(
                 f"{uri!r}: {bucket!r} is not a valid bucket name (3-63 characters of a-z, 0-9, '.', '-')."
             )
         return Destination(scheme, bucket, _clean_prefix(parts.path, uri))
     if scheme == "gdrive":
-        if not _DRIVE_ID_RE.match(parts.netloc):
+        if not _DRIVE_ID_RE.fullmatch(parts.netloc):
             raise errors.InvalidArgument(
                 f"{uri!r}: {parts.netloc!r} is not a Drive folder id (the last part of the folder's "
                 "URL, letters, digits, '-' and '_').")
         return Destination(scheme, parts.netloc, _clean_prefix(parts.path, uri))
     owner = parts.netloc
     path = [p for p in parts.path.split("/") if p]
-    if not path or not _REPO_PART_RE.match(owner) or not _REPO_PART_RE.match(path[0]):
+    if not path or not _REPO_PART_RE.fullmatch(owner) or not _REPO_PART_RE.fullmatch(path[0]):
         raise errors.InvalidArgument(
             f"{uri!r}: expected {SCHEMES[scheme]} with a valid owner and repository name."
         )

@@ -116,7 +116,7 @@ def test_kinds_and_tags():
     assert _refused(parse_kind, "weights") == "kind 'weights' is not one of: model, dataset."
     for tag in ("a", "A.b_c-1", "x" * 64):
         assert validate_tag(tag) == tag
-    for tag in ("", "-a", ".a", "a/b", "x" * 65):
+    for tag in ("", "-a", ".a", "a/b", "x" * 65, "a\n"):  # a trailing newline too: the rule is the whole tag
         assert _refused(validate_tag, tag) == (f"Invalid tag {tag!r}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' "
                                                "or '-', starting with a letter or digit.")
     assert timestamp_tag(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)) == "20260102T030405Z"

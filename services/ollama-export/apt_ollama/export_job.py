@@ -50,7 +50,7 @@ class ExportSpec:
         name = validate_name(req.name)
         outtype = gguf_export.check_outtype(req.outtype)
         output_dir = req.output_dir or f"{name}-{outtype}"
-        if not _FOLDER.match(output_dir) or ".." in output_dir:
+        if not _FOLDER.fullmatch(output_dir) or ".." in output_dir:
             raise errors.InvalidArgument(
                 f"output_dir {output_dir!r} must be one folder name (letters, digits, '.', '_', '-'); "
                 "exports are written under APT_HOME/exports/."

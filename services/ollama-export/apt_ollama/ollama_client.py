@@ -30,7 +30,7 @@ def check_url(url: str) -> str:
 
 
 def check_model_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise errors.InvalidArgument(
             f"{name!r} is not a valid Ollama model name; use e.g. 'mymodel', 'mymodel:q8_0' or 'me/mymodel:latest'."
         )

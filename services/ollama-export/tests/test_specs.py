@@ -35,7 +35,7 @@ def test_an_export_request_becomes_its_spec_with_every_default():
     assert _spec(output_dir="x" * 128).output_dir == "x" * 128 and _spec(num_ctx=0).num_ctx == 0
 
 
-@pytest.mark.parametrize("output_dir", ["../etc", "a/b", ".hidden", "-x", "a..b", "x" * 129, "a b"])
+@pytest.mark.parametrize("output_dir", ["../etc", "a/b", ".hidden", "-x", "a..b", "x" * 129, "a b", "x\n"])
 def test_an_output_folder_that_is_not_one_plain_name_is_refused(output_dir):
     with pytest.raises(errors.InvalidArgument) as caught:
         _spec(output_dir=output_dir)
@@ -80,6 +80,6 @@ def test_urls_and_model_names():
         assert str(caught.value) == f"Ollama URL {bad!r} must look like http://host:11434."
     for good in ("m", "m:q8_0", "me/m:latest", "M-1.2_b", "m:" + "t" * 128):
         assert check_model_name(good) == good
-    for bad in ("", ":x", "a/b/c", "-m", "m:" + "t" * 129, "m:", "me/", "a b"):
+    for bad in ("", ":x", "a/b/c", "-m", "m:" + "t" * 129, "m:", "me/", "a b", "m\n", "me/m:q8\n"):
         with pytest.raises(errors.InvalidArgument):
             check_model_name(bad)
