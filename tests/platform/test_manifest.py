@@ -160,6 +160,13 @@ def test_a_torch_requirement_in_any_case_makes_the_base_torch(tmp_path):
 def test_memory_equal_to_its_limit_is_allowed(tmp_path):
     m = PluginManifest.load(plugin(tmp_path, resources={"memory": "1Gi", "memory_limit": "1Gi"}))
     assert m.resources.memory_limit_bytes == 1 << 30
+    assert PluginManifest.load(plugin(tmp_path, resources={"memory": "1"})).resources.memory == "1"   # one byte
+
+
+def test_a_bad_setting_declaration_names_the_plugin_yaml(tmp_path):
+    folder = plugin(tmp_path, settings=[{"name": "apt_lower"}])
+    assert refusal(folder) == (f"{folder.resolve() / 'plugin.yaml'}: settings: 'apt_lower' is not a name such as "
+                               "APT_OLLAMA_URL (APT_ then upper-case words joined by _).")
 
 
 @pytest.mark.parametrize("cpu, ok", [("1", True), ("0.5", True), ("250m", True), ("1m", True), ("0.001", True),
@@ -206,7 +213,7 @@ def test_requirements_follow_includes_once_in_reading_order(tmp_path):
     folder = tmp_path / "reqs"
     (folder / "sub").mkdir(parents=True)
     (folder / "requirements.txt").write_text(
-        "# the plugin's own\nalpha==1  # pinned\n-r sub/common.txt\n  \n--index-url http://x\nomega\n"
+        "# the plugin's own\nalpha==1  # pinned\n-r sub/common.txt  # shared # pins\n  \n--index-url http://x\nomega\n"
         "-r missing.txt\n-r requirements.txt\n")
     (folder / "sub" / "common.txt").write_text("beta[extra] >= 2 ; python_version > '3'\n-r ../requirements.txt\n"
                                                "-r  deeper.txt \n")

@@ -25,6 +25,16 @@ def refusal(env: dict, **kwargs) -> str:
 
 # ---- Settings.from_env ----------------------------------------------------------------------
 
+def test_the_process_environment_is_read_when_none_is_given(monkeypatch):
+    monkeypatch.setenv("APT_JOB_WORKERS", "5")
+    assert Settings.from_env().job_workers == 5
+
+
+def test_other_variables_before_ours_are_skipped_not_the_end_of_the_reading():
+    s = Settings.from_env({"HOME": "/root", "LANG": "C", "APT_TOKEN": "t", "PATH": "/bin", "APT_JOB_WORKERS": "3"})
+    assert (s.token, s.job_workers) == ("t", 3)
+
+
 def test_an_empty_environment_gives_every_default():
     assert Settings.from_env({}) == Settings()
     s = Settings()
@@ -183,6 +193,7 @@ def test_generated_tokens_live_beside_the_store_never_in_it(tmp_path):
     assert secrets_dir(tmp_path / "store") == tmp_path / ".store-secrets"
     assert secrets_dir(tmp_path / ".apt") == tmp_path / ".apt-secrets"
     assert secrets_dir(tmp_path / "...") == tmp_path / ".apt-secrets"
+    assert secrets_dir(tmp_path / "X.box") == tmp_path / ".X.box-secrets"   # only leading dots are dropped
     assert secrets_dir(tmp_path / "store", tmp_path / "chosen") == tmp_path / "chosen"
     assert secrets_dir(Path("rel")) == Path("rel").absolute().parent / ".rel-secrets"
 
@@ -204,6 +215,14 @@ def test_missing_tokens_are_generated_once_private_and_kept(tmp_path):
     assert read_local_token(home, "internal_token", configured=tmp_path / "elsewhere") == ""
     all_given = Settings(home=home, token="a", admin_token="b", internal_token="c")
     assert ensure_local_tokens(all_given) is all_given
+
+
+def test_tokens_go_to_the_configured_folder_made_with_its_parents(tmp_path):
+    chosen = tmp_path / "a" / "b" / "secrets"
+    s = ensure_local_tokens(Settings(home=tmp_path / "store", secrets_dir=chosen))
+    assert (chosen / "token").read_text() == s.token
+    assert not (tmp_path / ".store-secrets").exists()
+    assert read_local_token(tmp_path / "store", configured=chosen) == s.token
 
 
 def test_a_folder_made_too_open_is_closed_again(tmp_path):
@@ -249,11 +268,14 @@ def test_declarations_give_typed_defaults():
         {"name": "APT_E"},
         {"name": "APT_F", "type": "bool", "default": False},
         {"name": "APT_G", "type": "url"},
+        {"name": "APT_H", "type": "str", "default": True},
+        {"name": "APT_I", "type": "str", "default": False},
     ])
     assert specs == (ps.SettingSpec("APT_A_URL", "url", "http://h:1", "where"), ps.SettingSpec("APT_B", "int", 3, ""),
                      ps.SettingSpec("APT_C", "bool", True, ""), ps.SettingSpec("APT_D2_X", "float", None, ""),
                      ps.SettingSpec("APT_E", "str", "", ""), ps.SettingSpec("APT_F", "bool", False, ""),
-                     ps.SettingSpec("APT_G", "url", "", ""))
+                     ps.SettingSpec("APT_G", "url", "", ""), ps.SettingSpec("APT_H", "str", "true", ""),
+                     ps.SettingSpec("APT_I", "str", "false", ""))
     assert declared(None) == ()
 
 
@@ -294,7 +316,7 @@ def test_a_shared_variable_cannot_be_declared():
 @pytest.mark.parametrize("kind, raw, value", [
     ("str", " x ", " x "), ("int", "7", 7), ("float", "0.5", 0.5), ("bool", " ON ", True), ("bool", "off", False),
     ("bool", "Yes", True), ("bool", "0", False), ("url", " https://h:1/a/ ", "https://h:1/a"),
-    ("url", "http://h", "http://h"),
+    ("url", "http://h", "http://h"), ("url", "http://BOX/", "http://BOX"),
 ])
 def test_a_value_is_parsed_by_its_type(kind, raw, value):
     assert ps.SettingSpec("APT_X", kind, "dflt", "").parse(raw) == value
