@@ -98,3 +98,23 @@ def test_rows_keep_their_keys_and_values_exactly(tmp_path):
     log.append(row)
     assert read_job_log(log.path) == [row]
     assert json.loads(log.path.read_text(encoding="utf-8")) == row
+
+
+def test_a_log_another_start_removes_between_the_listing_and_the_removal_is_no_error(tmp_path, monkeypatch):
+    folder = tmp_path / "svc"
+    folder.mkdir()
+    for age, name in ((300, "a"), (200, "b"), (100, "c")):
+        (folder / f"{name}.jsonl").write_text("{}\n")
+        os.utime(folder / f"{name}.jsonl", (1_700_000_000 - age,) * 2)
+    real_stat = Path.stat
+
+    def stat_then_vanish(self, *args, **kwargs):
+        result = real_stat(self, *args, **kwargs)
+        if self.name == "a.jsonl":
+            os.unlink(self)   # another job's start removes it right after this one looked at it
+        return result
+
+    monkeypatch.setattr(Path, "stat", stat_then_vanish)
+    joblog._keep_newest(folder, 1)
+    monkeypatch.undo()
+    assert sorted(p.name for p in folder.iterdir()) == ["c.jsonl"]
