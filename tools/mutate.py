@@ -66,6 +66,9 @@ DISTILL = "services/model-distillation"
 STORAGE = "services/cloud-storage"
 HF = "services/huggingface-integration"
 OLLAMA = "services/ollama-export"
+MULTIMODAL = "services/multimodal-training"
+DATA = "services/data-processors"
+VIZ = "services/advanced-visualization"
 RUNTIME = "apt_model/runtime"
 
 # Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
@@ -204,6 +207,10 @@ TARGETS = (
         f"{OLLAMA}/tests/test_ollama_client.py",
         # not test_cli_e2e: its gateway starts the plugin from services/ollama-export, which the
         # work copy moved (the stats pass failed on it); test_specs.py checks the URL rules
+    )),
+    # multimodal-training's dataset manifest: every row rule, and paths that leave the data folder
+    Target("multimodal-manifest", f"{MULTIMODAL}/apt_multimodal", (f"{MULTIMODAL}/apt_multimodal/manifest.py",), (
+        f"{MULTIMODAL}/tests/test_manifest.py",
     )),
 )
 

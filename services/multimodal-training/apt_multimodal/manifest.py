@@ -97,10 +97,14 @@ def as_list(value, number: int, column: str) -> list[str]:
     """A path or a list of paths as a list (a string is a one-element list; empty = none)."""
     if value is None or value == "":
         return []
+    refusal = errors.InvalidArgument(f"row {number}: `{column}` must be a path or a list of paths")
     if isinstance(value, str):
-        value = json.loads(value) if value.lstrip().startswith("[") else [value]  # a CSV cell may hold a list
+        try:  # a CSV cell may hold a JSON list
+            value = json.loads(value) if value.lstrip().startswith("[") else [value]
+        except json.JSONDecodeError:
+            raise refusal from None
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise errors.InvalidArgument(f"row {number}: `{column}` must be a path or a list of paths")
+        raise refusal
     return value
 
 
