@@ -212,6 +212,14 @@ TARGETS = (
     Target("multimodal-manifest", f"{MULTIMODAL}/apt_multimodal", (f"{MULTIMODAL}/apt_multimodal/manifest.py",), (
         f"{MULTIMODAL}/tests/test_manifest.py",
     )),
+    # data-processors' request rules: defaults, names, workers, cleaning strategy, lineage
+    Target("data-spec", f"{DATA}/apt_data", (f"{DATA}/apt_data/spec.py",), (
+        f"{DATA}/tests/test_spec.py",
+    )),
+    # advanced-visualization's shared guards: models that exist, outputs only as free datasets
+    Target("viz-checks", f"{VIZ}/apt_viz", (f"{VIZ}/apt_viz/checks.py",), (
+        f"{VIZ}/tests/test_checks.py",
+    )),
 )
 
 
