@@ -69,6 +69,7 @@ OLLAMA = "services/ollama-export"
 MULTIMODAL = "services/multimodal-training"
 DATA = "services/data-processors"
 VIZ = "services/advanced-visualization"
+REASON = "services/reasoning-training"
 RUNTIME = "apt_model/runtime"
 
 # Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
@@ -219,6 +220,10 @@ TARGETS = (
     # advanced-visualization's shared guards: models that exist, outputs only as free datasets
     Target("viz-checks", f"{VIZ}/apt_viz", (f"{VIZ}/apt_viz/checks.py",), (
         f"{VIZ}/tests/test_checks.py",
+    )),
+    # reasoning-training's dataset rules: GenerateTasks' defaults and refusals, uncheckable rows
+    Target("reasoning-data", f"{REASON}/apt_reason", (f"{REASON}/apt_reason/data.py",), (
+        f"{REASON}/tests/test_data_rules.py",
     )),
 )
 
