@@ -70,6 +70,7 @@ MULTIMODAL = "services/multimodal-training"
 DATA = "services/data-processors"
 VIZ = "services/advanced-visualization"
 REASON = "services/reasoning-training"
+DEBUG = "services/advanced-debugging"
 RUNTIME = "apt_model/runtime"
 
 # Per target, only the tests that exercise its modules: mutmut runs, per mutant, the subset of
@@ -224,6 +225,12 @@ TARGETS = (
     # reasoning-training's dataset rules: GenerateTasks' defaults and refusals, uncheckable rows
     Target("reasoning-data", f"{REASON}/apt_reason", (f"{REASON}/apt_reason/data.py",), (
         f"{REASON}/tests/test_data_rules.py",
+    )),
+    # advanced-debugging's series sources: exactly one, a job id checked before it names a path,
+    # and the anomaly and export jobs that read them
+    Target("debug-source", f"{DEBUG}/apt_debug", (f"{DEBUG}/apt_debug/detection.py",), (
+        f"{DEBUG}/tests/test_series_source.py",
+        f"{DEBUG}/tests/test_job_source.py",
     )),
 )
 
