@@ -464,6 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="keep build/mutate/<target> and test only the mutants without a verdict")
     parser.add_argument("--report-only", action="store_true", help="recount an earlier run, test nothing")
+    parser.add_argument("--only", nargs="+", metavar="PATTERN",
+                        help="test only the mutants whose names match (fnmatch, e.g. 'apt_hf.exporter.x_run_push__*'); "
+                             "the others count as not run")
     parser.add_argument("--tests", nargs="+", metavar="TEST",
                         help="run against these tests instead of the target's selection: a quick pass with its "
                              "unit tests, whose survivors are then re-run with the whole selection")
@@ -493,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             work = make_workspace(target, args.commit)
         if not args.report_only:
             print(f"== {target.name}: mutmut in {work.relative_to(ROOT)}", flush=True)
-            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children)], cwd=work)
+            run = subprocess.run([str(mutmut), "run", "--max-children", str(args.max_children), *(args.only or ())],
+                                 cwd=work)
             if run.returncode != 0:
                 print(f"!! {target.name}: mutmut exited {run.returncode}; the counts below are partial", flush=True)
         summaries.append(report(target, work, args.audit, args.seed))
