@@ -141,3 +141,25 @@ def test_a_csv_row_without_a_text_cell_is_named(folder):
     (folder / "metadata.csv").write_text("text,images\n,img/a.png\n")
     assert refused(mf.read_rows, folder, BOTH) == (
         f"1 row(s) of {folder / 'metadata.csv'} are refused, nothing was stored: row 2: `text` is missing or empty")
+
+
+def test_a_rows_refusal_names_its_row_and_column(folder):
+    assert refused(mf.check_row, 4, {"text": "<image>", "images": 5}, folder, BOTH) == (
+        "row 4: `images` must be a path or a list of paths")
+    assert refused(mf.check_row, 4, {"text": "<image>", "images": "../x.png"}, folder, BOTH) == (
+        f"row 4: the path '../x.png' is outside the data folder {folder}; put the file inside it and name it "
+        "relative to the manifest")
+
+
+def test_a_line_that_is_not_json_names_the_manifest(folder):
+    (folder / "m.jsonl").write_text('{"text": "ok"}\nnot json\n')
+    assert refused(mf.read_rows, folder / "m.jsonl", BOTH) == (
+        f"{folder / 'm.jsonl'} line 2 is not valid JSON (Expecting value).")
+
+
+def test_csv_cells_keep_their_line_breaks_and_empty_extra_columns_are_ignored(folder):
+    (folder / "metadata.csv").write_bytes(b'text,notes\r\n"line one\r\nline two",\r\nplain,\r\n')
+    rows = mf.read_rows(folder, BOTH)
+    assert [r.text for r in rows] == ["line one\r\nline two", "plain"]
+    (folder / "metadata.csv").write_text("text,notes\nplain,something\n")
+    assert refused(mf.read_rows, folder, BOTH).endswith("row 2: unknown column(s) notes; accepted: audios, images, text")
