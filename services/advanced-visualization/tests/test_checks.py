@@ -61,3 +61,16 @@ def test_a_callers_output_path_is_refused_whatever_else_is_given(store):
             check_output(store, name, overwrite=overwrite, output_path="/tmp/out.html")
         assert info.value.message == ("output_path is no longer used: outputs are store datasets. Pass --output-name "
                                       "NAME and download the result with 'apt-model data pull NAME'.")
+
+
+def test_at_most_three_names_are_offered_down_to_half_alike(tmp_path):
+    store = Store(tmp_path / "many")
+    for name in ("llama-small", "llama-big", "llama-mid", "llama-tiny", "other"):
+        with store.create("models", name, operation="test") as staging:
+            (staging / "f").write_text("x")
+    with pytest.raises(errors.NotFound) as info:
+        check_models(store, ["llama"])
+    assert info.value.message.count("'llama-") == 3
+    with pytest.raises(errors.NotFound) as info:
+        check_models(store, ["ot"])     # 0.57 alike 'other'
+    assert "Did you mean 'other'?" in info.value.message
