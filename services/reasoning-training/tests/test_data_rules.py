@@ -6,6 +6,7 @@ target runs (a second)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace as dataclasses_replace
 
 import pytest
 
@@ -168,3 +169,94 @@ def test_a_missing_or_empty_split_is_a_failed_precondition(store):
     assert info.value.message == "train.jsonl of dataset 'd' holds no rows."
     with pytest.raises(errors.NotFound):
         read_split(store, "nope", "train", need_reasoning=False)
+
+
+# ---- generating a dataset ----------------------------------------------------------------------
+
+def read_lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_generated_dataset_has_both_splits_from_templates_they_do_not_share(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    ctx = JobRecorder()
+    got = spec(train_size=40, eval_size=12, min_steps=2, max_steps=3, held_out_templates=2, seed=5,
+               held_out_numbers=True, max_number=20)
+    result = generate_dataset(store, got, ctx)
+    entry = store.dataset("tasks")
+    train, ev = read_lines(entry.path / "train.jsonl"), read_lines(entry.path / "eval.jsonl")
+    assert (len(train), len(ev)) == (40, 12)
+    assert result == {"dataset": "tasks", "train_rows": 40, "eval_rows": 12,
+                      "train_templates": result["train_templates"], "eval_templates": result["eval_templates"]}
+    assert not set(result["train_templates"]) & set(result["eval_templates"]) and len(result["eval_templates"]) == 4
+    assert {r["template"] for r in train} <= set(result["train_templates"])
+    assert {r["template"] for r in ev} <= set(result["eval_templates"])
+    assert all(2 <= r["steps"] <= 3 for r in train + ev) and {r["language"] for r in train} == {"en", "zh"}
+    assert read_lines(entry.path / "templates.jsonl") == (
+        [{"split": "train", "template": t} for t in result["train_templates"]]
+        + [{"split": "eval", "template": t} for t in result["eval_templates"]])
+    text = (entry.path / "train.jsonl").read_text(encoding="utf-8")
+    assert "\\u" not in text and any(ord(c) > 127 for c in text)   # Chinese written as text, not escapes
+    meta = entry.meta
+    assert meta["metrics"] == {"train_rows": 40, "eval_rows": 12}
+    assert meta["lineage"]["operation"] == "reasoning-generate-tasks"
+    params = meta["lineage"]["parameters"]
+    assert params["languages"] == ["en", "zh"] and params["seed"] == 5 and "overwrite" not in params
+    assert meta["text_files"] == ["train.jsonl"]
+    assert [(r["progress"], r["stage"]) for r in ctx.reports] == [(0.1, "generate"), (0.8, "save")]
+    assert ctx.reports[0]["message"] == "40 train problems" and ctx.reports[1]["message"] == "saving 'tasks'"
+    # the same seed gives the same dataset; every row can be read back as checkable
+    assert generate_dataset(store, dataclasses_replace(got, output_name="again"), JobRecorder())["train_templates"] \
+        == result["train_templates"]
+    assert read_lines(store.dataset("again").path / "train.jsonl") == train
+    assert len(read_split(store, "tasks", "eval", need_reasoning=True)) == 12
+
+
+def test_held_out_numbers_start_above_every_train_start(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    generate_dataset(store, spec(train_size=30, eval_size=10, held_out_numbers=True, max_number=20, min_steps=1,
+                                 max_steps=1, distractor_rate=0.0), JobRecorder())
+    ev = read_lines(store.dataset("tasks").path / "eval.jsonl")
+    firsts = [int(r["reasoning"].split()[0]) for r in ev]
+    assert all(21 <= n <= 40 for n in firsts), firsts
+
+
+def test_a_countdown_share_mixes_puzzles_into_each_split(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    result = generate_dataset(store, spec(train_size=20, eval_size=10, countdown_share=0.5, countdown_numbers=3,
+                                          countdown_max_target=59, held_out_templates=1), JobRecorder())
+    train = read_lines(store.dataset("tasks").path / "train.jsonl")
+    puzzles = [r for r in train if r.get("kind") == "countdown"]
+    assert len(puzzles) == 10 and all(len(r["numbers"]) == 3 for r in puzzles)
+    assert train[:10] != [r for r in train if r.get("kind") != "countdown"][:10]   # shuffled in, not appended
+    assert any(t in result["eval_templates"] for t in {r["template"] for r in read_lines(
+        store.dataset("tasks").path / "eval.jsonl") if r.get("kind") == "countdown"})
+    assert len(read_split(store, "tasks", "train", need_reasoning=True)) == 20
+
+
+def test_a_cancelled_generation_stores_nothing(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    for after in (0, 1):
+        with pytest.raises(errors.Cancelled):
+            generate_dataset(store, spec(train_size=10, eval_size=5), JobRecorder(cancel_after=after))
+        assert not store.exists("datasets", "tasks")
+
+
+def test_a_taken_name_is_kept_unless_overwrite(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    generate_dataset(store, spec(train_size=4, eval_size=2), JobRecorder())
+    with pytest.raises(errors.AlreadyExists):
+        generate_dataset(store, spec(train_size=6, eval_size=2), JobRecorder())
+    assert len(read_lines(store.dataset("tasks").path / "train.jsonl")) == 4
+    generate_dataset(store, spec(train_size=6, eval_size=2, overwrite=True), JobRecorder())
+    assert len(read_lines(store.dataset("tasks").path / "train.jsonl")) == 6
