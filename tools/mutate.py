@@ -155,6 +155,18 @@ TARGETS = (
         "tests/platform/test_manifest.py",
         "tests/platform/test_plugin_deployment_keys.py",
     )),
+    # the Kubeflow PyTorchJob runner: the manifest against the operator's schema, names, refusals, and
+    # its follower against LocalKubeApiServer with a fake operator; the three tests that run real
+    # torchrun pods (10-30 s each) are left out
+    Target("runtime-pytorchjob", "apt_model", (f"{RUNTIME}/pytorchjob.py",), tuple(
+        f"tests/deploy/test_pytorchjob.py::{t}" for t in (
+            "test_the_manifest_validates_against_the_operators_schema",
+            "test_the_schema_check_can_fail",
+            "test_object_names_are_dns_labels",
+            "test_other_deployers_refuse_nodes_with_what_it_needs",
+            "test_a_cancelled_pytorchjob_that_ends_failed_before_the_ranks_files_appear_is_still_deleted",
+            "test_a_pytorchjob_deleted_by_someone_else_fails_the_job",
+            "test_a_service_that_does_not_know_its_image_submits_nothing"))),
     Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
         "tests/platform/test_validation.py",
     )),
