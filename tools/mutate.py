@@ -167,6 +167,10 @@ TARGETS = (
             "test_a_cancelled_pytorchjob_that_ends_failed_before_the_ranks_files_appear_is_still_deleted",
             "test_a_pytorchjob_deleted_by_someone_else_fails_the_job",
             "test_a_service_that_does_not_know_its_image_submits_nothing"))),
+    # one call starts a service: health, reflection, Describe, limits, TLS, bind errors, stop, entry point
+    Target("runtime-app", "apt_model", (f"{RUNTIME}/app.py",), (
+        "tests/platform/test_app.py",
+    )),
     Target("runtime-validation", "apt_model", (f"{RUNTIME}/validation.py",), (
         "tests/platform/test_validation.py",
     )),

@@ -96,12 +96,15 @@ class ServiceApp:
         names = [*self._service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
         reflection.enable_server_reflection(names, self.server)
         address = address or self.settings.listen
+        creds = None
         if tls and self.settings.tls_cert:
             creds = grpc.ssl_server_credentials(
                 [(Path(self.settings.tls_key).read_bytes(), Path(self.settings.tls_cert).read_bytes())])
-            self.port = self.server.add_secure_port(address, creds)
-        else:
-            self.port = self.server.add_insecure_port(address)
+        try:  # grpc raises RuntimeError for an address it cannot bind (older versions returned port 0)
+            self.port = (self.server.add_secure_port(address, creds) if creds
+                         else self.server.add_insecure_port(address))
+        except RuntimeError:
+            self.port = 0
         if self.port == 0:
             raise errors.Unavailable(f"Cannot bind {address}: the port is in use or the address is wrong.")
         self._runner.start()

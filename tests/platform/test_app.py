@@ -1,0 +1,297 @@
+"""One call starts a service (apt_model.runtime.app), piece by piece, in the test's process: the echo
+test plugin as a PluginApp on the thread-pool server, and a bare ServiceApp on the asyncio server
+the gateway uses. Health per service, reflection, Describe, the message size limit, TLS, a port
+that cannot be bound, stop (health, running jobs), settings at the entry point, the hard exit
+after SIGTERM and the store recovery at start. What `make mutate`'s runtime-app target runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from apt_model import errors
+from apt_model.client import connect
+from apt_model.gen.apt.common.v1 import job_pb2
+from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
+from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
+from apt_model.runtime import app as app_module
+from apt_model.runtime.app import PluginApp, ServiceApp, describe, server_options
+from apt_model.runtime.interceptors import AuthPolicy
+from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.settings import Settings
+from gateway.testing import tls_files
+
+ECHO_DIR = Path(__file__).resolve().parents[1] / "plugins" / "echo"
+sys.path.insert(0, str(ECHO_DIR))
+from apt_echo.server import build  # noqa: E402
+
+SERVING, NOT_SERVING = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def echo_app(tmp_path: Path, **settings) -> PluginApp:
+    token = secrets.token_hex(8)
+    app = PluginApp(Settings(home=tmp_path / "home", listen="127.0.0.1:0", internal_token=token, log_json=False,
+                             **settings), PluginManifest.load(ECHO_DIR))
+    build(app)
+    return app
+
+
+@pytest.fixture
+def echo(tmp_path):
+    app = echo_app(tmp_path)
+    port = app.start()
+    channel = connect(f"127.0.0.1:{port}", app.settings.internal_token)
+    yield app, channel
+    channel.close()
+    app.stop(grace=0.5)
+
+
+def health_of(channel, service: str) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def test_every_service_and_the_server_report_serving(echo):
+    app, channel = echo
+    for service in ("", "apt.plugins.echo.v1.Echo", "apt.plugin.v1.Plugin", "apt.plugin.v1.Jobs"):
+        assert health_of(channel, service) == SERVING, service
+    assert app.port > 0 and app.name == "echo"
+
+
+def test_reflection_lists_the_services_health_and_itself(echo):
+    _, channel = echo
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answer = next(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                            timeout=5))
+    assert sorted(s.name for s in answer.list_services_response.service) == [
+        "apt.plugin.v1.Jobs", "apt.plugin.v1.Plugin", "apt.plugins.echo.v1.Echo", "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection"]
+
+
+def test_describe_is_the_catalogue_entry_and_the_contract(echo):
+    app, channel = echo
+    got = plugin_pb2_grpc.PluginStub(channel).Describe(plugin_pb2.DescribeRequest(), timeout=5)
+    assert (got.name, got.version, list(got.services), got.wants_gpu) == ("echo", "0.1.0",
+                                                                          ["apt.plugins.echo.v1.Echo"], False)
+    assert got.description.startswith("Test plugin exercising every gRPC call kind")
+    assert "StartEcho" in [op.name for op in got.operations] and got.file_descriptor_set
+    assert got == describe(app.manifest)
+    grpcio = [d for d in got.required_dependencies if d.name == "grpcio"]
+    assert grpcio and grpcio[0].installed_version == grpc.__version__
+
+
+def test_a_dependency_not_installed_has_no_version(tmp_path):
+    manifest = PluginManifest.load(ECHO_DIR)
+    manifest = type(manifest)(**{**manifest.__dict__, "requirements": (("no-such-package-xyz", ">=1"),),
+                                 "optional_requirements": (("grpcio[extra]", ""),)})
+    got = describe(manifest)
+    assert [(d.name, d.specifier, d.installed_version) for d in got.required_dependencies] == [
+        ("no-such-package-xyz", ">=1", "")]
+    assert got.optional_dependencies[0].installed_version == grpc.__version__   # extras stripped for the lookup
+
+
+def test_a_plugin_answers_only_the_gateways_token(echo):
+    app, _ = echo
+    for token in ("", "wrong"):
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        md = [("authorization", f"Bearer {token}")] if token else []
+        with pytest.raises(grpc.RpcError) as info:
+            echo_pb2_grpc.EchoStub(channel).Echo(echo_pb2.EchoRequest(text="x"), metadata=md, timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        channel.close()
+
+
+def test_messages_over_the_limit_are_refused_both_ways(tmp_path):
+    assert server_options(Settings(max_message_bytes=1234)) == [
+        ("grpc.max_receive_message_length", 1234), ("grpc.max_send_message_length", 1234), ("grpc.so_reuseport", 0)]
+    app = echo_app(tmp_path, max_message_bytes=4096)
+    port = app.start()
+    channel = connect(f"127.0.0.1:{port}", app.settings.internal_token)
+    try:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        assert stub.Echo(echo_pb2.EchoRequest(text="x" * 1000), timeout=5).text.startswith("x")
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Echo(echo_pb2.EchoRequest(text="x" * 5000), timeout=5)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
+
+
+def test_a_port_that_cannot_be_bound_says_so(tmp_path, echo):
+    busy, _ = echo
+    app = echo_app(tmp_path / "second")
+    with pytest.raises(errors.Unavailable) as info:
+        app.start(f"127.0.0.1:{busy.port}")
+    assert info.value.message == (f"Cannot bind 127.0.0.1:{busy.port}: the port is in use or the address is wrong.")
+
+
+def test_tls_when_a_certificate_is_set_and_plaintext_when_asked(tmp_path):
+    (tmp_path / "tls").mkdir()
+    ca, cert, key = tls_files(tmp_path / "tls")
+    app = echo_app(tmp_path, tls_cert=cert, tls_key=key)
+    port = app.start()
+    try:
+        secure = connect(f"localhost:{port}", app.settings.internal_token, ca_cert=ca)
+        assert health_of(secure, "") == SERVING
+        secure.close()
+        plain = grpc.insecure_channel(f"127.0.0.1:{port}")
+        with pytest.raises(grpc.RpcError):
+            health_of(plain, "")
+        plain.close()
+    finally:
+        app.stop(grace=0.5)
+    plain_app = echo_app(tmp_path / "plain", tls_cert=cert, tls_key=key)
+    port = plain_app.start(tls=False)   # the gateway's loopback listener for its own plugins
+    try:
+        assert health_of(grpc.insecure_channel(f"127.0.0.1:{port}"), "") == SERVING
+    finally:
+        plain_app.stop(grace=0.5)
+
+
+def test_stop_cancels_running_jobs_and_stops_serving(tmp_path):
+    app = echo_app(tmp_path)
+    port = app.start()
+    channel = connect(f"127.0.0.1:{port}", app.settings.internal_token)
+    job = echo_pb2_grpc.EchoStub(channel).StartEcho(
+        echo_pb2.StartEchoRequest(text="x", steps=600, interval_seconds=0.1), timeout=5)
+    deadline = time.monotonic() + 10
+    while app.jobs.get(job.id).state.name != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    app.stop(grace=0.5)
+    app.stop(grace=0.5)   # a second stop does nothing
+    assert app.jobs.get(job.id).state.name == "CANCELLED"
+    with pytest.raises(grpc.RpcError) as info:
+        health_of(channel, "")
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    channel.close()
+
+
+@pytest.mark.parametrize("use_aio", [False, True], ids=["thread-pool", "asyncio"])
+def test_a_service_app_on_either_server_serves_health_and_jobs_then_drains(tmp_path, use_aio):
+    token = secrets.token_hex(8)
+    settings = Settings(home=tmp_path / "home", listen="127.0.0.1:0", token=token, log_json=False)
+    app = ServiceApp(settings, "svc", AuthPolicy(user_tokens=(token,)), use_aio=use_aio, max_threads=4)
+    port = app.start()
+    assert (tmp_path / "home").is_dir()
+    channel = connect(f"127.0.0.1:{port}", token)
+    try:
+        assert health_of(channel, "") == SERVING and health_of(channel, "apt.plugin.v1.Jobs") == SERVING
+        jobs = plugin_pb2_grpc.JobsStub(channel)
+        assert list(jobs.ListJobs(job_pb2.ListJobsRequest(), timeout=5).jobs) == []
+        watcher = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""), timeout=10)
+        assert next(watcher).status == SERVING
+        stopper = threading.Thread(target=app.stop, kwargs={"grace": 0.5})
+        stopper.start()
+        assert next(watcher).status == NOT_SERVING   # graceful shutdown is announced before the drain
+        stopper.join(10)
+        assert not stopper.is_alive()
+    finally:
+        channel.close()
+
+
+def test_a_service_without_jobs_has_no_jobs_service(tmp_path):
+    token = secrets.token_hex(8)
+    app = ServiceApp(Settings(home=tmp_path / "h", listen="127.0.0.1:0", token=token), "bare",
+                     AuthPolicy(user_tokens=(token,)), serve_jobs=False)
+    port = app.start()
+    channel = connect(f"127.0.0.1:{port}", token)
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            health_of(channel, "apt.plugin.v1.Jobs")
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
+
+
+def test_the_service_name_comes_from_the_generated_add_function():
+    assert app_module._service_name_of(plugin_pb2_grpc.add_JobsServicer_to_server) == "apt.plugin.v1.Jobs"
+    assert app_module._service_name_of(echo_pb2_grpc.add_EchoServicer_to_server) == "apt.plugins.echo.v1.Echo"
+
+    def add_NopeServicer_to_server(servicer, server):
+        pass
+
+    add_NopeServicer_to_server.__module__ = plugin_pb2_grpc.__name__
+    with pytest.raises(errors.FailedPrecondition) as info:
+        app_module._service_name_of(add_NopeServicer_to_server)
+    assert info.value.message == "Cannot find the service of add_NopeServicer_to_server."
+
+
+# ---- the entry point --------------------------------------------------------------------------
+
+def test_a_plugin_started_without_the_internal_token_refuses_to_start(monkeypatch, tmp_path):
+    for key in [k for k in os.environ if k.startswith("APT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("APT_HOME", str(tmp_path / "h"))
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        with pytest.raises(errors.FailedPrecondition) as info:
+            PluginApp.from_env(ECHO_DIR)
+        assert info.value.message == (
+            "APT_INTERNAL_TOKEN is not set: a plugin accepts calls from the gateway only. Install it with "
+            "'apt-model plugin install' or set the gateway's internal token.")
+        monkeypatch.setenv("APT_INTERNAL_TOKEN", "tok")
+        monkeypatch.setenv("APT_THREADS", "3")
+        seen = []
+        monkeypatch.setattr(app_module, "_set_torch_threads", seen.append)
+        app = PluginApp.from_env(ECHO_DIR, listen="127.0.0.1:0")
+        assert (app.settings.internal_token, app.settings.listen, app.name, seen) == ("tok", "127.0.0.1:0", "echo", [3])
+        assert len(root.handlers) == 1 and root.level == logging.INFO   # logs configured for the plugin
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_torch_threads_are_set_when_asked():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        app_module._set_torch_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_hard_exit_after_sigterm_logs_then_ends_the_process(monkeypatch, caplog):
+    ended = threading.Event()
+    codes = []
+    monkeypatch.setattr(app_module.os, "_exit", lambda code: (codes.append(code), ended.set()))
+    monkeypatch.setattr(app_module.logging, "shutdown", lambda: None)
+    caplog.set_level(logging.WARNING, logger="apt_model.runtime.app")
+    app_module._exit_after(0.05, "svc")
+    assert ended.wait(5) and codes == [0]
+    assert [r.getMessage() for r in caplog.records] == [
+        "svc: still busy 0.1s after SIGTERM (a caller that stopped reading?); exiting now"]
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    assert all(t.daemon for t in timers)
+
+
+def test_store_recovery_at_start_is_logged_and_a_failure_does_not_stop_the_service(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="apt_model.runtime.app")
+    app = echo_app(tmp_path)
+    monkeypatch.setattr(app.store, "recover", lambda: 2)
+    app._recover_store()
+    monkeypatch.setattr(app.store, "recover", lambda: 0)
+    app._recover_store()
+
+    def broken():
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(app.store, "recover", broken)
+    app._recover_store()
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "echo: settled 2 store entries left unsettled by a stopped process"),
+        ("ERROR", "echo: recovering unsettled store entries failed")]
+    assert caplog.records[1].exc_info[1].args == ("disk gone",)
