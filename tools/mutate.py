@@ -242,11 +242,9 @@ TARGETS = (
     Target("reasoning-data", f"{REASON}/apt_reason", (f"{REASON}/apt_reason/data.py",), (
         f"{REASON}/tests/test_data_rules.py",
     )),
-    # advanced-debugging's series sources: exactly one, a job id checked before it names a path,
-    # and the anomaly and export jobs that read them
-    Target("debug-source", f"{DEBUG}/apt_debug", (f"{DEBUG}/apt_debug/detection.py",), (
+    # advanced-debugging's series sources: exactly one, a job id checked before it names a path
+    Target("debug-source", f"{DEBUG}/apt_debug", (f"{DEBUG}/apt_debug/source.py",), (
         f"{DEBUG}/tests/test_series_source.py",
-        f"{DEBUG}/tests/test_job_source.py",
     )),
 )
 

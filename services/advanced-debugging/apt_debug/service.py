@@ -13,7 +13,8 @@ from apt_model.runtime.jobs_grpc import job_to_proto
 from apt_model.store import Store, validate_name
 
 from apt_debug import activations, anomaly, gradflow, profile, replay, rerun
-from apt_debug.detection import SeriesSource, export_tensorboard, export_wandb, run_anomaly_detection
+from apt_debug.detection import export_tensorboard, export_wandb, run_anomaly_detection
+from apt_debug.source import SeriesSource
 from apt_debug.probe import ProbeSpec
 
 _SERVICE = "/apt.plugins.advanced_debugging.v1.Debugging"

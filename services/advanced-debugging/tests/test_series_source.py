@@ -1,4 +1,4 @@
-"""Which series a request names (apt_debug.detection.SeriesSource), rule by rule: exactly one
+"""Which series a request names (apt_debug.source.SeriesSource), rule by rule: exactly one
 source, a job id checked before any path is built from it, the default output name, the parent
 recorded in lineage, and each source's missing case with its sentence."""
 
@@ -10,7 +10,7 @@ from apt_model import errors
 from apt_model.runtime import joblog
 from apt_model.store import Store
 
-from apt_debug.detection import SeriesSource
+from apt_debug.source import SeriesSource
 
 ONE = ("Name exactly one series to read: a store model (--name), a metrics file or TensorBoard folder "
        "(--metrics-path), a store dataset (--metrics-dataset) or a training job (--job-id); got {}.")
