@@ -21,7 +21,7 @@ PLAIN = "a question and an integer answer"
 
 
 def spec(**fields) -> GenerateSpec:
-    return GenerateSpec.from_request(pb.GenerateTasksRequest(output_name="tasks", **fields))
+    return GenerateSpec.from_request(pb.GenerateTasksRequest(**{"output_name": "tasks", **fields}))
 
 
 def refusal(**fields) -> errors.InvalidArgument:
@@ -260,3 +260,44 @@ def test_a_taken_name_is_kept_unless_overwrite(store):
     assert len(read_lines(store.dataset("tasks").path / "train.jsonl")) == 4
     generate_dataset(store, spec(train_size=6, eval_size=2, overwrite=True), JobRecorder())
     assert len(read_lines(store.dataset("tasks").path / "train.jsonl")) == 6
+
+
+def test_the_seed_decides_which_templates_are_held_out_and_repeats_them(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    splits = set()
+    for seed in range(6):
+        result = generate_dataset(store, spec(output_name=f"s{seed}", train_size=4, eval_size=2, seed=seed,
+                                              countdown_share=0.5, countdown_max_target=99), JobRecorder())
+        splits.add((tuple(result["eval_templates"])))
+    # arithmetic frames and countdown blocks each move with the seed
+    assert len({tuple(t for t in split if "-countdown-" not in t) for split in splits}) > 1
+    assert len({tuple(t for t in split if "-countdown-" in t) for split in splits}) > 1
+    again = generate_dataset(store, spec(output_name="s5-again", train_size=4, eval_size=2, seed=5,
+                                         countdown_share=0.5, countdown_max_target=99), JobRecorder())
+    assert tuple(again["eval_templates"]) in splits
+    assert read_lines(store.dataset("s5-again").path / "train.jsonl") == read_lines(
+        store.dataset("s5").path / "train.jsonl")   # puzzles included: their generator is seeded too
+
+
+def test_puzzles_keep_to_their_splits_templates(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    result = generate_dataset(store, spec(train_size=30, eval_size=20, countdown_share=0.5, countdown_numbers=3,
+                                          countdown_max_target=59, held_out_templates=1), JobRecorder())
+    assert not set(result["train_templates"]) & set(result["eval_templates"])
+    for split, allowed in (("train", result["train_templates"]), ("eval", result["eval_templates"])):
+        rows = read_lines(store.dataset("tasks").path / f"{split}.jsonl")
+        assert {r["template"] for r in rows} <= set(allowed), split
+
+
+def test_without_held_out_numbers_eval_starts_where_train_does(store):
+    from apt_model.testing import JobRecorder
+    from apt_reason.data import generate_dataset
+
+    generate_dataset(store, spec(train_size=4, eval_size=30, max_number=20, min_steps=1, max_steps=1,
+                                 distractor_rate=0.0), JobRecorder())
+    firsts = [int(r["reasoning"].split()[0]) for r in read_lines(store.dataset("tasks").path / "eval.jsonl")]
+    assert max(firsts) <= 20, firsts
