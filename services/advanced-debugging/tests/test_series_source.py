@@ -94,3 +94,19 @@ def test_a_dataset_is_read_as_its_files(store):
 def test_a_path_is_read_where_the_service_resolved_it(tmp_path, store):
     (tmp_path / "m.csv").write_text("step,loss\n1,4.0\n")
     assert SeriesSource(path=str(tmp_path / "m.csv")).read(store).get("loss") == ([1], [4.0])
+
+
+def test_a_model_is_read_from_its_training_log(store):
+    from apt_model.modeling import trainlog
+
+    with store.create("models", "trained", operation="test") as staging:
+        (staging / trainlog.LOG_FILE).write_text('{"step": 1, "loss": 5.0}\n{"step": 2, "loss": 4.0}\n')
+    series = SeriesSource(model="trained").read(store)
+    assert series.get("loss") == ([1, 2], [5.0, 4.0]) and "trained" in series.source
+    with store.create("models", "untrained", operation="test") as staging:
+        (staging / "config.json").write_text("{}")
+    with pytest.raises(errors.InvalidArgument) as info:
+        SeriesSource(model="untrained").read(store)
+    assert info.value.message.startswith(f"Model 'untrained' has no {trainlog.LOG_FILE} (or an empty one)")
+    with pytest.raises(errors.NotFound):
+        SeriesSource(model="absent").read(store)
