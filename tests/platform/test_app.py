@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -295,3 +296,78 @@ def test_store_recovery_at_start_is_logged_and_a_failure_does_not_stop_the_servi
         ("INFO", "echo: settled 2 store entries left unsettled by a stopped process"),
         ("ERROR", "echo: recovering unsettled store entries failed")]
     assert caplog.records[1].exc_info[1].args == ("disk gone",)
+
+
+# ---- serve(): until SIGTERM or SIGINT, then the drain --------------------------------------------
+
+def _signal_when_handled(signum: int, default) -> threading.Thread:
+    """Send ``signum`` to this process once serve() has put its handler in place (never before:
+    the default handler would end the test run)."""
+    def send():
+        deadline = time.monotonic() + 20
+        while signal.getsignal(signum) is default and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signum)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def signals():
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    yield saved
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_prints_its_port_and_drains_on_a_signal(tmp_path, monkeypatch, capsys, caplog, signals, signum):
+    caplog.set_level(logging.INFO, logger="apt_model.runtime.app")
+    app = echo_app(tmp_path, grace_seconds=0.5)
+    armed = []
+    monkeypatch.setattr(app_module, "_exit_after", lambda seconds, name: armed.append((seconds, name)))
+    sender = _signal_when_handled(signum, signals[signum])
+    app.serve()
+    sender.join(5)
+    assert capsys.readouterr().out == f"echo listening on port {app.port}\n"
+    assert armed == [(1.0, "echo")] and app._stopped.is_set()
+    assert f"echo: signal {int(signum)}, draining for 0.5s" in [r.getMessage() for r in caplog.records]
+
+
+def test_a_plugin_process_main_reads_its_settings_wires_and_serves(tmp_path, monkeypatch, capsys, signals):
+    for key in [k for k in os.environ if k.startswith("APT_")]:
+        monkeypatch.delenv(key)
+    for key, value in {"APT_HOME": str(tmp_path / "h"), "APT_INTERNAL_TOKEN": "tok", "APT_LISTEN": "127.0.0.1:0",
+                       "APT_GRACE_SECONDS": "0.5", "APT_LOG_JSON": "0"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(app_module, "_exit_after", lambda seconds, name: None)
+    wired = []
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    sender = _signal_when_handled(signal.SIGTERM, signals[signal.SIGTERM])
+    try:
+        PluginApp.main(ECHO_DIR, lambda app: (wired.append(app), build(app)))
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    sender.join(5)
+    (app,) = wired
+    assert app.settings.internal_token == "tok" and app._stopped.is_set()
+    assert capsys.readouterr().out == f"echo listening on port {app.port}\n"
+
+
+def test_a_generic_handler_is_served_beside_the_servicers(tmp_path):
+    token = secrets.token_hex(8)
+    app = ServiceApp(Settings(home=tmp_path / "h", listen="127.0.0.1:0", token=token), "gen",
+                     AuthPolicy(user_tokens=(token,)), serve_jobs=False)
+    app.add_generic_handler(grpc.method_handlers_generic_handler("apt.test.v1.Raw", {
+        "Echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request[::-1])}))
+    port = app.start()
+    channel = connect(f"127.0.0.1:{port}", token)
+    try:
+        assert channel.unary_unary("/apt.test.v1.Raw/Echo")(b"abc", timeout=5) == b"cba"
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
