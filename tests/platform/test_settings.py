@@ -26,6 +26,8 @@ def refusal(env: dict, **kwargs) -> str:
 # ---- Settings.from_env ----------------------------------------------------------------------
 
 def test_the_process_environment_is_read_when_none_is_given(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("APT_")]:   # scripts/test.sh sets APT_TEST_TRACE
+        monkeypatch.delenv(key)
     monkeypatch.setenv("APT_JOB_WORKERS", "5")
     assert Settings.from_env().job_workers == 5
 
