@@ -10,6 +10,7 @@ removes the older ones. Torch-free: the job runtime of every image makes these.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,7 +27,7 @@ def job_log_path(root: Path, job_id: str) -> Path:
     keeps its running log in the store at ``root``: derived from the id alone, so a service that
     reads it (advanced-debugging) needs no access to the job itself. InvalidArgument for
     anything that is not a job id (nothing else can name a path here)."""
-    match = _JOB_ID.fullmatch(job_id or "")
+    match = _JOB_ID.fullmatch(job_id) if isinstance(job_id, str) else None
     if match is None:
         raise errors.InvalidArgument(
             f"{job_id!r} is not a job id (expected '<service>:<hex>', as printed by 'apt-model job list').")
@@ -43,13 +44,20 @@ class JobLog:
 
     def start(self, rows: Iterable[dict[str, Any]]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", encoding="utf-8") as fh:
-            fh.writelines(json.dumps(r, allow_nan=True) + "\n" for r in rows)
+        with open(self.path, "wb") as fh:
+            fh.writelines(_line(r) for r in rows)
         _keep_newest(self.path.parent, KEPT)
 
     def append(self, row: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, allow_nan=True) + "\n")
+        with open(self.path, "ab") as fh:
+            fh.write(_line(row))
+
+
+def _line(row: dict[str, Any]) -> bytes:
+    """One row as a JSON line. json.dumps escapes every non-ASCII character and writes a NaN or
+    infinite loss as NaN/Infinity (Python's json reads them back), so the line is ASCII and no
+    text encoding is involved in writing or reading it."""
+    return json.dumps(row).encode() + b"\n"
 
 
 def _keep_newest(folder: Path, kept: int) -> None:
@@ -59,7 +67,7 @@ def _keep_newest(folder: Path, kept: int) -> None:
         try:
             return path.stat().st_mtime
         except FileNotFoundError:  # removed meanwhile by another job's start
-            return float("inf")
+            return math.inf
 
     logs = sorted(folder.glob("*.jsonl"), key=age, reverse=True)
     for old in logs[kept:]:
@@ -68,6 +76,5 @@ def _keep_newest(folder: Path, kept: int) -> None:
 
 def read_job_log(path: Path) -> list[dict[str, Any]]:
     """The complete rows of a job's log (a last line still being written is left out)."""
-    text = Path(path).read_text(encoding="utf-8")
-    lines = text.split("\n")
+    lines = Path(path).read_bytes().split(b"\n")
     return [json.loads(line) for line in lines[:-1] if line.strip()]  # the part after the last newline is unfinished

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import sys
 import time
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -36,7 +35,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(service: str, level: str = "INFO", as_json: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler()  # to sys.stderr
     if as_json:
         handler.setFormatter(JsonFormatter(service))
     else:
