@@ -36,14 +36,11 @@ from apt_model.runtime.jobs import JobManager
 from apt_model.runtime.jobs_grpc import JobsServicer
 from apt_model.runtime.manifest import PluginManifest
 from apt_model.runtime.plugin_settings import plugin_settings
-from apt_model.runtime.results import JOBS_SERVICE
 from apt_model.runtime.settings import Settings
 from apt_model.store import Store
 from apt_model.trust import EndpointPolicy, PathPolicy
 
 log = logging.getLogger(__name__)
-
-PLUGIN_SERVICE = "apt.plugin.v1.Plugin"
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -76,13 +73,14 @@ class ServiceApp:
         self._stopped = threading.Event()
         health_pb2_grpc.add_HealthServicer_to_server(self._runner.health_servicer, self.server)
         if serve_jobs:
-            self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs), JOBS_SERVICE)
+            self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server, JobsServicer(self.jobs))
 
-    def add_servicer(self, add_fn: Callable, servicer, service_name: str | None = None) -> None:
-        """Register a generated ``add_XServicer_to_server`` with its servicer. A contract whose
-        long-running method declares no result message stops the service here, saying what to add."""
+    def add_servicer(self, add_fn: Callable, servicer) -> None:
+        """Register a generated ``add_XServicer_to_server`` with its servicer (the service's name is
+        read from the add function's module). A contract whose long-running method declares no
+        result message stops the service here, saying what to add."""
         add_fn(servicer, self.server)
-        name = service_name or _service_name_of(add_fn)
+        name = _service_name_of(add_fn)
         for method in results.long_running(descriptor_pool.Default().FindServiceByName(name)):
             results.declared_type(method)
         self._service_names.append(name)
@@ -108,9 +106,8 @@ class ServiceApp:
         if self.port == 0:
             raise errors.Unavailable(f"Cannot bind {address}: the port is in use or the address is wrong.")
         self._runner.start()
-        for service in self._service_names:
+        for service in self._service_names:  # the server as a whole ("") is SERVING from the servicer's start
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         log.info("%s serving on port %d", self.name, self.port)
         threading.Thread(target=self._recover_store, name=f"{self.name}-recover", daemon=True).start()
         return self.port
@@ -291,7 +288,7 @@ class PluginApp(ServiceApp):
         super().__init__(settings, manifest.name, policy)
         self.manifest = manifest
         self.plugin_settings = own_settings  # variable name -> typed value
-        self.add_servicer(plugin_pb2_grpc.add_PluginServicer_to_server, DescribeServicer(manifest), PLUGIN_SERVICE)
+        self.add_servicer(plugin_pb2_grpc.add_PluginServicer_to_server, DescribeServicer(manifest))
 
     @classmethod
     def main(cls, plugin_dir: Path | str, build: Callable[["PluginApp"], None]) -> None:

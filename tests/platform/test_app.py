@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -26,13 +27,16 @@ from apt_model.gen.apt.common.v1 import job_pb2
 from apt_model.gen.apt.plugin.v1 import plugin_pb2, plugin_pb2_grpc
 from apt_model.gen.apt.plugins.echo.v1 import echo_pb2, echo_pb2_grpc
 from apt_model.runtime import app as app_module
+from apt_model.runtime import logs
 from apt_model.runtime.app import PluginApp, ServiceApp, describe, server_options
 from apt_model.runtime.interceptors import AuthPolicy
 from apt_model.runtime.manifest import PluginManifest
+from apt_model.runtime.plugin_settings import SettingSpec
 from apt_model.runtime.settings import Settings
 from gateway.testing import tls_files
 
 ECHO_DIR = Path(__file__).resolve().parents[1] / "plugins" / "echo"
+OLLAMA_DIR = Path(__file__).resolve().parents[2] / "services" / "ollama-export"   # a plugin that declares a setting
 sys.path.insert(0, str(ECHO_DIR))
 from apt_echo.server import build  # noqa: E402
 
@@ -90,6 +94,15 @@ def test_describe_is_the_catalogue_entry_and_the_contract(echo):
     assert grpcio and grpcio[0].installed_version == grpc.__version__
 
 
+def test_describe_carries_the_gpu_wish_and_the_optional_specifiers():
+    manifest = PluginManifest.load(ECHO_DIR)
+    manifest = type(manifest)(**{**manifest.__dict__, "wants_gpu": True,
+                                 "optional_requirements": (("grpcio", ">=1.0"),)})
+    got = describe(manifest)
+    assert got.wants_gpu is True
+    assert [(d.name, d.specifier) for d in got.optional_dependencies] == [("grpcio", ">=1.0")]
+
+
 def test_a_dependency_not_installed_has_no_version(tmp_path):
     manifest = PluginManifest.load(ECHO_DIR)
     manifest = type(manifest)(**{**manifest.__dict__, "requirements": (("no-such-package-xyz", ">=1"),),
@@ -102,13 +115,39 @@ def test_a_dependency_not_installed_has_no_version(tmp_path):
 
 def test_a_plugin_answers_only_the_gateways_token(echo):
     app, _ = echo
-    for token in ("", "wrong"):
+    for token, sentence in (("", "Plugins accept calls from the gateway only (missing internal token)."),
+                            ("wrong", "The token is not valid for this plugin.")):
         channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
         md = [("authorization", f"Bearer {token}")] if token else []
         with pytest.raises(grpc.RpcError) as info:
             echo_pb2_grpc.EchoStub(channel).Echo(echo_pb2.EchoRequest(text="x"), metadata=md, timeout=5)
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert (info.value.code(), info.value.details()) == (grpc.StatusCode.UNAUTHENTICATED, sentence)
         channel.close()
+
+
+def test_a_plugin_built_in_process_without_an_internal_token_checks_none(tmp_path):
+    """Tests and tools wire a PluginApp in their own process with no token; the entry point
+    (from_env) refuses to start a plugin process that way (below)."""
+    app = PluginApp(Settings(home=tmp_path / "home", listen="127.0.0.1:0"), PluginManifest.load(ECHO_DIR))
+    build(app)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        assert echo_pb2_grpc.EchoStub(channel).Echo(echo_pb2.EchoRequest(text="x"), timeout=5).text.startswith("x")
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
+
+
+def test_a_plugins_own_settings_are_typed_before_it_serves(tmp_path):
+    manifest = PluginManifest.load(ECHO_DIR)
+    manifest = type(manifest)(**{**manifest.__dict__, "settings": (
+        SettingSpec("APT_ECHO_LIMIT", "int", 3, "test"), SettingSpec("APT_ECHO_NAME", "str", "a", "test"))})
+    app = PluginApp(Settings(home=tmp_path / "home", plugin_env={"APT_ECHO_LIMIT": "7"}), manifest)
+    assert app.plugin_settings == {"APT_ECHO_LIMIT": 7, "APT_ECHO_NAME": "a"}
+    with pytest.raises(errors.InvalidArgument) as info:
+        PluginApp(Settings(home=tmp_path / "other", plugin_env={"APT_ECHO_LIMIT": "many"}), manifest)
+    assert info.value.message.startswith("APT_ECHO_LIMIT='many' is not a valid int")
 
 
 def test_messages_over_the_limit_are_refused_both_ways(tmp_path):
@@ -275,8 +314,16 @@ def test_the_hard_exit_after_sigterm_logs_then_ends_the_process(monkeypatch, cap
     assert ended.wait(5) and codes == [0]
     assert [r.getMessage() for r in caplog.records] == [
         "svc: still busy 0.1s after SIGTERM (a caller that stopped reading?); exiting now"]
-    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
-    assert all(t.daemon for t in timers)
+
+
+def test_the_hard_exit_timer_does_not_keep_a_drained_process_alive():
+    before = set(threading.enumerate())
+    app_module._exit_after(60, "svc")
+    (timer,) = set(threading.enumerate()) - before
+    try:
+        assert isinstance(timer, threading.Timer) and timer.daemon
+    finally:
+        timer.cancel()
 
 
 def test_store_recovery_at_start_is_logged_and_a_failure_does_not_stop_the_service(tmp_path, caplog, monkeypatch):
@@ -371,3 +418,226 @@ def test_a_generic_handler_is_served_beside_the_servicers(tmp_path):
     finally:
         channel.close()
         app.stop(grace=0.5)
+
+
+# ---- the two servers: pool, auth and limits, policies, start, stop ------------------------------
+
+def _raw_app(tmp_path: Path, use_aio: bool, token: str | None = None, handler=None, **settings) -> ServiceApp:
+    """A bare ServiceApp (on the asyncio server when ``use_aio``) serving /apt.test.v1.Raw/Echo."""
+    kwargs = {"use_aio": True} if use_aio else {}   # the thread-pool server is the default
+    app = ServiceApp(Settings(home=tmp_path / "home", listen="127.0.0.1:0", log_json=False, **settings), "svc",
+                     AuthPolicy(user_tokens=(token,) if token else ()), serve_jobs=False, max_threads=2, **kwargs)
+    app.add_generic_handler(grpc.method_handlers_generic_handler("apt.test.v1.Raw", {
+        "Echo": grpc.unary_unary_rpc_method_handler(handler or (lambda request, context: request))}))
+    return app
+
+
+SERVERS = pytest.mark.parametrize("use_aio", [False, True], ids=["thread-pool", "asyncio"])
+
+
+@SERVERS
+def test_handlers_run_in_the_services_own_pool_of_max_threads(tmp_path, use_aio):
+    lock, active, peak, names = threading.Lock(), [0], [0], set()
+
+    def slow(request, context):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            names.add(threading.current_thread().name)
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+        return request
+
+    app = _raw_app(tmp_path, use_aio, handler=slow)
+    assert isinstance(app.server, grpc.aio.Server) is use_aio and app.port == 0
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        call = channel.unary_unary("/apt.test.v1.Raw/Echo")
+        futures = [call.future(b"x", timeout=20) for _ in range(5)]
+        assert [f.result() for f in futures] == [b"x"] * 5
+        assert peak[0] <= 2 and all(n.startswith("svc-rpc") for n in names), (peak, names)
+        if use_aio:   # its event loop has a thread of its own, which does not hold the process
+            (loop,) = [t for t in threading.enumerate() if t.name == "svc-loop"]
+            assert loop.daemon
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
+
+
+@SERVERS
+def test_both_servers_check_tokens_and_message_sizes(tmp_path, use_aio):
+    token = secrets.token_hex(8)
+    app = _raw_app(tmp_path, use_aio, token, max_message_bytes=4096)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary("/apt.test.v1.Raw/Echo")
+    md = [("authorization", f"Bearer {token}")]
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"x", timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert call(b"x" * 1000, metadata=md, timeout=5) == b"x" * 1000
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"x" * 5000, metadata=md, timeout=5)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        channel.close()
+        app.stop(grace=0.5)
+
+
+def test_the_app_holds_the_operators_path_and_endpoint_rules_and_its_job_manager(tmp_path):
+    (tmp_path / "data").mkdir()
+    app = ServiceApp(Settings(home=tmp_path / "home", data_roots=(str(tmp_path / "data"),),
+                              allowed_endpoints=("http://127.0.0.1:9",), job_workers=3, max_queued_jobs=5),
+                     "svc", AuthPolicy())
+    assert app.paths.allows(str(tmp_path / "data" / "x.txt")) and not app.paths.allows(str(tmp_path / "x.txt"))
+    assert app.endpoints.check("http://127.0.0.1:9/api", "url") == "http://127.0.0.1:9/api"
+    with pytest.raises(errors.PermissionDenied):
+        app.endpoints.check("http://127.0.0.1:10/api", "url")
+    assert (app.jobs.service, app.jobs._max_workers, app.jobs.max_queued, app.jobs.home) == (
+        "svc", 3, 5, app.store.root)
+
+
+def test_start_on_an_existing_home_logs_the_port_and_recovers_the_store_in_a_thread(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="apt_model.runtime.app")
+    (tmp_path / "home").mkdir()   # a restart: the home is there
+    app = _raw_app(tmp_path, False)
+    ran = []
+    recovered = threading.Event()
+    monkeypatch.setattr(app.store, "recover", lambda: (ran.append(threading.current_thread()), recovered.set(), 0)[2])
+    port = app.start()
+    try:
+        assert recovered.wait(5)
+        (thread,) = ran
+        assert (thread.name, thread.daemon) == ("svc-recover", True)   # a long recovery holds nothing
+        assert f"svc serving on port {port}" in [r.getMessage() for r in caplog.records]
+    finally:
+        app.stop(grace=0.5)
+
+
+def test_stop_waits_for_settling_store_entries_then_says_when_it_could_not(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.WARNING, logger="apt_model.runtime.app")
+    app = _raw_app(tmp_path, False)
+    app.start()
+    waited = []
+    monkeypatch.setattr(app.store, "wait_settled", lambda timeout: (waited.append(timeout), False)[1])
+    app.stop(grace=0.5)
+    assert waited == [1.5]
+    assert [r.getMessage() for r in caplog.records] == [
+        "svc: stopped while store entries were still settling; the next service to start on this machine "
+        "finishes them"]
+    app2 = _raw_app(tmp_path / "2", False)
+    app2.start()
+    monkeypatch.setattr(app2.store, "wait_settled", lambda timeout: True)
+    caplog.clear()
+    app2.stop(grace=0.5)
+    assert caplog.records == []
+
+
+@SERVERS
+def test_a_call_in_flight_finishes_within_the_grace_period(tmp_path, use_aio):
+    entered = threading.Event()
+
+    def slow(request, context):
+        entered.set()
+        time.sleep(0.5)
+        return request
+
+    app = _raw_app(tmp_path, use_aio, handler=slow)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        future = channel.unary_unary("/apt.test.v1.Raw/Echo").future(b"x", timeout=10)
+        assert entered.wait(5)
+        app.stop(grace=5)
+        assert future.result() == b"x"
+    finally:
+        channel.close()
+
+
+def test_the_asyncio_server_stops_its_loop_and_its_pool(tmp_path):
+    app = _raw_app(tmp_path, True)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    assert channel.unary_unary("/apt.test.v1.Raw/Echo")(b"x", timeout=5) == b"x"
+    channel.close()
+    app.stop(grace=0.5)
+    left = [t.name for t in threading.enumerate() if t.name == "svc-loop" or t.name.startswith("svc-rpc")]
+    assert left == []
+
+
+def test_health_watchers_hold_no_handler_thread(tmp_path):
+    """Watch streams (the gateway's monitor, kubelet) stay open; on the thread-pool server each one
+    would hold a handler thread for good, and two would leave a two-thread service deaf."""
+    app = _raw_app(tmp_path, False)
+    port = app.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    stub = health_pb2_grpc.HealthStub(channel)
+    watchers = [stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(3)]
+    try:
+        assert [next(w).status for w in watchers] == [SERVING] * 3
+        assert channel.unary_unary("/apt.test.v1.Raw/Echo")(b"x", timeout=5) == b"x"
+    finally:
+        for w in watchers:
+            w.cancel()
+        channel.close()
+        app.stop(grace=0.5)
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from apt_model.runtime.app import ServiceApp
+from apt_model.runtime.interceptors import AuthPolicy
+from apt_model.runtime.settings import Settings
+ServiceApp(Settings(home=Path(sys.argv[1]), listen="127.0.0.1:0", grace_seconds=30, log_json=False),
+           "child", AuthPolicy()).serve()
+"""
+
+
+def test_a_service_process_prints_its_port_at_once_and_ends_soon_after_sigterm(tmp_path):
+    """The local deployer reads the port from the child's stdout, a pipe (block-buffered unless
+    flushed); and a drained service exits without waiting out its hard-exit timer."""
+    import apt_model
+
+    tree = str(Path(apt_model.__file__).resolve().parents[1])   # the same apt_model as this test's
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_")},
+           "PYTHONPATH": os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "home")], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        line = []
+        reader = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(30)
+        assert line and line[0].startswith("child listening on port "), line
+        port = int(line[0].rsplit(" ", 1)[1])
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        assert health_of(channel, "") == SERVING
+        channel.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0   # the grace period is 30 s: the drain ended, nothing waited
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_a_plugin_process_reads_the_settings_its_plugin_yaml_declares_and_logs_json(tmp_path, monkeypatch):
+    for key in [k for k in os.environ if k.startswith("APT_")]:
+        monkeypatch.delenv(key)
+    for key, value in {"APT_HOME": str(tmp_path / "h"), "APT_INTERNAL_TOKEN": "tok",
+                       "APT_OLLAMA_URL": "http://127.0.0.1:11434"}.items():
+        monkeypatch.setenv(key, value)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        app = PluginApp.from_env(OLLAMA_DIR)
+        assert app.plugin_settings == {"APT_OLLAMA_URL": "http://127.0.0.1:11434"}
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, logs.JsonFormatter) and handler.formatter.service == "ollama-export"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
