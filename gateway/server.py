@@ -47,7 +47,7 @@ class GatewayApp(ServiceApp):
         self.add_servicer(gateway_pb2_grpc.add_PluginRegistryServicer_to_server,
                           PluginRegistryServicer(self.registry, self.router.forget))
         self.add_servicer(plugin_pb2_grpc.add_JobsServicer_to_server,
-                          GatewayJobsServicer(self.jobs, self.registry, self.router), "apt.plugin.v1.Jobs")
+                          GatewayJobsServicer(self.jobs, self.registry, self.router))
         self._add_core()
         self.add_generic_handler(self.router)
 
