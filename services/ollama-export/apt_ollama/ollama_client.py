@@ -46,7 +46,9 @@ class _ProgressReader:
         self._sent = 0
 
     def read(self, size: int = -1) -> bytes:
-        chunk = self._fh.read(_CHUNK if size is None or size < 0 else max(size, _CHUNK))
+        """Up to ``_CHUNK`` bytes, whatever ``size`` asks (http.client asks 8 KiB and sends each
+        read until an empty one): a progress report and a cancel check per MiB, not per 8 KiB."""
+        chunk = self._fh.read(_CHUNK)
         self._sent += len(chunk)
         self._on_bytes(self._sent)
         return chunk

@@ -138,6 +138,9 @@ class LocalOllamaApiServer:
 
         self.blobs: dict[str, bytes] = {}
         self.creates: list[dict] = []
+        self.requests: list[tuple[str, str, str | None, str | None]] = []  # method, path, Content-Type, -Length
+        self.answers: dict[tuple[str, str], tuple[int, bytes]] = {}  # (method, path prefix) -> a status to answer
+        self.create_lines: list[bytes] | None = None  # a create stream to answer instead of the checked one
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -165,12 +168,28 @@ class LocalOllamaApiServer:
                 if body and self.command != "HEAD":
                     self.wfile.write(body)
 
+            def _planted(self) -> bool:
+                """Record the request; answer a status a test planted for it, if any."""
+                server.requests.append((self.command, self.path, self.headers.get("Content-Type"),
+                                        self.headers.get("Content-Length")))
+                for (method, prefix), (code, body) in server.answers.items():
+                    if method == self.command and self.path.startswith(prefix):
+                        self._reply(code, body, "text/plain")
+                        return True
+                return False
+
             def do_HEAD(self):
+                if self._planted():
+                    return
                 digest = self.path.removeprefix("/api/blobs/")
                 self._reply(200 if digest in server.blobs else 404)
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self._planted():
+                    return
+                if self.path == "/api/create" and server.create_lines is not None:
+                    return self._reply(200, b"".join(server.create_lines), "application/x-ndjson")
                 if self.path.startswith("/api/blobs/sha256:"):
                     digest = self.path.removeprefix("/api/blobs/")
                     if "sha256:" + hashlib.sha256(body).hexdigest() != digest:

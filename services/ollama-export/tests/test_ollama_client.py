@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
+import threading
 
 import pytest
 
@@ -71,3 +73,140 @@ def test_good_model_names(name):
 def test_bad_model_names(name):
     with pytest.raises(errors.InvalidArgument, match="Ollama model name"):
         check_model_name(name)
+
+
+def test_each_request_says_what_its_body_is(ollama_server, tmp_path):
+    path, digest = _gguf_file(tmp_path)
+    client = OllamaClient(ollama_server.url)
+    client.push_blob(path, digest)
+    list(client.create("tiny", {"model.gguf": digest}, template=None, system=None, parameters={}))
+    assert ollama_server.requests == [
+        ("POST", f"/api/blobs/{digest}", "application/octet-stream", str(path.stat().st_size)),
+        ("POST", "/api/create", "application/json", str(len(json.dumps(ollama_server.creates[-1]).encode())))]
+
+
+def test_an_upload_reports_progress_per_mebibyte(ollama_server, tmp_path):
+    path, digest = _gguf_file(tmp_path, b"GGUF" + bytes(5 * (1 << 19)))   # 2.5 MiB and 4 bytes
+    sent = []
+    OllamaClient(ollama_server.url).push_blob(path, digest, sent.append)
+    assert sorted(set(sent)) == [1 << 20, 2 << 20, path.stat().st_size]
+
+
+def test_a_blob_lookup_answered_with_an_error_is_unavailable(ollama_server):
+    ollama_server.answers[("HEAD", "/api/blobs/")] = (500, b"")
+    digest = "sha256:" + "3" * 64
+    with pytest.raises(errors.Unavailable) as info:
+        OllamaClient(ollama_server.url).has_blob(digest)
+    assert info.value.message == f"Ollama answered 500 to HEAD /api/blobs/{digest}."
+
+
+@pytest.mark.parametrize("code, body, error, message", [
+    (400, b"", errors.DataLoss,
+     "Ollama rejected the upload of model.gguf: digest mismatch. The file changed while uploading; export again."),
+    (400, b"bad \xff digest " + b"x" * 400, errors.DataLoss,
+     "Ollama rejected the upload of model.gguf: " + ("bad \ufffd digest " + "x" * 400)[:300] + ". The file "
+     "changed while uploading; export again."),
+    (507, b"disk full", errors.Unavailable, "Ollama answered 507 to the blob upload: disk full"),
+    (202, b"", errors.Unavailable, "Ollama answered 202 to the blob upload."),
+], ids=["mismatch-without-detail", "mismatch-with-long-detail", "server-error", "unexpected-success"])
+def test_a_refused_upload_says_why(ollama_server, tmp_path, code, body, error, message):
+    path, digest = _gguf_file(tmp_path)
+    ollama_server.answers[("POST", "/api/blobs/")] = (code, body)
+    with pytest.raises(error) as info:
+        OllamaClient(ollama_server.url).push_blob(path, digest)
+    assert info.value.message == message
+
+
+def test_an_upload_answered_200_is_accepted(ollama_server, tmp_path):
+    path, digest = _gguf_file(tmp_path)
+    ollama_server.answers[("POST", "/api/blobs/")] = (200, b"")
+    OllamaClient(ollama_server.url).push_blob(path, digest)
+
+
+def test_a_refused_create_names_the_status_and_the_detail(ollama_server):
+    ollama_server.answers[("POST", "/api/create")] = (500, b"out of \xff memory " + b"y" * 400)
+    with pytest.raises(errors.FailedPrecondition) as info:
+        list(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None, parameters={}))
+    assert info.value.message == "Ollama refused to create 'tiny' (500): " + ("out of \ufffd memory " + "y" * 400)[:300]
+
+
+@pytest.mark.parametrize("lines, yielded, last", [
+    ([], [], ""),
+    ([b'{"status": "parsing GGUF"}\n', b'{"digest": "sha256:1", "completed": 5}\n'], ["parsing GGUF", ""], ""),
+    ([b'{"status": "parsing GGUF"}\n', b"\n", b'{"status": "writing manifest"}\n'],
+     ["parsing GGUF", "writing manifest"], "writing manifest"),
+], ids=["empty", "last-line-without-status", "blank-line-then-no-success"])
+def test_a_create_stream_that_ends_without_success_is_unavailable(ollama_server, lines, yielded, last):
+    ollama_server.create_lines = lines
+    got = []
+    with pytest.raises(errors.Unavailable) as info:
+        got.extend(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None, parameters={}))
+    assert got == yielded
+    assert info.value.message == f"Ollama's create stream for 'tiny' ended without 'success' (last: {last!r})."
+
+
+def test_a_blank_line_in_the_create_stream_is_skipped(ollama_server):
+    ollama_server.create_lines = [b'{"status": "parsing GGUF"}\n', b"\n", b'{"status": "success"}\n']
+    assert list(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None,
+                                                       parameters={})) == ["parsing GGUF", "success"]
+
+
+def _server_that(behaviour: str):
+    """A TCP port that accepts, then either hangs up without an answer ("closes") or never answers ("hangs")."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            if behaviour == "closes":   # reads the request, answers nothing
+                conn.recv(65536)
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, held
+
+
+def test_unreachable_says_where_and_why(ollama_server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        with pytest.raises(errors.Unavailable) as info:
+            OllamaClient(f"http://127.0.0.1:{port}", timeout=5).has_blob("sha256:" + "2" * 64)
+    assert info.value.message == (
+        f"Cannot reach Ollama at http://127.0.0.1:{port} ([Errno 111] Connection refused). Start it with "
+        "'ollama serve' or pass the right --ollama-url.")
+
+
+def test_a_server_that_hangs_up_or_never_answers_is_unavailable_within_the_timeout():
+    for behaviour, why in (("closes", "Remote end closed connection without response"), ("hangs", "timed out")):
+        listener, held = _server_that(behaviour)
+        port = listener.getsockname()[1]
+        outcome = []
+        caller = threading.Thread(target=lambda: outcome.append(_catch(
+            lambda: OllamaClient(f"http://127.0.0.1:{port}", timeout=0.5).has_blob("sha256:" + "4" * 64))),
+            daemon=True)
+        caller.start()
+        caller.join(10)
+        listener.close()
+        for conn in held:
+            conn.close()
+        assert outcome, f"{behaviour}: no answer within 10 s (the client's timeout is 0.5 s)"
+        assert isinstance(outcome[0], errors.Unavailable)
+        assert outcome[0].message == (f"Cannot reach Ollama at http://127.0.0.1:{port} ({why}). Start it with "
+                                      "'ollama serve' or pass the right --ollama-url.")
+
+
+def _catch(call):
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    return None
