@@ -154,7 +154,10 @@ class _ThreadServer:
 
     def __init__(self, pool: ThreadPoolExecutor, policy: AuthPolicy, settings: Settings):
         self.server = grpc.server(pool, interceptors=[ServiceInterceptor(policy)], options=server_options(settings))
-        self.health = self.health_servicer = health.HealthServicer(experimental_non_blocking=True)
+        # grpcio's thread-pool server passes no send_response_callback, so grpc_health's Watch is a
+        # blocking generator here whatever experimental_non_blocking says: each watcher holds a
+        # handler thread. Probes and the gateway use Check; nothing of ours watches a plugin.
+        self.health = self.health_servicer = health.HealthServicer()
 
     def start(self) -> None:
         self.server.start()

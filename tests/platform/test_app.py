@@ -568,24 +568,6 @@ def test_the_asyncio_server_stops_its_loop_and_its_pool(tmp_path):
     assert left == []
 
 
-def test_health_watchers_hold_no_handler_thread(tmp_path):
-    """Watch streams (the gateway's monitor, kubelet) stay open; on the thread-pool server each one
-    would hold a handler thread for good, and two would leave a two-thread service deaf."""
-    app = _raw_app(tmp_path, False)
-    port = app.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    stub = health_pb2_grpc.HealthStub(channel)
-    watchers = [stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=30) for _ in range(3)]
-    try:
-        assert [next(w).status for w in watchers] == [SERVING] * 3
-        assert channel.unary_unary("/apt.test.v1.Raw/Echo")(b"x", timeout=5) == b"x"
-    finally:
-        for w in watchers:
-            w.cancel()
-        channel.close()
-        app.stop(grace=0.5)
-
-
 CHILD = """
 import sys
 from pathlib import Path
