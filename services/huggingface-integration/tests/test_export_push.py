@@ -98,7 +98,9 @@ def test_export_goes_only_to_a_new_folder_under_exports(tmp_path, store, run_job
     out = spec("mine").output_dir
     assert out == store.root / "exports" / "mine"
     assert spec(str(out)).output_dir == out  # the same place, given as a path
-    assert run_job("StartExportModel", lambda ctx: run_export(store, spec("mine"), ctx)).ok
+    from apt_model.testing import JobRecorder
+
+    assert run_export(store, spec("mine"), JobRecorder())["output_dir"] == str(out)
     with pytest.raises(errors.AlreadyExists):
         spec("mine")  # done once: never replaced
     (store.root / "exports" / "empty").mkdir()
@@ -266,6 +268,8 @@ def test_a_push_reports_its_upload_and_records_each_commit_in_the_model(store):
          size // 2, float(size)),
         (pytest.approx(1.0), f"{size / 1e6:.1f} of {size / 1e6:.1f} MB", size, float(size))]
     assert rec.reports[-1] is upload[-1]  # the export's 10% came first
+    export = [r["progress"] for r in rec.reports if r["stage"] == "export"]
+    assert export and max(export) == pytest.approx(0.1)
     stamp = result.pop("time")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp)
     assert before - 1 <= calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) <= time.time() + 1
