@@ -14,6 +14,11 @@ from apt_model import errors
 from apt_ollama.ollama_client import OllamaClient, check_model_name, check_url
 
 
+# Every client here waits at most 10 s for an answer: a request whose body does not match its
+# Content-Length leaves the local server waiting for the rest, and Ollama's default 600 s would
+# hold a test (or a mutation run) that long.
+
+
 def _gguf_file(tmp_path, payload: bytes = b"GGUF" + bytes(1000)):
     path = tmp_path / "model.gguf"
     path.write_bytes(payload)
@@ -22,7 +27,7 @@ def _gguf_file(tmp_path, payload: bytes = b"GGUF" + bytes(1000)):
 
 def test_blob_upload_and_create(ollama_server, tmp_path):
     path, digest = _gguf_file(tmp_path)
-    client = OllamaClient(ollama_server.url)
+    client = OllamaClient(ollama_server.url, timeout=10)
     assert client.has_blob(digest) is False
     sent = []
     client.push_blob(path, digest, sent.append)
@@ -40,12 +45,12 @@ def test_digest_mismatch_is_data_loss(ollama_server, tmp_path):
     path, _ = _gguf_file(tmp_path)
     wrong = "sha256:" + "0" * 64
     with pytest.raises(errors.DataLoss, match="rejected the upload"):
-        OllamaClient(ollama_server.url).push_blob(path, wrong)
+        OllamaClient(ollama_server.url, timeout=10).push_blob(path, wrong)
     assert wrong not in ollama_server.blobs
 
 
 def test_create_with_a_missing_blob_fails(ollama_server):
-    client = OllamaClient(ollama_server.url)
+    client = OllamaClient(ollama_server.url, timeout=10)
     with pytest.raises(errors.FailedPrecondition, match="not found"):
         list(client.create("tiny", {"model.gguf": "sha256:" + "1" * 64}, template=None, system=None, parameters={}))
 
@@ -77,7 +82,7 @@ def test_bad_model_names(name):
 
 def test_each_request_says_what_its_body_is(ollama_server, tmp_path):
     path, digest = _gguf_file(tmp_path)
-    client = OllamaClient(ollama_server.url)
+    client = OllamaClient(ollama_server.url, timeout=10)
     client.push_blob(path, digest)
     list(client.create("tiny", {"model.gguf": digest}, template=None, system=None, parameters={}))
     assert ollama_server.requests == [
@@ -88,7 +93,7 @@ def test_each_request_says_what_its_body_is(ollama_server, tmp_path):
 def test_an_upload_reports_progress_per_mebibyte(ollama_server, tmp_path):
     path, digest = _gguf_file(tmp_path, b"GGUF" + bytes(5 * (1 << 19)))   # 2.5 MiB and 4 bytes
     sent = []
-    OllamaClient(ollama_server.url).push_blob(path, digest, sent.append)
+    OllamaClient(ollama_server.url, timeout=10).push_blob(path, digest, sent.append)
     assert sorted(set(sent)) == [1 << 20, 2 << 20, path.stat().st_size]
 
 
@@ -96,7 +101,7 @@ def test_a_blob_lookup_answered_with_an_error_is_unavailable(ollama_server):
     ollama_server.answers[("HEAD", "/api/blobs/")] = (500, b"")
     digest = "sha256:" + "3" * 64
     with pytest.raises(errors.Unavailable) as info:
-        OllamaClient(ollama_server.url).has_blob(digest)
+        OllamaClient(ollama_server.url, timeout=10).has_blob(digest)
     assert info.value.message == f"Ollama answered 500 to HEAD /api/blobs/{digest}."
 
 
@@ -113,20 +118,20 @@ def test_a_refused_upload_says_why(ollama_server, tmp_path, code, body, error, m
     path, digest = _gguf_file(tmp_path)
     ollama_server.answers[("POST", "/api/blobs/")] = (code, body)
     with pytest.raises(error) as info:
-        OllamaClient(ollama_server.url).push_blob(path, digest)
+        OllamaClient(ollama_server.url, timeout=10).push_blob(path, digest)
     assert info.value.message == message
 
 
 def test_an_upload_answered_200_is_accepted(ollama_server, tmp_path):
     path, digest = _gguf_file(tmp_path)
     ollama_server.answers[("POST", "/api/blobs/")] = (200, b"")
-    OllamaClient(ollama_server.url).push_blob(path, digest)
+    OllamaClient(ollama_server.url, timeout=10).push_blob(path, digest)
 
 
 def test_a_refused_create_names_the_status_and_the_detail(ollama_server):
     ollama_server.answers[("POST", "/api/create")] = (500, b"out of \xff memory " + b"y" * 400)
     with pytest.raises(errors.FailedPrecondition) as info:
-        list(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None, parameters={}))
+        list(OllamaClient(ollama_server.url, timeout=10).create("tiny", {}, template=None, system=None, parameters={}))
     assert info.value.message == "Ollama refused to create 'tiny' (500): " + ("out of \ufffd memory " + "y" * 400)[:300]
 
 
@@ -140,14 +145,14 @@ def test_a_create_stream_that_ends_without_success_is_unavailable(ollama_server,
     ollama_server.create_lines = lines
     got = []
     with pytest.raises(errors.Unavailable) as info:
-        got.extend(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None, parameters={}))
+        got.extend(OllamaClient(ollama_server.url, timeout=10).create("tiny", {}, template=None, system=None, parameters={}))
     assert got == yielded
     assert info.value.message == f"Ollama's create stream for 'tiny' ended without 'success' (last: {last!r})."
 
 
 def test_a_blank_line_in_the_create_stream_is_skipped(ollama_server):
     ollama_server.create_lines = [b'{"status": "parsing GGUF"}\n', b"\n", b'{"status": "success"}\n']
-    assert list(OllamaClient(ollama_server.url).create("tiny", {}, template=None, system=None,
+    assert list(OllamaClient(ollama_server.url, timeout=10).create("tiny", {}, template=None, system=None,
                                                        parameters={})) == ["parsing GGUF", "success"]
 
 
