@@ -150,6 +150,19 @@ class LocalOllamaApiServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
+    def create_stream(self, req: dict) -> list[dict]:
+        """The status lines of POST /api/create: each file must name an uploaded GGUF blob."""
+        self.creates.append(req)
+        lines = [{"status": "parsing GGUF"}]
+        for name, digest in req.get("files", {}).items():
+            blob = self.blobs.get(digest)
+            if blob is None:
+                return [*lines, {"error": f"blob {digest} for {name} not found; upload it first"}]
+            if blob[:4] != b"GGUF":
+                return [*lines, {"error": f"{name} is not a GGUF file"}]
+            lines.append({"status": f"using existing layer {digest}"})
+        return [*lines, {"status": "writing manifest"}, {"status": "success"}]
+
     def _handler(self):
         import hashlib
         from http.server import BaseHTTPRequestHandler
@@ -197,20 +210,7 @@ class LocalOllamaApiServer:
                     server.blobs[digest] = body
                     return self._reply(201)
                 if self.path == "/api/create":
-                    req = json.loads(body)
-                    server.creates.append(req)
-                    lines = [{"status": "parsing GGUF"}]
-                    for name, digest in req.get("files", {}).items():
-                        blob = server.blobs.get(digest)
-                        if blob is None:
-                            lines.append({"error": f"blob {digest} for {name} not found; upload it first"})
-                            break
-                        if blob[:4] != b"GGUF":
-                            lines.append({"error": f"{name} is not a GGUF file"})
-                            break
-                        lines.append({"status": f"using existing layer {digest}"})
-                    else:
-                        lines += [{"status": "writing manifest"}, {"status": "success"}]
+                    lines = server.create_stream(json.loads(body))
                     return self._reply(200, b"".join(json.dumps(x).encode() + b"\n" for x in lines),
                                        "application/x-ndjson")
                 self._reply(404, b'{"error":"not found"}')
