@@ -585,7 +585,8 @@ def test_a_service_process_prints_its_port_at_once_and_ends_soon_after_sigterm(t
     import apt_model
 
     tree = str(Path(apt_model.__file__).resolve().parents[1])   # the same apt_model as this test's
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_")},
+    # no PYTHONUNBUFFERED (the local deployer and the images set it): serve() must flush by itself
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("APT_") and k != "PYTHONUNBUFFERED"},
            "PYTHONPATH": os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "home")], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=env)
@@ -620,6 +621,9 @@ def test_a_plugin_process_reads_the_settings_its_plugin_yaml_declares_and_logs_j
         assert app.plugin_settings == {"APT_OLLAMA_URL": "http://127.0.0.1:11434"}
         (handler,) = root.handlers
         assert isinstance(handler.formatter, logs.JsonFormatter) and handler.formatter.service == "ollama-export"
+        monkeypatch.setenv("APT_LOG_JSON", "0")
+        PluginApp.from_env(OLLAMA_DIR)
+        assert not isinstance(root.handlers[0].formatter, logs.JsonFormatter)
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
