@@ -221,3 +221,110 @@ def test_a_service_that_does_not_know_its_image_submits_nothing(store, tmp_path,
     with pytest.raises(errors.FailedPrecondition, match="needs APT_IMAGE in this service's environment"):
         run_train(store, _spec(store, tmp_path, "lost"), JobRecorder())
     assert not [r for r in cluster.requests if r[0] == "POST"]
+
+
+# ---- the manifest whole, and the small rules around it ----------------------------------------
+
+# The pod every replica runs, spelled out: the contract with the training operator and with the
+# cluster's admission (locked down as the plugin pods are; no service-account token; the store PVC
+# and the internal token only). A change here is a change of what the cluster runs.
+POD = {
+    "metadata": {"labels": {"app.kubernetes.io/part-of": "apt", "app.kubernetes.io/component": "training",
+                            "apt.training-job": "apt-train-big"}},
+    "spec": {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{
+            "name": "pytorch", "image": "apt/gateway:1.0", "imagePullPolicy": "IfNotPresent",
+            "command": ["python", "-m", "torch.distributed.run", "--max-restarts=0", "--monitor-interval=0.5",
+                        "-m", "gateway.core.train_rank", "/data/.runs/train-big"],
+            "env": [{"name": "APT_HOME", "value": "/data"}, {"name": "HOME", "value": "/tmp"},
+                    {"name": "OMP_NUM_THREADS", "value": "3"},
+                    {"name": "TORCHELASTIC_ERROR_FILE", "value": "/data/.runs/train-big/torchrun-error.json"},
+                    {"name": "APT_INTERNAL_TOKEN_FILE", "value": "/run/secrets/apt/internal_token"}],
+            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "store", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"},
+                             {"name": "shm", "mountPath": "/dev/shm"},
+                             {"name": "tokens", "mountPath": "/run/secrets/apt", "readOnly": True}],
+            "resources": {"limits": {"nvidia.com/gpu": 2}}}],
+        "volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": "apt-store"}},
+                    {"name": "tmp", "emptyDir": {}}, {"name": "shm", "emptyDir": {"medium": "Memory"}},
+                    {"name": "tokens", "secret": {"secretName": "apt-tokens", "defaultMode": 0o440,
+                                                  "items": [{"key": "internal-token", "path": "internal_token"}]}}],
+    },
+}
+
+
+def test_the_whole_manifest_is_what_the_cluster_runs():
+    from apt_model.runtime import pytorchjob
+
+    assert pytorchjob.manifest(_shape(threads=3)) == {
+        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+        "metadata": {"name": "apt-train-big", "namespace": NS,
+                     "labels": {"app.kubernetes.io/part-of": "apt", "app.kubernetes.io/component": "training"}},
+        "spec": {"nprocPerNode": "2",
+                 "pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "Never", "template": POD},
+                                         "Worker": {"replicas": 2, "restartPolicy": "Never", "template": POD}},
+                 "runPolicy": {"backoffLimit": 0, "cleanPodPolicy": "None"}}}
+    env = pytorchjob.manifest(_shape(threads=0))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert {"name": "OMP_NUM_THREADS", "value": "1"} in env   # at least one thread per rank
+
+
+def test_object_names_keep_letters_and_digits_and_never_end_in_a_dash():
+    from apt_model.runtime.pytorchjob import object_name
+
+    assert object_name("distill", "A b--") == "apt-distill-a-b"
+    assert object_name("train", "x" * 52 + "-y") == "apt-train-" + "x" * 52   # cut at 63, then the dash goes
+    assert object_name("train", "ü7") == "apt-train--7"   # a DNS label is ASCII: str.isalnum alone took "ü"
+
+
+def test_the_state_is_the_last_true_condition_the_operator_knows():
+    from apt_model.runtime.pytorchjob import state_of
+
+    def obj(*conditions):
+        return {"status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
+
+    assert state_of({}) == state_of({"status": None}) == state_of({"status": {"conditions": None}}) == ""
+    assert state_of(obj(("Created", "True"), ("Running", "True"))) == "Running"
+    assert state_of(obj(("Created", "True"), ("Running", "False"))) == "Created"
+    assert state_of(obj(("Running", "True"), ("Suspended", "True"))) == "Running"   # not one of STATES
+    assert state_of(obj(("Running", "True"), ("Failed", "True"))) == "Failed"
+
+
+def test_a_service_without_its_namespace_or_image_cannot_submit():
+    from apt_model.runtime.pytorchjob import Cluster
+
+    assert Cluster.from_env({"APT_K8S_NAMESPACE": "apt", "APT_IMAGE": "img:1"}) == Cluster("apt", "img:1")
+    for env, missing in (({}, "APT_K8S_NAMESPACE and APT_IMAGE"), ({"APT_IMAGE": "img:1"}, "APT_K8S_NAMESPACE"),
+                         ({"APT_K8S_NAMESPACE": "apt", "APT_IMAGE": ""}, "APT_IMAGE")):
+        with pytest.raises(errors.FailedPrecondition) as info:
+            Cluster.from_env(env)
+        assert info.value.message == (
+            f"Multi-node training needs {missing} in this service's environment, which k8s/base sets in the "
+            "gateway's pod and the kubernetes deployer in every plugin pod: deploy with `kubectl apply -k "
+            "k8s/base` or `apt-model plugin install`, or set them where the service runs (APT_IMAGE: the "
+            "service's own image, which the job's pods run).")
+
+
+def test_host_paths_are_refused_only_for_more_than_one_node(tmp_path):
+    from apt_model.runtime.pytorchjob import refuse_host_paths
+
+    store = tmp_path / "store"
+    (store / "d").mkdir(parents=True)
+    outside = tmp_path / "x.txt"
+    refuse_host_paths(1, store, corpus_paths=[str(outside)])            # one node: the service's own host
+    refuse_host_paths(2, store, corpus_paths=[str(store / "d" / "a.txt")], eval_path="", extra=None)
+    for field, value in (("eval_path", str(outside)), ("corpus_paths", [str(store / "d"), str(outside)]),
+                         ("corpus_paths", [str(store / ".." / "x.txt")])):
+        with pytest.raises(errors.FailedPrecondition) as info:
+            refuse_host_paths(2, store, **{field: value})
+        assert info.value.reason == "MULTI_NODE_HOST_PATH"
+        assert info.value.message == (
+            f"{field} names {outside if field == 'eval_path' else value[-1]}, a file on this service's host, which "
+            "the pods of a multi-node job (nodes > 1) do not see: they mount only the store volume. Add the file "
+            "to the store (`apt-model data add`) and name the dataset instead, or run on one node.")
+    with pytest.raises(errors.FailedPrecondition):
+        refuse_host_paths(2, None, eval_path=str(store / "d"))           # no store root: nothing is on the volume
