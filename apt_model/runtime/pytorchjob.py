@@ -79,7 +79,7 @@ class JobShape:
 
 def object_name(kind: str, name: str) -> str:
     """A DNS-1035 label for the PyTorchJob of a run (``apt-train-<model>``), at most 63 characters."""
-    clean = "".join(c if c.isascii() and c.isalnum() else "-" for c in f"apt-{kind}-{name}".lower()).strip("-")
+    clean = "".join(c if c.isascii() and c.isalnum() else "-" for c in f"apt-{kind}-{name}".lower())
     return clean[:63].rstrip("-")
 
 

@@ -271,6 +271,7 @@ def test_the_whole_manifest_is_what_the_cluster_runs():
     env = pytorchjob.manifest(_shape(threads=0))["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"][
         "containers"][0]["env"]
     assert {"name": "OMP_NUM_THREADS", "value": "1"} in env   # at least one thread per rank
+    assert pytorchjob.manifest(_shape(nodes=2))["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"] == 1
 
 
 def test_object_names_keep_letters_and_digits_and_never_end_in_a_dash():
